@@ -21,7 +21,11 @@ export const ERROR_CODES = {
     side: 'downstream',
     message: 'The route does not allow this method',
   },
-  ZP_ERR_REQUEST_TIMEOUT: { status: 408, side: 'downstream', message: 'The request was not received in time' },
+  ZP_ERR_REQUEST_TIMEOUT: {
+    status: 408,
+    side: 'downstream',
+    message: 'The request was not received in time',
+  },
   ZP_ERR_BODY_TOO_LARGE: { status: 413, side: 'downstream', message: 'Request body is too large' },
   ZP_ERR_URI_TOO_LONG: { status: 414, side: 'downstream', message: 'Request target is too long' },
   ZP_ERR_EXPECTATION_FAILED: { status: 417, side: 'downstream', message: 'Unsupported expectation' },
@@ -43,7 +47,11 @@ export const ERROR_CODES = {
     side: 'upstream',
     message: 'The upstream closed the connection before answering',
   },
-  ZP_ERR_UPSTREAM_BAD_RESPONSE: { status: 502, side: 'upstream', message: 'The upstream sent an invalid response' },
+  ZP_ERR_UPSTREAM_BAD_RESPONSE: {
+    status: 502,
+    side: 'upstream',
+    message: 'The upstream sent an invalid response',
+  },
   ZP_ERR_UPSTREAM_UNAVAILABLE: {
     status: 503,
     side: 'upstream',
