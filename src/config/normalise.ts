@@ -1,0 +1,93 @@
+/**
+ * Validated input -> the normalised `Config`: defaults filled, shorthands expanded (one upstream ->
+ * a list, host/port -> listeners, thread_count 0 -> CPU count), then deep-frozen.
+ */
+import { availableParallelism } from 'node:os';
+import {
+  type Config,
+  type ConfigInput,
+  CONFIG_DEFAULTS as D,
+  type MiddlewareConfig,
+  type MiddlewareInput,
+  type RouteConfig,
+  type RouteInput,
+} from './schema.ts';
+import { normaliseUpstreamUrl } from './semantic.ts';
+
+export function normaliseConfig(input: ConfigInput): Config {
+  const limits = input.limits ?? {};
+  const upstream = input.upstream_defaults ?? {};
+  const tls = input.tls ?? D.tls;
+  const config: Config = {
+    listeners:
+      input.listeners === undefined
+        ? [{ host: input.host ?? D.host, port: input.port ?? D.port }]
+        : input.listeners.map((listener) => ({ host: listener.host, port: listener.port })),
+    thread_count: resolveThreadCount(input.thread_count ?? D.thread_count),
+    backlog: input.backlog ?? D.backlog,
+    max_connections: input.max_connections ?? D.max_connections,
+    connection_timeout_ms: input.connection_timeout_ms ?? D.connection_timeout_ms,
+    protocols: [...(input.protocols ?? D.protocols)],
+    tls: {
+      enabled: tls.enabled ?? D.tls.enabled,
+      cert_file: tls.cert_file ?? null,
+      key_file: tls.key_file ?? null,
+    },
+    routes: input.routes.map(normaliseRoute),
+    middlewares: (input.middlewares ?? []).map(normaliseMiddleware),
+    limits: {
+      max_header_bytes: limits.max_header_bytes ?? D.limits.max_header_bytes,
+      max_header_count: limits.max_header_count ?? D.limits.max_header_count,
+      max_uri_bytes: limits.max_uri_bytes ?? D.limits.max_uri_bytes,
+      max_body_bytes: limits.max_body_bytes ?? D.limits.max_body_bytes,
+    },
+    upstream_defaults: {
+      connect_timeout_ms: upstream.connect_timeout_ms ?? D.upstream_defaults.connect_timeout_ms,
+      response_header_timeout_ms:
+        upstream.response_header_timeout_ms ?? D.upstream_defaults.response_header_timeout_ms,
+      idle_timeout_ms: upstream.idle_timeout_ms ?? D.upstream_defaults.idle_timeout_ms,
+      max_connections_per_target:
+        upstream.max_connections_per_target ?? D.upstream_defaults.max_connections_per_target,
+      max_idle_per_target: upstream.max_idle_per_target ?? D.upstream_defaults.max_idle_per_target,
+    },
+    preserve_host: input.preserve_host ?? D.preserve_host,
+    trusted_proxies: [...(input.trusted_proxies ?? D.trusted_proxies)],
+    access_log: { enabled: input.access_log?.enabled ?? D.access_log.enabled },
+    shutdown_grace_ms: input.shutdown_grace_ms ?? D.shutdown_grace_ms,
+  };
+  return deepFreeze(config);
+}
+
+function resolveThreadCount(count: number): number {
+  return count === 0 ? Math.max(1, availableParallelism()) : count;
+}
+
+function normaliseRoute(route: RouteInput): RouteConfig {
+  const upstreams = typeof route.upstream === 'string' ? [route.upstream] : route.upstream;
+  return {
+    path: route.path,
+    upstream: upstreams.map((url) => {
+      const normalised = normaliseUpstreamUrl(url);
+      // Unreachable after validation; kept as a guard so a bad URL can never slip through.
+      if (normalised === null) throw new Error(`unvalidated upstream URL ${url}`);
+      return normalised;
+    }),
+    methods: route.methods === undefined ? null : [...route.methods],
+    host: route.host === undefined ? null : route.host.toLowerCase(),
+    strip_prefix: route.strip_prefix ?? D.route.strip_prefix,
+    middlewares: (route.middlewares ?? []).map(normaliseMiddleware),
+  };
+}
+
+function normaliseMiddleware(middleware: MiddlewareInput): MiddlewareConfig {
+  return { type: middleware.type, config: structuredClone(middleware.config ?? {}) };
+}
+
+/** Freezes a value and everything reachable from it. */
+export function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key]);
+  }
+  return value;
+}

@@ -1,0 +1,96 @@
+/**
+ * Compile, then serve: turns a validated config into the runtime the engines read on every request.
+ * Everything that can be decided from the configuration is decided here, once. Long-lived state (upstream
+ * pools) comes from registries keyed by identity, so it survives a new runtime.
+ */
+import { BlockList, isIP } from 'node:net';
+import type { HeadLimits } from '../http1/parse-head.ts';
+import type { AccessLog } from '../observe/access-log.ts';
+import { Router } from '../router/router.ts';
+import { UpstreamGroup, UpstreamTarget } from '../upstream/group.ts';
+import type { PoolRegistry, PoolSettings } from '../upstream/pool.ts';
+import type { Config, RouteConfig } from './schema.ts';
+
+export interface CompiledRoute {
+  /** Position in `routes`. */
+  readonly index: number;
+  /** The route's path pattern, used as its name in logs. */
+  readonly pattern: string;
+  readonly stripPrefix: boolean;
+  readonly group: UpstreamGroup;
+}
+
+export interface Runtime {
+  readonly config: Config;
+  readonly router: Router<CompiledRoute>;
+  readonly headLimits: HeadLimits;
+  /** 0 = unlimited. */
+  readonly maxBodyBytes: number;
+  readonly connectionTimeoutMs: number;
+  readonly preserveHost: boolean;
+  /** Peers whose X-Forwarded-* fields are trusted and appended to; null when none are. */
+  readonly trustedProxies: BlockList | null;
+  readonly accessLog: AccessLog | null;
+}
+
+function parseUpstreamUrl(url: string): { host: string; port: number; hostHeader: string } {
+  const u = new URL(url);
+  const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+  const port = u.port === '' ? 80 : Number(u.port);
+  return { host, port, hostHeader: u.port === '' ? u.hostname : `${u.hostname}:${port}` };
+}
+
+function compileRoute(route: RouteConfig, index: number, config: Config, pools: PoolRegistry): CompiledRoute {
+  const d = config.upstream_defaults;
+  const settings: PoolSettings = {
+    connectTimeoutMs: d.connect_timeout_ms,
+    responseHeaderTimeoutMs: d.response_header_timeout_ms,
+    idleTimeoutMs: d.idle_timeout_ms,
+    maxConnections: d.max_connections_per_target,
+    maxIdle: d.max_idle_per_target,
+  };
+  const targets = route.upstream.map((url) => {
+    const { host, port, hostHeader } = parseUpstreamUrl(url);
+    return new UpstreamTarget(pools.get(host, port, settings), hostHeader);
+  });
+  return { index, pattern: route.path, stripPrefix: route.strip_prefix, group: new UpstreamGroup(targets) };
+}
+
+export function compileTrustedProxies(entries: readonly string[]): BlockList | null {
+  if (entries.length === 0) return null;
+  const list = new BlockList();
+  for (const entry of entries) {
+    const slash = entry.indexOf('/');
+    const address = slash === -1 ? entry : entry.slice(0, slash);
+    const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
+    if (slash === -1) list.addAddress(address, family);
+    else list.addSubnet(address, Number(entry.slice(slash + 1)), family);
+  }
+  return list;
+}
+
+export function compileRuntime(config: Config, pools: PoolRegistry, accessLog: AccessLog | null): Runtime {
+  const routes = config.routes.map((route, index) => compileRoute(route, index, config, pools));
+  const router = new Router(
+    config.routes.map((route, index) => ({
+      host: route.host,
+      path: route.path,
+      methods: route.methods,
+      value: routes[index]!,
+    })),
+  );
+  return {
+    config,
+    router,
+    headLimits: {
+      maxHeaderBytes: config.limits.max_header_bytes,
+      maxHeaderCount: config.limits.max_header_count,
+      maxUriBytes: config.limits.max_uri_bytes,
+    },
+    maxBodyBytes: config.limits.max_body_bytes,
+    connectionTimeoutMs: config.connection_timeout_ms,
+    preserveHost: config.preserve_host,
+    trustedProxies: compileTrustedProxies(config.trusted_proxies),
+    accessLog: config.access_log.enabled ? accessLog : null,
+  };
+}

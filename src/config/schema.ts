@@ -1,0 +1,460 @@
+/**
+ * The configuration schema: the single source of the input types, the validator (see validate.ts)
+ * and the shipped JSON Schema file (see json-schema.ts), plus the normalised `Config` contract that
+ * the rest of zproxy reads.
+ */
+import { type Static, Type } from '@sinclair/typebox';
+import { annotate, booleanField, integerField, openObject, stringEnum } from './fields.ts';
+import { MIDDLEWARE_TYPES, type MiddlewareType, middlewareConfigClauses } from './middleware-schemas.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Defaults (the schema annotations and the normaliser both read this table)
+// ---------------------------------------------------------------------------------------------
+
+export const PROTOCOLS = ['http1', 'http2', 'websocket'] as const;
+export type Protocol = (typeof PROTOCOLS)[number];
+
+export const CONFIG_DEFAULTS = {
+  host: '0.0.0.0',
+  port: 8000,
+  thread_count: 1,
+  backlog: 511,
+  max_connections: 10000,
+  connection_timeout_ms: 30000,
+  protocols: [...PROTOCOLS],
+  tls: { enabled: false, cert_file: null, key_file: null },
+  middlewares: [],
+  limits: {
+    max_header_bytes: 16384,
+    max_header_count: 100,
+    max_uri_bytes: 8192,
+    max_body_bytes: 104857600,
+  },
+  upstream_defaults: {
+    connect_timeout_ms: 5000,
+    response_header_timeout_ms: 60000,
+    idle_timeout_ms: 4000,
+    max_connections_per_target: 1024,
+    max_idle_per_target: 64,
+  },
+  preserve_host: true,
+  trusted_proxies: [],
+  access_log: { enabled: true },
+  shutdown_grace_ms: 10000,
+  route: { strip_prefix: false, middlewares: [] },
+} as const;
+
+const D = CONFIG_DEFAULTS;
+
+// ---------------------------------------------------------------------------------------------
+// Building blocks
+// ---------------------------------------------------------------------------------------------
+
+const LABEL = '[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?';
+const HOSTNAME = `${LABEL}(?:\\.${LABEL})*`;
+
+/** `http://host[:port]` with an optional trailing "/", nothing else. */
+export const UPSTREAM_URL_PATTERN = `^http://(?:\\[[0-9A-Fa-f:.]+\\]|${HOSTNAME})(?::[0-9]{1,5})?/?$`;
+export const UPSTREAM_URL_EXPECTED = 'an http:// URL such as http://127.0.0.1:8080';
+export const ROUTE_HOST_PATTERN = `^(?:\\*\\.)?${HOSTNAME}$`;
+export const METHOD_PATTERN = '^[A-Z]+$';
+
+const PortSchema = (options: { description: string; default?: number }) =>
+  integerField({ minimum: 0, maximum: 65535, ...options });
+
+const ListenerSchema = Type.Object(
+  {
+    host: Type.String({
+      minLength: 1,
+      description: 'Address to bind, e.g. 0.0.0.0, ::, 127.0.0.1 or a hostname.',
+      'x-expected': 'an address such as 0.0.0.0 or 127.0.0.1',
+    }),
+    port: PortSchema({ description: 'TCP port to bind; 0 picks a free port.' }),
+  },
+  { additionalProperties: false, description: 'One address the proxy listens on.' },
+);
+
+const MiddlewareSchema = Type.Object(
+  {
+    type: stringEnum(MIDDLEWARE_TYPES, {
+      description: `Middleware type: one of ${MIDDLEWARE_TYPES.join(', ')}.`,
+    }),
+    config: Type.Optional(
+      openObject({
+        description: 'Settings of the middleware; the allowed keys depend on `type`.',
+        default: {},
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description: 'A middleware (filter) applied to requests, in list order.',
+    allOf: middlewareConfigClauses(),
+  },
+);
+
+const MiddlewareListSchema = (description: string) =>
+  Type.Array(MiddlewareSchema, annotate({ description, default: [] }));
+
+const UpstreamUrlSchema = Type.String({
+  pattern: UPSTREAM_URL_PATTERN,
+  description: 'An upstream origin: http://host[:port] (port 80 when omitted), no path or query.',
+  'x-expected': UPSTREAM_URL_EXPECTED,
+});
+
+const RouteSchema = Type.Object(
+  {
+    path: Type.String({
+      pattern: '^/',
+      description:
+        'Path prefix to match. Segments are static text, `:name` parameters, or `*` as the last segment, e.g. /api/users/:id or /files/*.',
+      'x-expected': 'a path starting with /, such as /api/users/:id',
+    }),
+    upstream: Type.Union(
+      [
+        UpstreamUrlSchema,
+        Type.Array(UpstreamUrlSchema, {
+          minItems: 1,
+          'x-expected': `a non-empty list of http:// URLs such as ["http://127.0.0.1:8080"]`,
+        }),
+      ],
+      {
+        description: 'Where matching requests are forwarded: one URL, or a list of URLs to balance across.',
+        'x-expected': `${UPSTREAM_URL_EXPECTED}, or a non-empty list of them`,
+      },
+    ),
+    methods: Type.Optional(
+      Type.Array(
+        Type.String({
+          pattern: METHOD_PATTERN,
+          'x-expected': 'an HTTP method in uppercase letters, such as GET',
+        }),
+        {
+          minItems: 1,
+          uniqueItems: true,
+          description: 'Methods this route accepts (uppercase). When absent, any method matches.',
+          'x-expected': 'a non-empty list of unique HTTP methods, such as ["GET", "POST"]',
+        },
+      ),
+    ),
+    host: Type.Optional(
+      Type.String({
+        pattern: ROUTE_HOST_PATTERN,
+        description:
+          'Only match requests for this host: an exact name (api.example.com) or a wildcard (*.example.com). Compared case-insensitively. When absent, any host matches.',
+        'x-expected': 'a hostname such as api.example.com or a wildcard such as *.example.com',
+      }),
+    ),
+    strip_prefix: Type.Optional(
+      booleanField({
+        description: 'Remove the matched path prefix before forwarding.',
+        default: D.route.strip_prefix,
+      }),
+    ),
+    middlewares: Type.Optional(
+      MiddlewareListSchema('Middlewares for this route only, applied after the top-level ones.'),
+    ),
+  },
+  { additionalProperties: false, description: 'A route: which requests go to which upstream.' },
+);
+
+const TlsSchema = Type.Object(
+  {
+    enabled: Type.Optional(booleanField({ description: 'Accept TLS connections.', default: D.tls.enabled })),
+    cert_file: Type.Optional(
+      Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
+        ...annotate({
+          description: 'Path of the PEM certificate chain (required when enabled).',
+          default: null,
+        }),
+        'x-expected': 'a file path or null',
+      }),
+    ),
+    key_file: Type.Optional(
+      Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
+        ...annotate({
+          description: 'Path of the PEM private key (required when enabled).',
+          default: null,
+        }),
+        'x-expected': 'a file path or null',
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    ...annotate({ description: 'TLS settings.', default: D.tls }),
+  },
+);
+
+const LimitsSchema = Type.Object(
+  {
+    max_header_bytes: Type.Optional(
+      integerField({
+        minimum: 1,
+        description: 'Largest request head (request line and headers) in bytes; larger is 431.',
+        default: D.limits.max_header_bytes,
+      }),
+    ),
+    max_header_count: Type.Optional(
+      integerField({
+        minimum: 1,
+        description: 'Most header fields in a request; more is 431.',
+        default: D.limits.max_header_count,
+      }),
+    ),
+    max_uri_bytes: Type.Optional(
+      integerField({
+        minimum: 1,
+        description: 'Longest request target in bytes; longer is 414.',
+        default: D.limits.max_uri_bytes,
+      }),
+    ),
+    max_body_bytes: Type.Optional(
+      integerField({
+        minimum: 0,
+        description: 'Largest request body in bytes; larger is 413. 0 means unlimited.',
+        default: D.limits.max_body_bytes,
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    ...annotate({ description: 'Limits on downstream requests.', default: D.limits }),
+  },
+);
+
+const UpstreamDefaultsSchema = Type.Object(
+  {
+    connect_timeout_ms: Type.Optional(
+      integerField({
+        minimum: 1,
+        description: 'Time allowed to open a connection to an upstream.',
+        default: D.upstream_defaults.connect_timeout_ms,
+      }),
+    ),
+    response_header_timeout_ms: Type.Optional(
+      integerField({
+        minimum: 1,
+        description: 'Time allowed for an upstream to send its response head after the request.',
+        default: D.upstream_defaults.response_header_timeout_ms,
+      }),
+    ),
+    idle_timeout_ms: Type.Optional(
+      integerField({
+        minimum: 1,
+        description:
+          "How long an idle pooled upstream connection is kept. Keep it below the upstreams' keep-alive timeout (Node's is 5 s) so zproxy closes idle connections before the upstream does.",
+        default: D.upstream_defaults.idle_timeout_ms,
+      }),
+    ),
+    max_connections_per_target: Type.Optional(
+      integerField({
+        minimum: 1,
+        description: 'Most open connections to one upstream target.',
+        default: D.upstream_defaults.max_connections_per_target,
+      }),
+    ),
+    max_idle_per_target: Type.Optional(
+      integerField({
+        minimum: 1,
+        description: 'Most idle connections kept in the pool of one upstream target.',
+        default: D.upstream_defaults.max_idle_per_target,
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    ...annotate({
+      description: 'Connection settings for every upstream.',
+      default: D.upstream_defaults,
+    }),
+  },
+);
+
+export const ConfigSchema = Type.Object(
+  {
+    $schema: Type.Optional(
+      Type.String({
+        description: 'Path or URL of the JSON Schema for editors (ignored by zproxy).',
+      }),
+    ),
+    host: Type.Optional(
+      Type.String({
+        minLength: 1,
+        ...annotate({
+          description: 'Address to listen on (when `listeners` is absent).',
+          default: D.host,
+        }),
+        'x-expected': 'an address such as 0.0.0.0 or 127.0.0.1',
+      }),
+    ),
+    port: Type.Optional(
+      PortSchema({ description: 'Port to listen on (when `listeners` is absent).', default: D.port }),
+    ),
+    listeners: Type.Optional(
+      Type.Array(ListenerSchema, {
+        minItems: 1,
+        description: 'Addresses to listen on. When present, replaces `host` and `port`.',
+        'x-expected': 'a non-empty list of listeners such as [{"host": "0.0.0.0", "port": 8000}]',
+      }),
+    ),
+    thread_count: Type.Optional(
+      integerField({
+        minimum: 0,
+        description: 'Worker processes sharing the listeners. 0 means one per available CPU.',
+        default: D.thread_count,
+      }),
+    ),
+    backlog: Type.Optional(integerField({ minimum: 1, description: 'Listen backlog.', default: D.backlog })),
+    max_connections: Type.Optional(
+      integerField({
+        minimum: 1,
+        description: 'Most open downstream connections; connections beyond it are closed cleanly.',
+        default: D.max_connections,
+      }),
+    ),
+    connection_timeout_ms: Type.Optional(
+      integerField({
+        minimum: 1,
+        description: 'Idle (keep-alive) and request-head read timeout for downstream connections.',
+        default: D.connection_timeout_ms,
+      }),
+    ),
+    protocols: Type.Optional(
+      Type.Array(stringEnum(PROTOCOLS), {
+        minItems: 1,
+        uniqueItems: true,
+        ...annotate({
+          description: 'Protocols enabled on every listener.',
+          default: D.protocols,
+          expected: `a non-empty list of unique protocols from ${PROTOCOLS.join(', ')}`,
+        }),
+      }),
+    ),
+    tls: Type.Optional(TlsSchema),
+    routes: Type.Array(RouteSchema, {
+      minItems: 1,
+      description: 'Routes, at least one (required). The most specific matching route wins.',
+      'x-expected': 'a non-empty list of routes such as [{"path": "/", "upstream": "http://127.0.0.1:8080"}]',
+    }),
+    middlewares: Type.Optional(MiddlewareListSchema('Middlewares applied to every route, in order.')),
+    limits: Type.Optional(LimitsSchema),
+    upstream_defaults: Type.Optional(UpstreamDefaultsSchema),
+    preserve_host: Type.Optional(
+      booleanField({
+        description: 'Forward the downstream Host header to the upstream (false: use the upstream host).',
+        default: D.preserve_host,
+      }),
+    ),
+    trusted_proxies: Type.Optional(
+      Type.Array(
+        Type.String({
+          minLength: 1,
+          'x-expected': 'an IPv4 or IPv6 address or CIDR range, such as 10.0.0.0/8 or ::1',
+        }),
+        annotate({
+          description:
+            'Addresses or CIDR ranges of proxies in front of zproxy whose X-Forwarded-For / Forwarded headers are trusted.',
+          default: D.trusted_proxies,
+          expected: 'a list of IP addresses or CIDR ranges such as ["10.0.0.0/8"]',
+        }),
+      ),
+    ),
+    access_log: Type.Optional(
+      Type.Object(
+        {
+          enabled: Type.Optional(
+            booleanField({ description: 'Write one log line per exchange.', default: D.access_log.enabled }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          ...annotate({ description: 'Access log settings.', default: D.access_log }),
+        },
+      ),
+    ),
+    shutdown_grace_ms: Type.Optional(
+      integerField({
+        minimum: 0,
+        description: 'On shutdown, how long in-flight exchanges may finish before connections are closed.',
+        default: D.shutdown_grace_ms,
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description: 'zproxy configuration.',
+    'x-expected': 'an object with at least "routes"',
+  },
+);
+
+/** The configuration as written in a file (after schema validation, before normalisation). */
+export type ConfigInput = Static<typeof ConfigSchema>;
+export type RouteInput = Static<typeof RouteSchema>;
+export type MiddlewareInput = Static<typeof MiddlewareSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// The normalised configuration: every default filled, every shorthand expanded, deep-frozen.
+// ---------------------------------------------------------------------------------------------
+
+export interface ListenerConfig {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface MiddlewareConfig {
+  readonly type: MiddlewareType;
+  readonly config: Readonly<Record<string, unknown>>;
+}
+
+export interface RouteConfig {
+  readonly path: string;
+  /** Always a list; each entry is `http://host:port` with the port spelled out. */
+  readonly upstream: readonly string[];
+  /** null = any method. */
+  readonly methods: readonly string[] | null;
+  /** Lowercase exact host or `*.suffix` wildcard; null = any host. */
+  readonly host: string | null;
+  readonly strip_prefix: boolean;
+  readonly middlewares: readonly MiddlewareConfig[];
+}
+
+export interface LimitsConfig {
+  readonly max_header_bytes: number;
+  readonly max_header_count: number;
+  readonly max_uri_bytes: number;
+  /** 0 = unlimited. */
+  readonly max_body_bytes: number;
+}
+
+export interface UpstreamDefaultsConfig {
+  readonly connect_timeout_ms: number;
+  readonly response_header_timeout_ms: number;
+  readonly idle_timeout_ms: number;
+  readonly max_connections_per_target: number;
+  readonly max_idle_per_target: number;
+}
+
+export interface Config {
+  /** Resolved: `listeners` if given, else `[{ host, port }]`. */
+  readonly listeners: readonly ListenerConfig[];
+  /** Resolved, >= 1 (0 in the file means one per available CPU). */
+  readonly thread_count: number;
+  readonly backlog: number;
+  readonly max_connections: number;
+  readonly connection_timeout_ms: number;
+  readonly protocols: readonly Protocol[];
+  readonly tls: {
+    readonly enabled: boolean;
+    readonly cert_file: string | null;
+    readonly key_file: string | null;
+  };
+  readonly routes: readonly RouteConfig[];
+  readonly middlewares: readonly MiddlewareConfig[];
+  readonly limits: LimitsConfig;
+  readonly upstream_defaults: UpstreamDefaultsConfig;
+  readonly preserve_host: boolean;
+  readonly trusted_proxies: readonly string[];
+  readonly access_log: { readonly enabled: boolean };
+  readonly shutdown_grace_ms: number;
+}

@@ -1,0 +1,228 @@
+/**
+ * Checks the schema cannot express: route path syntax, duplicate routes and listeners, upstream
+ * URLs, IP ranges, TLS files. They run on the raw document (even one that failed the schema), so
+ * every value is type-checked before use; a location the schema already reported is skipped later.
+ */
+import { isIP } from 'node:net';
+import { renderFound } from './errors.ts';
+import { METHOD_PATTERN, UPSTREAM_URL_EXPECTED, UPSTREAM_URL_PATTERN } from './schema.ts';
+import type { LocatedIssue } from './validate.ts';
+
+type Json = Record<string, unknown>;
+
+function isObject(value: unknown): value is Json {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** RFC 3986 pchar, without ":" handled separately (a leading ":" starts a parameter). */
+const STATIC_SEGMENT = /^(?:[A-Za-z0-9\-._~!$&'()+,;=:@]|%[0-9A-Fa-f]{2})+$/;
+
+/** What is wrong with a route path, in "expected" words, or null when it is well formed. */
+export function routePathProblem(path: string): string | null {
+  if (!path.startsWith('/')) return 'a path starting with /, such as /api/users/:id';
+  if (path.includes('?') || path.includes('#')) return 'a path without ? or #';
+  if (path === '/') return null;
+  const segments = path.slice(1).split('/');
+  // A trailing "/" leaves one empty last segment; it is allowed.
+  if (segments.at(-1) === '') segments.pop();
+  const params = new Set<string>();
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i]!;
+    if (segment === '') return 'a path without empty segments (//)';
+    if (segment === '*') {
+      if (i !== segments.length - 1) return 'a path with * only as the last segment, such as /files/*';
+      continue;
+    }
+    if (segment.includes('*')) return 'a path with * only as a whole segment, such as /files/*';
+    if (segment.startsWith(':')) {
+      const name = segment.slice(1);
+      if (!PARAM_NAME.test(name)) {
+        return 'a path whose :parameters are named with letters, digits and _ (not starting with a digit), such as /users/:id';
+      }
+      if (params.has(name)) return `a path with unique parameter names (:${name} appears twice)`;
+      params.add(name);
+      continue;
+    }
+    if (!STATIC_SEGMENT.test(segment)) {
+      return "a path of URL-safe characters (letters, digits, -._~!$&'()+,;=:@ or %XX escapes)";
+    }
+  }
+  return null;
+}
+
+/** The route path with parameter names erased: `/users/:id` and `/users/:name` are the same pattern. */
+export function routePattern(path: string): string {
+  return path
+    .split('/')
+    .map((segment) => (segment.startsWith(':') ? ':' : segment))
+    .join('/');
+}
+
+const UPSTREAM_URL = new RegExp(UPSTREAM_URL_PATTERN);
+
+/** `http://host[:port]` -> `http://host:port` (port spelled out), or null when not acceptable. */
+export function normaliseUpstreamUrl(text: string): string | null {
+  if (!UPSTREAM_URL.test(text)) return null;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return null;
+  }
+  if (url.protocol !== 'http:' || url.username !== '' || url.password !== '') return null;
+  if (url.pathname !== '/' || url.search !== '' || url.hash !== '') return null;
+  return `http://${url.hostname}:${url.port === '' ? '80' : url.port}`;
+}
+
+/** True for an IPv4/IPv6 address or a CIDR range with a prefix length that fits its family. */
+export function isAddressOrCidr(text: string): boolean {
+  const slash = text.indexOf('/');
+  if (slash === -1) return isIP(text) !== 0;
+  const family = isIP(text.slice(0, slash));
+  const prefix = text.slice(slash + 1);
+  if (family === 0 || !/^[0-9]{1,3}$/.test(prefix)) return false;
+  return Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+function methodList(value: unknown): string[] | null {
+  if (!Array.isArray(value)) return null;
+  return value.filter((method): method is string => typeof method === 'string');
+}
+
+const METHOD = new RegExp(METHOD_PATTERN);
+
+export function checkSemantics(root: unknown): LocatedIssue[] {
+  const issues: LocatedIssue[] = [];
+  if (!isObject(root)) return issues;
+
+  checkListeners(root.listeners, issues);
+
+  const tls = root.tls;
+  if (isObject(tls) && tls.enabled === true) {
+    for (const key of ['cert_file', 'key_file'] as const) {
+      const file = tls[key];
+      if (typeof file !== 'string' || file === '') {
+        const what = key === 'cert_file' ? 'a certificate file path' : 'a private key file path';
+        issues.push({
+          at: ['tls', key],
+          expected: `${what} (tls.enabled is true)`,
+          found: renderFound(file),
+        });
+      }
+    }
+  }
+
+  if (Array.isArray(root.trusted_proxies)) {
+    root.trusted_proxies.forEach((entry, index) => {
+      if (typeof entry === 'string' && entry !== '' && !isAddressOrCidr(entry)) {
+        issues.push({
+          at: ['trusted_proxies', index],
+          expected: 'an IPv4 or IPv6 address or CIDR range, such as 10.0.0.0/8 or ::1',
+          found: renderFound(entry),
+        });
+      }
+    });
+  }
+
+  if (Array.isArray(root.routes)) checkRoutes(root.routes, issues);
+  return issues;
+}
+
+function checkListeners(listeners: unknown, issues: LocatedIssue[]): void {
+  if (!Array.isArray(listeners)) return;
+  const seen = new Map<string, number>();
+  listeners.forEach((listener, index) => {
+    if (!isObject(listener) || typeof listener.host !== 'string' || typeof listener.port !== 'number') return;
+    if (listener.port === 0) return;
+    const key = `${listener.host}|${listener.port}`;
+    const first = seen.get(key);
+    if (first === undefined) seen.set(key, index);
+    else {
+      issues.push({
+        at: ['listeners', index],
+        expected: `a listener that does not repeat listeners[${first}]`,
+        found: renderFound(listener),
+      });
+    }
+  });
+}
+
+interface RouteKey {
+  readonly index: number;
+  readonly host: string | null;
+  readonly pattern: string;
+  readonly methods: string[] | null;
+}
+
+function checkRoutes(routes: readonly unknown[], issues: LocatedIssue[]): void {
+  const keys: RouteKey[] = [];
+  routes.forEach((route, index) => {
+    if (!isObject(route)) return;
+    const path = route.path;
+    let pathOk = false;
+    if (typeof path === 'string') {
+      const problem = routePathProblem(path);
+      if (problem === null) pathOk = true;
+      else issues.push({ at: ['routes', index, 'path'], expected: problem, found: renderFound(path) });
+    }
+
+    const upstream = route.upstream;
+    if (typeof upstream === 'string') {
+      if (normaliseUpstreamUrl(upstream) === null) {
+        issues.push({
+          at: ['routes', index, 'upstream'],
+          expected: UPSTREAM_URL_EXPECTED,
+          found: renderFound(upstream),
+        });
+      }
+    } else if (Array.isArray(upstream)) {
+      upstream.forEach((url, position) => {
+        if (typeof url === 'string' && normaliseUpstreamUrl(url) === null) {
+          issues.push({
+            at: ['routes', index, 'upstream', position],
+            expected: UPSTREAM_URL_EXPECTED,
+            found: renderFound(url),
+          });
+        }
+      });
+    }
+
+    if (!pathOk) return;
+    const host = route.host === undefined ? null : route.host;
+    if (host !== null && typeof host !== 'string') return;
+    const methods = route.methods === undefined ? null : methodList(route.methods);
+    if (route.methods !== undefined && methods === null) return;
+    keys.push({
+      index,
+      host: host === null ? null : host.toLowerCase(),
+      pattern: routePattern(path as string),
+      methods: methods === null ? null : methods.filter((method) => METHOD.test(method)),
+    });
+  });
+
+  for (let j = 1; j < keys.length; j++) {
+    const later = keys[j]!;
+    for (let i = 0; i < j; i++) {
+      const earlier = keys[i]!;
+      if (earlier.host !== later.host || earlier.pattern !== later.pattern) continue;
+      const overlap = overlappingMethods(earlier.methods, later.methods);
+      if (overlap === null) continue;
+      issues.push({
+        at: ['routes', later.index, 'path'],
+        expected: `a route that does not repeat routes[${earlier.index}] (same host and path, methods overlap: ${overlap})`,
+        found: renderFound((routes[later.index] as Json).path),
+      });
+      break;
+    }
+  }
+}
+
+/** The shared methods in words ("GET, POST" or "any"), or null when the sets are disjoint. */
+function overlappingMethods(a: string[] | null, b: string[] | null): string | null {
+  if (a === null && b === null) return 'any';
+  if (a === null) return b!.length > 0 ? b!.join(', ') : null;
+  if (b === null) return a.length > 0 ? a.join(', ') : null;
+  const shared = a.filter((method) => b.includes(method));
+  return shared.length > 0 ? shared.join(', ') : null;
+}
