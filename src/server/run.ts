@@ -1,4 +1,13 @@
+/**
+ * `zproxy run`: starts the proxy for a validated config, either in this process (thread_count 1, or a
+ * worker) or as a supervisor of worker processes. Handles SIGTERM/SIGINT with a graceful stop.
+ */
 import type { Config } from '../config/schema.ts';
+import { startDemoOrigin } from '../demo/origin.ts';
+import { ZpError } from '../errors.ts';
+import { createLogger, flushLogs, type Logger } from '../observe/logger.ts';
+import { ProxyServer } from './proxy-server.ts';
+import { isWorkerProcess, REUSE_PORT_SUPPORTED, runSupervisor, WORKER_ENV } from './supervisor.ts';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -11,9 +20,66 @@ export interface RunOptions {
   readonly demo: boolean;
 }
 
-/** Starts zproxy for a validated config; resolves once every listener is bound. */
+/** Features the config may name that this version does not provide yet; refusing beats pretending. */
+function checkSupported(config: Config, logger: Logger): void {
+  if (config.tls.enabled) {
+    throw new ZpError('ZP_ERR_CONFIG', 'tls.enabled: TLS listeners are not available in this version yet');
+  }
+  const all = [...config.middlewares, ...config.routes.flatMap((r) => r.middlewares)];
+  if (all.some((m) => m.type === 'auth')) {
+    throw new ZpError(
+      'ZP_ERR_CONFIG',
+      'middlewares: the auth middleware is not available in this version yet; refusing to start without it',
+    );
+  }
+  for (const m of all) {
+    logger.warn({ middleware: m.type }, 'middleware accepted by the config but not applied by this version yet');
+  }
+  for (const p of config.protocols) {
+    if (p !== 'http1') logger.warn({ protocol: p }, 'protocol not served by this version yet; HTTP/1.1 only');
+  }
+}
+
 export async function run(config: Config, options: RunOptions): Promise<void> {
-  void config;
-  void options;
-  throw new Error('server wiring lands with the HTTP/1.1 engine commit');
+  const worker = isWorkerProcess();
+  const logger = createLogger(options.logLevel, worker ? { worker: Number(process.env[WORKER_ENV]) } : {});
+  if (!worker) checkSupported(config, logger);
+
+  if (!worker && options.demo) {
+    await startDemoOrigin();
+    logger.info({ url: 'http://127.0.0.1:8001' }, 'demo origin listening');
+  }
+
+  if (!worker && config.thread_count > 1) {
+    await runSupervisor(config, logger, () => {
+      logger.info('stopped');
+      flushLogs();
+      process.exit(0);
+    });
+    return;
+  }
+
+  process.on('uncaughtException', (err) => {
+    logger.fatal({ err }, 'uncaught exception');
+    flushLogs();
+    process.exit(1);
+  });
+
+  const server = new ProxyServer(config, { logger, reusePort: worker && REUSE_PORT_SUPPORTED });
+  await server.start();
+  if (worker) process.send?.({ type: 'listening' });
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal, connections: server.connectionCount }, 'stopping');
+    void server.stop().then(() => {
+      logger.info('stopped');
+      flushLogs();
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
 }

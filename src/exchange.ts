@@ -1,0 +1,55 @@
+/**
+ * One request/response, whatever protocol carried it. Every field is declared here so each exchange has
+ * one object shape. Filters (later) and the log phase read it; the protocol engines fill it.
+ */
+import type { CompiledRoute } from './config/runtime.ts';
+import type { ErrorCode } from './errors.ts';
+
+let nextId = 1;
+
+export class Exchange {
+  readonly id: number;
+  /** performance.now() when the request head was complete. */
+  readonly startTime: number;
+  readonly method: string;
+  /** The request-target as received. */
+  readonly target: string;
+  /** The normalised path used for routing (dot segments resolved, no query). */
+  path = '';
+  /** '' or the query string including its leading '?', forwarded untouched. */
+  query = '';
+  /** The Host the client addressed ('' when absent). */
+  host: string;
+  /** '1.0', '1.1' or '2'. */
+  readonly httpVersion: string;
+  readonly clientAddress: string;
+  route: CompiledRoute | null = null;
+  params: Readonly<Record<string, string>> | null = null;
+  /** Status sent downstream (0 until a response starts). */
+  status = 0;
+  /** Bytes received from and sent to the client for this exchange (heads included). */
+  bytesIn = 0;
+  bytesOut = 0;
+  /** 'host:port' of the upstream target used, '' when none. */
+  upstream = '';
+  errorCode: ErrorCode | null = null;
+  /** performance.now() when the exchange ended (0 while it runs). */
+  endTime = 0;
+
+  constructor(
+    startTime: number,
+    method: string,
+    target: string,
+    host: string,
+    httpVersion: string,
+    clientAddress: string,
+  ) {
+    this.id = nextId++;
+    this.startTime = startTime;
+    this.method = method;
+    this.target = target;
+    this.host = host;
+    this.httpVersion = httpVersion;
+    this.clientAddress = clientAddress;
+  }
+}

@@ -1,0 +1,701 @@
+/**
+ * One client connection speaking HTTP/1.1 (or 1.0). Requests are handled one at a time in arrival order
+ * (pipelined requests wait in the input buffer, so responses are always in request order). For each
+ * request: parse the head strictly, route it, pick an upstream target, write the rewritten head and stream
+ * the body to a pooled upstream connection, then stream the response back with backpressure both ways.
+ *
+ * Handlers are bound once per connection; per request there is one Exchange, one upstream head buffer and
+ * one downstream head buffer, and bodies are forwarded as the buffers that arrived.
+ */
+import type { Socket } from 'node:net';
+import type { Runtime } from '../config/runtime.ts';
+import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.ts';
+import { Exchange } from '../exchange.ts';
+import { normalizePath } from '../router/normalize-path.ts';
+import type { Pool } from '../upstream/pool.ts';
+import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
+import { CHUNKED_ERROR, CHUNKED_MORE, ChunkedDecoder } from './chunked.ts';
+import { FIELD_X_FORWARDED_FOR, FIELD_X_FORWARDED_HOST, FIELD_X_FORWARDED_PROTO } from './fields.ts';
+import { findHeadEnd, parseRequestHead, RequestHead, type ResponseHead } from './parse-head.ts';
+import { STATUS_TEXT } from './status-text.ts';
+import { buildHead, buildHeadFromRaw, DROP_HOP_BY_HOP, DROP_HOST, DROP_REQUEST, joinedValues } from './serialize.ts';
+import {
+  BODY_CHUNKED,
+  BODY_LENGTH,
+  BODY_NONE,
+  type UpstreamConnection,
+  type UpstreamRequester,
+} from './upstream-connection.ts';
+
+/** What a listener shares with its connections. `runtime` is swapped on reload. */
+export interface ConnectionContext {
+  runtime: Runtime;
+  readonly connections: Set<DownstreamConnection>;
+  shuttingDown: boolean;
+  /** Called when a connection has closed (used to finish a graceful shutdown). */
+  onConnectionClosed(): void;
+}
+
+const ST_HEAD = 0;
+const ST_FORWARD = 1;
+const ST_CLOSING = 2;
+const ST_CLOSED = 3;
+
+const REQ_NONE = 0;
+const REQ_LENGTH = 1;
+const REQ_CHUNKED = 2;
+
+/** How the response body is framed toward the client. */
+const OUT_NONE = 0;
+const OUT_PASS = 1;
+const OUT_RECHUNK = 2;
+const OUT_UNTIL_CLOSE = 3;
+
+/** Input bytes held for pipelined requests before reading pauses. */
+const PIPELINE_HIGH_WATER = 64 * 1024;
+/** After answering and closing, keep discarding client bytes this long so the answer is not lost to RST. */
+const LINGER_MS = 2000;
+
+const CONTINUE_100 = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
+const CRLF = Buffer.from('\r\n', 'latin1');
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** Statuses that mean the request itself was malformed: answer, then close (the stream is unreliable). */
+function closesConnection(code: ErrorCode): boolean {
+  const s = ERROR_CODES[code].status;
+  return s === 400 || s === 408 || s === 413 || s === 414 || s === 417 || s === 431 || s === 501 || s === 505;
+}
+
+function errorCodeForStatus(status: number): ErrorCode {
+  switch (status) {
+    case 414:
+      return 'ZP_ERR_URI_TOO_LONG';
+    case 417:
+      return 'ZP_ERR_EXPECTATION_FAILED';
+    case 431:
+      return 'ZP_ERR_HEADERS_TOO_LARGE';
+    case 501:
+      return 'ZP_ERR_NOT_IMPLEMENTED';
+    case 505:
+      return 'ZP_ERR_VERSION_NOT_SUPPORTED';
+    default:
+      return 'ZP_ERR_BAD_REQUEST';
+  }
+}
+
+function plainAddress(address: string | undefined): string {
+  if (address === undefined) return '';
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
+export class DownstreamConnection implements Timed, UpstreamRequester {
+  readonly socket: Socket;
+  private readonly ctx: ConnectionContext;
+  readonly clientAddress: string;
+  private state = ST_HEAD;
+  deadline = 0;
+
+  /** Unparsed input: the start of the next head, body bytes not yet forwarded, pipelined requests. */
+  private input: Buffer | null = null;
+  private scanFrom = 0;
+  private readonly head = new RequestHead();
+  private runtime: Runtime;
+  private exchange: Exchange | null = null;
+
+  private upstream: UpstreamConnection | null = null;
+  private waitingPool: Pool | null = null;
+  /** The request head as sent upstream, kept for a retry on a fresh connection. */
+  private upstreamHead: Buffer | null = null;
+  private retried = false;
+
+  private reqBody = REQ_NONE;
+  private reqRemaining = 0;
+  private reqDone = true;
+  private reqChunked: ChunkedDecoder | null = null;
+
+  private keepAlive = true;
+  private responseStarted = false;
+  private out = OUT_NONE;
+  private readingPaused = false;
+  /** The next request waits until the client has read what was written. */
+  private waitingDrain = false;
+
+  constructor(socket: Socket, ctx: ConnectionContext) {
+    this.socket = socket;
+    this.ctx = ctx;
+    this.runtime = ctx.runtime;
+    this.clientAddress = plainAddress(socket.remoteAddress);
+    this.onData = this.onData.bind(this);
+    this.onEnd = this.onEnd.bind(this);
+    this.onClose = this.onClose.bind(this);
+    this.onDrain = this.onDrain.bind(this);
+    socket.setNoDelay(true);
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('error', noop);
+    socket.on('close', this.onClose);
+    socket.on('drain', this.onDrain);
+    ctx.connections.add(this);
+    this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
+    watchDeadline(this);
+  }
+
+  /** True when no exchange is in progress (a graceful shutdown may close it now). */
+  get idle(): boolean {
+    return this.state === ST_HEAD && this.input === null;
+  }
+
+  /** Graceful shutdown: close now if idle, otherwise after the exchange in progress. */
+  shutdown(): void {
+    if (this.state === ST_HEAD) {
+      if (this.input === null) this.closeGracefully();
+      return;
+    }
+    this.keepAlive = false;
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  // ---------------------------------------------------------------- input
+
+  private onData(chunk: Buffer): void {
+    const state = this.state;
+    if (state === ST_FORWARD && !this.reqDone && this.upstream !== null && this.input === null) {
+      this.forwardBody(chunk);
+      return;
+    }
+    if (state === ST_CLOSING || state === ST_CLOSED) return; // lingering close: discard
+    this.input = this.input === null ? chunk : Buffer.concat([this.input, chunk]);
+    if (state === ST_HEAD) {
+      if (!this.waitingDrain) this.parseNext();
+    } else if (this.input.length > PIPELINE_HIGH_WATER) {
+      this.pauseReading();
+    }
+  }
+
+  private parseNext(): void {
+    while (this.state === ST_HEAD && this.input !== null) {
+      const buf = this.input;
+      const limits = this.runtime.headLimits;
+      const blank = findHeadEnd(buf, this.scanFrom);
+      if (blank === -1) {
+        if (buf.length > limits.maxHeaderBytes) {
+          const r = parseRequestHead(buf, 0, buf.length, limits, this.head);
+          this.rejectHead(r === -414 ? -414 : r < 0 ? r : -431);
+          return;
+        }
+        this.scanFrom = buf.length > 3 ? buf.length - 3 : 0;
+        return;
+      }
+      const end = parseRequestHead(buf, 0, buf.length, limits, this.head);
+      this.scanFrom = 0;
+      if (end <= 0) {
+        this.rejectHead(end === 0 ? -400 : end);
+        return;
+      }
+      this.startExchange(buf, end);
+    }
+  }
+
+  /** A request head that cannot be parsed: answer with its status and close. */
+  private rejectHead(negativeStatus: number): void {
+    const head = this.head;
+    const ex = new Exchange(
+      performance.now(),
+      head.method,
+      head.target,
+      head.host ?? '',
+      head.versionMinor === 0 ? '1.0' : '1.1',
+      this.clientAddress,
+    );
+    ex.bytesIn = this.input === null ? 0 : this.input.length;
+    this.input = null;
+    this.exchange = ex;
+    this.state = ST_FORWARD;
+    this.keepAlive = false;
+    this.reqDone = false;
+    this.respondError(errorCodeForStatus(-negativeStatus), head.error || undefined);
+  }
+
+  private startExchange(buf: Buffer, headEnd: number): void {
+    const rt = this.ctx.runtime;
+    this.runtime = rt;
+    const head = this.head;
+    const minor = head.versionMinor;
+    const ex = new Exchange(
+      performance.now(),
+      head.method,
+      head.target,
+      head.host ?? '',
+      minor === 1 ? '1.1' : '1.0',
+      this.clientAddress,
+    );
+    this.exchange = ex;
+    ex.bytesIn = headEnd;
+    this.input = headEnd < buf.length ? buf.subarray(headEnd) : null;
+    this.state = ST_FORWARD;
+    this.deadline = 0;
+    this.responseStarted = false;
+    this.retried = false;
+    this.out = OUT_NONE;
+    this.keepAlive = !this.ctx.shuttingDown && (minor === 1 ? !head.connectionClose : head.connectionKeepAlive);
+
+    if (head.chunked) {
+      this.reqBody = REQ_CHUNKED;
+      this.reqDone = false;
+      if (this.reqChunked === null) this.reqChunked = new ChunkedDecoder();
+      this.reqChunked.reset();
+    } else if (head.contentLength > 0) {
+      this.reqBody = REQ_LENGTH;
+      this.reqRemaining = head.contentLength;
+      this.reqDone = false;
+    } else {
+      this.reqBody = REQ_NONE;
+      this.reqDone = true;
+    }
+
+    // The request-target: origin-form, or absolute-form whose authority replaces Host (RFC 9112 §3.2.2).
+    const target = head.target;
+    let rawPath: string;
+    let query = '';
+    let rawLineUsable = true;
+    if (target.charCodeAt(0) === 0x2f) {
+      const q = target.indexOf('?');
+      rawPath = q === -1 ? target : target.slice(0, q);
+      if (q !== -1) query = target.slice(q);
+    } else {
+      const abs = /^http:\/\/([^/?#@]+)([^#]*)$/i.exec(target);
+      if (abs === null) {
+        this.respondError('ZP_ERR_BAD_REQUEST', 'Unsupported request-target form');
+        return;
+      }
+      ex.host = abs[1]!;
+      const rest = abs[2]!;
+      const q = rest.indexOf('?');
+      rawPath = q === -1 ? rest : rest.slice(0, q);
+      if (rawPath === '') rawPath = '/';
+      if (q !== -1) query = rest.slice(q);
+      rawLineUsable = false;
+    }
+    const path = normalizePath(rawPath);
+    if (path === null) {
+      this.respondError('ZP_ERR_BAD_REQUEST', 'Invalid request path');
+      return;
+    }
+    ex.path = path;
+    ex.query = query;
+    if (path !== rawPath) rawLineUsable = false;
+
+    if (rt.maxBodyBytes > 0 && head.contentLength > rt.maxBodyBytes) {
+      this.respondError('ZP_ERR_BODY_TOO_LARGE');
+      return;
+    }
+    const m = rt.router.match(ex.host, head.method, path);
+    if (m.status !== 200) {
+      if (m.status === 405) this.respondError('ZP_ERR_METHOD_NOT_ALLOWED', undefined, m.allow);
+      else this.respondError('ZP_ERR_NOT_FOUND');
+      return;
+    }
+    const route = m.value;
+    ex.route = route;
+    ex.params = m.params;
+    let forwardPath = path;
+    if (route.stripPrefix && m.matchedLength > 0) {
+      forwardPath = path.slice(m.matchedLength);
+      if (forwardPath.charCodeAt(0) !== 0x2f) forwardPath = `/${forwardPath}`;
+      rawLineUsable = false;
+    }
+    const upstreamTarget = route.group.pick();
+    const pool = upstreamTarget.pool;
+    ex.upstream = pool.authority;
+
+    // X-Forwarded-*: appended to only when the peer is a trusted proxy.
+    const trusted = rt.trustedProxies !== null && rt.trustedProxies.check(this.clientAddress);
+    let xff = this.clientAddress;
+    let proto = 'http';
+    let fwdHost = ex.host;
+    if (trusted) {
+      const prior = joinedValues(head, FIELD_X_FORWARDED_FOR);
+      if (prior !== '') xff = `${prior}, ${xff}`;
+      const priorProto = joinedValues(head, FIELD_X_FORWARDED_PROTO);
+      if (priorProto !== '') proto = priorProto;
+      const priorHost = joinedValues(head, FIELD_X_FORWARDED_HOST);
+      if (priorHost !== '') fwdHost = priorHost;
+    }
+    let dropMask = DROP_REQUEST;
+    let suffix = `X-Forwarded-For: ${xff}\r\nX-Forwarded-Proto: ${proto}\r\n`;
+    if (fwdHost !== '') suffix += `X-Forwarded-Host: ${fwdHost}\r\n`;
+    suffix += minor === 1 ? 'Via: 1.1 zproxy\r\n' : 'Via: 1.0 zproxy\r\n';
+    if (!rt.preserveHost || head.host === null || ex.host !== head.host) {
+      dropMask |= DROP_HOST;
+      suffix += `Host: ${rt.preserveHost && ex.host !== '' ? ex.host : upstreamTarget.hostHeader}\r\n`;
+    }
+    if (this.reqBody === REQ_CHUNKED) suffix += 'Transfer-Encoding: chunked\r\n\r\n';
+    else suffix += '\r\n';
+    this.upstreamHead =
+      rawLineUsable && minor === 1
+        ? buildHeadFromRaw('', head, head.start, head.fieldsStart, dropMask, suffix)
+        : buildHead(`${head.method} ${forwardPath}${query} HTTP/1.1\r\n`, head, dropMask, suffix);
+
+    if (head.expectContinue && !this.reqDone && minor === 1) this.socket.write(CONTINUE_100);
+
+    const conn = pool.acquire(this, false);
+    if (conn !== null) this.onUpstreamReady(conn);
+    else {
+      this.waitingPool = pool;
+      this.deadline = Date.now() + pool.settings.connectTimeoutMs + 1000;
+    }
+  }
+
+  /** Consumes request body bytes from buf[0, ...): returns how many belong to the body, or -1 on error. */
+  private consumeBody(buf: Buffer): number {
+    if (this.reqBody === REQ_LENGTH) {
+      const n = buf.length < this.reqRemaining ? buf.length : this.reqRemaining;
+      this.reqRemaining -= n;
+      if (this.reqRemaining === 0) this.reqDone = true;
+      return n;
+    }
+    const decoder = this.reqChunked!;
+    const r = decoder.feed(buf, 0, buf.length);
+    if (r === CHUNKED_ERROR) {
+      this.failRequestBody('ZP_ERR_BAD_REQUEST', `Invalid chunked body: ${decoder.error}`);
+      return -1;
+    }
+    const max = this.runtime.maxBodyBytes;
+    if (max > 0 && decoder.dataBytes > max) {
+      this.failRequestBody('ZP_ERR_BODY_TOO_LARGE');
+      return -1;
+    }
+    if (r === CHUNKED_MORE) return buf.length;
+    this.reqDone = true;
+    return r;
+  }
+
+  /** Body bytes arrived while an upstream connection is attached. */
+  private forwardBody(chunk: Buffer): void {
+    const n = this.consumeBody(chunk);
+    if (n < 0) return;
+    this.exchange!.bytesIn += n;
+    const upstream = this.upstream!;
+    if (n > 0 && !upstream.write(n === chunk.length ? chunk : chunk.subarray(0, n))) this.pauseReading();
+    if (n < chunk.length) {
+      this.input = chunk.subarray(n);
+      if (this.input.length > PIPELINE_HIGH_WATER) this.pauseReading();
+    }
+    if (this.reqDone) upstream.requestSent();
+    else this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
+  }
+
+  private failRequestBody(code: ErrorCode, message?: string): void {
+    const upstream = this.upstream;
+    this.upstream = null;
+    upstream?.destroy();
+    this.keepAlive = false;
+    if (this.responseStarted) {
+      this.abort(code);
+      return;
+    }
+    this.respondError(code, message);
+  }
+
+  // ---------------------------------------------------------------- upstream callbacks
+
+  onUpstreamReady(conn: UpstreamConnection): void {
+    if (this.state !== ST_FORWARD || this.upstream !== null || this.upstreamHead === null) {
+      conn.pool.release(conn);
+      return;
+    }
+    this.waitingPool = null;
+    this.upstream = conn;
+    this.deadline = 0;
+    conn.beginRequest(this.head.method === 'HEAD', this.head.versionMinor === 0);
+    const socket = conn.socket;
+    socket.cork();
+    let more = conn.write(this.upstreamHead);
+    const input = this.input;
+    if (!this.reqDone && input !== null) {
+      const n = this.consumeBody(input);
+      if (n < 0) {
+        socket.uncork();
+        return;
+      }
+      this.exchange!.bytesIn += n;
+      if (n > 0) more = conn.write(n === input.length ? input : input.subarray(0, n));
+      this.input = n < input.length ? input.subarray(n) : null;
+    }
+    socket.uncork();
+    if (this.reqDone) conn.requestSent();
+    else {
+      this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
+      if (more && (this.input === null || this.input.length <= PIPELINE_HIGH_WATER)) this.resumeReading();
+    }
+    if (!more) this.pauseReading();
+  }
+
+  onUpstreamDrain(): void {
+    if (this.state === ST_FORWARD && !this.reqDone && this.input === null) this.resumeReading();
+  }
+
+  onUpstreamError(error: ZpError, conn: UpstreamConnection | null): void {
+    if (conn !== null && conn !== this.upstream && this.upstream !== null) return;
+    this.upstream = null;
+    if (this.state !== ST_FORWARD || this.exchange === null || this.responseStarted) return;
+    if (
+      error.retryable &&
+      !this.retried &&
+      this.reqBody === REQ_NONE &&
+      conn !== null &&
+      IDEMPOTENT.has(this.head.method)
+    ) {
+      // A reused connection failed before any response byte: the upstream closed it while idle.
+      this.retried = true;
+      const fresh = conn.pool.acquire(this, true);
+      if (fresh !== null) this.onUpstreamReady(fresh);
+      else this.waitingPool = conn.pool;
+      return;
+    }
+    if (!this.reqDone) this.keepAlive = false;
+    this.respondError(error.code, error.message);
+  }
+
+  onResponseHead(conn: UpstreamConnection, rh: ResponseHead, framing: number): void {
+    const ex = this.exchange;
+    if (ex === null || conn !== this.upstream) return;
+    ex.status = rh.status;
+    // An answer before the request body was fully sent: the rest of the body is not read.
+    if (!this.reqDone) this.keepAlive = false;
+    const client11 = this.head.versionMinor === 1;
+    let suffix = rh.versionMinor === 1 ? 'Via: 1.1 zproxy\r\n' : 'Via: 1.0 zproxy\r\n';
+    let out: number;
+    if (framing === BODY_NONE) out = OUT_NONE;
+    else if (framing === BODY_LENGTH) out = OUT_PASS;
+    else if (client11) {
+      out = framing === BODY_CHUNKED ? OUT_PASS : OUT_RECHUNK;
+      suffix += 'Transfer-Encoding: chunked\r\n';
+    } else {
+      // An HTTP/1.0 client: no chunked coding; the body ends when the connection closes.
+      out = OUT_UNTIL_CLOSE;
+      this.keepAlive = false;
+    }
+    this.out = out;
+    if (!this.keepAlive) suffix += 'Connection: close\r\n\r\n';
+    else if (!client11) suffix += 'Connection: keep-alive\r\n\r\n';
+    else suffix += '\r\n';
+    const headBuf = buildHeadFromRaw('HTTP/1.1 ', rh, rh.statusStart, rh.fieldsStart, DROP_HOP_BY_HOP, suffix);
+    this.responseStarted = true;
+    ex.bytesOut += headBuf.length;
+    if (!this.socket.write(headBuf)) conn.pause();
+  }
+
+  onResponseBody(buf: Buffer, start: number, end: number): boolean {
+    const n = end - start;
+    if (n === 0) return true;
+    const data = start === 0 && end === buf.length ? buf : buf.subarray(start, end);
+    const ex = this.exchange!;
+    let ok: boolean;
+    if (this.out === OUT_RECHUNK) {
+      const socket = this.socket;
+      socket.cork();
+      const size = Buffer.from(`${n.toString(16)}\r\n`, 'latin1');
+      socket.write(size);
+      socket.write(data);
+      ok = socket.write(CRLF);
+      socket.uncork();
+      ex.bytesOut += n + size.length + 2;
+    } else {
+      ok = this.socket.write(data);
+      ex.bytesOut += n;
+    }
+    if (!ok) this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
+    return ok;
+  }
+
+  onResponseData(buf: Buffer, start: number, end: number): boolean {
+    return this.onResponseBody(buf, start, end);
+  }
+
+  onResponseEnd(conn: UpstreamConnection): void {
+    if (conn !== this.upstream) return;
+    if (this.out === OUT_RECHUNK) {
+      this.socket.write(LAST_CHUNK);
+      this.exchange!.bytesOut += LAST_CHUNK.length;
+    }
+    this.upstream = null;
+    if (this.reqDone) conn.pool.release(conn);
+    else conn.destroy();
+    this.finishExchange();
+  }
+
+  onResponseAborted(error: ZpError): void {
+    this.upstream = null;
+    this.abort(error.code);
+  }
+
+  // ---------------------------------------------------------------- output and completion
+
+  /** Answers the current exchange locally with a JSON error. */
+  private respondError(code: ErrorCode, message?: string, allow?: string): void {
+    const ex = this.exchange!;
+    const info = ERROR_CODES[code];
+    if (closesConnection(code) || !this.reqDone) this.keepAlive = false;
+    const body = errorBody(code, message);
+    let head = `HTTP/1.1 ${info.status} ${STATUS_TEXT[info.status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n`;
+    if (allow !== undefined) head += `Allow: ${allow}\r\n`;
+    head += this.keepAlive ? '\r\n' : 'Connection: close\r\n\r\n';
+    const payload = this.head.method === 'HEAD' ? head : head + body;
+    const out = Buffer.from(payload, 'utf8');
+    this.upstream?.destroy();
+    this.upstream = null;
+    if (this.waitingPool !== null) {
+      this.waitingPool.cancel(this);
+      this.waitingPool = null;
+    }
+    ex.status = info.status;
+    ex.errorCode = code;
+    ex.bytesOut += out.length;
+    this.responseStarted = true;
+    this.socket.write(out);
+    this.finishExchange();
+  }
+
+  /** The response cannot be completed: close the connection so the client cannot take it as whole. */
+  private abort(code: ErrorCode): void {
+    const ex = this.exchange;
+    if (ex !== null) {
+      ex.errorCode = code;
+      if (ex.status === 0) ex.status = code === 'ZP_ERR_CLIENT_ABORTED' ? 499 : ERROR_CODES[code].status;
+      this.logExchange(ex);
+    }
+    this.exchange = null;
+    this.upstream?.destroy();
+    this.upstream = null;
+    if (this.waitingPool !== null) {
+      this.waitingPool.cancel(this);
+      this.waitingPool = null;
+    }
+    this.state = ST_CLOSED;
+    this.socket.destroy();
+  }
+
+  private logExchange(ex: Exchange): void {
+    ex.endTime = performance.now();
+    const log = this.runtime.accessLog;
+    if (log !== null) log.write(ex);
+  }
+
+  private finishExchange(): void {
+    const ex = this.exchange!;
+    this.exchange = null;
+    this.upstreamHead = null;
+    this.logExchange(ex);
+    if (!this.keepAlive || this.ctx.shuttingDown) {
+      this.closeGracefully();
+      return;
+    }
+    this.state = ST_HEAD;
+    this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
+    if (this.socket.writableNeedDrain) {
+      // The client is not reading what we send: read no further requests until it does.
+      this.waitingDrain = true;
+      this.pauseReading();
+      return;
+    }
+    this.resumeReading();
+    if (this.input !== null) this.parseNext();
+  }
+
+  /** Ends the connection after what was written, then discards input for a while (lingering close). */
+  private closeGracefully(): void {
+    this.state = ST_CLOSING;
+    this.input = null;
+    this.deadline = Date.now() + LINGER_MS;
+    this.resumeReading();
+    this.socket.end();
+  }
+
+  private pauseReading(): void {
+    if (!this.readingPaused) {
+      this.readingPaused = true;
+      this.socket.pause();
+    }
+  }
+
+  private resumeReading(): void {
+    if (this.readingPaused) {
+      this.readingPaused = false;
+      this.socket.resume();
+    }
+  }
+
+  private onDrain(): void {
+    if (this.state === ST_FORWARD) {
+      if (this.upstream !== null && this.responseStarted) {
+        this.deadline = 0;
+        this.upstream.resume();
+      }
+      return;
+    }
+    if (this.waitingDrain && this.state === ST_HEAD) {
+      this.waitingDrain = false;
+      this.resumeReading();
+      if (this.input !== null) this.parseNext();
+    }
+  }
+
+  onDeadline(): void {
+    switch (this.state) {
+      case ST_HEAD:
+        if (this.input === null) {
+          // Idle keep-alive connection: close quietly.
+          this.closeGracefully();
+        } else {
+          // A head that did not arrive in time (slowloris).
+          this.rejectTimeout();
+        }
+        return;
+      case ST_FORWARD:
+        if (this.waitingPool !== null) {
+          this.respondError('ZP_ERR_UPSTREAM_UNAVAILABLE');
+        } else if (!this.reqDone && !this.responseStarted) {
+          this.failRequestBody('ZP_ERR_REQUEST_TIMEOUT');
+        } else {
+          // The client stopped reading the response.
+          this.abort('ZP_ERR_CLIENT_ABORTED');
+        }
+        return;
+      default:
+        this.socket.destroy();
+    }
+  }
+
+  private rejectTimeout(): void {
+    const ex = new Exchange(performance.now(), '', '', '', '1.1', this.clientAddress);
+    ex.bytesIn = this.input === null ? 0 : this.input.length;
+    this.input = null;
+    this.exchange = ex;
+    this.state = ST_FORWARD;
+    this.keepAlive = false;
+    this.respondError('ZP_ERR_REQUEST_TIMEOUT');
+  }
+
+  private onEnd(): void {
+    // The client half-closed. An exchange in progress cannot deliver its response: abort it.
+    if (this.state === ST_FORWARD) this.abort('ZP_ERR_CLIENT_ABORTED');
+  }
+
+  private onClose(): void {
+    if (this.exchange !== null) this.abort('ZP_ERR_CLIENT_ABORTED');
+    this.state = ST_CLOSED;
+    this.input = null;
+    unwatchDeadline(this);
+    this.ctx.connections.delete(this);
+    this.ctx.onConnectionClosed();
+  }
+}
+
+function noop(): void {}
+

@@ -1,0 +1,67 @@
+/**
+ * Field names the HTTP/1.1 engine must recognise, classified without allocating a lowercased copy of the
+ * name. Every other field is `FIELD_OTHER` and is forwarded byte for byte.
+ */
+import { equalsLower } from './chars.ts';
+
+export const FIELD_OTHER = 0;
+export const FIELD_HOST = 1;
+export const FIELD_CONTENT_LENGTH = 2;
+export const FIELD_TRANSFER_ENCODING = 3;
+export const FIELD_CONNECTION = 4;
+export const FIELD_KEEP_ALIVE = 5;
+export const FIELD_PROXY_CONNECTION = 6;
+export const FIELD_TE = 7;
+export const FIELD_TRAILER = 8;
+export const FIELD_UPGRADE = 9;
+export const FIELD_EXPECT = 10;
+export const FIELD_X_FORWARDED_FOR = 11;
+export const FIELD_X_FORWARDED_PROTO = 12;
+export const FIELD_X_FORWARDED_HOST = 13;
+/** A field named by a Connection header: hop-by-hop for this message only (set after parsing). */
+export const FIELD_NAMED_BY_CONNECTION = 14;
+
+/**
+ * Hop-by-hop fields (RFC 9110 §7.6.1): never forwarded. Framing fields are handled separately because the
+ * proxy re-decides framing for the next hop.
+ */
+export function isHopByHop(kind: number): boolean {
+  return (
+    kind === FIELD_CONNECTION ||
+    kind === FIELD_KEEP_ALIVE ||
+    kind === FIELD_PROXY_CONNECTION ||
+    kind === FIELD_TE ||
+    kind === FIELD_TRAILER ||
+    kind === FIELD_UPGRADE ||
+    kind === FIELD_NAMED_BY_CONNECTION
+  );
+}
+
+export function classifyField(buf: Buffer, start: number, end: number): number {
+  switch (end - start) {
+    case 2:
+      return equalsLower(buf, start, 'te') ? FIELD_TE : FIELD_OTHER;
+    case 4:
+      return equalsLower(buf, start, 'host') ? FIELD_HOST : FIELD_OTHER;
+    case 6:
+      return equalsLower(buf, start, 'expect') ? FIELD_EXPECT : FIELD_OTHER;
+    case 7:
+      if (equalsLower(buf, start, 'upgrade')) return FIELD_UPGRADE;
+      return equalsLower(buf, start, 'trailer') ? FIELD_TRAILER : FIELD_OTHER;
+    case 10:
+      if (equalsLower(buf, start, 'connection')) return FIELD_CONNECTION;
+      return equalsLower(buf, start, 'keep-alive') ? FIELD_KEEP_ALIVE : FIELD_OTHER;
+    case 14:
+      return equalsLower(buf, start, 'content-length') ? FIELD_CONTENT_LENGTH : FIELD_OTHER;
+    case 15:
+      return equalsLower(buf, start, 'x-forwarded-for') ? FIELD_X_FORWARDED_FOR : FIELD_OTHER;
+    case 16:
+      if (equalsLower(buf, start, 'proxy-connection')) return FIELD_PROXY_CONNECTION;
+      return equalsLower(buf, start, 'x-forwarded-host') ? FIELD_X_FORWARDED_HOST : FIELD_OTHER;
+    case 17:
+      if (equalsLower(buf, start, 'transfer-encoding')) return FIELD_TRANSFER_ENCODING;
+      return equalsLower(buf, start, 'x-forwarded-proto') ? FIELD_X_FORWARDED_PROTO : FIELD_OTHER;
+    default:
+      return FIELD_OTHER;
+  }
+}

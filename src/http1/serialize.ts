@@ -1,0 +1,121 @@
+/**
+ * Builds the heads zproxy sends: the request head for the upstream and the response head for the client.
+ * Field lines that are kept are copied as the bytes that arrived, in runs (consecutive kept lines are one
+ * copy); only the start line and the fields zproxy adds are written as strings.
+ */
+import {
+  FIELD_CONNECTION,
+  FIELD_EXPECT,
+  FIELD_HOST,
+  FIELD_KEEP_ALIVE,
+  FIELD_NAMED_BY_CONNECTION,
+  FIELD_PROXY_CONNECTION,
+  FIELD_TE,
+  FIELD_TRAILER,
+  FIELD_TRANSFER_ENCODING,
+  FIELD_UPGRADE,
+  FIELD_X_FORWARDED_FOR,
+  FIELD_X_FORWARDED_HOST,
+  FIELD_X_FORWARDED_PROTO,
+} from './fields.ts';
+import { F_KIND, F_LINE_END, F_NAME_START, FIELD_STRIDE, type MessageHead } from './parse-head.ts';
+
+const bit = (kind: number) => 1 << kind;
+
+/** Hop-by-hop fields and Transfer-Encoding: never copied to the next hop (framing is re-decided). */
+export const DROP_HOP_BY_HOP =
+  bit(FIELD_CONNECTION) |
+  bit(FIELD_KEEP_ALIVE) |
+  bit(FIELD_PROXY_CONNECTION) |
+  bit(FIELD_TE) |
+  bit(FIELD_TRAILER) |
+  bit(FIELD_UPGRADE) |
+  bit(FIELD_NAMED_BY_CONNECTION) |
+  bit(FIELD_TRANSFER_ENCODING);
+
+/** Request fields zproxy always re-writes itself: Expect (answered locally) and X-Forwarded-*. */
+export const DROP_REQUEST =
+  DROP_HOP_BY_HOP |
+  bit(FIELD_EXPECT) |
+  bit(FIELD_X_FORWARDED_FOR) |
+  bit(FIELD_X_FORWARDED_PROTO) |
+  bit(FIELD_X_FORWARDED_HOST);
+
+export const DROP_HOST = bit(FIELD_HOST);
+
+/** Bytes of the field lines `copyFields` would copy. */
+export function keptFieldsLength(head: MessageHead, dropMask: number): number {
+  const f = head.fields;
+  let n = 0;
+  for (let i = 0, o = 0; i < head.fieldCount; i++, o += FIELD_STRIDE) {
+    if ((dropMask & (1 << f[o + F_KIND]!)) === 0) n += f[o + F_LINE_END]! - f[o + F_NAME_START]!;
+  }
+  return n;
+}
+
+/** Copies the kept field lines (with their CRLF) into out at offset; returns the offset after them. */
+export function copyFields(head: MessageHead, dropMask: number, out: Buffer, offset: number): number {
+  const f = head.fields;
+  const src = head.buf;
+  let runStart = -1;
+  let runEnd = -1;
+  for (let i = 0, o = 0; i < head.fieldCount; i++, o += FIELD_STRIDE) {
+    if ((dropMask & (1 << f[o + F_KIND]!)) !== 0) continue;
+    const s = f[o + F_NAME_START]!;
+    const e = f[o + F_LINE_END]!;
+    if (s === runEnd) {
+      runEnd = e;
+      continue;
+    }
+    if (runStart !== -1) offset += src.copy(out, offset, runStart, runEnd);
+    runStart = s;
+    runEnd = e;
+  }
+  if (runStart !== -1) offset += src.copy(out, offset, runStart, runEnd);
+  return offset;
+}
+
+/** Joined values of the fields of one kind (", " separated); '' when absent. */
+export function joinedValues(head: MessageHead, kind: number): string {
+  let out = '';
+  for (let i = 0; i < head.fieldCount; i++) {
+    if (head.fieldKind(i) !== kind) continue;
+    const v = head.fieldValue(i);
+    out = out === '' ? v : `${out}, ${v}`;
+  }
+  return out;
+}
+
+/**
+ * A head made of a string prefix (start line), the kept field lines of `head`, and a string suffix (added
+ * fields and the blank line). All strings are latin1 (field bytes are carried unchanged).
+ */
+export function buildHead(prefix: string, head: MessageHead, dropMask: number, suffix: string): Buffer {
+  const fieldsLength = keptFieldsLength(head, dropMask);
+  const out = Buffer.allocUnsafe(prefix.length + fieldsLength + suffix.length);
+  let o = out.latin1Write(prefix, 0);
+  o = copyFields(head, dropMask, out, o);
+  out.latin1Write(suffix, o);
+  return out;
+}
+
+/**
+ * Like buildHead, but the start line is copied from the source head (bytes [from, to) of its buffer)
+ * after a string `lead`.
+ */
+export function buildHeadFromRaw(
+  lead: string,
+  head: MessageHead,
+  from: number,
+  to: number,
+  dropMask: number,
+  suffix: string,
+): Buffer {
+  const fieldsLength = keptFieldsLength(head, dropMask);
+  const out = Buffer.allocUnsafe(lead.length + (to - from) + fieldsLength + suffix.length);
+  let o = out.latin1Write(lead, 0);
+  o += head.buf.copy(out, o, from, to);
+  o = copyFields(head, dropMask, out, o);
+  out.latin1Write(suffix, o);
+  return out;
+}

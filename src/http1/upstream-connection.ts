@@ -1,0 +1,394 @@
+/**
+ * One pooled HTTP/1.1 connection to an upstream target. It sends request bytes given by its current
+ * requester, parses the response head strictly, tracks the response body's framing byte by byte and
+ * hands body bytes to the requester as the buffers that arrived. Socket handlers are bound once per
+ * connection, never per request.
+ */
+import net from 'node:net';
+import { ZpError } from '../errors.ts';
+import type { Pool } from '../upstream/pool.ts';
+import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
+import { CHUNKED_ERROR, CHUNKED_MORE, type ChunkSink, ChunkedDecoder } from './chunked.ts';
+import { findHeadEnd, HEAD_INCOMPLETE, type HeadLimits, parseResponseHead, ResponseHead } from './parse-head.ts';
+
+/** Response body framing as received from the upstream (RFC 9112 §6.3). */
+export const BODY_NONE = 0;
+export const BODY_LENGTH = 1;
+export const BODY_CHUNKED = 2;
+export const BODY_UNTIL_CLOSE = 3;
+
+/** What the upstream connection reports to the exchange using it (the downstream side). */
+export interface UpstreamRequester {
+  /** The connection is ready to take a request. */
+  onUpstreamReady(conn: UpstreamConnection): void;
+  /** Failed before any response head was delivered (connect, reset, timeout, malformed head). */
+  onUpstreamError(error: ZpError, conn: UpstreamConnection | null): void;
+  /** A final response head arrived; `framing` is one of BODY_*. */
+  onResponseHead(conn: UpstreamConnection, head: ResponseHead, framing: number): void;
+  /** Body bytes as received (chunked framing included); false asks the upstream to pause. */
+  onResponseBody(buf: Buffer, start: number, end: number): boolean;
+  /** Decoded chunk data, only when `decodeChunked` was requested. */
+  onResponseData(buf: Buffer, start: number, end: number): boolean;
+  /** The whole response was received. */
+  onResponseEnd(conn: UpstreamConnection): void;
+  /** The upstream failed after the head was delivered: the downstream response must be aborted. */
+  onResponseAborted(error: ZpError): void;
+  /** The upstream socket drained: request body forwarding may resume. */
+  onUpstreamDrain(): void;
+}
+
+const ST_CONNECTING = 0;
+const ST_IDLE = 1;
+const ST_ACTIVE = 2;
+const ST_CLOSED = 3;
+
+const PH_WAIT = 0;
+const PH_HEAD = 1;
+const PH_BODY = 2;
+const PH_DONE = 3;
+
+const RESPONSE_LIMITS: HeadLimits = { maxHeaderBytes: 65536, maxHeaderCount: 256, maxUriBytes: 0 };
+
+export class UpstreamConnection implements Timed, ChunkSink {
+  readonly pool: Pool;
+  readonly socket: net.Socket;
+  private state = ST_CONNECTING;
+  private phase = PH_WAIT;
+  requester: UpstreamRequester | null;
+  /** Requests completed on this connection (> 0 means a request now runs on a reused connection). */
+  served = 0;
+  deadline = 0;
+  /** Bytes of the current response received so far. */
+  responseBytes = 0;
+  /** The current response allows the connection to be reused. */
+  private keepAlive = true;
+  private headRequest = false;
+  private decodeChunked = false;
+  private readonly head = new ResponseHead();
+  private pending: Buffer | null = null;
+  private scanFrom = 0;
+  private framing = BODY_NONE;
+  private remaining = 0;
+  private chunked: ChunkedDecoder | null = null;
+  private paused = false;
+
+  constructor(pool: Pool, requester: UpstreamRequester) {
+    this.pool = pool;
+    this.requester = requester;
+    this.onConnect = this.onConnect.bind(this);
+    this.onData = this.onData.bind(this);
+    this.onEnd = this.onEnd.bind(this);
+    this.onError = this.onError.bind(this);
+    this.onClose = this.onClose.bind(this);
+    this.onDrain = this.onDrain.bind(this);
+    const socket = net.connect({ host: pool.host, port: pool.port, noDelay: true });
+    this.socket = socket;
+    socket.on('connect', this.onConnect);
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('error', this.onError);
+    socket.on('close', this.onClose);
+    socket.on('drain', this.onDrain);
+    this.deadline = Date.now() + pool.settings.connectTimeoutMs;
+    watchDeadline(this);
+  }
+
+  get idle(): boolean {
+    return this.state === ST_IDLE;
+  }
+
+  get usable(): boolean {
+    return this.state === ST_IDLE && !this.socket.destroyed;
+  }
+
+  /** True while the current response has started arriving (no retry possible after this). */
+  get responseStarted(): boolean {
+    return this.responseBytes > 0;
+  }
+
+  private onConnect(): void {
+    if (this.state !== ST_CONNECTING) return;
+    this.state = ST_ACTIVE;
+    this.deadline = 0;
+    const r = this.requester;
+    if (r === null) {
+      this.pool.release(this);
+      return;
+    }
+    r.onUpstreamReady(this);
+  }
+
+  /** Takes the connection out of the idle stack for a new requester. */
+  activate(requester: UpstreamRequester): void {
+    this.state = ST_ACTIVE;
+    this.requester = requester;
+    this.deadline = 0;
+  }
+
+  /**
+   * Starts a request: resets response parsing. `head` tells a HEAD request (the response has no body);
+   * `decode` asks for chunked bodies to be decoded for the requester (HTTP/1.0 clients).
+   */
+  beginRequest(headRequest: boolean, decode: boolean): void {
+    this.phase = PH_HEAD;
+    this.headRequest = headRequest;
+    this.decodeChunked = decode;
+    this.responseBytes = 0;
+    this.keepAlive = true;
+    this.pending = null;
+    this.scanFrom = 0;
+  }
+
+  /** Writes request bytes; false when the socket buffer is full (wait for the requester's resume). */
+  write(data: Buffer): boolean {
+    return this.socket.write(data);
+  }
+
+  /** The request has been sent completely: start the response-header timeout. */
+  requestSent(): void {
+    if (this.phase === PH_HEAD && this.responseBytes === 0) {
+      this.deadline = Date.now() + this.pool.settings.responseHeaderTimeoutMs;
+    }
+  }
+
+  pause(): void {
+    if (!this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  resume(): void {
+    if (this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  /** Abandons the connection (client went away, request failed): never reused. */
+  destroy(): void {
+    this.requester = null;
+    if (this.state !== ST_CLOSED) this.socket.destroy();
+  }
+
+  /** Puts the connection back into the idle state after a complete exchange. */
+  markIdle(): void {
+    this.state = ST_IDLE;
+    this.requester = null;
+    this.phase = PH_WAIT;
+    this.resume();
+    this.deadline = Date.now() + this.pool.settings.idleTimeoutMs;
+  }
+
+  /** The finished exchange left the connection in a reusable state. */
+  get reusable(): boolean {
+    return this.phase === PH_DONE && this.keepAlive && this.state === ST_ACTIVE && !this.socket.destroyed;
+  }
+
+  onDeadline(): void {
+    if (this.state === ST_CLOSED) return;
+    if (this.state === ST_CONNECTING) {
+      this.failBeforeHead(new ZpError('ZP_ERR_UPSTREAM_TIMEOUT', 'Connecting to the upstream timed out'));
+    } else if (this.state === ST_ACTIVE) {
+      if (this.phase === PH_HEAD) {
+        this.failBeforeHead(new ZpError('ZP_ERR_UPSTREAM_TIMEOUT', 'The upstream did not send a response in time'));
+      } else if (this.phase === PH_BODY) {
+        const r = this.requester;
+        this.destroy();
+        r?.onResponseAborted(new ZpError('ZP_ERR_UPSTREAM_TIMEOUT', 'The upstream stopped sending the body'));
+        return;
+      }
+    }
+    this.destroy();
+  }
+
+  private failBeforeHead(error: ZpError): void {
+    const r = this.requester;
+    this.requester = null;
+    this.socket.destroy();
+    r?.onUpstreamError(error, this);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state !== ST_ACTIVE || this.phase === PH_WAIT || this.phase === PH_DONE) {
+      // Bytes nobody asked for: the connection is no longer in a known state.
+      this.destroy();
+      return;
+    }
+    this.responseBytes += chunk.length;
+    if (this.phase === PH_HEAD) {
+      this.readHead(chunk);
+      return;
+    }
+    this.readBody(chunk, 0);
+  }
+
+  private readHead(chunk: Buffer): void {
+    let buf: Buffer;
+    if (this.pending === null) buf = chunk;
+    else {
+      buf = Buffer.concat([this.pending, chunk]);
+      this.pending = null;
+    }
+    for (;;) {
+      const blank = findHeadEnd(buf, this.scanFrom);
+      if (blank === -1) {
+        if (buf.length > RESPONSE_LIMITS.maxHeaderBytes) {
+          this.failBeforeHead(new ZpError('ZP_ERR_UPSTREAM_BAD_RESPONSE', 'Response head too large'));
+          return;
+        }
+        this.scanFrom = buf.length > 3 ? buf.length - 3 : 0;
+        this.pending = buf;
+        return;
+      }
+      const head = this.head;
+      const end = parseResponseHead(buf, 0, buf.length, RESPONSE_LIMITS, head);
+      if (end <= HEAD_INCOMPLETE) {
+        this.failBeforeHead(
+          new ZpError('ZP_ERR_UPSTREAM_BAD_RESPONSE', `Invalid response from the upstream: ${head.error}`),
+        );
+        return;
+      }
+      this.scanFrom = 0;
+      const status = head.status;
+      if (status < 200) {
+        if (status === 101) {
+          this.failBeforeHead(new ZpError('ZP_ERR_UPSTREAM_BAD_RESPONSE', 'Unexpected 101 from the upstream'));
+          return;
+        }
+        // Interim responses (100, 103, ...) are consumed here; zproxy answers Expect itself.
+        if (end === buf.length) return;
+        buf = buf.subarray(end);
+        continue;
+      }
+      this.startBody(head, buf, end);
+      return;
+    }
+  }
+
+  private startBody(head: ResponseHead, buf: Buffer, bodyStart: number): void {
+    this.keepAlive = head.versionMinor === 1 ? !head.connectionClose : head.connectionKeepAlive;
+    const status = head.status;
+    let framing: number;
+    if (this.headRequest || status === 204 || status === 304) framing = BODY_NONE;
+    else if (head.chunked) framing = BODY_CHUNKED;
+    else if (head.contentLength >= 0) framing = head.contentLength === 0 ? BODY_NONE : BODY_LENGTH;
+    else {
+      framing = BODY_UNTIL_CLOSE;
+      this.keepAlive = false;
+    }
+    this.framing = framing;
+    this.phase = PH_BODY;
+    // While the body streams, the response-header timeout becomes an idle-read timeout.
+    this.deadline = Date.now() + this.pool.settings.responseHeaderTimeoutMs;
+    if (framing === BODY_LENGTH) this.remaining = head.contentLength;
+    else if (framing === BODY_CHUNKED) {
+      if (this.chunked === null) this.chunked = new ChunkedDecoder();
+      this.chunked.reset(this.decodeChunked ? this : null);
+    }
+    const r = this.requester!;
+    r.onResponseHead(this, head, framing);
+    if (this.requester !== r) return; // the requester gave up while handling the head
+    if (framing === BODY_NONE) {
+      if (bodyStart < buf.length) this.keepAlive = false; // bytes after a body-less response
+      this.finish();
+      return;
+    }
+    if (bodyStart < buf.length) this.readBody(buf, bodyStart);
+  }
+
+  private readBody(buf: Buffer, start: number): void {
+    const r = this.requester;
+    if (r === null) return;
+    this.deadline = Date.now() + this.pool.settings.responseHeaderTimeoutMs;
+    const end = buf.length;
+    let more = true;
+    switch (this.framing) {
+      case BODY_LENGTH: {
+        const n = end - start < this.remaining ? end - start : this.remaining;
+        this.remaining -= n;
+        more = r.onResponseBody(buf, start, start + n);
+        if (this.remaining === 0) {
+          if (start + n < end) this.keepAlive = false; // the upstream sent more than it announced
+          this.finish();
+          return;
+        }
+        break;
+      }
+      case BODY_CHUNKED: {
+        const decoder = this.chunked!;
+        const stop = decoder.feed(buf, start, end);
+        if (stop === CHUNKED_ERROR) {
+          this.destroy();
+          r.onResponseAborted(
+            new ZpError('ZP_ERR_UPSTREAM_BAD_RESPONSE', `Invalid chunked body from the upstream: ${decoder.error}`),
+          );
+          return;
+        }
+        const bodyEnd = stop === CHUNKED_MORE ? end : stop;
+        if (!this.decodeChunked) more = r.onResponseBody(buf, start, bodyEnd);
+        if (stop !== CHUNKED_MORE) {
+          if (bodyEnd < end) this.keepAlive = false;
+          this.finish();
+          return;
+        }
+        break;
+      }
+      default:
+        more = r.onResponseBody(buf, start, end);
+    }
+    if (!more) this.pause();
+  }
+
+  /** ChunkSink: decoded data for HTTP/1.0 clients. */
+  chunkData(buf: Buffer, start: number, end: number): void {
+    const r = this.requester;
+    if (r !== null && !r.onResponseData(buf, start, end)) this.pause();
+  }
+
+  private finish(): void {
+    this.phase = PH_DONE;
+    this.deadline = 0;
+    this.served++;
+    const r = this.requester;
+    if (r !== null) r.onResponseEnd(this);
+  }
+
+  private onEnd(): void {
+    // The upstream finished sending. For a close-delimited body this is its end.
+    if (this.state === ST_ACTIVE && this.phase === PH_BODY && this.framing === BODY_UNTIL_CLOSE) {
+      this.finish();
+    }
+    this.socket.destroy();
+  }
+
+  private onError(): void {
+    // 'close' follows and carries the consequences.
+  }
+
+  private onDrain(): void {
+    this.requester?.onUpstreamDrain();
+  }
+
+  private onClose(): void {
+    const wasActive = this.state === ST_ACTIVE || this.state === ST_CONNECTING;
+    const connecting = this.state === ST_CONNECTING;
+    this.state = ST_CLOSED;
+    this.deadline = 0;
+    unwatchDeadline(this);
+    this.pool.remove(this);
+    const r = this.requester;
+    this.requester = null;
+    if (r === null || !wasActive) return;
+    if (connecting) {
+      r.onUpstreamError(new ZpError('ZP_ERR_UPSTREAM_CONNECT'), null);
+    } else if (this.phase === PH_HEAD) {
+      r.onUpstreamError(
+        new ZpError('ZP_ERR_UPSTREAM_RESET', undefined, { retryable: this.served > 0 && this.responseBytes === 0 }),
+        this,
+      );
+    } else if (this.phase === PH_BODY) {
+      r.onResponseAborted(new ZpError('ZP_ERR_UPSTREAM_RESET', 'The upstream closed the connection mid-body'));
+    }
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * The access log: one JSON line per exchange, written in the log phase through the shared asynchronous
+ * destination. Built only when enabled, so a disabled access log costs nothing per request.
+ */
+import type { Logger } from 'pino';
+import type { Exchange } from '../exchange.ts';
+
+export interface AccessLogRecord {
+  readonly kind: 'access';
+  readonly id: number;
+  readonly client: string;
+  readonly method: string;
+  readonly target: string;
+  readonly host: string;
+  readonly version: string;
+  readonly status: number;
+  readonly bytes_in: number;
+  readonly bytes_out: number;
+  readonly duration_ms: number;
+  readonly route: string | null;
+  readonly upstream: string | null;
+  readonly error: string | null;
+}
+
+export class AccessLog {
+  private readonly logger: Logger;
+
+  constructor(logger: Logger) {
+    this.logger = logger;
+  }
+
+  write(ex: Exchange): void {
+    const record: AccessLogRecord = {
+      kind: 'access',
+      id: ex.id,
+      client: ex.clientAddress,
+      method: ex.method,
+      target: ex.target,
+      host: ex.host,
+      version: ex.httpVersion,
+      status: ex.status,
+      bytes_in: ex.bytesIn,
+      bytes_out: ex.bytesOut,
+      duration_ms: Math.round((ex.endTime - ex.startTime) * 1000) / 1000,
+      route: ex.route === null ? null : ex.route.pattern,
+      upstream: ex.upstream === '' ? null : ex.upstream,
+      error: ex.errorCode,
+    };
+    this.logger.info(record, 'access');
+  }
+}

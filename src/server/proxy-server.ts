@@ -1,0 +1,114 @@
+/**
+ * A zproxy instance in one process: its listeners, the compiled runtime, the upstream pools and the live
+ * connections. Used by `zproxy run` (once per worker) and by tests and embedders.
+ */
+import net, { type AddressInfo } from 'node:net';
+import { compileRuntime, type Runtime } from '../config/runtime.ts';
+import type { Config } from '../config/schema.ts';
+import { type ConnectionContext, DownstreamConnection } from '../http1/downstream-connection.ts';
+import { AccessLog } from '../observe/access-log.ts';
+import type { Logger } from '../observe/logger.ts';
+import { PoolRegistry } from '../upstream/pool.ts';
+
+const OVER_CAPACITY = Buffer.from(
+  'HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 94\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{"error":{"code":"ZP_ERR_UPSTREAM_UNAVAILABLE","status":503,"message":"Too many connections"}}',
+  'latin1',
+);
+
+export interface ProxyServerOptions {
+  readonly logger: Logger;
+  /** Bind with SO_REUSEPORT so several worker processes can listen on the same port. */
+  readonly reusePort?: boolean;
+}
+
+export class ProxyServer {
+  readonly pools = new PoolRegistry();
+  private readonly logger: Logger;
+  private readonly reusePort: boolean;
+  private readonly servers: net.Server[] = [];
+  private readonly ctx: ConnectionContext;
+  private readonly maxConnections: number;
+  private drainWaiter: (() => void) | null = null;
+
+  constructor(config: Config, options: ProxyServerOptions) {
+    this.logger = options.logger;
+    this.reusePort = options.reusePort ?? false;
+    this.maxConnections = config.max_connections;
+    const accessLog = new AccessLog(options.logger);
+    this.ctx = {
+      runtime: compileRuntime(config, this.pools, accessLog),
+      connections: new Set(),
+      shuttingDown: false,
+      onConnectionClosed: () => {
+        if (this.drainWaiter !== null && this.ctx.connections.size === 0) this.drainWaiter();
+      },
+    };
+  }
+
+  get runtime(): Runtime {
+    return this.ctx.runtime;
+  }
+
+  /** Live client connections. */
+  get connectionCount(): number {
+    return this.ctx.connections.size;
+  }
+
+  /** Binds every listener of the config; resolves with their addresses (port 0 gets a free port). */
+  async start(): Promise<AddressInfo[]> {
+    const config = this.ctx.runtime.config;
+    const addresses: AddressInfo[] = [];
+    for (const l of config.listeners) {
+      const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+      server.on('error', (err) => this.logger.error({ err }, 'listener error'));
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ host: l.host, port: l.port, backlog: config.backlog, reusePort: this.reusePort }, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      this.servers.push(server);
+      const address = server.address() as AddressInfo;
+      addresses.push(address);
+      this.logger.info({ address: address.address, port: address.port }, 'listening');
+    }
+    return addresses;
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.ctx.shuttingDown) {
+      socket.destroy();
+      return;
+    }
+    if (this.ctx.connections.size >= this.maxConnections) {
+      socket.on('error', () => {});
+      socket.end(OVER_CAPACITY);
+      return;
+    }
+    new DownstreamConnection(socket, this.ctx);
+  }
+
+  /**
+   * Graceful stop: stop accepting, close idle connections, let exchanges in progress finish (their
+   * connections close after the response), and destroy whatever is left when `graceMs` has passed.
+   */
+  async stop(graceMs = this.ctx.runtime.config.shutdown_grace_ms): Promise<void> {
+    this.ctx.shuttingDown = true;
+    const closed = Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    for (const conn of this.ctx.connections) conn.shutdown();
+    if (this.ctx.connections.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.drainWaiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.drainWaiter = null;
+      for (const conn of this.ctx.connections) conn.destroy();
+    }
+    this.pools.closeIdle();
+    await closed;
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * Multi-core: `thread_count` worker processes share each listening port. On Linux and FreeBSD every
+ * worker binds its own socket with SO_REUSEPORT (Node's `reusePort`) and the kernel spreads connections;
+ * elsewhere node:cluster shares one handle. The supervisor restarts a worker that dies and, on SIGTERM or
+ * SIGINT, asks every worker to stop gracefully and exits 0 once they have.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import cluster from 'node:cluster';
+import type { Config } from '../config/schema.ts';
+import type { Logger } from '../observe/logger.ts';
+
+export const WORKER_ENV = 'ZPROXY_WORKER_ID';
+
+export const REUSE_PORT_SUPPORTED = process.platform === 'linux' || process.platform === 'freebsd';
+
+/** Restarts within this window count toward the crash-loop brake. */
+const RESTART_WINDOW_MS = 10_000;
+const MAX_RESTARTS_IN_WINDOW = 10;
+
+export interface WorkerMessage {
+  readonly type: 'listening';
+}
+
+export function isWorkerProcess(): boolean {
+  return process.env[WORKER_ENV] !== undefined;
+}
+
+function spawnWorker(id: number): ChildProcess {
+  const env = { ...process.env, [WORKER_ENV]: String(id) };
+  if (REUSE_PORT_SUPPORTED) {
+    return fork(process.argv[1]!, process.argv.slice(2), { env, stdio: 'inherit' });
+  }
+  cluster.setupPrimary({ exec: process.argv[1]!, args: process.argv.slice(2) });
+  return cluster.fork(env).process;
+}
+
+export function runSupervisor(config: Config, logger: Logger, onStopped: () => void): Promise<void> {
+  const count = config.thread_count;
+  const workers = new Map<number, ChildProcess>();
+  const restarts: number[] = [];
+  let stopping = false;
+  let listening = 0;
+  let resolveReady: () => void;
+  const ready = new Promise<void>((resolve) => {
+    resolveReady = resolve;
+  });
+
+  const start = (id: number): void => {
+    const child = spawnWorker(id);
+    workers.set(id, child);
+    logger.info({ worker: id, worker_pid: child.pid }, 'worker started');
+    child.on('message', (message: WorkerMessage) => {
+      if (message?.type === 'listening' && ++listening === count) {
+        logger.info({ workers: count }, 'ready');
+        resolveReady();
+      }
+    });
+    child.on('exit', (code, signal) => {
+      if (workers.get(id) === child) workers.delete(id);
+      if (stopping) {
+        if (workers.size === 0) onStopped();
+        return;
+      }
+      const now = Date.now();
+      while (restarts.length > 0 && restarts[0]! < now - RESTART_WINDOW_MS) restarts.shift();
+      restarts.push(now);
+      const delay = restarts.length > MAX_RESTARTS_IN_WINDOW ? 1000 : 0;
+      logger.error({ worker: id, worker_pid: child.pid, code, signal, restart_in_ms: delay }, 'worker exited');
+      setTimeout(() => {
+        if (!stopping) start(id);
+      }, delay);
+    });
+  };
+
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping workers');
+    if (workers.size === 0) {
+      onStopped();
+      return;
+    }
+    for (const child of workers.values()) child.kill('SIGTERM');
+    const hardStop = setTimeout(() => {
+      for (const child of workers.values()) child.kill('SIGKILL');
+    }, config.shutdown_grace_ms + 5000);
+    hardStop.unref();
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+
+  for (let id = 1; id <= count; id++) start(id);
+  return ready;
+}

@@ -1,0 +1,34 @@
+/**
+ * An upstream group: the targets of one route and the balancer that picks one per exchange (round-robin
+ * for now; health-aware balancing comes with health checks).
+ */
+import type { Pool } from './pool.ts';
+
+export class UpstreamTarget {
+  readonly pool: Pool;
+  /** The Host value to send when the client's Host is not preserved: 'host' or 'host:port'. */
+  readonly hostHeader: string;
+
+  constructor(pool: Pool, hostHeader: string) {
+    this.pool = pool;
+    this.hostHeader = hostHeader;
+  }
+}
+
+export class UpstreamGroup {
+  readonly targets: readonly UpstreamTarget[];
+  private next = 0;
+
+  constructor(targets: readonly UpstreamTarget[]) {
+    if (targets.length === 0) throw new Error('an upstream group needs at least one target');
+    this.targets = targets;
+  }
+
+  pick(): UpstreamTarget {
+    const targets = this.targets;
+    if (targets.length === 1) return targets[0]!;
+    const t = targets[this.next]!;
+    this.next = this.next + 1 === targets.length ? 0 : this.next + 1;
+    return t;
+  }
+}

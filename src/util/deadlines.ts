@@ -1,0 +1,43 @@
+/**
+ * Coarse shared timers. Instead of a timer per request, each long-lived object (a connection) registers
+ * once and sets its `deadline` field (ms since epoch, 0 = none) as its state changes; one interval per
+ * process sweeps the registered objects and calls `onDeadline` on those past due. Setting a deadline on
+ * the hot path is one field write. Precision is the sweep interval.
+ */
+
+export interface Timed {
+  /** Epoch milliseconds at which `onDeadline` runs; 0 disables. */
+  deadline: number;
+  onDeadline(now: number): void;
+}
+
+export const SWEEP_INTERVAL_MS = 100;
+
+const registered = new Set<Timed>();
+let timer: NodeJS.Timeout | null = null;
+
+function sweep(): void {
+  const now = Date.now();
+  for (const t of registered) {
+    if (t.deadline !== 0 && t.deadline <= now) {
+      t.deadline = 0;
+      t.onDeadline(now);
+    }
+  }
+}
+
+export function watchDeadline(t: Timed): void {
+  registered.add(t);
+  if (timer === null) {
+    timer = setInterval(sweep, SWEEP_INTERVAL_MS);
+    timer.unref();
+  }
+}
+
+export function unwatchDeadline(t: Timed): void {
+  registered.delete(t);
+  if (registered.size === 0 && timer !== null) {
+    clearInterval(timer);
+    timer = null;
+  }
+}
