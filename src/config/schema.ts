@@ -50,13 +50,17 @@ const D = CONFIG_DEFAULTS;
 // Building blocks
 // ---------------------------------------------------------------------------------------------
 
-const LABEL = '[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?';
+/** A DNS label; "_" is accepted too (container and service names often use it). */
+const LABEL = '[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?';
 const HOSTNAME = `${LABEL}(?:\\.${LABEL})*`;
 
 /** `http://host[:port]` with an optional trailing "/", nothing else. */
 export const UPSTREAM_URL_PATTERN = `^http://(?:\\[[0-9A-Fa-f:.]+\\]|${HOSTNAME})(?::[0-9]{1,5})?/?$`;
-export const UPSTREAM_URL_EXPECTED = 'an http:// URL such as http://127.0.0.1:8080';
-export const ROUTE_HOST_PATTERN = `^(?:\\*\\.)?${HOSTNAME}$`;
+export const UPSTREAM_URL_EXPECTED =
+  'an http:// URL without path, query or user info, such as http://127.0.0.1:8080';
+export const ROUTE_HOST_PATTERN = `^(?:\\[[0-9A-Fa-f:.]+\\]|(?:\\*\\.)?${HOSTNAME}\\.?)$`;
+export const ROUTE_HOST_EXPECTED =
+  'a hostname such as api.example.com, a wildcard such as *.example.com, or an IP address (IPv6 in [ ])';
 export const METHOD_PATTERN = '^[A-Z]+$';
 
 const PortSchema = (options: { description: string; default?: number }) =>
@@ -142,7 +146,7 @@ const RouteSchema = Type.Object(
         pattern: ROUTE_HOST_PATTERN,
         description:
           'Only match requests for this host: an exact name (api.example.com) or a wildcard (*.example.com). Compared case-insensitively. When absent, any host matches.',
-        'x-expected': 'a hostname such as api.example.com or a wildcard such as *.example.com',
+        'x-expected': ROUTE_HOST_EXPECTED,
       }),
     ),
     strip_prefix: Type.Optional(

@@ -5,7 +5,12 @@
  */
 import { isIP } from 'node:net';
 import { renderFound } from './errors.ts';
-import { METHOD_PATTERN, UPSTREAM_URL_EXPECTED, UPSTREAM_URL_PATTERN } from './schema.ts';
+import {
+  METHOD_PATTERN,
+  ROUTE_HOST_EXPECTED,
+  UPSTREAM_URL_EXPECTED,
+  UPSTREAM_URL_PATTERN,
+} from './schema.ts';
 import type { LocatedIssue } from './validate.ts';
 
 type Json = Record<string, unknown>;
@@ -16,6 +21,8 @@ function isObject(value: unknown): value is Json {
 
 const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** RFC 3986 pchar, without ":" handled separately (a leading ":" starts a parameter). */
+/** `.` or `..`, also percent-encoded (%2E). */
+const DOT_SEGMENT = /^(?:\.|%2[Ee]){1,2}$/;
 const STATIC_SEGMENT = /^(?:[A-Za-z0-9\-._~!$&'()+,;=:@]|%[0-9A-Fa-f]{2})+$/;
 
 /** What is wrong with a route path, in "expected" words, or null when it is well formed. */
@@ -40,9 +47,13 @@ export function routePathProblem(path: string): string | null {
       if (!PARAM_NAME.test(name)) {
         return 'a path whose :parameters are named with letters, digits and _ (not starting with a digit), such as /users/:id';
       }
+      if (name === '__proto__') return 'a path whose :parameters are not named __proto__ (reserved)';
       if (params.has(name)) return `a path with unique parameter names (:${name} appears twice)`;
       params.add(name);
       continue;
+    }
+    if (DOT_SEGMENT.test(segment)) {
+      return 'a path without . or .. segments (request paths are normalised, so it could never match)';
     }
     if (!STATIC_SEGMENT.test(segment)) {
       return "a path of URL-safe characters (letters, digits, -._~!$&'()+,;=:@ or %XX escapes)";
@@ -51,9 +62,13 @@ export function routePathProblem(path: string): string | null {
   return null;
 }
 
-/** The route path with parameter names erased: `/users/:id` and `/users/:name` are the same pattern. */
+/**
+ * The route path with parameter names erased and no trailing "/": `/users/:id`, `/users/:name` and
+ * `/users/:id/` are the same pattern.
+ */
 export function routePattern(path: string): string {
-  return path
+  const trimmed = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+  return trimmed
     .split('/')
     .map((segment) => (segment.startsWith(':') ? ':' : segment))
     .join('/');
@@ -129,6 +144,13 @@ export function checkSemantics(root: unknown): LocatedIssue[] {
   return issues;
 }
 
+function checkRouteHost(host: unknown, index: number, issues: LocatedIssue[]): void {
+  if (typeof host !== 'string' || !host.startsWith('[')) return;
+  if (isIP(host.slice(1, -1)) !== 6) {
+    issues.push({ at: ['routes', index, 'host'], expected: ROUTE_HOST_EXPECTED, found: renderFound(host) });
+  }
+}
+
 function checkListeners(listeners: unknown, issues: LocatedIssue[]): void {
   if (!Array.isArray(listeners)) return;
   const seen = new Map<string, number>();
@@ -159,6 +181,7 @@ function checkRoutes(routes: readonly unknown[], issues: LocatedIssue[]): void {
   const keys: RouteKey[] = [];
   routes.forEach((route, index) => {
     if (!isObject(route)) return;
+    checkRouteHost(route.host, index, issues);
     const path = route.path;
     let pathOk = false;
     if (typeof path === 'string') {

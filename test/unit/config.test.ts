@@ -1,0 +1,273 @@
+import assert from 'node:assert/strict';
+import { availableParallelism } from 'node:os';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { loadConfigFile, parseConfig } from '../../src/config/load.ts';
+import { CONFIG_DEFAULTS, type Config } from '../../src/config/schema.ts';
+
+const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
+
+const DEFAULT_LIMITS = {
+  max_header_bytes: 16384,
+  max_header_count: 100,
+  max_uri_bytes: 8192,
+  max_body_bytes: 104857600,
+};
+const DEFAULT_UPSTREAM = {
+  connect_timeout_ms: 5000,
+  response_header_timeout_ms: 60000,
+  idle_timeout_ms: 4000,
+  max_connections_per_target: 1024,
+  max_idle_per_target: 64,
+};
+const SEED_API_ROUTE = {
+  path: '/api',
+  upstream: ['http://localhost:8080'],
+  methods: ['GET', 'POST', 'PUT', 'DELETE'],
+  host: null,
+  strip_prefix: false,
+  middlewares: [],
+};
+/** The fields the seed files do not set, with their defaults. */
+const EXTENSION_DEFAULTS = {
+  limits: DEFAULT_LIMITS,
+  upstream_defaults: DEFAULT_UPSTREAM,
+  preserve_host: true,
+  trusted_proxies: [],
+  access_log: { enabled: true },
+  shutdown_grace_ms: 10000,
+};
+
+/** Strips the frozen/readonly-ness so deepStrictEqual compares plain shapes. */
+const plain = (config: Config): unknown => JSON.parse(JSON.stringify(config));
+
+describe('seed examples load unchanged', () => {
+  test('basic_proxy.json', () => {
+    const config = loadConfigFile(root('examples/basic_proxy.json'));
+    assert.deepStrictEqual(plain(config), {
+      listeners: [{ host: '0.0.0.0', port: 8000 }],
+      thread_count: 4,
+      backlog: 128,
+      max_connections: 1000,
+      connection_timeout_ms: 30000,
+      protocols: ['http1', 'http2', 'websocket'],
+      tls: { enabled: false, cert_file: null, key_file: null },
+      routes: [
+        SEED_API_ROUTE,
+        { ...SEED_API_ROUTE, path: '/static', upstream: ['http://localhost:8081'], methods: ['GET'] },
+        { ...SEED_API_ROUTE, path: '/', upstream: ['http://localhost:8082'], methods: ['GET', 'POST'] },
+      ],
+      middlewares: [],
+      ...EXTENSION_DEFAULTS,
+    });
+  });
+
+  test('middleware_proxy.json', () => {
+    const config = loadConfigFile(root('examples/middleware_proxy.json'));
+    assert.deepStrictEqual(plain(config), {
+      listeners: [{ host: '0.0.0.0', port: 8000 }],
+      thread_count: 4,
+      backlog: 128,
+      max_connections: 1000,
+      connection_timeout_ms: 30000,
+      protocols: ['http1', 'http2', 'websocket'],
+      tls: { enabled: false, cert_file: null, key_file: null },
+      routes: [SEED_API_ROUTE],
+      middlewares: [
+        { type: 'rate_limit', config: { requests_per_minute: 100 } },
+        { type: 'cors', config: { allowed_origins: ['*'], allow_credentials: true } },
+        { type: 'cache', config: { ttl_seconds: 300 } },
+      ],
+      ...EXTENSION_DEFAULTS,
+    });
+  });
+
+  test('high_performance.json', () => {
+    const config = loadConfigFile(root('examples/high_performance.json'));
+    assert.deepStrictEqual(plain(config), {
+      listeners: [{ host: '0.0.0.0', port: 8000 }],
+      thread_count: 16,
+      backlog: 1024,
+      max_connections: 10000,
+      connection_timeout_ms: 30000,
+      protocols: ['http1', 'http2'],
+      tls: { enabled: false, cert_file: null, key_file: null },
+      routes: [SEED_API_ROUTE],
+      middlewares: [],
+      ...EXTENSION_DEFAULTS,
+    });
+  });
+});
+
+test('the demo config', () => {
+  const config = loadConfigFile(root('examples/demo.json'));
+  const origin = ['http://127.0.0.1:8001'];
+  assert.deepStrictEqual(plain(config), {
+    listeners: [{ host: '127.0.0.1', port: 8000 }],
+    thread_count: 1,
+    backlog: 511,
+    max_connections: 10000,
+    connection_timeout_ms: 30000,
+    protocols: ['http1'],
+    tls: { enabled: false, cert_file: null, key_file: null },
+    routes: [
+      { ...SEED_API_ROUTE, path: '/api/users/:id', upstream: origin, methods: ['GET'] },
+      { ...SEED_API_ROUTE, path: '/static', upstream: origin, methods: ['GET'], strip_prefix: true },
+      { ...SEED_API_ROUTE, path: '/', upstream: origin, methods: null },
+    ],
+    middlewares: [],
+    ...EXTENSION_DEFAULTS,
+  });
+});
+
+test('a minimal config gets every default', () => {
+  const config = parseConfig({ routes: [{ path: '/', upstream: 'http://127.0.0.1:8080' }] });
+  assert.deepStrictEqual(plain(config), {
+    listeners: [{ host: '0.0.0.0', port: 8000 }],
+    thread_count: 1,
+    backlog: 511,
+    max_connections: 10000,
+    connection_timeout_ms: 30000,
+    protocols: ['http1', 'http2', 'websocket'],
+    tls: { enabled: false, cert_file: null, key_file: null },
+    routes: [
+      {
+        path: '/',
+        upstream: ['http://127.0.0.1:8080'],
+        methods: null,
+        host: null,
+        strip_prefix: false,
+        middlewares: [],
+      },
+    ],
+    middlewares: [],
+    ...EXTENSION_DEFAULTS,
+  });
+  assert.deepStrictEqual(
+    plain(config),
+    plain(loadConfigFile(root('test/fixtures/configs/valid/minimal.json'))),
+  );
+});
+
+test('a config using every field', () => {
+  const config = loadConfigFile(root('test/fixtures/configs/valid/full.json'));
+  assert.deepStrictEqual(config.listeners, [
+    { host: '0.0.0.0', port: 8080 },
+    { host: '::', port: 8443 },
+  ]);
+  assert.deepStrictEqual(config.tls, {
+    enabled: true,
+    cert_file: 'certs/proxy.pem',
+    key_file: 'certs/proxy-key.pem',
+  });
+  const [api, files, web] = config.routes;
+  assert.deepStrictEqual(api!.upstream, ['http://10.0.0.1:9000', 'http://10.0.0.2:80', 'http://[::1]:9001']);
+  assert.equal(api!.host, 'api.example.com', 'host is lowercased');
+  assert.deepStrictEqual(api!.middlewares, [
+    { type: 'auth', config: { api_keys: ['k1', 'k2'], header: 'x-api-key' } },
+  ]);
+  assert.equal(files!.host, '*.example.com');
+  assert.equal(files!.strip_prefix, true);
+  assert.deepStrictEqual(web!.upstream, ['http://web_1:3000']);
+  assert.deepStrictEqual(
+    config.middlewares.map((m) => m.type),
+    ['rate_limit', 'cors', 'cache', 'auth'],
+  );
+  assert.deepStrictEqual(config.middlewares[3]!.config, {}, 'a missing config is {}');
+  assert.equal(config.limits.max_body_bytes, 0);
+  assert.equal(config.upstream_defaults.idle_timeout_ms, 3000);
+  assert.equal(config.preserve_host, false);
+  assert.deepStrictEqual(config.trusted_proxies, ['10.0.0.0/8', '192.168.1.10', '::1', 'fd00::/8']);
+  assert.deepStrictEqual(config.access_log, { enabled: false });
+  assert.equal(config.shutdown_grace_ms, 0);
+});
+
+test('listeners replace host and port', () => {
+  const config = parseConfig({
+    host: '127.0.0.1',
+    port: 9000,
+    listeners: [
+      { host: '::1', port: 0 },
+      { host: '127.0.0.1', port: 8443 },
+    ],
+    routes: [{ path: '/', upstream: 'http://localhost:8080' }],
+  });
+  assert.deepStrictEqual(config.listeners, [
+    { host: '::1', port: 0 },
+    { host: '127.0.0.1', port: 8443 },
+  ]);
+});
+
+test('thread_count 0 means one worker per available CPU', () => {
+  const config = parseConfig({ thread_count: 0, routes: [{ path: '/', upstream: 'http://localhost:8080' }] });
+  assert.equal(config.thread_count, availableParallelism());
+  assert.ok(config.thread_count >= 1);
+});
+
+test('upstream URLs are normalised to http://host:port', () => {
+  const config = parseConfig({
+    routes: [
+      { path: '/a', upstream: 'http://LocalHost' },
+      { path: '/b', upstream: 'http://127.0.0.1:80/' },
+      { path: '/c', upstream: ['http://[::1]:8080', 'http://example.com:8080'] },
+    ],
+  });
+  assert.deepStrictEqual(
+    config.routes.map((route) => route.upstream),
+    [['http://localhost:80'], ['http://127.0.0.1:80'], ['http://[::1]:8080', 'http://example.com:8080']],
+  );
+});
+
+test('the loaded config is deep-frozen', () => {
+  const config = loadConfigFile(root('examples/middleware_proxy.json'));
+  const frozen: unknown[] = [
+    config,
+    config.listeners,
+    config.listeners[0],
+    config.protocols,
+    config.tls,
+    config.routes,
+    config.routes[0],
+    config.routes[0]!.upstream,
+    config.routes[0]!.methods,
+    config.routes[0]!.middlewares,
+    config.middlewares,
+    config.middlewares[1],
+    config.middlewares[1]!.config,
+    (config.middlewares[1]!.config as { allowed_origins: string[] }).allowed_origins,
+    config.limits,
+    config.upstream_defaults,
+    config.trusted_proxies,
+    config.access_log,
+  ];
+  for (const value of frozen) assert.ok(Object.isFrozen(value));
+  assert.throws(() => {
+    (config as { backlog: number }).backlog = 1;
+  }, TypeError);
+  assert.throws(() => {
+    (config.routes as RouteList).push(config.routes[0]!);
+  }, TypeError);
+});
+
+type RouteList = Config['routes'][number][];
+
+test('parsing does not share or change the input', () => {
+  const input = {
+    routes: [{ path: '/', upstream: 'http://localhost:8080', methods: ['GET'] }],
+    middlewares: [{ type: 'cors', config: { allowed_origins: ['*'] } }],
+  };
+  const snapshot = structuredClone(input);
+  const config = parseConfig(input);
+  assert.deepStrictEqual(input, snapshot);
+  assert.ok(!Object.isFrozen(input.middlewares[0]!.config));
+  input.middlewares[0]!.config.allowed_origins.push('https://evil.example');
+  input.routes[0]!.methods.push('POST');
+  assert.deepStrictEqual(config.middlewares[0]!.config, { allowed_origins: ['*'] });
+  assert.deepStrictEqual(config.routes[0]!.methods, ['GET']);
+});
+
+test('CONFIG_DEFAULTS match the documented defaults', () => {
+  assert.equal(CONFIG_DEFAULTS.backlog, 511);
+  assert.equal(CONFIG_DEFAULTS.upstream_defaults.idle_timeout_ms, 4000);
+  assert.ok(CONFIG_DEFAULTS.upstream_defaults.idle_timeout_ms < 5000, "below Node's 5 s keep-alive");
+});
