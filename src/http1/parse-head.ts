@@ -176,11 +176,12 @@ export class ResponseHead extends MessageHead {
  * parser will then reject), or -1. `from` lets a caller that appends data resume near where it stopped.
  */
 export function findHeadEnd(buf: Buffer, from: number): number {
+  // Only a hint that parsing is worth trying: the parser itself finds the real end and rejects any bare
+  // LF before it, so a CRLF CRLF found here needs no second scan for an earlier LF LF.
   const crlf = buf.indexOf('\r\n\r\n', from, 'latin1');
+  if (crlf !== -1) return crlf + 4;
   const lflf = buf.indexOf('\n\n', from, 'latin1');
-  if (crlf === -1) return lflf === -1 ? -1 : lflf + 2;
-  if (lflf === -1 || crlf + 2 < lflf) return crlf + 4;
-  return lflf + 2;
+  return lflf === -1 ? -1 : lflf + 2;
 }
 
 const COMMON_METHODS = ['GET', 'POST', 'PUT', 'HEAD', 'DELETE', 'PATCH', 'OPTIONS'];
