@@ -63,15 +63,31 @@ export function routePathProblem(path: string): string | null {
 }
 
 /**
- * The route path with parameter names erased and no trailing "/": `/users/:id`, `/users/:name` and
- * `/users/:id/` are the same pattern.
+ * The shape of a route path, as the router compares them: parameter names erased, a trailing "/" or
+ * "/*" dropped, escapes of unreserved characters decoded. `/users/:id`, `/users/:name/` and
+ * `/users/:id/*` have the same shape.
  */
 export function routePattern(path: string): string {
-  const trimmed = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+  let trimmed = path;
+  if (trimmed.endsWith('/*')) trimmed = trimmed.slice(0, -2);
+  if (trimmed.endsWith('/')) trimmed = trimmed.slice(0, -1);
   return trimmed
     .split('/')
-    .map((segment) => (segment.startsWith(':') ? ':' : segment))
+    .map((segment) => (segment.startsWith(':') ? ':' : decodeUnreserved(segment)))
     .join('/');
+}
+
+function decodeUnreserved(segment: string): string {
+  return segment.replace(/%([0-9A-Fa-f]{2})/g, (encoded, hex: string) => {
+    const char = String.fromCharCode(Number.parseInt(hex, 16));
+    return /^[A-Za-z0-9\-._~]$/.test(char) ? char : encoded;
+  });
+}
+
+/** Route hosts as the router compares them: lowercase, without one trailing dot. */
+function hostKey(host: string): string {
+  const lower = host.toLowerCase();
+  return lower.endsWith('.') ? lower.slice(0, -1) : lower;
 }
 
 const UPSTREAM_URL = new RegExp(UPSTREAM_URL_PATTERN);
@@ -218,7 +234,7 @@ function checkRoutes(routes: readonly unknown[], issues: LocatedIssue[]): void {
     if (route.methods !== undefined && methods === null) return;
     keys.push({
       index,
-      host: host === null ? null : host.toLowerCase(),
+      host: host === null ? null : hostKey(host),
       pattern: routePattern(path as string),
       methods: methods === null ? null : methods.filter((method) => METHOD.test(method)),
     });

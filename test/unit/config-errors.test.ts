@@ -334,3 +334,44 @@ describe('robustness', () => {
     );
   });
 });
+
+describe('route shapes that the router treats as the same', () => {
+  const pairs: [string, string][] = [
+    ['/x', '/x/*'],
+    ['/x/', '/x'],
+    ['/u/:a', '/u/:b/'],
+    ['/%7Euser', '/~user'],
+  ];
+  for (const [a, b] of pairs) {
+    test(`${a} and ${b}`, () => {
+      const messages = issuesOf({
+        routes: [
+          { path: a, upstream: 'http://x' },
+          { path: b, upstream: 'http://x' },
+        ],
+      });
+      assert.equal(messages.length, 1);
+      assert.match(messages[0]!, /^routes\[1\]\.path: expected a route that does not repeat routes\[0\]/);
+    });
+  }
+
+  test('hosts that differ only by case or a trailing dot', () => {
+    const messages = issuesOf({
+      routes: [
+        { path: '/', upstream: 'http://x', host: 'A.test.' },
+        { path: '/', upstream: 'http://x', host: 'a.TEST' },
+      ],
+    });
+    assert.equal(messages.length, 1);
+  });
+
+  test('escapes of reserved characters stay distinct', () => {
+    const config = parseConfig({
+      routes: [
+        { path: '/a%2Fb', upstream: 'http://x' },
+        { path: '/a%2fb', upstream: 'http://x' },
+      ],
+    });
+    assert.equal(config.routes.length, 2);
+  });
+});
