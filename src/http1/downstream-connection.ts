@@ -17,8 +17,15 @@ import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts
 import { CHUNKED_ERROR, CHUNKED_MORE, ChunkedDecoder } from './chunked.ts';
 import { FIELD_X_FORWARDED_FOR, FIELD_X_FORWARDED_HOST, FIELD_X_FORWARDED_PROTO } from './fields.ts';
 import { findHeadEnd, parseRequestHead, RequestHead, type ResponseHead } from './parse-head.ts';
+import {
+  buildHead,
+  buildHeadFromRaw,
+  DROP_HOP_BY_HOP,
+  DROP_HOST,
+  DROP_REQUEST,
+  joinedValues,
+} from './serialize.ts';
 import { STATUS_TEXT } from './status-text.ts';
-import { buildHead, buildHeadFromRaw, DROP_HOP_BY_HOP, DROP_HOST, DROP_REQUEST, joinedValues } from './serialize.ts';
 import {
   BODY_CHUNKED,
   BODY_LENGTH,
@@ -242,7 +249,8 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
     this.responseStarted = false;
     this.retried = false;
     this.out = OUT_NONE;
-    this.keepAlive = !this.ctx.shuttingDown && (minor === 1 ? !head.connectionClose : head.connectionKeepAlive);
+    this.keepAlive =
+      !this.ctx.shuttingDown && (minor === 1 ? !head.connectionClose : head.connectionKeepAlive);
 
     if (head.chunked) {
       this.reqBody = REQ_CHUNKED;
@@ -413,11 +421,13 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
     this.upstream = conn;
     this.deadline = 0;
     conn.beginRequest(this.head.method === 'HEAD', this.head.versionMinor === 0);
-    const socket = conn.socket;
-    socket.cork();
-    let more = conn.write(this.upstreamHead);
     const input = this.input;
+    let more: boolean;
     if (!this.reqDone && input !== null) {
+      // Body bytes that arrived with the head go out with it in one writev.
+      const socket = conn.socket;
+      socket.cork();
+      more = conn.write(this.upstreamHead);
       const n = this.consumeBody(input);
       if (n < 0) {
         socket.uncork();
@@ -426,8 +436,10 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
       this.exchange!.bytesIn += n;
       if (n > 0) more = conn.write(n === input.length ? input : input.subarray(0, n));
       this.input = n < input.length ? input.subarray(n) : null;
+      socket.uncork();
+    } else {
+      more = conn.write(this.upstreamHead);
     }
-    socket.uncork();
     if (this.reqDone) conn.requestSent();
     else {
       this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
@@ -462,7 +474,14 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
     this.respondError(error.code, error.message);
   }
 
-  onResponseHead(conn: UpstreamConnection, rh: ResponseHead, framing: number): void {
+  onResponseHead(
+    conn: UpstreamConnection,
+    rh: ResponseHead,
+    framing: number,
+    body: Buffer,
+    bodyStart: number,
+    bodyEnd: number,
+  ): void {
     const ex = this.exchange;
     if (ex === null || conn !== this.upstream) return;
     ex.status = rh.status;
@@ -485,7 +504,17 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
     if (!this.keepAlive) suffix += 'Connection: close\r\n\r\n';
     else if (!client11) suffix += 'Connection: keep-alive\r\n\r\n';
     else suffix += '\r\n';
-    const headBuf = buildHeadFromRaw('HTTP/1.1 ', rh, rh.statusStart, rh.fieldsStart, DROP_HOP_BY_HOP, suffix);
+    const headBuf = buildHeadFromRaw(
+      'HTTP/1.1 ',
+      rh,
+      rh.statusStart,
+      rh.fieldsStart,
+      DROP_HOP_BY_HOP,
+      suffix,
+      body,
+      bodyStart,
+      bodyEnd,
+    );
     this.responseStarted = true;
     ex.bytesOut += headBuf.length;
     if (!this.socket.write(headBuf)) conn.pause();
@@ -698,4 +727,3 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
 }
 
 function noop(): void {}
-

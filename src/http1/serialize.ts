@@ -101,7 +101,8 @@ export function buildHead(prefix: string, head: MessageHead, dropMask: number, s
 
 /**
  * Like buildHead, but the start line is copied from the source head (bytes [from, to) of its buffer)
- * after a string `lead`.
+ * after a string `lead`. Body bytes [bodyStart, bodyEnd) of `body` may follow in the same buffer, so a
+ * small message goes out in one write.
  */
 export function buildHeadFromRaw(
   lead: string,
@@ -110,12 +111,18 @@ export function buildHeadFromRaw(
   to: number,
   dropMask: number,
   suffix: string,
+  body: Buffer | null = null,
+  bodyStart = 0,
+  bodyEnd = 0,
 ): Buffer {
   const fieldsLength = keptFieldsLength(head, dropMask);
-  const out = Buffer.allocUnsafe(lead.length + (to - from) + fieldsLength + suffix.length);
-  let o = out.latin1Write(lead, 0);
+  const out = Buffer.allocUnsafe(
+    lead.length + (to - from) + fieldsLength + suffix.length + (bodyEnd - bodyStart),
+  );
+  let o = lead.length === 0 ? 0 : out.latin1Write(lead, 0);
   o += head.buf.copy(out, o, from, to);
   o = copyFields(head, dropMask, out, o);
-  out.latin1Write(suffix, o);
+  o += out.latin1Write(suffix, o);
+  if (body !== null && bodyEnd > bodyStart) body.copy(out, o, bodyStart, bodyEnd);
   return out;
 }

@@ -8,8 +8,14 @@ import net from 'node:net';
 import { ZpError } from '../errors.ts';
 import type { Pool } from '../upstream/pool.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
-import { CHUNKED_ERROR, CHUNKED_MORE, type ChunkSink, ChunkedDecoder } from './chunked.ts';
-import { findHeadEnd, HEAD_INCOMPLETE, type HeadLimits, parseResponseHead, ResponseHead } from './parse-head.ts';
+import { CHUNKED_ERROR, CHUNKED_MORE, ChunkedDecoder, type ChunkSink } from './chunked.ts';
+import {
+  findHeadEnd,
+  HEAD_INCOMPLETE,
+  type HeadLimits,
+  parseResponseHead,
+  ResponseHead,
+} from './parse-head.ts';
 
 /** Response body framing as received from the upstream (RFC 9112 §6.3). */
 export const BODY_NONE = 0;
@@ -23,8 +29,19 @@ export interface UpstreamRequester {
   onUpstreamReady(conn: UpstreamConnection): void;
   /** Failed before any response head was delivered (connect, reset, timeout, malformed head). */
   onUpstreamError(error: ZpError, conn: UpstreamConnection | null): void;
-  /** A final response head arrived; `framing` is one of BODY_*. */
-  onResponseHead(conn: UpstreamConnection, head: ResponseHead, framing: number): void;
+  /**
+   * A final response head arrived; `framing` is one of BODY_*. When the whole body of a Content-Length
+   * response arrived with the head and is small, it is handed over here too (buf[bodyStart, bodyEnd)) and
+   * the response is complete; otherwise bodyEnd === bodyStart.
+   */
+  onResponseHead(
+    conn: UpstreamConnection,
+    head: ResponseHead,
+    framing: number,
+    buf: Buffer,
+    bodyStart: number,
+    bodyEnd: number,
+  ): void;
   /** Body bytes as received (chunked framing included); false asks the upstream to pause. */
   onResponseBody(buf: Buffer, start: number, end: number): boolean;
   /** Decoded chunk data, only when `decodeChunked` was requested. */
@@ -46,6 +63,9 @@ const PH_WAIT = 0;
 const PH_HEAD = 1;
 const PH_BODY = 2;
 const PH_DONE = 3;
+
+/** Largest body copied into the response head's buffer instead of being written separately. */
+const INLINE_BODY_MAX = 16 * 1024;
 
 const RESPONSE_LIMITS: HeadLimits = { maxHeaderBytes: 65536, maxHeaderCount: 256, maxUriBytes: 0 };
 
@@ -191,7 +211,9 @@ export class UpstreamConnection implements Timed, ChunkSink {
       this.failBeforeHead(new ZpError('ZP_ERR_UPSTREAM_TIMEOUT', 'Connecting to the upstream timed out'));
     } else if (this.state === ST_ACTIVE) {
       if (this.phase === PH_HEAD) {
-        this.failBeforeHead(new ZpError('ZP_ERR_UPSTREAM_TIMEOUT', 'The upstream did not send a response in time'));
+        this.failBeforeHead(
+          new ZpError('ZP_ERR_UPSTREAM_TIMEOUT', 'The upstream did not send a response in time'),
+        );
       } else if (this.phase === PH_BODY) {
         const r = this.requester;
         this.destroy();
@@ -253,7 +275,9 @@ export class UpstreamConnection implements Timed, ChunkSink {
       const status = head.status;
       if (status < 200) {
         if (status === 101) {
-          this.failBeforeHead(new ZpError('ZP_ERR_UPSTREAM_BAD_RESPONSE', 'Unexpected 101 from the upstream'));
+          this.failBeforeHead(
+            new ZpError('ZP_ERR_UPSTREAM_BAD_RESPONSE', 'Unexpected 101 from the upstream'),
+          );
           return;
         }
         // Interim responses (100, 103, ...) are consumed here; zproxy answers Expect itself.
@@ -286,11 +310,21 @@ export class UpstreamConnection implements Timed, ChunkSink {
       if (this.chunked === null) this.chunked = new ChunkedDecoder();
       this.chunked.reset(this.decodeChunked ? this : null);
     }
+    // A small body that arrived whole with the head goes out with the head, in one write.
+    let inlineEnd = bodyStart;
+    if (
+      framing === BODY_LENGTH &&
+      this.remaining <= INLINE_BODY_MAX &&
+      buf.length - bodyStart >= this.remaining
+    ) {
+      inlineEnd = bodyStart + this.remaining;
+      this.remaining = 0;
+    }
     const r = this.requester!;
-    r.onResponseHead(this, head, framing);
+    r.onResponseHead(this, head, framing, buf, bodyStart, inlineEnd);
     if (this.requester !== r) return; // the requester gave up while handling the head
-    if (framing === BODY_NONE) {
-      if (bodyStart < buf.length) this.keepAlive = false; // bytes after a body-less response
+    if (framing === BODY_NONE || (framing === BODY_LENGTH && this.remaining === 0)) {
+      if (inlineEnd < buf.length) this.keepAlive = false; // bytes after the response
       this.finish();
       return;
     }
@@ -321,7 +355,10 @@ export class UpstreamConnection implements Timed, ChunkSink {
         if (stop === CHUNKED_ERROR) {
           this.destroy();
           r.onResponseAborted(
-            new ZpError('ZP_ERR_UPSTREAM_BAD_RESPONSE', `Invalid chunked body from the upstream: ${decoder.error}`),
+            new ZpError(
+              'ZP_ERR_UPSTREAM_BAD_RESPONSE',
+              `Invalid chunked body from the upstream: ${decoder.error}`,
+            ),
           );
           return;
         }
@@ -384,11 +421,15 @@ export class UpstreamConnection implements Timed, ChunkSink {
       r.onUpstreamError(new ZpError('ZP_ERR_UPSTREAM_CONNECT'), null);
     } else if (this.phase === PH_HEAD) {
       r.onUpstreamError(
-        new ZpError('ZP_ERR_UPSTREAM_RESET', undefined, { retryable: this.served > 0 && this.responseBytes === 0 }),
+        new ZpError('ZP_ERR_UPSTREAM_RESET', undefined, {
+          retryable: this.served > 0 && this.responseBytes === 0,
+        }),
         this,
       );
     } else if (this.phase === PH_BODY) {
-      r.onResponseAborted(new ZpError('ZP_ERR_UPSTREAM_RESET', 'The upstream closed the connection mid-body'));
+      r.onResponseAborted(
+        new ZpError('ZP_ERR_UPSTREAM_RESET', 'The upstream closed the connection mid-body'),
+      );
     }
   }
 }
