@@ -1,0 +1,21 @@
+/**
+ * zproxy's public API, for embedding and (later) for user filters. Nothing else is exported.
+ */
+export {
+  ConfigError,
+  type ConfigIssue,
+  checkConfigFile,
+  loadConfigFile,
+  parseConfig,
+} from './config/load.ts';
+export type {
+  Config,
+  LimitsConfig,
+  ListenerConfig,
+  MiddlewareConfig,
+  RouteConfig,
+  UpstreamDefaultsConfig,
+} from './config/schema.ts';
+export { ERROR_CODES, type ErrorCode, type ErrorSide, ZpError } from './errors.ts';
+export { Exchange } from './exchange.ts';
+export { ProxyServer, type ProxyServerOptions } from './server/proxy-server.ts';
