@@ -1,0 +1,174 @@
+/**
+ * One client connection carrying many requests: pipelining (responses in request order), keep-alive,
+ * and Expect: 100-continue.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { parseResponses, WireClient } from '../helpers/http1-wire.ts';
+import { type StartedProxy, startProxy } from '../helpers/proxy.ts';
+import { type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
+
+let upstream: HttpUpstream;
+let proxy: StartedProxy;
+
+before(async () => {
+  upstream = await startHttpUpstream();
+  proxy = await startProxy({ routes: [{ path: '/', upstream: upstream.url }] });
+});
+after(async () => {
+  await proxy.close();
+  await upstream.close();
+});
+
+interface Planned {
+  bytes: string;
+  method: string;
+  url: string;
+  bodyLength: number;
+}
+
+/** Request i: GET, POST with Content-Length, POST chunked, or HEAD, in turn. */
+function plan(i: number, bodySize: number): Planned {
+  const url = `/p/${i}?n=${i}`;
+  const body = `body-${i}-`.padEnd(bodySize, String.fromCharCode(97 + (i % 26)));
+  switch (i % 4) {
+    case 0:
+      return { bytes: `GET ${url} HTTP/1.1\r\nHost: pipe.test\r\n\r\n`, method: 'GET', url, bodyLength: 0 };
+    case 1:
+      return {
+        bytes: `POST ${url} HTTP/1.1\r\nHost: pipe.test\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+        method: 'POST',
+        url,
+        bodyLength: body.length,
+      };
+    case 2: {
+      const half = body.length >> 1;
+      const a = body.slice(0, half);
+      const b = body.slice(half);
+      return {
+        bytes: `POST ${url} HTTP/1.1\r\nHost: pipe.test\r\nTransfer-Encoding: chunked\r\n\r\n${a.length.toString(16)}\r\n${a}\r\n${b.length.toString(16)}\r\n${b}\r\n0\r\n\r\n`,
+        method: 'POST',
+        url,
+        bodyLength: body.length,
+      };
+    }
+    default:
+      return { bytes: `HEAD ${url} HTTP/1.1\r\nHost: pipe.test\r\n\r\n`, method: 'HEAD', url, bodyLength: 0 };
+  }
+}
+
+async function pipeline(count: number, bodySize: number): Promise<void> {
+  const planned = Array.from({ length: count }, (_, i) => plan(i, bodySize));
+  const before = upstream.requests.length;
+  const c = await WireClient.connect(proxy.port);
+  try {
+    // Every request in one write.
+    c.write(planned.map((p) => p.bytes).join(''));
+    for (let i = 0; i < count; i++) {
+      const p = planned[i]!;
+      const r = await c.next({ noBody: p.method === 'HEAD', timeoutMs: 5000 });
+      assert.equal(r.status, 200, `response ${i}`);
+      if (p.method === 'HEAD') {
+        assert.equal(r.raw.length, r.head.length, `HEAD response ${i} has no body`);
+        continue;
+      }
+      assert.deepEqual(
+        JSON.parse(r.body.toString()),
+        { method: p.method, url: p.url, bytes: p.bodyLength },
+        `response ${i}`,
+      );
+    }
+    assert.equal(await c.quietFor(50), true, 'nothing after the last response');
+  } finally {
+    c.close();
+  }
+  const seen = upstream.requests.slice(before);
+  assert.deepEqual(
+    seen.map((r) => `${r.method} ${r.url} ${r.body.length}`),
+    planned.map((p) => `${p.method} ${p.url} ${p.bodyLength}`),
+  );
+}
+
+test('50 pipelined requests in one packet (some with bodies) get 50 responses in request order', async () => {
+  await pipeline(50, 40);
+});
+
+test('50 pipelined requests with 4 KB bodies (more than the read-ahead buffer) stay in order', async () => {
+  await pipeline(50, 4096);
+});
+
+test('pipelined requests split at awkward places still parse', async () => {
+  const text = [0, 1, 2, 3, 4, 5].map((i) => plan(i, 30).bytes).join('');
+  const c = await WireClient.connect(proxy.port);
+  try {
+    for (let o = 0; o < text.length; o += 7) {
+      c.write(text.slice(o, o + 7));
+      if (o % 70 === 0) await new Promise((r) => setTimeout(r, 2));
+    }
+    const urls: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const r = await c.next({ noBody: i % 4 === 3 });
+      assert.equal(r.status, 200);
+      if (i % 4 !== 3) urls.push(JSON.parse(r.body.toString()).url);
+    }
+    assert.deepEqual(urls, ['/p/0?n=0', '/p/1?n=1', '/p/2?n=2', '/p/4?n=4', '/p/5?n=5']);
+  } finally {
+    c.close();
+  }
+});
+
+test('Expect: 100-continue: 100 Continue before the body, then the final response; the upstream never sees Expect', async () => {
+  const c = await WireClient.connect(proxy.port);
+  try {
+    c.write('POST /upload HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n');
+    const interim = await c.next();
+    assert.equal(interim.status, 100);
+    assert.equal(interim.raw.toString('latin1'), interim.head);
+    assert.equal(await c.quietFor(50), true, 'no final response before the body is sent');
+    c.write('hello world');
+    const final = await c.next();
+    assert.equal(final.status, 200);
+    assert.deepEqual(JSON.parse(final.body.toString()), { method: 'POST', url: '/upload', bytes: 11 });
+    const seen = upstream.requests.at(-1)!;
+    assert.equal(seen.headers.expect, undefined);
+    assert.equal(
+      seen.rawHeaders.some((h) => h.toLowerCase() === 'expect'),
+      false,
+    );
+    assert.equal(seen.body.toString(), 'hello world');
+    // The connection is reusable afterwards.
+    c.write('GET /after HTTP/1.1\r\nHost: a\r\n\r\n');
+    assert.equal(JSON.parse((await c.next()).body.toString()).url, '/after');
+  } finally {
+    c.close();
+  }
+});
+
+test('Expect: 100-continue with a chunked body', async () => {
+  const c = await WireClient.connect(proxy.port);
+  try {
+    c.write('PUT /chunky HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nTransfer-Encoding: chunked\r\n\r\n');
+    assert.equal((await c.next()).status, 100);
+    c.write('4\r\nabcd\r\n0\r\n\r\n');
+    const final = await c.next();
+    assert.equal(final.status, 200);
+    const seen = upstream.requests.at(-1)!;
+    assert.equal(seen.method, 'PUT');
+    assert.equal(seen.body.toString(), 'abcd');
+    assert.equal(seen.headers.expect, undefined);
+  } finally {
+    c.close();
+  }
+});
+
+test('Expect: 100-continue on a request without a body gets no 100', async () => {
+  const c = await WireClient.connect(proxy.port);
+  try {
+    c.write('GET /nobody HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n');
+    const r = await c.next();
+    assert.equal(r.status, 200);
+    assert.equal(parseResponses(c.received).length, 1);
+  } finally {
+    c.close();
+  }
+});
