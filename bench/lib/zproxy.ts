@@ -1,0 +1,82 @@
+// zproxy for the bench: build dist/ when it is stale, then run the CLI pinned to one CPU.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PinnedProcess, processTree } from './proc.ts';
+
+/** The Node 24 binary: this process's when it is Node >= 24 (npm run bench), else the pinned one. */
+export function nodeBinary(root: string): string {
+  if (Number(process.versions.node.split('.')[0]) >= 24) return process.execPath;
+  const pinned = join(root, 'node_modules', '.bin', 'node');
+  if (existsSync(pinned)) return pinned;
+  throw new Error(
+    'Node 24 not found: run `npm ci` (node is pinned as a dev dependency) and use `npm run bench`',
+  );
+}
+
+function newestMtimeMs(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile()) continue;
+    newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs);
+  }
+  return newest;
+}
+
+/** Runs `npm run build` when dist/cli/main.js is missing or older than a file in src/. */
+export function ensureBuilt(root: string): void {
+  const main = join(root, 'dist', 'cli', 'main.js');
+  if (existsSync(main) && statSync(main).mtimeMs >= newestMtimeMs(join(root, 'src'))) return;
+  console.error('bench: dist/ is missing or older than src/: running `npm run build`');
+  const result = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+  if (result.status !== 0 || !existsSync(main)) {
+    throw new Error('`npm run build` failed, so zproxy cannot be measured (see the compiler output above)');
+  }
+}
+
+/** The bench's zproxy configuration: one worker, no access log, everything to the origin. */
+export function zproxyConfig(port: number, originPort: number): object {
+  return {
+    host: '127.0.0.1',
+    port,
+    thread_count: 1,
+    access_log: { enabled: false },
+    routes: [{ path: '/', upstream: `http://127.0.0.1:${originPort}` }],
+  };
+}
+
+/** A running zproxy (`node dist/cli/main.js run <config>`). */
+export class ZproxyInstance {
+  readonly process: PinnedProcess;
+  readonly port: number;
+
+  private constructor(process: PinnedProcess, port: number) {
+    this.process = process;
+    this.port = port;
+  }
+
+  static async start(root: string, dir: string, port: number, originPort: number, cpu: number) {
+    const configFile = join(dir, 'zproxy.json');
+    writeFileSync(configFile, `${JSON.stringify(zproxyConfig(port, originPort), null, 2)}\n`);
+    const args = [join(root, 'dist', 'cli', 'main.js'), 'run', configFile];
+    const process = new PinnedProcess('zproxy', cpu, nodeBinary(root), args, join(dir, 'zproxy.log'));
+    try {
+      await process.waitForPort(port, 15_000);
+    } catch (error) {
+      await process.stop();
+      throw new Error(
+        `zproxy failed to start: ${(error as Error).message}\n--- zproxy output ---\n${process.logTail()}`,
+      );
+    }
+    return new ZproxyInstance(process, port);
+  }
+
+  /** The node process and any workers it started. */
+  pids(): number[] {
+    return processTree(this.process.pid);
+  }
+
+  stop(): Promise<void> {
+    return this.process.stop();
+  }
+}
