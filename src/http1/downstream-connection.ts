@@ -607,7 +607,10 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
       this.waitingPool = null;
     }
     this.state = ST_CLOSED;
-    this.socket.destroy();
+    // A close-delimited body (HTTP/1.0 client) that ended with a FIN would look complete: reset instead.
+    const cutShort = this.responseStarted && this.out === OUT_UNTIL_CLOSE && !this.socket.destroyed;
+    if (cutShort) this.socket.resetAndDestroy();
+    else this.socket.destroy();
   }
 
   private logExchange(ex: Exchange): void {
