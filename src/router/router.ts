@@ -117,11 +117,11 @@ export function routeProblems<T>(specs: readonly RouteSpec<T>[]): RouteProblem[]
 
 const SLASH = 0x2f;
 const DOT = 0x2e;
-const COLON = 0x3a;
 const OPEN_BRACKET = 0x5b;
-const CLOSE_BRACKET = 0x5d;
 /** Above this many static children, a node looks its children up by hash instead of scanning. */
 const LINEAR_CHILDREN = 8;
+/** Above this many exact host names of one length, they are looked up by hash. */
+const LINEAR_HOSTS = 8;
 
 const NOT_FOUND: RouteNotFound = Object.freeze({ status: 404 });
 
@@ -134,6 +134,17 @@ const SMI_MASK = 0x3fffffff;
 function hashRange(s: string, start: number, end: number): number {
   let h = FNV_OFFSET;
   for (let i = start; i < end; i++) h = Math.imul(h ^ s.charCodeAt(i), FNV_PRIME);
+  return h & SMI_MASK;
+}
+
+/** hashRange() with ASCII upper case folded to lower case. */
+function hashRangeLower(s: string, start: number, end: number): number {
+  let h = FNV_OFFSET;
+  for (let i = start; i < end; i++) {
+    let c = s.charCodeAt(i);
+    if (c >= 0x41 && c <= 0x5a) c |= 0x20;
+    h = Math.imul(h ^ c, FNV_PRIME);
+  }
   return h & SMI_MASK;
 }
 
@@ -258,11 +269,11 @@ class PathNode<T> {
   }
 
   /** The static child whose label equals path[start, end), or null. */
-  findStatic(path: string, start: number, end: number, hash: number): PathNode<T> | null {
+  findStatic(path: string, start: number, end: number): PathNode<T> | null {
     const length = end - start;
     const index = this.index;
     if (index !== null) {
-      const bucket = index.get(hash);
+      const bucket = index.get(hashRange(path, start, end));
       if (bucket === undefined) return null;
       for (let i = 0; i < bucket.length; i++) {
         const node = bucket[i]!;
@@ -274,6 +285,42 @@ class PathNode<T> {
     for (let i = 0; i < labels.length; i++) {
       const label = labels[i]!;
       if (label.length === length && path.startsWith(label, start)) return this.children[i]!;
+    }
+    return null;
+  }
+}
+
+/** The exact host tables whose names have one length. */
+class HostGroup<T> {
+  readonly tables: readonly HostTable<T>[];
+  /** Lower-case hash -> tables, when there are more than LINEAR_HOSTS tables. */
+  readonly byHash: Map<number, HostTable<T>[]> | null;
+
+  constructor(tables: readonly HostTable<T>[]) {
+    this.tables = tables;
+    let byHash: Map<number, HostTable<T>[]> | null = null;
+    if (tables.length > LINEAR_HOSTS) {
+      byHash = new Map();
+      for (const table of tables) {
+        const hash = hashRange(table.name, 0, table.name.length);
+        const bucket = byHash.get(hash);
+        if (bucket === undefined) byHash.set(hash, [table]);
+        else bucket.push(table);
+      }
+    }
+    this.byHash = byHash;
+  }
+
+  /** The table named host[0, name length), ignoring ASCII case, or null. */
+  find(host: string): HostTable<T> | null {
+    const byHash = this.byHash;
+    const tables =
+      byHash === null ? this.tables : byHash.get(hashRangeLower(host, 0, this.tables[0]!.name.length));
+    if (tables === undefined) return null;
+    for (let i = 0; i < tables.length; i++) {
+      const table = tables[i]!;
+      // Host headers are nearly always lower case: try the native comparison first.
+      if (host.startsWith(table.name) || equalsLowerAt(host, 0, table.name)) return table;
     }
     return null;
   }
@@ -299,8 +346,8 @@ export class Router<T> {
   private readonly anyHost: PathNode<T> | null;
   /** False when no route has a host: host handling is skipped entirely. */
   private readonly hostAware: boolean;
-  /** hash of the lower-case host name -> exact host tables. */
-  private readonly exact: Map<number, HostTable<T>[]>;
+  /** Exact host tables by the length of their name (null where there is none). */
+  private readonly exactByLength: (HostGroup<T> | null)[];
   /** Wildcard host tables, longest suffix first. */
   private readonly wildcards: HostTable<T>[];
   /** Param segment offsets of the branch being walked: [start, end) of param i. */
@@ -342,19 +389,19 @@ export class Router<T> {
       maxParams = Math.max(maxParams, route.pattern.paramNames.length);
     }
     anyHost?.finish();
-    const exact = new Map<number, HostTable<T>[]>();
+    const byLength: HostTable<T>[][] = [];
     for (const table of exactTables.values()) {
       table.root.finish();
-      const hash = hashRange(table.name, 0, table.name.length);
-      const bucket = exact.get(hash);
-      if (bucket === undefined) exact.set(hash, [table]);
-      else bucket.push(table);
+      const length = table.name.length;
+      while (byLength.length <= length) byLength.push([]);
+      byLength[length]!.push(table);
     }
+    const exactByLength = byLength.map((tables) => (tables.length === 0 ? null : new HostGroup(tables)));
     const wildcards = [...wildcardTables.values()].sort((a, b) => b.name.length - a.name.length);
     for (const table of wildcards) table.root.finish();
     this.anyHost = anyHost;
     this.hostAware = exactTables.size > 0 || wildcards.length > 0;
-    this.exact = exact;
+    this.exactByLength = exactByLength;
     this.wildcards = wildcards;
     this.paramStarts = new Int32Array(Math.max(1, maxParams));
     this.paramEnds = new Int32Array(Math.max(1, maxParams));
@@ -381,46 +428,36 @@ export class Router<T> {
 
   /** Exact host table, then wildcard tables (longest suffix first). */
   private matchHosts(host: string, method: string, path: string): RouteFound<T> | null {
-    // One scan: the name ends before the port (an IPv6 literal at its ']'); hash it in lower case,
-    // keeping the hash before the last character in case that is a trailing dot.
-    const length = host.length;
-    const bracketed = length > 0 && host.charCodeAt(0) === OPEN_BRACKET;
-    let end = 0;
-    let hash = FNV_OFFSET;
-    let previous = hash;
-    let last = 0;
-    while (end < length) {
-      let c = host.charCodeAt(end);
-      if (c === COLON && !bracketed) break;
-      if (c >= 0x41 && c <= 0x5a) c |= 0x20;
-      previous = hash;
-      hash = Math.imul(hash ^ c, FNV_PRIME);
-      last = c;
-      end++;
-      if (c === CLOSE_BRACKET) break;
-    }
-    if (last === DOT && !bracketed) {
-      end--;
-      hash = previous;
+    // The name ends before the port; an IPv6 literal ends at its ']'. One trailing dot is ignored.
+    let end: number;
+    if (host.charCodeAt(0) === OPEN_BRACKET) {
+      end = host.indexOf(']') + 1;
+    } else {
+      end = host.indexOf(':');
+      if (end === -1) end = host.length;
+      if (end > 0 && host.charCodeAt(end - 1) === DOT) end--;
     }
     if (end === 0) return null;
-    const bucket = this.exact.get(hash & SMI_MASK);
-    if (bucket !== undefined) {
-      for (let i = 0; i < bucket.length; i++) {
-        const table = bucket[i]!;
-        if (table.name.length === end && equalsLowerAt(host, 0, table.name)) {
-          const found = this.search(table.root, method, path, 0);
-          if (found !== null) return found;
-          break;
-        }
+    const exactByLength = this.exactByLength;
+    if (end < exactByLength.length) {
+      const group = exactByLength[end]!;
+      const table = group === null ? null : group.find(host);
+      if (table !== null) {
+        const found = this.search(table.root, method, path, 0);
+        if (found !== null) return found;
       }
     }
     const wildcards = this.wildcards;
     for (let i = 0; i < wildcards.length; i++) {
       const table = wildcards[i]!;
       // At least one label, then '.', then the suffix.
-      const dot = end - table.name.length - 1;
-      if (dot >= 1 && host.charCodeAt(dot) === DOT && equalsLowerAt(host, dot + 1, table.name)) {
+      const name = table.name;
+      const dot = end - name.length - 1;
+      if (
+        dot >= 1 &&
+        host.charCodeAt(dot) === DOT &&
+        (host.startsWith(name, dot + 1) || equalsLowerAt(host, dot + 1, name))
+      ) {
         const found = this.search(table.root, method, path, 0);
         if (found !== null) return found;
       }
@@ -437,17 +474,10 @@ export class Router<T> {
     const length = path.length;
     if (node.hasChildren && pos < length && path.charCodeAt(pos) === SLASH) {
       const start = pos + 1;
-      // Find the segment's end and hash it in the same scan (the hash is used by hashed nodes).
       let end = start;
-      let hash = FNV_OFFSET;
-      while (end < length) {
-        const c = path.charCodeAt(end);
-        if (c === SLASH) break;
-        hash = Math.imul(hash ^ c, FNV_PRIME);
-        end++;
-      }
+      while (end < length && path.charCodeAt(end) !== SLASH) end++;
       if (end > start) {
-        const child = node.findStatic(path, start, end, hash & SMI_MASK);
+        const child = node.findStatic(path, start, end);
         if (child !== null) {
           const found = this.search(child, method, path, end);
           if (found !== null) return found;
