@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { ZpError } from '../../src/errors.ts';
+import { normalizePath } from '../../src/router/normalize-path.ts';
 import { type RouteMatch, Router, type RouteSpec, routeProblems } from '../../src/router/router.ts';
 import { routeProblemCases, routerCases } from '../fixtures/router-cases.ts';
 
@@ -103,6 +104,19 @@ describe('Router', () => {
     assert.notEqual(a, b);
     assert.deepEqual(a, { status: 200, value: 'user', params: { id: '1' }, matchedLength: 8 });
     assert.deepEqual(b, { status: 200, value: 'user', params: { id: '2' }, matchedLength: 8 });
+  });
+
+  test('normalised paths route the same as their plain spelling', () => {
+    const seed = new Router([
+      { host: null, path: '/admin', methods: null, value: 'admin' },
+      { host: null, path: '/', methods: null, value: 'public' },
+    ]);
+    for (const raw of ['/%61dmin/x', '//admin', '/public/../admin', '/./admin/', '/%2E/admin']) {
+      const path = normalizePath(raw);
+      assert.ok(path !== null, raw);
+      const result = seed.match('', 'GET', path);
+      assert.equal(result.status === 200 && result.value, 'admin', raw);
+    }
   });
 
   test('values are returned as given', () => {
