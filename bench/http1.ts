@@ -461,13 +461,19 @@ async function main(): Promise<number> {
     const withErrors = runs.filter((run) => run.errorCount > 0).length;
     if (withErrors > 0)
       console.error(`\nbench: WARNING: ${withErrors} run(s) had errors (flagged in the report)`);
+    const disturbed = runs.filter(isDisturbed).length;
+    if (disturbed > 0) {
+      console.error(
+        `bench: WARNING: ${disturbed} run(s) were disturbed by other load on the machine (flagged in the report)`,
+      );
+    }
     console.log(
       `\nReport: ${relative(process.cwd(), markdownFile)} (raw: ${relative(process.cwd(), jsonFile)})`,
     );
     return 0;
   } catch (error) {
-    failed = true;
     if (abort.signal.aborted) return 130;
+    failed = true;
     console.error(`bench: FAILED, no report written: ${(error as Error).message}`);
     return 1;
   } finally {

@@ -57,10 +57,10 @@ export interface RunRecord {
 /** Runs where other work took more than this fraction of a bench CPU are marked as disturbed. */
 export const DISTURBANCE_LIMIT = 0.1;
 
+/** Other load over the limit on a CPU the run used (`direct` leaves the proxy CPU to whoever wants it). */
 export function isDisturbed(run: RunRecord): boolean {
-  return (
-    (run.otherLoad.proxyCpu ?? 0) > DISTURBANCE_LIMIT || (run.otherLoad.loadCpu ?? 0) > DISTURBANCE_LIMIT
-  );
+  const proxyCpu = run.target === 'direct' ? 0 : (run.otherLoad.proxyCpu ?? 0);
+  return proxyCpu > DISTURBANCE_LIMIT || (run.otherLoad.loadCpu ?? 0) > DISTURBANCE_LIMIT;
 }
 
 export interface MemoryRecord {
@@ -460,7 +460,7 @@ export function renderMarkdown(result: BenchResult, jsonFileName: string): strin
   out.push(
     `- A run is marked as disturbed (†) when other processes used more than ${formatPercent(DISTURBANCE_LIMIT)} ` +
       `of CPU ${method.proxyCpu} or CPU ${method.loadCpu} during it (from \`/proc/stat\`, minus the bench's own ` +
-      'processes and wrk).',
+      `processes and wrk; for \`direct\` only CPU ${method.loadCpu} counts, as the bench leaves the other idle).`,
   );
   out.push(
     '- Ratios to nginx are taken per round (same round, same scenario) and summarised as median (min–max). ' +

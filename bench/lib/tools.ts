@@ -67,7 +67,7 @@ export function ensureTools(install: boolean): boolean {
   }
   console.error(`bench: missing ${missing.join(', ')}.`);
   if (apt !== null) {
-    console.error(`Install them with:\n  ${isRoot ? '' : 'sudo '}sh -c '${command}'`);
+    console.error(`Install them with:\n  ${isRoot ? command : `sudo sh -c '${command}'`}`);
     if (isRoot) console.error('or run the bench with --install (also automatic when CI is set).');
   } else {
     console.error(
