@@ -322,7 +322,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
     ex.upstream = pool.authority;
 
     // X-Forwarded-*: appended to only when the peer is a trusted proxy.
-    const trusted = rt.trustedProxies !== null && rt.trustedProxies.check(this.clientAddress);
+    const trusted = rt.trustedProxies?.check(this.clientAddress) === true;
     let xff = this.clientAddress;
     let proto = 'http';
     let fwdHost = ex.host;
@@ -362,7 +362,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
   /** Consumes request body bytes from buf[0, ...): returns how many belong to the body, or -1 on error. */
   private consumeBody(buf: Buffer): number {
     if (this.reqBody === REQ_LENGTH) {
-      const n = buf.length < this.reqRemaining ? buf.length : this.reqRemaining;
+      const n = Math.min(buf.length, this.reqRemaining);
       this.reqRemaining -= n;
       if (this.reqRemaining === 0) this.reqDone = true;
       return n;

@@ -339,7 +339,7 @@ export class UpstreamConnection implements Timed, ChunkSink {
     let more = true;
     switch (this.framing) {
       case BODY_LENGTH: {
-        const n = end - start < this.remaining ? end - start : this.remaining;
+        const n = Math.min(end - start, this.remaining);
         this.remaining -= n;
         more = r.onResponseBody(buf, start, start + n);
         if (this.remaining === 0) {

@@ -9,7 +9,10 @@ export type { Logger } from 'pino';
 const destination = pino.destination({ dest: 1, sync: false, minLength: 4096 });
 
 export function createLogger(level: string, bindings: Record<string, unknown> = {}): Logger {
-  return pino({ level, base: { pid: process.pid, ...bindings }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
+  return pino(
+    { level, base: { pid: process.pid, ...bindings }, timestamp: pino.stdTimeFunctions.isoTime },
+    destination,
+  );
 }
 
 /** Writes what is buffered (call before the process exits). */

@@ -33,7 +33,10 @@ function checkSupported(config: Config, logger: Logger): void {
     );
   }
   for (const m of all) {
-    logger.warn({ middleware: m.type }, 'middleware accepted by the config but not applied by this version yet');
+    logger.warn(
+      { middleware: m.type },
+      'middleware accepted by the config but not applied by this version yet',
+    );
   }
   for (const p of config.protocols) {
     if (p !== 'http1') logger.warn({ protocol: p }, 'protocol not served by this version yet; HTTP/1.1 only');
