@@ -15,6 +15,13 @@ const OVER_CAPACITY = Buffer.from(
   'latin1',
 );
 
+/** How long a connection refused for `max_connections` may stay open to receive its 503. */
+const REFUSED_LINGER_MS = 2000;
+
+function destroySocket(socket: net.Socket): void {
+  socket.destroy();
+}
+
 export interface ProxyServerOptions {
   readonly logger: Logger;
   /** Bind with SO_REUSEPORT so several worker processes can listen on the same port. */
@@ -63,10 +70,13 @@ export class ProxyServer {
       server.on('error', (err) => this.logger.error({ err }, 'listener error'));
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen({ host: l.host, port: l.port, backlog: config.backlog, reusePort: this.reusePort }, () => {
-          server.off('error', reject);
-          resolve();
-        });
+        server.listen(
+          { host: l.host, port: l.port, backlog: config.backlog, reusePort: this.reusePort },
+          () => {
+            server.off('error', reject);
+            resolve();
+          },
+        );
       });
       this.servers.push(server);
       const address = server.address() as AddressInfo;
@@ -83,6 +93,10 @@ export class ProxyServer {
     }
     if (this.ctx.connections.size >= this.maxConnections) {
       socket.on('error', () => {});
+      // Discard what the client sends so that its FIN is seen and the socket closes; a client that never
+      // closes may not hold it (it is not counted in max_connections) beyond a short linger.
+      socket.resume();
+      setTimeout(destroySocket, REFUSED_LINGER_MS, socket).unref();
       socket.end(OVER_CAPACITY);
       return;
     }
