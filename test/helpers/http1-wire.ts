@@ -201,15 +201,20 @@ export function parseResponses(
 /** One raw client connection to the proxy, read response by response. */
 export class WireClient {
   readonly socket: net.Socket;
-  private data: Buffer = Buffer.alloc(0);
-  private offset = 0;
+  /** Every chunk received, in order. */
+  private readonly chunks: Buffer[] = [];
+  private receivedCache: Buffer = Buffer.alloc(0);
+  private receivedCount = 0;
+  /** Received bytes not yet consumed by next() (kept small: consumed bytes are dropped). */
+  private pending: Buffer = Buffer.alloc(0);
   closed = false;
   private wake: (() => void) | null = null;
 
   private constructor(socket: net.Socket) {
     this.socket = socket;
     socket.on('data', (c: Buffer) => {
-      this.data = Buffer.concat([this.data, c]);
+      this.chunks.push(c);
+      this.pending = this.pending.length === 0 ? c : Buffer.concat([this.pending, c]);
       this.wake?.();
     });
     socket.on('error', () => {});
@@ -237,12 +242,16 @@ export class WireClient {
 
   /** Every byte received so far. */
   get received(): Buffer {
-    return this.data;
+    if (this.receivedCount !== this.chunks.length) {
+      this.receivedCache = Buffer.concat(this.chunks);
+      this.receivedCount = this.chunks.length;
+    }
+    return this.receivedCache;
   }
 
   /** Bytes received and not yet consumed by next(). */
   get unread(): Buffer {
-    return this.data.subarray(this.offset);
+    return this.pending;
   }
 
   /** Resolves with check()'s first non-null value; rejects after timeoutMs. */
@@ -273,12 +282,12 @@ export class WireClient {
   next(options: { noBody?: boolean; timeoutMs?: number } = {}): Promise<WireResponse> {
     return this.until(
       () => {
-        const r = parseResponseAt(this.data, this.offset, {
+        const r = parseResponseAt(this.pending, 0, {
           noBody: options.noBody ?? false,
           closed: this.closed,
         });
         if (r === null) return null;
-        this.offset = r.end;
+        this.pending = this.pending.subarray(r.end);
         return r.response;
       },
       options.timeoutMs ?? 3000,

@@ -106,6 +106,12 @@ function scripted(req: { target: string }, socket: import('node:net').Socket): s
     setTimeout(() => socket.write('a\r\n0123456789\r\n1\r\n!\r\n0\r\n\r\n'), 20);
     return undefined;
   }
+  if (req.target === '/raw/interim') {
+    // Interim responses from the upstream, the second split across packets, then the final one.
+    socket.write('HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 100 Con');
+    setTimeout(() => socket.write('tinue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal'), 20);
+    return undefined;
+  }
   return 'HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n';
 }
 
@@ -336,6 +342,20 @@ describe('response framing', () => {
     assert.equal(res.framing, 'close');
     assert.equal(res.has('transfer-encoding'), false);
     assert.equal(res.body.toString(), CLOSE_BODY);
+  });
+
+  test("the upstream's interim responses are consumed: the client gets only the final one", async () => {
+    const c = await WireClient.connect(proxy.port);
+    try {
+      c.write('GET /raw/interim HTTP/1.1\r\nHost: a\r\n\r\n');
+      const r = await c.next();
+      assert.equal(r.status, 200);
+      assert.equal(r.body.toString(), 'final');
+      assert.equal(c.received.includes('103'), false);
+      assert.equal(c.received.includes('100 Continue'), false);
+    } finally {
+      c.close();
+    }
   });
 
   test('an HTTP/1.0 client gets a chunked upstream response de-chunked', async () => {

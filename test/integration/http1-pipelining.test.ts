@@ -1,6 +1,7 @@
 /**
- * One client connection carrying many requests: pipelining (responses in request order), keep-alive,
- * and Expect: 100-continue.
+ * Connections carrying many requests: pipelining (responses in request order), backpressure toward a
+ * client that does not read, keep-alive and Connection: close, Expect: 100-continue, and upstream
+ * connection reuse through the pool.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -11,8 +12,19 @@ import { type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
 let upstream: HttpUpstream;
 let proxy: StartedProxy;
 
+const MEGABYTE = Buffer.alloc(1024 * 1024, 0x6d);
+
 before(async () => {
-  upstream = await startHttpUpstream();
+  upstream = await startHttpUpstream((req, res) => {
+    if (req.url.startsWith('/mb/')) {
+      res.writeHead(200, { 'content-length': MEGABYTE.length, 'x-url': req.url });
+      res.end(MEGABYTE);
+      return;
+    }
+    const body = JSON.stringify({ method: req.method, url: req.url, bytes: req.body.length });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  });
   proxy = await startProxy({ routes: [{ path: '/', upstream: upstream.url }] });
 });
 after(async () => {
@@ -170,5 +182,121 @@ test('Expect: 100-continue on a request without a body gets no 100', async () =>
     assert.equal(parseResponses(c.received).length, 1);
   } finally {
     c.close();
+  }
+});
+
+test('a client that does not read its responses stops the proxy from reading further pipelined requests', async () => {
+  const before = upstream.requests.length;
+  const c = await WireClient.connect(proxy.port);
+  try {
+    c.socket.pause();
+    let requests = '';
+    for (let i = 0; i < 30; i++) requests += `GET /mb/${i} HTTP/1.1\r\nHost: a\r\n\r\n`;
+    c.write(requests);
+    await new Promise((r) => setTimeout(r, 400));
+    const whilePaused = upstream.requests.length - before;
+    assert.ok(
+      whilePaused >= 1 && whilePaused <= 20,
+      `${whilePaused} of 30 requests forwarded while the client read nothing`,
+    );
+    c.socket.resume();
+    for (let i = 0; i < 30; i++) {
+      const r = await c.next({ timeoutMs: 5000 });
+      assert.equal(r.header('x-url'), `/mb/${i}`);
+      assert.equal(r.body.length, MEGABYTE.length);
+      assert.equal(r.body.equals(MEGABYTE), true);
+    }
+  } finally {
+    c.close();
+  }
+  assert.equal(upstream.requests.length - before, 30);
+});
+
+test('Connection: close: the answer says so, the connection ends, and pipelined requests after it are not forwarded', async () => {
+  const before = upstream.requests.length;
+  const c = await WireClient.connect(proxy.port);
+  try {
+    c.write(
+      'GET /closing HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /after-close HTTP/1.1\r\nHost: a\r\n\r\n',
+    );
+    const r = await c.next();
+    assert.equal(r.status, 200);
+    assert.equal(r.header('connection'), 'close');
+    assert.equal(await c.waitClosed(), true);
+    assert.equal(c.unread.length, 0);
+  } finally {
+    c.close();
+  }
+  assert.deepEqual(
+    upstream.requests.slice(before).map((r) => r.url),
+    ['/closing'],
+  );
+});
+
+test('an HTTP/1.0 request without keep-alive is answered with Connection: close and the connection ends', async () => {
+  const c = await WireClient.connect(proxy.port);
+  try {
+    c.write('GET /ten HTTP/1.0\r\nHost: a\r\n\r\n');
+    const r = await c.next();
+    assert.equal(r.status, 200);
+    assert.equal(r.header('connection'), 'close');
+    assert.equal(await c.waitClosed(), true);
+  } finally {
+    c.close();
+  }
+});
+
+test('sequential requests from several clients reuse one upstream connection', async () => {
+  const solo = await startHttpUpstream();
+  const p = await startProxy({ routes: [{ path: '/', upstream: solo.url }] });
+  try {
+    for (let i = 0; i < 5; i++) {
+      const c = await WireClient.connect(p.port);
+      try {
+        c.write(
+          `GET /seq/${i} HTTP/1.1\r\nHost: a\r\n\r\nPOST /seq/${i} HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi`,
+        );
+        assert.equal((await c.next()).status, 200);
+        assert.equal((await c.next()).status, 200);
+      } finally {
+        c.close();
+      }
+    }
+    assert.equal(solo.requests.length, 10);
+    assert.equal(solo.connections, 1, 'one pooled upstream connection served every request');
+  } finally {
+    await p.close();
+    await solo.close();
+  }
+});
+
+test('with max_connections_per_target: 1, concurrent clients queue for the one upstream connection', async () => {
+  const slow = await startHttpUpstream((req, res) => {
+    setTimeout(() => {
+      res.writeHead(200, { 'content-length': Buffer.byteLength(req.url) });
+      res.end(req.url);
+    }, 15);
+  });
+  const p = await startProxy({
+    upstream_defaults: { max_connections_per_target: 1 },
+    routes: [{ path: '/', upstream: slow.url }],
+  });
+  const clients: WireClient[] = [];
+  try {
+    for (let i = 0; i < 8; i++) clients.push(await WireClient.connect(p.port));
+    clients.forEach((c, i) => {
+      c.write(`GET /q/${i} HTTP/1.1\r\nHost: a\r\n\r\n`);
+    });
+    const bodies = await Promise.all(clients.map(async (c) => (await c.next()).body.toString()));
+    assert.deepEqual(
+      bodies,
+      clients.map((_, i) => `/q/${i}`),
+    );
+    assert.equal(slow.connections, 1);
+    assert.equal(slow.requests.length, 8);
+  } finally {
+    for (const c of clients) c.close();
+    await p.close();
+    await slow.close();
   }
 });
