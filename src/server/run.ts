@@ -43,9 +43,18 @@ function checkSupported(config: Config, logger: Logger): void {
   }
 }
 
+/** How often buffered log lines are written out at the latest. */
+const LOG_FLUSH_INTERVAL_MS = 1000;
+
+function flushLogger(logger: Logger): void {
+  logger.flush();
+}
+
 export async function run(config: Config, options: RunOptions): Promise<void> {
   const worker = isWorkerProcess();
   const logger = createLogger(options.logLevel, worker ? { worker: Number(process.env[WORKER_ENV]) } : {});
+  // The log destination buffers until 4 KiB: flush it now and then so that lines are seen while they matter.
+  setInterval(flushLogger, LOG_FLUSH_INTERVAL_MS, logger).unref();
   if (!worker) checkSupported(config, logger);
 
   if (!worker && options.demo) {
@@ -59,6 +68,7 @@ export async function run(config: Config, options: RunOptions): Promise<void> {
       flushLogs();
       process.exit(0);
     });
+    logger.flush();
     return;
   }
 
@@ -70,6 +80,7 @@ export async function run(config: Config, options: RunOptions): Promise<void> {
 
   const server = new ProxyServer(config, { logger, reusePort: worker && REUSE_PORT_SUPPORTED });
   await server.start();
+  logger.flush();
   if (worker) process.send?.({ type: 'listening' });
 
   let stopping = false;
