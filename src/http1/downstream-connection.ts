@@ -543,6 +543,10 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
     return ok;
   }
 
+  holdsResponseBytes(): boolean {
+    return this.socket.writableLength > 0;
+  }
+
   onResponseData(buf: Buffer, start: number, end: number): boolean {
     return this.onResponseBody(buf, start, end);
   }

@@ -52,6 +52,11 @@ export interface UpstreamRequester {
   onResponseAborted(error: ZpError): void;
   /** The upstream socket drained: request body forwarding may resume. */
   onUpstreamDrain(): void;
+  /**
+   * True while bytes handed over by onResponseBody may still be referenced by the requester (queued in
+   * its socket's write buffer). The connection then reads into a fresh buffer instead of reusing it.
+   */
+  holdsResponseBytes(): boolean;
 }
 
 const ST_CONNECTING = 0;
@@ -66,6 +71,13 @@ const PH_DONE = 3;
 
 /** Largest body copied into the response head's buffer instead of being written separately. */
 const INLINE_BODY_MAX = 16 * 1024;
+
+/**
+ * Size of the buffer each upstream connection reads into. It is reused from read to read (Node's
+ * `onread`), so a response body costs no allocation per read unless the client is slower than the
+ * upstream and a write is still queued (then the next read gets a fresh buffer).
+ */
+const READ_BUFFER_SIZE = 64 * 1024;
 
 const RESPONSE_LIMITS: HeadLimits = { maxHeaderBytes: 65536, maxHeaderCount: 256, maxUriBytes: 0 };
 
@@ -91,20 +103,26 @@ export class UpstreamConnection implements Timed, ChunkSink {
   private remaining = 0;
   private chunked: ChunkedDecoder | null = null;
   private paused = false;
+  private readBuffer: Buffer | null = null;
 
   constructor(pool: Pool, requester: UpstreamRequester) {
     this.pool = pool;
     this.requester = requester;
     this.onConnect = this.onConnect.bind(this);
-    this.onData = this.onData.bind(this);
+    this.onRead = this.onRead.bind(this);
+    this.nextReadBuffer = this.nextReadBuffer.bind(this);
     this.onEnd = this.onEnd.bind(this);
     this.onError = this.onError.bind(this);
     this.onClose = this.onClose.bind(this);
     this.onDrain = this.onDrain.bind(this);
-    const socket = net.connect({ host: pool.host, port: pool.port, noDelay: true });
+    const socket = net.connect({
+      host: pool.host,
+      port: pool.port,
+      noDelay: true,
+      onread: { buffer: this.nextReadBuffer, callback: this.onRead },
+    });
     this.socket = socket;
     socket.on('connect', this.onConnect);
-    socket.on('data', this.onData);
     socket.on('end', this.onEnd);
     socket.on('error', this.onError);
     socket.on('close', this.onClose);
@@ -231,18 +249,30 @@ export class UpstreamConnection implements Timed, ChunkSink {
     r?.onUpstreamError(error, this);
   }
 
-  private onData(chunk: Buffer): void {
+  private nextReadBuffer(): Buffer {
+    let buf = this.readBuffer;
+    if (buf === null) {
+      buf = Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);
+      this.readBuffer = buf;
+    }
+    return buf;
+  }
+
+  /** Node's onread callback: `n` bytes were read into `buf`. Returning false pauses reading. */
+  private onRead(n: number, buf: Buffer): boolean {
     if (this.state !== ST_ACTIVE || this.phase === PH_WAIT || this.phase === PH_DONE) {
       // Bytes nobody asked for: the connection is no longer in a known state.
       this.destroy();
-      return;
+      return false;
     }
-    this.responseBytes += chunk.length;
-    if (this.phase === PH_HEAD) {
-      this.readHead(chunk);
-      return;
-    }
-    this.readBody(chunk, 0);
+    const r = this.requester;
+    this.responseBytes += n;
+    const chunk = buf.subarray(0, n);
+    if (this.phase === PH_HEAD) this.readHead(chunk);
+    else this.readBody(chunk, 0);
+    // Output still queued may point into the read buffer: lend it out and read into a new one.
+    if (r !== null && r.holdsResponseBytes()) this.readBuffer = null;
+    return !this.paused;
   }
 
   private readHead(chunk: Buffer): void {
@@ -260,7 +290,8 @@ export class UpstreamConnection implements Timed, ChunkSink {
           return;
         }
         this.scanFrom = buf.length > 3 ? buf.length - 3 : 0;
-        this.pending = buf;
+        // A copy: the read buffer is reused for the next read.
+        this.pending = Buffer.from(buf);
         return;
       }
       const head = this.head;
