@@ -99,4 +99,11 @@ export async function run(config: Config, options: RunOptions): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  if (worker) {
+    // The supervisor is gone (crashed or killed): a worker must not go on serving on its own.
+    process.on('disconnect', () => {
+      logger.warn('supervisor disconnected');
+      stop('SIGTERM');
+    });
+  }
 }
