@@ -5,7 +5,7 @@
  * PID) if they are still alive, and removes the temporary directory.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,13 +31,21 @@ export interface CliProcess {
   cleanup(): Promise<void>;
 }
 
-/** True when a process with this PID exists (signal 0 probes without sending). */
+/**
+ * True when a process with this PID exists and has not exited (signal 0 probes without sending; on Linux
+ * a zombie, exited but not yet reaped by its new parent, counts as gone).
+ */
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return process.platform !== 'linux';
   }
 }
 
