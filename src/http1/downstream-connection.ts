@@ -128,6 +128,8 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
   private readingPaused = false;
   /** The next request waits until the client has read what was written. */
   private waitingDrain = false;
+  /** True while parseNext runs (a request answered locally inside it must not re-enter it). */
+  private parsing = false;
 
   constructor(socket: Socket, ctx: ConnectionContext) {
     this.socket = socket;
@@ -185,7 +187,20 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
   }
 
   private parseNext(): void {
-    while (this.state === ST_HEAD && this.input !== null) {
+    // A request answered locally (404, 405, ...) finishes inside startExchange and calls back here; the
+    // loop in parseLoop goes on with the next pipelined request instead of recursing once per request
+    // (thousands of pipelined 404s in one read would otherwise overflow the stack and kill the process).
+    if (this.parsing) return;
+    this.parsing = true;
+    try {
+      this.parseLoop();
+    } finally {
+      this.parsing = false;
+    }
+  }
+
+  private parseLoop(): void {
+    while (this.state === ST_HEAD && this.input !== null && !this.waitingDrain) {
       const buf = this.input;
       const limits = this.runtime.headLimits;
       const blank = findHeadEnd(buf, this.scanFrom);

@@ -300,3 +300,30 @@ test('with max_connections_per_target: 1, concurrent clients queue for the one u
     await slow.close();
   }
 });
+
+test('20000 pipelined requests answered by the proxy itself (404) in one write: all answered in order, the proxy survives', async () => {
+  // Regression: each local answer used to re-enter the parser recursively, and a few hundred KB of
+  // pipelined 404s overflowed the stack (an uncaught exception that ends the worker process).
+  const count = 20000;
+  const before = upstream.requests.length;
+  const p = await startProxy({ routes: [{ path: '/api', upstream: upstream.url }] });
+  const c = await WireClient.connect(p.port);
+  try {
+    const one = 'GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n';
+    c.write(`${one.repeat(count)}GET /api/after-many HTTP/1.1\r\nHost: a\r\n\r\n`);
+    for (let i = 0; i < count; i++) {
+      const r = await c.next({ timeoutMs: 10000 });
+      if (r.status !== 404) assert.fail(`response ${i}: ${r.status}`);
+    }
+    const last = await c.next({ timeoutMs: 10000 });
+    assert.equal(last.status, 200);
+    assert.equal(JSON.parse(last.body.toString()).url, '/api/after-many');
+  } finally {
+    c.close();
+    await p.close();
+  }
+  assert.deepEqual(
+    upstream.requests.slice(before).map((r) => r.url),
+    ['/api/after-many'],
+  );
+});
