@@ -1,6 +1,6 @@
 // zproxy for the bench: build dist/ when it is stale, then run the CLI pinned to one CPU.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PinnedProcess, processTree } from './proc.ts';
 
@@ -45,7 +45,19 @@ export function zproxyConfig(port: number, originPort: number): object {
   };
 }
 
-/** A running zproxy (`node dist/cli/main.js run <config>`). */
+/** The Node flags after `node` in a `#!/usr/bin/env -S node ...` shebang. */
+export function shebangNodeFlags(file: string): string[] {
+  const first = readFileSync(file, 'utf8').split('\n', 1)[0]!;
+  const m = /^#!\S*env(?: -S)? node(.*)$/.exec(first);
+  return m === null
+    ? []
+    : m[1]!
+        .trim()
+        .split(/\s+/)
+        .filter((f) => f !== '');
+}
+
+/** A running zproxy (`node <shebang flags> dist/cli/main.js run <config>`). */
 export class ZproxyInstance {
   readonly process: PinnedProcess;
   readonly port: number;
@@ -58,7 +70,9 @@ export class ZproxyInstance {
   static async start(root: string, dir: string, port: number, originPort: number, cpu: number) {
     const configFile = join(dir, 'zproxy.json');
     writeFileSync(configFile, `${JSON.stringify(zproxyConfig(port, originPort), null, 2)}\n`);
-    const args = [join(root, 'dist', 'cli', 'main.js'), 'run', configFile];
+    const main = join(root, 'dist', 'cli', 'main.js');
+    // Run it the way the `zproxy` bin does: with the Node flags its shebang names.
+    const args = [...shebangNodeFlags(main), main, 'run', configFile];
     const process = new PinnedProcess('zproxy', cpu, nodeBinary(root), args, join(dir, 'zproxy.log'));
     try {
       await process.waitForPort(port, 15_000);

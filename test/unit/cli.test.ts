@@ -216,3 +216,14 @@ describe('parseCommandLine', () => {
     assert.equal(parseCommandLine(['run', '--log-level']).kind, 'usage-error');
   });
 });
+
+test('npm start runs the bin with the Node flags named in its shebang', () => {
+  const root = new URL('../../', import.meta.url);
+  const shebang = readFileSync(new URL('src/cli/main.ts', root), 'utf8').split('\n', 1)[0]!;
+  const flags = /^#!\/usr\/bin\/env -S node(.*)$/.exec(shebang)?.[1]?.trim();
+  assert.ok(flags, `unexpected shebang: ${shebang}`);
+  const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as {
+    scripts: Record<string, string>;
+  };
+  assert.equal(pkg.scripts.start, `node ${flags} dist/cli/main.js run`);
+});
