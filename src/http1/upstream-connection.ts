@@ -283,20 +283,23 @@ export class UpstreamConnection implements Timed, ChunkSink {
       this.pending = null;
     }
     for (;;) {
-      const blank = findHeadEnd(buf, this.scanFrom);
-      if (blank === -1) {
+      const head = this.head;
+      // Parse at once on a fresh head; after an incomplete one, only when a blank line has arrived.
+      const end =
+        this.scanFrom === 0 || findHeadEnd(buf, this.scanFrom) !== -1
+          ? parseResponseHead(buf, 0, buf.length, RESPONSE_LIMITS, head)
+          : HEAD_INCOMPLETE;
+      if (end === HEAD_INCOMPLETE) {
         if (buf.length > RESPONSE_LIMITS.maxHeaderBytes) {
           this.failBeforeHead(new ZpError('ZP_ERR_UPSTREAM_BAD_RESPONSE', 'Response head too large'));
           return;
         }
-        this.scanFrom = buf.length > 3 ? buf.length - 3 : 0;
+        this.scanFrom = buf.length > 4 ? buf.length - 3 : 1;
         // A copy: the read buffer is reused for the next read.
         this.pending = Buffer.from(buf);
         return;
       }
-      const head = this.head;
-      const end = parseResponseHead(buf, 0, buf.length, RESPONSE_LIMITS, head);
-      if (end <= HEAD_INCOMPLETE) {
+      if (end < 0) {
         this.failBeforeHead(
           new ZpError('ZP_ERR_UPSTREAM_BAD_RESPONSE', `Invalid response from the upstream: ${head.error}`),
         );
