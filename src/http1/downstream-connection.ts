@@ -214,9 +214,15 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
         return;
       }
       const end = parseRequestHead(buf, 0, buf.length, limits, this.head);
+      if (end === 0) {
+        // The blank line found was empty lines before the request-line, which the parser skips (RFC 9112
+        // §2.2): the head itself is not complete yet.
+        this.scanFrom = blank;
+        return;
+      }
       this.scanFrom = 0;
-      if (end <= 0) {
-        this.rejectHead(end === 0 ? -400 : end);
+      if (end < 0) {
+        this.rejectHead(end);
         return;
       }
       this.startExchange(buf, end);

@@ -327,3 +327,31 @@ test('20000 pipelined requests answered by the proxy itself (404) in one write: 
     ['/api/after-many'],
   );
 });
+
+test('empty lines before a request-line are ignored, also when the request arrives in pieces after them', async () => {
+  // Regression: a blank line found among the leading empty lines made an incomplete head a 400.
+  const before = upstream.requests.length;
+  const c = await WireClient.connect(proxy.port);
+  try {
+    // A POST followed by extra CRLFs (some clients send them after a body), then the next request split.
+    c.write(
+      'POST /crlf-a HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi\r\n\r\nGET /crlf-b HTTP/1.1\r\nHo',
+    );
+    assert.equal((await c.next()).status, 200);
+    await new Promise((r) => setTimeout(r, 30));
+    c.write('st: a\r\n\r\n');
+    const r2 = await c.next();
+    assert.equal(r2.status, 200);
+    assert.equal(JSON.parse(r2.body.toString()).url, '/crlf-b');
+    c.write('\r\n\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 30));
+    c.write('GET /crlf-c HTTP/1.1\r\nHost: a\r\n\r\n');
+    assert.equal(JSON.parse((await c.next()).body.toString()).url, '/crlf-c');
+  } finally {
+    c.close();
+  }
+  assert.deepEqual(
+    upstream.requests.slice(before).map((r) => r.url),
+    ['/crlf-a', '/crlf-b', '/crlf-c'],
+  );
+});
