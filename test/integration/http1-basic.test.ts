@@ -219,6 +219,25 @@ describe('methods and bodies', () => {
     }
   });
 
+  test('a chunked body trickled one byte per packet is reassembled exactly', async () => {
+    const c = await WireClient.connect(proxy.port);
+    try {
+      const body = '3\r\nabc\r\n4;x=y\r\ndefg\r\n0\r\nX-Trailer: t\r\n\r\n';
+      c.write('POST /trickle HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n');
+      for (const ch of body) {
+        c.write(ch);
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      const r = await c.next();
+      assert.equal(r.status, 200);
+      const seen = upstream.requests.at(-1)!;
+      assert.equal(seen.url, '/trickle');
+      assert.equal(seen.body.toString(), 'abcdefg');
+    } finally {
+      c.close();
+    }
+  });
+
   test('204 and 304 responses carry no body', async () => {
     const c = await WireClient.connect(proxy.port);
     try {

@@ -24,6 +24,7 @@ const RESPONSES: Record<string, string> = {
     'HTTP/1.1 200 OK\r\nConnection: X-Resp-Hop, keep-alive\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: X-Checksum\r\nUpgrade: h2c\r\nX-Resp-Hop: secret\r\nX-Resp-Kept: yes\r\nContent-Length: 2\r\n\r\nok',
   '/raw/connection-cl': 'HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\nhello',
   '/raw/via': 'HTTP/1.1 200 OK\r\nVia: 1.1 origin-cache\r\nContent-Length: 3\r\n\r\nvia',
+  '/raw/upstream-close': 'HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 6\r\n\r\nclosed',
   '/raw/http10': 'HTTP/1.0 200 OK\r\nContent-Length: 4\r\n\r\nold!',
 };
 
@@ -168,6 +169,27 @@ describe('hop-by-hop fields', () => {
     } finally {
       c.close();
     }
+  });
+
+  test("the upstream's Connection: close ends only the upstream connection, not the client's", async () => {
+    const c = await WireClient.connect(proxy.port);
+    try {
+      c.write('GET /raw/upstream-close HTTP/1.1\r\nHost: a\r\n\r\n');
+      const r1 = await c.next();
+      assert.equal(r1.body.toString(), 'closed');
+      assert.equal(r1.has('connection'), false);
+      c.write('GET /raw/upstream-close HTTP/1.1\r\nHost: a\r\n\r\n');
+      assert.equal((await c.next()).body.toString(), 'closed');
+      assert.equal(c.closed, false);
+    } finally {
+      c.close();
+    }
+    const last = scripted.requests.slice(-2);
+    assert.notEqual(
+      last[0]!.connection,
+      last[1]!.connection,
+      'a fresh upstream connection for the second request',
+    );
   });
 });
 
