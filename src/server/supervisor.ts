@@ -41,16 +41,23 @@ export function runSupervisor(config: Config, logger: Logger, onStopped: () => v
   let stopping = false;
   let listening = 0;
   let resolveReady: () => void;
-  const ready = new Promise<void>((resolve) => {
+  let rejectReady: (error: Error) => void;
+  const ready = new Promise<void>((resolve, reject) => {
     resolveReady = resolve;
+    rejectReady = reject;
   });
+  /** Set when a worker failed before listening during startup: the run fails once all workers are gone. */
+  let startupError: Error | null = null;
 
   const start = (id: number): void => {
     const child = spawnWorker(id);
     workers.set(id, child);
     logger.info({ worker: id, worker_pid: child.pid }, 'worker started');
+    let childListening = false;
     child.on('message', (message: WorkerMessage) => {
-      if (message?.type === 'listening' && ++listening === count) {
+      if (message?.type !== 'listening') return;
+      childListening = true;
+      if (++listening === count) {
         logger.info({ workers: count }, 'ready');
         resolveReady();
       }
@@ -58,14 +65,29 @@ export function runSupervisor(config: Config, logger: Logger, onStopped: () => v
     child.on('exit', (code, signal) => {
       if (workers.get(id) === child) workers.delete(id);
       if (stopping) {
-        if (workers.size === 0) onStopped();
+        if (workers.size > 0) return;
+        if (startupError !== null) rejectReady(startupError);
+        else onStopped();
+        return;
+      }
+      if (!childListening && listening < count) {
+        // A worker failed before listening while starting up (port in use, bad address): fail like a
+        // single process does instead of restarting it forever.
+        logger.fatal({ worker: id, worker_pid: child.pid, code, signal }, 'worker failed to start');
+        startupError = new Error(`worker ${id} exited before listening (code ${code}, signal ${signal})`);
+        stopping = true;
+        if (workers.size === 0) rejectReady(startupError);
+        for (const other of workers.values()) other.kill('SIGTERM');
         return;
       }
       const now = Date.now();
       while (restarts.length > 0 && restarts[0]! < now - RESTART_WINDOW_MS) restarts.shift();
       restarts.push(now);
       const delay = restarts.length > MAX_RESTARTS_IN_WINDOW ? 1000 : 0;
-      logger.error({ worker: id, worker_pid: child.pid, code, signal, restart_in_ms: delay }, 'worker exited');
+      logger.error(
+        { worker: id, worker_pid: child.pid, code, signal, restart_in_ms: delay },
+        'worker exited',
+      );
       setTimeout(() => {
         if (!stopping) start(id);
       }, delay);
