@@ -4,6 +4,7 @@
  * PID of the worker that answered.
  */
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { type CliProcess, type LogLine, pidAlive, startCli } from '../helpers/cli-process.ts';
 import { sendRequest, waitUntil } from '../helpers/simple-request.ts';
@@ -147,5 +148,41 @@ test('workers stop by themselves when the supervisor is killed', async () => {
     await assert.rejects(sendRequest(orphanPort, '/after'), { code: 'ECONNREFUSED' });
   } finally {
     await second.cleanup();
+  }
+});
+
+test('a worker that cannot listen fails the run: exit 1, no worker left behind', async () => {
+  // The port is held by a socket without SO_REUSEPORT, so no worker can bind it.
+  const blocker = net.createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  const busyPort = (blocker.address() as net.AddressInfo).port;
+  const failing = startCli({
+    host: '127.0.0.1',
+    port: busyPort,
+    thread_count: 2,
+    protocols: ['http1'],
+    routes: [{ path: '/', upstream: upstream.url }],
+  });
+  try {
+    let timer: NodeJS.Timeout | undefined;
+    const exit = await Promise.race([
+      failing.exited,
+      new Promise<'running'>((r) => {
+        timer = setTimeout(() => r('running'), 10_000);
+      }),
+    ]);
+    clearTimeout(timer);
+    assert.deepEqual(exit, { code: 1, signal: null });
+    assert.ok(failing.logs.some((l) => l.msg === 'worker failed to start'));
+    assert.ok(!failing.logs.some((l) => l.msg === 'ready'));
+    assert.match(failing.otherOutput.join(''), /EADDRINUSE/);
+    await waitUntil(
+      () => failing.workerPids().every((pid) => !pidAlive(pid)),
+      2000,
+      'the workers to be gone',
+    );
+  } finally {
+    await failing.cleanup();
+    await new Promise<void>((resolve) => blocker.close(() => resolve()));
   }
 });
