@@ -14,9 +14,11 @@
  * Host fields, a missing Host in HTTP/1.1.
  */
 import {
+  ALPHA,
   COLON,
   CR,
   FIELD_VALUE_CHAR,
+  HOST_CHAR,
   HTAB,
   LF,
   METHOD_CHAR,
@@ -172,14 +174,22 @@ export class ResponseHead extends MessageHead {
 }
 
 /**
- * Offset just past the first blank line at or after `from` (CRLF CRLF, or a bare-LF variant that the
- * parser will then reject), or -1. `from` lets a caller that appends data resume near where it stopped.
+ * Offset just past the first blank line at or after `from` (CRLF CRLF, or a bare-LF variant, LF CRLF or
+ * LF LF, that the parser will then reject), or -1. The head starts at offset 0: empty lines before a
+ * request-line (RFC 9112 §2.2) are not the blank line that ends a head. `from` lets a caller that appends
+ * data resume near where it stopped (3 bytes before the previous end of the data).
  */
 export function findHeadEnd(buf: Buffer, from: number): number {
   // Only a hint that parsing is worth trying: the parser itself finds the real end and rejects any bare
-  // LF before it, so a CRLF CRLF found here needs no second scan for an earlier LF LF.
-  const crlf = buf.indexOf('\r\n\r\n', from, 'latin1');
-  if (crlf !== -1) return crlf + 4;
+  // LF before it, so a blank line found here needs no second scan for an earlier LF LF.
+  let lineFrom = from;
+  if (buf[0] === CR) {
+    let lead = 0;
+    while (lead + 1 < buf.length && buf[lead] === CR && buf[lead + 1] === LF) lead += 2;
+    if (lineFrom < lead) lineFrom = lead;
+  }
+  const blank = buf.indexOf('\n\r\n', lineFrom, 'latin1');
+  if (blank !== -1) return blank + 3;
   const lflf = buf.indexOf('\n\n', from, 'latin1');
   return lflf === -1 ? -1 : lflf + 2;
 }
@@ -233,16 +243,31 @@ function parseContentLength(buf: Buffer, start: number, end: number): number {
   return v;
 }
 
+/** A list element without the OWS (SP / HTAB only, RFC 9110 §5.6.1) around it. */
+function trimOws(s: string): string {
+  let a = 0;
+  let b = s.length;
+  while (a < b && (s.charCodeAt(a) === SP || s.charCodeAt(a) === HTAB)) a++;
+  while (b > a && (s.charCodeAt(b - 1) === SP || s.charCodeAt(b - 1) === HTAB)) b--;
+  return a === 0 && b === s.length ? s : s.slice(a, b);
+}
+
 /**
- * Checks a Transfer-Encoding value: 1 when it is exactly `chunked` (any case), 0 when it is a list whose
- * final coding is chunked but has other codings too, -1 otherwise.
+ * Checks a Transfer-Encoding value: 1 when it is exactly `chunked` (any case), 0 when it is a list of
+ * other codings followed by a final chunked (not implemented), -1 when malformed: the final coding is not
+ * chunked, chunked appears twice (RFC 9112 §6.1: never applied more than once), or a list element is empty.
  */
 function transferEncodingKind(buf: Buffer, start: number, end: number): number {
   const value = buf.latin1Slice(start, end);
   if (stringEqualsLower(value, 'chunked')) return 1;
   const parts = value.split(',');
-  const last = parts[parts.length - 1]!.trim();
-  return stringEqualsLower(last, 'chunked') ? 0 : -1;
+  const last = parts.length - 1;
+  if (!stringEqualsLower(trimOws(parts[last]!), 'chunked')) return -1;
+  for (let i = 0; i < last; i++) {
+    const coding = trimOws(parts[i]!);
+    if (coding === '' || stringEqualsLower(coding, 'chunked')) return -1;
+  }
+  return 0;
 }
 
 /** Reads the tokens of a Connection field into the head. */
@@ -258,7 +283,7 @@ function parseConnection(head: MessageHead, buf: Buffer, start: number, end: num
   }
   const tokens = value.split(',');
   for (let i = 0; i < tokens.length; i++) {
-    const t = tokens[i]!.trim().toLowerCase();
+    const t = trimOws(tokens[i]!).toLowerCase();
     if (t === '') continue;
     if (t === 'close') head.connectionClose = true;
     else if (t === 'keep-alive') head.connectionKeepAlive = true;
@@ -282,11 +307,59 @@ function markConnectionNames(head: MessageHead): void {
   }
 }
 
-/** Valid Host value characters: reg-name / IP-literal with an optional port. No '/', '?', '#', '@', '\'. */
+/** Valid Host value characters (RFC 9110 §7.2): reg-name / IP-literal with an optional port, see HOST_CHAR. */
 function validHost(buf: Buffer, start: number, end: number): boolean {
   for (let i = start; i < end; i++) {
-    const c = buf[i]!;
-    if (c <= 0x20 || c >= 0x7f || c === 0x2f || c === 0x3f || c === 0x23 || c === 0x40 || c === 0x5c) return false;
+    if (HOST_CHAR[buf[i]!] !== 1) return false;
+  }
+  return true;
+}
+
+/**
+ * Checks the form of a request-target whose characters are TARGET_CHAR (RFC 9112 §3.2): origin-form
+ * ("/" ...) for any method but CONNECT; asterisk-form ("*") for OPTIONS only; authority-form (host ":"
+ * port) for CONNECT only; otherwise absolute-form: a scheme of letters, "://", a non-empty authority
+ * without userinfo (RFC 9110 §4.2.1, §4.2.4), then an optional path or query.
+ */
+function validTargetForm(method: string, buf: Buffer, start: number, end: number): boolean {
+  if (method === 'CONNECT') {
+    let colon = -1;
+    for (let i = start; i < end; i++) {
+      const c = buf[i]!;
+      if (HOST_CHAR[c] !== 1) return false;
+      if (c === COLON) colon = i;
+    }
+    if (colon <= start || colon === end - 1) return false;
+    for (let i = colon + 1; i < end; i++) {
+      if (buf[i]! < 0x30 || buf[i]! > 0x39) return false;
+    }
+    return true;
+  }
+  const first = buf[start];
+  if (first === 0x2f) return true;
+  if (first === 0x2a) return end - start === 1 && method === 'OPTIONS';
+  let p = start;
+  while (p < end && ALPHA[buf[p]!] === 1) p++;
+  if (p === start || p + 3 > end || buf[p] !== COLON || buf[p + 1] !== 0x2f || buf[p + 2] !== 0x2f)
+    return false;
+  p += 3;
+  const authorityStart = p;
+  while (p < end && buf[p] !== 0x2f && buf[p] !== 0x3f) {
+    if (HOST_CHAR[buf[p]!] !== 1) return false;
+    p++;
+  }
+  return p > authorityStart;
+}
+
+/**
+ * Whether the bytes buf[p, end), fewer than `pattern` has, may still begin it; in the pattern '0' stands
+ * for any digit. Lets a parser reject a short malformed start line at once instead of waiting for more.
+ */
+function mayStartWith(buf: Buffer, p: number, end: number, pattern: string): boolean {
+  for (let i = 0; p + i < end; i++) {
+    const c = buf[p + i]!;
+    const want = pattern.charCodeAt(i);
+    if (want === 0x30 ? c < 0x30 || c > 0x39 : c !== want) return false;
   }
   return true;
 }
@@ -295,7 +368,14 @@ function validHost(buf: Buffer, start: number, end: number): boolean {
  * Parses the field lines starting at `p` up to and including the blank line. Returns the offset past
  * the head, HEAD_INCOMPLETE, or a negative status. Fills `head.fields` and the framing flags.
  */
-function parseFields(buf: Buffer, p: number, end: number, head: MessageHead, limits: HeadLimits, request: boolean) {
+function parseFields(
+  buf: Buffer,
+  p: number,
+  end: number,
+  head: MessageHead,
+  limits: HeadLimits,
+  request: boolean,
+) {
   const f = head.fields;
   const headLimit = head.start + limits.maxHeaderBytes;
   let count = 0;
@@ -446,6 +526,7 @@ export function parseRequestHead(
   // RFC 9112 §2.2: ignore empty lines received before the request-line.
   while (p + 1 < end && buf[p] === CR && buf[p + 1] === LF) p += 2;
   head.reset(buf, p);
+  if (p + 1 === end && buf[p] === CR) return HEAD_INCOMPLETE; // maybe one more empty line
 
   const methodStart = p;
   while (p < end && METHOD_CHAR[buf[p]!] === 1) p++;
@@ -470,10 +551,18 @@ export function parseRequestHead(
     head.error = 'invalid request-target';
     return -400;
   }
+  if (!validTargetForm(head.method, buf, targetStart, p)) {
+    head.error = 'request-target not in origin, absolute, authority or asterisk form';
+    return -400;
+  }
   head.target = buf.latin1Slice(targetStart, p);
   p++;
 
-  if (p + 10 > end) return HEAD_INCOMPLETE;
+  if (p + 10 > end) {
+    if (mayStartWith(buf, p, end, 'HTTP/0.0\r\n')) return HEAD_INCOMPLETE;
+    head.error = 'invalid HTTP version';
+    return -400;
+  }
   const minor = parseVersion(buf, p);
   if (minor < 0) {
     head.error = minor === -505 ? 'unsupported HTTP version' : 'invalid HTTP version';
@@ -515,7 +604,11 @@ export function parseResponseHead(
 ): number {
   head.reset(buf, start);
   let p = start;
-  if (p + 12 > end) return HEAD_INCOMPLETE;
+  if (p + 12 > end) {
+    if (mayStartWith(buf, p, end, 'HTTP/0.0 000')) return HEAD_INCOMPLETE;
+    head.error = 'invalid status line';
+    return -502;
+  }
   const minor = parseVersion(buf, p);
   if (minor < 0 || buf[p + 8] !== SP) {
     head.error = 'invalid status line';
@@ -533,7 +626,8 @@ export function parseResponseHead(
     }
     status = status * 10 + d;
   }
-  if (status < 100) {
+  if (status < 100 || status > 599) {
+    // RFC 9110 §15: codes outside 100..599 are invalid; the response is treated as a server error.
     head.error = 'invalid status code';
     return -502;
   }
