@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { parseResponses, WireClient } from '../helpers/http1-wire.ts';
+import { eventually, parseResponses, WireClient } from '../helpers/http1-wire.ts';
 import { type StartedProxy, startProxy } from '../helpers/proxy.ts';
 import { type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
 
@@ -193,6 +193,10 @@ test('a client that does not read its responses stops the proxy from reading fur
     let requests = '';
     for (let i = 0; i < 30; i++) requests += `GET /mb/${i} HTTP/1.1\r\nHost: a\r\n\r\n`;
     c.write(requests);
+    assert.ok(
+      await eventually(() => upstream.requests.length > before, 3000),
+      'the first request is forwarded',
+    );
     await new Promise((r) => setTimeout(r, 400));
     const whilePaused = upstream.requests.length - before;
     assert.ok(
