@@ -7,9 +7,9 @@ import http from 'node:http';
 import net from 'node:net';
 import { test } from 'node:test';
 import { startProxy } from '../helpers/proxy.ts';
-import { statusCodes } from '../helpers/raw-client.ts';
+import { rawRequest, statusCodes } from '../helpers/raw-client.ts';
 import { sendRequest, waitUntil } from '../helpers/simple-request.ts';
-import { startHttpUpstream } from '../helpers/upstream.ts';
+import { startHttpUpstream, startRawUpstream } from '../helpers/upstream.ts';
 
 /** A raw keep-alive client connection that records what it receives and when the server ends it. */
 class RawConnection {
@@ -225,6 +225,39 @@ test('max_connections: refused connections close with the client or after a ling
     for (const c of refused) c.destroy();
     // Bounded, so that a leaked connection fails this test instead of hanging the run.
     await Promise.race([proxy.close(), new Promise((r) => setTimeout(r, 3000).unref())]);
+    await upstream.close();
+  }
+});
+
+test('a request body that stalls longer than connection_timeout_ms gets 408; the upstream connection is closed', async () => {
+  let upstreamClosed = false;
+  const upstream = await startRawUpstream((socket) => {
+    socket.on('close', () => {
+      upstreamClosed = true;
+    });
+  });
+  const proxy = await startProxy({
+    routes: [{ path: '/', upstream: upstream.url }],
+    connection_timeout_ms: 500,
+  });
+  try {
+    const t0 = performance.now();
+    const r = await rawRequest(
+      proxy.port,
+      'POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc',
+      {
+        timeoutMs: 3000,
+      },
+    );
+    const elapsed = performance.now() - t0;
+    assert.equal(r.closedByServer, true);
+    assert.match(r.text, /^HTTP\/1\.1 408 /);
+    assert.match(r.text, /ZP_ERR_REQUEST_TIMEOUT/);
+    assert.ok(elapsed >= 450 && elapsed < 1200, `answered after ${elapsed} ms`);
+    await waitUntil(() => upstreamClosed, 1000, 'the upstream connection to close');
+    assert.equal(proxy.accessLogs().at(-1)?.error, 'ZP_ERR_REQUEST_TIMEOUT');
+  } finally {
+    await proxy.close();
     await upstream.close();
   }
 });

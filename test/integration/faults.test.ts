@@ -209,6 +209,30 @@ test('upstream closes mid-body, HTTP/1.0 client (close-delimited): the connectio
   }
 });
 
+test('upstream stalls mid-body: the client connection is cut after about response_header_timeout_ms', async () => {
+  let upstreamClosed = false;
+  const upstream = await startRawUpstream((socket) => {
+    socket.on('close', () => {
+      upstreamClosed = true;
+    });
+    onEachRequestHead(socket, () => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc'));
+  });
+  const proxy = await proxyTo(upstream.url, { upstream_defaults: { response_header_timeout_ms: 500 } });
+  try {
+    const t0 = performance.now();
+    const r = await rawRequest(proxy.port, 'GET /stall HTTP/1.1\r\nHost: a\r\n\r\n', { timeoutMs: 3000 });
+    const elapsed = performance.now() - t0;
+    assert.equal(r.closedByServer, true);
+    assert.ok(r.text.endsWith('\r\n\r\nabc'), JSON.stringify(r.text));
+    assert.ok(elapsed >= 450 && elapsed < 1500, `cut after ${elapsed} ms`);
+    await waitUntil(() => upstreamClosed, 1000, 'the upstream connection to close');
+    assert.equal(proxy.accessLogs().at(-1)?.error, 'ZP_ERR_UPSTREAM_TIMEOUT');
+  } finally {
+    await proxy.close();
+    await upstream.close();
+  }
+});
+
 test('upstream sends a malformed response head: 502 ZP_ERR_UPSTREAM_BAD_RESPONSE', async () => {
   const heads = ['HTTP/1.1 2x0 OK\r\n\r\n', 'NONSENSE\r\n\r\n', 'HTTP/1.1 200 OK\r\nBad Header\r\n\r\n'];
   const upstream = await startRawUpstream((socket, index) => {
