@@ -15,7 +15,16 @@ let cli: CliProcess;
 let port: number;
 
 before(async () => {
-  upstream = await startHttpUpstream();
+  // Paths under /slow/ are answered after 500 ms (exchanges in flight during a stop).
+  upstream = await startHttpUpstream((req, res) => {
+    const body = JSON.stringify({ url: req.url });
+    const answer = () => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    };
+    if (req.url.startsWith('/slow/')) setTimeout(answer, 500);
+    else answer();
+  });
   port = await freePort();
   cli = startCli({
     host: '127.0.0.1',
@@ -112,11 +121,23 @@ test('a worker killed with SIGKILL is replaced and requests keep succeeding', as
   assert.equal(pids.size, 2, 'the replacement worker answered none of 40 connections');
 });
 
-test('SIGTERM to the supervisor stops every worker and exits 0', async () => {
+test('SIGTERM to the supervisor: exchanges in flight complete, every worker stops, exit 0', async () => {
   const workers = cli.workerPids().filter(pidAlive);
   assert.equal(workers.length, 2);
+  const before = upstream.requests.length;
+  const inFlight = Array.from({ length: 6 }, (_, i) => sendRequest(port, `/slow/${i}`));
+  await waitUntil(
+    () => upstream.requests.length === before + 6,
+    3000,
+    'the slow requests to reach the upstream',
+  );
   const t0 = performance.now();
   process.kill(cli.pid, 'SIGTERM');
+  const results = await Promise.all(inFlight);
+  results.forEach((res, i) => {
+    assert.equal(res.status, 200);
+    assert.equal(JSON.parse(res.text).url, `/slow/${i}`);
+  });
   const exit = await cli.exited;
   assert.deepEqual(exit, { code: 0, signal: null });
   assert.ok(performance.now() - t0 < 3000);
