@@ -1,9 +1,10 @@
 /**
  * Chunked transfer coding (RFC 9112 §7.1), tracked byte by byte so the proxy knows exactly where a chunked
  * body ends while forwarding the bytes as they arrived. Every framing byte is validated strictly: hex
- * sizes without leading whitespace or sign and at most 15 digits, extensions without control characters
- * and bounded in length, CRLF after each size line and each chunk, trailer field lines like header lines
- * (no bare LF, no obs-fold) and bounded in total size.
+ * sizes without leading whitespace or sign, at most 15 digits and below 2^53, extensions that follow the
+ * chunk-ext grammar (names and values are tokens or quoted strings, with optional BWS) and are bounded in
+ * length, CRLF after each size line and each chunk, trailer field lines like header lines (no bare LF, no
+ * obs-fold) and bounded in total size.
  *
  * `feed` returns the offset just past the body when it ends inside the given range, CHUNKED_MORE when all
  * of it was consumed and more is needed, or CHUNKED_ERROR with `error` set. In decode mode the data bytes
@@ -16,7 +17,6 @@ export const CHUNKED_ERROR = -2;
 
 const S_SIZE_FIRST = 0;
 const S_SIZE = 1;
-const S_EXT = 2;
 const S_SIZE_LF = 3;
 const S_DATA = 4;
 const S_DATA_CR = 5;
@@ -27,11 +27,80 @@ const S_TRAILER_VALUE = 9;
 const S_TRAILER_LF = 10;
 const S_END_LF = 11;
 const S_DONE = 12;
+/** Chunk extension states. BWS that must be followed by ';': */
+const S_EXT_BWS = 13;
+/** After ';': BWS, then the first tchar of a name. */
+const S_EXT_NAME_START = 14;
+const S_EXT_NAME = 15;
+/** BWS after a name: then '=' or ';'. */
+const S_EXT_AFTER_NAME = 16;
+/** After '=': BWS, then a token or a quoted string. */
+const S_EXT_VALUE_START = 17;
+const S_EXT_TOKEN = 18;
+const S_EXT_QUOTED = 19;
+const S_EXT_QUOTED_PAIR = 20;
+const S_EXT_AFTER_QUOTED = 21;
+
+const SEMICOLON = 0x3b;
+const EQUALS = 0x3d;
+const DQUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+/**
+ * The state after one byte of a chunk extension, or -1 when the byte cannot be there (RFC 9112 §7.1.1):
+ *   chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+ *   chunk-ext-name = token, chunk-ext-val = token / quoted-string
+ * A CR ends the size line after a complete name or value (never after whitespace or a lone ';' / '=').
+ */
+function extensionStep(state: number, c: number): number {
+  const ws = c === SP || c === HTAB;
+  switch (state) {
+    case S_EXT_BWS:
+      return ws ? S_EXT_BWS : c === SEMICOLON ? S_EXT_NAME_START : -1;
+    case S_EXT_NAME_START:
+      return ws ? S_EXT_NAME_START : TCHAR[c] === 1 ? S_EXT_NAME : -1;
+    case S_EXT_NAME:
+      if (TCHAR[c] === 1) return S_EXT_NAME;
+      if (c === CR) return S_SIZE_LF;
+      if (c === SEMICOLON) return S_EXT_NAME_START;
+      if (c === EQUALS) return S_EXT_VALUE_START;
+      return ws ? S_EXT_AFTER_NAME : -1;
+    case S_EXT_AFTER_NAME:
+      if (c === EQUALS) return S_EXT_VALUE_START;
+      if (c === SEMICOLON) return S_EXT_NAME_START;
+      return ws ? S_EXT_AFTER_NAME : -1;
+    case S_EXT_VALUE_START:
+      if (c === DQUOTE) return S_EXT_QUOTED;
+      return ws ? S_EXT_VALUE_START : TCHAR[c] === 1 ? S_EXT_TOKEN : -1;
+    case S_EXT_TOKEN:
+      if (TCHAR[c] === 1) return S_EXT_TOKEN;
+      if (c === CR) return S_SIZE_LF;
+      if (c === SEMICOLON) return S_EXT_NAME_START;
+      return ws ? S_EXT_BWS : -1;
+    case S_EXT_QUOTED:
+      // qdtext = HTAB / SP / VCHAR except '"' and '\' / obs-text
+      if (c === DQUOTE) return S_EXT_AFTER_QUOTED;
+      if (c === BACKSLASH) return S_EXT_QUOTED_PAIR;
+      return FIELD_VALUE_CHAR[c] === 1 ? S_EXT_QUOTED : -1;
+    case S_EXT_QUOTED_PAIR:
+      // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+      return FIELD_VALUE_CHAR[c] === 1 ? S_EXT_QUOTED : -1;
+    default: // S_EXT_AFTER_QUOTED
+      if (c === CR) return S_SIZE_LF;
+      if (c === SEMICOLON) return S_EXT_NAME_START;
+      return ws ? S_EXT_BWS : -1;
+  }
+}
 
 /** Longest chunk size line extension we accept (bytes). */
 const MAX_EXTENSION_BYTES = 4096;
-/** Largest chunk size: 15 hex digits stays below 2^60, safe in a double for byte counting. */
+/** Longest chunk size (hex digits, leading zeros included). */
 const MAX_SIZE_DIGITS = 15;
+/**
+ * Largest chunk size: byte counting in a double is exact only up to 2^53 - 1 (15 hex digits reach 2^60,
+ * where `remaining -= n` would round and the body's end would be misplaced).
+ */
+const MAX_CHUNK_SIZE = Number.MAX_SAFE_INTEGER;
 
 export interface ChunkSink {
   chunkData(buf: Buffer, start: number, end: number): void;
@@ -93,25 +162,34 @@ export class ChunkedDecoder {
           if (v >= 0) {
             if (++this.digits > MAX_SIZE_DIGITS) return this.fail('chunk size too large');
             this.remaining = this.remaining * 16 + v;
+            if (this.remaining > MAX_CHUNK_SIZE) return this.fail('chunk size too large');
             this.state = S_SIZE;
             p++;
             break;
           }
           if (this.state === S_SIZE_FIRST) return this.fail('invalid chunk size');
           if (c === CR) this.state = S_SIZE_LF;
-          else if (c === 0x3b || c === SP || c === HTAB) {
-            // chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )
-            this.state = S_EXT;
+          else if (c === SEMICOLON || c === SP || c === HTAB) {
+            this.state = c === SEMICOLON ? S_EXT_NAME_START : S_EXT_BWS;
             this.extensionBytes = 0;
           } else return this.fail(c === LF ? 'bare LF after chunk size' : 'invalid chunk size');
           p++;
           break;
         }
-        case S_EXT: {
+        case S_EXT_BWS:
+        case S_EXT_NAME_START:
+        case S_EXT_NAME:
+        case S_EXT_AFTER_NAME:
+        case S_EXT_VALUE_START:
+        case S_EXT_TOKEN:
+        case S_EXT_QUOTED:
+        case S_EXT_QUOTED_PAIR:
+        case S_EXT_AFTER_QUOTED: {
           const c = buf[p]!;
-          if (c === CR) this.state = S_SIZE_LF;
-          else if (FIELD_VALUE_CHAR[c] !== 1) return this.fail('invalid character in chunk extension');
-          else if (++this.extensionBytes > MAX_EXTENSION_BYTES) return this.fail('chunk extension too long');
+          const next = extensionStep(this.state, c);
+          if (next < 0) return this.fail(c === LF ? 'bare LF in chunk extension' : 'invalid chunk extension');
+          if (++this.extensionBytes > MAX_EXTENSION_BYTES) return this.fail('chunk extension too long');
+          this.state = next;
           p++;
           break;
         }
