@@ -16,7 +16,13 @@ import type { Pool } from '../upstream/pool.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import { CHUNKED_ERROR, CHUNKED_MORE, ChunkedDecoder } from './chunked.ts';
 import { FIELD_X_FORWARDED_FOR, FIELD_X_FORWARDED_HOST, FIELD_X_FORWARDED_PROTO } from './fields.ts';
-import { findHeadEnd, parseRequestHead, RequestHead, type ResponseHead } from './parse-head.ts';
+import {
+  findHeadEnd,
+  HEAD_INCOMPLETE,
+  parseRequestHead,
+  RequestHead,
+  type ResponseHead,
+} from './parse-head.ts';
 import {
   buildHead,
   buildHeadFromRaw,
@@ -203,21 +209,23 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
     while (this.state === ST_HEAD && this.input !== null && !this.waitingDrain) {
       const buf = this.input;
       const limits = this.runtime.headLimits;
-      const blank = findHeadEnd(buf, this.scanFrom);
-      if (blank === -1) {
+      // Most heads arrive whole in one read: parse at once. Once a head is known to be incomplete,
+      // re-parse only when a blank line has arrived after what was already scanned, so a head trickled
+      // byte by byte costs a linear scan, not a parse per byte. (Empty lines before the request-line are
+      // skipped by the parser, RFC 9112 §2.2, and then simply leave the head incomplete.)
+      const end =
+        this.scanFrom === 0 || findHeadEnd(buf, this.scanFrom) !== -1
+          ? parseRequestHead(buf, 0, buf.length, limits, this.head)
+          : HEAD_INCOMPLETE;
+      if (end === HEAD_INCOMPLETE) {
         if (buf.length > limits.maxHeaderBytes) {
+          // Too big to be a head: 414 when the request-target alone is over its limit, else 431.
           const r = parseRequestHead(buf, 0, buf.length, limits, this.head);
-          this.rejectHead(r === -414 ? -414 : r < 0 ? r : -431);
+          if (r !== -414) this.head.error = 'head larger than limits.max_header_bytes';
+          this.rejectHead(r === -414 ? -414 : -431);
           return;
         }
-        this.scanFrom = buf.length > 3 ? buf.length - 3 : 0;
-        return;
-      }
-      const end = parseRequestHead(buf, 0, buf.length, limits, this.head);
-      if (end === 0) {
-        // The blank line found was empty lines before the request-line, which the parser skips (RFC 9112
-        // §2.2): the head itself is not complete yet.
-        this.scanFrom = blank;
+        this.scanFrom = buf.length > 4 ? buf.length - 3 : 1;
         return;
       }
       this.scanFrom = 0;
