@@ -4,7 +4,7 @@
  * sizes without leading whitespace or sign, at most 15 digits and below 2^53, extensions that follow the
  * chunk-ext grammar (names and values are tokens or quoted strings, with optional BWS) and are bounded in
  * length, CRLF after each size line and each chunk, trailer field lines like header lines (no bare LF, no
- * obs-fold) and bounded in total size.
+ * obs-fold), without framing fields (Content-Length, Transfer-Encoding) and bounded in total size.
  *
  * `feed` returns the offset just past the body when it ends inside the given range, CHUNKED_MORE when all
  * of it was consumed and more is needed, or CHUNKED_ERROR with `error` set. In decode mode the data bytes
@@ -102,6 +102,24 @@ const MAX_SIZE_DIGITS = 15;
  */
 const MAX_CHUNK_SIZE = Number.MAX_SAFE_INTEGER;
 
+const NAME_CONTENT_LENGTH = 1;
+const NAME_TRANSFER_ENCODING = 2;
+
+/**
+ * Narrows which framing field names (NAME_* bits) a trailer name may be, given its character c (a tchar)
+ * at index i. Framing fields are not allowed as trailers (RFC 9110 §6.5.1): a recipient that merged one
+ * into the header section would see a framing the message did not use.
+ */
+function framingNameStep(bits: number, i: number, c: number): number {
+  const lower = c | 0x20; // tchars only: letters fold to lowercase, '-' stays '-'
+  if ((bits & NAME_CONTENT_LENGTH) !== 0 && 'content-length'.charCodeAt(i) !== lower)
+    bits &= ~NAME_CONTENT_LENGTH;
+  if ((bits & NAME_TRANSFER_ENCODING) !== 0 && 'transfer-encoding'.charCodeAt(i) !== lower) {
+    bits &= ~NAME_TRANSFER_ENCODING;
+  }
+  return bits;
+}
+
 export interface ChunkSink {
   chunkData(buf: Buffer, start: number, end: number): void;
 }
@@ -112,6 +130,9 @@ export class ChunkedDecoder {
   private digits = 0;
   private extensionBytes = 0;
   private trailerBytes = 0;
+  /** The trailer name being read: its length and which framing field names it may still be. */
+  private trailerNameLength = 0;
+  private trailerFraming = 0;
   private maxTrailerBytes: number;
   /** Sum of the chunk data sizes seen so far. */
   dataBytes = 0;
@@ -221,16 +242,31 @@ export class ChunkedDecoder {
         case S_TRAILER_START: {
           const c = buf[p]!;
           if (c === CR) this.state = S_END_LF;
-          else if (TCHAR[c] === 1) this.state = S_TRAILER_NAME;
-          else return this.fail('invalid trailer field');
+          else if (TCHAR[c] === 1) {
+            this.state = S_TRAILER_NAME;
+            this.trailerNameLength = 1;
+            this.trailerFraming = framingNameStep(NAME_CONTENT_LENGTH | NAME_TRANSFER_ENCODING, 0, c);
+          } else return this.fail('invalid trailer field');
           if (++this.trailerBytes > this.maxTrailerBytes) return this.fail('trailer section too large');
           p++;
           break;
         }
         case S_TRAILER_NAME: {
           const c = buf[p]!;
-          if (c === 0x3a) this.state = S_TRAILER_VALUE;
-          else if (TCHAR[c] !== 1) return this.fail('invalid trailer field name');
+          if (c === 0x3a) {
+            const n = this.trailerNameLength;
+            const f = this.trailerFraming;
+            if (
+              ((f & NAME_CONTENT_LENGTH) !== 0 && n === 14) ||
+              ((f & NAME_TRANSFER_ENCODING) !== 0 && n === 17)
+            ) {
+              return this.fail('framing field in the trailer section');
+            }
+            this.state = S_TRAILER_VALUE;
+          } else if (TCHAR[c] !== 1) return this.fail('invalid trailer field name');
+          else if (this.trailerFraming !== 0) {
+            this.trailerFraming = framingNameStep(this.trailerFraming, this.trailerNameLength++, c);
+          }
           if (++this.trailerBytes > this.maxTrailerBytes) return this.fail('trailer section too large');
           p++;
           break;
