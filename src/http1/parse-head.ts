@@ -466,7 +466,7 @@ function parseFields(
         head.error = 'transfer codings other than chunked are not supported';
         return request ? -501 : -502;
       } else {
-        head.error = 'Transfer-Encoding whose final coding is not chunked';
+        head.error = 'Transfer-Encoding other than one final chunked';
         return request ? -400 : -502;
       }
     } else if (kind === FIELD_CONNECTION) {
