@@ -3,6 +3,16 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { TCHAR } from '../../src/http1/chars.ts';
 import {
+  FIELD_CONNECTION,
+  FIELD_CONTENT_LENGTH,
+  FIELD_HOST,
+  FIELD_NAMED_BY_CONNECTION,
+  FIELD_OTHER,
+  FIELD_TE,
+  FIELD_UPGRADE,
+  FIELD_X_FORWARDED_FOR,
+} from '../../src/http1/fields.ts';
+import {
   F_LINE_END,
   F_NAME_END,
   F_NAME_START,
@@ -183,6 +193,57 @@ describe('parseResponseHead: shared case table', () => {
       }
     });
   }
+});
+
+describe('MessageHead accessors', () => {
+  const raw =
+    'POST /x HTTP/1.1\r\nHost: h.test\r\nX-Dup: 1\r\nx-dup: 2\r\nContent-Length: 0\r\nConnection: x-dup\r\n' +
+    'Transfer-Encoding-X: no\r\nTE: trailers\r\nX-Forwarded-For: 1.2.3.4\r\nUpgrade: h2c\r\n\r\n';
+  const head = new RequestHead();
+  const r = parseRequestHead(latin1(raw), 0, raw.length, BIG_LIMITS, head);
+
+  test('get and getAll are case-insensitive and keep the order', () => {
+    assert.equal(r, raw.length, head.error);
+    assert.equal(head.get('host'), 'h.test');
+    assert.equal(head.get('x-dup'), '1');
+    assert.deepEqual(head.getAll('x-dup'), ['1', '2']);
+    assert.equal(head.get('absent'), undefined);
+    assert.deepEqual(head.getAll('absent'), []);
+    assert.equal(head.fieldCount, 9);
+    assert.equal(head.fieldName(1), 'X-Dup');
+    assert.equal(head.fieldValue(2), '2');
+  });
+
+  test('field kinds', () => {
+    const kinds = Object.fromEntries(head.entries().map(([n], i) => [n, head.fieldKind(i)]));
+    assert.deepEqual(kinds, {
+      Host: FIELD_HOST,
+      'X-Dup': FIELD_NAMED_BY_CONNECTION,
+      'x-dup': FIELD_NAMED_BY_CONNECTION,
+      'Content-Length': FIELD_CONTENT_LENGTH,
+      Connection: FIELD_CONNECTION,
+      'Transfer-Encoding-X': FIELD_OTHER,
+      TE: FIELD_TE,
+      'X-Forwarded-For': FIELD_X_FORWARDED_FOR,
+      Upgrade: FIELD_UPGRADE,
+    });
+    assert.equal(head.connectionUpgrade, false, 'Upgrade without Connection: upgrade');
+  });
+
+  test('a head object reused for the next message forgets the previous one', () => {
+    const next = 'GET / HTTP/1.0\r\n\r\n';
+    assert.equal(parseRequestHead(latin1(next), 0, next.length, BIG_LIMITS, head), next.length);
+    assert.equal(head.fieldCount, 0);
+    assert.equal(head.host, null);
+    assert.equal(head.contentLength, -1);
+    assert.equal(head.connectionNames, null);
+    assert.equal(head.get('host'), undefined);
+    const bad = 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n';
+    assert.equal(parseRequestHead(latin1(bad), 0, bad.length, BIG_LIMITS, head), -400);
+    assert.equal(head.error, 'several Host fields');
+    assert.equal(parseRequestHead(latin1(next), 0, next.length, BIG_LIMITS, head), next.length);
+    assert.equal(head.error, '');
+  });
 });
 
 describe('findHeadEnd', () => {
