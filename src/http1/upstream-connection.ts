@@ -271,7 +271,7 @@ export class UpstreamConnection implements Timed, ChunkSink {
     if (this.phase === PH_HEAD) this.readHead(chunk);
     else this.readBody(chunk, 0);
     // Output still queued may point into the read buffer: lend it out and read into a new one.
-    if (r !== null && r.holdsResponseBytes()) this.readBuffer = null;
+    if (r?.holdsResponseBytes()) this.readBuffer = null;
     return !this.paused;
   }
 

@@ -5,7 +5,7 @@
  *
  * Pools live in a registry keyed by target and settings, so they outlive a runtime (config reload).
  */
-import { type UpstreamRequester, UpstreamConnection } from '../http1/upstream-connection.ts';
+import { UpstreamConnection, type UpstreamRequester } from '../http1/upstream-connection.ts';
 
 export interface PoolSettings {
   readonly connectTimeoutMs: number;
