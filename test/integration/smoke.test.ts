@@ -25,7 +25,10 @@ test('a GET is proxied and answered', async () => {
 
 test('a malformed request gets 400 and never reaches the upstream', async () => {
   const before = upstream.requests.length;
-  const r = await rawRequest(proxy.port, 'GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n');
+  const r = await rawRequest(
+    proxy.port,
+    'GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+  );
   assert.match(r.text, /^HTTP\/1\.1 400 /);
   assert.equal(r.closedByServer, true);
   assert.equal(upstream.requests.length, before);
