@@ -561,7 +561,7 @@ function compareAccepted(c: Context): string[] {
   const lBody = Buffer.concat(l.body).toString('latin1');
   if (z.stage === 'complete' && c.l.stage === 'complete') {
     eq('body', z.body, lBody);
-    if (c.kind === 'request') eq('end of message', z.end, llhttpEnd(latin1(c.input), c.kind, z.headEnd));
+    eq('end of message', z.end, llhttpEnd(latin1(c.input), c.kind, z.headEnd));
   } else if (z.stage === 'incomplete-body' && c.l.stage === 'incomplete-body') {
     eq('body so far', z.body, lBody);
   }
