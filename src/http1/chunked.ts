@@ -112,8 +112,9 @@ const NAME_TRANSFER_ENCODING = 2;
  */
 function framingNameStep(bits: number, i: number, c: number): number {
   const lower = c | 0x20; // tchars only: letters fold to lowercase, '-' stays '-'
-  if ((bits & NAME_CONTENT_LENGTH) !== 0 && 'content-length'.charCodeAt(i) !== lower)
+  if ((bits & NAME_CONTENT_LENGTH) !== 0 && 'content-length'.charCodeAt(i) !== lower) {
     bits &= ~NAME_CONTENT_LENGTH;
+  }
   if ((bits & NAME_TRANSFER_ENCODING) !== 0 && 'transfer-encoding'.charCodeAt(i) !== lower) {
     bits &= ~NAME_TRANSFER_ENCODING;
   }
