@@ -340,8 +340,9 @@ function validTargetForm(method: string, buf: Buffer, start: number, end: number
   if (first === 0x2a) return end - start === 1 && method === 'OPTIONS';
   let p = start;
   while (p < end && ALPHA[buf[p]!] === 1) p++;
-  if (p === start || p + 3 > end || buf[p] !== COLON || buf[p + 1] !== 0x2f || buf[p + 2] !== 0x2f)
+  if (p === start || p + 3 > end || buf[p] !== COLON || buf[p + 1] !== 0x2f || buf[p + 2] !== 0x2f) {
     return false;
+  }
   p += 3;
   const authorityStart = p;
   while (p < end && buf[p] !== 0x2f && buf[p] !== 0x3f) {
