@@ -334,6 +334,14 @@ export const STRICTER: readonly Stricter[] = [
     explains: (c) => c.z.stage === 'body-reject' && c.l.msg!.upgrade,
   },
   {
+    id: 'framing-trailer-fields',
+    reason:
+      'RFC 9110 §6.5.1: framing fields cannot be trailers; zproxy rejects Content-Length and ' +
+      'Transfer-Encoding in a trailer section. llhttp rejects the same, except a Transfer-Encoding ' +
+      'trailer in a response.',
+    explains: (c) => c.z.stage === 'body-reject' && c.z.error === 'framing field in the trailer section',
+  },
+  {
     id: 'chunk-extension-syntax',
     reason:
       'RFC 9112 §7.1.1: a chunk extension is ";" token [ "=" ( token / quoted-string ) ]. llhttp accepts ' +
@@ -722,6 +730,10 @@ describe(`differential: zproxy vs llhttp ${LLHTTP_VERSION} (strict)`, () => {
       'chunk-extension-syntax': [
         'request',
         'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1;=x\r\nx\r\n0\r\n\r\n',
+      ],
+      'framing-trailer-fields': [
+        'response',
+        'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n',
       ],
       'status-code-range': ['response', 'HTTP/1.1 600 X\r\nContent-Length: 0\r\n\r\n'],
       'reason-phrase-controls': ['response', 'HTTP/1.1 200 \x01\r\nContent-Length: 0\r\n\r\n'],
