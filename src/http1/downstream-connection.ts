@@ -29,6 +29,7 @@ import {
   DROP_HOP_BY_HOP,
   DROP_HOST,
   DROP_REQUEST,
+  DROP_UNTRUSTED_FORWARDING,
   joinedValues,
 } from './serialize.ts';
 import { STATUS_TEXT } from './status-text.ts';
@@ -363,7 +364,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
       const priorHost = joinedValues(head, FIELD_X_FORWARDED_HOST);
       if (priorHost !== '') fwdHost = priorHost;
     }
-    let dropMask = DROP_REQUEST;
+    let dropMask = trusted ? DROP_REQUEST : DROP_REQUEST | DROP_UNTRUSTED_FORWARDING;
     let suffix = `X-Forwarded-For: ${xff}\r\nX-Forwarded-Proto: ${proto}\r\n`;
     if (fwdHost !== '') suffix += `X-Forwarded-Host: ${fwdHost}\r\n`;
     suffix += minor === 1 ? 'Via: 1.1 zproxy\r\n' : 'Via: 1.0 zproxy\r\n';

@@ -20,6 +20,11 @@ export const FIELD_X_FORWARDED_PROTO = 12;
 export const FIELD_X_FORWARDED_HOST = 13;
 /** A field named by a Connection header: hop-by-hop for this message only (set after parsing). */
 export const FIELD_NAMED_BY_CONNECTION = 14;
+/** A repeated Content-Length line with the same value: forwarded once (RFC 9110 §8.6). */
+export const FIELD_DUPLICATE_CONTENT_LENGTH = 15;
+export const FIELD_FORWARDED = 16;
+export const FIELD_X_REAL_IP = 17;
+export const FIELD_X_FORWARDED_PORT = 18;
 
 /**
  * Hop-by-hop fields (RFC 9110 §7.6.1): never forwarded. Framing fields are handled separately because the
@@ -48,6 +53,9 @@ export function classifyField(buf: Buffer, start: number, end: number): number {
     case 7:
       if (equalsLower(buf, start, 'upgrade')) return FIELD_UPGRADE;
       return equalsLower(buf, start, 'trailer') ? FIELD_TRAILER : FIELD_OTHER;
+    case 9:
+      if (equalsLower(buf, start, 'forwarded')) return FIELD_FORWARDED;
+      return equalsLower(buf, start, 'x-real-ip') ? FIELD_X_REAL_IP : FIELD_OTHER;
     case 10:
       if (equalsLower(buf, start, 'connection')) return FIELD_CONNECTION;
       return equalsLower(buf, start, 'keep-alive') ? FIELD_KEEP_ALIVE : FIELD_OTHER;
@@ -57,7 +65,8 @@ export function classifyField(buf: Buffer, start: number, end: number): number {
       return equalsLower(buf, start, 'x-forwarded-for') ? FIELD_X_FORWARDED_FOR : FIELD_OTHER;
     case 16:
       if (equalsLower(buf, start, 'proxy-connection')) return FIELD_PROXY_CONNECTION;
-      return equalsLower(buf, start, 'x-forwarded-host') ? FIELD_X_FORWARDED_HOST : FIELD_OTHER;
+      if (equalsLower(buf, start, 'x-forwarded-host')) return FIELD_X_FORWARDED_HOST;
+      return equalsLower(buf, start, 'x-forwarded-port') ? FIELD_X_FORWARDED_PORT : FIELD_OTHER;
     case 17:
       if (equalsLower(buf, start, 'transfer-encoding')) return FIELD_TRANSFER_ENCODING;
       return equalsLower(buf, start, 'x-forwarded-proto') ? FIELD_X_FORWARDED_PROTO : FIELD_OTHER;

@@ -32,6 +32,7 @@ import {
   classifyField,
   FIELD_CONNECTION,
   FIELD_CONTENT_LENGTH,
+  FIELD_DUPLICATE_CONTENT_LENGTH,
   FIELD_EXPECT,
   FIELD_HOST,
   FIELD_NAMED_BY_CONNECTION,
@@ -450,9 +451,13 @@ function parseFields(
         head.error = 'malformed Content-Length';
         return request ? -400 : -502;
       }
-      if (head.contentLength !== -1 && head.contentLength !== n) {
-        head.error = 'conflicting Content-Length fields';
-        return request ? -400 : -502;
+      if (head.contentLength !== -1) {
+        if (head.contentLength !== n) {
+          head.error = 'conflicting Content-Length fields';
+          return request ? -400 : -502;
+        }
+        // The same length again: accepted as that length and forwarded once (RFC 9110 §8.6).
+        f[o + 5] = FIELD_DUPLICATE_CONTENT_LENGTH;
       }
       head.contentLength = n;
     } else if (kind === FIELD_TRANSFER_ENCODING) {

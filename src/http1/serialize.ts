@@ -5,7 +5,9 @@
  */
 import {
   FIELD_CONNECTION,
+  FIELD_DUPLICATE_CONTENT_LENGTH,
   FIELD_EXPECT,
+  FIELD_FORWARDED,
   FIELD_HOST,
   FIELD_KEEP_ALIVE,
   FIELD_NAMED_BY_CONNECTION,
@@ -16,7 +18,9 @@ import {
   FIELD_UPGRADE,
   FIELD_X_FORWARDED_FOR,
   FIELD_X_FORWARDED_HOST,
+  FIELD_X_FORWARDED_PORT,
   FIELD_X_FORWARDED_PROTO,
+  FIELD_X_REAL_IP,
 } from './fields.ts';
 import { F_KIND, F_LINE_END, F_NAME_START, FIELD_STRIDE, type MessageHead } from './parse-head.ts';
 
@@ -31,6 +35,7 @@ export const DROP_HOP_BY_HOP =
   bit(FIELD_TRAILER) |
   bit(FIELD_UPGRADE) |
   bit(FIELD_NAMED_BY_CONNECTION) |
+  bit(FIELD_DUPLICATE_CONTENT_LENGTH) |
   bit(FIELD_TRANSFER_ENCODING);
 
 /** Request fields zproxy always re-writes itself: Expect (answered locally) and X-Forwarded-*. */
@@ -42,6 +47,13 @@ export const DROP_REQUEST =
   bit(FIELD_X_FORWARDED_HOST);
 
 export const DROP_HOST = bit(FIELD_HOST);
+
+/**
+ * Client-identity fields that only a trusted proxy may set: dropped when the peer is not in
+ * `trusted_proxies` (zproxy writes X-Forwarded-For/Proto/Host itself either way).
+ */
+export const DROP_UNTRUSTED_FORWARDING =
+  bit(FIELD_FORWARDED) | bit(FIELD_X_REAL_IP) | bit(FIELD_X_FORWARDED_PORT);
 
 /** Bytes of the field lines `copyFields` would copy. */
 export function keptFieldsLength(head: MessageHead, dropMask: number): number {

@@ -104,6 +104,8 @@ export class UpstreamConnection implements Timed, ChunkSink {
   private chunked: ChunkedDecoder | null = null;
   private paused = false;
   private readBuffer: Buffer | null = null;
+  /** Slices of the read buffer were handed to the requester during the current read. */
+  private handedOut = false;
 
   constructor(pool: Pool, requester: UpstreamRequester) {
     this.pool = pool;
@@ -271,7 +273,10 @@ export class UpstreamConnection implements Timed, ChunkSink {
     if (this.phase === PH_HEAD) this.readHead(chunk);
     else this.readBody(chunk, 0);
     // Output still queued may point into the read buffer: lend it out and read into a new one.
-    if (r?.holdsResponseBytes()) this.readBuffer = null;
+    if (this.handedOut) {
+      this.handedOut = false;
+      if (r?.holdsResponseBytes()) this.readBuffer = null;
+    }
     return !this.paused;
   }
 
@@ -369,6 +374,7 @@ export class UpstreamConnection implements Timed, ChunkSink {
     const r = this.requester;
     if (r === null) return;
     this.deadline = Date.now() + this.pool.settings.responseHeaderTimeoutMs;
+    this.handedOut = true;
     const end = buf.length;
     let more = true;
     switch (this.framing) {

@@ -251,6 +251,40 @@ describe('forwarding fields', () => {
     assert.deepEqual(values(seen, 'x-forwarded-host'), ['public.example']);
   });
 
+  test("an untrusted client's Forwarded, X-Real-IP and X-Forwarded-Port never reach the upstream", async () => {
+    const { seen } = await exchange(
+      proxy.port,
+      'GET /api/spoof2 HTTP/1.1\r\nHost: real.test\r\nForwarded: for=6.6.6.6;proto=https;host=evil\r\nX-Real-IP: 6.6.6.6\r\nX-Forwarded-Port: 443\r\nX-Kept: yes\r\n\r\n',
+      upApi,
+    );
+    assert.deepEqual(values(seen, 'forwarded'), []);
+    assert.deepEqual(values(seen, 'x-real-ip'), []);
+    assert.deepEqual(values(seen, 'x-forwarded-port'), []);
+    assert.deepEqual(values(seen, 'x-kept'), ['yes']);
+  });
+
+  test("a trusted peer's Forwarded, X-Real-IP and X-Forwarded-Port are kept", async () => {
+    const { seen } = await exchange(
+      trustedProxy.port,
+      'GET /t3 HTTP/1.1\r\nHost: inner.test\r\nForwarded: for=192.0.2.1\r\nX-Real-IP: 192.0.2.1\r\nX-Forwarded-Port: 443\r\n\r\n',
+      upApi,
+    );
+    assert.deepEqual(values(seen, 'forwarded'), ['for=192.0.2.1']);
+    assert.deepEqual(values(seen, 'x-real-ip'), ['192.0.2.1']);
+    assert.deepEqual(values(seen, 'x-forwarded-port'), ['443']);
+  });
+
+  test('identical duplicate Content-Length lines are forwarded as one', async () => {
+    const { res, seen } = await exchange(
+      proxy.port,
+      'POST /api/dup HTTP/1.1\r\nHost: real.test\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\nabc',
+      upApi,
+    );
+    assert.equal(res.status, 200);
+    assert.deepEqual(values(seen, 'content-length'), ['3']);
+    assert.equal(seen.body.toString(), 'abc');
+  });
+
   test("a trusted peer without X-Forwarded-For gets the peer's address", async () => {
     const { seen } = await exchange(trustedProxy.port, 'GET /t2 HTTP/1.1\r\nHost: inner.test\r\n\r\n', upApi);
     assert.deepEqual(values(seen, 'x-forwarded-for'), ['127.0.0.1']);

@@ -9,7 +9,11 @@
 import assert from 'node:assert/strict';
 import { describe, type TestContext, test } from 'node:test';
 import fc from 'fast-check';
-import { FIELD_CONTENT_LENGTH, FIELD_TRANSFER_ENCODING } from '../../src/http1/fields.ts';
+import {
+  FIELD_CONTENT_LENGTH,
+  FIELD_DUPLICATE_CONTENT_LENGTH,
+  FIELD_TRANSFER_ENCODING,
+} from '../../src/http1/fields.ts';
 import {
   F_LINE_END,
   F_NAME_START,
@@ -122,9 +126,13 @@ function zproxyOutcome(input: Buffer, kind: 'request' | 'response'): ZOutcome {
         f[o + F_VALUE_END]!,
         f[o + F_LINE_END]!,
       ]);
-    if (head.fieldKind(i) !== FIELD_CONTENT_LENGTH) continue;
-    if (seenCl) out.extraContentLength.push([head.fields[o + F_NAME_START]!, head.fields[o + F_LINE_END]!]);
-    seenCl = true;
+    // The parser marks every repeated Content-Length line (same value) as a duplicate to forward once.
+    const k = head.fieldKind(i);
+    if (k === FIELD_DUPLICATE_CONTENT_LENGTH) {
+      assert.ok(seenCl, 'a duplicate Content-Length line follows a first one');
+      out.extraContentLength.push([head.fields[o + F_NAME_START]!, head.fields[o + F_LINE_END]!]);
+    }
+    if (k === FIELD_CONTENT_LENGTH) seenCl = true;
   }
   const noBody =
     kind === 'response' && (out.statusCode < 200 || out.statusCode === 204 || out.statusCode === 304);
