@@ -241,21 +241,28 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
   /** A request head that cannot be parsed: answer with its status and close. */
   private rejectHead(negativeStatus: number): void {
     const head = this.head;
-    const ex = new Exchange(
-      performance.now(),
-      head.method,
-      head.target,
-      head.host ?? '',
-      head.versionMinor === 0 ? '1.0' : '1.1',
-      this.clientAddress,
-    );
+    const version = head.versionMinor === 0 ? '1.0' : '1.1';
+    const code = errorCodeForStatus(-negativeStatus);
+    this.rejectInput(code, head.method, head.target, head.host ?? '', version, head.error || undefined);
+  }
+
+  /** Answers input that never became a forwardable request (malformed, too slow), then closes. */
+  private rejectInput(
+    code: ErrorCode,
+    method: string,
+    target: string,
+    host: string,
+    version: string,
+    message?: string,
+  ): void {
+    const ex = new Exchange(performance.now(), method, target, host, version, this.clientAddress);
     ex.bytesIn = this.input === null ? 0 : this.input.length;
     this.input = null;
     this.exchange = ex;
     this.state = ST_FORWARD;
     this.keepAlive = false;
     this.reqDone = false;
-    this.respondError(errorCodeForStatus(-negativeStatus), head.error || undefined);
+    this.respondError(code, message);
   }
 
   private startExchange(buf: Buffer, headEnd: number): void {
@@ -609,7 +616,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
     let head = `HTTP/1.1 ${info.status} ${STATUS_TEXT[info.status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n`;
     if (allow !== undefined) head += `Allow: ${allow}\r\n`;
     head += this.keepAlive ? '\r\n' : 'Connection: close\r\n\r\n';
-    const payload = this.head.method === 'HEAD' ? head : head + body;
+    const payload = ex.method === 'HEAD' ? head : head + body;
     const out = Buffer.from(payload, 'utf8');
     this.upstream?.destroy();
     this.upstream = null;
@@ -720,7 +727,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
           this.closeGracefully();
         } else {
           // A head that did not arrive in time (slowloris).
-          this.rejectTimeout();
+          this.rejectInput('ZP_ERR_REQUEST_TIMEOUT', '', '', '', '1.1');
         }
         return;
       case ST_FORWARD:
@@ -736,16 +743,6 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
       default:
         this.socket.destroy();
     }
-  }
-
-  private rejectTimeout(): void {
-    const ex = new Exchange(performance.now(), '', '', '', '1.1', this.clientAddress);
-    ex.bytesIn = this.input === null ? 0 : this.input.length;
-    this.input = null;
-    this.exchange = ex;
-    this.state = ST_FORWARD;
-    this.keepAlive = false;
-    this.respondError('ZP_ERR_REQUEST_TIMEOUT');
   }
 
   private onEnd(): void {
