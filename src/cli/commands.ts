@@ -1,7 +1,9 @@
 /** What each command does once the command line is parsed. Server logic stays in src/server. */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ConfigError, checkConfigFile, loadConfigFile } from '../config/load.ts';
+import { ConfigError } from '../config/errors.ts';
+import { loadConfigIsolated } from '../config/load-isolated.ts';
+import type { Config } from '../config/schema.ts';
 import type { LogLevel } from '../server/run.ts';
 import { demoConfigPath } from './package-files.ts';
 
@@ -16,7 +18,8 @@ function plural(count: number, noun: string): string {
 }
 
 /** `zproxy check CONFIG`: exit code 0 when valid, 1 otherwise. */
-export function checkCommand(file: string, json: boolean, output: Output): number {
+export async function checkCommand(file: string, json: boolean, output: Output): Promise<number> {
+  const { checkConfigFile } = await import('../config/load.ts');
   const { config, issues } = checkConfigFile(file);
   if (json) {
     const result =
@@ -45,9 +48,10 @@ export function resolveRunConfig(given: string | null, cwd: string): { path: str
 /** `zproxy run [CONFIG]`: resolves once the server is up; returns an exit code on failure. */
 export async function runCommand(given: string | null, logLevel: LogLevel, output: Output): Promise<number> {
   const { path, demo } = resolveRunConfig(given, process.cwd());
-  let config: ReturnType<typeof loadConfigFile>;
+  let config: Config;
   try {
-    config = loadConfigFile(path);
+    // Validated in a worker thread: the serving process never loads the validator libraries.
+    config = await loadConfigIsolated(path);
   } catch (error) {
     if (error instanceof ConfigError) {
       output.err(`zproxy: ${error.message}\n`);

@@ -29,14 +29,6 @@ function validator(): ValidateFunction {
   return compiled;
 }
 
-/**
- * Drops the compiled validator (about 10 MiB of generated code and schema caches). A serving process calls
- * this once its config is loaded; a later validation compiles again.
- */
-export function releaseValidator(): void {
-  compiled = null;
-}
-
 /** Validates `data` against the schema; returns the issues (empty when valid). */
 export function validateSchema(data: unknown): { valid: boolean; issues: LocatedIssue[] } {
   const validate = validator();

