@@ -1,6 +1,6 @@
 // The bench's results: the record of a run, its summary (medians, same-round ratios to nginx) and the
 // Markdown report.
-import type { WrkErrors } from './wrk.ts';
+import type { WrkErrors, WrkResult } from './wrk.ts';
 
 export const TARGETS = ['direct', 'nginx', 'zproxy'] as const;
 export type TargetName = (typeof TARGETS)[number];
@@ -24,21 +24,14 @@ export const SCENARIO_SPECS: Record<ScenarioName, ScenarioSpec> = {
   },
 };
 
-export interface RunRecord {
+export interface RunRecord
+  extends Pick<
+    WrkResult,
+    'requests' | 'seconds' | 'requestsPerSecond' | 'latencyUs' | 'errors' | 'errorCount'
+  > {
   readonly round: number;
   readonly scenario: ScenarioName;
   readonly target: TargetName;
-  readonly requests: number;
-  readonly seconds: number;
-  readonly requestsPerSecond: number;
-  readonly latencyUs: {
-    readonly p50: number;
-    readonly p75: number;
-    readonly p90: number;
-    readonly p99: number;
-  };
-  readonly errors: WrkErrors;
-  readonly errorCount: number;
   /** CPU time of the measured process(es) divided by the run's duration (1 = one core fully used). */
   readonly cpuFraction: number;
   /** requestsPerSecond / cpuFraction; null when no CPU time was measured. */

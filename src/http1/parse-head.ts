@@ -255,8 +255,9 @@ function trimOws(s: string): string {
 
 /**
  * Checks a Transfer-Encoding value: 1 when it is exactly `chunked` (any case), 0 when it is a list of
- * other codings followed by a final chunked (not implemented), -1 when malformed: the final coding is not
- * chunked, chunked appears twice (RFC 9112 §6.1: never applied more than once), or a list element is empty.
+ * other codings followed by a final chunked (answered 501: zproxy applies no other coding), -1 when
+ * malformed: the final coding is not chunked, chunked appears twice (RFC 9112 §6.1: never applied more
+ * than once), or a list element is empty.
  */
 function transferEncodingKind(buf: Buffer, start: number, end: number): number {
   const value = buf.latin1Slice(start, end);
