@@ -1,6 +1,6 @@
 // The bench's results: the record of a run, its summary (medians, same-round ratios to nginx) and the
 // Markdown report.
-import type { WrkErrors, WrkResult } from './wrk.ts';
+import type { WrkResult } from './wrk.ts';
 
 export const TARGETS = ['direct', 'nginx', 'zproxy'] as const;
 export type TargetName = (typeof TARGETS)[number];
