@@ -227,3 +227,38 @@ test('npm start runs the bin with the Node flags named in its shebang', () => {
   };
   assert.equal(pkg.scripts.start, `node ${flags} dist/cli/main.js run`);
 });
+
+describe('run refuses what this version cannot serve, instead of serving without it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'zproxy-refuse-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('a TLS listener', () => {
+    const file = join(dir, 'tls.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        port: 0,
+        tls: { enabled: true, cert_file: 'c.pem', key_file: 'k.pem' },
+        routes: [{ path: '/', upstream: 'http://127.0.0.1:9' }],
+      }),
+    );
+    const result = zproxy(['run', file]);
+    assert.equal(result.status, 1);
+    assert.match(result.stderr, /tls\.enabled: TLS listeners are not available in this version yet/);
+  });
+
+  test('the auth middleware', () => {
+    const file = join(dir, 'auth.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        port: 0,
+        routes: [{ path: '/', upstream: 'http://127.0.0.1:9' }],
+        middlewares: [{ type: 'auth', config: { api_keys: ['x'] } }],
+      }),
+    );
+    const result = zproxy(['run', file]);
+    assert.equal(result.status, 1);
+    assert.match(result.stderr, /the auth middleware is not available in this version yet/);
+  });
+});
