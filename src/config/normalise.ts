@@ -32,6 +32,12 @@ export function normaliseConfig(input: ConfigInput): Config {
       enabled: tls.enabled ?? D.tls.enabled,
       cert_file: tls.cert_file ?? null,
       key_file: tls.key_file ?? null,
+      certificates: (tls.certificates ?? []).map((c) => ({
+        server_names: c.server_names.map((n) => n.toLowerCase()),
+        cert_file: c.cert_file,
+        key_file: c.key_file,
+      })),
+      min_version: tls.min_version ?? D.tls.min_version,
     },
     routes: input.routes.map(normaliseRoute),
     middlewares: (input.middlewares ?? []).map(normaliseMiddleware),

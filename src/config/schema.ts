@@ -22,7 +22,7 @@ export const CONFIG_DEFAULTS = {
   max_connections: 10000,
   connection_timeout_ms: 30000,
   protocols: [...PROTOCOLS],
-  tls: { enabled: false, cert_file: null, key_file: null },
+  tls: { enabled: false, cert_file: null, key_file: null, certificates: [], min_version: 'TLSv1.2' },
   middlewares: [],
   limits: {
     max_header_bytes: 16384,
@@ -181,6 +181,41 @@ const TlsSchema = Type.Object(
           default: null,
         }),
         'x-expected': 'a file path or null',
+      }),
+    ),
+    certificates: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            server_names: Type.Array(
+              Type.String({
+                pattern: ROUTE_HOST_PATTERN,
+                'x-expected': 'a host name such as api.example.com or *.example.com',
+              }),
+              {
+                minItems: 1,
+                description:
+                  'Names (SNI) this certificate is chosen for: exact, or *.example.com for subdomains.',
+              },
+            ),
+            cert_file: Type.String({ minLength: 1, description: 'Path of the PEM certificate chain.' }),
+            key_file: Type.String({ minLength: 1, description: 'Path of the PEM private key.' }),
+          },
+          { additionalProperties: false, description: 'A certificate chosen by SNI.' },
+        ),
+        {
+          ...annotate({
+            description:
+              'Certificates chosen by the name the client asks for (SNI). The default certificate (cert_file/key_file, else the first of these) answers clients that send no or an unknown name.',
+            default: [],
+          }),
+        },
+      ),
+    ),
+    min_version: Type.Optional(
+      stringEnum(['TLSv1.2', 'TLSv1.3'] as const, {
+        description: 'The oldest TLS version accepted.',
+        default: D.tls.min_version,
       }),
     ),
   },
@@ -439,6 +474,20 @@ export interface UpstreamDefaultsConfig {
   readonly max_idle_per_target: number;
 }
 
+export interface TlsCertificateConfig {
+  readonly server_names: readonly string[];
+  readonly cert_file: string;
+  readonly key_file: string;
+}
+
+export interface TlsConfig {
+  readonly enabled: boolean;
+  readonly cert_file: string | null;
+  readonly key_file: string | null;
+  readonly certificates: readonly TlsCertificateConfig[];
+  readonly min_version: 'TLSv1.2' | 'TLSv1.3';
+}
+
 export interface Config {
   /** Resolved: `listeners` if given, else `[{ host, port }]`. */
   readonly listeners: readonly ListenerConfig[];
@@ -448,11 +497,7 @@ export interface Config {
   readonly max_connections: number;
   readonly connection_timeout_ms: number;
   readonly protocols: readonly Protocol[];
-  readonly tls: {
-    readonly enabled: boolean;
-    readonly cert_file: string | null;
-    readonly key_file: string | null;
-  };
+  readonly tls: TlsConfig;
   readonly routes: readonly RouteConfig[];
   readonly middlewares: readonly MiddlewareConfig[];
   readonly limits: LimitsConfig;

@@ -130,7 +130,13 @@ export function checkSemantics(root: unknown): LocatedIssue[] {
   checkListeners(root.listeners, issues);
 
   const tls = root.tls;
-  if (isObject(tls) && tls.enabled === true) {
+  const sniCertificates = isObject(tls) && Array.isArray(tls.certificates) ? tls.certificates.length : 0;
+  if (
+    isObject(tls) &&
+    tls.enabled === true &&
+    (sniCertificates === 0 || tls.cert_file != null || tls.key_file != null)
+  ) {
+    // Without SNI certificates, or with a default certificate half given, both files are needed.
     for (const key of ['cert_file', 'key_file'] as const) {
       const file = tls[key];
       if (typeof file !== 'string' || file === '') {

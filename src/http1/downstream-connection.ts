@@ -8,6 +8,7 @@
  * one downstream head buffer, and bodies are forwarded as the buffers that arrived.
  */
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Runtime } from '../config/runtime.ts';
 import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.ts';
 import { Exchange } from '../exchange.ts';
@@ -108,6 +109,8 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
   readonly socket: Socket;
   private readonly ctx: ConnectionContext;
   readonly clientAddress: string;
+  /** 'https' on a TLS connection, else 'http' (X-Forwarded-Proto). */
+  private readonly scheme: string;
   private state = ST_HEAD;
   deadline = 0;
 
@@ -143,6 +146,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
     this.ctx = ctx;
     this.runtime = ctx.runtime;
     this.clientAddress = plainAddress(socket.remoteAddress);
+    this.scheme = (socket as TLSSocket).encrypted === true ? 'https' : 'http';
     this.onData = this.onData.bind(this);
     this.onEnd = this.onEnd.bind(this);
     this.onClose = this.onClose.bind(this);
@@ -361,7 +365,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
     // X-Forwarded-*: appended to only when the peer is a trusted proxy.
     const trusted = rt.trustedProxies?.check(this.clientAddress) === true;
     let xff = this.clientAddress;
-    let proto = 'http';
+    let proto = this.scheme;
     let fwdHost = ex.host;
     if (trusted) {
       const prior = joinedValues(head, FIELD_X_FORWARDED_FOR);

@@ -3,12 +3,14 @@
  * connections. Used by `zproxy run` (once per worker) and by tests and embedders.
  */
 import net, { type AddressInfo } from 'node:net';
+import tls from 'node:tls';
 import { compileRuntime, type Runtime } from '../config/runtime.ts';
 import type { Config } from '../config/schema.ts';
 import { type ConnectionContext, DownstreamConnection } from '../http1/downstream-connection.ts';
 import { AccessLog } from '../observe/access-log.ts';
 import type { Logger } from '../observe/logger.ts';
 import { PoolRegistry } from '../upstream/pool.ts';
+import { TlsContexts } from './tls-contexts.ts';
 
 const OVER_CAPACITY = Buffer.from(
   'HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 94\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{"error":{"code":"ZP_ERR_UPSTREAM_UNAVAILABLE","status":503,"message":"Too many connections"}}',
@@ -17,6 +19,11 @@ const OVER_CAPACITY = Buffer.from(
 
 /** How long a connection refused for `max_connections` may stay open to receive its 503. */
 const REFUSED_LINGER_MS = 2000;
+
+/** The content type of a TLS handshake record: the first byte a TLS client sends. */
+const TLS_HANDSHAKE_RECORD = 0x16;
+
+function ignore(): void {}
 
 function destroySocket(socket: net.Socket): void {
   socket.destroy();
@@ -36,11 +43,15 @@ export class ProxyServer {
   private readonly ctx: ConnectionContext;
   private readonly maxConnections: number;
   private drainWaiter: (() => void) | null = null;
+  /** Certificates when TLS is enabled; such listeners detect TLS or plain HTTP per connection. */
+  private readonly tls: TlsContexts | null;
 
   constructor(config: Config, options: ProxyServerOptions) {
     this.logger = options.logger;
     this.reusePort = options.reusePort ?? false;
     this.maxConnections = config.max_connections;
+    this.tls = config.tls.enabled ? new TlsContexts(config.tls, options.logger) : null;
+    this.tls?.watch();
     const accessLog = new AccessLog(options.logger);
     this.ctx = {
       runtime: compileRuntime(config, this.pools, accessLog),
@@ -100,7 +111,34 @@ export class ProxyServer {
       socket.end(OVER_CAPACITY);
       return;
     }
-    new DownstreamConnection(socket, this.ctx);
+    if (this.tls === null) new DownstreamConnection(socket, this.ctx);
+    else this.detect(socket, this.tls);
+  }
+
+  /**
+   * One port, both protocols: the first byte of a connection tells a TLS ClientHello (0x16, a handshake
+   * record) from plain HTTP. The bytes read to decide are put back before the connection is handed on.
+   */
+  private detect(socket: net.Socket, contexts: TlsContexts): void {
+    socket.on('error', ignore);
+    socket.setTimeout(this.ctx.runtime.connectionTimeoutMs, () => socket.destroy());
+    socket.once('data', (chunk: Buffer) => {
+      socket.setTimeout(0);
+      socket.pause();
+      socket.unshift(chunk);
+      if (chunk[0] === TLS_HANDSHAKE_RECORD) {
+        const secure = new tls.TLSSocket(socket, {
+          isServer: true,
+          secureContext: contexts.defaultContext,
+          SNICallback: contexts.sniCallback,
+          ALPNProtocols: ['http/1.1'],
+        });
+        new DownstreamConnection(secure, this.ctx);
+      } else {
+        new DownstreamConnection(socket, this.ctx);
+        socket.resume();
+      }
+    });
   }
 
   /**
@@ -123,6 +161,7 @@ export class ProxyServer {
       for (const conn of this.ctx.connections) conn.destroy();
     }
     this.pools.closeIdle();
+    this.tls?.close();
     await closed;
   }
 }

@@ -22,9 +22,6 @@ export interface RunOptions {
 
 /** Features the config may name that this version does not provide yet; refusing beats pretending. */
 function checkSupported(config: Config, logger: Logger): void {
-  if (config.tls.enabled) {
-    throw new ZpError('ZP_ERR_CONFIG', 'tls.enabled: TLS listeners are not available in this version yet');
-  }
   const all = [...config.middlewares, ...config.routes.flatMap((r) => r.middlewares)];
   if (all.some((m) => m.type === 'auth')) {
     throw new ZpError(

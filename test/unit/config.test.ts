@@ -51,7 +51,7 @@ describe('seed examples load unchanged', () => {
       max_connections: 1000,
       connection_timeout_ms: 30000,
       protocols: ['http1', 'http2', 'websocket'],
-      tls: { enabled: false, cert_file: null, key_file: null },
+      tls: { enabled: false, cert_file: null, key_file: null, certificates: [], min_version: 'TLSv1.2' },
       routes: [
         SEED_API_ROUTE,
         { ...SEED_API_ROUTE, path: '/static', upstream: ['http://localhost:8081'], methods: ['GET'] },
@@ -71,7 +71,7 @@ describe('seed examples load unchanged', () => {
       max_connections: 1000,
       connection_timeout_ms: 30000,
       protocols: ['http1', 'http2', 'websocket'],
-      tls: { enabled: false, cert_file: null, key_file: null },
+      tls: { enabled: false, cert_file: null, key_file: null, certificates: [], min_version: 'TLSv1.2' },
       routes: [SEED_API_ROUTE],
       middlewares: [
         { type: 'rate_limit', config: { requests_per_minute: 100 } },
@@ -91,7 +91,7 @@ describe('seed examples load unchanged', () => {
       max_connections: 10000,
       connection_timeout_ms: 30000,
       protocols: ['http1', 'http2'],
-      tls: { enabled: false, cert_file: null, key_file: null },
+      tls: { enabled: false, cert_file: null, key_file: null, certificates: [], min_version: 'TLSv1.2' },
       routes: [SEED_API_ROUTE],
       middlewares: [],
       ...EXTENSION_DEFAULTS,
@@ -109,7 +109,7 @@ test('the demo config', () => {
     max_connections: 10000,
     connection_timeout_ms: 30000,
     protocols: ['http1'],
-    tls: { enabled: false, cert_file: null, key_file: null },
+    tls: { enabled: false, cert_file: null, key_file: null, certificates: [], min_version: 'TLSv1.2' },
     routes: [
       { ...SEED_API_ROUTE, path: '/api/users/:id', upstream: origin, methods: ['GET'] },
       { ...SEED_API_ROUTE, path: '/static', upstream: origin, methods: ['GET'], strip_prefix: true },
@@ -129,7 +129,7 @@ test('a minimal config gets every default', () => {
     max_connections: 10000,
     connection_timeout_ms: 30000,
     protocols: ['http1', 'http2', 'websocket'],
-    tls: { enabled: false, cert_file: null, key_file: null },
+    tls: { enabled: false, cert_file: null, key_file: null, certificates: [], min_version: 'TLSv1.2' },
     routes: [
       {
         path: '/',
@@ -159,6 +159,14 @@ test('a config using every field', () => {
     enabled: true,
     cert_file: 'certs/proxy.pem',
     key_file: 'certs/proxy-key.pem',
+    certificates: [
+      {
+        server_names: ['api.example.com', '*.example.org'],
+        cert_file: 'certs/api.pem',
+        key_file: 'certs/api-key.pem',
+      },
+    ],
+    min_version: 'TLSv1.3',
   });
   const [api, files, web] = config.routes;
   assert.deepStrictEqual(api!.upstream, ['http://10.0.0.1:9000', 'http://10.0.0.2:80', 'http://[::1]:9001']);
