@@ -49,7 +49,15 @@ export interface ConnectionContext {
   shuttingDown: boolean;
   /** Called when a connection has closed (used to finish a graceful shutdown). */
   onConnectionClosed(): void;
+  /**
+   * Takes over a connection that opened with the HTTP/2 preface (`buffered` holds what was read), or null
+   * when HTTP/2 is not enabled.
+   */
+  readonly http2: ((socket: Socket, buffered: Buffer) => void) | null;
 }
+
+/** The HTTP/2 connection preface (RFC 9113 §3.4). */
+const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
 const ST_HEAD = 0;
 const ST_FORWARD = 1;
@@ -113,6 +121,8 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
   private readonly scheme: string;
   private state = ST_HEAD;
   deadline = 0;
+  /** No request has been read on this connection yet (an HTTP/2 preface may still arrive). */
+  private fresh = true;
 
   /** Unparsed input: the start of the next head, body bytes not yet forwarded, pipelined requests. */
   private input: Buffer | null = null;
@@ -235,11 +245,37 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
       }
       this.scanFrom = 0;
       if (end < 0) {
+        // The HTTP/2 preface reads as a malformed HTTP/1 head: checked only then, so HTTP/1 pays nothing.
+        if (this.fresh && this.ctx.http2 !== null && buf[0] === 0x50 && this.handOverHttp2(buf)) return;
         this.rejectHead(end);
         return;
       }
+      this.fresh = false;
       this.startExchange(buf, end);
     }
+  }
+
+  /** Gives the connection to the HTTP/2 server when it opened with the preface (or a prefix of it). */
+  private handOverHttp2(buf: Buffer): boolean {
+    const n = Math.min(buf.length, HTTP2_PREFACE.length);
+    if (buf.compare(HTTP2_PREFACE, 0, n, 0, n) !== 0) return false;
+    if (buf.length < HTTP2_PREFACE.length) {
+      // Only part of the preface so far: wait for the rest.
+      this.scanFrom = buf.length > 4 ? buf.length - 3 : 1;
+      return true;
+    }
+    const socket = this.socket;
+    socket.off('data', this.onData);
+    socket.off('end', this.onEnd);
+    socket.off('close', this.onClose);
+    socket.off('drain', this.onDrain);
+    socket.pause();
+    this.state = ST_CLOSED;
+    this.input = null;
+    unwatchDeadline(this);
+    this.ctx.connections.delete(this);
+    this.ctx.http2!(socket, buf);
+    return true;
   }
 
   /** A request head that cannot be parsed: answer with its status and close. */

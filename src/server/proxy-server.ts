@@ -7,6 +7,7 @@ import tls from 'node:tls';
 import { compileRuntime, type Runtime } from '../config/runtime.ts';
 import type { Config } from '../config/schema.ts';
 import { type ConnectionContext, DownstreamConnection } from '../http1/downstream-connection.ts';
+import { Http2Downstream } from '../http2/downstream.ts';
 import { AccessLog } from '../observe/access-log.ts';
 import type { Logger } from '../observe/logger.ts';
 import { PoolRegistry } from '../upstream/pool.ts';
@@ -45,6 +46,7 @@ export class ProxyServer {
   private drainWaiter: (() => void) | null = null;
   /** Certificates when TLS is enabled; such listeners detect TLS or plain HTTP per connection. */
   private readonly tls: TlsContexts | null;
+  private readonly http2: Http2Downstream | null;
 
   constructor(config: Config, options: ProxyServerOptions) {
     this.logger = options.logger;
@@ -53,14 +55,17 @@ export class ProxyServer {
     this.tls = config.tls.enabled ? new TlsContexts(config.tls, options.logger) : null;
     this.tls?.watch();
     const accessLog = new AccessLog(options.logger);
+    const http2Enabled = config.protocols.includes('http2');
     this.ctx = {
       runtime: compileRuntime(config, this.pools, accessLog),
       connections: new Set(),
       shuttingDown: false,
       onConnectionClosed: () => {
-        if (this.drainWaiter !== null && this.ctx.connections.size === 0) this.drainWaiter();
+        if (this.drainWaiter !== null && this.liveConnections === 0) this.drainWaiter();
       },
+      http2: http2Enabled ? (socket, buffered) => this.http2!.accept(socket, buffered) : null,
     };
+    this.http2 = http2Enabled ? new Http2Downstream(this.ctx) : null;
   }
 
   get runtime(): Runtime {
@@ -69,7 +74,11 @@ export class ProxyServer {
 
   /** Live client connections. */
   get connectionCount(): number {
-    return this.ctx.connections.size;
+    return this.liveConnections;
+  }
+
+  private get liveConnections(): number {
+    return this.ctx.connections.size + (this.http2 === null ? 0 : this.http2.sessions.size);
   }
 
   /** Binds every listener of the config; resolves with their addresses (port 0 gets a free port). */
@@ -149,7 +158,8 @@ export class ProxyServer {
     this.ctx.shuttingDown = true;
     const closed = Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     for (const conn of this.ctx.connections) conn.shutdown();
-    if (this.ctx.connections.size > 0) {
+    this.http2?.shutdown();
+    if (this.liveConnections > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, graceMs);
         this.drainWaiter = () => {
@@ -159,6 +169,7 @@ export class ProxyServer {
       });
       this.drainWaiter = null;
       for (const conn of this.ctx.connections) conn.destroy();
+      this.http2?.destroy();
     }
     this.pools.closeIdle();
     this.tls?.close();

@@ -35,8 +35,8 @@ function checkSupported(config: Config, logger: Logger): void {
       'middleware accepted by the config but not applied by this version yet',
     );
   }
-  for (const p of config.protocols) {
-    if (p !== 'http1') logger.warn({ protocol: p }, 'protocol not served by this version yet; HTTP/1.1 only');
+  if (config.protocols.includes('websocket')) {
+    logger.warn({ protocol: 'websocket' }, 'protocol not served by this version yet');
   }
 }
 

@@ -1,0 +1,333 @@
+/**
+ * One HTTP/2 stream from a client, forwarded to an HTTP/1.1 upstream over the same pools, router and
+ * error codes as HTTP/1.1 exchanges. The request head is rebuilt as HTTP/1.1 (pseudo-headers become the
+ * request line and Host, split `cookie` fields are joined, connection-specific fields never appear), the
+ * response head is mapped back (hop-by-hop fields dropped), bodies stream both ways with backpressure.
+ */
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import http2 from 'node:http2';
+import type { CompiledRoute, Runtime } from '../config/runtime.ts';
+import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.ts';
+import { Exchange } from '../exchange.ts';
+import { FIELD_OTHER, isHopByHop } from '../http1/fields.ts';
+import type { ResponseHead } from '../http1/parse-head.ts';
+import {
+  BODY_CHUNKED,
+  BODY_NONE,
+  type UpstreamConnection,
+  type UpstreamRequester,
+} from '../http1/upstream-connection.ts';
+import { normalizePath } from '../router/normalize-path.ts';
+import type { Pool } from '../upstream/pool.ts';
+
+/** Request fields never forwarded from HTTP/2: connection-specific ones (RFC 9113 §8.2.2) and those rebuilt. */
+const DROPPED_REQUEST_FIELDS = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'host',
+  'expect',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+]);
+/** Client-identity fields only a trusted proxy may set. */
+const UNTRUSTED_FIELDS = new Set(['forwarded', 'x-real-ip', 'x-forwarded-port']);
+
+const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
+const CRLF = Buffer.from('\r\n', 'latin1');
+
+export class StreamExchange implements UpstreamRequester {
+  private readonly stream: ServerHttp2Stream;
+  private readonly exchange: Exchange;
+  private readonly runtime: Runtime;
+  private readonly headRequest: boolean;
+  private upstream: UpstreamConnection | null = null;
+  private waitingPool: Pool | null = null;
+  private upstreamHead: Buffer | null = null;
+  /** The request body is sent with chunked framing (no content-length from the client). */
+  private chunkedRequest = false;
+  private requestDone = false;
+  private finished = false;
+
+  constructor(
+    runtime: Runtime,
+    stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    clientAddress: string,
+    scheme: string,
+  ) {
+    this.stream = stream;
+    this.runtime = runtime;
+    const method = String(headers[':method'] ?? '');
+    const target = String(headers[':path'] ?? '');
+    const authority = String(headers[':authority'] ?? headers.host ?? '');
+    this.headRequest = method === 'HEAD';
+    const ex = new Exchange(performance.now(), method, target, authority, '2', clientAddress);
+    this.exchange = ex;
+    stream.on('error', ignore);
+    stream.on('close', () => this.onStreamClose());
+    // The client's flow-control window reopened: read the upstream again.
+    stream.on('drain', () => this.upstream?.resume());
+    this.start(headers, method, target, authority, scheme);
+  }
+
+  private start(
+    headers: IncomingHttpHeaders,
+    method: string,
+    target: string,
+    authority: string,
+    scheme: string,
+  ) {
+    const rt = this.runtime;
+    const ex = this.exchange;
+    if (method === 'CONNECT' || target.charCodeAt(0) !== 0x2f) {
+      this.respondError('ZP_ERR_BAD_REQUEST', 'Unsupported request-target');
+      return;
+    }
+    const q = target.indexOf('?');
+    const rawPath = q === -1 ? target : target.slice(0, q);
+    const query = q === -1 ? '' : target.slice(q);
+    const path = normalizePath(rawPath);
+    if (path === null) {
+      this.respondError('ZP_ERR_BAD_REQUEST', 'Invalid request path');
+      return;
+    }
+    ex.path = path;
+    ex.query = query;
+    const lengthField = headers['content-length'];
+    const contentLength = lengthField === undefined ? -1 : Number(lengthField);
+    if (rt.maxBodyBytes > 0 && contentLength > rt.maxBodyBytes) {
+      this.respondError('ZP_ERR_BODY_TOO_LARGE');
+      return;
+    }
+    const m = rt.router.match(authority, method, path);
+    if (m.status !== 200) {
+      if (m.status === 405) this.respondError('ZP_ERR_METHOD_NOT_ALLOWED', undefined, m.allow);
+      else this.respondError('ZP_ERR_NOT_FOUND');
+      return;
+    }
+    const route: CompiledRoute = m.value;
+    ex.route = route;
+    ex.params = m.params;
+    let forwardPath = path;
+    if (route.stripPrefix && m.matchedLength > 0) {
+      forwardPath = path.slice(m.matchedLength);
+      if (forwardPath.charCodeAt(0) !== 0x2f) forwardPath = `/${forwardPath}`;
+    }
+    const upstreamTarget = route.group.pick();
+    const pool = upstreamTarget.pool;
+    ex.upstream = pool.authority;
+
+    const trusted = rt.trustedProxies?.check(ex.clientAddress) === true;
+    let xff = ex.clientAddress;
+    let proto = scheme;
+    let fwdHost = authority;
+    let head = `${method} ${forwardPath}${query} HTTP/1.1\r\n`;
+    head += `Host: ${rt.preserveHost && authority !== '' ? authority : upstreamTarget.hostHeader}\r\n`;
+    for (const name of Object.keys(headers)) {
+      if (name.charCodeAt(0) === 0x3a) continue;
+      const value = headers[name];
+      if (value === undefined) continue;
+      if (trusted) {
+        if (name === 'x-forwarded-for') xff = `${String(value)}, ${xff}`;
+        else if (name === 'x-forwarded-proto') proto = String(value);
+        else if (name === 'x-forwarded-host') fwdHost = String(value);
+      }
+      if (DROPPED_REQUEST_FIELDS.has(name) || (!trusted && UNTRUSTED_FIELDS.has(name))) continue;
+      if (name === 'cookie' && Array.isArray(value)) head += `cookie: ${value.join('; ')}\r\n`;
+      else if (Array.isArray(value)) for (const v of value) head += `${name}: ${v}\r\n`;
+      else head += `${name}: ${value}\r\n`;
+    }
+    head += `X-Forwarded-For: ${xff}\r\nX-Forwarded-Proto: ${proto}\r\n`;
+    if (fwdHost !== '') head += `X-Forwarded-Host: ${fwdHost}\r\n`;
+    head += 'Via: 2 zproxy\r\n';
+    // A request without content-length whose stream is still open has a body of unknown length.
+    this.requestDone = streamEnded(this.stream) || contentLength === 0;
+    if (!this.requestDone && contentLength < 0) {
+      this.chunkedRequest = true;
+      head += 'Transfer-Encoding: chunked\r\n';
+    }
+    head += '\r\n';
+    this.upstreamHead = Buffer.from(head, 'latin1');
+    const conn = pool.acquire(this, false);
+    if (conn !== null) this.onUpstreamReady(conn);
+    else this.waitingPool = pool;
+  }
+
+  onUpstreamReady(conn: UpstreamConnection): void {
+    if (this.finished || this.upstream !== null || this.upstreamHead === null) {
+      conn.pool.release(conn);
+      return;
+    }
+    this.waitingPool = null;
+    this.upstream = conn;
+    // Chunked upstream bodies are decoded: HTTP/2 frames the data itself.
+    conn.beginRequest(this.headRequest, true);
+    conn.write(this.upstreamHead);
+    if (this.requestDone) {
+      conn.requestSent();
+      return;
+    }
+    const stream = this.stream;
+    stream.on('data', (chunk: Buffer) => this.onRequestData(chunk));
+    stream.on('end', () => this.onRequestEnd());
+  }
+
+  private onRequestData(chunk: Buffer): void {
+    const conn = this.upstream;
+    if (conn === null) return;
+    this.exchange.bytesIn += chunk.length;
+    const max = this.runtime.maxBodyBytes;
+    if (max > 0 && this.exchange.bytesIn > max) {
+      this.respondError('ZP_ERR_BODY_TOO_LARGE');
+      return;
+    }
+    let ok: boolean;
+    if (this.chunkedRequest) {
+      conn.socket.cork();
+      conn.write(Buffer.from(`${chunk.length.toString(16)}\r\n`, 'latin1'));
+      conn.write(chunk);
+      ok = conn.write(CRLF);
+      conn.socket.uncork();
+    } else {
+      ok = conn.write(chunk);
+    }
+    if (!ok) this.stream.pause();
+  }
+
+  private onRequestEnd(): void {
+    const conn = this.upstream;
+    this.requestDone = true;
+    if (conn === null) return;
+    if (this.chunkedRequest) conn.write(LAST_CHUNK);
+    conn.requestSent();
+  }
+
+  onUpstreamDrain(): void {
+    this.stream.resume();
+  }
+
+  holdsResponseBytes(): boolean {
+    // HTTP/2 writes are queued in the session, not copied at once: never let the read buffer be reused.
+    return true;
+  }
+
+  onUpstreamError(error: ZpError): void {
+    this.upstream = null;
+    this.respondError(error.code, error.message);
+  }
+
+  onResponseHead(
+    conn: UpstreamConnection,
+    rh: ResponseHead,
+    framing: number,
+    body: Buffer,
+    bodyStart: number,
+    bodyEnd: number,
+  ): void {
+    if (this.finished || conn !== this.upstream || this.stream.destroyed) return;
+    const headers: Record<string, string | string[] | number> = { ':status': rh.status };
+    for (let i = 0; i < rh.fieldCount; i++) {
+      const kind = rh.fieldKind(i);
+      if (kind !== FIELD_OTHER && isHopByHop(kind)) continue;
+      const name = rh.fieldName(i).toLowerCase();
+      if (name === 'transfer-encoding' || (framing === BODY_CHUNKED && name === 'content-length')) continue;
+      const value = rh.fieldValue(i);
+      const prior = headers[name];
+      if (prior === undefined) headers[name] = value;
+      else if (name === 'set-cookie')
+        headers[name] = Array.isArray(prior) ? [...prior, value] : [String(prior), value];
+      else headers[name] = `${String(prior)}, ${value}`;
+    }
+    const via = headers.via;
+    headers.via = via === undefined ? '1.1 zproxy' : `${String(via)}, 1.1 zproxy`;
+    this.exchange.status = rh.status;
+    const noBody = framing === BODY_NONE;
+    this.stream.respond(headers, { endStream: noBody && bodyEnd === bodyStart });
+    if (bodyEnd > bodyStart) this.onResponseBody(body, bodyStart, bodyEnd);
+  }
+
+  onResponseBody(buf: Buffer, start: number, end: number): boolean {
+    if (this.stream.destroyed) return true;
+    this.exchange.bytesOut += end - start;
+    return this.stream.write(Buffer.from(buf.subarray(start, end)));
+  }
+
+  onResponseData(buf: Buffer, start: number, end: number): boolean {
+    return this.onResponseBody(buf, start, end);
+  }
+
+  onResponseEnd(conn: UpstreamConnection): void {
+    if (conn !== this.upstream) return;
+    this.upstream = null;
+    if (this.requestDone) conn.pool.release(conn);
+    else conn.destroy();
+    if (!this.stream.destroyed && !this.stream.writableEnded) this.stream.end();
+    this.finish(null);
+  }
+
+  onResponseAborted(error: ZpError): void {
+    this.upstream = null;
+    if (!this.stream.destroyed) this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    this.finish(error.code);
+  }
+
+  /** Answers locally with a JSON error, or resets the stream when the response has already started. */
+  private respondError(code: ErrorCode, message?: string, allow?: string): void {
+    const stream = this.stream;
+    this.upstream?.destroy();
+    this.upstream = null;
+    this.waitingPool?.cancel(this);
+    this.waitingPool = null;
+    const status = ERROR_CODES[code].status;
+    this.exchange.status = status;
+    if (!stream.destroyed && !stream.headersSent) {
+      const body = errorBody(code, message);
+      const headers: Record<string, string | number> = {
+        ':status': status,
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+        'cache-control': 'no-store',
+      };
+      if (allow !== undefined) headers.allow = allow;
+      stream.respond(headers);
+      stream.end(this.headRequest ? undefined : body);
+      this.exchange.bytesOut += Buffer.byteLength(body);
+    } else if (!stream.destroyed) {
+      stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    }
+    this.finish(code);
+  }
+
+  private onStreamClose(): void {
+    if (this.finished) return;
+    // The client reset or closed the stream before the response was complete.
+    this.upstream?.destroy();
+    this.upstream = null;
+    this.waitingPool?.cancel(this);
+    this.waitingPool = null;
+    if (this.exchange.status === 0) this.exchange.status = 499;
+    this.finish('ZP_ERR_CLIENT_ABORTED');
+  }
+
+  private finish(code: ErrorCode | null): void {
+    if (this.finished) return;
+    this.finished = true;
+    const ex = this.exchange;
+    if (code !== null) ex.errorCode = code;
+    ex.endTime = performance.now();
+    this.runtime.accessLog?.write(ex);
+  }
+}
+
+function streamEnded(stream: ServerHttp2Stream): boolean {
+  return (
+    stream.readableEnded || (stream as unknown as { endAfterHeaders?: boolean }).endAfterHeaders === true
+  );
+}
+
+function ignore(): void {}
