@@ -20,6 +20,16 @@ export interface CompiledRoute {
   readonly group: UpstreamGroup;
 }
 
+/**
+ * The path sent upstream for a request matched by `route`: with `strip_prefix`, the matched part of the
+ * path (`matchedLength` characters, from the router) is removed and the rest keeps a leading '/'.
+ */
+export function forwardPathFor(route: CompiledRoute, path: string, matchedLength: number): string {
+  if (!route.stripPrefix || matchedLength === 0) return path;
+  const rest = path.slice(matchedLength);
+  return rest.charCodeAt(0) === 0x2f ? rest : `/${rest}`;
+}
+
 export interface Runtime {
   readonly config: Config;
   readonly router: Router<CompiledRoute>;

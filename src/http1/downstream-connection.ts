@@ -9,11 +9,12 @@
  */
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type { Runtime } from '../config/runtime.ts';
+import { forwardPathFor, type Runtime } from '../config/runtime.ts';
 import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.ts';
 import { Exchange } from '../exchange.ts';
 import { normalizePath } from '../router/normalize-path.ts';
 import type { Pool } from '../upstream/pool.ts';
+import { plainAddress } from '../util/address.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import { CHUNKED_ERROR, CHUNKED_MORE, ChunkedDecoder } from './chunked.ts';
 import { FIELD_X_FORWARDED_FOR, FIELD_X_FORWARDED_HOST, FIELD_X_FORWARDED_PROTO } from './fields.ts';
@@ -106,11 +107,6 @@ function errorCodeForStatus(status: number): ErrorCode {
     default:
       return 'ZP_ERR_BAD_REQUEST';
   }
-}
-
-function plainAddress(address: string | undefined): string {
-  if (address === undefined) return '';
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
 export class DownstreamConnection implements Timed, UpstreamRequester {
@@ -388,12 +384,8 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
     const route = m.value;
     ex.route = route;
     ex.params = m.params;
-    let forwardPath = path;
-    if (route.stripPrefix && m.matchedLength > 0) {
-      forwardPath = path.slice(m.matchedLength);
-      if (forwardPath.charCodeAt(0) !== 0x2f) forwardPath = `/${forwardPath}`;
-      rawLineUsable = false;
-    }
+    const forwardPath = forwardPathFor(route, path, m.matchedLength);
+    if (forwardPath !== path) rawLineUsable = false;
     const upstreamTarget = route.group.pick();
     const pool = upstreamTarget.pool;
     ex.upstream = pool.authority;

@@ -5,6 +5,7 @@
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { ConnectionContext } from '../http1/downstream-connection.ts';
+import { plainAddress } from '../util/address.ts';
 import { StreamExchange } from './stream-exchange.ts';
 
 /** The HTTP/2 connection preface (RFC 9113 §3.4). */
@@ -31,9 +32,7 @@ export class Http2Downstream {
     });
     this.server.on('stream', (stream, headers) => {
       const socket = stream.session?.socket;
-      const address = socket?.remoteAddress ?? '';
-      const client = address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
-      new StreamExchange(this.ctx.runtime, stream, headers, client, 'http');
+      new StreamExchange(this.ctx.runtime, stream, headers, plainAddress(socket?.remoteAddress), 'http');
     });
   }
 

@@ -6,7 +6,7 @@
  */
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import http2 from 'node:http2';
-import type { CompiledRoute, Runtime } from '../config/runtime.ts';
+import { type CompiledRoute, forwardPathFor, type Runtime } from '../config/runtime.ts';
 import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.ts';
 import { Exchange } from '../exchange.ts';
 import { FIELD_OTHER, isHopByHop } from '../http1/fields.ts';
@@ -113,11 +113,7 @@ export class StreamExchange implements UpstreamRequester {
     const route: CompiledRoute = m.value;
     ex.route = route;
     ex.params = m.params;
-    let forwardPath = path;
-    if (route.stripPrefix && m.matchedLength > 0) {
-      forwardPath = path.slice(m.matchedLength);
-      if (forwardPath.charCodeAt(0) !== 0x2f) forwardPath = `/${forwardPath}`;
-    }
+    const forwardPath = forwardPathFor(route, path, m.matchedLength);
     const upstreamTarget = route.group.pick();
     const pool = upstreamTarget.pool;
     ex.upstream = pool.authority;
