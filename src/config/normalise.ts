@@ -11,35 +11,48 @@ import {
   type MiddlewareInput,
   type RouteConfig,
   type RouteInput,
+  type TlsConfig,
+  type UpstreamTlsConfig,
 } from './schema.ts';
 import { normaliseUpstreamUrl } from './semantic.ts';
 
 export function normaliseConfig(input: ConfigInput): Config {
   const limits = input.limits ?? {};
   const upstream = input.upstream_defaults ?? {};
-  const tls = input.tls ?? D.tls;
+  const http2 = input.http2 ?? {};
+  const topTls = normaliseTls(input.tls ?? {});
+  const upstreamTls = normaliseUpstreamTls(upstream.tls ?? {}, D.upstream_defaults.tls);
   const config: Config = {
     listeners:
       input.listeners === undefined
-        ? [{ host: input.host ?? D.host, port: input.port ?? D.port }]
-        : input.listeners.map((listener) => ({ host: listener.host, port: listener.port })),
+        ? [
+            {
+              host: input.host ?? D.host,
+              port: input.port ?? D.port,
+              tls: topTls,
+              redirect_https: D.listener.redirect_https,
+            },
+          ]
+        : input.listeners.map((listener) => ({
+            host: listener.host,
+            port: listener.port,
+            tls: listener.tls === undefined ? topTls : normaliseTls(listener.tls),
+            redirect_https: listener.redirect_https ?? D.listener.redirect_https,
+          })),
     thread_count: resolveThreadCount(input.thread_count ?? D.thread_count),
     backlog: input.backlog ?? D.backlog,
     max_connections: input.max_connections ?? D.max_connections,
     connection_timeout_ms: input.connection_timeout_ms ?? D.connection_timeout_ms,
     protocols: [...(input.protocols ?? D.protocols)],
-    tls: {
-      enabled: tls.enabled ?? D.tls.enabled,
-      cert_file: tls.cert_file ?? null,
-      key_file: tls.key_file ?? null,
-      certificates: (tls.certificates ?? []).map((c) => ({
-        server_names: c.server_names.map((n) => n.toLowerCase()),
-        cert_file: c.cert_file,
-        key_file: c.key_file,
-      })),
-      min_version: tls.min_version ?? D.tls.min_version,
+    tls: topTls,
+    http2: {
+      max_concurrent_streams: http2.max_concurrent_streams ?? D.http2.max_concurrent_streams,
+      max_header_list_bytes: http2.max_header_list_bytes ?? D.http2.max_header_list_bytes,
+      stream_window_bytes: http2.stream_window_bytes ?? D.http2.stream_window_bytes,
+      connection_window_bytes: http2.connection_window_bytes ?? D.http2.connection_window_bytes,
+      max_resets_per_second: http2.max_resets_per_second ?? D.http2.max_resets_per_second,
     },
-    routes: input.routes.map(normaliseRoute),
+    routes: input.routes.map((route) => normaliseRoute(route, upstreamTls)),
     middlewares: (input.middlewares ?? []).map(normaliseMiddleware),
     limits: {
       max_header_bytes: limits.max_header_bytes ?? D.limits.max_header_bytes,
@@ -55,6 +68,7 @@ export function normaliseConfig(input: ConfigInput): Config {
       max_connections_per_target:
         upstream.max_connections_per_target ?? D.upstream_defaults.max_connections_per_target,
       max_idle_per_target: upstream.max_idle_per_target ?? D.upstream_defaults.max_idle_per_target,
+      tls: upstreamTls,
     },
     preserve_host: input.preserve_host ?? D.preserve_host,
     trusted_proxies: [...(input.trusted_proxies ?? D.trusted_proxies)],
@@ -68,7 +82,44 @@ function resolveThreadCount(count: number): number {
   return count === 0 ? Math.max(1, availableParallelism()) : count;
 }
 
-function normaliseRoute(route: RouteInput): RouteConfig {
+type TlsInput = NonNullable<ConfigInput['tls']>;
+
+function normaliseTls(tls: TlsInput): TlsConfig {
+  const hsts = tls.hsts ?? {};
+  return {
+    enabled: tls.enabled ?? D.tls.enabled,
+    cert_file: tls.cert_file ?? null,
+    key_file: tls.key_file ?? null,
+    certificates: (tls.certificates ?? []).map((c) => ({
+      server_names: c.server_names.map((n) => n.toLowerCase()),
+      cert_file: c.cert_file,
+      key_file: c.key_file,
+    })),
+    min_version: tls.min_version ?? D.tls.min_version,
+    ciphers: tls.ciphers ?? D.tls.ciphers,
+    hsts: {
+      enabled: hsts.enabled ?? D.tls.hsts.enabled,
+      max_age_seconds: hsts.max_age_seconds ?? D.tls.hsts.max_age_seconds,
+      include_subdomains: hsts.include_subdomains ?? D.tls.hsts.include_subdomains,
+      preload: hsts.preload ?? D.tls.hsts.preload,
+    },
+  };
+}
+
+type UpstreamTlsInput = NonNullable<RouteInput['upstream_tls']>;
+
+/** Fields given in `input` over `base`. */
+function normaliseUpstreamTls(input: UpstreamTlsInput, base: UpstreamTlsConfig): UpstreamTlsConfig {
+  return {
+    verify: input.verify ?? base.verify,
+    ca_file: input.ca_file === undefined ? base.ca_file : input.ca_file,
+    server_name: input.server_name === undefined ? base.server_name : input.server_name,
+    cert_file: input.cert_file === undefined ? base.cert_file : input.cert_file,
+    key_file: input.key_file === undefined ? base.key_file : input.key_file,
+  };
+}
+
+function normaliseRoute(route: RouteInput, upstreamTls: UpstreamTlsConfig): RouteConfig {
   const upstreams = typeof route.upstream === 'string' ? [route.upstream] : route.upstream;
   return {
     path: route.path,
@@ -82,6 +133,7 @@ function normaliseRoute(route: RouteInput): RouteConfig {
     host: route.host === undefined ? null : route.host.toLowerCase(),
     strip_prefix: route.strip_prefix ?? D.route.strip_prefix,
     middlewares: (route.middlewares ?? []).map(normaliseMiddleware),
+    upstream_tls: normaliseUpstreamTls(route.upstream_tls ?? {}, upstreamTls),
   };
 }
 

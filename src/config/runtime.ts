@@ -9,7 +9,7 @@ import type { AccessLog } from '../observe/access-log.ts';
 import { Router } from '../router/router.ts';
 import { UpstreamGroup, UpstreamTarget } from '../upstream/group.ts';
 import type { PoolRegistry, PoolSettings } from '../upstream/pool.ts';
-import type { Config, RouteConfig } from './schema.ts';
+import { type Config, type RouteConfig, UPSTREAM_DEFAULT_PORTS, type UpstreamScheme } from './schema.ts';
 
 export interface CompiledRoute {
   /** Position in `routes`. */
@@ -43,11 +43,21 @@ export interface Runtime {
   readonly accessLog: AccessLog | null;
 }
 
-function parseUpstreamUrl(url: string): { host: string; port: number; hostHeader: string } {
-  const u = new URL(url);
-  const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
-  const port = u.port === '' ? 80 : Number(u.port);
-  return { host, port, hostHeader: u.port === '' ? u.hostname : `${u.hostname}:${port}` };
+/** Splits a normalised upstream URL (`scheme://host:port`, see normaliseUpstreamUrl). */
+export function parseUpstreamUrl(url: string): {
+  scheme: UpstreamScheme;
+  host: string;
+  port: number;
+  hostHeader: string;
+} {
+  const schemeEnd = url.indexOf('://');
+  const scheme = url.slice(0, schemeEnd) as UpstreamScheme;
+  const portStart = url.lastIndexOf(':');
+  const hostname = url.slice(schemeEnd + 3, portStart);
+  const port = Number(url.slice(portStart + 1));
+  const host = hostname.startsWith('[') ? hostname.slice(1, -1) : hostname;
+  const defaultPort = port === UPSTREAM_DEFAULT_PORTS[scheme];
+  return { scheme, host, port, hostHeader: defaultPort ? hostname : `${hostname}:${port}` };
 }
 
 function compileRoute(route: RouteConfig, index: number, config: Config, pools: PoolRegistry): CompiledRoute {

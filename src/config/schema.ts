@@ -22,7 +22,22 @@ export const CONFIG_DEFAULTS = {
   max_connections: 10000,
   connection_timeout_ms: 30000,
   protocols: [...PROTOCOLS],
-  tls: { enabled: false, cert_file: null, key_file: null, certificates: [], min_version: 'TLSv1.2' },
+  tls: {
+    enabled: false,
+    cert_file: null,
+    key_file: null,
+    certificates: [],
+    min_version: 'TLSv1.2',
+    ciphers: null,
+    hsts: { enabled: false, max_age_seconds: 31536000, include_subdomains: false, preload: false },
+  },
+  http2: {
+    max_concurrent_streams: 128,
+    max_header_list_bytes: 16384,
+    stream_window_bytes: 1048576,
+    connection_window_bytes: 4194304,
+    max_resets_per_second: 100,
+  },
   middlewares: [],
   limits: {
     max_header_bytes: 16384,
@@ -36,11 +51,13 @@ export const CONFIG_DEFAULTS = {
     idle_timeout_ms: 4000,
     max_connections_per_target: 1024,
     max_idle_per_target: 64,
+    tls: { verify: true, ca_file: null, server_name: null, cert_file: null, key_file: null },
   },
   preserve_host: true,
   trusted_proxies: [],
   access_log: { enabled: true },
   shutdown_grace_ms: 10000,
+  listener: { redirect_https: false },
   route: { strip_prefix: false, middlewares: [] },
 } as const;
 
@@ -54,10 +71,24 @@ const D = CONFIG_DEFAULTS;
 const LABEL = '[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?';
 const HOSTNAME = `${LABEL}(?:\\.${LABEL})*`;
 
-/** `http://host[:port]` with an optional trailing "/", nothing else. */
-export const UPSTREAM_URL_PATTERN = `^http://(?:\\[[0-9A-Fa-f:.]+\\]|${HOSTNAME})(?::[0-9]{1,5})?/?$`;
+/**
+ * How zproxy talks to an upstream, by URL scheme: HTTP/1.1 in clear (`http`) or over TLS (`https`),
+ * HTTP/2 with prior knowledge in clear (`h2c`) or over TLS with ALPN h2 (`h2`).
+ */
+export const UPSTREAM_SCHEMES = ['http', 'https', 'h2c', 'h2'] as const;
+export type UpstreamScheme = (typeof UPSTREAM_SCHEMES)[number];
+/** The port used when an upstream URL has none. */
+export const UPSTREAM_DEFAULT_PORTS: Readonly<Record<UpstreamScheme, number>> = {
+  http: 80,
+  https: 443,
+  h2c: 80,
+  h2: 443,
+};
+
+/** `scheme://host[:port]` with an optional trailing "/", nothing else. */
+export const UPSTREAM_URL_PATTERN = `^(?:https?|h2c?)://(?:\\[[0-9A-Fa-f:.]+\\]|${HOSTNAME})(?::[0-9]{1,5})?/?$`;
 export const UPSTREAM_URL_EXPECTED =
-  'an http:// URL without path, query or user info, such as http://127.0.0.1:8080';
+  'an http://, https://, h2c:// or h2:// URL without path, query or user info, such as http://127.0.0.1:8080';
 export const ROUTE_HOST_PATTERN = `^(?:\\[[0-9A-Fa-f:.]+\\]|(?:\\*\\.)?${HOSTNAME}\\.?)$`;
 export const ROUTE_HOST_EXPECTED =
   'a hostname such as api.example.com, a wildcard such as *.example.com, or an IP address (IPv6 in [ ])';
@@ -65,18 +96,6 @@ export const METHOD_PATTERN = '^[A-Z]+$';
 
 const PortSchema = (options: { description: string; default?: number }) =>
   integerField({ minimum: 0, maximum: 65535, ...options });
-
-const ListenerSchema = Type.Object(
-  {
-    host: Type.String({
-      minLength: 1,
-      description: 'Address to bind, e.g. 0.0.0.0, ::, 127.0.0.1 or a hostname.',
-      'x-expected': 'an address such as 0.0.0.0 or 127.0.0.1',
-    }),
-    port: PortSchema({ description: 'TCP port to bind; 0 picks a free port.' }),
-  },
-  { additionalProperties: false, description: 'One address the proxy listens on.' },
-);
 
 const MiddlewareSchema = Type.Object(
   {
@@ -105,6 +124,272 @@ const UpstreamUrlSchema = Type.String({
   description: 'An upstream origin: http://host[:port] (port 80 when omitted), no path or query.',
   'x-expected': UPSTREAM_URL_EXPECTED,
 });
+
+const tlsSchema = (annotation: Record<string, unknown>) =>
+  Type.Object(
+    {
+      enabled: Type.Optional(
+        booleanField({ description: 'Accept TLS connections.', default: D.tls.enabled }),
+      ),
+      cert_file: Type.Optional(
+        Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
+          ...annotate({
+            description: 'Path of the PEM certificate chain (required when enabled).',
+            default: null,
+          }),
+          'x-expected': 'a file path or null',
+        }),
+      ),
+      key_file: Type.Optional(
+        Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
+          ...annotate({
+            description: 'Path of the PEM private key (required when enabled).',
+            default: null,
+          }),
+          'x-expected': 'a file path or null',
+        }),
+      ),
+      certificates: Type.Optional(
+        Type.Array(
+          Type.Object(
+            {
+              server_names: Type.Array(
+                Type.String({
+                  pattern: ROUTE_HOST_PATTERN,
+                  'x-expected': 'a host name such as api.example.com or *.example.com',
+                }),
+                {
+                  minItems: 1,
+                  description:
+                    'Names (SNI) this certificate is chosen for: exact, or *.example.com for subdomains.',
+                },
+              ),
+              cert_file: Type.String({ minLength: 1, description: 'Path of the PEM certificate chain.' }),
+              key_file: Type.String({ minLength: 1, description: 'Path of the PEM private key.' }),
+            },
+            { additionalProperties: false, description: 'A certificate chosen by SNI.' },
+          ),
+          {
+            ...annotate({
+              description:
+                'Certificates chosen by the name the client asks for (SNI). The default certificate (cert_file/key_file, else the first of these) answers clients that send no or an unknown name.',
+              default: [],
+            }),
+          },
+        ),
+      ),
+      min_version: Type.Optional(
+        stringEnum(['TLSv1.2', 'TLSv1.3'] as const, {
+          description: 'The oldest TLS version accepted.',
+          default: D.tls.min_version,
+        }),
+      ),
+      ciphers: Type.Optional(
+        Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
+          ...annotate({
+            description:
+              "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are not affected), e.g. 'ECDHE+AESGCM:ECDHE+CHACHA20'. null keeps Node's default list.",
+            default: D.tls.ciphers,
+          }),
+          'x-expected': 'an OpenSSL cipher list string or null',
+        }),
+      ),
+      hsts: Type.Optional(
+        Type.Object(
+          {
+            enabled: Type.Optional(
+              booleanField({
+                description:
+                  'Add Strict-Transport-Security to responses sent over TLS (unless the upstream set one).',
+                default: D.tls.hsts.enabled,
+              }),
+            ),
+            max_age_seconds: Type.Optional(
+              integerField({
+                minimum: 0,
+                description: 'The max-age directive.',
+                default: D.tls.hsts.max_age_seconds,
+              }),
+            ),
+            include_subdomains: Type.Optional(
+              booleanField({ description: 'Add includeSubDomains.', default: D.tls.hsts.include_subdomains }),
+            ),
+            preload: Type.Optional(
+              booleanField({ description: 'Add preload.', default: D.tls.hsts.preload }),
+            ),
+          },
+          {
+            additionalProperties: false,
+            ...annotate({ description: 'HTTP Strict Transport Security (RFC 6797).', default: D.tls.hsts }),
+          },
+        ),
+      ),
+    },
+    { additionalProperties: false, ...annotation },
+  );
+
+const TlsSchema = tlsSchema(annotate({ description: 'TLS settings.', default: D.tls }));
+
+const ListenerSchema = Type.Object(
+  {
+    host: Type.String({
+      minLength: 1,
+      description: 'Address to bind, e.g. 0.0.0.0, ::, 127.0.0.1 or a hostname.',
+      'x-expected': 'an address such as 0.0.0.0 or 127.0.0.1',
+    }),
+    port: PortSchema({ description: 'TCP port to bind; 0 picks a free port.' }),
+    tls: Type.Optional(
+      tlsSchema({
+        description: 'TLS settings of this listener, replacing the top-level `tls` block for it.',
+      }),
+    ),
+    redirect_https: Type.Optional(
+      booleanField({
+        description:
+          'Answer every plain-HTTP request on this listener with a 308 redirect to https:// (the port of the first TLS listener, omitted when 443). TLS connections are served normally.',
+        default: D.listener.redirect_https,
+      }),
+    ),
+  },
+  { additionalProperties: false, description: 'One address the proxy listens on.' },
+);
+
+const OptionalFile = (description: string) =>
+  Type.Optional(
+    Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
+      ...annotate({ description, default: null }),
+      'x-expected': 'a file path or null',
+    }),
+  );
+
+const UpstreamTlsSchema = (defaults: boolean) =>
+  Type.Object(
+    {
+      verify: Type.Optional(
+        booleanField({
+          description: "Verify the upstream's certificate chain and name.",
+          ...(defaults ? { default: D.upstream_defaults.tls.verify } : {}),
+        }),
+      ),
+      ca_file: OptionalFile(
+        "PEM file of the certificate authorities trusted for upstreams (null: Node's bundled roots).",
+      ),
+      server_name: Type.Optional(
+        Type.Union([Type.String({ pattern: `^${HOSTNAME}$` }), Type.Null()], {
+          ...annotate({
+            description:
+              'Name sent as SNI and checked against the certificate (null: the host of the upstream URL; IP addresses send no SNI).',
+            default: null,
+          }),
+          'x-expected': 'a host name such as backend.internal, or null',
+        }),
+      ),
+      cert_file: OptionalFile('Client certificate (PEM) presented to upstreams that ask for one (mTLS).'),
+      key_file: OptionalFile('Private key (PEM) of the client certificate.'),
+    },
+    {
+      additionalProperties: false,
+      ...annotate(
+        defaults
+          ? {
+              description: 'TLS settings for https:// and h2:// upstreams.',
+              default: D.upstream_defaults.tls,
+            }
+          : {
+              description:
+                'TLS settings for the https:// and h2:// upstreams of this route; fields not given come from upstream_defaults.tls.',
+            },
+      ),
+    },
+  );
+
+const Http2Schema = Type.Object(
+  {
+    max_concurrent_streams: Type.Optional(
+      integerField({
+        minimum: 1,
+        maximum: 4294967295,
+        description:
+          'Most streams a client may have open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS).',
+        default: D.http2.max_concurrent_streams,
+      }),
+    ),
+    max_header_list_bytes: Type.Optional(
+      integerField({
+        minimum: 1,
+        maximum: 4294967295,
+        description:
+          'Largest decoded header list of a request, counted as RFC 9113 does (name + value + 32 per field); larger is refused (SETTINGS_MAX_HEADER_LIST_SIZE).',
+        default: D.http2.max_header_list_bytes,
+      }),
+    ),
+    stream_window_bytes: Type.Optional(
+      integerField({
+        minimum: 65535,
+        maximum: 2147483647,
+        description: 'Flow-control window of each request stream (SETTINGS_INITIAL_WINDOW_SIZE).',
+        default: D.http2.stream_window_bytes,
+      }),
+    ),
+    connection_window_bytes: Type.Optional(
+      integerField({
+        minimum: 65535,
+        maximum: 2147483647,
+        description: 'Flow-control window of the whole connection.',
+        default: D.http2.connection_window_bytes,
+      }),
+    ),
+    max_resets_per_second: Type.Optional(
+      integerField({
+        minimum: 1,
+        description:
+          'Streams a client may cancel (RST_STREAM) per second on one connection; beyond it the connection gets GOAWAY ENHANCE_YOUR_CALM (Rapid Reset, CVE-2023-44487).',
+        default: D.http2.max_resets_per_second,
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    ...annotate({ description: 'Limits of downstream HTTP/2 connections.', default: D.http2 }),
+  },
+);
+
+const LimitsSchema = Type.Object(
+  {
+    max_header_bytes: Type.Optional(
+      integerField({
+        minimum: 1,
+        description: 'Largest request head (request line and headers) in bytes; larger is 431.',
+        default: D.limits.max_header_bytes,
+      }),
+    ),
+    max_header_count: Type.Optional(
+      integerField({
+        minimum: 1,
+        description: 'Most header fields in a request; more is 431.',
+        default: D.limits.max_header_count,
+      }),
+    ),
+    max_uri_bytes: Type.Optional(
+      integerField({
+        minimum: 1,
+        description: 'Longest request target in bytes; longer is 414.',
+        default: D.limits.max_uri_bytes,
+      }),
+    ),
+    max_body_bytes: Type.Optional(
+      integerField({
+        minimum: 0,
+        description: 'Largest request body in bytes; larger is 413. 0 means unlimited.',
+        default: D.limits.max_body_bytes,
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    ...annotate({ description: 'Limits on downstream requests.', default: D.limits }),
+  },
+);
 
 const RouteSchema = Type.Object(
   {
@@ -158,108 +443,9 @@ const RouteSchema = Type.Object(
     middlewares: Type.Optional(
       MiddlewareListSchema('Middlewares for this route only, applied after the top-level ones.'),
     ),
+    upstream_tls: Type.Optional(UpstreamTlsSchema(false)),
   },
   { additionalProperties: false, description: 'A route: which requests go to which upstream.' },
-);
-
-const TlsSchema = Type.Object(
-  {
-    enabled: Type.Optional(booleanField({ description: 'Accept TLS connections.', default: D.tls.enabled })),
-    cert_file: Type.Optional(
-      Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
-        ...annotate({
-          description: 'Path of the PEM certificate chain (required when enabled).',
-          default: null,
-        }),
-        'x-expected': 'a file path or null',
-      }),
-    ),
-    key_file: Type.Optional(
-      Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
-        ...annotate({
-          description: 'Path of the PEM private key (required when enabled).',
-          default: null,
-        }),
-        'x-expected': 'a file path or null',
-      }),
-    ),
-    certificates: Type.Optional(
-      Type.Array(
-        Type.Object(
-          {
-            server_names: Type.Array(
-              Type.String({
-                pattern: ROUTE_HOST_PATTERN,
-                'x-expected': 'a host name such as api.example.com or *.example.com',
-              }),
-              {
-                minItems: 1,
-                description:
-                  'Names (SNI) this certificate is chosen for: exact, or *.example.com for subdomains.',
-              },
-            ),
-            cert_file: Type.String({ minLength: 1, description: 'Path of the PEM certificate chain.' }),
-            key_file: Type.String({ minLength: 1, description: 'Path of the PEM private key.' }),
-          },
-          { additionalProperties: false, description: 'A certificate chosen by SNI.' },
-        ),
-        {
-          ...annotate({
-            description:
-              'Certificates chosen by the name the client asks for (SNI). The default certificate (cert_file/key_file, else the first of these) answers clients that send no or an unknown name.',
-            default: [],
-          }),
-        },
-      ),
-    ),
-    min_version: Type.Optional(
-      stringEnum(['TLSv1.2', 'TLSv1.3'] as const, {
-        description: 'The oldest TLS version accepted.',
-        default: D.tls.min_version,
-      }),
-    ),
-  },
-  {
-    additionalProperties: false,
-    ...annotate({ description: 'TLS settings.', default: D.tls }),
-  },
-);
-
-const LimitsSchema = Type.Object(
-  {
-    max_header_bytes: Type.Optional(
-      integerField({
-        minimum: 1,
-        description: 'Largest request head (request line and headers) in bytes; larger is 431.',
-        default: D.limits.max_header_bytes,
-      }),
-    ),
-    max_header_count: Type.Optional(
-      integerField({
-        minimum: 1,
-        description: 'Most header fields in a request; more is 431.',
-        default: D.limits.max_header_count,
-      }),
-    ),
-    max_uri_bytes: Type.Optional(
-      integerField({
-        minimum: 1,
-        description: 'Longest request target in bytes; longer is 414.',
-        default: D.limits.max_uri_bytes,
-      }),
-    ),
-    max_body_bytes: Type.Optional(
-      integerField({
-        minimum: 0,
-        description: 'Largest request body in bytes; larger is 413. 0 means unlimited.',
-        default: D.limits.max_body_bytes,
-      }),
-    ),
-  },
-  {
-    additionalProperties: false,
-    ...annotate({ description: 'Limits on downstream requests.', default: D.limits }),
-  },
 );
 
 const UpstreamDefaultsSchema = Type.Object(
@@ -300,6 +486,7 @@ const UpstreamDefaultsSchema = Type.Object(
         default: D.upstream_defaults.max_idle_per_target,
       }),
     ),
+    tls: Type.Optional(UpstreamTlsSchema(true)),
   },
   {
     additionalProperties: false,
@@ -371,6 +558,7 @@ export const ConfigSchema = Type.Object(
       }),
     ),
     tls: Type.Optional(TlsSchema),
+    http2: Type.Optional(Http2Schema),
     routes: Type.Array(RouteSchema, {
       minItems: 1,
       description: 'Routes, at least one (required). The most specific matching route wins.',
@@ -439,6 +627,9 @@ export type MiddlewareInput = Static<typeof MiddlewareSchema>;
 export interface ListenerConfig {
   readonly host: string;
   readonly port: number;
+  /** The listener's own `tls` block, else the top-level one. */
+  readonly tls: TlsConfig;
+  readonly redirect_https: boolean;
 }
 
 export interface MiddlewareConfig {
@@ -448,7 +639,7 @@ export interface MiddlewareConfig {
 
 export interface RouteConfig {
   readonly path: string;
-  /** Always a list; each entry is `http://host:port` with the port spelled out. */
+  /** Always a list; each entry is `scheme://host:port` (http, https, h2c or h2) with the port spelled out. */
   readonly upstream: readonly string[];
   /** null = any method. */
   readonly methods: readonly string[] | null;
@@ -456,6 +647,8 @@ export interface RouteConfig {
   readonly host: string | null;
   readonly strip_prefix: boolean;
   readonly middlewares: readonly MiddlewareConfig[];
+  /** `upstream_defaults.tls` with the route's `upstream_tls` fields laid over it. */
+  readonly upstream_tls: UpstreamTlsConfig;
 }
 
 export interface LimitsConfig {
@@ -472,6 +665,30 @@ export interface UpstreamDefaultsConfig {
   readonly idle_timeout_ms: number;
   readonly max_connections_per_target: number;
   readonly max_idle_per_target: number;
+  readonly tls: UpstreamTlsConfig;
+}
+
+export interface UpstreamTlsConfig {
+  readonly verify: boolean;
+  readonly ca_file: string | null;
+  readonly server_name: string | null;
+  readonly cert_file: string | null;
+  readonly key_file: string | null;
+}
+
+export interface Http2Config {
+  readonly max_concurrent_streams: number;
+  readonly max_header_list_bytes: number;
+  readonly stream_window_bytes: number;
+  readonly connection_window_bytes: number;
+  readonly max_resets_per_second: number;
+}
+
+export interface HstsConfig {
+  readonly enabled: boolean;
+  readonly max_age_seconds: number;
+  readonly include_subdomains: boolean;
+  readonly preload: boolean;
 }
 
 export interface TlsCertificateConfig {
@@ -486,6 +703,8 @@ export interface TlsConfig {
   readonly key_file: string | null;
   readonly certificates: readonly TlsCertificateConfig[];
   readonly min_version: 'TLSv1.2' | 'TLSv1.3';
+  readonly ciphers: string | null;
+  readonly hsts: HstsConfig;
 }
 
 export interface Config {
@@ -497,7 +716,9 @@ export interface Config {
   readonly max_connections: number;
   readonly connection_timeout_ms: number;
   readonly protocols: readonly Protocol[];
+  /** The top-level block (each listener has its resolved own in `listeners[].tls`). */
   readonly tls: TlsConfig;
+  readonly http2: Http2Config;
   readonly routes: readonly RouteConfig[];
   readonly middlewares: readonly MiddlewareConfig[];
   readonly limits: LimitsConfig;

@@ -8,8 +8,10 @@ import { renderFound } from './errors.ts';
 import {
   METHOD_PATTERN,
   ROUTE_HOST_EXPECTED,
+  UPSTREAM_DEFAULT_PORTS,
   UPSTREAM_URL_EXPECTED,
   UPSTREAM_URL_PATTERN,
+  type UpstreamScheme,
 } from './schema.ts';
 import type { LocatedIssue } from './validate.ts';
 
@@ -92,18 +94,28 @@ function hostKey(host: string): string {
 
 const UPSTREAM_URL = new RegExp(UPSTREAM_URL_PATTERN);
 
-/** `http://host[:port]` -> `http://host:port` (port spelled out), or null when not acceptable. */
+/**
+ * `scheme://host[:port]` -> `scheme://host:port` (scheme lowercase, port spelled out), or null when not
+ * acceptable. Schemes: http, https, h2c, h2 (see UPSTREAM_SCHEMES).
+ */
 export function normaliseUpstreamUrl(text: string): string | null {
   if (!UPSTREAM_URL.test(text)) return null;
+  const colon = text.indexOf(':');
+  const scheme = text.slice(0, colon) as UpstreamScheme;
+  if (!Object.hasOwn(UPSTREAM_DEFAULT_PORTS, scheme)) return null;
   let url: URL;
   try {
-    url = new URL(text);
+    // WHATWG URL parses special schemes (http, https) strictly and others opaquely: parse every
+    // scheme as http to get the same host rules for all of them.
+    url = new URL(`http${text.slice(colon)}`);
   } catch {
     return null;
   }
-  if (url.protocol !== 'http:' || url.username !== '' || url.password !== '') return null;
+  if (url.username !== '' || url.password !== '') return null;
   if (url.pathname !== '/' || url.search !== '' || url.hash !== '') return null;
-  return `http://${url.hostname}:${url.port === '' ? '80' : url.port}`;
+  // The port as written (the http parse above drops an explicit :80); the parse has checked its range.
+  const port = /:([0-9]{1,5})\/?$/.exec(text)?.[1];
+  return `${scheme}://${url.hostname}:${port === undefined ? UPSTREAM_DEFAULT_PORTS[scheme] : Number(port)}`;
 }
 
 /** True for an IPv4/IPv6 address or a CIDR range with a prefix length that fits its family. */
@@ -129,25 +141,14 @@ export function checkSemantics(root: unknown): LocatedIssue[] {
 
   checkListeners(root.listeners, issues);
 
-  const tls = root.tls;
-  const sniCertificates = isObject(tls) && Array.isArray(tls.certificates) ? tls.certificates.length : 0;
-  if (
-    isObject(tls) &&
-    tls.enabled === true &&
-    (sniCertificates === 0 || tls.cert_file != null || tls.key_file != null)
-  ) {
-    // Without SNI certificates, or with a default certificate half given, both files are needed.
-    for (const key of ['cert_file', 'key_file'] as const) {
-      const file = tls[key];
-      if (typeof file !== 'string' || file === '') {
-        const what = key === 'cert_file' ? 'a certificate file path' : 'a private key file path';
-        issues.push({
-          at: ['tls', key],
-          expected: `${what} (tls.enabled is true)`,
-          found: renderFound(file),
-        });
-      }
-    }
+  checkTls(root.tls, ['tls'], issues);
+  if (Array.isArray(root.listeners)) {
+    root.listeners.forEach((listener, index) => {
+      if (isObject(listener)) checkTls(listener.tls, ['listeners', index, 'tls'], issues);
+    });
+  }
+  if (isObject(root.upstream_defaults)) {
+    checkUpstreamTls(root.upstream_defaults.tls, ['upstream_defaults', 'tls'], issues);
   }
 
   if (Array.isArray(root.trusted_proxies)) {
@@ -164,6 +165,41 @@ export function checkSemantics(root: unknown): LocatedIssue[] {
 
   if (Array.isArray(root.routes)) checkRoutes(root.routes, issues);
   return issues;
+}
+
+/** An enabled TLS block needs its default certificate files, unless SNI certificates stand in. */
+function checkTls(tls: unknown, at: (string | number)[], issues: LocatedIssue[]): void {
+  if (!isObject(tls) || tls.enabled !== true) return;
+  const sniCertificates = Array.isArray(tls.certificates) ? tls.certificates.length : 0;
+  if (sniCertificates > 0 && tls.cert_file == null && tls.key_file == null) return;
+  // Without SNI certificates, or with a default certificate half given, both files are needed.
+  for (const key of ['cert_file', 'key_file'] as const) {
+    const file = tls[key];
+    if (typeof file !== 'string' || file === '') {
+      const what = key === 'cert_file' ? 'a certificate file path' : 'a private key file path';
+      issues.push({
+        at: [...at, key],
+        expected: `${what} (${at.join('.').replace(/\.(\d+)/g, '[$1]')}.enabled is true)`,
+        found: renderFound(file),
+      });
+    }
+  }
+}
+
+/** A client certificate needs its key and the other way round. */
+function checkUpstreamTls(tls: unknown, at: (string | number)[], issues: LocatedIssue[]): void {
+  if (!isObject(tls)) return;
+  const cert = typeof tls.cert_file === 'string';
+  const key = typeof tls.key_file === 'string';
+  if (cert === key) return;
+  const missing = cert ? 'key_file' : 'cert_file';
+  issues.push({
+    at: [...at, missing],
+    expected: cert
+      ? 'the private key file of cert_file (a client certificate needs its key)'
+      : 'the certificate file of key_file (a client key needs its certificate)',
+    found: renderFound(tls[missing]),
+  });
 }
 
 function checkRouteHost(host: unknown, index: number, issues: LocatedIssue[]): void {
@@ -204,6 +240,7 @@ function checkRoutes(routes: readonly unknown[], issues: LocatedIssue[]): void {
   routes.forEach((route, index) => {
     if (!isObject(route)) return;
     checkRouteHost(route.host, index, issues);
+    checkUpstreamTls(route.upstream_tls, ['routes', index, 'upstream_tls'], issues);
     const path = route.path;
     let pathOk = false;
     if (typeof path === 'string') {

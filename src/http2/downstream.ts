@@ -1,9 +1,11 @@
 /**
- * HTTP/2 from clients (h2c with prior knowledge): sessions are served by `node:http2` on sockets that an
- * HTTP/1 connection handed over after seeing the connection preface. Each stream becomes a StreamExchange.
+ * HTTP/2 from clients: sessions are served by `node:http2` on sockets handed over either by an HTTP/1
+ * connection that saw the connection preface (h2c with prior knowledge) or by the listener after a TLS
+ * handshake that chose `h2` by ALPN. Each stream becomes a StreamExchange.
  */
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { ConnectionContext } from '../http1/downstream-connection.ts';
 import { plainAddress } from '../util/address.ts';
 import { StreamExchange } from './stream-exchange.ts';
@@ -32,7 +34,8 @@ export class Http2Downstream {
     });
     this.server.on('stream', (stream, headers) => {
       const socket = stream.session?.socket;
-      new StreamExchange(this.ctx.runtime, stream, headers, plainAddress(socket?.remoteAddress), 'http');
+      const scheme = stream.session?.encrypted === true ? 'https' : 'http';
+      new StreamExchange(this.ctx.runtime, stream, headers, plainAddress(socket?.remoteAddress), scheme);
     });
   }
 
@@ -41,6 +44,15 @@ export class Http2Downstream {
     // The session replays bytes left in the socket's buffer on its next tick; the socket stays paused
     // until then so that nothing else consumes them.
     socket.unshift(buffered);
+    this.server.emit('connection', socket);
+  }
+
+  /** Serves a TLS connection whose handshake has completed with ALPN `h2`. */
+  acceptSecure(socket: TLSSocket): void {
+    // node:http2 waits for 'secureConnect' while `secureConnecting` is set, an event only client sockets
+    // emit; a server-side TLSSocket made outside a tls.Server keeps the flag, so it is cleared here as
+    // tls.Server does before 'secureConnection'.
+    (socket as TLSSocket & { secureConnecting: boolean }).secureConnecting = false;
     this.server.emit('connection', socket);
   }
 

@@ -5,7 +5,7 @@
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { compileRuntime, type Runtime } from '../config/runtime.ts';
-import type { Config } from '../config/schema.ts';
+import type { Config, ListenerConfig, TlsConfig } from '../config/schema.ts';
 import { type ConnectionContext, DownstreamConnection } from '../http1/downstream-connection.ts';
 import { Http2Downstream } from '../http2/downstream.ts';
 import { AccessLog } from '../observe/access-log.ts';
@@ -30,6 +30,12 @@ function destroySocket(socket: net.Socket): void {
   socket.destroy();
 }
 
+/** What a listener decides for each connection it accepts. */
+interface ListenerState {
+  /** Certificates when the listener accepts TLS; it then detects TLS or plain HTTP per connection. */
+  readonly tls: TlsContexts | null;
+}
+
 export interface ProxyServerOptions {
   readonly logger: Logger;
   /** Bind with SO_REUSEPORT so several worker processes can listen on the same port. */
@@ -44,16 +50,25 @@ export class ProxyServer {
   private readonly ctx: ConnectionContext;
   private readonly maxConnections: number;
   private drainWaiter: (() => void) | null = null;
-  /** Certificates when TLS is enabled; such listeners detect TLS or plain HTTP per connection. */
-  private readonly tls: TlsContexts | null;
+  /** Certificates of each TLS block in use; listeners without their own `tls` share the top-level one. */
+  private readonly tlsContexts = new Map<TlsConfig, TlsContexts>();
   private readonly http2: Http2Downstream | null;
+  /** Protocols offered by ALPN on TLS connections, in order of preference. */
+  private readonly alpn: string[];
+  /** Connections still being detected or in their TLS handshake (not yet owned by an engine). */
+  private readonly pending = new Set<net.Socket>();
 
   constructor(config: Config, options: ProxyServerOptions) {
     this.logger = options.logger;
     this.reusePort = options.reusePort ?? false;
     this.maxConnections = config.max_connections;
-    this.tls = config.tls.enabled ? new TlsContexts(config.tls, options.logger) : null;
-    this.tls?.watch();
+    for (const l of config.listeners) {
+      if (l.tls.enabled && !this.tlsContexts.has(l.tls)) {
+        const contexts = new TlsContexts(l.tls, options.logger);
+        contexts.watch();
+        this.tlsContexts.set(l.tls, contexts);
+      }
+    }
     const accessLog = new AccessLog(options.logger);
     const http2Enabled = config.protocols.includes('http2');
     this.ctx = {
@@ -66,6 +81,7 @@ export class ProxyServer {
       http2: http2Enabled ? (socket, buffered) => this.http2!.accept(socket, buffered) : null,
     };
     this.http2 = http2Enabled ? new Http2Downstream(this.ctx) : null;
+    this.alpn = http2Enabled ? ['h2', 'http/1.1'] : ['http/1.1'];
   }
 
   get runtime(): Runtime {
@@ -86,7 +102,8 @@ export class ProxyServer {
     const config = this.ctx.runtime.config;
     const addresses: AddressInfo[] = [];
     for (const l of config.listeners) {
-      const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+      const state = this.listenerState(l);
+      const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket, state));
       server.on('error', (err) => this.logger.error({ err }, 'listener error'));
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -106,7 +123,11 @@ export class ProxyServer {
     return addresses;
   }
 
-  private accept(socket: net.Socket): void {
+  private listenerState(l: ListenerConfig): ListenerState {
+    return { tls: l.tls.enabled ? this.tlsContexts.get(l.tls)! : null };
+  }
+
+  private accept(socket: net.Socket, listener: ListenerState): void {
     if (this.ctx.shuttingDown) {
       socket.destroy();
       return;
@@ -120,8 +141,8 @@ export class ProxyServer {
       socket.end(OVER_CAPACITY);
       return;
     }
-    if (this.tls === null) new DownstreamConnection(socket, this.ctx);
-    else this.detect(socket, this.tls);
+    if (listener.tls === null) new DownstreamConnection(socket, this.ctx);
+    else this.detect(socket, listener.tls);
   }
 
   /**
@@ -130,23 +151,45 @@ export class ProxyServer {
    */
   private detect(socket: net.Socket, contexts: TlsContexts): void {
     socket.on('error', ignore);
+    this.pending.add(socket);
+    socket.once('close', () => this.pending.delete(socket));
     socket.setTimeout(this.ctx.runtime.connectionTimeoutMs, () => socket.destroy());
     socket.once('data', (chunk: Buffer) => {
       socket.setTimeout(0);
       socket.pause();
       socket.unshift(chunk);
-      if (chunk[0] === TLS_HANDSHAKE_RECORD) {
-        const secure = new tls.TLSSocket(socket, {
-          isServer: true,
-          secureContext: contexts.defaultContext,
-          SNICallback: contexts.sniCallback,
-          ALPNProtocols: ['http/1.1'],
-        });
-        new DownstreamConnection(secure, this.ctx);
-      } else {
+      if (chunk[0] === TLS_HANDSHAKE_RECORD) this.handshake(socket, contexts);
+      else {
+        this.pending.delete(socket);
         new DownstreamConnection(socket, this.ctx);
         socket.resume();
       }
+    });
+  }
+
+  /**
+   * The TLS handshake; ALPN then chooses the engine: `h2` goes to node:http2, `http/1.1` (or no ALPN) to
+   * the HTTP/1 engine. A client that stalls during the handshake is dropped after the connection timeout.
+   */
+  private handshake(socket: net.Socket, contexts: TlsContexts): void {
+    const secure = new tls.TLSSocket(socket, {
+      isServer: true,
+      secureContext: contexts.defaultContext,
+      SNICallback: contexts.sniCallback,
+      ALPNProtocols: this.alpn,
+    });
+    secure.on('error', ignore);
+    const timer = setTimeout(destroySocket, this.ctx.runtime.connectionTimeoutMs, secure);
+    secure.once('secure', () => {
+      clearTimeout(timer);
+      this.pending.delete(socket);
+      if (this.ctx.shuttingDown) secure.destroy();
+      else if (secure.alpnProtocol === 'h2' && this.http2 !== null) this.http2.acceptSecure(secure);
+      else new DownstreamConnection(secure, this.ctx);
+    });
+    secure.once('close', () => {
+      clearTimeout(timer);
+      this.pending.delete(socket);
     });
   }
 
@@ -157,6 +200,7 @@ export class ProxyServer {
   async stop(graceMs = this.ctx.runtime.config.shutdown_grace_ms): Promise<void> {
     this.ctx.shuttingDown = true;
     const closed = Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    for (const socket of this.pending) socket.destroy();
     for (const conn of this.ctx.connections) conn.shutdown();
     this.http2?.shutdown();
     if (this.liveConnections > 0) {
@@ -172,7 +216,7 @@ export class ProxyServer {
       this.http2?.destroy();
     }
     this.pools.closeIdle();
-    this.tls?.close();
+    for (const contexts of this.tlsContexts.values()) contexts.close();
     await closed;
   }
 }

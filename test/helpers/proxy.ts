@@ -12,6 +12,8 @@ export interface StartedProxy {
   readonly server: ProxyServer;
   readonly config: Config;
   readonly port: number;
+  /** The port of every listener, in config order (`port` is the first). */
+  readonly ports: number[];
   /** 'http://127.0.0.1:PORT' */
   readonly url: string;
   /** Every JSON log line written so far (process log and access log). */
@@ -39,12 +41,13 @@ export async function startProxy(config: Record<string, unknown>): Promise<Start
   });
   const logger = pino({ level: 'info' }, sink);
   const server = new ProxyServer(parsed, { logger });
-  const [address] = await server.start();
-  const port = address!.port;
+  const addresses = await server.start();
+  const port = addresses[0]!.port;
   return {
     server,
     config: parsed,
     port,
+    ports: addresses.map((a) => a.port),
     url: `http://127.0.0.1:${port}`,
     logs,
     accessLogs: () => logs.filter((l) => l.kind === 'access'),

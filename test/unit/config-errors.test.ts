@@ -93,7 +93,7 @@ describe('issue shape', () => {
 
   test('keys that are not identifiers are quoted in paths', () => {
     assert.deepStrictEqual(issuesOf({ routes: [ROUTE], 'my key': 1 }), [
-      '["my key"]: unknown key (allowed keys: $schema, host, port, listeners, thread_count, backlog, max_connections, connection_timeout_ms, protocols, tls, routes, middlewares, limits, upstream_defaults, preserve_host, trusted_proxies, access_log, shutdown_grace_ms)',
+      '["my key"]: unknown key (allowed keys: $schema, host, port, listeners, thread_count, backlog, max_connections, connection_timeout_ms, protocols, tls, http2, routes, middlewares, limits, upstream_defaults, preserve_host, trusted_proxies, access_log, shutdown_grace_ms)',
     ]);
   });
 
@@ -139,7 +139,7 @@ function parseConfigIssues(json: unknown) {
 describe('anyOf locations give one readable issue', () => {
   test('upstream of the wrong type', () => {
     assert.deepStrictEqual(issuesOf({ routes: [{ path: '/', upstream: { url: 'http://a' } }] }), [
-      'routes[0].upstream: expected an http:// URL without path, query or user info, such as http://127.0.0.1:8080, or a non-empty list of them, found {"url":"http://a"}',
+      'routes[0].upstream: expected an http://, https://, h2c:// or h2:// URL without path, query or user info, such as http://127.0.0.1:8080, or a non-empty list of them, found {"url":"http://a"}',
     ]);
   });
 
@@ -153,9 +153,9 @@ describe('anyOf locations give one readable issue', () => {
         ],
       }),
       [
-        'routes[0].upstream: expected an http:// URL without path, query or user info, such as http://127.0.0.1:8080, found "ftp://a"',
+        'routes[0].upstream: expected an http://, https://, h2c:// or h2:// URL without path, query or user info, such as http://127.0.0.1:8080, found "ftp://a"',
         'routes[1].upstream: expected a non-empty list of http:// URLs such as ["http://127.0.0.1:8080"], found []',
-        'routes[2].upstream[1]: expected an http:// URL without path, query or user info, such as http://127.0.0.1:8080, found "http://c/x"',
+        'routes[2].upstream[1]: expected an http://, https://, h2c:// or h2:// URL without path, query or user info, such as http://127.0.0.1:8080, found "http://c/x"',
       ],
     );
   });

@@ -13,12 +13,37 @@ const DEFAULT_LIMITS = {
   max_uri_bytes: 8192,
   max_body_bytes: 104857600,
 };
+const DEFAULT_TLS = {
+  enabled: false,
+  cert_file: null,
+  key_file: null,
+  certificates: [],
+  min_version: 'TLSv1.2',
+  ciphers: null,
+  hsts: { enabled: false, max_age_seconds: 31536000, include_subdomains: false, preload: false },
+};
+const DEFAULT_UPSTREAM_TLS = {
+  verify: true,
+  ca_file: null,
+  server_name: null,
+  cert_file: null,
+  key_file: null,
+};
+const DEFAULT_HTTP2 = {
+  max_concurrent_streams: 128,
+  max_header_list_bytes: 16384,
+  stream_window_bytes: 1048576,
+  connection_window_bytes: 4194304,
+  max_resets_per_second: 100,
+};
+const listener = (host: string, port: number) => ({ host, port, tls: DEFAULT_TLS, redirect_https: false });
 const DEFAULT_UPSTREAM = {
   connect_timeout_ms: 5000,
   response_header_timeout_ms: 60000,
   idle_timeout_ms: 4000,
   max_connections_per_target: 1024,
   max_idle_per_target: 64,
+  tls: DEFAULT_UPSTREAM_TLS,
 };
 const SEED_API_ROUTE = {
   path: '/api',
@@ -27,9 +52,11 @@ const SEED_API_ROUTE = {
   host: null,
   strip_prefix: false,
   middlewares: [],
+  upstream_tls: DEFAULT_UPSTREAM_TLS,
 };
 /** The fields the seed files do not set, with their defaults. */
 const EXTENSION_DEFAULTS = {
+  http2: DEFAULT_HTTP2,
   limits: DEFAULT_LIMITS,
   upstream_defaults: DEFAULT_UPSTREAM,
   preserve_host: true,
@@ -45,13 +72,13 @@ describe('seed examples load unchanged', () => {
   test('basic_proxy.json', () => {
     const config = loadConfigFile(root('examples/basic_proxy.json'));
     assert.deepStrictEqual(plain(config), {
-      listeners: [{ host: '0.0.0.0', port: 8000 }],
+      listeners: [listener('0.0.0.0', 8000)],
       thread_count: 4,
       backlog: 128,
       max_connections: 1000,
       connection_timeout_ms: 30000,
       protocols: ['http1', 'http2', 'websocket'],
-      tls: { enabled: false, cert_file: null, key_file: null, certificates: [], min_version: 'TLSv1.2' },
+      tls: DEFAULT_TLS,
       routes: [
         SEED_API_ROUTE,
         { ...SEED_API_ROUTE, path: '/static', upstream: ['http://localhost:8081'], methods: ['GET'] },
@@ -65,13 +92,13 @@ describe('seed examples load unchanged', () => {
   test('middleware_proxy.json', () => {
     const config = loadConfigFile(root('examples/middleware_proxy.json'));
     assert.deepStrictEqual(plain(config), {
-      listeners: [{ host: '0.0.0.0', port: 8000 }],
+      listeners: [listener('0.0.0.0', 8000)],
       thread_count: 4,
       backlog: 128,
       max_connections: 1000,
       connection_timeout_ms: 30000,
       protocols: ['http1', 'http2', 'websocket'],
-      tls: { enabled: false, cert_file: null, key_file: null, certificates: [], min_version: 'TLSv1.2' },
+      tls: DEFAULT_TLS,
       routes: [SEED_API_ROUTE],
       middlewares: [
         { type: 'rate_limit', config: { requests_per_minute: 100 } },
@@ -85,13 +112,13 @@ describe('seed examples load unchanged', () => {
   test('high_performance.json', () => {
     const config = loadConfigFile(root('examples/high_performance.json'));
     assert.deepStrictEqual(plain(config), {
-      listeners: [{ host: '0.0.0.0', port: 8000 }],
+      listeners: [listener('0.0.0.0', 8000)],
       thread_count: 16,
       backlog: 1024,
       max_connections: 10000,
       connection_timeout_ms: 30000,
       protocols: ['http1', 'http2'],
-      tls: { enabled: false, cert_file: null, key_file: null, certificates: [], min_version: 'TLSv1.2' },
+      tls: DEFAULT_TLS,
       routes: [SEED_API_ROUTE],
       middlewares: [],
       ...EXTENSION_DEFAULTS,
@@ -103,13 +130,13 @@ test('the demo config', () => {
   const config = loadConfigFile(root('examples/demo.json'));
   const origin = ['http://127.0.0.1:8001'];
   assert.deepStrictEqual(plain(config), {
-    listeners: [{ host: '127.0.0.1', port: 8000 }],
+    listeners: [listener('127.0.0.1', 8000)],
     thread_count: 1,
     backlog: 511,
     max_connections: 10000,
     connection_timeout_ms: 30000,
     protocols: ['http1'],
-    tls: { enabled: false, cert_file: null, key_file: null, certificates: [], min_version: 'TLSv1.2' },
+    tls: DEFAULT_TLS,
     routes: [
       { ...SEED_API_ROUTE, path: '/api/users/:id', upstream: origin, methods: ['GET'] },
       { ...SEED_API_ROUTE, path: '/static', upstream: origin, methods: ['GET'], strip_prefix: true },
@@ -123,13 +150,13 @@ test('the demo config', () => {
 test('a minimal config gets every default', () => {
   const config = parseConfig({ routes: [{ path: '/', upstream: 'http://127.0.0.1:8080' }] });
   assert.deepStrictEqual(plain(config), {
-    listeners: [{ host: '0.0.0.0', port: 8000 }],
+    listeners: [listener('0.0.0.0', 8000)],
     thread_count: 1,
     backlog: 511,
     max_connections: 10000,
     connection_timeout_ms: 30000,
     protocols: ['http1', 'http2', 'websocket'],
-    tls: { enabled: false, cert_file: null, key_file: null, certificates: [], min_version: 'TLSv1.2' },
+    tls: DEFAULT_TLS,
     routes: [
       {
         path: '/',
@@ -138,6 +165,7 @@ test('a minimal config gets every default', () => {
         host: null,
         strip_prefix: false,
         middlewares: [],
+        upstream_tls: DEFAULT_UPSTREAM_TLS,
       },
     ],
     middlewares: [],
@@ -151,11 +179,7 @@ test('a minimal config gets every default', () => {
 
 test('a config using every field', () => {
   const config = loadConfigFile(root('test/fixtures/configs/valid/full.json'));
-  assert.deepStrictEqual(config.listeners, [
-    { host: '0.0.0.0', port: 8080 },
-    { host: '::', port: 8443 },
-  ]);
-  assert.deepStrictEqual(config.tls, {
+  const topTls = {
     enabled: true,
     cert_file: 'certs/proxy.pem',
     key_file: 'certs/proxy-key.pem',
@@ -167,6 +191,20 @@ test('a config using every field', () => {
       },
     ],
     min_version: 'TLSv1.3',
+    ciphers: 'ECDHE+AESGCM',
+    hsts: { enabled: true, max_age_seconds: 600, include_subdomains: true, preload: false },
+  };
+  assert.deepStrictEqual((plain(config) as { tls: unknown }).tls, topTls);
+  assert.deepStrictEqual(JSON.parse(JSON.stringify(config.listeners)), [
+    { host: '0.0.0.0', port: 8080, redirect_https: true, tls: { ...DEFAULT_TLS, enabled: false } },
+    { host: '::', port: 8443, redirect_https: false, tls: topTls },
+  ]);
+  assert.deepStrictEqual(config.http2, {
+    max_concurrent_streams: 64,
+    max_header_list_bytes: 32768,
+    stream_window_bytes: 262144,
+    connection_window_bytes: 1048576,
+    max_resets_per_second: 50,
   });
   const [api, files, web] = config.routes;
   assert.deepStrictEqual(api!.upstream, ['http://10.0.0.1:9000', 'http://10.0.0.2:80', 'http://[::1]:9001']);
@@ -176,6 +214,20 @@ test('a config using every field', () => {
   ]);
   assert.equal(files!.host, '*.example.com');
   assert.equal(files!.strip_prefix, true);
+  assert.deepStrictEqual(files!.upstream, [
+    'https://files.internal:443',
+    'h2://files2.internal:8443',
+    'h2c://files3.internal:80',
+  ]);
+  const defaultsTls = { ...DEFAULT_UPSTREAM_TLS, verify: false, ca_file: 'certs/ca.pem' };
+  assert.deepStrictEqual(config.upstream_defaults.tls, defaultsTls);
+  assert.deepStrictEqual(api!.upstream_tls, defaultsTls, 'a route without upstream_tls gets the defaults');
+  assert.deepStrictEqual(files!.upstream_tls, {
+    ...defaultsTls,
+    server_name: 'files.example.com',
+    cert_file: 'certs/client.pem',
+    key_file: 'certs/client-key.pem',
+  });
   assert.deepStrictEqual(web!.upstream, ['http://web_1:3000']);
   assert.deepStrictEqual(
     config.middlewares.map((m) => m.type),
@@ -200,9 +252,9 @@ test('listeners replace host and port', () => {
     ],
     routes: [{ path: '/', upstream: 'http://localhost:8080' }],
   });
-  assert.deepStrictEqual(config.listeners, [
-    { host: '::1', port: 0 },
-    { host: '127.0.0.1', port: 8443 },
+  assert.deepStrictEqual(JSON.parse(JSON.stringify(config.listeners)), [
+    listener('::1', 0),
+    listener('127.0.0.1', 8443),
   ]);
 });
 
@@ -218,11 +270,19 @@ test('upstream URLs are normalised to http://host:port', () => {
       { path: '/a', upstream: 'http://LocalHost' },
       { path: '/b', upstream: 'http://127.0.0.1:80/' },
       { path: '/c', upstream: ['http://[::1]:8080', 'http://example.com:8080'] },
+      { path: '/d', upstream: ['https://api.example.com', 'https://api.example.com:80', 'h2://[::1]'] },
+      { path: '/e', upstream: ['h2c://backend', 'h2c://backend:8080/', 'h2://10.0.0.1:8443'] },
     ],
   });
   assert.deepStrictEqual(
     config.routes.map((route) => route.upstream),
-    [['http://localhost:80'], ['http://127.0.0.1:80'], ['http://[::1]:8080', 'http://example.com:8080']],
+    [
+      ['http://localhost:80'],
+      ['http://127.0.0.1:80'],
+      ['http://[::1]:8080', 'http://example.com:8080'],
+      ['https://api.example.com:443', 'https://api.example.com:80', 'h2://[::1]:443'],
+      ['h2c://backend:80', 'h2c://backend:8080', 'h2://10.0.0.1:8443'],
+    ],
   );
 });
 
