@@ -30,6 +30,7 @@ import {
   buildHeadFromRaw,
   DROP_HOP_BY_HOP,
   DROP_HOST,
+  DROP_HSTS,
   DROP_REQUEST,
   DROP_UNTRUSTED_FORWARDING,
   joinedValues,
@@ -56,6 +57,22 @@ export interface ConnectionContext {
    */
   readonly http2: ((socket: Socket, buffered: Buffer) => void) | null;
 }
+
+/** What one listener decides for the connections it accepts (see ProxyServer). */
+export interface ListenerPolicy {
+  /**
+   * On TLS connections: the `Strict-Transport-Security` field line (with CRLF) added to every response,
+   * replacing the upstream's; null when `tls.hsts` is off.
+   */
+  readonly hstsLine: string | null;
+  /**
+   * On plain connections of a `redirect_https` listener: what follows the host in the redirect's
+   * Location (":8443", or "" for 443); null when requests are served.
+   */
+  redirectPort: string | null;
+}
+
+export const DEFAULT_LISTENER_POLICY: ListenerPolicy = Object.freeze({ hstsLine: null, redirectPort: null });
 
 /** The HTTP/2 connection preface (RFC 9113 §3.4). */
 const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -115,6 +132,11 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
   readonly clientAddress: string;
   /** 'https' on a TLS connection, else 'http' (X-Forwarded-Proto). */
   private readonly scheme: string;
+  /** Added to every response head (HSTS on TLS connections), or ''. */
+  private readonly responseExtra: string;
+  private readonly responseDrop: number;
+  /** Port suffix of the https redirect every request gets, or null (see ListenerPolicy). */
+  private readonly redirectPort: string | null;
   private state = ST_HEAD;
   deadline = 0;
   /** No request has been read on this connection yet (an HTTP/2 preface may still arrive). */
@@ -147,12 +169,17 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
   /** True while parseNext runs (a request answered locally inside it must not re-enter it). */
   private parsing = false;
 
-  constructor(socket: Socket, ctx: ConnectionContext) {
+  constructor(socket: Socket, ctx: ConnectionContext, policy: ListenerPolicy = DEFAULT_LISTENER_POLICY) {
     this.socket = socket;
     this.ctx = ctx;
     this.runtime = ctx.runtime;
     this.clientAddress = plainAddress(socket.remoteAddress);
-    this.scheme = (socket as TLSSocket).encrypted === true ? 'https' : 'http';
+    const encrypted = (socket as TLSSocket).encrypted === true;
+    this.scheme = encrypted ? 'https' : 'http';
+    const hsts = encrypted ? policy.hstsLine : null;
+    this.responseExtra = hsts ?? '';
+    this.responseDrop = hsts === null ? DROP_HOP_BY_HOP : DROP_HOP_BY_HOP | DROP_HSTS;
+    this.redirectPort = encrypted ? null : policy.redirectPort;
     this.onData = this.onData.bind(this);
     this.onEnd = this.onEnd.bind(this);
     this.onClose = this.onClose.bind(this);
@@ -242,7 +269,15 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
       this.scanFrom = 0;
       if (end < 0) {
         // The HTTP/2 preface reads as a malformed HTTP/1 head: checked only then, so HTTP/1 pays nothing.
-        if (this.fresh && this.ctx.http2 !== null && buf[0] === 0x50 && this.handOverHttp2(buf)) return;
+        // (A redirect_https listener serves plain HTTP/1 only: its h2c preface is refused like a bad request.)
+        if (
+          this.fresh &&
+          this.ctx.http2 !== null &&
+          buf[0] === 0x50 &&
+          this.redirectPort === null &&
+          this.handOverHttp2(buf)
+        )
+          return;
         this.rejectHead(end);
         return;
       }
@@ -371,6 +406,10 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
     ex.query = query;
     if (path !== rawPath) rawLineUsable = false;
 
+    if (this.redirectPort !== null) {
+      this.redirectToHttps(ex.host, target.charCodeAt(0) === 0x2f ? target : `${rawPath}${query}`);
+      return;
+    }
     if (rt.maxBodyBytes > 0 && head.contentLength > rt.maxBodyBytes) {
       this.respondError('ZP_ERR_BODY_TOO_LARGE');
       return;
@@ -558,6 +597,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
     if (!this.reqDone) this.keepAlive = false;
     const client11 = this.head.versionMinor === 1;
     let suffix = rh.versionMinor === 1 ? 'Via: 1.1 zproxy\r\n' : 'Via: 1.0 zproxy\r\n';
+    suffix += this.responseExtra;
     let out: number;
     if (framing === BODY_NONE) out = OUT_NONE;
     else if (framing === BODY_LENGTH) out = OUT_PASS;
@@ -578,7 +618,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
       rh,
       rh.statusStart,
       rh.fieldsStart,
-      DROP_HOP_BY_HOP,
+      this.responseDrop,
       suffix,
       body,
       bodyStart,
@@ -641,12 +681,35 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
 
   /** Answers the current exchange locally with a JSON error. */
   private respondError(code: ErrorCode, message?: string, allow?: string): void {
-    const ex = this.exchange!;
     const info = ERROR_CODES[code];
-    if (closesConnection(code) || !this.reqDone) this.keepAlive = false;
-    const body = errorBody(code, message);
-    let head = `HTTP/1.1 ${info.status} ${STATUS_TEXT[info.status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n`;
-    if (allow !== undefined) head += `Allow: ${allow}\r\n`;
+    if (closesConnection(code)) this.keepAlive = false;
+    const fields = allow === undefined ? '' : `Allow: ${allow}\r\n`;
+    this.exchange!.errorCode = code;
+    this.respondLocal(info.status, 'application/json', errorBody(code, message), fields);
+  }
+
+  /**
+   * A `redirect_https` listener answers every plain-HTTP request with a permanent redirect to the same
+   * host (without its port) and target over https. 308 keeps the method and body on the redirected request.
+   */
+  private redirectToHttps(host: string, target: string): void {
+    if (host === '') {
+      this.keepAlive = false;
+      this.respondError('ZP_ERR_BAD_REQUEST', 'A Host is required to redirect to https');
+      return;
+    }
+    // The parser accepted Host as host[:port]; the port is dropped (an IPv6 literal keeps its brackets).
+    const colon = host.lastIndexOf(':');
+    const name = colon > host.lastIndexOf(']') ? host.slice(0, colon) : host;
+    const location = `https://${name}${this.redirectPort}${target}`;
+    this.respondLocal(308, 'text/plain', `Redirecting to ${location}\n`, `Location: ${location}\r\n`);
+  }
+
+  /** Answers the current exchange from zproxy itself (no upstream involved). */
+  private respondLocal(status: number, contentType: string, body: string, fields: string): void {
+    const ex = this.exchange!;
+    if (!this.reqDone) this.keepAlive = false;
+    let head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nContent-Type: ${contentType}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n${fields}${this.responseExtra}`;
     head += this.keepAlive ? '\r\n' : 'Connection: close\r\n\r\n';
     const payload = ex.method === 'HEAD' ? head : head + body;
     const out = Buffer.from(payload, 'utf8');
@@ -656,8 +719,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
       this.waitingPool.cancel(this);
       this.waitingPool = null;
     }
-    ex.status = info.status;
-    ex.errorCode = code;
+    ex.status = status;
     ex.bytesOut += out.length;
     this.responseStarted = true;
     this.socket.write(out);

@@ -25,6 +25,7 @@ export const FIELD_DUPLICATE_CONTENT_LENGTH = 15;
 export const FIELD_FORWARDED = 16;
 export const FIELD_X_REAL_IP = 17;
 export const FIELD_X_FORWARDED_PORT = 18;
+export const FIELD_STRICT_TRANSPORT_SECURITY = 19;
 
 /**
  * Hop-by-hop fields (RFC 9110 §7.6.1): never forwarded. Framing fields are handled separately because the
@@ -70,6 +71,10 @@ export function classifyField(buf: Buffer, start: number, end: number): number {
     case 17:
       if (equalsLower(buf, start, 'transfer-encoding')) return FIELD_TRANSFER_ENCODING;
       return equalsLower(buf, start, 'x-forwarded-proto') ? FIELD_X_FORWARDED_PROTO : FIELD_OTHER;
+    case 25:
+      return equalsLower(buf, start, 'strict-transport-security')
+        ? FIELD_STRICT_TRANSPORT_SECURITY
+        : FIELD_OTHER;
     default:
       return FIELD_OTHER;
   }

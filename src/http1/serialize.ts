@@ -12,6 +12,7 @@ import {
   FIELD_KEEP_ALIVE,
   FIELD_NAMED_BY_CONNECTION,
   FIELD_PROXY_CONNECTION,
+  FIELD_STRICT_TRANSPORT_SECURITY,
   FIELD_TE,
   FIELD_TRAILER,
   FIELD_TRANSFER_ENCODING,
@@ -56,6 +57,9 @@ export const DROP_UNTRUSTED_FORWARDING =
   bit(FIELD_FORWARDED) | bit(FIELD_X_REAL_IP) | bit(FIELD_X_FORWARDED_PORT);
 
 /** Bytes of the field lines `copyFields` would copy. */
+/** The upstream's Strict-Transport-Security, replaced by zproxy's own when `tls.hsts` is enabled. */
+export const DROP_HSTS = bit(FIELD_STRICT_TRANSPORT_SECURITY);
+
 export function keptFieldsLength(head: MessageHead, dropMask: number): number {
   const f = head.fields;
   let n = 0;

@@ -3,6 +3,7 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = {
   100: 'Continue',
   200: 'OK',
   204: 'No Content',
+  308: 'Permanent Redirect',
   400: 'Bad Request',
   404: 'Not Found',
   405: 'Method Not Allowed',

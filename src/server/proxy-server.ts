@@ -5,8 +5,12 @@
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { compileRuntime, type Runtime } from '../config/runtime.ts';
-import type { Config, ListenerConfig, TlsConfig } from '../config/schema.ts';
-import { type ConnectionContext, DownstreamConnection } from '../http1/downstream-connection.ts';
+import type { Config, HstsConfig, ListenerConfig, TlsConfig } from '../config/schema.ts';
+import {
+  type ConnectionContext,
+  DownstreamConnection,
+  type ListenerPolicy,
+} from '../http1/downstream-connection.ts';
 import { Http2Downstream } from '../http2/downstream.ts';
 import { AccessLog } from '../observe/access-log.ts';
 import type { Logger } from '../observe/logger.ts';
@@ -34,6 +38,16 @@ function destroySocket(socket: net.Socket): void {
 interface ListenerState {
   /** Certificates when the listener accepts TLS; it then detects TLS or plain HTTP per connection. */
   readonly tls: TlsContexts | null;
+  readonly policy: ListenerPolicy;
+}
+
+/** The Strict-Transport-Security field line for a TLS block, or null when HSTS is off. */
+export function hstsLine(hsts: HstsConfig): string | null {
+  if (!hsts.enabled) return null;
+  let value = `max-age=${hsts.max_age_seconds}`;
+  if (hsts.include_subdomains) value += '; includeSubDomains';
+  if (hsts.preload) value += '; preload';
+  return `Strict-Transport-Security: ${value}\r\n`;
 }
 
 export interface ProxyServerOptions {
@@ -101,8 +115,10 @@ export class ProxyServer {
   async start(): Promise<AddressInfo[]> {
     const config = this.ctx.runtime.config;
     const addresses: AddressInfo[] = [];
+    const states: ListenerState[] = [];
     for (const l of config.listeners) {
       const state = this.listenerState(l);
+      states.push(state);
       const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket, state));
       server.on('error', (err) => this.logger.error({ err }, 'listener error'));
       await new Promise<void>((resolve, reject) => {
@@ -120,11 +136,24 @@ export class ProxyServer {
       addresses.push(address);
       this.logger.info({ address: address.address, port: address.port }, 'listening');
     }
+    // Redirects go to the first TLS listener's port (known once bound), else to 443.
+    const httpsIndex = config.listeners.findIndex((l) => l.tls.enabled);
+    const httpsPort = httpsIndex === -1 ? 443 : addresses[httpsIndex]!.port;
+    for (const state of states) {
+      if (state.policy.redirectPort !== null)
+        state.policy.redirectPort = httpsPort === 443 ? '' : `:${httpsPort}`;
+    }
     return addresses;
   }
 
   private listenerState(l: ListenerConfig): ListenerState {
-    return { tls: l.tls.enabled ? this.tlsContexts.get(l.tls)! : null };
+    return {
+      tls: l.tls.enabled ? this.tlsContexts.get(l.tls)! : null,
+      policy: {
+        hstsLine: l.tls.enabled ? hstsLine(l.tls.hsts) : null,
+        redirectPort: l.redirect_https ? '' : null,
+      },
+    };
   }
 
   private accept(socket: net.Socket, listener: ListenerState): void {
@@ -141,15 +170,15 @@ export class ProxyServer {
       socket.end(OVER_CAPACITY);
       return;
     }
-    if (listener.tls === null) new DownstreamConnection(socket, this.ctx);
-    else this.detect(socket, listener.tls);
+    if (listener.tls === null) new DownstreamConnection(socket, this.ctx, listener.policy);
+    else this.detect(socket, listener);
   }
 
   /**
    * One port, both protocols: the first byte of a connection tells a TLS ClientHello (0x16, a handshake
    * record) from plain HTTP. The bytes read to decide are put back before the connection is handed on.
    */
-  private detect(socket: net.Socket, contexts: TlsContexts): void {
+  private detect(socket: net.Socket, listener: ListenerState): void {
     socket.on('error', ignore);
     this.pending.add(socket);
     socket.once('close', () => this.pending.delete(socket));
@@ -158,10 +187,10 @@ export class ProxyServer {
       socket.setTimeout(0);
       socket.pause();
       socket.unshift(chunk);
-      if (chunk[0] === TLS_HANDSHAKE_RECORD) this.handshake(socket, contexts);
+      if (chunk[0] === TLS_HANDSHAKE_RECORD) this.handshake(socket, listener);
       else {
         this.pending.delete(socket);
-        new DownstreamConnection(socket, this.ctx);
+        new DownstreamConnection(socket, this.ctx, listener.policy);
         socket.resume();
       }
     });
@@ -171,7 +200,8 @@ export class ProxyServer {
    * The TLS handshake; ALPN then chooses the engine: `h2` goes to node:http2, `http/1.1` (or no ALPN) to
    * the HTTP/1 engine. A client that stalls during the handshake is dropped after the connection timeout.
    */
-  private handshake(socket: net.Socket, contexts: TlsContexts): void {
+  private handshake(socket: net.Socket, listener: ListenerState): void {
+    const contexts = listener.tls!;
     const secure = new tls.TLSSocket(socket, {
       isServer: true,
       secureContext: contexts.defaultContext,
@@ -185,7 +215,7 @@ export class ProxyServer {
       this.pending.delete(socket);
       if (this.ctx.shuttingDown) secure.destroy();
       else if (secure.alpnProtocol === 'h2' && this.http2 !== null) this.http2.acceptSecure(secure);
-      else new DownstreamConnection(secure, this.ctx);
+      else new DownstreamConnection(secure, this.ctx, listener.policy);
     });
     secure.once('close', () => {
       clearTimeout(timer);

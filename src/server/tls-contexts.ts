@@ -27,6 +27,7 @@ function build(config: TlsConfig): Contexts {
         cert: readFileSync(certFile),
         key: readFileSync(keyFile),
         minVersion: config.min_version,
+        ...(config.ciphers === null ? {} : { ciphers: config.ciphers }),
       });
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
