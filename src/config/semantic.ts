@@ -141,6 +141,18 @@ export function checkSemantics(root: unknown): LocatedIssue[] {
 
   checkListeners(root.listeners, issues);
 
+  if (
+    Array.isArray(root.protocols) &&
+    root.protocols.length > 0 &&
+    !root.protocols.includes('http1') &&
+    !root.protocols.includes('http2')
+  ) {
+    issues.push({
+      at: ['protocols'],
+      expected: 'a list that includes http1 or http2 (websocket is carried by one of them)',
+      found: renderFound(root.protocols),
+    });
+  }
   checkTls(root.tls, ['tls'], issues);
   if (Array.isArray(root.listeners)) {
     root.listeners.forEach((listener, index) => {

@@ -56,6 +56,8 @@ export interface ConnectionContext {
    * when HTTP/2 is not enabled.
    */
   readonly http2: ((socket: Socket, buffered: Buffer) => void) | null;
+  /** False when `http1` is not in `protocols`: HTTP/1.x requests are answered 505 and nothing is forwarded. */
+  readonly http1: boolean;
 }
 
 /** What one listener decides for the connections it accepts (see ProxyServer). */
@@ -352,6 +354,11 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
     this.exchange = ex;
     ex.bytesIn = headEnd;
     this.input = headEnd < buf.length ? buf.subarray(headEnd) : null;
+    if (!this.ctx.http1) {
+      this.reqDone = false;
+      this.respondError('ZP_ERR_VERSION_NOT_SUPPORTED', 'HTTP/1.x is not enabled; use HTTP/2');
+      return;
+    }
     this.state = ST_FORWARD;
     this.deadline = 0;
     this.responseStarted = false;

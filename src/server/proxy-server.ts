@@ -93,9 +93,12 @@ export class ProxyServer {
         if (this.drainWaiter !== null && this.liveConnections === 0) this.drainWaiter();
       },
       http2: http2Enabled ? (socket, buffered) => this.http2!.accept(socket, buffered) : null,
+      http1: config.protocols.includes('http1'),
     };
     this.http2 = http2Enabled ? new Http2Downstream(this.ctx) : null;
-    this.alpn = http2Enabled ? ['h2', 'http/1.1'] : ['http/1.1'];
+    this.alpn = [];
+    if (http2Enabled) this.alpn.push('h2');
+    if (this.ctx.http1) this.alpn.push('http/1.1');
   }
 
   get runtime(): Runtime {

@@ -279,3 +279,61 @@ describe('per-listener TLS', () => {
     }
   });
 });
+
+describe('protocols without http1', () => {
+  const certs = new CertDir();
+  let upstream: HttpUpstream;
+  let proxy: StartedProxy;
+
+  before(async () => {
+    const cert = certs.make('h2only', ['h2.test']);
+    upstream = await startHttpUpstream();
+    proxy = await startProxy({
+      protocols: ['http2'],
+      tls: { enabled: true, cert_file: cert.cert, key_file: cert.key },
+      routes: [{ path: '/', upstream: upstream.url }],
+    });
+  });
+  after(async () => {
+    await proxy.close();
+    await upstream.close();
+    certs.remove();
+  });
+
+  test('HTTP/1.1 is answered 505 and not forwarded; ALPN offers only h2; h2 and h2c are served', async () => {
+    const r = await rawRequest(proxy.port, 'GET / HTTP/1.1\r\nHost: h.test\r\n\r\n');
+    assert.match(r.text, /^HTTP\/1\.1 505 /);
+    assert.match(r.text, /Connection: close\r\n/);
+    assert.equal(upstream.requests.length, 0);
+    assert.equal(await negotiated(proxy.port, ['h2', 'http/1.1']), 'h2');
+    await assert.rejects(
+      negotiated(proxy.port, ['http/1.1']),
+      'a client that cannot speak h2 is refused in the handshake',
+    );
+    const h2 = await run('curl', [
+      '-sk',
+      '-m',
+      '10',
+      '--http2',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_version} %{http_code}',
+      `https://127.0.0.1:${proxy.port}/x`,
+    ]);
+    assert.equal(h2.stdout, '2 200');
+    const h2c = await run('curl', [
+      '-s',
+      '-m',
+      '10',
+      '--http2-prior-knowledge',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_version} %{http_code}',
+      `http://127.0.0.1:${proxy.port}/x`,
+    ]);
+    assert.equal(h2c.stdout, '2 200');
+    assert.equal(upstream.requests.length, 2);
+  });
+});
