@@ -165,6 +165,8 @@ describe('HTTP/2 disabled', () => {
     assert.match(r.text, /^HTTP\/1\.1 (400|505) /);
     assert.equal(r.closedByServer, true);
     assert.equal(upstream.requests.length, 0);
+    const logged = proxy.accessLogs().at(-1);
+    assert.ok(logged !== undefined && (logged.status === 400 || logged.status === 505), 'an access log line');
   });
 });
 
