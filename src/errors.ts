@@ -52,6 +52,16 @@ export const ERROR_CODES = {
     side: 'upstream',
     message: 'The upstream sent an invalid response',
   },
+  ZP_ERR_UPSTREAM_TLS: {
+    status: 502,
+    side: 'upstream',
+    message: 'The TLS connection to the upstream failed',
+  },
+  ZP_ERR_UPSTREAM_PROTOCOL: {
+    status: 502,
+    side: 'upstream',
+    message: 'The upstream does not speak the protocol its URL names',
+  },
   ZP_ERR_UPSTREAM_UNAVAILABLE: {
     status: 503,
     side: 'upstream',

@@ -8,7 +8,8 @@ import type { HeadLimits } from '../http1/parse-head.ts';
 import type { AccessLog } from '../observe/access-log.ts';
 import { Router } from '../router/router.ts';
 import { UpstreamGroup, UpstreamTarget } from '../upstream/group.ts';
-import type { PoolRegistry, PoolSettings } from '../upstream/pool.ts';
+import { Http1RefusedPool, type PoolRegistry, type PoolSettings } from '../upstream/pool.ts';
+import { compileUpstreamTls, type UpstreamTls } from '../upstream/tls-options.ts';
 import { type Config, type RouteConfig, UPSTREAM_DEFAULT_PORTS, type UpstreamScheme } from './schema.ts';
 
 export interface CompiledRoute {
@@ -69,9 +70,19 @@ function compileRoute(route: RouteConfig, index: number, config: Config, pools: 
     maxConnections: d.max_connections_per_target,
     maxIdle: d.max_idle_per_target,
   };
+  const where = `routes[${index}].upstream_tls`;
   const targets = route.upstream.map((url) => {
-    const { host, port, hostHeader } = parseUpstreamUrl(url);
-    return new UpstreamTarget(pools.get(host, port, settings), hostHeader);
+    const { scheme, host, port, hostHeader } = parseUpstreamUrl(url);
+    // TLS files are read here, once per route compile; the pools are keyed by their contents too.
+    const tls: UpstreamTls | null =
+      scheme === 'https' || scheme === 'h2'
+        ? compileUpstreamTls(route.upstream_tls, host, scheme === 'h2' ? 'h2' : 'http/1.1', where)
+        : null;
+    if (scheme === 'http' || scheme === 'https') {
+      return new UpstreamTarget(pools.get(host, port, settings, tls), hostHeader);
+    }
+    const http2 = pools.getHttp2(host, port, settings, tls);
+    return new UpstreamTarget(new Http1RefusedPool(host, port, settings), hostHeader, http2);
   });
   return { index, pattern: route.path, stripPrefix: route.strip_prefix, group: new UpstreamGroup(targets) };
 }

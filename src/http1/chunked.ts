@@ -8,7 +8,9 @@
  *
  * `feed` returns the offset just past the body when it ends inside the given range, CHUNKED_MORE when all
  * of it was consumed and more is needed, or CHUNKED_ERROR with `error` set. In decode mode the data bytes
- * of each chunk are also handed to `sink.chunkData(buf, start, end)` (used to de-chunk for HTTP/1.0 peers).
+ * of each chunk are also handed to `sink.chunkData(buf, start, end)` (used to de-chunk for HTTP/1.0 peers)
+ * and, when the sink has `chunkTrailers`, the trailer section (validated as above) is handed to it as text
+ * just before the body ends (used to turn HTTP/1.1 trailers into HTTP/2 trailers).
  */
 import { CR, FIELD_VALUE_CHAR, HEX_VALUE, HTAB, LF, SP, TCHAR } from './chars.ts';
 
@@ -123,6 +125,8 @@ function framingNameStep(bits: number, i: number, c: number): number {
 
 export interface ChunkSink {
   chunkData(buf: Buffer, start: number, end: number): void;
+  /** The trailer field lines (each ending in CRLF), when there are any. */
+  chunkTrailers?(fields: string): void;
 }
 
 export class ChunkedDecoder {
@@ -140,6 +144,10 @@ export class ChunkedDecoder {
   /** Why the body was rejected (a constant string). */
   error = '';
   sink: ChunkSink | null = null;
+  /** The sink wants the trailer section: its text so far and where it starts in the current buffer. */
+  private captureTrailers = false;
+  private trailerText = '';
+  private trailerMark = 0;
 
   constructor(maxTrailerBytes = 16384) {
     this.maxTrailerBytes = maxTrailerBytes;
@@ -154,6 +162,8 @@ export class ChunkedDecoder {
     this.dataBytes = 0;
     this.error = '';
     this.sink = sink;
+    this.captureTrailers = sink !== null && sink.chunkTrailers !== undefined;
+    this.trailerText = '';
   }
 
   get done(): boolean {
@@ -167,6 +177,7 @@ export class ChunkedDecoder {
 
   feed(buf: Buffer, start: number, end: number): number {
     let p = start;
+    if (this.captureTrailers) this.trailerMark = start;
     while (p < end) {
       switch (this.state) {
         case S_DATA: {
@@ -222,6 +233,7 @@ export class ChunkedDecoder {
           if (this.remaining === 0) {
             this.state = S_TRAILER_START;
             this.trailerBytes = 0;
+            this.trailerMark = p;
           } else {
             this.dataBytes += this.remaining;
             this.state = S_DATA;
@@ -289,11 +301,20 @@ export class ChunkedDecoder {
         case S_END_LF: {
           if (buf[p] !== LF) return this.fail('CR not followed by LF after the last chunk');
           this.state = S_DONE;
+          if (this.captureTrailers) {
+            // The text up to the final CR (which may have come in the previous buffer).
+            const text = this.trailerText + buf.toString('latin1', this.trailerMark, p);
+            this.trailerText = '';
+            if (text.length > 1) this.sink!.chunkTrailers!(text.slice(0, -1));
+          }
           return p + 1;
         }
         default:
           return p;
       }
+    }
+    if (this.captureTrailers && this.state >= S_TRAILER_START && this.state <= S_END_LF) {
+      this.trailerText += buf.toString('latin1', this.trailerMark, end);
     }
     return CHUNKED_MORE;
   }

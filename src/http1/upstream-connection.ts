@@ -2,11 +2,14 @@
  * One pooled HTTP/1.1 connection to an upstream target. It sends request bytes given by its current
  * requester, parses the response head strictly, tracks the response body's framing byte by byte and
  * hands body bytes to the requester as the buffers that arrived. Socket handlers are bound once per
- * connection, never per request.
+ * connection, never per request. An https:// pool's connections are TLS sockets (the choice is made once,
+ * when the connection opens; reading and writing are the same afterwards).
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { ZpError } from '../errors.ts';
 import type { Pool } from '../upstream/pool.ts';
+import { isTlsError, upstreamTlsError } from '../upstream/tls-options.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import { CHUNKED_ERROR, CHUNKED_MORE, ChunkedDecoder, type ChunkSink } from './chunked.ts';
 import {
@@ -46,6 +49,11 @@ export interface UpstreamRequester {
   onResponseBody(buf: Buffer, start: number, end: number): boolean;
   /** Decoded chunk data, only when `decodeChunked` was requested. */
   onResponseData(buf: Buffer, start: number, end: number): boolean;
+  /**
+   * The trailer section of a chunked response (only when `decodeChunked` was requested and the response
+   * has trailer fields): the field lines as received, each ending in CRLF. Called before onResponseEnd.
+   */
+  onResponseTrailers?(fields: string): void;
   /** The whole response was received. */
   onResponseEnd(conn: UpstreamConnection): void;
   /** The upstream failed after the head was delivered: the downstream response must be aborted. */
@@ -106,6 +114,8 @@ export class UpstreamConnection implements Timed, ChunkSink {
   private readBuffer: Buffer | null = null;
   /** Slices of the read buffer were handed to the requester during the current read. */
   private handedOut = false;
+  /** The last socket error (its code tells a TLS failure from a TCP one). */
+  private error: NodeJS.ErrnoException | null = null;
 
   constructor(pool: Pool, requester: UpstreamRequester) {
     this.pool = pool;
@@ -117,14 +127,24 @@ export class UpstreamConnection implements Timed, ChunkSink {
     this.onError = this.onError.bind(this);
     this.onClose = this.onClose.bind(this);
     this.onDrain = this.onDrain.bind(this);
-    const socket = net.connect({
-      host: pool.host,
-      port: pool.port,
-      noDelay: true,
-      onread: { buffer: this.nextReadBuffer, callback: this.onRead },
-    });
+    const onread = { buffer: this.nextReadBuffer, callback: this.onRead };
+    let socket: net.Socket;
+    if (pool.tls === null) {
+      socket = net.connect({ host: pool.host, port: pool.port, noDelay: true, onread });
+      socket.on('connect', this.onConnect);
+    } else {
+      // tls.connect takes `onread` like net.connect (the decrypted bytes land in our buffer); the
+      // typings do not list it.
+      socket = tls.connect({
+        ...pool.tls.options,
+        host: pool.host,
+        port: pool.port,
+        onread,
+      } as tls.ConnectionOptions);
+      socket.setNoDelay(true);
+      socket.on('secureConnect', this.onConnect);
+    }
     this.socket = socket;
-    socket.on('connect', this.onConnect);
     socket.on('end', this.onEnd);
     socket.on('error', this.onError);
     socket.on('close', this.onClose);
@@ -423,6 +443,11 @@ export class UpstreamConnection implements Timed, ChunkSink {
     if (r !== null && !r.onResponseData(buf, start, end)) this.pause();
   }
 
+  /** ChunkSink: the trailer section of a decoded chunked response. */
+  chunkTrailers(fields: string): void {
+    this.requester?.onResponseTrailers?.(fields);
+  }
+
   private finish(): void {
     this.phase = PH_DONE;
     this.deadline = 0;
@@ -439,8 +464,21 @@ export class UpstreamConnection implements Timed, ChunkSink {
     this.socket.destroy();
   }
 
-  private onError(): void {
+  private onError(err: NodeJS.ErrnoException): void {
     // 'close' follows and carries the consequences.
+    this.error = err;
+  }
+
+  /** A TLS failure (handshake, verification, alert) as a 502 naming the reason, logged once. */
+  private tlsFailure(): ZpError | null {
+    const err = this.error;
+    if (this.pool.tls === null || err === null || !isTlsError(err)) return null;
+    const error = upstreamTlsError(err, this.pool.authority);
+    this.pool.log.logger?.warn(
+      { upstream: this.pool.authority, code: err.code, reason: err.message },
+      'upstream TLS failure',
+    );
+    return error;
   }
 
   private onDrain(): void {
@@ -458,8 +496,14 @@ export class UpstreamConnection implements Timed, ChunkSink {
     this.requester = null;
     if (r === null || !wasActive) return;
     if (connecting) {
-      r.onUpstreamError(new ZpError('ZP_ERR_UPSTREAM_CONNECT'), null);
+      r.onUpstreamError(this.tlsFailure() ?? new ZpError('ZP_ERR_UPSTREAM_CONNECT'), null);
     } else if (this.phase === PH_HEAD) {
+      // TLS 1.3: a server that refuses the client certificate says so after the handshake.
+      const tlsError = this.tlsFailure();
+      if (tlsError !== null) {
+        r.onUpstreamError(tlsError, this);
+        return;
+      }
       r.onUpstreamError(
         new ZpError('ZP_ERR_UPSTREAM_RESET', undefined, {
           retryable: this.served > 0 && this.responseBytes === 0,

@@ -1,10 +1,13 @@
 /**
- * One HTTP/2 stream from a client, forwarded to an HTTP/1.1 upstream over the same pools, router and
- * error codes as HTTP/1.1 exchanges. The request head is rebuilt as HTTP/1.1 (pseudo-headers become the
- * request line and Host, split `cookie` fields are joined, connection-specific fields never appear), the
- * response head is mapped back (hop-by-hop fields dropped), bodies stream both ways with backpressure.
+ * One HTTP/2 stream from a client, routed like an HTTP/1.1 exchange and forwarded to an HTTP/1.1 upstream
+ * over the same pools and error codes, or handed to an Http2UpstreamExchange when the picked target is an
+ * HTTP/2 upstream (h2c://, h2://). For HTTP/1.1 upstreams the request head is rebuilt as HTTP/1.1
+ * (pseudo-headers become the request line and Host, split `cookie` fields are joined, connection-specific
+ * fields never appear), the response head is mapped back (hop-by-hop fields dropped), bodies stream both
+ * ways with backpressure, and trailers cross in both directions (request trailers go out in a chunked
+ * body; the trailer section of a chunked response becomes HTTP/2 trailers).
  */
-import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import http2 from 'node:http2';
 import { type CompiledRoute, forwardPathFor, type Runtime } from '../config/runtime.ts';
 import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.ts';
@@ -19,6 +22,7 @@ import {
 } from '../http1/upstream-connection.ts';
 import { normalizePath } from '../router/normalize-path.ts';
 import type { Pool } from '../upstream/pool.ts';
+import { Http2UpstreamExchange } from './upstream-exchange.ts';
 
 /** Request fields never forwarded from HTTP/2: connection-specific ones (RFC 9113 §8.2.2) and those rebuilt. */
 const DROPPED_REQUEST_FIELDS = new Set([
@@ -52,6 +56,10 @@ export class StreamExchange implements UpstreamRequester {
   private chunkedRequest = false;
   private requestDone = false;
   private finished = false;
+  /** Trailers of the client's request (sent in the last chunk). */
+  private requestTrailers: IncomingHttpHeaders | null = null;
+  /** Trailer section of the upstream's chunked response (sent as HTTP/2 trailers). */
+  private responseTrailers: Record<string, string | string[]> | null = null;
 
   constructor(
     runtime: Runtime,
@@ -115,37 +123,47 @@ export class StreamExchange implements UpstreamRequester {
     ex.params = m.params;
     const forwardPath = forwardPathFor(route, path, m.matchedLength);
     const upstreamTarget = route.group.pick();
-    const pool = upstreamTarget.pool;
-    ex.upstream = pool.authority;
-
-    const trusted = rt.trustedProxies?.check(ex.clientAddress) === true;
-    let xff = ex.clientAddress;
-    let proto = scheme;
-    let fwdHost = authority;
-    let head = `${method} ${forwardPath}${query} HTTP/1.1\r\n`;
-    head += `Host: ${rt.preserveHost && authority !== '' ? authority : upstreamTarget.hostHeader}\r\n`;
-    for (const name of Object.keys(headers)) {
-      if (name.charCodeAt(0) === 0x3a) continue;
-      const value = headers[name];
-      if (value === undefined) continue;
-      if (trusted) {
-        if (name === 'x-forwarded-for') xff = `${String(value)}, ${xff}`;
-        else if (name === 'x-forwarded-proto') proto = String(value);
-        else if (name === 'x-forwarded-host') fwdHost = String(value);
-      }
-      if (DROPPED_REQUEST_FIELDS.has(name) || (!trusted && UNTRUSTED_FIELDS.has(name))) continue;
-      if (name === 'cookie' && Array.isArray(value)) head += `cookie: ${value.join('; ')}\r\n`;
-      else if (Array.isArray(value)) for (const v of value) head += `${name}: ${v}\r\n`;
-      else head += `${name}: ${value}\r\n`;
-    }
-    head += `X-Forwarded-For: ${xff}\r\nX-Forwarded-Proto: ${proto}\r\n`;
-    if (fwdHost !== '') head += `X-Forwarded-Host: ${fwdHost}\r\n`;
-    head += 'Via: 2 zproxy\r\n';
+    const h2pool = upstreamTarget.http2;
+    ex.upstream = h2pool === null ? upstreamTarget.pool.authority : h2pool.authority;
+    const fwd = forwardedRequest(rt, headers, ex.clientAddress, scheme, authority, h2pool === null);
+    const upstreamAuthority = rt.preserveHost && authority !== '' ? authority : upstreamTarget.hostHeader;
     // A request without content-length whose stream is still open has a body of unknown length.
-    this.requestDone = streamEnded(this.stream) || contentLength === 0;
-    if (!this.requestDone && contentLength < 0) {
+    const requestDone = streamEnded(this.stream) || contentLength === 0;
+
+    if (h2pool !== null) {
+      // An HTTP/2 upstream: the stream is handed over whole (this object no longer takes part).
+      this.finished = true;
+      const out = http2RequestHeaders(
+        fwd,
+        method,
+        `${forwardPath}${query}`,
+        h2pool.scheme,
+        upstreamAuthority,
+      );
+      new Http2UpstreamExchange(rt, this.stream, ex, h2pool, out, requestDone, this.headRequest);
+      return;
+    }
+
+    const pool = upstreamTarget.pool;
+    let head = `${method} ${forwardPath}${query} HTTP/1.1\r\nHost: ${upstreamAuthority}\r\n`;
+    const fields = fwd.fields;
+    for (let i = 0; i < fields.length; i += 2) {
+      if (fields[i] !== 'content-length') head += `${fields[i]}: ${fields[i + 1]}\r\n`;
+    }
+    head += `X-Forwarded-For: ${fwd.xff}\r\nX-Forwarded-Proto: ${fwd.proto}\r\n`;
+    if (fwd.host !== '') head += `X-Forwarded-Host: ${fwd.host}\r\n`;
+    head += 'Via: 2 zproxy\r\n';
+    this.requestDone = requestDone;
+    // Chunked framing when the length is unknown, or when the client announces trailers (only a chunked
+    // body can carry them to an HTTP/1.1 upstream).
+    if (!requestDone && (contentLength < 0 || headers.trailer !== undefined)) {
       this.chunkedRequest = true;
       head += 'Transfer-Encoding: chunked\r\n';
+      this.stream.on('trailers', (trailers: IncomingHttpHeaders) => {
+        this.requestTrailers = trailers;
+      });
+    } else if (lengthField !== undefined) {
+      head += `content-length: ${String(lengthField)}\r\n`;
     }
     head += '\r\n';
     this.upstreamHead = Buffer.from(head, 'latin1');
@@ -199,7 +217,12 @@ export class StreamExchange implements UpstreamRequester {
     const conn = this.upstream;
     this.requestDone = true;
     if (conn === null) return;
-    if (this.chunkedRequest) conn.write(LAST_CHUNK);
+    if (this.chunkedRequest) {
+      const trailers = this.requestTrailers;
+      conn.write(
+        trailers === null ? LAST_CHUNK : Buffer.from(`0\r\n${http1TrailerLines(trailers)}\r\n`, 'latin1'),
+      );
+    }
     conn.requestSent();
   }
 
@@ -243,8 +266,21 @@ export class StreamExchange implements UpstreamRequester {
     headers.via = via === undefined ? '1.1 zproxy' : `${String(via)}, 1.1 zproxy`;
     this.exchange.status = rh.status;
     const noBody = framing === BODY_NONE;
-    this.stream.respond(headers, { endStream: noBody && bodyEnd === bodyStart });
+    // A chunked response may end with a trailer section: wait for it before closing the stream.
+    const trailers = framing === BODY_CHUNKED;
+    this.stream.respond(headers, { endStream: noBody && bodyEnd === bodyStart, waitForTrailers: trailers });
+    if (trailers) this.stream.once('wantTrailers', () => this.sendResponseTrailers());
     if (bodyEnd > bodyStart) this.onResponseBody(body, bodyStart, bodyEnd);
+  }
+
+  onResponseTrailers(fields: string): void {
+    this.responseTrailers = parseHttp1Trailers(fields);
+  }
+
+  private sendResponseTrailers(): void {
+    const stream = this.stream;
+    if (stream.destroyed || stream.closed) return;
+    stream.sendTrailers(this.responseTrailers ?? {});
   }
 
   onResponseBody(buf: Buffer, start: number, end: number): boolean {
@@ -279,23 +315,7 @@ export class StreamExchange implements UpstreamRequester {
     this.upstream = null;
     this.waitingPool?.cancel(this);
     this.waitingPool = null;
-    const status = ERROR_CODES[code].status;
-    this.exchange.status = status;
-    if (!stream.destroyed && !stream.headersSent) {
-      const body = errorBody(code, message);
-      const headers: Record<string, string | number> = {
-        ':status': status,
-        'content-type': 'application/json',
-        'content-length': Buffer.byteLength(body),
-        'cache-control': 'no-store',
-      };
-      if (allow !== undefined) headers.allow = allow;
-      stream.respond(headers);
-      stream.end(this.headRequest ? undefined : body);
-      this.exchange.bytesOut += Buffer.byteLength(body);
-    } else if (!stream.destroyed) {
-      stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-    }
+    respondWithError(stream, this.exchange, code, message, this.headRequest, allow);
     this.finish(code);
   }
 
@@ -320,7 +340,183 @@ export class StreamExchange implements UpstreamRequester {
   }
 }
 
-function streamEnded(stream: ServerHttp2Stream): boolean {
+/**
+ * Answers a stream with zproxy's JSON error for `code`, or resets it when its response has already
+ * started (shared by both kinds of upstream).
+ */
+export function respondWithError(
+  stream: ServerHttp2Stream,
+  ex: Exchange,
+  code: ErrorCode,
+  message: string | undefined,
+  headRequest: boolean,
+  allow?: string,
+): void {
+  const status = ERROR_CODES[code].status;
+  if (!stream.destroyed && !stream.headersSent) {
+    ex.status = status;
+    const body = errorBody(code, message);
+    const headers: Record<string, string | number> = {
+      ':status': status,
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      'cache-control': 'no-store',
+    };
+    if (allow !== undefined) headers.allow = allow;
+    stream.respond(headers);
+    stream.end(headRequest ? undefined : body);
+    ex.bytesOut += Buffer.byteLength(body);
+  } else if (!stream.destroyed) {
+    if (ex.status === 0) ex.status = status;
+    stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  }
+}
+
+/** The client's request fields as forwarded, and the X-Forwarded-* values (one rule set for both kinds of upstream). */
+export interface ForwardedRequest {
+  /** Kept fields as name, value, name, value... (lowercase names). */
+  readonly fields: string[];
+  readonly xff: string;
+  readonly proto: string;
+  /** '' when there is no host to report. */
+  readonly host: string;
+  /** The client sent `te: trailers` (the one `te` HTTP/2 allows; forwarded to HTTP/2 upstreams). */
+  readonly teTrailers: boolean;
+}
+
+/**
+ * Applies the forwarding rules to an HTTP/2 request's fields: connection-specific and rebuilt fields are
+ * dropped, client-identity fields only a trusted proxy may set are dropped for other peers, and
+ * X-Forwarded-For/Proto/Host are appended to (trusted peer) or replaced. `joinCookies` joins split
+ * `cookie` fields into one (HTTP/1.1 allows only one Cookie line).
+ */
+export function forwardedRequest(
+  rt: Runtime,
+  headers: IncomingHttpHeaders,
+  clientAddress: string,
+  scheme: string,
+  authority: string,
+  joinCookies: boolean,
+): ForwardedRequest {
+  const trusted = rt.trustedProxies?.check(clientAddress) === true;
+  let xff = clientAddress;
+  let proto = scheme;
+  let host = authority;
+  const fields: string[] = [];
+  for (const name of Object.keys(headers)) {
+    if (name.charCodeAt(0) === 0x3a) continue;
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (trusted) {
+      if (name === 'x-forwarded-for') xff = `${String(value)}, ${xff}`;
+      else if (name === 'x-forwarded-proto') proto = String(value);
+      else if (name === 'x-forwarded-host') host = String(value);
+    }
+    if (DROPPED_REQUEST_FIELDS.has(name) || (!trusted && UNTRUSTED_FIELDS.has(name))) continue;
+    if (Array.isArray(value)) {
+      if (name === 'cookie' && joinCookies) fields.push(name, value.join('; '));
+      else for (const v of value) fields.push(name, v);
+    } else fields.push(name, value);
+  }
+  return { fields, xff, proto, host, teTrailers: headers.te === 'trailers' };
+}
+
+/** The request headers for an HTTP/2 upstream. */
+function http2RequestHeaders(
+  fwd: ForwardedRequest,
+  method: string,
+  path: string,
+  scheme: string,
+  authority: string,
+): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {
+    ':method': method,
+    ':scheme': scheme,
+    ':authority': authority,
+    ':path': path,
+  };
+  const fields = fwd.fields;
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!;
+    const prior = out[name];
+    if (prior === undefined) out[name] = fields[i + 1]!;
+    else if (Array.isArray(prior)) prior.push(fields[i + 1]!);
+    else out[name] = [String(prior), fields[i + 1]!];
+  }
+  if (fwd.teTrailers) out.te = 'trailers';
+  out['x-forwarded-for'] = fwd.xff;
+  out['x-forwarded-proto'] = fwd.proto;
+  if (fwd.host !== '') out['x-forwarded-host'] = fwd.host;
+  out.via = '2 zproxy';
+  return out;
+}
+
+/** Fields that never appear in a trailer section that zproxy forwards. */
+const DROPPED_TRAILER_FIELDS = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+  'content-length',
+  'host',
+]);
+
+/** Trailers received on an HTTP/2 stream, as HTTP/1.1 field lines (each ending in CRLF). */
+function http1TrailerLines(trailers: IncomingHttpHeaders): string {
+  let lines = '';
+  for (const name of Object.keys(trailers)) {
+    if (name.charCodeAt(0) === 0x3a || DROPPED_TRAILER_FIELDS.has(name)) continue;
+    const value = trailers[name];
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) lines += `${name}: ${v}\r\n`;
+    else lines += `${name}: ${value}\r\n`;
+  }
+  return lines;
+}
+
+/** Trailers received on an HTTP/2 stream, filtered for sending on another HTTP/2 stream. */
+export function http2Trailers(trailers: IncomingHttpHeaders | null): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  if (trailers === null) return out;
+  for (const name of Object.keys(trailers)) {
+    if (name.charCodeAt(0) === 0x3a || DROPPED_TRAILER_FIELDS.has(name)) continue;
+    const value = trailers[name];
+    if (value !== undefined) out[name] = value;
+  }
+  return out;
+}
+
+/**
+ * The trailer section of a chunked HTTP/1.1 response (validated by ChunkedDecoder: `name: value` lines
+ * ending in CRLF) as HTTP/2 trailers: lowercase names, values without surrounding whitespace, repeated
+ * fields combined.
+ */
+export function parseHttp1Trailers(text: string): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  let start = 0;
+  while (start < text.length) {
+    let end = text.indexOf('\r\n', start);
+    if (end === -1) end = text.length;
+    const colon = text.indexOf(':', start);
+    if (colon !== -1 && colon < end) {
+      const name = text.slice(start, colon).toLowerCase();
+      const value = text.slice(colon + 1, end).trim();
+      if (!DROPPED_TRAILER_FIELDS.has(name)) {
+        const prior = out[name];
+        if (prior === undefined) out[name] = value;
+        else if (name === 'set-cookie') out[name] = Array.isArray(prior) ? [...prior, value] : [prior, value];
+        else out[name] = `${Array.isArray(prior) ? prior.join(', ') : prior}, ${value}`;
+      }
+    }
+    start = end + 2;
+  }
+  return out;
+}
+
+export function streamEnded(stream: ServerHttp2Stream): boolean {
   return (
     stream.readableEnded || (stream as unknown as { endAfterHeaders?: boolean }).endAfterHeaders === true
   );

@@ -2,16 +2,21 @@
  * An upstream group: the targets of one route and the balancer that picks one per exchange (round-robin
  * for now; health-aware balancing comes with health checks).
  */
+import type { Http2Pool } from './http2-pool.ts';
 import type { Pool } from './pool.ts';
 
 export class UpstreamTarget {
+  /** The HTTP/1.1 pool (http://, https://). For an HTTP/2 target it refuses HTTP/1.1 exchanges. */
   readonly pool: Pool;
+  /** The HTTP/2 session pool of an h2c:// or h2:// target; null for HTTP/1.1 targets. */
+  readonly http2: Http2Pool | null;
   /** The Host value to send when the client's Host is not preserved: 'host' or 'host:port'. */
   readonly hostHeader: string;
 
-  constructor(pool: Pool, hostHeader: string) {
+  constructor(pool: Pool, hostHeader: string, http2: Http2Pool | null = null) {
     this.pool = pool;
     this.hostHeader = hostHeader;
+    this.http2 = http2;
   }
 }
 

@@ -3,9 +3,15 @@
  * warmest and the least likely to have been closed by the upstream), bounded in total and in idle count,
  * idle ones closed after `idleTimeoutMs`. Requesters beyond the bound wait in FIFO order.
  *
- * Pools live in a registry keyed by target and settings, so they outlive a runtime (config reload).
+ * Pools live in a registry keyed by scheme, target, settings and TLS settings, so they outlive a runtime
+ * (config reload) and two routes with different TLS settings (CA, client certificate, SNI) never share a
+ * connection. `https://` pools open TLS connections; HTTP/2 upstreams have their own pool (Http2Pool).
  */
+import { ZpError } from '../errors.ts';
 import { UpstreamConnection, type UpstreamRequester } from '../http1/upstream-connection.ts';
+import type { Logger } from '../observe/logger.ts';
+import { Http2Pool } from './http2-pool.ts';
+import type { UpstreamTls } from './tls-options.ts';
 
 export interface PoolSettings {
   readonly connectTimeoutMs: number;
@@ -15,12 +21,20 @@ export interface PoolSettings {
   readonly maxIdle: number;
 }
 
+/** Where the registry reports what a client response cannot explain alone (TLS failures). */
+export interface PoolLog {
+  logger: Logger | null;
+}
+
 export class Pool {
   readonly host: string;
   readonly port: number;
   /** 'host:port', for logs and metrics. */
   readonly authority: string;
   readonly settings: PoolSettings;
+  /** TLS settings for https:// targets; null for http:// (plain TCP). */
+  readonly tls: UpstreamTls | null;
+  readonly log: PoolLog;
   private readonly idleStack: UpstreamConnection[] = [];
   private readonly waiters: UpstreamRequester[] = [];
   /** Live connections: connecting, active and idle. */
@@ -28,11 +42,19 @@ export class Pool {
   /** Connections opened over the pool's life (for tests and metrics). */
   opened = 0;
 
-  constructor(host: string, port: number, settings: PoolSettings) {
+  constructor(
+    host: string,
+    port: number,
+    settings: PoolSettings,
+    tls: UpstreamTls | null = null,
+    log: PoolLog = { logger: null },
+  ) {
     this.host = host;
     this.port = port;
     this.authority = `${host.includes(':') ? `[${host}]` : host}:${port}`;
     this.settings = settings;
+    this.tls = tls;
+    this.log = log;
   }
 
   get size(): number {
@@ -115,20 +137,61 @@ export class Pool {
   }
 }
 
+/**
+ * The HTTP/1.1 side of an HTTP/2 target (h2c://, h2://): HTTP/1.1 clients are not bridged to HTTP/2
+ * upstreams, so their exchanges get a clear 502 (ZP_ERR_UPSTREAM_PROTOCOL) instead of a connection.
+ */
+export class Http1RefusedPool extends Pool {
+  override acquire(requester: UpstreamRequester): UpstreamConnection | null {
+    process.nextTick(refuse, requester);
+    return null;
+  }
+}
+
+function refuse(requester: UpstreamRequester): void {
+  requester.onUpstreamError(
+    new ZpError(
+      'ZP_ERR_UPSTREAM_PROTOCOL',
+      'This route has an HTTP/2 upstream (h2c:// or h2://), which HTTP/1.1 clients cannot reach through zproxy yet',
+    ),
+    null,
+  );
+}
+
 function handOver(requester: UpstreamRequester, conn: UpstreamConnection): void {
   requester.onUpstreamReady(conn);
 }
 
-/** Pools keyed by target and settings; survives reloads. */
-export class PoolRegistry {
-  private readonly pools = new Map<string, Pool>();
+function settingsKey(host: string, port: number, s: PoolSettings, tls: UpstreamTls | null): string {
+  const base = `${host}|${port}|${s.connectTimeoutMs}|${s.responseHeaderTimeoutMs}|${s.idleTimeoutMs}|${s.maxConnections}|${s.maxIdle}`;
+  return tls === null ? base : `${base}|${tls.key}`;
+}
 
-  get(host: string, port: number, settings: PoolSettings): Pool {
-    const key = `${host}|${port}|${settings.connectTimeoutMs}|${settings.responseHeaderTimeoutMs}|${settings.idleTimeoutMs}|${settings.maxConnections}|${settings.maxIdle}`;
+/** Pools keyed by scheme, target, settings and TLS settings; survives reloads. */
+export class PoolRegistry implements PoolLog {
+  private readonly pools = new Map<string, Pool>();
+  private readonly http2Pools = new Map<string, Http2Pool>();
+  /** Set by the server: TLS and HTTP/2 session failures are logged here (with their reason). */
+  logger: Logger | null = null;
+
+  /** An HTTP/1.1 pool: plain TCP when `tls` is null (http://), else TLS (https://). */
+  get(host: string, port: number, settings: PoolSettings, tls: UpstreamTls | null = null): Pool {
+    const key = `${tls === null ? 'http' : 'https'}|${settingsKey(host, port, settings, tls)}`;
     let pool = this.pools.get(key);
     if (pool === undefined) {
-      pool = new Pool(host, port, settings);
+      pool = new Pool(host, port, settings, tls, this);
       this.pools.set(key, pool);
+    }
+    return pool;
+  }
+
+  /** A pool of multiplexed HTTP/2 sessions: h2c:// when `tls` is null, else h2:// (ALPN h2). */
+  getHttp2(host: string, port: number, settings: PoolSettings, tls: UpstreamTls | null): Http2Pool {
+    const key = `${tls === null ? 'h2c' : 'h2'}|${settingsKey(host, port, settings, tls)}`;
+    let pool = this.http2Pools.get(key);
+    if (pool === undefined) {
+      pool = new Http2Pool(host, port, settings, tls, this);
+      this.http2Pools.set(key, pool);
     }
     return pool;
   }
@@ -137,7 +200,12 @@ export class PoolRegistry {
     return this.pools.values();
   }
 
+  allHttp2(): IterableIterator<Http2Pool> {
+    return this.http2Pools.values();
+  }
+
   closeIdle(): void {
     for (const pool of this.pools.values()) pool.closeIdle();
+    for (const pool of this.http2Pools.values()) pool.closeIdle();
   }
 }

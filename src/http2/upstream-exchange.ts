@@ -1,0 +1,262 @@
+/**
+ * One HTTP/2 stream from a client forwarded to an HTTP/2 upstream (h2c://, h2://) on a stream of a pooled
+ * session (see upstream/http2-pool.ts). Headers are forwarded as mapped by StreamExchange (the same rules
+ * as for HTTP/1.1 upstreams, plus `te: trailers`); bodies stream both ways under HTTP/2 flow control (a
+ * side that cannot take more pauses the other); trailers cross in both directions (gRPC's `grpc-status`
+ * and `grpc-message` arrive as response trailers). A client reset or cancel resets the upstream stream at
+ * once with CANCEL (a gRPC deadline reaches the upstream this way); an upstream reset after the response
+ * started resets the client stream with the same code; a failure before the response head is answered
+ * with zproxy's JSON error (502/503/504) like every other upstream failure.
+ */
+import http2, {
+  type ClientHttp2Stream,
+  type IncomingHttpHeaders,
+  type OutgoingHttpHeaders,
+  type ServerHttp2Stream,
+} from 'node:http2';
+import type { Runtime } from '../config/runtime.ts';
+import type { ErrorCode, ZpError } from '../errors.ts';
+import type { Exchange } from '../exchange.ts';
+import type { Http2Pool, Http2Requester, Http2UpstreamSession } from '../upstream/http2-pool.ts';
+import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
+import { http2Trailers, respondWithError } from './stream-exchange.ts';
+
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+
+/** Response fields never sent to an HTTP/2 client (connection-specific, RFC 9113 §8.2.2). */
+const DROPPED_RESPONSE_FIELDS = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+export class Http2UpstreamExchange implements Http2Requester, Timed {
+  private readonly downstream: ServerHttp2Stream;
+  private readonly exchange: Exchange;
+  private readonly runtime: Runtime;
+  private readonly pool: Http2Pool;
+  private readonly headers: OutgoingHttpHeaders;
+  private readonly headRequest: boolean;
+  /** The client's request has no body (or it has all arrived and been forwarded). */
+  private requestDone: boolean;
+  private session: Http2UpstreamSession | null = null;
+  private upstream: ClientHttp2Stream | null = null;
+  private waiting = false;
+  private responded = false;
+  private requestTrailers: IncomingHttpHeaders | null = null;
+  private responseTrailers: IncomingHttpHeaders | null = null;
+  private finished = false;
+  deadline = 0;
+
+  constructor(
+    runtime: Runtime,
+    downstream: ServerHttp2Stream,
+    exchange: Exchange,
+    pool: Http2Pool,
+    headers: OutgoingHttpHeaders,
+    requestDone: boolean,
+    headRequest: boolean,
+  ) {
+    this.runtime = runtime;
+    this.downstream = downstream;
+    this.exchange = exchange;
+    this.pool = pool;
+    this.headers = headers;
+    this.requestDone = requestDone;
+    this.headRequest = headRequest;
+    // StreamExchange's listeners stay attached but ignore the stream from now on.
+    downstream.on('close', () => this.onDownstreamClose());
+    downstream.on('drain', () => this.upstream?.resume());
+    downstream.on('trailers', (trailers: IncomingHttpHeaders) => {
+      this.requestTrailers = trailers;
+    });
+    watchDeadline(this);
+    const session = pool.acquire(this);
+    if (session !== null) this.onSessionReady(session);
+    else {
+      this.waiting = true;
+      const s = pool.settings;
+      this.deadline = Date.now() + s.connectTimeoutMs + 1000;
+    }
+  }
+
+  onSessionReady(session: Http2UpstreamSession): void {
+    this.waiting = false;
+    if (this.finished || this.downstream.destroyed) {
+      session.release();
+      return;
+    }
+    this.session = session;
+    let upstream: ClientHttp2Stream;
+    try {
+      upstream = session.session!.request(this.headers, {
+        endStream: this.requestDone,
+        waitForTrailers: !this.requestDone,
+      });
+    } catch (err) {
+      session.release();
+      this.session = null;
+      this.fail(
+        'ZP_ERR_UPSTREAM_RESET',
+        `Could not open a stream to the upstream: ${(err as Error).message}`,
+      );
+      return;
+    }
+    this.upstream = upstream;
+    upstream.on('error', ignore);
+    upstream.on('response', (headers: IncomingHttpHeaders, flags: number) => this.onResponse(headers, flags));
+    upstream.on('data', (chunk: Buffer) => this.onResponseData(chunk));
+    upstream.on('trailers', (trailers: IncomingHttpHeaders) => {
+      this.responseTrailers = trailers;
+    });
+    upstream.on('end', () => this.onResponseEnd());
+    upstream.on('close', () => this.onUpstreamClose());
+    if (this.requestDone) {
+      this.deadline = Date.now() + this.pool.settings.responseHeaderTimeoutMs;
+      return;
+    }
+    this.deadline = 0;
+    const downstream = this.downstream;
+    upstream.on('wantTrailers', () => upstream.sendTrailers(http2Trailers(this.requestTrailers)));
+    upstream.on('drain', () => downstream.resume());
+    downstream.on('data', (chunk: Buffer) => this.onRequestData(chunk));
+    downstream.on('end', () => this.onRequestEnd());
+  }
+
+  onSessionError(error: ZpError): void {
+    this.waiting = false;
+    this.fail(error.code, error.message);
+  }
+
+  private onRequestData(chunk: Buffer): void {
+    const upstream = this.upstream;
+    if (upstream === null || upstream.destroyed || this.finished) return;
+    const ex = this.exchange;
+    ex.bytesIn += chunk.length;
+    const max = this.runtime.maxBodyBytes;
+    if (max > 0 && ex.bytesIn > max) {
+      this.fail('ZP_ERR_BODY_TOO_LARGE');
+      return;
+    }
+    if (!upstream.write(chunk)) this.downstream.pause();
+  }
+
+  private onRequestEnd(): void {
+    this.requestDone = true;
+    const upstream = this.upstream;
+    if (upstream === null || upstream.destroyed || this.finished) return;
+    // 'wantTrailers' follows: the client's trailers (or none) close the request.
+    upstream.end();
+    if (!this.responded) this.deadline = Date.now() + this.pool.settings.responseHeaderTimeoutMs;
+  }
+
+  private onResponse(headers: IncomingHttpHeaders, flags: number): void {
+    const downstream = this.downstream;
+    if (this.finished || downstream.destroyed) return;
+    this.responded = true;
+    this.deadline = 0;
+    const status = Number(headers[':status']);
+    const out: OutgoingHttpHeaders = { ':status': status };
+    for (const name of Object.keys(headers)) {
+      if (name.charCodeAt(0) === 0x3a || DROPPED_RESPONSE_FIELDS.has(name)) continue;
+      const value = headers[name];
+      if (value !== undefined) out[name] = value;
+    }
+    const via = out.via;
+    out.via = via === undefined ? '2 zproxy' : `${String(via)}, 2 zproxy`;
+    this.exchange.status = status;
+    // A response that is its head alone (a gRPC "trailers-only" answer) ends here.
+    const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0 || this.headRequest;
+    downstream.respond(out, { endStream, waitForTrailers: !endStream });
+    if (!endStream) {
+      downstream.once('wantTrailers', () => {
+        if (!downstream.destroyed && !downstream.closed) {
+          downstream.sendTrailers(http2Trailers(this.responseTrailers));
+        }
+      });
+    }
+  }
+
+  private onResponseData(chunk: Buffer): void {
+    const downstream = this.downstream;
+    if (this.finished || downstream.destroyed || !this.responded) return;
+    this.exchange.bytesOut += chunk.length;
+    if (!downstream.write(chunk)) this.upstream?.pause();
+  }
+
+  private onResponseEnd(): void {
+    if (this.finished || !this.responded) return;
+    const downstream = this.downstream;
+    if (!downstream.destroyed && !downstream.writableEnded) downstream.end();
+    this.finish(null);
+  }
+
+  private onUpstreamClose(): void {
+    const upstream = this.upstream!;
+    const session = this.session;
+    this.session = null;
+    session?.release();
+    if (this.finished) return;
+    const code = upstream.rstCode ?? NGHTTP2_NO_ERROR;
+    if (!this.responded) {
+      this.fail(
+        'ZP_ERR_UPSTREAM_RESET',
+        `The upstream reset the stream before answering (HTTP/2 error code ${code})`,
+      );
+      return;
+    }
+    // The response started: reset the client stream with the upstream's code.
+    const downstream = this.downstream;
+    if (!downstream.destroyed) downstream.close(code === NGHTTP2_NO_ERROR ? NGHTTP2_INTERNAL_ERROR : code);
+    this.finish('ZP_ERR_UPSTREAM_RESET');
+  }
+
+  private onDownstreamClose(): void {
+    // The client reset or cancelled the stream (a gRPC deadline, for one): the upstream sees a CANCEL now.
+    const upstream = this.upstream;
+    const open = upstream !== null && !upstream.closed && !upstream.destroyed;
+    if (open && (!this.finished || !this.requestDone)) upstream.close(NGHTTP2_CANCEL);
+    if (this.finished) return;
+    if (this.waiting) {
+      this.pool.cancel(this);
+      this.waiting = false;
+    }
+    if (this.exchange.status === 0) this.exchange.status = 499;
+    this.finish('ZP_ERR_CLIENT_ABORTED');
+  }
+
+  onDeadline(): void {
+    if (this.finished) return;
+    if (this.waiting) {
+      this.pool.cancel(this);
+      this.waiting = false;
+      this.fail('ZP_ERR_UPSTREAM_UNAVAILABLE', 'No HTTP/2 session to the upstream became available in time');
+    } else if (!this.responded) {
+      this.fail('ZP_ERR_UPSTREAM_TIMEOUT', 'The upstream did not send a response in time');
+    }
+  }
+
+  /** Answers with zproxy's error (or resets the client stream when the response started). */
+  private fail(code: ErrorCode, message?: string): void {
+    if (this.finished) return;
+    const upstream = this.upstream;
+    if (upstream !== null && !upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);
+    respondWithError(this.downstream, this.exchange, code, message, this.headRequest);
+    this.finish(code);
+  }
+
+  private finish(code: ErrorCode | null): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.deadline = 0;
+    unwatchDeadline(this);
+    const ex = this.exchange;
+    if (code !== null) ex.errorCode = code;
+    ex.endTime = performance.now();
+    this.runtime.accessLog?.write(ex);
+  }
+}
+
+function ignore(): void {}

@@ -1,0 +1,361 @@
+/**
+ * HTTP/2 upstreams (h2c:// with prior knowledge, h2:// over TLS with ALPN h2): a small pool of multiplexed
+ * `node:http2` client sessions per target. A session is opened on demand and takes streams while the
+ * peer's SETTINGS_MAX_CONCURRENT_STREAMS allows; when every session is full another one is opened, up to
+ * `max_connections_per_target` sessions, after which requesters wait in FIFO order. A session that
+ * receives GOAWAY takes no new streams (its streams finish) and one that closes or fails is dropped, so
+ * the next request opens a fresh one. Idle sessions close after `idle_timeout_ms`.
+ *
+ * A session is handed out only once the peer's first SETTINGS frame arrived: a peer that does not speak
+ * HTTP/2 fails the session with a clear error instead of failing every stream on it.
+ */
+import http2 from 'node:http2';
+import net from 'node:net';
+import tls from 'node:tls';
+import { ZpError } from '../errors.ts';
+import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
+import type { PoolLog, PoolSettings } from './pool.ts';
+import { isTlsError, type UpstreamTls, upstreamTlsError } from './tls-options.ts';
+
+/** What a session reports to an exchange waiting for one. */
+export interface Http2Requester {
+  /** A stream slot on `session` is reserved for the requester; it must call `session.release()` once. */
+  onSessionReady(session: Http2UpstreamSession): void;
+  /** No session could be opened (connect, TLS, protocol or timeout failure). */
+  onSessionError(error: ZpError): void;
+}
+
+/** Streams allowed on a session whose peer announces no limit. */
+const MAX_STREAMS_PER_SESSION = 1000;
+/** Receive windows: per stream and per session (the whole connection). */
+const STREAM_WINDOW = 256 * 1024;
+const SESSION_WINDOW = 8 * 1024 * 1024;
+
+const S_CONNECTING = 0;
+const S_READY = 1;
+const S_DRAINING = 2;
+const S_CLOSED = 3;
+
+export class Http2UpstreamSession implements Timed {
+  readonly pool: Http2Pool;
+  session: http2.ClientHttp2Session | null = null;
+  private readonly socket: net.Socket;
+  private state = S_CONNECTING;
+  /** Streams in use (reserved slots). */
+  active = 0;
+  /** Requesters waiting for this session to be ready. */
+  readonly pending: Http2Requester[] = [];
+  deadline = 0;
+  private error: Error | null = null;
+
+  constructor(pool: Http2Pool) {
+    this.pool = pool;
+    const t = pool.tls;
+    if (t === null) {
+      this.socket = net.connect({ host: pool.host, port: pool.port, noDelay: true });
+      this.socket.once('connect', () => this.startSession());
+    } else {
+      this.socket = tls.connect({ ...t.options, host: pool.host, port: pool.port });
+      this.socket.setNoDelay(true);
+      this.socket.once('secureConnect', () => this.onSecureConnect());
+    }
+    this.socket.on('error', (err) => {
+      this.error ??= err;
+    });
+    this.socket.once('close', () => this.onClose());
+    this.deadline = Date.now() + pool.settings.connectTimeoutMs;
+    watchDeadline(this);
+  }
+
+  get ready(): boolean {
+    return this.state === S_READY;
+  }
+
+  get connecting(): boolean {
+    return this.state === S_CONNECTING;
+  }
+
+  /** Streams this session may carry at once (the peer's limit once known). */
+  get capacity(): number {
+    const s = this.session;
+    if (s === null || this.state === S_CONNECTING) return 100;
+    const max = s.remoteSettings.maxConcurrentStreams ?? MAX_STREAMS_PER_SESSION;
+    return Math.min(max, MAX_STREAMS_PER_SESSION);
+  }
+
+  private onSecureConnect(): void {
+    const alpn = (this.socket as tls.TLSSocket).alpnProtocol;
+    if (alpn !== 'h2') {
+      this.fail(
+        new ZpError(
+          'ZP_ERR_UPSTREAM_PROTOCOL',
+          `The upstream ${this.pool.authority} did not negotiate HTTP/2 by ALPN (got ${alpn === false ? 'no protocol' : alpn})`,
+        ),
+      );
+      return;
+    }
+    this.startSession();
+  }
+
+  private startSession(): void {
+    if (this.state !== S_CONNECTING) return;
+    const socket = this.socket;
+    const session = http2.connect(this.pool.origin, {
+      createConnection: () => socket,
+      settings: { enablePush: false, initialWindowSize: STREAM_WINDOW },
+      maxSessionMemory: 32,
+    });
+    this.session = session;
+    session.on('error', (err: Error) => {
+      this.error ??= err;
+    });
+    session.once('remoteSettings', () => this.onReady());
+    session.on('goaway', () => this.drain());
+    session.once('close', () => this.onClose());
+  }
+
+  private onReady(): void {
+    if (this.state !== S_CONNECTING) return;
+    this.state = S_READY;
+    this.deadline = 0;
+    this.session!.setLocalWindowSize(SESSION_WINDOW);
+    const pending = this.pending.splice(0);
+    const capacity = this.capacity;
+    for (const r of pending) {
+      if (this.active < capacity) {
+        this.active++;
+        r.onSessionReady(this);
+      } else {
+        this.pool.wait(r);
+      }
+    }
+    if (this.active === 0) this.idle();
+    this.pool.serveWaiters();
+  }
+
+  /** The stream that used a slot has closed. */
+  release(): void {
+    this.active--;
+    if (this.state !== S_READY) {
+      if (this.state === S_DRAINING && this.active === 0) this.session?.close();
+      return;
+    }
+    if (this.active === 0) this.idle();
+    this.pool.serveWaiters();
+  }
+
+  /** Reserves a slot when the session is ready and has room. */
+  take(): boolean {
+    if (this.state !== S_READY || this.active >= this.capacity || this.session!.destroyed) return false;
+    this.active++;
+    this.deadline = 0;
+    return true;
+  }
+
+  private idle(): void {
+    this.deadline = Date.now() + this.pool.settings.idleTimeoutMs;
+  }
+
+  /** GOAWAY received (or closing): no new streams; the session closes when its streams are done. */
+  drain(): void {
+    if (this.state === S_CLOSED || this.state === S_DRAINING) return;
+    if (this.state === S_CONNECTING) {
+      this.fail(new ZpError('ZP_ERR_UPSTREAM_PROTOCOL', 'The upstream refused the HTTP/2 session (GOAWAY)'));
+      return;
+    }
+    this.state = S_DRAINING;
+    this.deadline = 0;
+    this.pool.dropped(this);
+    if (this.active === 0) this.session?.close();
+  }
+
+  onDeadline(): void {
+    if (this.state === S_CONNECTING) {
+      this.fail(
+        new ZpError('ZP_ERR_UPSTREAM_TIMEOUT', `Connecting to the upstream ${this.pool.authority} timed out`),
+      );
+    } else if (this.state === S_READY && this.active === 0) {
+      this.state = S_DRAINING;
+      this.pool.dropped(this);
+      this.session?.close();
+    }
+  }
+
+  /** Closes the session when no stream uses it (shutdown). */
+  closeIfIdle(): void {
+    if (this.active === 0 && this.state !== S_CLOSED) {
+      if (this.state === S_CONNECTING) this.fail(new ZpError('ZP_ERR_SHUTTING_DOWN'));
+      else this.drain();
+    }
+  }
+
+  private fail(error: ZpError): void {
+    if (this.state === S_CLOSED) return;
+    this.state = S_CLOSED;
+    this.deadline = 0;
+    unwatchDeadline(this);
+    this.pool.dropped(this);
+    const pending = this.pending.splice(0);
+    if (this.session !== null) this.session.destroy();
+    this.socket.destroy();
+    for (const r of pending) r.onSessionError(error);
+    this.pool.serveWaiters();
+  }
+
+  private onClose(): void {
+    if (this.state === S_CLOSED) return;
+    if (this.state === S_CONNECTING) {
+      this.fail(this.connectError());
+      return;
+    }
+    this.state = S_CLOSED;
+    this.deadline = 0;
+    unwatchDeadline(this);
+    this.pool.dropped(this);
+    this.session?.destroy();
+    this.socket.destroy();
+    this.pool.serveWaiters();
+  }
+
+  /** Why a session that never became ready failed. */
+  private connectError(): ZpError {
+    const err = this.error as NodeJS.ErrnoException | null;
+    const pool = this.pool;
+    if (pool.tls !== null && isTlsError(err)) {
+      pool.log.logger?.warn(
+        { upstream: pool.authority, code: err!.code, reason: err!.message },
+        'upstream TLS failure',
+      );
+      return upstreamTlsError(err!, pool.authority);
+    }
+    if (this.session === null) return new ZpError('ZP_ERR_UPSTREAM_CONNECT');
+    const reason = err === null ? 'closed the connection' : err.message;
+    pool.log.logger?.warn({ upstream: pool.authority, reason }, 'upstream HTTP/2 session failed');
+    return new ZpError(
+      'ZP_ERR_UPSTREAM_PROTOCOL',
+      `The upstream ${pool.authority} did not answer the HTTP/2 connection preface: ${reason}`,
+    );
+  }
+}
+
+export class Http2Pool {
+  readonly host: string;
+  readonly port: number;
+  /** 'host:port', for logs. */
+  readonly authority: string;
+  /** The URL given to http2.connect (its scheme sets `:scheme`). */
+  readonly origin: string;
+  /** `:scheme` of requests sent on this pool's sessions. */
+  readonly scheme: string;
+  readonly settings: PoolSettings;
+  readonly tls: UpstreamTls | null;
+  readonly log: PoolLog;
+  /** Sessions that are connecting or ready (draining and closed ones are dropped from here). */
+  private readonly sessions: Http2UpstreamSession[] = [];
+  private readonly waiters: Http2Requester[] = [];
+  /** Sessions opened over the pool's life (for tests and metrics). */
+  opened = 0;
+
+  constructor(host: string, port: number, settings: PoolSettings, t: UpstreamTls | null, log: PoolLog) {
+    this.host = host;
+    this.port = port;
+    this.authority = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    this.scheme = t === null ? 'http' : 'https';
+    this.origin = `${this.scheme}://${this.authority}`;
+    this.settings = settings;
+    this.tls = t;
+    this.log = log;
+  }
+
+  get size(): number {
+    return this.sessions.length;
+  }
+
+  /**
+   * Reserves a stream slot: returns a ready session now, or null when the requester will be called back
+   * (onSessionReady or onSessionError).
+   */
+  acquire(requester: Http2Requester): Http2UpstreamSession | null {
+    const sessions = this.sessions;
+    for (let i = 0; i < sessions.length; i++) {
+      const s = sessions[i]!;
+      if (s.take()) return s;
+    }
+    for (let i = 0; i < sessions.length; i++) {
+      const s = sessions[i]!;
+      if (s.connecting && s.pending.length < s.capacity) {
+        s.pending.push(requester);
+        return null;
+      }
+    }
+    if (sessions.length < this.settings.maxConnections) this.open().pending.push(requester);
+    else this.waiters.push(requester);
+    return null;
+  }
+
+  private open(): Http2UpstreamSession {
+    this.opened++;
+    const s = new Http2UpstreamSession(this);
+    this.sessions.push(s);
+    return s;
+  }
+
+  /** Withdraws a requester still waiting for a session. */
+  cancel(requester: Http2Requester): void {
+    let i = this.waiters.indexOf(requester);
+    if (i !== -1) {
+      this.waiters.splice(i, 1);
+      return;
+    }
+    for (const s of this.sessions) {
+      i = s.pending.indexOf(requester);
+      if (i !== -1) {
+        s.pending.splice(i, 1);
+        return;
+      }
+    }
+  }
+
+  /** Queues a requester until a slot frees (used by a session that got more requesters than its limit). */
+  wait(requester: Http2Requester): void {
+    this.waiters.push(requester);
+  }
+
+  /** A session stopped taking streams (GOAWAY, idle close, failure). */
+  dropped(session: Http2UpstreamSession): void {
+    const i = this.sessions.indexOf(session);
+    if (i !== -1) this.sessions.splice(i, 1);
+  }
+
+  /** Hands free slots to waiting requesters; opens sessions for the rest while the bound allows. */
+  serveWaiters(): void {
+    const waiters = this.waiters;
+    while (waiters.length > 0) {
+      let session: Http2UpstreamSession | null = null;
+      for (const s of this.sessions) {
+        if (s.take()) {
+          session = s;
+          break;
+        }
+      }
+      if (session !== null) {
+        process.nextTick(handOver, waiters.shift()!, session);
+        continue;
+      }
+      const connecting = this.sessions.find((s) => s.connecting && s.pending.length < s.capacity);
+      if (connecting !== undefined) connecting.pending.push(waiters.shift()!);
+      else if (this.sessions.length < this.settings.maxConnections)
+        this.open().pending.push(waiters.shift()!);
+      else return;
+    }
+  }
+
+  /** Closes every session without streams (shutdown). */
+  closeIdle(): void {
+    for (const s of this.sessions.slice()) s.closeIfIdle();
+  }
+}
+
+function handOver(requester: Http2Requester, session: Http2UpstreamSession): void {
+  requester.onSessionReady(session);
+}
