@@ -2,41 +2,182 @@
  * HTTP/2 from clients: sessions are served by `node:http2` on sockets handed over either by an HTTP/1
  * connection that saw the connection preface (h2c with prior knowledge) or by the listener after a TLS
  * handshake that chose `h2` by ALPN. Each stream becomes a StreamExchange.
+ *
+ * Hardening (docs/protocols.md, "HTTP/2 limits"): the SETTINGS and node:http2's own flood protections
+ * come from `config.http2` (session-limits.ts); on top of them every session has a SessionGuard that
+ * counts streams the client cancels (Rapid Reset, CVE-2023-44487) and PING/SETTINGS frames, and closes
+ * the session with GOAWAY ENHANCE_YOUR_CALM when a budget runs out. Streams already reset when they reach
+ * zproxy are never forwarded.
  */
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import type { Config } from '../config/schema.ts';
+import { ERROR_CODES, errorBody } from '../errors.ts';
 import type { ConnectionContext } from '../http1/downstream-connection.ts';
+import type { Logger } from '../observe/logger.ts';
 import { plainAddress } from '../util/address.ts';
+import { CONTROL_FRAMES_PER_SECOND, http2ServerOptions, RateBudget } from './session-limits.ts';
 import { StreamExchange } from './stream-exchange.ts';
 
 /** The HTTP/2 connection preface (RFC 9113 §3.4). */
 export const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
+const { NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
+
+/** How long a session closed for flooding lingers after its GOAWAY (see SessionGuard.enhanceYourCalm). */
+const GOAWAY_LINGER_MS = 250;
+
+/** The SessionGuard of a session. */
+const kGuard = Symbol('zproxy.http2.guard');
+/** Set on a stream that zproxy itself resets (so the reset is not counted as the client's). */
+const kResetByProxy = Symbol('zproxy.http2.resetByProxy');
+
+type GuardedSession = http2.ServerHttp2Session & { [kGuard]?: SessionGuard };
+type TrackedStream = http2.ServerHttp2Stream & { [kResetByProxy]?: boolean; [kGuard]?: SessionGuard };
+
+/**
+ * Per-session budgets: streams cancelled by the client (RST_STREAM, or closed before the response was
+ * complete) per second, and PING + SETTINGS frames per second. The first budget that runs out closes the
+ * session with GOAWAY ENHANCE_YOUR_CALM and one warn log line.
+ */
+class SessionGuard {
+  readonly session: http2.ServerHttp2Session;
+  readonly resets: RateBudget;
+  readonly controlFrames = new RateBudget(CONTROL_FRAMES_PER_SECOND);
+  private readonly logger: Logger | null;
+  /** The session was closed for exceeding a budget (or is going away): nothing more is counted. */
+  closed = false;
+
+  constructor(session: http2.ServerHttp2Session, maxResetsPerSecond: number, logger: Logger | null) {
+    this.session = session;
+    this.resets = new RateBudget(maxResetsPerSecond);
+    this.logger = logger;
+  }
+
+  onReset(): void {
+    if (!this.closed && !this.resets.take()) this.enhanceYourCalm('stream resets', this.resets.count);
+  }
+
+  onControlFrame(): void {
+    if (!this.closed && !this.controlFrames.take())
+      this.enhanceYourCalm('PING/SETTINGS frames', this.controlFrames.count);
+  }
+
+  private enhanceYourCalm(what: string, count: number): void {
+    this.closed = true;
+    const session = this.session;
+    this.logger?.warn(
+      { client: plainAddress(session.socket?.remoteAddress), count, limit: what },
+      `HTTP/2 client exceeded the ${what} rate; GOAWAY ENHANCE_YOUR_CALM`,
+    );
+    // GOAWAY first, then the connection is closed a moment later: closing at once while the client is
+    // still sending would make the kernel answer with a TCP reset that can discard the GOAWAY before the
+    // client reads it. New streams are refused from the GOAWAY on; open streams close with the session,
+    // which aborts their upstream requests at once (StreamExchange).
+    try {
+      session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
+    } catch {
+      // The session is already going away.
+    }
+    setTimeout(destroySession, GOAWAY_LINGER_MS, session).unref();
+  }
+}
+
 export class Http2Downstream {
-  private readonly server: http2.Http2Server;
   private readonly ctx: ConnectionContext;
+  private readonly logger: Logger | null;
+  /** The node:http2 server for the current runtime's config (rebuilt when a reload changes it). */
+  private server: http2.Http2Server;
+  private serverConfig: Config;
   readonly sessions = new Set<http2.ServerHttp2Session>();
 
-  constructor(ctx: ConnectionContext) {
+  /** `logger` receives the warn line of a session closed for flooding (none when omitted). */
+  constructor(ctx: ConnectionContext, logger?: Logger) {
     this.ctx = ctx;
-    this.server = http2.createServer({
-      settings: { maxConcurrentStreams: 128 },
-      maxSessionMemory: 16,
-    });
-    this.server.on('session', (session: http2.ServerHttp2Session) => {
+    this.logger = logger ?? null;
+    this.serverConfig = ctx.runtime.config;
+    this.server = this.createServer(this.serverConfig);
+  }
+
+  /** The server whose SETTINGS and limits match the running config; sessions keep the one they began with. */
+  private currentServer(): http2.Http2Server {
+    const config = this.ctx.runtime.config;
+    if (config !== this.serverConfig) {
+      const prior = this.serverConfig;
+      this.serverConfig = config;
+      if (
+        JSON.stringify(prior.http2) !== JSON.stringify(config.http2) ||
+        prior.limits.max_header_count !== config.limits.max_header_count
+      )
+        this.server = this.createServer(config);
+    }
+    return this.server;
+  }
+
+  private createServer(config: Config): http2.Http2Server {
+    const server = http2.createServer(http2ServerOptions(config));
+    const maxResets = config.http2.max_resets_per_second;
+    const connectionWindow = config.http2.connection_window_bytes;
+    server.on('session', (session: GuardedSession) => {
       this.sessions.add(session);
+      const guard = new SessionGuard(session, maxResets, this.logger);
+      session[kGuard] = guard;
       session.on('error', ignore);
+      session.on('ping', () => guard.onControlFrame());
+      session.on('remoteSettings', () => guard.onControlFrame());
+      try {
+        session.setLocalWindowSize(connectionWindow);
+      } catch {
+        // The session is already closing.
+      }
       session.once('close', () => {
+        guard.closed = true;
         this.sessions.delete(session);
         this.ctx.onConnectionClosed();
       });
     });
-    this.server.on('stream', (stream, headers) => {
-      const socket = stream.session?.socket;
-      const scheme = stream.session?.encrypted === true ? 'https' : 'http';
-      new StreamExchange(this.ctx.runtime, stream, headers, plainAddress(socket?.remoteAddress), scheme);
-    });
+    server.on('stream', (stream: TrackedStream, headers: http2.IncomingHttpHeaders) =>
+      this.onStream(stream, headers),
+    );
+    return server;
+  }
+
+  private onStream(stream: TrackedStream, headers: http2.IncomingHttpHeaders): void {
+    // A stream may already carry an error (its session failed in the same read); never let it throw.
+    stream.on('error', ignore);
+    const session = stream.session as GuardedSession | undefined;
+    const guard = session?.[kGuard];
+    if (session === undefined || guard === undefined || guard.closed) return;
+    // A stream reset in the same read as its HEADERS reaches this event already closed: it is counted and
+    // never forwarded.
+    if (stream.closed || stream.destroyed) {
+      guard.onReset();
+      return;
+    }
+    stream[kGuard] = guard;
+    stream.once('close', onStreamClose);
+    const config = this.ctx.runtime.config;
+    if (!validRequestHeaders(headers)) {
+      resetByProxy(stream, NGHTTP2_PROTOCOL_ERROR);
+      guard.onReset();
+      return;
+    }
+    // nghttp2 applies SETTINGS_MAX_HEADER_LIST_SIZE only once the client has acknowledged it; a client
+    // that sends before acknowledging would get its default (unlimited), so the limit is checked here.
+    if (headerListSize(headers) > config.http2.max_header_list_bytes) {
+      respondHeadersTooLarge(stream);
+      return;
+    }
+    stream.close = closeByProxy;
+    const scheme = session.encrypted === true ? 'https' : 'http';
+    new StreamExchange(
+      this.ctx.runtime,
+      stream,
+      headers,
+      plainAddress(session.socket?.remoteAddress),
+      scheme,
+    );
   }
 
   /** Serves a connection whose first bytes (`buffered`, the preface and maybe more) were already read. */
@@ -44,7 +185,7 @@ export class Http2Downstream {
     // The session replays bytes left in the socket's buffer on its next tick; the socket stays paused
     // until then so that nothing else consumes them.
     socket.unshift(buffered);
-    this.server.emit('connection', socket);
+    this.currentServer().emit('connection', socket);
   }
 
   /** Serves a TLS connection whose handshake has completed with ALPN `h2`. */
@@ -53,7 +194,7 @@ export class Http2Downstream {
     // emit; a server-side TLSSocket made outside a tls.Server keeps the flag, so it is cleared here as
     // tls.Server does before 'secureConnection'.
     (socket as TLSSocket & { secureConnecting: boolean }).secureConnecting = false;
-    this.server.emit('connection', socket);
+    this.currentServer().emit('connection', socket);
   }
 
   /** Graceful stop: GOAWAY on every session; streams in progress may finish. */
@@ -64,6 +205,76 @@ export class Http2Downstream {
   destroy(): void {
     for (const session of this.sessions) session.destroy();
   }
+}
+
+/**
+ * Checks node:http2 leaves to the application (nghttp2 already refuses uppercase names, connection-specific
+ * fields, `te` other than `trailers`, pseudo-header errors and content-length mismatches): a `host` field
+ * that names another authority than `:authority` (RFC 9113 §8.3.1) would let routing and the upstream see
+ * different hosts.
+ */
+function validRequestHeaders(headers: http2.IncomingHttpHeaders): boolean {
+  const host = headers.host;
+  const authority = headers[':authority'];
+  if (host !== undefined && authority !== undefined && host.toLowerCase() !== authority.toLowerCase())
+    return false;
+  return true;
+}
+
+/** The size of a header list as RFC 9113 §6.5.2 counts it: name + value + 32 per field. */
+function headerListSize(headers: http2.IncomingHttpHeaders): number {
+  let size = 0;
+  for (const name of Object.keys(headers)) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) size += name.length + v.length + 32;
+    else size += name.length + String(value).length + 32;
+  }
+  return size;
+}
+
+/** 431 with the usual JSON error body (not forwarded, so no upstream and no exchange). */
+function respondHeadersTooLarge(stream: TrackedStream): void {
+  const body = errorBody('ZP_ERR_HEADERS_TOO_LARGE');
+  stream.respond({
+    ':status': ERROR_CODES.ZP_ERR_HEADERS_TOO_LARGE.status,
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+  });
+  stream.end(body);
+}
+
+const prototypeClose = (stream: http2.ServerHttp2Stream) =>
+  Object.getPrototypeOf(stream).close as typeof stream.close;
+
+/** Replaces `close` on forwarded streams so that resets sent by zproxy are told apart from the client's. */
+function closeByProxy(this: TrackedStream, code?: number, callback?: () => void): void {
+  this[kResetByProxy] = true;
+  prototypeClose(this).call(this, code, callback);
+}
+
+function resetByProxy(stream: TrackedStream, code: number): void {
+  stream[kResetByProxy] = true;
+  stream.close(code);
+}
+
+/**
+ * A stream the client cancelled: it closed before zproxy's response was complete (RST_STREAM with any
+ * code, NO_ERROR included) and zproxy did not reset it.
+ */
+function onStreamClose(this: TrackedStream): void {
+  if (this[kResetByProxy] === true) return;
+  const cancelled =
+    (this.rstCode ?? NGHTTP2_NO_ERROR) !== NGHTTP2_NO_ERROR || !this.headersSent || !this.writableEnded;
+  if (!cancelled) return;
+  this[kGuard]?.onReset();
+}
+
+function destroySession(session: http2.ServerHttp2Session): void {
+  // With an error argument so that node:http2 keeps the code (without one it sends NO_ERROR); the
+  // 'error' event this emits is ignored.
+  session.destroy(new Error('HTTP/2 client exceeded a rate limit'), NGHTTP2_ENHANCE_YOUR_CALM);
 }
 
 function ignore(): void {}
