@@ -95,7 +95,7 @@ export class ProxyServer {
       http2: http2Enabled ? (socket, buffered) => this.http2!.accept(socket, buffered) : null,
       http1: config.protocols.includes('http1'),
     };
-    this.http2 = http2Enabled ? new Http2Downstream(this.ctx) : null;
+    this.http2 = http2Enabled ? new Http2Downstream(this.ctx, options.logger) : null;
     this.alpn = [];
     if (http2Enabled) this.alpn.push('h2');
     if (this.ctx.http1) this.alpn.push('http/1.1');
