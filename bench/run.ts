@@ -1,12 +1,15 @@
-// `npm run bench`: HTTP/1.1 throughput, latency, CPU and memory of zproxy against nginx (and the origin
-// alone), interleaved over several rounds in one run; writes docs/reports/<date>-http1.{md,json}.
-// See docs/performance.md.
+// `npm run bench`: HTTP/1.1 (wrk) and HTTP/2 (h2load: h2c and h2 over TLS) throughput, latency, CPU and
+// memory of zproxy against nginx (and the origin alone), interleaved over several rounds in one run; writes
+// docs/reports/<date>-<groups>.{md,json}. See docs/performance.md.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
+import { connect as connectHttp2 } from 'node:http2';
 import { availableParallelism, cpus, release, tmpdir, totalmem, type } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { runH2load } from './lib/h2load.ts';
+import type { LoadResult } from './lib/load-tool.ts';
 import {
   LARGE_SIZE,
   NGINX_BIN,
@@ -23,11 +26,15 @@ import {
   type PinnedProcess,
   peakRssKiB,
   readCpuTimes,
+  resetPeakRss,
   sleep,
 } from './lib/proc.ts';
 import {
   type BenchResult,
+  type GroupName,
+  groupsOf,
   isDisturbed,
+  type LoadProtocol,
   type MachineInfo,
   type MemoryRecord,
   type MethodInfo,
@@ -41,6 +48,7 @@ import {
   type TargetName,
   targetsTable,
 } from './lib/report.ts';
+import { type CertificateFiles, makeSelfSignedCertificate } from './lib/tls.ts';
 import { ensureTools } from './lib/tools.ts';
 import { runWrk } from './lib/wrk.ts';
 import { ensureBuilt, nodeBinary, ZproxyInstance } from './lib/zproxy.ts';
@@ -49,16 +57,22 @@ const ROOT = resolve(import.meta.dirname, '..');
 
 const HELP = `Usage: npm run bench -- [options]
 
-Runs zproxy and nginx (one worker each, pinned to one CPU) and the origin alone, with wrk on the other
-CPU, interleaved over several rounds; writes docs/reports/<YYYY-MM-DD>-http1.md and .json.
+Runs zproxy and nginx (one worker each, pinned to one CPU) and the origin alone, with wrk (HTTP/1.1) or
+h2load (HTTP/2) on the other CPU, interleaved over several rounds; writes
+docs/reports/<YYYY-MM-DD>-<groups>.md and .json (groups: http1, http2 or http1-http2).
 
 Options:
-  --targets LIST      targets to measure, comma-separated: direct,nginx,zproxy (default: all)
-  --scenarios LIST    scenarios, comma-separated: small,64k,close (default: all)
+  --only GROUP        only the scenarios of one group: h1 (small,64k,close) or h2 (h2c-*, h2-*)
+  --scenarios LIST    scenarios, comma-separated: small,64k,close,h2c-small,h2c-64k,h2-small,h2-64k
+                      (default: all, or all of --only's group)
+  --targets LIST      targets to measure, comma-separated: direct,nginx,zproxy (default: all; direct is
+                      the origin alone and runs only in the HTTP/1.1 scenarios)
   --rounds N          interleaved rounds (default 3)
   --duration S        seconds per measured run (default 10)
   --warmup S          seconds of unrecorded warm-up before each run (default 2)
   --connections C     wrk connections (default 64)
+  --h2-clients C      h2load connections, -c (default 16)
+  --h2-streams M      h2load concurrent streams per connection, -m (default 10)
   --quick             1 round of 3 s runs with 1 s warm-ups (explicit options still win)
   --proxy-cpu N       the CPU the proxies run on (default 0)
   --load-cpu N        the CPU wrk and the origin run on (default 1)
@@ -72,6 +86,8 @@ interface Options {
   readonly durationS: number;
   readonly warmupS: number;
   readonly connections: number;
+  readonly h2Clients: number;
+  readonly h2Streams: number;
   readonly scenarios: readonly ScenarioName[];
   readonly targets: readonly TargetName[];
   readonly proxyCpu: number;
@@ -94,6 +110,9 @@ function parseOptions(argv: readonly string[]): Options | null {
       duration: { type: 'string' },
       warmup: { type: 'string' },
       connections: { type: 'string' },
+      'h2-clients': { type: 'string' },
+      'h2-streams': { type: 'string' },
+      only: { type: 'string' },
       quick: { type: 'boolean', default: false },
       'proxy-cpu': { type: 'string' },
       'load-cpu': { type: 'string' },
@@ -123,12 +142,26 @@ function parseOptions(argv: readonly string[]): Options | null {
     return known.filter((item) => items.includes(item));
   };
   const quick = values.quick;
+  let only: GroupName | null = null;
+  if (values.only !== undefined) {
+    const group = { h1: 'h1', http1: 'h1', h2: 'h2', http2: 'h2' }[values.only];
+    if (group === undefined)
+      throw new UsageError(`--only: unknown group ${JSON.stringify(values.only)} (h1, h2)`);
+    only = group as GroupName;
+  }
+  const scenarios = list('scenarios', values.scenarios, SCENARIOS).filter(
+    (scenario) => only === null || SCENARIO_SPECS[scenario].group === only,
+  );
+  if (scenarios.length === 0)
+    throw new UsageError(`--scenarios: none of them is in the group --only ${only}`);
   const options: Options = {
     rounds: integer('rounds', values.rounds, quick ? 1 : 3, 1),
     durationS: integer('duration', values.duration, quick ? 3 : 10, 1),
     warmupS: integer('warmup', values.warmup, quick ? 1 : 2, 0),
     connections: integer('connections', values.connections, 64, 1),
-    scenarios: list('scenarios', values.scenarios, SCENARIOS),
+    h2Clients: integer('h2-clients', values['h2-clients'], 16, 1),
+    h2Streams: integer('h2-streams', values['h2-streams'], 10, 1),
+    scenarios,
     targets: list('targets', values.targets, TARGETS),
     proxyCpu: integer('proxy-cpu', values['proxy-cpu'], 0, 0),
     loadCpu: integer('load-cpu', values['load-cpu'], 1, 0),
@@ -136,6 +169,9 @@ function parseOptions(argv: readonly string[]): Options | null {
     install: values.install || Boolean(process.env.CI),
     keepTmp: values['keep-tmp'],
   };
+  if (options.targets.every((target) => target === 'direct') && !groupsOf(options.scenarios).includes('h1')) {
+    throw new UsageError('direct (the origin alone) serves only the HTTP/1.1 scenarios: add a proxy target');
+  }
   if (options.proxyCpu === options.loadCpu) throw new UsageError('--proxy-cpu and --load-cpu must differ');
   if (Math.max(options.proxyCpu, options.loadCpu) >= availableParallelism()) {
     throw new UsageError(
@@ -147,13 +183,18 @@ function parseOptions(argv: readonly string[]): Options | null {
 
 // ---- targets ----------------------------------------------------------------------------------------
 
-/** One thing wrk is pointed at: its port, the processes whose CPU counts, how its memory is read. */
+/**
+ * One thing the load generators are pointed at: its port for each protocol it serves in this run, the
+ * processes whose CPU counts, how its memory is read.
+ */
 interface Target {
   readonly name: TargetName;
-  readonly port: number;
+  readonly ports: Partial<Record<LoadProtocol, number>>;
   readonly process: PinnedProcess;
   cpuPids(): number[];
   memory(): MemoryRecord;
+  /** Resets the peak RSS of the processes memory() reads; false if that failed for one of them. */
+  resetPeakMemory(): boolean;
 }
 
 function maxRss(pids: readonly number[], rule: string): MemoryRecord {
@@ -166,28 +207,45 @@ function sumRss(pids: readonly number[], rule: string): MemoryRecord {
   return { peakRssKiB: processes.reduce((sum, p) => sum + (p.peakRssKiB ?? 0), 0), rule, processes };
 }
 
-function nginxTarget(name: TargetName, instance: NginxInstance, cpuPids: () => number[]): Target {
+function nginxTarget(
+  name: TargetName,
+  instance: NginxInstance,
+  ports: Partial<Record<LoadProtocol, number>>,
+  cpuPids: () => number[],
+): Target {
   return {
     name,
-    port: instance.port,
+    ports,
     process: instance.process,
     cpuPids,
     memory: () => maxRss(instance.workerPids(), 'VmHWM of the nginx worker'),
+    resetPeakMemory: () => instance.workerPids().map(resetPeakRss).every(Boolean),
   };
 }
 
 function zproxyTarget(instance: ZproxyInstance): Target {
+  const ports: Partial<Record<LoadProtocol, number>> = { http1: instance.port };
+  if (instance.tlsPort !== null) {
+    ports.h2c = instance.port;
+    ports.h2 = instance.tlsPort;
+  }
   return {
     name: 'zproxy',
-    port: instance.port,
+    ports,
     process: instance.process,
     cpuPids: () => instance.pids(),
     memory: () => sumRss(instance.pids(), 'sum of VmHWM over the zproxy processes'),
+    resetPeakMemory: () => instance.pids().map(resetPeakRss).every(Boolean),
   };
 }
 
-/** GET over a fresh connection; resolves with the status and the body. */
-function fetchOnce(port: number, path: string): Promise<{ status: number; body: Buffer }> {
+interface Answer {
+  readonly status: number;
+  readonly body: Buffer;
+}
+
+/** GET over a fresh HTTP/1.1 connection; resolves with the status and the body. */
+function fetchOnce(port: number, path: string): Promise<Answer> {
   return new Promise((resolvePromise, reject) => {
     const request = get({ host: '127.0.0.1', port, path, agent: false, timeout: 5000 }, (response) => {
       const chunks: Buffer[] = [];
@@ -202,23 +260,85 @@ function fetchOnce(port: number, path: string): Promise<{ status: number; body: 
   });
 }
 
-/** Checks that a target answers both paths correctly before any figure is taken. */
-async function preflight(target: Target): Promise<void> {
+/**
+ * GET over a fresh HTTP/2 connection: h2c with prior knowledge, or TLS where ALPN must choose h2 and the
+ * certificate must verify against the bench's own (self-signed) one.
+ */
+function fetchHttp2(
+  port: number,
+  path: string,
+  certificate: CertificateFiles | null,
+  protocol: 'h2c' | 'h2',
+): Promise<Answer> {
+  return new Promise((resolvePromise, reject) => {
+    const authority = protocol === 'h2' ? `https://127.0.0.1:${port}` : `http://127.0.0.1:${port}`;
+    const session =
+      protocol === 'h2'
+        ? connectHttp2(authority, {
+            ca: readFileSync(certificate!.certFile),
+            servername: certificate!.serverName,
+            ALPNProtocols: ['h2'],
+          })
+        : connectHttp2(authority);
+    const fail = (error: Error): void => {
+      session.destroy();
+      reject(error);
+    };
+    const timer = setTimeout(() => fail(new Error('no response within 5 s')), 5000);
+    session.once('error', fail);
+    const request = session.request({ ':path': path });
+    request.once('error', fail);
+    let status = 0;
+    request.once('response', (headers) => {
+      status = Number(headers[':status']);
+    });
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.once('end', () => {
+      clearTimeout(timer);
+      const alpn = session.alpnProtocol;
+      session.close();
+      if (alpn !== protocol)
+        reject(new Error(`the connection used ${alpn ?? 'no protocol'}, not ${protocol}`));
+      else resolvePromise({ status, body: Buffer.concat(chunks) });
+    });
+  });
+}
+
+/**
+ * Checks that a target answers both paths correctly, on every protocol it serves in this run, before any
+ * figure is taken. For zproxy it also checks that the TLS port serves plain HTTP/1.1 and h2c (one port for
+ * all three; the HTTP/1.1 and h2c runs use the plain listener).
+ */
+async function preflight(target: Target, certificate: CertificateFiles | null): Promise<void> {
   const expectations: [string, (body: Buffer) => boolean, string][] = [
     ['/small', (body) => body.toString('latin1') === SMALL_BODY, `${JSON.stringify(SMALL_BODY)}`],
     ['/64k', (body) => body.length === LARGE_SIZE, `${LARGE_SIZE} bytes`],
   ];
-  for (const [path, check, expected] of expectations) {
-    let answer: { status: number; body: Buffer };
-    try {
-      answer = await fetchOnce(target.port, path);
-    } catch (error) {
-      throw new Error(`${target.name}: GET ${path} failed: ${(error as Error).message}`);
-    }
-    if (answer.status !== 200 || !check(answer.body)) {
-      throw new Error(
-        `${target.name}: GET ${path} answered ${answer.status} with ${answer.body.length} bytes, expected 200 with ${expected}`,
-      );
+  const checks: [LoadProtocol, number][] = Object.entries(target.ports).map(([protocol, port]) => [
+    protocol as LoadProtocol,
+    port,
+  ]);
+  if (target.name === 'zproxy' && target.ports.h2 !== undefined) {
+    checks.push(['http1', target.ports.h2], ['h2c', target.ports.h2]);
+  }
+  for (const [protocol, port] of checks) {
+    for (const [path, check, expected] of expectations) {
+      let answer: Answer;
+      const what = `${protocol} GET ${path} on port ${port}`;
+      try {
+        answer =
+          protocol === 'http1'
+            ? await fetchOnce(port, path)
+            : await fetchHttp2(port, path, certificate, protocol);
+      } catch (error) {
+        throw new Error(`${target.name}: ${what} failed: ${(error as Error).message}`);
+      }
+      if (answer.status !== 200 || !check(answer.body)) {
+        throw new Error(
+          `${target.name}: ${what} answered ${answer.status} with ${answer.body.length} bytes, expected 200 with ${expected}`,
+        );
+      }
     }
   }
 }
@@ -230,7 +350,7 @@ function commandOutput(command: string, args: readonly string[]): string {
   return `${result.stdout ?? ''}${result.stderr ?? ''}`.trim();
 }
 
-function machineInfo(): MachineInfo {
+function machineInfo(http2: boolean): MachineInfo {
   let cpuModel = cpus()[0]?.model ?? 'unknown';
   try {
     const match = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
@@ -250,6 +370,7 @@ function machineInfo(): MachineInfo {
     wrk: commandOutput('wrk', ['-v'])
       .split('\n')[0]!
       .replace(/\s*Copyright.*$/, ''),
+    h2load: http2 ? commandOutput('h2load', ['--version']).split('\n')[0]! : null,
     commit: dirty ? `${commit} + uncommitted changes in src/` : commit,
   };
 }
@@ -269,7 +390,7 @@ function progressLine(run: RunRecord, rounds: number): string {
   const other = `  other load ${percent(run.otherLoad.proxyCpu)} / ${percent(run.otherLoad.loadCpu)}`;
   const disturbed = isDisturbed(run) ? ' DISTURBED' : '';
   return (
-    `[round ${run.round}/${rounds}] ${run.scenario.padEnd(5)} ${run.target.padEnd(6)} ` +
+    `[round ${run.round}/${rounds}] ${run.scenario.padEnd(9)} ${run.target.padEnd(6)} ` +
     `${Math.round(run.requestsPerSecond).toLocaleString('en-US').padStart(9)} req/s  ` +
     `p50 ${(run.latencyUs.p50 / 1000).toFixed(2)} ms  p99 ${(run.latencyUs.p99 / 1000).toFixed(2)} ms  ` +
     `cpu ${Math.round(run.cpuFraction * 100)} %  ${perCore} req/s per core${other}${disturbed}${errors}`
@@ -288,7 +409,9 @@ async function main(): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  if (!ensureTools(options.install)) return 1;
+  const groups = groupsOf(options.scenarios);
+  const http2 = groups.includes('h2');
+  if (!ensureTools(options.install, http2)) return 1;
   if (options.targets.includes('zproxy')) {
     try {
       ensureBuilt(ROOT);
@@ -313,7 +436,7 @@ async function main(): Promise<number> {
   let failed = false;
   try {
     const clockTicks = clockTicksPerSecond();
-    const machine = machineInfo();
+    const machine = machineInfo(http2);
     const startedAt = new Date();
 
     const originDir = join(tmp, 'origin');
@@ -328,113 +451,195 @@ async function main(): Promise<number> {
     );
     started.push(origin);
     const originWorkers = (): number[] => origin.workerPids();
+    // Every request in flight may hold an upstream connection: both proxies may keep that many idle.
+    const upstreamKeepalive = Math.max(
+      64,
+      options.connections,
+      http2 ? options.h2Clients * options.h2Streams : 0,
+    );
+    const certificate = http2 ? makeSelfSignedCertificate(join(tmp, 'tls')) : null;
 
     const targets: Target[] = [];
     for (const name of options.targets) {
       if (name === 'direct') {
-        targets.push(nginxTarget('direct', origin, originWorkers));
+        if (groups.includes('h1'))
+          targets.push(nginxTarget('direct', origin, { http1: originPort }, originWorkers));
       } else if (name === 'nginx') {
         const dir = join(tmp, 'nginx');
-        const port = await freePort();
-        const config = proxyConfig(dir, port, originPort, Math.max(64, options.connections));
-        const proxy = await NginxInstance.start('nginx (proxy)', dir, config, port, options.proxyCpu);
+        const ports: Partial<Record<LoadProtocol, number>> = { http1: await freePort() };
+        if (certificate !== null) {
+          ports.h2c = await freePort();
+          ports.h2 = await freePort();
+        }
+        const listeners =
+          certificate === null
+            ? null
+            : {
+                h2cPort: ports.h2c!,
+                tlsPort: ports.h2!,
+                certFile: certificate.certFile,
+                keyFile: certificate.keyFile,
+              };
+        const config = proxyConfig(dir, ports.http1!, originPort, upstreamKeepalive, listeners);
+        const proxy = await NginxInstance.start('nginx (proxy)', dir, config, ports.http1!, options.proxyCpu);
         started.push(proxy);
-        targets.push(nginxTarget('nginx', proxy, () => [proxy.process.pid, ...proxy.workerPids()]));
+        for (const port of [ports.h2c, ports.h2])
+          if (port !== undefined) await proxy.process.waitForPort(port, 5000);
+        targets.push(nginxTarget('nginx', proxy, ports, () => [proxy.process.pid, ...proxy.workerPids()]));
       } else {
         const dir = join(tmp, 'zproxy');
         mkdirSync(dir);
-        const zproxy = await ZproxyInstance.start(ROOT, dir, await freePort(), originPort, options.proxyCpu);
+        const tls =
+          certificate === null
+            ? null
+            : { port: await freePort(), certFile: certificate.certFile, keyFile: certificate.keyFile };
+        const zproxy = await ZproxyInstance.start(
+          ROOT,
+          dir,
+          { port: await freePort(), originPort, idleUpstreamConnections: upstreamKeepalive, tls },
+          options.proxyCpu,
+        );
         started.push(zproxy);
         targets.push(zproxyTarget(zproxy));
       }
     }
-    for (const target of targets) await preflight(target);
+    for (const target of targets) await preflight(target, certificate);
 
+    const runsPerRound = options.scenarios.reduce(
+      (sum, scenario) =>
+        sum +
+        targets.filter((target) => target.ports[SCENARIO_SPECS[scenario].protocol] !== undefined).length,
+      0,
+    );
+    const load = [
+      ...(groups.includes('h1') ? [`wrk ${options.connections} connections`] : []),
+      ...(http2 ? [`h2load ${options.h2Clients} connections × ${options.h2Streams} streams`] : []),
+    ].join(', ');
     console.error(
-      `bench: ${options.rounds} round(s) × ${options.scenarios.length} scenario(s) × ${targets.length} target(s), ` +
-        `${options.durationS} s runs after ${options.warmupS} s warm-ups, ${options.connections} connections`,
+      `bench: ${options.rounds} round(s) × ${runsPerRound} run(s) (${options.scenarios.join(', ')} × ` +
+        `${targets.map((target) => target.name).join(', ')}), ${options.durationS} s runs after ` +
+        `${options.warmupS} s warm-ups, ${load}; about ` +
+        `${Math.ceil((options.rounds * runsPerRound * (options.durationS + options.warmupS + 1)) / 60)} min`,
     );
     const runs: RunRecord[] = [];
-    for (let round = 1; round <= options.rounds; round++) {
-      for (const scenario of options.scenarios) {
-        const spec = SCENARIO_SPECS[scenario];
-        for (const target of targets) {
-          const wrk = {
-            url: `http://127.0.0.1:${target.port}${spec.path}`,
-            connections: options.connections,
-            cpu: options.loadCpu,
-            closeConnections: spec.closeConnections,
-            signal: abort.signal,
-          };
-          if (options.warmupS > 0) await runWrk({ ...wrk, durationS: options.warmupS });
-          const pids = target.cpuPids();
-          const originPids = originWorkers();
-          const before = { target: cpuTicks(pids), origin: cpuTicks(originPids) };
-          const cpuBefore = readCpuTimes();
-          const wallStart = performance.now();
-          const result = await runWrk({ ...wrk, durationS: options.durationS });
-          const wallSeconds = (performance.now() - wallStart) / 1000;
-          const cpuAfter = readCpuTimes();
-          const ticks = cpuTicks(pids) - before.target;
-          const originTicks = cpuTicks(originPids) - before.origin;
-          for (const service of [target.process, origin.process]) {
-            if (!service.alive) {
-              throw new Error(
-                `${service.name} exited during the run (${service.exitDescription}):\n${service.logTail()}`,
-              );
+    const memory: Partial<Record<GroupName, Partial<Record<TargetName, MemoryRecord>>>> = {};
+    // One group after the other (HTTP/1.1, then HTTP/2), each with its own interleaved rounds, so that each
+    // group's peak memory is its own.
+    for (const group of groups) {
+      const groupScenarios = options.scenarios.filter((scenario) => SCENARIO_SPECS[scenario].group === group);
+      const groupTargets = targets.filter((target) =>
+        groupScenarios.some((scenario) => target.ports[SCENARIO_SPECS[scenario].protocol] !== undefined),
+      );
+      const peaksReset = groupTargets.map((target) => target.resetPeakMemory()).every(Boolean);
+      for (let round = 1; round <= options.rounds; round++) {
+        for (const scenario of groupScenarios) {
+          const spec = SCENARIO_SPECS[scenario];
+          for (const target of groupTargets) {
+            const port = target.ports[spec.protocol];
+            if (port === undefined) continue;
+            const runLoad = (durationS: number, measured: boolean): Promise<LoadResult> => {
+              if (spec.tool === 'wrk') {
+                return runWrk({
+                  url: `http://127.0.0.1:${port}${spec.path}`,
+                  connections: options.connections,
+                  cpu: options.loadCpu,
+                  closeConnections: spec.closeConnections,
+                  durationS,
+                  signal: abort.signal,
+                });
+              }
+              return runH2load({
+                url: `${spec.protocol === 'h2' ? 'https' : 'http'}://127.0.0.1:${port}${spec.path}`,
+                clients: options.h2Clients,
+                streams: options.h2Streams,
+                durationS,
+                cpu: options.loadCpu,
+                logFile: measured ? join(tmp, 'h2load.log') : null,
+                signal: abort.signal,
+              });
+            };
+            if (options.warmupS > 0) await runLoad(options.warmupS, false);
+            const pids = target.cpuPids();
+            const originPids = originWorkers();
+            const before = { target: cpuTicks(pids), origin: cpuTicks(originPids) };
+            const cpuBefore = readCpuTimes();
+            const wallStart = performance.now();
+            const result = await runLoad(options.durationS, true);
+            const wallSeconds = (performance.now() - wallStart) / 1000;
+            const cpuAfter = readCpuTimes();
+            const ticks = cpuTicks(pids) - before.target;
+            const originTicks = cpuTicks(originPids) - before.origin;
+            for (const service of [target.process, origin.process]) {
+              if (!service.alive) {
+                throw new Error(
+                  `${service.name} exited during the run (${service.exitDescription}):\n${service.logTail()}`,
+                );
+              }
             }
+            // CPU time on each bench CPU that none of the bench's processes used (other users, steal).
+            const otherLoad = (cpu: number, known: number | null): number | null => {
+              const a = cpuBefore.get(cpu);
+              const b = cpuAfter.get(cpu);
+              if (a === undefined || b === undefined || known === null) return null;
+              const used = b.busy - a.busy + (b.steal - a.steal) - known;
+              return Math.max(0, used) / (clockTicks * wallSeconds);
+            };
+            // The proxies run on the proxy CPU; the origin and wrk on the load CPU (direct measures the origin).
+            const proxyCpuKnown = target.name === 'direct' ? 0 : ticks;
+            const loadCpuKnown = result.cpuTicks === null ? null : originTicks + result.cpuTicks;
+            const cpuFraction = ticks / (clockTicks * result.seconds);
+            const run: RunRecord = {
+              round,
+              scenario,
+              target: target.name,
+              negotiatedProtocol: result.negotiatedProtocol,
+              tls: result.tls,
+              requests: result.requests,
+              seconds: result.seconds,
+              requestsPerSecond: result.requestsPerSecond,
+              latencyUs: result.latencyUs,
+              errors: result.errors,
+              errorCount: result.errorCount,
+              cpuFraction,
+              requestsPerCore: cpuFraction > 0 ? result.requestsPerSecond / cpuFraction : null,
+              originCpuFraction: originTicks / (clockTicks * result.seconds),
+              loadGeneratorCpuFraction:
+                result.cpuTicks === null ? null : result.cpuTicks / (clockTicks * wallSeconds),
+              otherLoad: {
+                proxyCpu: otherLoad(options.proxyCpu, proxyCpuKnown),
+                loadCpu: otherLoad(options.loadCpu, loadCpuKnown),
+              },
+            };
+            runs.push(run);
+            console.error(progressLine(run, options.rounds));
+            // Let closed connections drain before the next run.
+            await sleep(500);
           }
-          // CPU time on each bench CPU that none of the bench's processes used (other users, steal).
-          const otherLoad = (cpu: number, known: number | null): number | null => {
-            const a = cpuBefore.get(cpu);
-            const b = cpuAfter.get(cpu);
-            if (a === undefined || b === undefined || known === null) return null;
-            const used = b.busy - a.busy + (b.steal - a.steal) - known;
-            return Math.max(0, used) / (clockTicks * wallSeconds);
-          };
-          // The proxies run on the proxy CPU; the origin and wrk on the load CPU (direct measures the origin).
-          const proxyCpuKnown = target.name === 'direct' ? 0 : ticks;
-          const loadCpuKnown = result.cpuTicks === null ? null : originTicks + result.cpuTicks;
-          const cpuFraction = ticks / (clockTicks * result.seconds);
-          const run: RunRecord = {
-            round,
-            scenario,
-            target: target.name,
-            requests: result.requests,
-            seconds: result.seconds,
-            requestsPerSecond: result.requestsPerSecond,
-            latencyUs: result.latencyUs,
-            errors: result.errors,
-            errorCount: result.errorCount,
-            cpuFraction,
-            requestsPerCore: cpuFraction > 0 ? result.requestsPerSecond / cpuFraction : null,
-            originCpuFraction: originTicks / (clockTicks * result.seconds),
-            wrkCpuFraction: result.cpuTicks === null ? null : result.cpuTicks / (clockTicks * wallSeconds),
-            otherLoad: {
-              proxyCpu: otherLoad(options.proxyCpu, proxyCpuKnown),
-              loadCpu: otherLoad(options.loadCpu, loadCpuKnown),
-            },
-          };
-          runs.push(run);
-          console.error(progressLine(run, options.rounds));
-          // Let closed connections drain before the next run.
-          await sleep(500);
         }
       }
+      const groupMemory: Partial<Record<TargetName, MemoryRecord>> = {};
+      for (const target of groupTargets) {
+        const record = target.memory();
+        groupMemory[target.name] = peaksReset
+          ? record
+          : { ...record, rule: `${record.rule} (peak not reset: includes the groups before)` };
+      }
+      memory[group] = groupMemory;
     }
-
-    const memory: Partial<Record<TargetName, MemoryRecord>> = {};
-    for (const target of targets) memory[target.name] = target.memory();
 
     const method: MethodInfo = {
       rounds: options.rounds,
       durationS: options.durationS,
       warmupS: options.warmupS,
       connections: options.connections,
+      h2Clients: options.h2Clients,
+      h2Streams: options.h2Streams,
+      upstreamKeepalive,
       proxyCpu: options.proxyCpu,
       loadCpu: options.loadCpu,
       scenarios: options.scenarios,
-      targets: options.targets,
+      // The targets that ran (direct only with HTTP/1.1 scenarios).
+      targets: targets.map((target) => target.name),
       clockTicksPerSecond: clockTicks,
     };
     const date = localDate(startedAt);
@@ -448,7 +653,7 @@ async function main(): Promise<number> {
       memory,
     };
     mkdirSync(options.outDir, { recursive: true });
-    const base = `${date}-http1`;
+    const base = `${date}-${groups.map((group) => (group === 'h1' ? 'http1' : 'http2')).join('-')}`;
     const jsonFile = join(options.outDir, `${base}.json`);
     const markdownFile = join(options.outDir, `${base}.md`);
     writeFileSync(jsonFile, `${JSON.stringify(result, null, 2)}\n`);

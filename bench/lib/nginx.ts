@@ -66,13 +66,37 @@ ${commonHttp(dir)}  sendfile on;
 `;
 }
 
-/** The reference proxy: everything to the origin over pooled HTTP/1.1 keep-alive connections. */
+/** The extra listeners of the reference proxy for the HTTP/2 scenarios. */
+export interface NginxHttp2Listeners {
+  /** HTTP/2 with prior knowledge (nginx 1.22 cannot serve it on the HTTP/1.1 port). */
+  readonly h2cPort: number;
+  /** TLS with ALPN h2 (and http/1.1). */
+  readonly tlsPort: number;
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+/**
+ * The reference proxy: everything to the origin over pooled HTTP/1.1 keep-alive connections; with
+ * `http2`, the same server also listens for h2c and for HTTP/2 over TLS on ports of their own.
+ */
 export function proxyConfig(
   dir: string,
   port: number,
   originPort: number,
   idleUpstreamConnections: number,
+  http2: NginxHttp2Listeners | null = null,
 ): string {
+  const http2Lines =
+    http2 === null
+      ? ''
+      : `    listen 127.0.0.1:${http2.h2cPort} http2;
+    listen 127.0.0.1:${http2.tlsPort} ssl http2;
+    ssl_certificate ${http2.certFile};
+    ssl_certificate_key ${http2.keyFile};
+    # nginx 1.22's default leaves TLS 1.3 out; zproxy accepts TLS 1.2 and 1.3.
+    ssl_protocols TLSv1.2 TLSv1.3;
+`;
   return `${commonHead(dir)}
 http {
 ${commonHttp(dir)}
@@ -84,7 +108,7 @@ ${commonHttp(dir)}
 
   server {
     listen 127.0.0.1:${port};
-
+${http2Lines}
     location / {
       proxy_pass http://origin;
       proxy_http_version 1.1;

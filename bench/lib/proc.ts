@@ -1,7 +1,7 @@
 // Process helpers for the bench: CPU time and peak memory from /proc, free ports, port waits,
 // and pinned child processes that are stopped by PID (never by name).
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 
 /** Kernel clock ticks per second (USER_HZ) as `getconf CLK_TCK` reports it; 100 when unknown. */
@@ -75,6 +75,19 @@ export function peakRssKiB(pid: number): number | null {
     return match === null ? null : Number(match[1]);
   } catch {
     return null;
+  }
+}
+
+/**
+ * Resets a process's peak RSS (VmHWM) to its current RSS by writing 5 to /proc/<pid>/clear_refs (Linux
+ * >= 4.0). False when that is not allowed or the process is gone.
+ */
+export function resetPeakRss(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -1,33 +1,104 @@
 // The bench's results: the record of a run, its summary (medians, same-round ratios to nginx) and the
 // Markdown report.
-import type { WrkResult } from './wrk.ts';
+import type { LoadResult } from './load-tool.ts';
 
 export const TARGETS = ['direct', 'nginx', 'zproxy'] as const;
 export type TargetName = (typeof TARGETS)[number];
 
-export const SCENARIOS = ['small', '64k', 'close'] as const;
+export const SCENARIOS = ['small', '64k', 'close', 'h2c-small', 'h2c-64k', 'h2-small', 'h2-64k'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
+/** Scenario groups, selectable with `--only`: HTTP/1.1 (wrk) and HTTP/2 (h2load). */
+export const GROUPS = ['h1', 'h2'] as const;
+export type GroupName = (typeof GROUPS)[number];
+
+/** How the load generator talks to the target: HTTP/1.1, HTTP/2 with prior knowledge, HTTP/2 over TLS. */
+export type LoadProtocol = 'http1' | 'h2c' | 'h2';
+
 export interface ScenarioSpec {
+  readonly group: GroupName;
+  readonly protocol: LoadProtocol;
+  readonly tool: 'wrk' | 'h2load';
   readonly path: string;
   readonly closeConnections: boolean;
   readonly title: string;
 }
 
 export const SCENARIO_SPECS: Record<ScenarioName, ScenarioSpec> = {
-  small: { path: '/small', closeConnections: false, title: '13-byte response, keep-alive' },
-  '64k': { path: '/64k', closeConnections: false, title: '64 KiB response, keep-alive' },
+  small: {
+    group: 'h1',
+    protocol: 'http1',
+    tool: 'wrk',
+    path: '/small',
+    closeConnections: false,
+    title: '13-byte response, keep-alive',
+  },
+  '64k': {
+    group: 'h1',
+    protocol: 'http1',
+    tool: 'wrk',
+    path: '/64k',
+    closeConnections: false,
+    title: '64 KiB response, keep-alive',
+  },
   close: {
+    group: 'h1',
+    protocol: 'http1',
+    tool: 'wrk',
     path: '/small',
     closeConnections: true,
     title: '13-byte response, one connection per request (`Connection: close`)',
   },
+  'h2c-small': {
+    group: 'h2',
+    protocol: 'h2c',
+    tool: 'h2load',
+    path: '/small',
+    closeConnections: false,
+    title: '13-byte response, HTTP/2 with prior knowledge (h2c)',
+  },
+  'h2c-64k': {
+    group: 'h2',
+    protocol: 'h2c',
+    tool: 'h2load',
+    path: '/64k',
+    closeConnections: false,
+    title: '64 KiB response, HTTP/2 with prior knowledge (h2c)',
+  },
+  'h2-small': {
+    group: 'h2',
+    protocol: 'h2',
+    tool: 'h2load',
+    path: '/small',
+    closeConnections: false,
+    title: '13-byte response, HTTP/2 over TLS (ALPN h2)',
+  },
+  'h2-64k': {
+    group: 'h2',
+    protocol: 'h2',
+    tool: 'h2load',
+    path: '/64k',
+    closeConnections: false,
+    title: '64 KiB response, HTTP/2 over TLS (ALPN h2)',
+  },
 };
+
+/** The scenario groups that `scenarios` touch, in canonical order. */
+export function groupsOf(scenarios: readonly ScenarioName[]): GroupName[] {
+  return GROUPS.filter((group) => scenarios.some((scenario) => SCENARIO_SPECS[scenario].group === group));
+}
 
 export interface RunRecord
   extends Pick<
-    WrkResult,
-    'requests' | 'seconds' | 'requestsPerSecond' | 'latencyUs' | 'errors' | 'errorCount'
+    LoadResult,
+    | 'requests'
+    | 'seconds'
+    | 'requestsPerSecond'
+    | 'latencyUs'
+    | 'errors'
+    | 'errorCount'
+    | 'negotiatedProtocol'
+    | 'tls'
   > {
   readonly round: number;
   readonly scenario: ScenarioName;
@@ -38,8 +109,8 @@ export interface RunRecord
   readonly requestsPerCore: number | null;
   /** The origin worker's CPU fraction in the same run (it shares its core with wrk). */
   readonly originCpuFraction: number;
-  /** wrk's own CPU fraction; null when it could not be read. */
-  readonly wrkCpuFraction: number | null;
+  /** The load generator's (wrk's or h2load's) own CPU fraction; null when it could not be read. */
+  readonly loadGeneratorCpuFraction: number | null;
   /**
    * CPU time on the proxy CPU and on the load CPU that no process of the bench used (other processes on the
    * machine, hypervisor steal), as a fraction of one core over the run; null when it could not be measured.
@@ -72,6 +143,8 @@ export interface MachineInfo {
   readonly node: string;
   readonly nginx: string;
   readonly wrk: string;
+  /** h2load's version; null when no HTTP/2 scenario ran. */
+  readonly h2load: string | null;
   readonly commit: string;
 }
 
@@ -79,7 +152,13 @@ export interface MethodInfo {
   readonly rounds: number;
   readonly durationS: number;
   readonly warmupS: number;
+  /** wrk connections (HTTP/1.1 scenarios). */
   readonly connections: number;
+  /** h2load connections (`-c`) and concurrent streams per connection (`-m`) (HTTP/2 scenarios). */
+  readonly h2Clients: number;
+  readonly h2Streams: number;
+  /** Idle upstream connections each proxy keeps (nginx `keepalive`, zproxy `max_idle_per_target`). */
+  readonly upstreamKeepalive: number;
   readonly proxyCpu: number;
   readonly loadCpu: number;
   readonly scenarios: readonly ScenarioName[];
@@ -94,7 +173,8 @@ export interface BenchResult {
   readonly machine: MachineInfo;
   readonly method: MethodInfo;
   readonly runs: readonly RunRecord[];
-  readonly memory: Partial<Record<TargetName, MemoryRecord>>;
+  /** Peak memory per scenario group (the groups run one after the other, the peak is reset in between). */
+  readonly memory: Partial<Record<GroupName, Partial<Record<TargetName, MemoryRecord>>>>;
 }
 
 // ---- statistics -------------------------------------------------------------------------------------
@@ -125,7 +205,7 @@ export interface TargetSummary {
   readonly cpuFraction: number;
   readonly requestsPerCore: Spread | null;
   readonly originCpuFraction: number;
-  readonly wrkCpuFraction: number | null;
+  readonly loadGeneratorCpuFraction: number | null;
   /** Median CPU use by other processes on the proxy CPU and the load CPU. */
   readonly otherLoad: { readonly proxyCpu: number | null; readonly loadCpu: number | null };
   readonly errorCount: number;
@@ -183,7 +263,7 @@ export function summarize(
     cpuFraction: median(runs.map((run) => run.cpuFraction)),
     requestsPerCore: spread(perCore),
     originCpuFraction: median(runs.map((run) => run.originCpuFraction)),
-    wrkCpuFraction: medianOf((run) => run.wrkCpuFraction),
+    loadGeneratorCpuFraction: medianOf((run) => run.loadGeneratorCpuFraction),
     otherLoad: {
       proxyCpu: medianOf((run) => run.otherLoad.proxyCpu),
       loadCpu: medianOf((run) => run.otherLoad.loadCpu),
@@ -257,11 +337,21 @@ export function checkTargets(result: BenchResult): TargetCheck[] {
       verdict: `${ok ? 'PASS' : 'MISS'}${errors}`,
     });
   };
-  ratioCheck('small: req/s per core, zproxy ÷ nginx', 'small', (s) => s.toNginx.perCore, 0.5, true);
-  ratioCheck('64 KiB: req/s per core, zproxy ÷ nginx', '64k', (s) => s.toNginx.perCore, 0.8, true);
-  ratioCheck('small: p99 latency, zproxy ÷ nginx', 'small', (s) => s.toNginx.p99, 3, false);
-  const memory = result.memory.zproxy;
-  const rssGoal = 'zproxy peak RSS';
+  // A group's goals are listed when any of its scenarios ran.
+  const groups = groupsOf(result.method.scenarios);
+  if (groups.includes('h1')) {
+    ratioCheck('small: req/s per core, zproxy ÷ nginx', 'small', (s) => s.toNginx.perCore, 0.5, true);
+    ratioCheck('64 KiB: req/s per core, zproxy ÷ nginx', '64k', (s) => s.toNginx.perCore, 0.8, true);
+    ratioCheck('small: p99 latency, zproxy ÷ nginx', 'small', (s) => s.toNginx.p99, 3, false);
+  }
+  if (groups.includes('h2')) {
+    ratioCheck('h2c-small: req/s per core, zproxy ÷ nginx', 'h2c-small', (s) => s.toNginx.perCore, 0.4, true);
+    ratioCheck('h2-small: req/s per core, zproxy ÷ nginx', 'h2-small', (s) => s.toNginx.perCore, 0.4, true);
+  }
+  if (!groups.includes('h1')) return checks;
+  // The memory goal is issue 2's, for HTTP/1.1; the HTTP/2 figures are in the tables.
+  const memory = result.memory.h1?.zproxy;
+  const rssGoal = 'zproxy peak RSS, HTTP/1.1 scenarios';
   const rssLimit = `≤ ${RSS_LIMIT_MIB} MiB`;
   if (memory === undefined) {
     checks.push({
@@ -324,7 +414,7 @@ export function scenarioTable(result: BenchResult, scenario: ScenarioName): stri
   for (const target of result.method.targets) {
     const s = summarize(result, scenario, target);
     if (s === null) continue;
-    const memory = result.memory[target];
+    const memory = result.memory[SCENARIO_SPECS[scenario].group]?.[target];
     rows.push([
       `${target}${s.errorCount > 0 ? ' ⚠' : ''}${s.disturbedRuns > 0 ? ' †' : ''}`,
       formatSpread(s.requestsPerSecond, formatCount),
@@ -363,7 +453,7 @@ function cpuTable(result: BenchResult, scenario: ScenarioName): string {
     rows.push([
       target,
       formatPercent(s.originCpuFraction),
-      optional(s.wrkCpuFraction),
+      optional(s.loadGeneratorCpuFraction),
       optional(s.otherLoad.loadCpu),
       optional(s.otherLoad.proxyCpu),
     ]);
@@ -372,7 +462,7 @@ function cpuTable(result: BenchResult, scenario: ScenarioName): string {
     [
       'target',
       `origin (CPU ${loadCpu})`,
-      `wrk (CPU ${loadCpu})`,
+      `${SCENARIO_SPECS[scenario].tool} (CPU ${loadCpu})`,
       `other processes (CPU ${loadCpu})`,
       `other processes (CPU ${proxyCpu})`,
     ],
@@ -394,14 +484,34 @@ function describeErrors(run: RunRecord): string {
   return parts.join(', ');
 }
 
+/** What h2load reported about the connections of a scenario's runs, per target; null for wrk scenarios. */
+function negotiatedText(result: BenchResult, scenario: ScenarioName): string | null {
+  if (SCENARIO_SPECS[scenario].tool !== 'h2load') return null;
+  const parts: string[] = [];
+  for (const target of result.method.targets) {
+    const seen = new Set(
+      runsOf(result, scenario, target).map((run) =>
+        [run.negotiatedProtocol ?? '?', ...(run.tls === null ? [] : [run.tls])].join(', '),
+      ),
+    );
+    if (seen.size > 0) parts.push(`${target} ${[...seen].join(' / ')}`);
+  }
+  return parts.length === 0 ? null : parts.join('; ');
+}
+
 export function renderMarkdown(result: BenchResult, jsonFileName: string): string {
   const { machine, method } = result;
   const out: string[] = [];
-  out.push(`# HTTP/1.1 benchmark, ${result.date}`);
+  const groups = groupsOf(method.scenarios);
+  const h1 = groups.includes('h1');
+  const h2 = groups.includes('h2');
+  const title = groups.map((group) => (group === 'h1' ? 'HTTP/1.1' : 'HTTP/2')).join(' and ');
+  out.push(`# ${title} benchmark, ${result.date}`);
   out.push('');
   out.push(
-    `zproxy against nginx (and the origin alone, \`direct\`), measured in the same run by \`npm run bench\` ` +
-      `(\`bench/http1.ts\`). Raw per-round figures: [${jsonFileName}](${jsonFileName}). ` +
+    `zproxy against nginx${method.targets.includes('direct') ? ' (and the origin alone, `direct`)' : ''}, ` +
+      'measured in the same run by `npm run bench` ' +
+      `(\`bench/run.ts\`). Raw per-round figures: [${jsonFileName}](${jsonFileName}). ` +
       'How to read this page: [docs/performance.md](../performance.md).',
   );
   out.push('');
@@ -417,6 +527,7 @@ export function renderMarkdown(result: BenchResult, jsonFileName: string): strin
         ['Node (zproxy)', machine.node],
         ['nginx', machine.nginx],
         ['wrk', machine.wrk],
+        ...(machine.h2load === null ? [] : [['h2load', machine.h2load]]),
         ['zproxy commit', machine.commit],
         ['Run', `${result.startedAt} to ${result.finishedAt}`],
       ],
@@ -425,20 +536,41 @@ export function renderMarkdown(result: BenchResult, jsonFileName: string): strin
   out.push('');
   out.push('## Method');
   out.push('');
+  const generators = [...(h1 ? ['wrk'] : []), ...(h2 ? ['h2load'] : [])].join(' or ');
   out.push(
     `- Each proxy under test (${method.targets.filter((t) => t !== 'direct').join(', ') || 'none'}) runs one ` +
-      `worker pinned to CPU ${method.proxyCpu} with \`taskset\`; wrk and the origin (nginx, one worker, ` +
-      `\`/small\` = 13 bytes, \`/64k\` = 65536 bytes) share CPU ${method.loadCpu}. \`direct\` is wrk straight at ` +
-      'the origin.',
+      `worker pinned to CPU ${method.proxyCpu} with \`taskset\`; ${generators} and the origin (nginx, one ` +
+      `worker, HTTP/1.1, \`/small\` = 13 bytes, \`/64k\` = 65536 bytes) share CPU ${method.loadCpu}.` +
+      `${h1 ? ' `direct` is wrk straight at the origin (HTTP/1.1 scenarios only).' : ''}`,
   );
+  if (h1) {
+    out.push(
+      `- HTTP/1.1 load: \`wrk -t1 -c${method.connections} -d${method.durationS}s --latency\`, pinned to CPU ` +
+        `${method.loadCpu}.`,
+    );
+  }
+  if (h2) {
+    out.push(
+      `- HTTP/2 load: \`h2load -t1 -c${method.h2Clients} -m${method.h2Streams} -D${method.durationS}\` ` +
+        `(${method.h2Clients} connections × ${method.h2Streams} concurrent streams), pinned to CPU ` +
+        `${method.loadCpu}; latency percentiles come from h2load's per-request log (\`--log-file\`, time from ` +
+        'request start to the end of the response). h2c: `http://` URL, HTTP/2 with prior knowledge. h2: ' +
+        '`https://` URL, TLS with ALPN h2, a self-signed ECDSA P-256 certificate made by openssl for the run. ' +
+        'nginx 1.22 cannot serve HTTP/1.1 and h2c on one port, so its server block has three `listen` ' +
+        'directives (plain, `http2`, `ssl http2`). zproxy has two listeners: the plain one (HTTP/1.1 and h2c, ' +
+        'which the HTTP/1.1 scenarios also use) and a TLS one (`tls.enabled`, which also accepts plain ' +
+        'HTTP/1.1 and h2c; the bench checks that before measuring). Both proxies forward to the same ' +
+        'HTTP/1.1 origin.',
+    );
+  }
   out.push(
-    `- Load: \`wrk -t1 -c${method.connections} -d${method.durationS}s --latency\`, pinned to CPU ${method.loadCpu}. ` +
-      `Each run is preceded by a ${method.warmupS} s warm-up of the same target and scenario, not recorded.`,
+    `- Each run is preceded by a ${method.warmupS} s warm-up of the same target and scenario, not recorded.`,
   );
   out.push(
     `- Interleaved: ${method.rounds} round(s), each running every scenario (${method.scenarios.join(', ')}) ` +
-      `against every target (${method.targets.join(', ')}) in turn; the proxies stay up for the whole bench. ` +
-      'Figures are medians over the rounds, with min–max in brackets.',
+      `against every target (${method.targets.join(', ')}) that serves it, in turn` +
+      `${groups.length > 1 ? ' (first all rounds of the HTTP/1.1 scenarios, then all rounds of the HTTP/2 ones)' : ''}; ` +
+      'the proxies stay up for the whole bench. Figures are medians over the rounds, with min–max in brackets.',
   );
   out.push(
     '- CPU used = utime + stime of the measured processes (`/proc/<pid>/stat`, ' +
@@ -447,19 +579,25 @@ export function renderMarkdown(result: BenchResult, jsonFileName: string): strin
       'zproxy = the node process and any children, direct = the origin worker.',
   );
   out.push(
-    '- Peak RSS = VmHWM at the end of the bench, so it covers every round: nginx = its worker, zproxy = the sum ' +
-      'over its processes, direct = the origin worker.',
+    `- Peak RSS = VmHWM at the end of ${groups.length > 1 ? "each group's" : 'the'} rounds, so it covers every ` +
+      'round: nginx = its worker, zproxy = the sum over its processes, direct = the origin worker.' +
+      (groups.length > 1
+        ? ' The groups run one after the other (all HTTP/1.1 rounds, then all HTTP/2 rounds); before each ' +
+          "group the peak is reset to the current RSS (`/proc/<pid>/clear_refs`), so a group's figure is " +
+          'the highest RSS during its rounds (at least what the process held when they started).'
+        : ''),
   );
   out.push(
     `- A run is marked as disturbed (†) when other processes used more than ${formatPercent(DISTURBANCE_LIMIT)} ` +
       `of CPU ${method.proxyCpu} or CPU ${method.loadCpu} during it (from \`/proc/stat\`, minus the bench's own ` +
-      `processes and wrk; for \`direct\` only CPU ${method.loadCpu} counts, as the bench leaves the other idle).`,
+      `processes and the load generator; for \`direct\` only CPU ${method.loadCpu} counts, as the bench leaves the other idle).`,
   );
   out.push(
     '- Ratios to nginx are taken per round (same round, same scenario) and summarised as median (min–max). ' +
       'nginx proxies with `proxy_http_version 1.1`, `Connection ""` and an upstream block with ' +
-      `\`keepalive ${Math.max(64, method.connections)}\`; nginx keeps client and upstream connections for up to ` +
-      '1,000,000 requests (`keepalive_requests`), and logs no access.',
+      `\`keepalive ${method.upstreamKeepalive}\`; nginx keeps client and upstream connections for up to ` +
+      '1,000,000 requests (`keepalive_requests`), and logs no access. zproxy keeps up to ' +
+      `${method.upstreamKeepalive} idle upstream connections (\`upstream_defaults.max_idle_per_target\`).`,
   );
   out.push('');
   out.push('## Results');
@@ -469,9 +607,14 @@ export function renderMarkdown(result: BenchResult, jsonFileName: string): strin
     out.push(`### ${scenario}: ${spec.title}, \`GET ${spec.path}\``);
     out.push('');
     out.push(scenarioTable(result, scenario));
+    const negotiated = negotiatedText(result, scenario);
+    if (negotiated !== null) {
+      out.push('');
+      out.push(`Connections as h2load reported them: ${negotiated}.`);
+    }
     out.push('');
     out.push(
-      `Other CPU use in the same runs (medians). The origin and wrk share CPU ${method.loadCpu}; ` +
+      `Other CPU use in the same runs (medians). The origin and ${spec.tool} share CPU ${method.loadCpu}; ` +
         '"other processes" is CPU time that no process of the bench used (other users of the machine, ' +
         'hypervisor steal).',
     );

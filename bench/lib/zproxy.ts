@@ -34,14 +34,43 @@ export function ensureBuilt(root: string): void {
   }
 }
 
-/** The bench's zproxy configuration: one worker, no access log, everything to the origin. */
-export function zproxyConfig(port: number, originPort: number): object {
-  return {
-    host: '127.0.0.1',
-    port,
+/** The TLS listener zproxy adds for the HTTP/2 scenarios. */
+export interface ZproxyTlsListener {
+  readonly port: number;
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+/**
+ * The bench's zproxy configuration: one worker, no access log, everything to the origin, at most
+ * `idleUpstreamConnections` idle upstream connections (nginx's `keepalive`). With `tls`, HTTP/2 is enabled
+ * and a second listener accepts TLS (ALPN h2 or http/1.1, and plain HTTP/1.1 or h2c on the same port); the
+ * first listener stays plain, so the HTTP/1.1 scenarios take the same path as without it.
+ */
+export function zproxyConfig(
+  port: number,
+  originPort: number,
+  idleUpstreamConnections: number,
+  tls: ZproxyTlsListener | null = null,
+): object {
+  const common = {
     thread_count: 1,
     access_log: { enabled: false },
+    upstream_defaults: { max_idle_per_target: idleUpstreamConnections },
     routes: [{ path: '/', upstream: `http://127.0.0.1:${originPort}` }],
+  };
+  if (tls === null) return { host: '127.0.0.1', port, ...common };
+  return {
+    listeners: [
+      { host: '127.0.0.1', port },
+      {
+        host: '127.0.0.1',
+        port: tls.port,
+        tls: { enabled: true, cert_file: tls.certFile, key_file: tls.keyFile },
+      },
+    ],
+    protocols: ['http1', 'http2'],
+    ...common,
   };
 }
 
@@ -61,28 +90,44 @@ export function shebangNodeFlags(file: string): string[] {
 export class ZproxyInstance {
   readonly process: PinnedProcess;
   readonly port: number;
+  /** The TLS listener's port, null without one. */
+  readonly tlsPort: number | null;
 
-  private constructor(process: PinnedProcess, port: number) {
+  private constructor(process: PinnedProcess, port: number, tlsPort: number | null) {
     this.process = process;
     this.port = port;
+    this.tlsPort = tlsPort;
   }
 
-  static async start(root: string, dir: string, port: number, originPort: number, cpu: number) {
+  static async start(
+    root: string,
+    dir: string,
+    config: {
+      port: number;
+      originPort: number;
+      idleUpstreamConnections: number;
+      tls: ZproxyTlsListener | null;
+    },
+    cpu: number,
+  ): Promise<ZproxyInstance> {
+    const { port, tls } = config;
     const configFile = join(dir, 'zproxy.json');
-    writeFileSync(configFile, `${JSON.stringify(zproxyConfig(port, originPort), null, 2)}\n`);
+    const json = zproxyConfig(port, config.originPort, config.idleUpstreamConnections, tls);
+    writeFileSync(configFile, `${JSON.stringify(json, null, 2)}\n`);
     const main = join(root, 'dist', 'cli', 'main.js');
     // Run it the way the `zproxy` bin does: with the Node flags its shebang names.
     const args = [...shebangNodeFlags(main), main, 'run', configFile];
     const process = new PinnedProcess('zproxy', cpu, nodeBinary(root), args, join(dir, 'zproxy.log'));
     try {
       await process.waitForPort(port, 15_000);
+      if (tls !== null) await process.waitForPort(tls.port, 5_000);
     } catch (error) {
       await process.stop();
       throw new Error(
         `zproxy failed to start: ${(error as Error).message}\n--- zproxy output ---\n${process.logTail()}`,
       );
     }
-    return new ZproxyInstance(process, port);
+    return new ZproxyInstance(process, port, tls?.port ?? null);
   }
 
   /** The node process and any workers it started. */
