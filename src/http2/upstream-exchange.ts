@@ -188,6 +188,11 @@ export class Http2UpstreamExchange implements Http2Requester, Timed {
 
   private onResponseEnd(): void {
     if (this.finished || !this.responded) return;
+    const code = this.upstream?.rstCode ?? NGHTTP2_NO_ERROR;
+    if (code !== NGHTTP2_NO_ERROR) {
+      // The upstream reset the stream: the body is not complete (onUpstreamClose resets the client).
+      return;
+    }
     const downstream = this.downstream;
     if (!downstream.destroyed && !downstream.writableEnded) downstream.end();
     this.finish(null);

@@ -31,6 +31,13 @@ const MAX_STREAMS_PER_SESSION = 1000;
 const STREAM_WINDOW = 256 * 1024;
 const SESSION_WINDOW = 8 * 1024 * 1024;
 
+/**
+ * After a session stopped taking streams and its last stream is done, the time allowed for the peer to
+ * close the connection after our GOAWAY before zproxy closes the socket itself (node:http2 otherwise
+ * waits for the peer, which may keep a connection half open after a GOAWAY of its own).
+ */
+const CLOSE_GRACE_MS = 1000;
+
 const S_CONNECTING = 0;
 const S_READY = 1;
 const S_DRAINING = 2;
@@ -137,7 +144,10 @@ export class Http2UpstreamSession implements Timed {
   release(): void {
     this.active--;
     if (this.state !== S_READY) {
-      if (this.state === S_DRAINING && this.active === 0) this.session?.close();
+      if (this.state === S_DRAINING && this.active === 0) {
+        this.session?.close();
+        this.deadline = Date.now() + CLOSE_GRACE_MS;
+      }
       return;
     }
     if (this.active === 0) this.idle();
@@ -164,7 +174,7 @@ export class Http2UpstreamSession implements Timed {
       return;
     }
     this.state = S_DRAINING;
-    this.deadline = 0;
+    this.deadline = Date.now() + CLOSE_GRACE_MS;
     this.pool.dropped(this);
     if (this.active === 0) this.session?.close();
   }
@@ -174,10 +184,14 @@ export class Http2UpstreamSession implements Timed {
       this.fail(
         new ZpError('ZP_ERR_UPSTREAM_TIMEOUT', `Connecting to the upstream ${this.pool.authority} timed out`),
       );
-    } else if (this.state === S_READY && this.active === 0) {
-      this.state = S_DRAINING;
-      this.pool.dropped(this);
-      this.session?.close();
+    } else if (this.state === S_READY) {
+      if (this.active === 0) this.drain();
+    } else if (this.state === S_DRAINING) {
+      if (this.active > 0) this.deadline = Date.now() + CLOSE_GRACE_MS;
+      else {
+        this.session?.destroy();
+        this.socket.destroy();
+      }
     }
   }
 
@@ -221,6 +235,13 @@ export class Http2UpstreamSession implements Timed {
   private connectError(): ZpError {
     const err = this.error as NodeJS.ErrnoException | null;
     const pool = this.pool;
+    if (err?.code === 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL') {
+      pool.log.logger?.warn({ upstream: pool.authority, reason: err.message }, 'upstream refused ALPN h2');
+      return new ZpError(
+        'ZP_ERR_UPSTREAM_PROTOCOL',
+        `The upstream ${pool.authority} did not negotiate HTTP/2 by ALPN (it refused h2)`,
+      );
+    }
     if (pool.tls !== null && isTlsError(err)) {
       pool.log.logger?.warn(
         { upstream: pool.authority, code: err!.code, reason: err!.message },
