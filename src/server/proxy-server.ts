@@ -74,6 +74,7 @@ export class ProxyServer {
 
   constructor(config: Config, options: ProxyServerOptions) {
     this.logger = options.logger;
+    this.pools.logger = options.logger;
     this.reusePort = options.reusePort ?? false;
     this.maxConnections = config.max_connections;
     for (const l of config.listeners) {
