@@ -4,43 +4,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import http2 from 'node:http2';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { h2Request } from '../helpers/h2-client.ts';
 import { type StartedProxy, startProxy } from '../helpers/proxy.ts';
 import { rawRequest } from '../helpers/raw-client.ts';
 import { type HttpUpstream, startHttpUpstream, startRawUpstream } from '../helpers/upstream.ts';
 
 const run = promisify(execFile);
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-interface H2Response {
-  readonly status: number;
-  readonly headers: http2.IncomingHttpHeaders;
-  readonly body: Buffer;
-}
-
-function request(
-  client: http2.ClientHttp2Session,
-  headers: http2.OutgoingHttpHeaders,
-  body?: Buffer,
-): Promise<H2Response> {
-  return new Promise((resolve, reject) => {
-    const req = client.request(headers, { endStream: body === undefined });
-    const chunks: Buffer[] = [];
-    let responseHeaders: http2.IncomingHttpHeaders = {};
-    req.on('response', (h) => {
-      responseHeaders = h;
-    });
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () =>
-      resolve({
-        status: Number(responseHeaders[':status']),
-        headers: responseHeaders,
-        body: Buffer.concat(chunks),
-      }),
-    );
-    req.on('error', reject);
-    if (body !== undefined) req.end(body);
-  });
-}
 
 describe('HTTP/2 with prior knowledge (h2c) on the HTTP/1.1 port', () => {
   let upstream: HttpUpstream;
@@ -78,7 +48,7 @@ describe('HTTP/2 with prior knowledge (h2c) on the HTTP/1.1 port', () => {
   });
 
   test('a GET is proxied to the HTTP/1.1 upstream and mapped back', async () => {
-    const res = await request(client, { ':path': '/h2/get?q=%2F1', ':method': 'GET' });
+    const res = await h2Request(client, { ':path': '/h2/get?q=%2F1', ':method': 'GET' });
     assert.equal(res.status, 200);
     assert.equal(res.headers['x-seen-url'], '/h2/get?q=%2F1');
     assert.deepEqual(res.headers['set-cookie'], ['a=1', 'b=2']);
@@ -92,7 +62,7 @@ describe('HTTP/2 with prior knowledge (h2c) on the HTTP/1.1 port', () => {
   });
 
   test('split cookie fields are joined for the HTTP/1.1 upstream', async () => {
-    await request(client, { ':path': '/cookies', cookie: ['a=1', 'b=2'] });
+    await h2Request(client, { ':path': '/cookies', cookie: ['a=1', 'b=2'] });
     assert.equal(upstream.requests.at(-1)!.headers.cookie, 'a=1; b=2');
   });
 
@@ -100,7 +70,7 @@ describe('HTTP/2 with prior knowledge (h2c) on the HTTP/1.1 port', () => {
     const bodies = Array.from({ length: 100 }, (_, i) => randomBytes(1000 + i * 37));
     const results = await Promise.all(
       bodies.map((b, i) =>
-        request(client, { ':path': `/echo/${i}`, ':method': 'POST', 'content-length': b.length }, b),
+        h2Request(client, { ':path': `/echo/${i}`, ':method': 'POST', 'content-length': b.length }, b),
       ),
     );
     results.forEach((res, i) => {
@@ -112,17 +82,17 @@ describe('HTTP/2 with prior knowledge (h2c) on the HTTP/1.1 port', () => {
 
   test('a 10 MB request body without content-length, and a 10 MB response', async () => {
     const up = randomBytes(10 * 1024 * 1024);
-    const res = await request(client, { ':path': '/upload', ':method': 'POST' }, up);
+    const res = await h2Request(client, { ':path': '/upload', ':method': 'POST' }, up);
     assert.equal(res.status, 200);
     assert.equal(sha256(res.body), sha256(up));
     assert.equal(upstream.requests.at(-1)!.headers['transfer-encoding'], 'chunked');
-    const down = await request(client, { ':path': `/big/${10 * 1024 * 1024}` });
+    const down = await h2Request(client, { ':path': `/big/${10 * 1024 * 1024}` });
     assert.equal(down.body.length, 10 * 1024 * 1024);
     assert.equal(sha256(down.body), sha256(Buffer.alloc(10 * 1024 * 1024, 'zproxy-')));
   });
 
   test('405 answers with the same JSON error as HTTP/1.1', async () => {
-    const res = await request(client, { ':path': '/x', ':method': 'DELETE' });
+    const res = await h2Request(client, { ':path': '/x', ':method': 'DELETE' });
     assert.equal(res.status, 405);
     assert.equal(res.headers.allow, 'GET, HEAD, POST');
     assert.equal(JSON.parse(res.body.toString()).error.code, 'ZP_ERR_METHOD_NOT_ALLOWED');

@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
 import { CertDir, type CertFiles } from '../helpers/certs.ts';
+import { h2Request } from '../helpers/h2-client.ts';
 import { type StartedProxy, startProxy } from '../helpers/proxy.ts';
 import { rawRequest } from '../helpers/raw-client.ts';
 import { type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
@@ -22,27 +23,6 @@ function negotiated(port: number, offer: string[]): Promise<string | false> {
       socket.destroy();
     });
     socket.once('error', reject);
-  });
-}
-
-function h2Request(
-  client: http2.ClientHttp2Session,
-  headers: http2.OutgoingHttpHeaders,
-  body?: Buffer,
-): Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const req = client.request(headers, { endStream: body === undefined });
-    const chunks: Buffer[] = [];
-    let head: http2.IncomingHttpHeaders = {};
-    req.on('response', (h) => {
-      head = h;
-    });
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () =>
-      resolve({ status: Number(head[':status']), headers: head, body: Buffer.concat(chunks) }),
-    );
-    req.on('error', reject);
-    if (body !== undefined) req.end(body);
   });
 }
 

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import tls from 'node:tls';
 import { CertDir, type CertFiles } from '../helpers/certs.ts';
+import { h2Request } from '../helpers/h2-client.ts';
 import { type StartedProxy, startProxy } from '../helpers/proxy.ts';
 import { sendRequest } from '../helpers/simple-request.ts';
 import { freePort } from '../helpers/upstream.ts';
@@ -20,48 +21,6 @@ const abortError: Error = await once(new EventEmitter(), 'never', { signal: Abor
 );
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface H2Response {
-  readonly status: number;
-  readonly headers: http2.IncomingHttpHeaders;
-  readonly trailers: http2.IncomingHttpHeaders;
-  readonly body: Buffer;
-}
-
-function request(
-  client: http2.ClientHttp2Session,
-  headers: http2.OutgoingHttpHeaders,
-  body?: Buffer,
-  requestTrailers?: http2.OutgoingHttpHeaders,
-): Promise<H2Response> {
-  return new Promise((resolve, reject) => {
-    const req = client.request(headers, {
-      endStream: body === undefined,
-      waitForTrailers: requestTrailers !== undefined,
-    });
-    if (requestTrailers !== undefined) req.on('wantTrailers', () => req.sendTrailers(requestTrailers));
-    const chunks: Buffer[] = [];
-    let responseHeaders: http2.IncomingHttpHeaders = {};
-    let trailers: http2.IncomingHttpHeaders = {};
-    req.on('response', (h) => {
-      responseHeaders = h;
-    });
-    req.on('trailers', (t) => {
-      trailers = t;
-    });
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () =>
-      resolve({
-        status: Number(responseHeaders[':status']),
-        headers: responseHeaders,
-        trailers,
-        body: Buffer.concat(chunks),
-      }),
-    );
-    req.on('error', reject);
-    if (body !== undefined) req.end(body);
-  });
-}
 
 interface SeenStream {
   readonly headers: http2.IncomingHttpHeaders;
@@ -210,7 +169,11 @@ describe('h2c:// upstreams', () => {
   });
 
   test('a GET is forwarded over HTTP/2 with forwarding headers and mapped back', async () => {
-    const res = await request(client, { ':path': '/hello?q=1', ':authority': 'front.test', te: 'trailers' });
+    const res = await h2Request(client, {
+      ':path': '/hello?q=1',
+      ':authority': 'front.test',
+      te: 'trailers',
+    });
     assert.equal(res.status, 200);
     assert.equal(res.body.toString(), 'h2 ok /hello?q=1');
     assert.equal(res.headers.via, '2 zproxy');
@@ -228,7 +191,7 @@ describe('h2c:// upstreams', () => {
   test('100 concurrent streams are multiplexed on few sessions (the peer allows 40 streams each)', async () => {
     const before = upstream.sessionCount;
     const results = await Promise.all(
-      Array.from({ length: 100 }, (_, i) => request(client, { ':path': `/c/${i}` })),
+      Array.from({ length: 100 }, (_, i) => h2Request(client, { ':path': `/c/${i}` })),
     );
     results.forEach((r, i) => {
       assert.equal(r.status, 200);
@@ -245,7 +208,7 @@ describe('h2c:// upstreams', () => {
 
   test('10 MB bodies in both directions arrive intact (sha256), with trailers both ways', async () => {
     const body = randomBytes(10 * 1024 * 1024);
-    const res = await request(client, { ':method': 'POST', ':path': '/echo/big', te: 'trailers' }, body, {
+    const res = await h2Request(client, { ':method': 'POST', ':path': '/echo/big', te: 'trailers' }, body, {
       'x-request-trailer': 'from-client',
     });
     assert.equal(res.status, 200);
@@ -258,7 +221,7 @@ describe('h2c:// upstreams', () => {
   });
 
   test('a chunked HTTP/1.1 response with trailer fields reaches an HTTP/2 client as trailers', async () => {
-    const res = await request(client, { ':path': '/h1/chunked-trailers' });
+    const res = await h2Request(client, { ':path': '/h1/chunked-trailers' });
     assert.equal(res.status, 200);
     assert.equal(res.body.toString(), 'part one, part two');
     assert.equal(res.trailers['x-checksum'], 'abc123');
@@ -267,7 +230,7 @@ describe('h2c:// upstreams', () => {
 
   test('an HTTP/2 request with trailers reaches an HTTP/1.1 upstream as a chunked body with trailers', async () => {
     h1seenTrailers = null;
-    const res = await request(
+    const res = await h2Request(
       client,
       { ':method': 'POST', ':path': '/h1/read-trailers', 'content-length': '5', trailer: 'x-digest' },
       Buffer.from('hello'),
@@ -305,7 +268,7 @@ describe('h2c:// upstreams', () => {
   });
 
   test('idle sessions are closed after idle_timeout_ms', async () => {
-    await request(client, { ':path': '/idle' });
+    await h2Request(client, { ':path': '/idle' });
     const pool = [...proxy.server.pools.allHttp2()].find((p) => p.port === upstream.port)!;
     assert.ok(pool.size >= 1 && upstream.sessions.size >= 1);
     const start = Date.now();
@@ -315,18 +278,18 @@ describe('h2c:// upstreams', () => {
   });
 
   test('after the upstream sends GOAWAY, new requests still work on a new session', async () => {
-    assert.equal((await request(client, { ':path': '/before-goaway' })).status, 200);
+    assert.equal((await h2Request(client, { ':path': '/before-goaway' })).status, 200);
     const before = upstream.sessionCount;
     for (const s of upstream.sessions) s.goaway(http2.constants.NGHTTP2_NO_ERROR);
     await wait(100);
-    const res = await request(client, { ':path': '/after-goaway' });
+    const res = await h2Request(client, { ':path': '/after-goaway' });
     assert.equal(res.status, 200);
     assert.equal(res.body.toString(), 'h2 ok /after-goaway');
     assert.ok(upstream.sessionCount > before, 'a new session was opened');
   });
 
   test('an upstream that is down is a 502 ZP_ERR_UPSTREAM_CONNECT', async () => {
-    const res = await request(client, { ':path': '/down/x' });
+    const res = await h2Request(client, { ':path': '/down/x' });
     assert.equal(res.status, 502);
     assert.equal(
       (JSON.parse(res.body.toString()) as { error: { code: string } }).error.code,
@@ -335,7 +298,7 @@ describe('h2c:// upstreams', () => {
   });
 
   test('an h2c:// upstream that speaks only HTTP/1.1 is a 502 ZP_ERR_UPSTREAM_PROTOCOL', async () => {
-    const res = await request(client, { ':path': '/http1-only/x' });
+    const res = await h2Request(client, { ':path': '/http1-only/x' });
     assert.equal(res.status, 502);
     assert.equal(
       (JSON.parse(res.body.toString()) as { error: { code: string } }).error.code,
@@ -398,7 +361,7 @@ describe('h2:// upstreams (TLS, ALPN h2)', () => {
 
   test('streams are forwarded over TLS with ALPN h2 and the CA file, trailers included', async () => {
     const body = randomBytes(256 * 1024);
-    const res = await request(client, { ':method': 'POST', ':path': '/echo/tls' }, body, { 'x-t': '1' });
+    const res = await h2Request(client, { ':method': 'POST', ':path': '/echo/tls' }, body, { 'x-t': '1' });
     assert.equal(res.status, 200);
     assert.equal(sha256(res.body), sha256(body));
     assert.equal(res.trailers['x-upstream-trailer'], 'done');
@@ -410,7 +373,7 @@ describe('h2:// upstreams (TLS, ALPN h2)', () => {
   });
 
   test('an h2:// upstream that does not negotiate h2 is a 502 ZP_ERR_UPSTREAM_PROTOCOL', async () => {
-    const res = await request(client, { ':path': '/no-h2/x' });
+    const res = await h2Request(client, { ':path': '/no-h2/x' });
     assert.equal(res.status, 502);
     const body = JSON.parse(res.body.toString()) as { error: { code: string; message: string } };
     assert.equal(body.error.code, 'ZP_ERR_UPSTREAM_PROTOCOL');
@@ -418,7 +381,7 @@ describe('h2:// upstreams (TLS, ALPN h2)', () => {
   });
 
   test('an h2:// upstream without ALPN is a 502 ZP_ERR_UPSTREAM_PROTOCOL', async () => {
-    const res = await request(client, { ':path': '/no-alpn/x' });
+    const res = await h2Request(client, { ':path': '/no-alpn/x' });
     assert.equal(res.status, 502);
     const body = JSON.parse(res.body.toString()) as { error: { code: string; message: string } };
     assert.equal(body.error.code, 'ZP_ERR_UPSTREAM_PROTOCOL');
