@@ -18,7 +18,7 @@ import type { ConnectionContext } from '../http1/downstream-connection.ts';
 import type { Logger } from '../observe/logger.ts';
 import { plainAddress } from '../util/address.ts';
 import { CONTROL_FRAMES_PER_SECOND, http2ServerOptions, RateBudget } from './session-limits.ts';
-import { StreamExchange } from './stream-exchange.ts';
+import { kOwner, type OwnedStream, StreamExchange } from './stream-exchange.ts';
 
 /** The HTTP/2 connection preface (RFC 9113 §3.4). */
 export const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -34,7 +34,7 @@ const kGuard = Symbol('zproxy.http2.guard');
 const kResetByProxy = Symbol('zproxy.http2.resetByProxy');
 
 type GuardedSession = http2.ServerHttp2Session & { [kGuard]?: SessionGuard };
-type TrackedStream = http2.ServerHttp2Stream & { [kResetByProxy]?: boolean; [kGuard]?: SessionGuard };
+type TrackedStream = OwnedStream & { [kResetByProxy]?: boolean; [kGuard]?: SessionGuard };
 
 /**
  * Per-session budgets: streams cancelled by the client (RST_STREAM, or closed before the response was
@@ -43,14 +43,27 @@ type TrackedStream = http2.ServerHttp2Stream & { [kResetByProxy]?: boolean; [kGu
  */
 class SessionGuard {
   readonly session: http2.ServerHttp2Session;
+  /** The client's address, and the scheme its requests are forwarded with (read once per session). */
+  readonly clientAddress: string;
+  readonly scheme: string;
+  /** The Strict-Transport-Security value for responses on this session (TLS only), or null. */
+  readonly hsts: string | null;
   readonly resets: RateBudget;
   readonly controlFrames = new RateBudget(CONTROL_FRAMES_PER_SECOND);
   private readonly logger: Logger | null;
   /** The session was closed for exceeding a budget (or is going away): nothing more is counted. */
   closed = false;
 
-  constructor(session: http2.ServerHttp2Session, maxResetsPerSecond: number, logger: Logger | null) {
+  constructor(
+    session: http2.ServerHttp2Session,
+    maxResetsPerSecond: number,
+    logger: Logger | null,
+    hsts: string | null,
+  ) {
     this.session = session;
+    this.clientAddress = plainAddress(session.socket?.remoteAddress);
+    this.scheme = session.encrypted === true ? 'https' : 'http';
+    this.hsts = hsts;
     this.resets = new RateBudget(maxResetsPerSecond);
     this.logger = logger;
   }
@@ -91,6 +104,11 @@ export class Http2Downstream {
   private server: http2.Http2Server;
   private serverConfig: Config;
   readonly sessions = new Set<http2.ServerHttp2Session>();
+  /**
+   * The HSTS value for the session being created: set by acceptSecure around the synchronous 'connection'
+   * emit (node:http2 creates the session and emits 'session' within it), null for h2c.
+   */
+  private nextHsts: string | null = null;
 
   /** `logger` receives the warn line of a session closed for flooding (none when omitted). */
   constructor(ctx: ConnectionContext, logger?: Logger) {
@@ -121,7 +139,7 @@ export class Http2Downstream {
     const connectionWindow = config.http2.connection_window_bytes;
     server.on('session', (session: GuardedSession) => {
       this.sessions.add(session);
-      const guard = new SessionGuard(session, maxResets, this.logger);
+      const guard = new SessionGuard(session, maxResets, this.logger, this.nextHsts);
       session[kGuard] = guard;
       session.on('error', ignore);
       session.on('ping', () => guard.onControlFrame());
@@ -156,28 +174,19 @@ export class Http2Downstream {
       return;
     }
     stream[kGuard] = guard;
-    stream.once('close', onStreamClose);
-    const config = this.ctx.runtime.config;
-    if (!validRequestHeaders(headers)) {
+    stream.on('close', onStreamClose);
+    const verdict = checkRequestHeaders(headers, this.ctx.runtime.config.http2.max_header_list_bytes);
+    if (verdict === HEADERS_MALFORMED) {
       resetByProxy(stream, NGHTTP2_PROTOCOL_ERROR);
       guard.onReset();
       return;
     }
-    // nghttp2 applies SETTINGS_MAX_HEADER_LIST_SIZE only once the client has acknowledged it; a client
-    // that sends before acknowledging would get its default (unlimited), so the limit is checked here.
-    if (headerListSize(headers) > config.http2.max_header_list_bytes) {
-      respondHeadersTooLarge(stream);
+    if (verdict === HEADERS_TOO_LARGE) {
+      respondHeadersTooLarge(stream, guard.hsts);
       return;
     }
     stream.close = closeByProxy;
-    const scheme = session.encrypted === true ? 'https' : 'http';
-    new StreamExchange(
-      this.ctx.runtime,
-      stream,
-      headers,
-      plainAddress(session.socket?.remoteAddress),
-      scheme,
-    );
+    new StreamExchange(this.ctx.runtime, stream, headers, guard.clientAddress, guard.scheme, guard.hsts);
   }
 
   /** Serves a connection whose first bytes (`buffered`, the preface and maybe more) were already read. */
@@ -188,13 +197,23 @@ export class Http2Downstream {
     this.currentServer().emit('connection', socket);
   }
 
-  /** Serves a TLS connection whose handshake has completed with ALPN `h2`. */
-  acceptSecure(socket: TLSSocket): void {
+  /**
+   * Serves a TLS connection whose handshake has completed with ALPN `h2`. `hsts` is the
+   * Strict-Transport-Security value of its listener (`tls.hsts`), or null when HSTS is off: every response
+   * on the session, proxied or zproxy's own, then carries it (replacing the upstream's).
+   */
+  acceptSecure(socket: TLSSocket, hsts: string | null = null): void {
     // node:http2 waits for 'secureConnect' while `secureConnecting` is set, an event only client sockets
     // emit; a server-side TLSSocket made outside a tls.Server keeps the flag, so it is cleared here as
     // tls.Server does before 'secureConnection'.
     (socket as TLSSocket & { secureConnecting: boolean }).secureConnecting = false;
-    this.currentServer().emit('connection', socket);
+    const server = this.currentServer();
+    this.nextHsts = hsts;
+    try {
+      server.emit('connection', socket);
+    } finally {
+      this.nextHsts = null;
+    }
   }
 
   /** Graceful stop: GOAWAY on every session; streams in progress may finish. */
@@ -207,41 +226,47 @@ export class Http2Downstream {
   }
 }
 
-/**
- * Checks node:http2 leaves to the application (nghttp2 already refuses uppercase names, connection-specific
- * fields, `te` other than `trailers`, pseudo-header errors and content-length mismatches): a `host` field
- * that names another authority than `:authority` (RFC 9113 §8.3.1) would let routing and the upstream see
- * different hosts.
- */
-function validRequestHeaders(headers: http2.IncomingHttpHeaders): boolean {
-  const host = headers.host;
-  const authority = headers[':authority'];
-  if (host !== undefined && authority !== undefined && host.toLowerCase() !== authority.toLowerCase())
-    return false;
-  return true;
-}
+const HEADERS_OK = 0;
+const HEADERS_MALFORMED = 1;
+const HEADERS_TOO_LARGE = 2;
 
-/** The size of a header list as RFC 9113 §6.5.2 counts it: name + value + 32 per field. */
-function headerListSize(headers: http2.IncomingHttpHeaders): number {
+/**
+ * One pass over a request's header list for the checks node:http2 leaves to the application (nghttp2
+ * already refuses uppercase names, connection-specific fields, `te` other than `trailers`, pseudo-header
+ * errors and content-length mismatches):
+ * - HEADERS_MALFORMED: a `host` field that names another authority than `:authority` (RFC 9113 §8.3.1)
+ *   would let routing and the upstream see different hosts (checked first: a stream error);
+ * - HEADERS_TOO_LARGE: the list is larger than `maxBytes` as RFC 9113 §6.5.2 counts it (name + value + 32
+ *   per field). nghttp2 applies SETTINGS_MAX_HEADER_LIST_SIZE only once the client has acknowledged it;
+ *   a client that sends before acknowledging would get its default (unlimited), so it is checked here.
+ */
+function checkRequestHeaders(headers: http2.IncomingHttpHeaders, maxBytes: number): number {
   let size = 0;
   for (const name of Object.keys(headers)) {
     const value = headers[name];
     if (value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) size += name.length + v.length + 32;
+    if (typeof value === 'string') size += name.length + value.length + 32;
+    else if (Array.isArray(value)) for (const v of value) size += name.length + v.length + 32;
     else size += name.length + String(value).length + 32;
   }
-  return size;
+  const host = headers.host;
+  const authority = headers[':authority'];
+  if (host !== undefined && authority !== undefined && host.toLowerCase() !== authority.toLowerCase())
+    return HEADERS_MALFORMED;
+  return size > maxBytes ? HEADERS_TOO_LARGE : HEADERS_OK;
 }
 
 /** 431 with the usual JSON error body (not forwarded, so no upstream and no exchange). */
-function respondHeadersTooLarge(stream: TrackedStream): void {
+function respondHeadersTooLarge(stream: TrackedStream, hsts: string | null): void {
   const body = errorBody('ZP_ERR_HEADERS_TOO_LARGE');
-  stream.respond({
+  const headers: http2.OutgoingHttpHeaders = {
     ':status': ERROR_CODES.ZP_ERR_HEADERS_TOO_LARGE.status,
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
-  });
+  };
+  if (hsts !== null) headers['strict-transport-security'] = hsts;
+  stream.respond(headers);
   stream.end(body);
 }
 
@@ -264,11 +289,13 @@ function resetByProxy(stream: TrackedStream, code: number): void {
  * code, NO_ERROR included) and zproxy did not reset it.
  */
 function onStreamClose(this: TrackedStream): void {
-  if (this[kResetByProxy] === true) return;
-  const cancelled =
-    (this.rstCode ?? NGHTTP2_NO_ERROR) !== NGHTTP2_NO_ERROR || !this.headersSent || !this.writableEnded;
-  if (!cancelled) return;
-  this[kGuard]?.onReset();
+  if (this[kResetByProxy] !== true) {
+    const cancelled =
+      (this.rstCode ?? NGHTTP2_NO_ERROR) !== NGHTTP2_NO_ERROR || !this.headersSent || !this.writableEnded;
+    if (cancelled) this[kGuard]?.onReset();
+  }
+  // The exchange serving the stream (StreamExchange or Http2UpstreamExchange) learns it closed.
+  this[kOwner]?.onStreamClose();
 }
 
 function destroySession(session: http2.ServerHttp2Session): void {

@@ -12,10 +12,18 @@ import http2 from 'node:http2';
 import { type CompiledRoute, forwardPathFor, type Runtime } from '../config/runtime.ts';
 import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.ts';
 import { Exchange } from '../exchange.ts';
-import { FIELD_OTHER, isHopByHop } from '../http1/fields.ts';
+import {
+  FIELD_CONTENT_LENGTH,
+  FIELD_DUPLICATE_CONTENT_LENGTH,
+  FIELD_OTHER,
+  FIELD_STRICT_TRANSPORT_SECURITY,
+  FIELD_TRANSFER_ENCODING,
+  isHopByHop,
+} from '../http1/fields.ts';
 import type { ResponseHead } from '../http1/parse-head.ts';
 import {
   BODY_CHUNKED,
+  BODY_LENGTH,
   BODY_NONE,
   type UpstreamConnection,
   type UpstreamRequester,
@@ -44,11 +52,74 @@ const UNTRUSTED_FIELDS = new Set(['forwarded', 'x-real-ip', 'x-forwarded-port'])
 const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
 const CRLF = Buffer.from('\r\n', 'latin1');
 
-export class StreamExchange implements UpstreamRequester {
-  private readonly stream: ServerHttp2Stream;
+/**
+ * What handles the events of a client's stream: a StreamExchange, or the Http2UpstreamExchange it hands
+ * the stream to. The stream's listeners are the module-level functions below (no closure per stream);
+ * they find their handler in the stream's `kOwner` property.
+ */
+export interface StreamOwner {
+  /** The stream closed (whatever the reason); called by the session's close listener (downstream.ts). */
+  onStreamClose(): void;
+  /** The client's flow-control window reopened after a write returned false. */
+  onStreamDrain(): void;
+  onRequestData(chunk: Buffer): void;
+  onRequestEnd(): void;
+  onRequestTrailers(trailers: IncomingHttpHeaders): void;
+  /** The response body is done and its trailers may be sent (waitForTrailers). */
+  onWantTrailers(): void;
+}
+
+export const kOwner = Symbol('zproxy.http2.owner');
+/** Set once a 'drain' listener is attached (only after a write returned false). */
+const kDrainWatched = Symbol('zproxy.http2.drainWatched');
+
+export type OwnedStream = ServerHttp2Stream & { [kOwner]?: StreamOwner; [kDrainWatched]?: boolean };
+
+function ownerDrain(this: OwnedStream): void {
+  this[kOwner]?.onStreamDrain();
+}
+function ownerData(this: OwnedStream, chunk: Buffer): void {
+  this[kOwner]?.onRequestData(chunk);
+}
+function ownerEnd(this: OwnedStream): void {
+  this[kOwner]?.onRequestEnd();
+}
+function ownerTrailers(this: OwnedStream, trailers: IncomingHttpHeaders): void {
+  this[kOwner]?.onRequestTrailers(trailers);
+}
+function ownerWantTrailers(this: OwnedStream): void {
+  this[kOwner]?.onWantTrailers();
+}
+
+/** Listens for 'drain' on a client stream (once per stream, when a write first returns false). */
+export function watchDrain(stream: OwnedStream): void {
+  if (stream[kDrainWatched] === true) return;
+  stream[kDrainWatched] = true;
+  stream.on('drain', ownerDrain);
+}
+
+/** Sends the client's request body and trailers to the owner's onRequestData/onRequestEnd/onRequestTrailers. */
+export function watchRequestBody(stream: OwnedStream): void {
+  stream.on('data', ownerData);
+  stream.on('end', ownerEnd);
+}
+
+export function watchRequestTrailers(stream: OwnedStream): void {
+  stream.on('trailers', ownerTrailers);
+}
+
+/** Calls the owner's onWantTrailers when the stream is ready for trailers (respond with waitForTrailers). */
+export function watchWantTrailers(stream: OwnedStream): void {
+  stream.on('wantTrailers', ownerWantTrailers);
+}
+
+export class StreamExchange implements UpstreamRequester, StreamOwner {
+  private readonly stream: OwnedStream;
   private readonly exchange: Exchange;
   private readonly runtime: Runtime;
   private readonly headRequest: boolean;
+  /** The Strict-Transport-Security value for this session (TLS with `tls.hsts` on), else null. */
+  private readonly hsts: string | null;
   private upstream: UpstreamConnection | null = null;
   private waitingPool: Pool | null = null;
   private upstreamHead: Buffer | null = null;
@@ -61,26 +132,42 @@ export class StreamExchange implements UpstreamRequester {
   /** Trailer section of the upstream's chunked response (sent as HTTP/2 trailers). */
   private responseTrailers: Record<string, string | string[]> | null = null;
 
+  /**
+   * `stream` already has an 'error' listener and a 'close' listener that calls the owner's onStreamClose
+   * (downstream.ts); `hsts` is the Strict-Transport-Security value for its session, or null.
+   */
   constructor(
     runtime: Runtime,
-    stream: ServerHttp2Stream,
+    stream: OwnedStream,
     headers: IncomingHttpHeaders,
     clientAddress: string,
     scheme: string,
+    hsts: string | null,
   ) {
     this.stream = stream;
     this.runtime = runtime;
+    this.hsts = hsts;
     const method = String(headers[':method'] ?? '');
     const target = String(headers[':path'] ?? '');
     const authority = String(headers[':authority'] ?? headers.host ?? '');
     this.headRequest = method === 'HEAD';
     const ex = new Exchange(performance.now(), method, target, authority, '2', clientAddress);
     this.exchange = ex;
-    stream.on('error', ignore);
-    stream.on('close', () => this.onStreamClose());
-    // The client's flow-control window reopened: read the upstream again.
-    stream.on('drain', () => this.upstream?.resume());
+    stream[kOwner] = this;
     this.start(headers, method, target, authority, scheme);
+  }
+
+  onStreamDrain(): void {
+    // The client's flow-control window reopened: read the upstream again.
+    this.upstream?.resume();
+  }
+
+  onRequestTrailers(trailers: IncomingHttpHeaders): void {
+    this.requestTrailers = trailers;
+  }
+
+  onWantTrailers(): void {
+    this.sendResponseTrailers();
   }
 
   private start(
@@ -125,7 +212,6 @@ export class StreamExchange implements UpstreamRequester {
     const upstreamTarget = route.group.pick();
     const h2pool = upstreamTarget.http2;
     ex.upstream = h2pool === null ? upstreamTarget.pool.authority : h2pool.authority;
-    const fwd = forwardedRequest(rt, headers, ex.clientAddress, scheme, authority, h2pool === null);
     const upstreamAuthority = rt.preserveHost && authority !== '' ? authority : upstreamTarget.hostHeader;
     // A request without content-length whose stream is still open has a body of unknown length.
     const requestDone = streamEnded(this.stream) || contentLength === 0;
@@ -133,6 +219,7 @@ export class StreamExchange implements UpstreamRequester {
     if (h2pool !== null) {
       // An HTTP/2 upstream: the stream is handed over whole (this object no longer takes part).
       this.finished = true;
+      const fwd = forwardedRequest(rt, headers, ex.clientAddress, scheme, authority, false);
       const out = http2RequestHeaders(
         fwd,
         method,
@@ -140,28 +227,26 @@ export class StreamExchange implements UpstreamRequester {
         h2pool.scheme,
         upstreamAuthority,
       );
-      new Http2UpstreamExchange(rt, this.stream, ex, h2pool, out, requestDone, this.headRequest);
+      new Http2UpstreamExchange(rt, this.stream, ex, h2pool, out, requestDone, this.headRequest, this.hsts);
       return;
     }
 
     const pool = upstreamTarget.pool;
-    let head = `${method} ${forwardPath}${query} HTTP/1.1\r\nHost: ${upstreamAuthority}\r\n`;
-    const fields = fwd.fields;
-    for (let i = 0; i < fields.length; i += 2) {
-      if (fields[i] !== 'content-length') head += `${fields[i]}: ${fields[i + 1]}\r\n`;
-    }
-    head += `X-Forwarded-For: ${fwd.xff}\r\nX-Forwarded-Proto: ${fwd.proto}\r\n`;
-    if (fwd.host !== '') head += `X-Forwarded-Host: ${fwd.host}\r\n`;
-    head += 'Via: 2 zproxy\r\n';
+    let head = http1RequestHead(
+      rt,
+      headers,
+      `${method} ${forwardPath}${query} HTTP/1.1\r\nHost: ${upstreamAuthority}\r\n`,
+      ex.clientAddress,
+      scheme,
+      authority,
+    );
     this.requestDone = requestDone;
     // Chunked framing when the length is unknown, or when the client announces trailers (only a chunked
     // body can carry them to an HTTP/1.1 upstream).
     if (!requestDone && (contentLength < 0 || headers.trailer !== undefined)) {
       this.chunkedRequest = true;
       head += 'Transfer-Encoding: chunked\r\n';
-      this.stream.on('trailers', (trailers: IncomingHttpHeaders) => {
-        this.requestTrailers = trailers;
-      });
+      watchRequestTrailers(this.stream);
     } else if (lengthField !== undefined) {
       head += `content-length: ${String(lengthField)}\r\n`;
     }
@@ -186,12 +271,10 @@ export class StreamExchange implements UpstreamRequester {
       conn.requestSent();
       return;
     }
-    const stream = this.stream;
-    stream.on('data', (chunk: Buffer) => this.onRequestData(chunk));
-    stream.on('end', () => this.onRequestEnd());
+    watchRequestBody(this.stream);
   }
 
-  private onRequestData(chunk: Buffer): void {
+  onRequestData(chunk: Buffer): void {
     const conn = this.upstream;
     if (conn === null) return;
     this.exchange.bytesIn += chunk.length;
@@ -213,7 +296,7 @@ export class StreamExchange implements UpstreamRequester {
     if (!ok) this.stream.pause();
   }
 
-  private onRequestEnd(): void {
+  onRequestEnd(): void {
     const conn = this.upstream;
     this.requestDone = true;
     if (conn === null) return;
@@ -231,8 +314,9 @@ export class StreamExchange implements UpstreamRequester {
   }
 
   holdsResponseBytes(): boolean {
-    // HTTP/2 writes are queued in the session, not copied at once: never let the read buffer be reused.
-    return true;
+    // onResponseBody copies what it writes (HTTP/2 writes are queued in the session and sent later), so
+    // the upstream's read buffer may be reused at once.
+    return false;
   }
 
   onUpstreamError(error: ZpError): void {
@@ -248,29 +332,38 @@ export class StreamExchange implements UpstreamRequester {
     bodyStart: number,
     bodyEnd: number,
   ): void {
-    if (this.finished || conn !== this.upstream || this.stream.destroyed) return;
-    const headers: Record<string, string | string[] | number> = { ':status': rh.status };
-    for (let i = 0; i < rh.fieldCount; i++) {
-      const kind = rh.fieldKind(i);
-      if (kind !== FIELD_OTHER && isHopByHop(kind)) continue;
-      const name = rh.fieldName(i).toLowerCase();
-      if (name === 'transfer-encoding' || (framing === BODY_CHUNKED && name === 'content-length')) continue;
-      const value = rh.fieldValue(i);
-      const prior = headers[name];
-      if (prior === undefined) headers[name] = value;
-      else if (name === 'set-cookie')
-        headers[name] = Array.isArray(prior) ? [...prior, value] : [String(prior), value];
-      else headers[name] = `${String(prior)}, ${value}`;
-    }
-    const via = headers.via;
-    headers.via = via === undefined ? '1.1 zproxy' : `${String(via)}, 1.1 zproxy`;
+    const stream = this.stream;
+    if (this.finished || conn !== this.upstream || stream.destroyed) return;
     this.exchange.status = rh.status;
     const noBody = framing === BODY_NONE;
     // A chunked response may end with a trailer section: wait for it before closing the stream.
     const trailers = framing === BODY_CHUNKED;
-    this.stream.respond(headers, { endStream: noBody && bodyEnd === bodyStart, waitForTrailers: trailers });
-    if (trailers) this.stream.once('wantTrailers', () => this.sendResponseTrailers());
-    if (bodyEnd > bodyStart) this.onResponseBody(body, bodyStart, bodyEnd);
+    // The whole (small) body of a content-length response came with the head: the response is complete.
+    const whole = framing === BODY_LENGTH && bodyEnd > bodyStart;
+    const options = { endStream: noBody, waitForTrailers: trailers };
+    try {
+      // node:http2 takes the fields as a flat list: no object to build, no name to lowercase here.
+      stream.respond(http2ResponseFields(rh, framing, this.hsts), options);
+    } catch {
+      // A field node:http2 allows only once came more than once (or another field it refuses): map the
+      // head again with repeated fields combined; a head that still does not fit is the upstream's fault.
+      try {
+        stream.respond(http2ResponseObject(rh, framing, this.hsts), options);
+      } catch (err) {
+        this.respondError(
+          'ZP_ERR_UPSTREAM_BAD_RESPONSE',
+          `Response head not valid in HTTP/2: ${(err as Error).message}`,
+        );
+        return;
+      }
+    }
+    if (trailers) watchWantTrailers(stream);
+    if (whole) {
+      // One write that ends the stream (HEADERS, then DATA with END_STREAM). A copy: the bytes are in the
+      // upstream's read buffer, which is reused, and the write is queued in the session.
+      this.exchange.bytesOut += bodyEnd - bodyStart;
+      stream.end(Buffer.from(body.subarray(bodyStart, bodyEnd)));
+    } else if (bodyEnd > bodyStart) this.onResponseBody(body, bodyStart, bodyEnd);
   }
 
   onResponseTrailers(fields: string): void {
@@ -284,9 +377,14 @@ export class StreamExchange implements UpstreamRequester {
   }
 
   onResponseBody(buf: Buffer, start: number, end: number): boolean {
-    if (this.stream.destroyed) return true;
+    const stream = this.stream;
+    if (stream.destroyed) return true;
     this.exchange.bytesOut += end - start;
-    return this.stream.write(Buffer.from(buf.subarray(start, end)));
+    // A copy of exactly these bytes: the write is queued in the session, and holdsResponseBytes() lets
+    // the upstream reuse its read buffer for the next read.
+    if (stream.write(Buffer.from(buf.subarray(start, end)))) return true;
+    watchDrain(stream);
+    return false;
   }
 
   onResponseData(buf: Buffer, start: number, end: number): boolean {
@@ -315,11 +413,11 @@ export class StreamExchange implements UpstreamRequester {
     this.upstream = null;
     this.waitingPool?.cancel(this);
     this.waitingPool = null;
-    respondWithError(stream, this.exchange, code, message, this.headRequest, allow);
+    respondWithError(stream, this.exchange, code, message, this.headRequest, this.hsts, allow);
     this.finish(code);
   }
 
-  private onStreamClose(): void {
+  onStreamClose(): void {
     if (this.finished) return;
     // The client reset or closed the stream before the response was complete.
     this.upstream?.destroy();
@@ -350,6 +448,7 @@ export function respondWithError(
   code: ErrorCode,
   message: string | undefined,
   headRequest: boolean,
+  hsts: string | null,
   allow?: string,
 ): void {
   const status = ERROR_CODES[code].status;
@@ -363,6 +462,7 @@ export function respondWithError(
       'cache-control': 'no-store',
     };
     if (allow !== undefined) headers.allow = allow;
+    if (hsts !== null) headers['strict-transport-security'] = hsts;
     stream.respond(headers);
     stream.end(headRequest ? undefined : body);
     ex.bytesOut += Buffer.byteLength(body);
@@ -419,6 +519,98 @@ export function forwardedRequest(
     } else fields.push(name, value);
   }
   return { fields, xff, proto, host, teTrailers: headers.te === 'trailers' };
+}
+
+/**
+ * The head of the HTTP/1.1 request for an HTTP/2 stream, built in one pass over its fields with the same
+ * rules as forwardedRequest (split `cookie` fields joined), after `start` (request line and Host). Ends
+ * with the X-Forwarded-* fields and Via; the framing field and the blank line are the caller's.
+ */
+function http1RequestHead(
+  rt: Runtime,
+  headers: IncomingHttpHeaders,
+  start: string,
+  clientAddress: string,
+  scheme: string,
+  authority: string,
+): string {
+  const trusted = rt.trustedProxies?.check(clientAddress) === true;
+  let xff = clientAddress;
+  let proto = scheme;
+  let host = authority;
+  let head = start;
+  for (const name of Object.keys(headers)) {
+    if (name.charCodeAt(0) === 0x3a || name === 'content-length') continue;
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (trusted) {
+      if (name === 'x-forwarded-for') xff = `${String(value)}, ${xff}`;
+      else if (name === 'x-forwarded-proto') proto = String(value);
+      else if (name === 'x-forwarded-host') host = String(value);
+    }
+    if (DROPPED_REQUEST_FIELDS.has(name) || (!trusted && UNTRUSTED_FIELDS.has(name))) continue;
+    if (typeof value === 'string') head += `${name}: ${value}\r\n`;
+    else if (name === 'cookie') head += `cookie: ${value.join('; ')}\r\n`;
+    else for (const v of value) head += `${name}: ${v}\r\n`;
+  }
+  head += `X-Forwarded-For: ${xff}\r\nX-Forwarded-Proto: ${proto}\r\n`;
+  if (host !== '') head += `X-Forwarded-Host: ${host}\r\n`;
+  return `${head}Via: 2 zproxy\r\n`;
+}
+
+/** A response field of an HTTP/1.1 upstream that is not sent to an HTTP/2 client. */
+function droppedResponseField(kind: number, framing: number, hsts: string | null): boolean {
+  if (kind === FIELD_OTHER) return false;
+  return (
+    isHopByHop(kind) ||
+    kind === FIELD_TRANSFER_ENCODING ||
+    kind === FIELD_DUPLICATE_CONTENT_LENGTH ||
+    (kind === FIELD_CONTENT_LENGTH && framing === BODY_CHUNKED) ||
+    (kind === FIELD_STRICT_TRANSPORT_SECURITY && hsts !== null)
+  );
+}
+
+/**
+ * An HTTP/1.1 upstream's response head as node:http2's flat field list (`[name, value, ...]`, names as
+ * the upstream sent them: node:http2 lowercases them): hop-by-hop and framing fields dropped, Via
+ * appended (a second `via` field is the same list as one combined field), HSTS replaced when set.
+ */
+function http2ResponseFields(rh: ResponseHead, framing: number, hsts: string | null): string[] {
+  const out: string[] = [':status', String(rh.status)];
+  const n = rh.fieldCount;
+  for (let i = 0; i < n; i++) {
+    if (droppedResponseField(rh.fieldKind(i), framing, hsts)) continue;
+    out.push(rh.fieldName(i), rh.fieldValue(i));
+  }
+  out.push('via', '1.1 zproxy');
+  if (hsts !== null) out.push('strict-transport-security', hsts);
+  return out;
+}
+
+/**
+ * The same mapping as an object, with repeated fields combined (`set-cookie` kept as a list): used when
+ * node:http2 refuses the flat list, which it does for a field it allows only once (content-type, ...).
+ */
+function http2ResponseObject(
+  rh: ResponseHead,
+  framing: number,
+  hsts: string | null,
+): Record<string, string | string[] | number> {
+  const headers: Record<string, string | string[] | number> = { ':status': rh.status };
+  for (let i = 0; i < rh.fieldCount; i++) {
+    if (droppedResponseField(rh.fieldKind(i), framing, hsts)) continue;
+    const name = rh.fieldName(i).toLowerCase();
+    const value = rh.fieldValue(i);
+    const prior = headers[name];
+    if (prior === undefined) headers[name] = value;
+    else if (name === 'set-cookie')
+      headers[name] = Array.isArray(prior) ? [...prior, value] : [String(prior), value];
+    else headers[name] = `${String(prior)}, ${value}`;
+  }
+  const via = headers.via;
+  headers.via = via === undefined ? '1.1 zproxy' : `${String(via)}, 1.1 zproxy`;
+  if (hsts !== null) headers['strict-transport-security'] = hsts;
+  return headers;
 }
 
 /** The request headers for an HTTP/2 upstream. */
@@ -521,5 +713,3 @@ export function streamEnded(stream: ServerHttp2Stream): boolean {
     stream.readableEnded || (stream as unknown as { endAfterHeaders?: boolean }).endAfterHeaders === true
   );
 }
-
-function ignore(): void {}

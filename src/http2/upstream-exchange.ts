@@ -12,14 +12,23 @@ import http2, {
   type ClientHttp2Stream,
   type IncomingHttpHeaders,
   type OutgoingHttpHeaders,
-  type ServerHttp2Stream,
 } from 'node:http2';
 import type { Runtime } from '../config/runtime.ts';
 import type { ErrorCode, ZpError } from '../errors.ts';
 import type { Exchange } from '../exchange.ts';
 import type { Http2Pool, Http2Requester, Http2UpstreamSession } from '../upstream/http2-pool.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
-import { http2Trailers, respondWithError } from './stream-exchange.ts';
+import {
+  http2Trailers,
+  kOwner,
+  type OwnedStream,
+  respondWithError,
+  type StreamOwner,
+  watchDrain,
+  watchRequestBody,
+  watchRequestTrailers,
+  watchWantTrailers,
+} from './stream-exchange.ts';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -32,17 +41,47 @@ const DROPPED_RESPONSE_FIELDS = new Set([
   'upgrade',
 ]);
 
-export class Http2UpstreamExchange implements Http2Requester, Timed {
-  private readonly downstream: ServerHttp2Stream;
+/** The exchange an upstream stream belongs to (its listeners are the module-level functions below). */
+const kExchange = Symbol('zproxy.http2.exchange');
+type UpstreamStream = ClientHttp2Stream & { [kExchange]?: Http2UpstreamExchange };
+
+function upstreamResponse(this: UpstreamStream, headers: IncomingHttpHeaders, flags: number): void {
+  this[kExchange]?.onResponse(headers, flags);
+}
+function upstreamData(this: UpstreamStream, chunk: Buffer): void {
+  this[kExchange]?.onResponseData(chunk);
+}
+function upstreamTrailers(this: UpstreamStream, trailers: IncomingHttpHeaders): void {
+  this[kExchange]?.onResponseTrailers(trailers);
+}
+function upstreamEnd(this: UpstreamStream): void {
+  this[kExchange]?.onResponseEnd();
+}
+function upstreamClose(this: UpstreamStream): void {
+  this[kExchange]?.onUpstreamClose();
+}
+function upstreamWantTrailers(this: UpstreamStream): void {
+  this[kExchange]?.onUpstreamWantTrailers();
+}
+function upstreamDrain(this: UpstreamStream): void {
+  this[kExchange]?.onUpstreamDrain();
+}
+
+export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner {
+  private readonly downstream: OwnedStream;
   private readonly exchange: Exchange;
   private readonly runtime: Runtime;
   private readonly pool: Http2Pool;
   private readonly headers: OutgoingHttpHeaders;
   private readonly headRequest: boolean;
+  /** The Strict-Transport-Security value for the client's session, or null. */
+  private readonly hsts: string | null;
   /** The client's request has no body (or it has all arrived and been forwarded). */
   private requestDone: boolean;
   private session: Http2UpstreamSession | null = null;
-  private upstream: ClientHttp2Stream | null = null;
+  private upstream: UpstreamStream | null = null;
+  /** A 'drain' listener is on the upstream stream (added when a write first returns false). */
+  private upstreamDrainWatched = false;
   private waiting = false;
   private responded = false;
   private requestTrailers: IncomingHttpHeaders | null = null;
@@ -52,12 +91,13 @@ export class Http2UpstreamExchange implements Http2Requester, Timed {
 
   constructor(
     runtime: Runtime,
-    downstream: ServerHttp2Stream,
+    downstream: OwnedStream,
     exchange: Exchange,
     pool: Http2Pool,
     headers: OutgoingHttpHeaders,
     requestDone: boolean,
     headRequest: boolean,
+    hsts: string | null,
   ) {
     this.runtime = runtime;
     this.downstream = downstream;
@@ -66,12 +106,10 @@ export class Http2UpstreamExchange implements Http2Requester, Timed {
     this.headers = headers;
     this.requestDone = requestDone;
     this.headRequest = headRequest;
-    // StreamExchange's listeners stay attached but ignore the stream from now on.
-    downstream.on('close', () => this.onDownstreamClose());
-    downstream.on('drain', () => this.upstream?.resume());
-    downstream.on('trailers', (trailers: IncomingHttpHeaders) => {
-      this.requestTrailers = trailers;
-    });
+    this.hsts = hsts;
+    // The stream's events come here from now on (StreamExchange attached no listener of its own).
+    downstream[kOwner] = this;
+    watchRequestTrailers(downstream);
     watchDeadline(this);
     const session = pool.acquire(this);
     if (session !== null) this.onSessionReady(session);
@@ -89,7 +127,7 @@ export class Http2UpstreamExchange implements Http2Requester, Timed {
       return;
     }
     this.session = session;
-    let upstream: ClientHttp2Stream;
+    let upstream: UpstreamStream;
     try {
       upstream = session.session!.request(this.headers, {
         endStream: this.requestDone,
@@ -105,24 +143,53 @@ export class Http2UpstreamExchange implements Http2Requester, Timed {
       return;
     }
     this.upstream = upstream;
+    upstream[kExchange] = this;
     upstream.on('error', ignore);
-    upstream.on('response', (headers: IncomingHttpHeaders, flags: number) => this.onResponse(headers, flags));
-    upstream.on('data', (chunk: Buffer) => this.onResponseData(chunk));
-    upstream.on('trailers', (trailers: IncomingHttpHeaders) => {
-      this.responseTrailers = trailers;
-    });
-    upstream.on('end', () => this.onResponseEnd());
-    upstream.on('close', () => this.onUpstreamClose());
+    upstream.on('response', upstreamResponse);
+    upstream.on('data', upstreamData);
+    upstream.on('trailers', upstreamTrailers);
+    upstream.on('end', upstreamEnd);
+    upstream.on('close', upstreamClose);
     if (this.requestDone) {
       this.deadline = Date.now() + this.pool.settings.responseHeaderTimeoutMs;
       return;
     }
     this.deadline = 0;
+    upstream.on('wantTrailers', upstreamWantTrailers);
+    watchRequestBody(this.downstream);
+  }
+
+  onUpstreamWantTrailers(): void {
+    const upstream = this.upstream;
+    if (upstream !== null && !upstream.destroyed) upstream.sendTrailers(http2Trailers(this.requestTrailers));
+  }
+
+  onUpstreamDrain(): void {
+    this.downstream.resume();
+  }
+
+  onRequestTrailers(trailers: IncomingHttpHeaders): void {
+    this.requestTrailers = trailers;
+  }
+
+  onResponseTrailers(trailers: IncomingHttpHeaders): void {
+    this.responseTrailers = trailers;
+  }
+
+  onStreamDrain(): void {
+    // The client's flow-control window reopened: read the upstream again.
+    this.upstream?.resume();
+  }
+
+  onStreamClose(): void {
+    this.onDownstreamClose();
+  }
+
+  onWantTrailers(): void {
     const downstream = this.downstream;
-    upstream.on('wantTrailers', () => upstream.sendTrailers(http2Trailers(this.requestTrailers)));
-    upstream.on('drain', () => downstream.resume());
-    downstream.on('data', (chunk: Buffer) => this.onRequestData(chunk));
-    downstream.on('end', () => this.onRequestEnd());
+    if (!downstream.destroyed && !downstream.closed) {
+      downstream.sendTrailers(http2Trailers(this.responseTrailers));
+    }
   }
 
   onSessionError(error: ZpError): void {
@@ -130,7 +197,7 @@ export class Http2UpstreamExchange implements Http2Requester, Timed {
     this.fail(error.code, error.message);
   }
 
-  private onRequestData(chunk: Buffer): void {
+  onRequestData(chunk: Buffer): void {
     const upstream = this.upstream;
     if (upstream === null || upstream.destroyed || this.finished) return;
     const ex = this.exchange;
@@ -140,10 +207,15 @@ export class Http2UpstreamExchange implements Http2Requester, Timed {
       this.fail('ZP_ERR_BODY_TOO_LARGE');
       return;
     }
-    if (!upstream.write(chunk)) this.downstream.pause();
+    if (upstream.write(chunk)) return;
+    this.downstream.pause();
+    if (!this.upstreamDrainWatched) {
+      this.upstreamDrainWatched = true;
+      upstream.on('drain', upstreamDrain);
+    }
   }
 
-  private onRequestEnd(): void {
+  onRequestEnd(): void {
     this.requestDone = true;
     const upstream = this.upstream;
     if (upstream === null || upstream.destroyed || this.finished) return;
@@ -152,7 +224,7 @@ export class Http2UpstreamExchange implements Http2Requester, Timed {
     if (!this.responded) this.deadline = Date.now() + this.pool.settings.responseHeaderTimeoutMs;
   }
 
-  private onResponse(headers: IncomingHttpHeaders, flags: number): void {
+  onResponse(headers: IncomingHttpHeaders, flags: number): void {
     const downstream = this.downstream;
     if (this.finished || downstream.destroyed) return;
     this.responded = true;
@@ -166,27 +238,24 @@ export class Http2UpstreamExchange implements Http2Requester, Timed {
     }
     const via = out.via;
     out.via = via === undefined ? '2 zproxy' : `${String(via)}, 2 zproxy`;
+    if (this.hsts !== null) out['strict-transport-security'] = this.hsts;
     this.exchange.status = status;
     // A response that is its head alone (a gRPC "trailers-only" answer) ends here.
     const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0 || this.headRequest;
     downstream.respond(out, { endStream, waitForTrailers: !endStream });
-    if (!endStream) {
-      downstream.once('wantTrailers', () => {
-        if (!downstream.destroyed && !downstream.closed) {
-          downstream.sendTrailers(http2Trailers(this.responseTrailers));
-        }
-      });
-    }
+    if (!endStream) watchWantTrailers(downstream);
   }
 
-  private onResponseData(chunk: Buffer): void {
+  onResponseData(chunk: Buffer): void {
     const downstream = this.downstream;
     if (this.finished || downstream.destroyed || !this.responded) return;
     this.exchange.bytesOut += chunk.length;
-    if (!downstream.write(chunk)) this.upstream?.pause();
+    if (downstream.write(chunk)) return;
+    this.upstream?.pause();
+    watchDrain(downstream);
   }
 
-  private onResponseEnd(): void {
+  onResponseEnd(): void {
     if (this.finished || !this.responded) return;
     const code = this.upstream?.rstCode ?? NGHTTP2_NO_ERROR;
     if (code !== NGHTTP2_NO_ERROR) {
@@ -198,7 +267,7 @@ export class Http2UpstreamExchange implements Http2Requester, Timed {
     this.finish(null);
   }
 
-  private onUpstreamClose(): void {
+  onUpstreamClose(): void {
     const upstream = this.upstream!;
     const session = this.session;
     this.session = null;
@@ -248,7 +317,7 @@ export class Http2UpstreamExchange implements Http2Requester, Timed {
     if (this.finished) return;
     const upstream = this.upstream;
     if (upstream !== null && !upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);
-    respondWithError(this.downstream, this.exchange, code, message, this.headRequest);
+    respondWithError(this.downstream, this.exchange, code, message, this.headRequest, this.hsts);
     this.finish(code);
   }
 

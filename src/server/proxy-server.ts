@@ -41,13 +41,27 @@ interface ListenerState {
   readonly policy: ListenerPolicy;
 }
 
-/** The Strict-Transport-Security field line for a TLS block, or null when HSTS is off. */
-export function hstsLine(hsts: HstsConfig): string | null {
+/** The Strict-Transport-Security value for a TLS block (`max-age=...`), or null when HSTS is off. */
+export function hstsValue(hsts: HstsConfig): string | null {
   if (!hsts.enabled) return null;
   let value = `max-age=${hsts.max_age_seconds}`;
   if (hsts.include_subdomains) value += '; includeSubDomains';
   if (hsts.preload) value += '; preload';
-  return `Strict-Transport-Security: ${value}\r\n`;
+  return value;
+}
+
+/** The Strict-Transport-Security field line for a TLS block, or null when HSTS is off. */
+export function hstsLine(hsts: HstsConfig): string | null {
+  const value = hstsValue(hsts);
+  return value === null ? null : `Strict-Transport-Security: ${value}\r\n`;
+}
+
+const HSTS_LINE_PREFIX = 'Strict-Transport-Security: '.length;
+
+/** The bare HSTS value of a listener's policy (its `hstsLine` without name and CRLF), or null. */
+export function hstsValueOf(policy: ListenerPolicy): string | null {
+  const line = policy.hstsLine;
+  return line === null ? null : line.slice(HSTS_LINE_PREFIX, -2);
 }
 
 export interface ProxyServerOptions {
@@ -218,7 +232,8 @@ export class ProxyServer {
       clearTimeout(timer);
       this.pending.delete(socket);
       if (this.ctx.shuttingDown) secure.destroy();
-      else if (secure.alpnProtocol === 'h2' && this.http2 !== null) this.http2.acceptSecure(secure);
+      else if (secure.alpnProtocol === 'h2' && this.http2 !== null)
+        this.http2.acceptSecure(secure, hstsValueOf(listener.policy));
       else new DownstreamConnection(secure, this.ctx, listener.policy);
     });
     secure.once('close', () => {
