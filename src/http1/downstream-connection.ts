@@ -13,11 +13,23 @@ import { forwardPathFor, type Runtime } from '../config/runtime.ts';
 import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.ts';
 import { Exchange } from '../exchange.ts';
 import { normalizePath } from '../router/normalize-path.ts';
+import type { UpstreamTarget } from '../upstream/group.ts';
 import type { Pool } from '../upstream/pool.ts';
 import { plainAddress } from '../util/address.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import { CHUNKED_ERROR, CHUNKED_MORE, ChunkedDecoder } from './chunked.ts';
-import { FIELD_X_FORWARDED_FOR, FIELD_X_FORWARDED_HOST, FIELD_X_FORWARDED_PROTO } from './fields.ts';
+import {
+  FIELD_TE,
+  FIELD_X_FORWARDED_FOR,
+  FIELD_X_FORWARDED_HOST,
+  FIELD_X_FORWARDED_PROTO,
+} from './fields.ts';
+import {
+  acceptsTrailers,
+  type Http1BridgeHost,
+  Http2UpstreamBridge,
+  http2RequestHeaders,
+} from './http2-upstream-bridge.ts';
 import {
   findHeadEnd,
   HEAD_INCOMPLETE,
@@ -128,7 +140,7 @@ function errorCodeForStatus(status: number): ErrorCode {
   }
 }
 
-export class DownstreamConnection implements Timed, UpstreamRequester {
+export class DownstreamConnection implements Timed, UpstreamRequester, Http1BridgeHost {
   readonly socket: Socket;
   private readonly ctx: ConnectionContext;
   readonly clientAddress: string;
@@ -156,6 +168,8 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
   /** The request head as sent upstream, kept for a retry on a fresh connection. */
   private upstreamHead: Buffer | null = null;
   private retried = false;
+  /** The current exchange goes to an HTTP/2 upstream (h2c://, h2://) through this bridge. */
+  private bridge: Http2UpstreamBridge | null = null;
 
   private reqBody = REQ_NONE;
   private reqRemaining = 0;
@@ -219,9 +233,15 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
 
   private onData(chunk: Buffer): void {
     const state = this.state;
-    if (state === ST_FORWARD && !this.reqDone && this.upstream !== null && this.input === null) {
-      this.forwardBody(chunk);
-      return;
+    if (state === ST_FORWARD && !this.reqDone && this.input === null) {
+      if (this.upstream !== null) {
+        this.forwardBody(chunk);
+        return;
+      }
+      if (this.bridge?.streaming === true) {
+        this.forwardBridgeBody(chunk);
+        return;
+      }
     }
     if (state === ST_CLOSING || state === ST_CLOSED) return; // lingering close: discard
     this.input = this.input === null ? chunk : Buffer.concat([this.input, chunk]);
@@ -450,6 +470,10 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
       if (priorHost !== '') fwdHost = priorHost;
     }
     let dropMask = trusted ? DROP_REQUEST : DROP_REQUEST | DROP_UNTRUSTED_FORWARDING;
+    if (upstreamTarget.http2 !== null) {
+      this.startBridge(upstreamTarget, dropMask, `${forwardPath}${query}`, xff, proto, fwdHost);
+      return;
+    }
     let suffix = `X-Forwarded-For: ${xff}\r\nX-Forwarded-Proto: ${proto}\r\n`;
     if (fwdHost !== '') suffix += `X-Forwarded-Host: ${fwdHost}\r\n`;
     suffix += minor === 1 ? 'Via: 1.1 zproxy\r\n' : 'Via: 1.0 zproxy\r\n';
@@ -472,6 +496,73 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
       this.waitingPool = pool;
       this.deadline = Date.now() + pool.settings.connectTimeoutMs + 1000;
     }
+  }
+
+  /**
+   * Hands the exchange to an Http2UpstreamBridge (the picked target is h2c:// or h2://). The forwarded
+   * fields are the ones decided above for an HTTP/1.1 upstream, mapped onto HTTP/2 by the bridge.
+   */
+  private startBridge(
+    target: UpstreamTarget,
+    dropMask: number,
+    path: string,
+    xff: string,
+    proto: string,
+    fwdHost: string,
+  ): void {
+    const head = this.head;
+    const ex = this.exchange!;
+    const pool = target.http2!;
+    ex.upstream = pool.authority;
+    const authority = this.runtime.preserveHost && ex.host !== '' ? ex.host : target.hostHeader;
+    const te = joinedValues(head, FIELD_TE);
+    const teTrailers = te !== '' && acceptsTrailers(te);
+    const via = head.versionMinor === 1 ? '1.1 zproxy' : '1.0 zproxy';
+    const headers = http2RequestHeaders(
+      head,
+      dropMask | DROP_HOST,
+      path,
+      pool.scheme,
+      authority,
+      xff,
+      proto,
+      fwdHost,
+      via,
+      teTrailers,
+    );
+    const chunked = this.reqBody === REQ_CHUNKED;
+    const bridge = new Http2UpstreamBridge(
+      this,
+      pool,
+      headers,
+      head.method === 'HEAD',
+      chunked,
+      this.reqDone,
+      teTrailers,
+      this.responseExtra !== '',
+    );
+    this.bridge = bridge;
+    // The decoder hands the chunk data (and trailers) to the bridge: HTTP/2 frames the body itself.
+    if (chunked) this.reqChunked!.reset(bridge);
+    if (head.expectContinue && !this.reqDone && head.versionMinor === 1) this.socket.write(CONTINUE_100);
+    bridge.start();
+  }
+
+  /** Request body bytes for the bridge (content-length: as they arrived; chunked: decoded into it). */
+  private forwardBridgeBody(chunk: Buffer): void {
+    const bridge = this.bridge!;
+    const n = this.consumeBody(chunk);
+    if (n < 0) return;
+    this.exchange!.bytesIn += n;
+    if (n > 0 && this.reqBody === REQ_LENGTH) bridge.write(n === chunk.length ? chunk : chunk.subarray(0, n));
+    if (n < chunk.length) {
+      this.input = chunk.subarray(n);
+      if (this.input.length > PIPELINE_HIGH_WATER) this.pauseReading();
+    }
+    if (this.reqDone) {
+      this.deadline = 0;
+      bridge.requestEnd();
+    } else this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
   }
 
   /** Consumes request body bytes from buf[0, ...): returns how many belong to the body, or -1 on error. */
@@ -600,26 +691,12 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
     const ex = this.exchange;
     if (ex === null || conn !== this.upstream) return;
     ex.status = rh.status;
-    // An answer before the request body was fully sent: the rest of the body is not read.
-    if (!this.reqDone) this.keepAlive = false;
-    const client11 = this.head.versionMinor === 1;
-    let suffix = rh.versionMinor === 1 ? 'Via: 1.1 zproxy\r\n' : 'Via: 1.0 zproxy\r\n';
-    suffix += this.responseExtra;
-    let out: number;
-    if (framing === BODY_NONE) out = OUT_NONE;
-    else if (framing === BODY_LENGTH) out = OUT_PASS;
-    else if (client11) {
-      out = framing === BODY_CHUNKED ? OUT_PASS : OUT_RECHUNK;
-      suffix += 'Transfer-Encoding: chunked\r\n';
-    } else {
-      // An HTTP/1.0 client: no chunked coding; the body ends when the connection closes.
-      out = OUT_UNTIL_CLOSE;
-      this.keepAlive = false;
-    }
-    this.out = out;
-    if (!this.keepAlive) suffix += 'Connection: close\r\n\r\n';
-    else if (!client11) suffix += 'Connection: keep-alive\r\n\r\n';
-    else suffix += '\r\n';
+    const suffix = this.responseFraming(
+      framing,
+      rh.versionMinor === 1
+        ? `Via: 1.1 zproxy\r\n${this.responseExtra}`
+        : `Via: 1.0 zproxy\r\n${this.responseExtra}`,
+    );
     const headBuf = buildHeadFromRaw(
       'HTTP/1.1 ',
       rh,
@@ -634,6 +711,31 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
     this.responseStarted = true;
     ex.bytesOut += headBuf.length;
     if (!this.socket.write(headBuf)) conn.pause();
+  }
+
+  /**
+   * Decides how the response body is framed toward the client (`out`, and keep-alive) from the upstream's
+   * framing (BODY_*); returns `suffix` followed by the framing and Connection fields and the blank line.
+   */
+  private responseFraming(framing: number, suffix: string): string {
+    // An answer before the request body was fully sent: the rest of the body is not read.
+    if (!this.reqDone) this.keepAlive = false;
+    const client11 = this.head.versionMinor === 1;
+    let out: number;
+    if (framing === BODY_NONE) out = OUT_NONE;
+    else if (framing === BODY_LENGTH) out = OUT_PASS;
+    else if (client11) {
+      out = framing === BODY_CHUNKED ? OUT_PASS : OUT_RECHUNK;
+      suffix += 'Transfer-Encoding: chunked\r\n';
+    } else {
+      // An HTTP/1.0 client: no chunked coding; the body ends when the connection closes.
+      out = OUT_UNTIL_CLOSE;
+      this.keepAlive = false;
+    }
+    this.out = out;
+    if (!this.keepAlive) return `${suffix}Connection: close\r\n\r\n`;
+    if (!client11) return `${suffix}Connection: keep-alive\r\n\r\n`;
+    return `${suffix}\r\n`;
   }
 
   onResponseBody(buf: Buffer, start: number, end: number): boolean {
@@ -684,6 +786,53 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
     this.abort(error.code);
   }
 
+  // ---------------------------------------------------------------- HTTP/2 upstream bridge (Http1BridgeHost)
+
+  bridgeStreamReady(): void {
+    if (this.state !== ST_FORWARD || this.reqDone) return;
+    const input = this.input;
+    if (input !== null) {
+      this.input = null;
+      this.forwardBridgeBody(input);
+    } else this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
+    const bridge = this.bridge;
+    if (bridge !== null && !this.reqDone && this.input === null && !bridge.blocked) this.resumeReading();
+  }
+
+  bridgeResponseHead(status: number, fields: string, framing: number): boolean {
+    const ex = this.exchange!;
+    ex.status = status;
+    const head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ''}\r\n${fields}${this.responseFraming(framing, `Via: 2 zproxy\r\n${this.responseExtra}`)}`;
+    const buf = Buffer.from(head, 'latin1');
+    this.responseStarted = true;
+    ex.bytesOut += buf.length;
+    return this.socket.write(buf);
+  }
+
+  bridgeResponseEnd(trailerLines: string | null): void {
+    if (this.out === OUT_RECHUNK) {
+      const last = trailerLines === null ? LAST_CHUNK : Buffer.from(`0\r\n${trailerLines}\r\n`, 'latin1');
+      this.socket.write(last);
+      this.exchange!.bytesOut += last.length;
+    }
+    this.bridge = null;
+    this.finishExchange();
+  }
+
+  bridgeFail(code: ErrorCode, message?: string): void {
+    this.bridge = null;
+    this.respondError(code, message);
+  }
+
+  bridgeAbort(code: ErrorCode): void {
+    this.bridge = null;
+    this.abort(code);
+  }
+
+  pauseRequest(): void {
+    this.pauseReading();
+  }
+
   // ---------------------------------------------------------------- output and completion
 
   /** Answers the current exchange locally with a JSON error. */
@@ -722,6 +871,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
     const out = Buffer.from(payload, 'utf8');
     this.upstream?.destroy();
     this.upstream = null;
+    if (this.bridge !== null) this.cancelBridge();
     if (this.waitingPool !== null) {
       this.waitingPool.cancel(this);
       this.waitingPool = null;
@@ -744,6 +894,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
     this.exchange = null;
     this.upstream?.destroy();
     this.upstream = null;
+    if (this.bridge !== null) this.cancelBridge();
     if (this.waitingPool !== null) {
       this.waitingPool.cancel(this);
       this.waitingPool = null;
@@ -753,6 +904,13 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
     const cutShort = this.responseStarted && this.out === OUT_UNTIL_CLOSE && !this.socket.destroyed;
     if (cutShort) this.socket.resetAndDestroy();
     else this.socket.destroy();
+  }
+
+  /** The exchange ends on the client side: the upstream HTTP/2 stream is cancelled at once. */
+  private cancelBridge(): void {
+    const bridge = this.bridge!;
+    this.bridge = null;
+    bridge.cancel();
   }
 
   private logExchange(ex: Exchange): void {
@@ -810,6 +968,9 @@ export class DownstreamConnection implements Timed, UpstreamRequester {
       if (this.upstream !== null && this.responseStarted) {
         this.deadline = 0;
         this.upstream.resume();
+      } else if (this.bridge !== null && this.responseStarted) {
+        this.deadline = 0;
+        this.bridge.resume();
       }
       return;
     }

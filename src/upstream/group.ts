@@ -6,7 +6,10 @@ import type { Http2Pool } from './http2-pool.ts';
 import type { Pool } from './pool.ts';
 
 export class UpstreamTarget {
-  /** The HTTP/1.1 pool (http://, https://). For an HTTP/2 target it refuses HTTP/1.1 exchanges. */
+  /**
+   * The HTTP/1.1 pool (http://, https://). An HTTP/2 target's is never used: its exchanges, HTTP/1.1
+   * ones included, go to `http2`.
+   */
   readonly pool: Pool;
   /** The HTTP/2 session pool of an h2c:// or h2:// target; null for HTTP/1.1 targets. */
   readonly http2: Http2Pool | null;

@@ -138,8 +138,9 @@ export class Pool {
 }
 
 /**
- * The HTTP/1.1 side of an HTTP/2 target (h2c://, h2://): HTTP/1.1 clients are not bridged to HTTP/2
- * upstreams, so their exchanges get a clear 502 (ZP_ERR_UPSTREAM_PROTOCOL) instead of a connection.
+ * The HTTP/1.1 pool slot of an HTTP/2 target (h2c://, h2://). HTTP/1.1 exchanges to such a target are
+ * bridged onto its Http2Pool (http1/http2-upstream-bridge.ts) and never acquire from here; anything that
+ * still does gets a clear 502 (ZP_ERR_UPSTREAM_PROTOCOL) instead of an HTTP/1.1 connection or a hang.
  */
 export class Http1RefusedPool extends Pool {
   override acquire(requester: UpstreamRequester): UpstreamConnection | null {
@@ -152,7 +153,7 @@ function refuse(requester: UpstreamRequester): void {
   requester.onUpstreamError(
     new ZpError(
       'ZP_ERR_UPSTREAM_PROTOCOL',
-      'This route has an HTTP/2 upstream (h2c:// or h2://), which HTTP/1.1 clients cannot reach through zproxy yet',
+      'This route has an HTTP/2 upstream (h2c:// or h2://), which takes no HTTP/1.1 connections',
     ),
     null,
   );
