@@ -10,7 +10,8 @@ import { Router } from '../router/router.ts';
 import { UpstreamGroup, UpstreamTarget } from '../upstream/group.ts';
 import { Http1RefusedPool, type PoolRegistry, type PoolSettings } from '../upstream/pool.ts';
 import { compileUpstreamTls, type UpstreamTls } from '../upstream/tls-options.ts';
-import { type Config, type RouteConfig, UPSTREAM_DEFAULT_PORTS, type UpstreamScheme } from './schema.ts';
+import type { Config, RouteConfig } from './schema.ts';
+import { UPSTREAM_DEFAULT_PORTS, type UpstreamScheme } from './upstream-schemes.ts';
 
 export interface CompiledRoute {
   /** Position in `routes`. */

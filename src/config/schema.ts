@@ -5,6 +5,9 @@
  */
 import { type Static, Type } from '@sinclair/typebox';
 import { annotate, booleanField, integerField, openObject, stringEnum } from './fields.ts';
+
+export { UPSTREAM_DEFAULT_PORTS, UPSTREAM_SCHEMES, type UpstreamScheme } from './upstream-schemes.ts';
+
 import { MIDDLEWARE_TYPES, type MiddlewareType, middlewareConfigClauses } from './middleware-schemas.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -70,20 +73,6 @@ const D = CONFIG_DEFAULTS;
 /** A DNS label; "_" is accepted too (container and service names often use it). */
 const LABEL = '[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?';
 const HOSTNAME = `${LABEL}(?:\\.${LABEL})*`;
-
-/**
- * How zproxy talks to an upstream, by URL scheme: HTTP/1.1 in clear (`http`) or over TLS (`https`),
- * HTTP/2 with prior knowledge in clear (`h2c`) or over TLS with ALPN h2 (`h2`).
- */
-export const UPSTREAM_SCHEMES = ['http', 'https', 'h2c', 'h2'] as const;
-export type UpstreamScheme = (typeof UPSTREAM_SCHEMES)[number];
-/** The port used when an upstream URL has none. */
-export const UPSTREAM_DEFAULT_PORTS: Readonly<Record<UpstreamScheme, number>> = {
-  http: 80,
-  https: 443,
-  h2c: 80,
-  h2: 443,
-};
 
 /** `scheme://host[:port]` with an optional trailing "/", nothing else. */
 export const UPSTREAM_URL_PATTERN = `^(?:https?|h2c?)://(?:\\[[0-9A-Fa-f:.]+\\]|${HOSTNAME})(?::[0-9]{1,5})?/?$`;

@@ -8,11 +8,10 @@ import { renderFound } from './errors.ts';
 import {
   METHOD_PATTERN,
   ROUTE_HOST_EXPECTED,
-  UPSTREAM_DEFAULT_PORTS,
   UPSTREAM_URL_EXPECTED,
   UPSTREAM_URL_PATTERN,
-  type UpstreamScheme,
 } from './schema.ts';
+import { UPSTREAM_DEFAULT_PORTS, type UpstreamScheme } from './upstream-schemes.ts';
 import type { LocatedIssue } from './validate.ts';
 
 type Json = Record<string, unknown>;

@@ -1,0 +1,37 @@
+/**
+ * The serving process must not load the config schema machinery (TypeBox, ajv): `zproxy run` validates
+ * in a short-lived child process precisely so that those modules never cost the server memory
+ * (docs/performance.md, "Where the memory goes"). A value import of schema.ts from the serving path
+ * would silently undo that, so the module graph is checked here.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+
+test('the modules `zproxy run` serves with do not load TypeBox, ajv or the schema', () => {
+  const script = `
+    import { registerHooks } from 'node:module';
+    const seen = [];
+    registerHooks({ resolve(specifier, context, next) { const r = next(specifier, context); seen.push(r.url); return r; } });
+    await import('./src/cli/commands.ts');
+    await import('./src/server/run.ts');
+    await import('./src/server/proxy-server.ts');
+    console.log(JSON.stringify(seen));
+  `;
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: root,
+    encoding: 'utf8',
+  });
+  const urls = JSON.parse(out) as string[];
+  assert.ok(
+    urls.some((u) => u.endsWith('/src/config/runtime.ts')),
+    'the graph includes the runtime compiler',
+  );
+  const heavy = urls.filter((u) =>
+    /@sinclair\/typebox|\/ajv|\/src\/config\/(schema|validate|semantic|load)\.ts$/.test(u),
+  );
+  assert.deepEqual(heavy, []);
+});
