@@ -8,7 +8,7 @@ import type { HeadLimits } from '../http1/parse-head.ts';
 import type { AccessLog } from '../observe/access-log.ts';
 import { Router } from '../router/router.ts';
 import { UpstreamGroup, UpstreamTarget } from '../upstream/group.ts';
-import { Http1RefusedPool, type PoolRegistry, type PoolSettings } from '../upstream/pool.ts';
+import type { PoolRegistry, PoolSettings } from '../upstream/pool.ts';
 import { compileUpstreamTls, type UpstreamTls } from '../upstream/tls-options.ts';
 import type { Config, RouteConfig } from './schema.ts';
 import { UPSTREAM_DEFAULT_PORTS, type UpstreamScheme } from './upstream-schemes.ts';
@@ -82,8 +82,7 @@ function compileRoute(route: RouteConfig, index: number, config: Config, pools: 
     if (scheme === 'http' || scheme === 'https') {
       return new UpstreamTarget(pools.get(host, port, settings, tls), hostHeader);
     }
-    const http2 = pools.getHttp2(host, port, settings, tls);
-    return new UpstreamTarget(new Http1RefusedPool(host, port, settings), hostHeader, http2);
+    return new UpstreamTarget(pools.getHttp2(host, port, settings, tls), hostHeader);
   });
   return { index, pattern: route.path, stripPrefix: route.strip_prefix, group: new UpstreamGroup(targets) };
 }

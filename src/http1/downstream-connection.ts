@@ -75,10 +75,10 @@ export interface ConnectionContext {
 /** What one listener decides for the connections it accepts (see ProxyServer). */
 export interface ListenerPolicy {
   /**
-   * On TLS connections: the `Strict-Transport-Security` field line (with CRLF) added to every response,
+   * On TLS connections: the `Strict-Transport-Security` value (`max-age=...`) sent with every response,
    * replacing the upstream's; null when `tls.hsts` is off.
    */
-  readonly hstsLine: string | null;
+  readonly hsts: string | null;
   /**
    * On plain connections of a `redirect_https` listener: what follows the host in the redirect's
    * Location (":8443", or "" for 443); null when requests are served.
@@ -86,7 +86,7 @@ export interface ListenerPolicy {
   redirectPort: string | null;
 }
 
-export const DEFAULT_LISTENER_POLICY: ListenerPolicy = Object.freeze({ hstsLine: null, redirectPort: null });
+export const DEFAULT_LISTENER_POLICY: ListenerPolicy = Object.freeze({ hsts: null, redirectPort: null });
 
 /** The HTTP/2 connection preface (RFC 9113 §3.4). */
 const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -192,8 +192,8 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     this.clientAddress = plainAddress(socket.remoteAddress);
     const encrypted = (socket as TLSSocket).encrypted === true;
     this.scheme = encrypted ? 'https' : 'http';
-    const hsts = encrypted ? policy.hstsLine : null;
-    this.responseExtra = hsts ?? '';
+    const hsts = encrypted ? policy.hsts : null;
+    this.responseExtra = hsts === null ? '' : `Strict-Transport-Security: ${hsts}\r\n`;
     this.responseDrop = hsts === null ? DROP_HOP_BY_HOP : DROP_HOP_BY_HOP | DROP_HSTS;
     this.redirectPort = encrypted ? null : policy.redirectPort;
     this.onData = this.onData.bind(this);
@@ -453,8 +453,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     const forwardPath = forwardPathFor(route, path, m.matchedLength);
     if (forwardPath !== path) rawLineUsable = false;
     const upstreamTarget = route.group.pick();
-    const pool = upstreamTarget.pool;
-    ex.upstream = pool.authority;
+    ex.upstream = upstreamTarget.authority;
 
     // X-Forwarded-*: appended to only when the peer is a trusted proxy.
     const trusted = rt.trustedProxies?.check(this.clientAddress) === true;
@@ -490,6 +489,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
 
     if (head.expectContinue && !this.reqDone && minor === 1) this.socket.write(CONTINUE_100);
 
+    const pool = upstreamTarget.pool!;
     const conn = pool.acquire(this, false);
     if (conn !== null) this.onUpstreamReady(conn);
     else {

@@ -211,7 +211,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     const forwardPath = forwardPathFor(route, path, m.matchedLength);
     const upstreamTarget = route.group.pick();
     const h2pool = upstreamTarget.http2;
-    ex.upstream = h2pool === null ? upstreamTarget.pool.authority : h2pool.authority;
+    ex.upstream = upstreamTarget.authority;
     const upstreamAuthority = rt.preserveHost && authority !== '' ? authority : upstreamTarget.hostHeader;
     // A request without content-length whose stream is still open has a body of unknown length.
     const requestDone = streamEnded(this.stream) || contentLength === 0;
@@ -231,7 +231,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
       return;
     }
 
-    const pool = upstreamTarget.pool;
+    const pool = upstreamTarget.pool!;
     let head = http1RequestHead(
       rt,
       headers,

@@ -50,20 +50,6 @@ export function hstsValue(hsts: HstsConfig): string | null {
   return value;
 }
 
-/** The Strict-Transport-Security field line for a TLS block, or null when HSTS is off. */
-export function hstsLine(hsts: HstsConfig): string | null {
-  const value = hstsValue(hsts);
-  return value === null ? null : `Strict-Transport-Security: ${value}\r\n`;
-}
-
-const HSTS_LINE_PREFIX = 'Strict-Transport-Security: '.length;
-
-/** The bare HSTS value of a listener's policy (its `hstsLine` without name and CRLF), or null. */
-export function hstsValueOf(policy: ListenerPolicy): string | null {
-  const line = policy.hstsLine;
-  return line === null ? null : line.slice(HSTS_LINE_PREFIX, -2);
-}
-
 export interface ProxyServerOptions {
   readonly logger: Logger;
   /** Bind with SO_REUSEPORT so several worker processes can listen on the same port. */
@@ -168,7 +154,7 @@ export class ProxyServer {
     return {
       tls: l.tls.enabled ? this.tlsContexts.get(l.tls)! : null,
       policy: {
-        hstsLine: l.tls.enabled ? hstsLine(l.tls.hsts) : null,
+        hsts: l.tls.enabled ? hstsValue(l.tls.hsts) : null,
         redirectPort: l.redirect_https ? '' : null,
       },
     };
@@ -233,7 +219,7 @@ export class ProxyServer {
       this.pending.delete(socket);
       if (this.ctx.shuttingDown) secure.destroy();
       else if (secure.alpnProtocol === 'h2' && this.http2 !== null)
-        this.http2.acceptSecure(secure, hstsValueOf(listener.policy));
+        this.http2.acceptSecure(secure, listener.policy.hsts);
       else new DownstreamConnection(secure, this.ctx, listener.policy);
     });
     secure.once('close', () => {

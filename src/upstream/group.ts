@@ -2,24 +2,29 @@
  * An upstream group: the targets of one route and the balancer that picks one per exchange (round-robin
  * for now; health-aware balancing comes with health checks).
  */
-import type { Http2Pool } from './http2-pool.ts';
+import { Http2Pool } from './http2-pool.ts';
 import type { Pool } from './pool.ts';
 
 export class UpstreamTarget {
+  /** The HTTP/1.1 connection pool of an http:// or https:// target; null for HTTP/2 targets. */
+  readonly pool: Pool | null;
   /**
-   * The HTTP/1.1 pool (http://, https://). An HTTP/2 target's is never used: its exchanges, HTTP/1.1
-   * ones included, go to `http2`.
+   * The HTTP/2 session pool of an h2c:// or h2:// target (its exchanges, HTTP/1.1 ones included, go
+   * there); null for HTTP/1.1 targets.
    */
-  readonly pool: Pool;
-  /** The HTTP/2 session pool of an h2c:// or h2:// target; null for HTTP/1.1 targets. */
   readonly http2: Http2Pool | null;
+  /** 'host:port' of the target, for logs. */
+  readonly authority: string;
   /** The Host value to send when the client's Host is not preserved: 'host' or 'host:port'. */
   readonly hostHeader: string;
 
-  constructor(pool: Pool, hostHeader: string, http2: Http2Pool | null = null) {
-    this.pool = pool;
+  /** Exactly one of `pool` and `http2` is given. */
+  constructor(pool: Pool | Http2Pool, hostHeader: string) {
+    const h2 = pool instanceof Http2Pool;
+    this.pool = h2 ? null : pool;
+    this.http2 = h2 ? pool : null;
+    this.authority = pool.authority;
     this.hostHeader = hostHeader;
-    this.http2 = http2;
   }
 }
 

@@ -7,7 +7,6 @@
  * (config reload) and two routes with different TLS settings (CA, client certificate, SNI) never share a
  * connection. `https://` pools open TLS connections; HTTP/2 upstreams have their own pool (Http2Pool).
  */
-import { ZpError } from '../errors.ts';
 import { UpstreamConnection, type UpstreamRequester } from '../http1/upstream-connection.ts';
 import type { Logger } from '../observe/logger.ts';
 import { Http2Pool } from './http2-pool.ts';
@@ -135,28 +134,6 @@ export class Pool {
     const stack = this.idleStack.splice(0);
     for (const conn of stack) conn.destroy();
   }
-}
-
-/**
- * The HTTP/1.1 pool slot of an HTTP/2 target (h2c://, h2://). HTTP/1.1 exchanges to such a target are
- * bridged onto its Http2Pool (http1/http2-upstream-bridge.ts) and never acquire from here; anything that
- * still does gets a clear 502 (ZP_ERR_UPSTREAM_PROTOCOL) instead of an HTTP/1.1 connection or a hang.
- */
-export class Http1RefusedPool extends Pool {
-  override acquire(requester: UpstreamRequester): UpstreamConnection | null {
-    process.nextTick(refuse, requester);
-    return null;
-  }
-}
-
-function refuse(requester: UpstreamRequester): void {
-  requester.onUpstreamError(
-    new ZpError(
-      'ZP_ERR_UPSTREAM_PROTOCOL',
-      'This route has an HTTP/2 upstream (h2c:// or h2://), which takes no HTTP/1.1 connections',
-    ),
-    null,
-  );
 }
 
 function handOver(requester: UpstreamRequester, conn: UpstreamConnection): void {
