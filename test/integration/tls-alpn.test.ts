@@ -26,6 +26,13 @@ function negotiated(port: number, offer: string[]): Promise<string | false> {
   });
 }
 
+/** What curl negotiated and got: '<http_version> <status>', e.g. '2 200'. https is fetched with -k. */
+async function curlVersion(option: string | null, url: string): Promise<string> {
+  const args = ['-sk', '-m', '10', '-o', '/dev/null', '-w', '%{http_version} %{http_code}', url];
+  if (option !== null) args.unshift(option);
+  return (await run('curl', args)).stdout;
+}
+
 describe('ALPN over TLS: h2 and http/1.1 on the same port as plain HTTP', () => {
   const certs = new CertDir();
   let upstream: HttpUpstream;
@@ -93,53 +100,13 @@ describe('ALPN over TLS: h2 and http/1.1 on the same port as plain HTTP', () => 
 
   test('curl --http2 negotiates h2 over TLS; curl --http1.1 gets HTTP/1.1; both from the same port', async () => {
     const url = `https://127.0.0.1:${proxy.port}/curl`;
-    const h2 = await run('curl', [
-      '-sk',
-      '-m',
-      '10',
-      '--http2',
-      '-o',
-      '/dev/null',
-      '-w',
-      '%{http_version} %{http_code}',
-      url,
-    ]);
-    assert.equal(h2.stdout, '2 200');
-    const h1 = await run('curl', [
-      '-sk',
-      '-m',
-      '10',
-      '--http1.1',
-      '-o',
-      '/dev/null',
-      '-w',
-      '%{http_version} %{http_code}',
-      url,
-    ]);
-    assert.equal(h1.stdout, '1.1 200');
-    const plain = await run('curl', [
-      '-s',
-      '-m',
-      '10',
-      '-o',
-      '/dev/null',
-      '-w',
-      '%{http_version} %{http_code}',
-      `http://127.0.0.1:${proxy.port}/curl`,
-    ]);
-    assert.equal(plain.stdout, '1.1 200');
-    const h2c = await run('curl', [
-      '-s',
-      '-m',
-      '10',
-      '--http2-prior-knowledge',
-      '-o',
-      '/dev/null',
-      '-w',
-      '%{http_version} %{http_code}',
-      `http://127.0.0.1:${proxy.port}/curl`,
-    ]);
-    assert.equal(h2c.stdout, '2 200');
+    assert.equal(await curlVersion('--http2', url), '2 200');
+    assert.equal(await curlVersion('--http1.1', url), '1.1 200');
+    assert.equal(await curlVersion(null, `http://127.0.0.1:${proxy.port}/curl`), '1.1 200');
+    assert.equal(
+      await curlVersion('--http2-prior-knowledge', `http://127.0.0.1:${proxy.port}/curl`),
+      '2 200',
+    );
   });
 
   test('openssl s_client reports ALPN h2 and the certificate', async () => {
@@ -153,25 +120,20 @@ describe('ALPN over TLS: h2 and http/1.1 on the same port as plain HTTP', () => 
 
   test('a client that stalls in the handshake does not hold the stop', async () => {
     const { connect } = await import('node:net');
-    const socket = connect(proxy.port, '127.0.0.1');
-    await new Promise((r) => socket.once('connect', r));
-    // The first byte of a TLS record, then nothing: the proxy waits in the handshake.
-    socket.write(Buffer.from([0x16, 0x03, 0x01]));
-    const closed = new Promise((r) => socket.once('close', r));
-    socket.on('error', () => {});
     const other = await startProxy({
       tls: { enabled: true, cert_file: cert.cert, key_file: cert.key },
       routes: [{ path: '/', upstream: upstream.url }],
     });
     const stalled = connect(other.port, '127.0.0.1');
     stalled.on('error', () => {});
+    const closed = new Promise((r) => stalled.once('close', r));
     await new Promise((r) => stalled.once('connect', r));
+    // The start of a TLS record, then nothing: the proxy waits in the handshake.
     stalled.write(Buffer.from([0x16, 0x03, 0x01]));
     await new Promise((r) => setTimeout(r, 100));
     const t0 = Date.now();
     await other.close(500);
     assert.ok(Date.now() - t0 < 2000, 'stop is not held by a connection in its handshake');
-    socket.destroy();
     await closed;
   });
 });
@@ -198,18 +160,7 @@ describe('ALPN when http2 is not enabled', () => {
 
   test('h2 is not offered: a client offering both gets http/1.1, curl --http2 falls back to HTTP/1.1', async () => {
     assert.equal(await negotiated(proxy.port, ['h2', 'http/1.1']), 'http/1.1');
-    const r = await run('curl', [
-      '-sk',
-      '-m',
-      '10',
-      '--http2',
-      '-o',
-      '/dev/null',
-      '-w',
-      '%{http_version} %{http_code}',
-      `https://127.0.0.1:${proxy.port}/x`,
-    ]);
-    assert.equal(r.stdout, '1.1 200');
+    assert.equal(await curlVersion('--http2', `https://127.0.0.1:${proxy.port}/x`), '1.1 200');
   });
 });
 
@@ -290,30 +241,8 @@ describe('protocols without http1', () => {
       negotiated(proxy.port, ['http/1.1']),
       'a client that cannot speak h2 is refused in the handshake',
     );
-    const h2 = await run('curl', [
-      '-sk',
-      '-m',
-      '10',
-      '--http2',
-      '-o',
-      '/dev/null',
-      '-w',
-      '%{http_version} %{http_code}',
-      `https://127.0.0.1:${proxy.port}/x`,
-    ]);
-    assert.equal(h2.stdout, '2 200');
-    const h2c = await run('curl', [
-      '-s',
-      '-m',
-      '10',
-      '--http2-prior-knowledge',
-      '-o',
-      '/dev/null',
-      '-w',
-      '%{http_version} %{http_code}',
-      `http://127.0.0.1:${proxy.port}/x`,
-    ]);
-    assert.equal(h2c.stdout, '2 200');
+    assert.equal(await curlVersion('--http2', `https://127.0.0.1:${proxy.port}/x`), '2 200');
+    assert.equal(await curlVersion('--http2-prior-knowledge', `http://127.0.0.1:${proxy.port}/x`), '2 200');
     assert.equal(upstream.requests.length, 2);
   });
 });
