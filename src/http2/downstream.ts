@@ -5,7 +5,8 @@
  *
  * Hardening (docs/protocols.md, "HTTP/2 limits"): the SETTINGS and node:http2's own flood protections
  * come from `config.http2` (session-limits.ts); on top of them every session has a SessionGuard that
- * counts streams the client cancels (Rapid Reset, CVE-2023-44487) and PING/SETTINGS frames, and closes
+ * counts streams the client cancels (Rapid Reset, CVE-2023-44487), streams node:http2 refused on its own
+ * (HPACK bombs, malformed header blocks) and PING/SETTINGS frames, and closes
  * the session with GOAWAY ENHANCE_YOUR_CALM when a budget runs out. Streams already reset when they reach
  * zproxy are never forwarded.
  */
@@ -27,6 +28,9 @@ const { NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR, NGHTTP2_PROTOCOL_ERROR } = 
 
 /** How long a session closed for flooding lingers after its GOAWAY (see SessionGuard.enhanceYourCalm). */
 const GOAWAY_LINGER_MS = 250;
+
+/** How often the streams node:http2 refused on its own are counted (SessionGuard.checkRefused). */
+const REFUSED_CHECK_MS = 200;
 
 /** The SessionGuard of a session. */
 const kGuard = Symbol('zproxy.http2.guard');
@@ -53,6 +57,10 @@ class SessionGuard {
   private readonly logger: Logger | null;
   /** The session was closed for exceeding a budget (or is going away): nothing more is counted. */
   closed = false;
+  /** Streams of this session that reached zproxy ('stream' events). */
+  streamsSeen = 0;
+  /** Streams node:http2 refused before zproxy saw them, as counted by the last checkRefused(). */
+  private refused = 0;
 
   constructor(
     session: http2.ServerHttp2Session,
@@ -70,6 +78,34 @@ class SessionGuard {
 
   onReset(): void {
     if (!this.closed && !this.resets.take()) this.enhanceYourCalm('stream resets', this.resets.count);
+  }
+
+  /**
+   * Counts the streams the client opened that node:http2 refused before they reached zproxy (header
+   * blocks over the field count or list size, as an HPACK bomb makes them, or malformed ones): nghttp2
+   * resets them on its own and tells the application nothing, but it does record the last stream id it
+   * processed. Client streams have odd ids from 1 up, so the id says how many were opened. Each refused
+   * stream takes from the reset budget.
+   */
+  checkRefused(): void {
+    if (this.closed) return;
+    let last: number | undefined;
+    try {
+      last = this.session.state.lastProcStreamID;
+    } catch {
+      return; // destroyed
+    }
+    if (last === undefined) return;
+    const refused = ((last + 1) >>> 1) - this.streamsSeen;
+    if (refused <= this.refused) return;
+    const added = refused - this.refused;
+    this.refused = refused;
+    for (let i = 0; i < added; i++) {
+      if (!this.resets.take()) {
+        this.enhanceYourCalm('refused streams', this.refused);
+        return;
+      }
+    }
   }
 
   onControlFrame(): void {
@@ -104,6 +140,8 @@ export class Http2Downstream {
   private server: http2.Http2Server;
   private serverConfig: Config;
   readonly sessions = new Set<http2.ServerHttp2Session>();
+  /** Runs SessionGuard.checkRefused on every session while there are sessions. */
+  private refusedCheck: NodeJS.Timeout | null = null;
   /**
    * The HSTS value for the session being created: set by acceptSecure around the synchronous 'connection'
    * emit (node:http2 creates the session and emits 'session' within it), null for h2c.
@@ -139,6 +177,7 @@ export class Http2Downstream {
     const connectionWindow = config.http2.connection_window_bytes;
     server.on('session', (session: GuardedSession) => {
       this.sessions.add(session);
+      this.refusedCheck ??= setInterval(checkRefused, REFUSED_CHECK_MS, this.sessions).unref();
       const guard = new SessionGuard(session, maxResets, this.logger, this.nextHsts);
       session[kGuard] = guard;
       session.on('error', ignore);
@@ -152,6 +191,7 @@ export class Http2Downstream {
       session.once('close', () => {
         guard.closed = true;
         this.sessions.delete(session);
+        if (this.sessions.size === 0) this.stopRefusedCheck();
         this.ctx.onConnectionClosed();
       });
     });
@@ -166,7 +206,9 @@ export class Http2Downstream {
     stream.on('error', ignore);
     const session = stream.session as GuardedSession | undefined;
     const guard = session?.[kGuard];
-    if (session === undefined || guard === undefined || guard.closed) return;
+    if (session === undefined || guard === undefined) return;
+    guard.streamsSeen++;
+    if (guard.closed) return;
     // A stream reset in the same read as its HEADERS reaches this event already closed: it is counted and
     // never forwarded.
     if (stream.closed || stream.destroyed) {
@@ -221,7 +263,13 @@ export class Http2Downstream {
     for (const session of this.sessions) session.close();
   }
 
+  private stopRefusedCheck(): void {
+    if (this.refusedCheck !== null) clearInterval(this.refusedCheck);
+    this.refusedCheck = null;
+  }
+
   destroy(): void {
+    this.stopRefusedCheck();
     for (const session of this.sessions) session.destroy();
   }
 }
@@ -302,6 +350,10 @@ function destroySession(session: http2.ServerHttp2Session): void {
   // With an error argument so that node:http2 keeps the code (without one it sends NO_ERROR); the
   // 'error' event this emits is ignored.
   session.destroy(new Error('HTTP/2 client exceeded a rate limit'), NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+function checkRefused(sessions: Set<http2.ServerHttp2Session>): void {
+  for (const session of sessions) (session as GuardedSession)[kGuard]?.checkRefused();
 }
 
 function ignore(): void {}
