@@ -1,6 +1,7 @@
-// `npm run bench`: HTTP/1.1 (wrk) and HTTP/2 (h2load: h2c and h2 over TLS) throughput, latency, CPU and
-// memory of zproxy against nginx (and the origin alone), interleaved over several rounds in one run; writes
-// docs/reports/<date>-<groups>.{md,json}. See docs/performance.md.
+// `npm run bench`: HTTP/1.1 (wrk), HTTP/2 (h2load: h2c and h2 over TLS) and WebSocket (an echo load over
+// HTTP/1.1 Upgrade) throughput, latency, CPU and memory of zproxy against nginx (and the origin alone),
+// interleaved over several rounds in one run; writes docs/reports/<date>-<groups>.{md,json}. See
+// docs/performance.md.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
@@ -31,10 +32,13 @@ import {
 } from './lib/proc.ts';
 import {
   type BenchResult,
+  GROUP_FILE_NAMES,
   type GroupName,
   groupsOf,
   isDisturbed,
+  isLoadSaturated,
   type LoadProtocol,
+  loadCpuBusy,
   type MachineInfo,
   type MemoryRecord,
   type MethodInfo,
@@ -47,35 +51,48 @@ import {
   TARGETS,
   type TargetName,
   targetsTable,
+  unitOf,
 } from './lib/report.ts';
 import { type CertificateFiles, makeSelfSignedCertificate } from './lib/tls.ts';
 import { ensureTools } from './lib/tools.ts';
 import { runWrk } from './lib/wrk.ts';
+import { checkWebSocketEcho, runWsLoad, startEchoServer, WS_PATH } from './lib/ws-load.ts';
 import { ensureBuilt, nodeBinary, ZproxyInstance } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
 const HELP = `Usage: npm run bench -- [options]
 
-Runs zproxy and nginx (one worker each, pinned to one CPU) and the origin alone, with wrk (HTTP/1.1) or
-h2load (HTTP/2) on the other CPU, interleaved over several rounds; writes
-docs/reports/<YYYY-MM-DD>-<groups>.md and .json (groups: http1, http2 or http1-http2).
+Runs zproxy and nginx (one worker each, pinned to one CPU) and the origin alone, with wrk (HTTP/1.1),
+h2load (HTTP/2) or a WebSocket echo load (Node, bench/lib/ws-load-client.ts) on the other CPU,
+interleaved over several rounds; writes docs/reports/<YYYY-MM-DD>-<groups>.md and .json (groups: http1,
+http2, websocket, joined with - when several run).
+
+Groups (--only):
+  h1                  HTTP/1.1 with wrk: small, 64k, close
+  h2                  HTTP/2 with h2load: h2c-small, h2c-64k (h2c), h2-small, h2-64k (TLS)
+  ws                  WebSocket over HTTP/1.1 Upgrade: ws-small (32-byte text messages), ws-16k (16 KiB
+                      binary messages); each connection sends a message, waits for its echo from a \`ws\`
+                      echo server (the upstream, on the load CPU) and sends the next; msg/s and round-trip
+                      percentiles, with ratios to direct (the echo server alone) and to nginx
 
 Options:
-  --only GROUP        only the scenarios of one group: h1 (small,64k,close) or h2 (h2c-*, h2-*)
-  --scenarios LIST    scenarios, comma-separated: small,64k,close,h2c-small,h2c-64k,h2-small,h2-64k
-                      (default: all, or all of --only's group)
+  --only GROUP        only the scenarios of one group: h1, h2 or ws (see above)
+  --scenarios LIST    scenarios, comma-separated: small,64k,close,h2c-small,h2c-64k,h2-small,h2-64k,
+                      ws-small,ws-16k (default: all, or all of --only's group)
   --targets LIST      targets to measure, comma-separated: direct,nginx,zproxy (default: all; direct is
-                      the origin alone and runs only in the HTTP/1.1 scenarios)
+                      the origin alone: the nginx origin in the HTTP/1.1 scenarios, the echo server in the
+                      WebSocket ones; it does not run in the HTTP/2 scenarios)
   --rounds N          interleaved rounds (default 3)
   --duration S        seconds per measured run (default 10)
   --warmup S          seconds of unrecorded warm-up before each run (default 2)
   --connections C     wrk connections (default 64)
   --h2-clients C      h2load connections, -c (default 16)
   --h2-streams M      h2load concurrent streams per connection, -m (default 10)
+  --ws-connections N  WebSocket connections, each with one message in flight (default 64)
   --quick             1 round of 3 s runs with 1 s warm-ups (explicit options still win)
   --proxy-cpu N       the CPU the proxies run on (default 0)
-  --load-cpu N        the CPU wrk and the origin run on (default 1)
+  --load-cpu N        the CPU the load generator and the origin (or echo server) run on (default 1)
   --out-dir DIR       where the report goes (default docs/reports)
   --install           install missing tools with apt-get (as root; also when CI is set)
   --keep-tmp          keep the temporary directory (configs, logs) after the run
@@ -88,6 +105,7 @@ interface Options {
   readonly connections: number;
   readonly h2Clients: number;
   readonly h2Streams: number;
+  readonly wsConnections: number;
   readonly scenarios: readonly ScenarioName[];
   readonly targets: readonly TargetName[];
   readonly proxyCpu: number;
@@ -112,6 +130,7 @@ function parseOptions(argv: readonly string[]): Options | null {
       connections: { type: 'string' },
       'h2-clients': { type: 'string' },
       'h2-streams': { type: 'string' },
+      'ws-connections': { type: 'string' },
       only: { type: 'string' },
       quick: { type: 'boolean', default: false },
       'proxy-cpu': { type: 'string' },
@@ -144,10 +163,18 @@ function parseOptions(argv: readonly string[]): Options | null {
   const quick = values.quick;
   let only: GroupName | null = null;
   if (values.only !== undefined) {
-    const group = { h1: 'h1', http1: 'h1', h2: 'h2', http2: 'h2' }[values.only];
+    const aliases: Record<string, GroupName> = {
+      h1: 'h1',
+      http1: 'h1',
+      h2: 'h2',
+      http2: 'h2',
+      ws: 'ws',
+      websocket: 'ws',
+    };
+    const group = Object.hasOwn(aliases, values.only) ? aliases[values.only] : undefined;
     if (group === undefined)
-      throw new UsageError(`--only: unknown group ${JSON.stringify(values.only)} (h1, h2)`);
-    only = group as GroupName;
+      throw new UsageError(`--only: unknown group ${JSON.stringify(values.only)} (h1, h2, ws)`);
+    only = group;
   }
   const scenarios = list('scenarios', values.scenarios, SCENARIOS).filter(
     (scenario) => only === null || SCENARIO_SPECS[scenario].group === only,
@@ -161,6 +188,7 @@ function parseOptions(argv: readonly string[]): Options | null {
     connections: integer('connections', values.connections, 64, 1),
     h2Clients: integer('h2-clients', values['h2-clients'], 16, 1),
     h2Streams: integer('h2-streams', values['h2-streams'], 10, 1),
+    wsConnections: integer('ws-connections', values['ws-connections'], 64, 1),
     scenarios,
     targets: list('targets', values.targets, TARGETS),
     proxyCpu: integer('proxy-cpu', values['proxy-cpu'], 0, 0),
@@ -169,8 +197,15 @@ function parseOptions(argv: readonly string[]): Options | null {
     install: values.install || Boolean(process.env.CI),
     keepTmp: values['keep-tmp'],
   };
-  if (options.targets.every((target) => target === 'direct') && !groupsOf(options.scenarios).includes('h1')) {
-    throw new UsageError('direct (the origin alone) serves only the HTTP/1.1 scenarios: add a proxy target');
+  const selectedGroups = groupsOf(options.scenarios);
+  if (
+    options.targets.every((target) => target === 'direct') &&
+    !selectedGroups.includes('h1') &&
+    !selectedGroups.includes('ws')
+  ) {
+    throw new UsageError(
+      'direct (the origin alone) serves only the HTTP/1.1 and WebSocket scenarios: add a proxy target',
+    );
   }
   if (options.proxyCpu === options.loadCpu) throw new UsageError('--proxy-cpu and --load-cpu must differ');
   if (Math.max(options.proxyCpu, options.loadCpu) >= availableParallelism()) {
@@ -223,12 +258,25 @@ function nginxTarget(
   };
 }
 
+/** The WebSocket echo server alone: `direct` in the WebSocket scenarios. */
+function echoTarget(echo: PinnedProcess, port: number): Target {
+  return {
+    name: 'direct',
+    ports: { ws: port },
+    process: echo,
+    cpuPids: () => [echo.pid],
+    memory: () => maxRss([echo.pid], 'VmHWM of the echo server'),
+    resetPeakMemory: () => resetPeakRss(echo.pid),
+  };
+}
+
 function zproxyTarget(instance: ZproxyInstance): Target {
   const ports: Partial<Record<LoadProtocol, number>> = { http1: instance.port };
   if (instance.tlsPort !== null) {
     ports.h2c = instance.port;
     ports.h2 = instance.tlsPort;
   }
+  if (instance.websocket) ports.ws = instance.port;
   return {
     name: 'zproxy',
     ports,
@@ -315,10 +363,11 @@ async function preflight(target: Target, certificate: CertificateFiles | null): 
     ['/small', (body) => body.toString('latin1') === SMALL_BODY, `${JSON.stringify(SMALL_BODY)}`],
     ['/64k', (body) => body.length === LARGE_SIZE, `${LARGE_SIZE} bytes`],
   ];
-  const checks: [LoadProtocol, number][] = Object.entries(target.ports).map(([protocol, port]) => [
-    protocol as LoadProtocol,
-    port,
-  ]);
+  const checks: ['http1' | 'h2c' | 'h2', number][] = [];
+  for (const protocol of ['http1', 'h2c', 'h2'] as const) {
+    const port = target.ports[protocol];
+    if (port !== undefined) checks.push([protocol, port]);
+  }
   if (target.name === 'zproxy' && target.ports.h2 !== undefined) {
     checks.push(['http1', target.ports.h2], ['h2c', target.ports.h2]);
   }
@@ -341,6 +390,13 @@ async function preflight(target: Target, certificate: CertificateFiles | null): 
       }
     }
   }
+  if (target.ports.ws !== undefined) {
+    try {
+      await checkWebSocketEcho(target.ports.ws, WS_PATH);
+    } catch (error) {
+      throw new Error(`${target.name}: ${(error as Error).message}`);
+    }
+  }
 }
 
 // ---- machine ----------------------------------------------------------------------------------------
@@ -350,7 +406,17 @@ function commandOutput(command: string, args: readonly string[]): string {
   return `${result.stdout ?? ''}${result.stderr ?? ''}`.trim();
 }
 
-function machineInfo(http2: boolean): MachineInfo {
+/** The version of an installed npm package (from its package.json); 'unknown' when it cannot be read. */
+function packageVersion(name: string): string {
+  try {
+    const json = JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8'));
+    return typeof json.version === 'string' ? json.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+function machineInfo(groups: readonly GroupName[]): MachineInfo {
   let cpuModel = cpus()[0]?.model ?? 'unknown';
   try {
     const match = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
@@ -367,10 +433,13 @@ function machineInfo(http2: boolean): MachineInfo {
     kernel: `${type()} ${release()}`,
     node: commandOutput(nodeBinary(ROOT), ['--version']),
     nginx: commandOutput(NGINX_BIN, ['-v']).replace(/^nginx version:\s*/, ''),
-    wrk: commandOutput('wrk', ['-v'])
-      .split('\n')[0]!
-      .replace(/\s*Copyright.*$/, ''),
-    h2load: http2 ? commandOutput('h2load', ['--version']).split('\n')[0]! : null,
+    wrk: groups.includes('h1')
+      ? commandOutput('wrk', ['-v'])
+          .split('\n')[0]!
+          .replace(/\s*Copyright.*$/, '')
+      : null,
+    h2load: groups.includes('h2') ? commandOutput('h2load', ['--version']).split('\n')[0]! : null,
+    ws: groups.includes('ws') ? packageVersion('ws') : null,
     commit: dirty ? `${commit} + uncommitted changes in src/` : commit,
   };
 }
@@ -389,11 +458,14 @@ function progressLine(run: RunRecord, rounds: number): string {
   const percent = (value: number | null): string => (value === null ? '?' : `${Math.round(value * 100)} %`);
   const other = `  other load ${percent(run.otherLoad.proxyCpu)} / ${percent(run.otherLoad.loadCpu)}`;
   const disturbed = isDisturbed(run) ? ' DISTURBED' : '';
+  const unit = unitOf(run.scenario);
+  const busy = loadCpuBusy(run);
+  const load = `  load CPU ${percent(busy)}${isLoadSaturated(run) ? ' (saturated)' : ''}`;
   return (
     `[round ${run.round}/${rounds}] ${run.scenario.padEnd(9)} ${run.target.padEnd(6)} ` +
-    `${Math.round(run.requestsPerSecond).toLocaleString('en-US').padStart(9)} req/s  ` +
+    `${Math.round(run.requestsPerSecond).toLocaleString('en-US').padStart(9)} ${unit}/s  ` +
     `p50 ${(run.latencyUs.p50 / 1000).toFixed(2)} ms  p99 ${(run.latencyUs.p99 / 1000).toFixed(2)} ms  ` +
-    `cpu ${Math.round(run.cpuFraction * 100)} %  ${perCore} req/s per core${other}${disturbed}${errors}`
+    `cpu ${Math.round(run.cpuFraction * 100)} %  ${perCore} ${unit}/s per core${load}${other}${disturbed}${errors}`
   );
 }
 
@@ -411,7 +483,8 @@ async function main(): Promise<number> {
   }
   const groups = groupsOf(options.scenarios);
   const http2 = groups.includes('h2');
-  if (!ensureTools(options.install, http2)) return 1;
+  const websocket = groups.includes('ws');
+  if (!ensureTools(options.install, groups)) return 1;
   if (options.targets.includes('zproxy')) {
     try {
       ensureBuilt(ROOT);
@@ -436,7 +509,7 @@ async function main(): Promise<number> {
   let failed = false;
   try {
     const clockTicks = clockTicksPerSecond();
-    const machine = machineInfo(http2);
+    const machine = machineInfo(groups);
     const startedAt = new Date();
 
     const originDir = join(tmp, 'origin');
@@ -451,6 +524,15 @@ async function main(): Promise<number> {
     );
     started.push(origin);
     const originWorkers = (): number[] => origin.workerPids();
+    // The WebSocket upstream: the echo server, on the load CPU like the origin.
+    const echoPort = websocket ? await freePort() : null;
+    const echo = echoPort === null ? null : await startEchoServer(tmp, echoPort, options.loadCpu);
+    if (echo !== null) started.push(echo);
+    /** What the load generator shares its CPU with in a group: the echo server for WebSocket. */
+    const originOf = (group: GroupName): { process: PinnedProcess; pids: () => number[] } =>
+      group === 'ws' && echo !== null
+        ? { process: echo, pids: () => [echo.pid] }
+        : { process: origin.process, pids: originWorkers };
     // Every request in flight may hold an upstream connection: both proxies may keep that many idle.
     const upstreamKeepalive = Math.max(
       64,
@@ -464,9 +546,12 @@ async function main(): Promise<number> {
       if (name === 'direct') {
         if (groups.includes('h1'))
           targets.push(nginxTarget('direct', origin, { http1: originPort }, originWorkers));
+        // A second `direct`: the echo server alone, for the WebSocket scenarios.
+        if (echo !== null && echoPort !== null) targets.push(echoTarget(echo, echoPort));
       } else if (name === 'nginx') {
         const dir = join(tmp, 'nginx');
         const ports: Partial<Record<LoadProtocol, number>> = { http1: await freePort() };
+        if (echoPort !== null) ports.ws = ports.http1;
         if (certificate !== null) {
           ports.h2c = await freePort();
           ports.h2 = await freePort();
@@ -480,7 +565,7 @@ async function main(): Promise<number> {
                 certFile: certificate.certFile,
                 keyFile: certificate.keyFile,
               };
-        const config = proxyConfig(dir, ports.http1!, originPort, upstreamKeepalive, listeners);
+        const config = proxyConfig(dir, ports.http1!, originPort, upstreamKeepalive, listeners, echoPort);
         const proxy = await NginxInstance.start('nginx (proxy)', dir, config, ports.http1!, options.proxyCpu);
         started.push(proxy);
         for (const port of [ports.h2c, ports.h2])
@@ -496,7 +581,13 @@ async function main(): Promise<number> {
         const zproxy = await ZproxyInstance.start(
           ROOT,
           dir,
-          { port: await freePort(), originPort, idleUpstreamConnections: upstreamKeepalive, tls },
+          {
+            port: await freePort(),
+            originPort,
+            idleUpstreamConnections: upstreamKeepalive,
+            tls,
+            wsOriginPort: echoPort,
+          },
           options.proxyCpu,
         );
         started.push(zproxy);
@@ -514,18 +605,22 @@ async function main(): Promise<number> {
     const load = [
       ...(groups.includes('h1') ? [`wrk ${options.connections} connections`] : []),
       ...(http2 ? [`h2load ${options.h2Clients} connections × ${options.h2Streams} streams`] : []),
+      ...(websocket ? [`ws-load ${options.wsConnections} connections`] : []),
     ].join(', ');
+    // `direct` may be two targets (the HTTP origin and the echo server): one name.
+    const targetNames = [...new Set(targets.map((target) => target.name))];
     console.error(
       `bench: ${options.rounds} round(s) × ${runsPerRound} run(s) (${options.scenarios.join(', ')} × ` +
-        `${targets.map((target) => target.name).join(', ')}), ${options.durationS} s runs after ` +
+        `${targetNames.join(', ')}), ${options.durationS} s runs after ` +
         `${options.warmupS} s warm-ups, ${load}; about ` +
         `${Math.ceil((options.rounds * runsPerRound * (options.durationS + options.warmupS + 1)) / 60)} min`,
     );
     const runs: RunRecord[] = [];
     const memory: Partial<Record<GroupName, Partial<Record<TargetName, MemoryRecord>>>> = {};
-    // One group after the other (HTTP/1.1, then HTTP/2), each with its own interleaved rounds, so that each
-    // group's peak memory is its own.
+    // One group after the other (HTTP/1.1, then HTTP/2, then WebSocket), each with its own interleaved
+    // rounds, so that each group's peak memory is its own.
     for (const group of groups) {
+      const groupOrigin = originOf(group);
       const groupScenarios = options.scenarios.filter((scenario) => SCENARIO_SPECS[scenario].group === group);
       const groupTargets = targets.filter((target) =>
         groupScenarios.some((scenario) => target.ports[SCENARIO_SPECS[scenario].protocol] !== undefined),
@@ -548,6 +643,18 @@ async function main(): Promise<number> {
                   signal: abort.signal,
                 });
               }
+              if (spec.tool === 'ws-load') {
+                return runWsLoad({
+                  port,
+                  path: spec.path,
+                  connections: options.wsConnections,
+                  messageBytes: spec.message!.bytes,
+                  binary: spec.message!.binary,
+                  durationS,
+                  cpu: options.loadCpu,
+                  signal: abort.signal,
+                });
+              }
               return runH2load({
                 url: `${spec.protocol === 'h2' ? 'https' : 'http'}://127.0.0.1:${port}${spec.path}`,
                 clients: options.h2Clients,
@@ -560,7 +667,7 @@ async function main(): Promise<number> {
             };
             if (options.warmupS > 0) await runLoad(options.warmupS, false);
             const pids = target.cpuPids();
-            const originPids = originWorkers();
+            const originPids = groupOrigin.pids();
             const before = { target: cpuTicks(pids), origin: cpuTicks(originPids) };
             const cpuBefore = readCpuTimes();
             const wallStart = performance.now();
@@ -569,7 +676,7 @@ async function main(): Promise<number> {
             const cpuAfter = readCpuTimes();
             const ticks = cpuTicks(pids) - before.target;
             const originTicks = cpuTicks(originPids) - before.origin;
-            for (const service of [target.process, origin.process]) {
+            for (const service of [target.process, groupOrigin.process]) {
               if (!service.alive) {
                 throw new Error(
                   `${service.name} exited during the run (${service.exitDescription}):\n${service.logTail()}`,
@@ -584,7 +691,8 @@ async function main(): Promise<number> {
               const used = b.busy - a.busy + (b.steal - a.steal) - known;
               return Math.max(0, used) / (clockTicks * wallSeconds);
             };
-            // The proxies run on the proxy CPU; the origin and wrk on the load CPU (direct measures the origin).
+            // The proxies run on the proxy CPU; the origin (or echo server) and the load generator on the load
+            // CPU (direct measures the origin).
             const proxyCpuKnown = target.name === 'direct' ? 0 : ticks;
             const loadCpuKnown = result.cpuTicks === null ? null : originTicks + result.cpuTicks;
             const cpuFraction = ticks / (clockTicks * result.seconds);
@@ -634,12 +742,13 @@ async function main(): Promise<number> {
       connections: options.connections,
       h2Clients: options.h2Clients,
       h2Streams: options.h2Streams,
+      wsConnections: options.wsConnections,
       upstreamKeepalive,
       proxyCpu: options.proxyCpu,
       loadCpu: options.loadCpu,
       scenarios: options.scenarios,
-      // The targets that ran (direct only with HTTP/1.1 scenarios).
-      targets: targets.map((target) => target.name),
+      // The targets that ran (direct only with HTTP/1.1 and WebSocket scenarios).
+      targets: targetNames,
       clockTicksPerSecond: clockTicks,
     };
     const date = localDate(startedAt);
@@ -653,7 +762,7 @@ async function main(): Promise<number> {
       memory,
     };
     mkdirSync(options.outDir, { recursive: true });
-    const base = `${date}-${groups.map((group) => (group === 'h1' ? 'http1' : 'http2')).join('-')}`;
+    const base = `${date}-${groups.map((group) => GROUP_FILE_NAMES[group]).join('-')}`;
     const jsonFile = join(options.outDir, `${base}.json`);
     const markdownFile = join(options.outDir, `${base}.md`);
     writeFileSync(jsonFile, `${JSON.stringify(result, null, 2)}\n`);

@@ -78,7 +78,9 @@ export interface NginxHttp2Listeners {
 
 /**
  * The reference proxy: everything to the origin over pooled HTTP/1.1 keep-alive connections; with
- * `http2`, the same server also listens for h2c and for HTTP/2 over TLS on ports of their own.
+ * `http2`, the same server also listens for h2c and for HTTP/2 over TLS on ports of their own; with
+ * `wsOriginPort`, `/ws` (on every listener) is proxied as a WebSocket (HTTP/1.1 Upgrade, then a tunnel) to
+ * the echo server on that port.
  */
 export function proxyConfig(
   dir: string,
@@ -86,6 +88,7 @@ export function proxyConfig(
   originPort: number,
   idleUpstreamConnections: number,
   http2: NginxHttp2Listeners | null = null,
+  wsOriginPort: number | null = null,
 ): string {
   const http2Lines =
     http2 === null
@@ -97,6 +100,29 @@ export function proxyConfig(
     # nginx 1.22's default leaves TLS 1.3 out; zproxy accepts TLS 1.2 and 1.3.
     ssl_protocols TLSv1.2 TLSv1.3;
 `;
+  // nginx's documented WebSocket set-up: HTTP/1.1 to the upstream, the Upgrade asked for passed on, and
+  // timeouts long enough that a quiet tunnel is not cut during a run. Upgraded connections are not pooled.
+  const wsUpstream =
+    wsOriginPort === null
+      ? ''
+      : `
+  upstream ws_echo {
+    server 127.0.0.1:${wsOriginPort};
+  }
+`;
+  const wsLocation =
+    wsOriginPort === null
+      ? ''
+      : `
+    location = /ws {
+      proxy_pass http://ws_echo;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_read_timeout 3600s;
+      proxy_send_timeout 3600s;
+    }
+`;
   return `${commonHead(dir)}
 http {
 ${commonHttp(dir)}
@@ -105,7 +131,7 @@ ${commonHttp(dir)}
     keepalive ${idleUpstreamConnections};
     keepalive_requests 1000000;
   }
-
+${wsUpstream}
   server {
     listen 127.0.0.1:${port};
 ${http2Lines}
@@ -114,7 +140,7 @@ ${http2Lines}
       proxy_http_version 1.1;
       proxy_set_header Connection "";
     }
-  }
+${wsLocation}  }
 }
 `;
 }

@@ -5,23 +5,50 @@ import type { LoadResult } from './load-tool.ts';
 export const TARGETS = ['direct', 'nginx', 'zproxy'] as const;
 export type TargetName = (typeof TARGETS)[number];
 
-export const SCENARIOS = ['small', '64k', 'close', 'h2c-small', 'h2c-64k', 'h2-small', 'h2-64k'] as const;
+export const SCENARIOS = [
+  'small',
+  '64k',
+  'close',
+  'h2c-small',
+  'h2c-64k',
+  'h2-small',
+  'h2-64k',
+  'ws-small',
+  'ws-16k',
+] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
-/** Scenario groups, selectable with `--only`: HTTP/1.1 (wrk) and HTTP/2 (h2load). */
-export const GROUPS = ['h1', 'h2'] as const;
+/**
+ * Scenario groups, selectable with `--only`: HTTP/1.1 (wrk), HTTP/2 (h2load), WebSocket over HTTP/1.1
+ * (bench/lib/ws-load-client.ts against a `ws` echo server).
+ */
+export const GROUPS = ['h1', 'h2', 'ws'] as const;
 export type GroupName = (typeof GROUPS)[number];
 
-/** How the load generator talks to the target: HTTP/1.1, HTTP/2 with prior knowledge, HTTP/2 over TLS. */
-export type LoadProtocol = 'http1' | 'h2c' | 'h2';
+/** The group's name in report file names and titles. */
+export const GROUP_FILE_NAMES: Record<GroupName, string> = { h1: 'http1', h2: 'http2', ws: 'websocket' };
+export const GROUP_TITLES: Record<GroupName, string> = { h1: 'HTTP/1.1', h2: 'HTTP/2', ws: 'WebSocket' };
+
+/**
+ * How the load generator talks to the target: HTTP/1.1, HTTP/2 with prior knowledge, HTTP/2 over TLS,
+ * WebSocket (an HTTP/1.1 Upgrade, then frames).
+ */
+export type LoadProtocol = 'http1' | 'h2c' | 'h2' | 'ws';
 
 export interface ScenarioSpec {
   readonly group: GroupName;
   readonly protocol: LoadProtocol;
-  readonly tool: 'wrk' | 'h2load';
+  readonly tool: 'wrk' | 'h2load' | 'ws-load';
   readonly path: string;
   readonly closeConnections: boolean;
+  /** The message each WebSocket connection sends and gets back (ws-load scenarios); null for HTTP. */
+  readonly message: { readonly bytes: number; readonly binary: boolean } | null;
   readonly title: string;
+}
+
+/** What one unit of the scenario's throughput is: a request (HTTP) or a round trip (WebSocket echo). */
+export function unitOf(scenario: ScenarioName): 'req' | 'msg' {
+  return SCENARIO_SPECS[scenario].group === 'ws' ? 'msg' : 'req';
 }
 
 export const SCENARIO_SPECS: Record<ScenarioName, ScenarioSpec> = {
@@ -31,6 +58,7 @@ export const SCENARIO_SPECS: Record<ScenarioName, ScenarioSpec> = {
     tool: 'wrk',
     path: '/small',
     closeConnections: false,
+    message: null,
     title: '13-byte response, keep-alive',
   },
   '64k': {
@@ -39,6 +67,7 @@ export const SCENARIO_SPECS: Record<ScenarioName, ScenarioSpec> = {
     tool: 'wrk',
     path: '/64k',
     closeConnections: false,
+    message: null,
     title: '64 KiB response, keep-alive',
   },
   close: {
@@ -47,6 +76,7 @@ export const SCENARIO_SPECS: Record<ScenarioName, ScenarioSpec> = {
     tool: 'wrk',
     path: '/small',
     closeConnections: true,
+    message: null,
     title: '13-byte response, one connection per request (`Connection: close`)',
   },
   'h2c-small': {
@@ -55,6 +85,7 @@ export const SCENARIO_SPECS: Record<ScenarioName, ScenarioSpec> = {
     tool: 'h2load',
     path: '/small',
     closeConnections: false,
+    message: null,
     title: '13-byte response, HTTP/2 with prior knowledge (h2c)',
   },
   'h2c-64k': {
@@ -63,6 +94,7 @@ export const SCENARIO_SPECS: Record<ScenarioName, ScenarioSpec> = {
     tool: 'h2load',
     path: '/64k',
     closeConnections: false,
+    message: null,
     title: '64 KiB response, HTTP/2 with prior knowledge (h2c)',
   },
   'h2-small': {
@@ -71,6 +103,7 @@ export const SCENARIO_SPECS: Record<ScenarioName, ScenarioSpec> = {
     tool: 'h2load',
     path: '/small',
     closeConnections: false,
+    message: null,
     title: '13-byte response, HTTP/2 over TLS (ALPN h2)',
   },
   'h2-64k': {
@@ -79,7 +112,26 @@ export const SCENARIO_SPECS: Record<ScenarioName, ScenarioSpec> = {
     tool: 'h2load',
     path: '/64k',
     closeConnections: false,
+    message: null,
     title: '64 KiB response, HTTP/2 over TLS (ALPN h2)',
+  },
+  'ws-small': {
+    group: 'ws',
+    protocol: 'ws',
+    tool: 'ws-load',
+    path: '/ws',
+    closeConnections: false,
+    message: { bytes: 32, binary: false },
+    title: 'WebSocket echo, 32-byte text messages',
+  },
+  'ws-16k': {
+    group: 'ws',
+    protocol: 'ws',
+    tool: 'ws-load',
+    path: '/ws',
+    closeConnections: false,
+    message: { bytes: 16 * 1024, binary: true },
+    title: 'WebSocket echo, 16 KiB binary messages',
   },
 };
 
@@ -100,6 +152,7 @@ export interface RunRecord
     | 'negotiatedProtocol'
     | 'tls'
   > {
+  // For WebSocket scenarios, `requests` are round trips (a message and its echo), `latencyUs` their times.
   readonly round: number;
   readonly scenario: ScenarioName;
   readonly target: TargetName;
@@ -107,9 +160,12 @@ export interface RunRecord
   readonly cpuFraction: number;
   /** requestsPerSecond / cpuFraction; null when no CPU time was measured. */
   readonly requestsPerCore: number | null;
-  /** The origin worker's CPU fraction in the same run (it shares its core with wrk). */
+  /**
+   * The origin's CPU fraction in the same run (it shares its core with the load generator): the nginx
+   * origin worker, or the echo server for WebSocket scenarios.
+   */
   readonly originCpuFraction: number;
-  /** The load generator's (wrk's or h2load's) own CPU fraction; null when it could not be read. */
+  /** The load generator's (wrk's, h2load's, ws-load's) own CPU fraction; null when it could not be read. */
   readonly loadGeneratorCpuFraction: number | null;
   /**
    * CPU time on the proxy CPU and on the load CPU that no process of the bench used (other processes on the
@@ -127,6 +183,23 @@ export function isDisturbed(run: RunRecord): boolean {
   return proxyCpu > DISTURBANCE_LIMIT || (run.otherLoad.loadCpu ?? 0) > DISTURBANCE_LIMIT;
 }
 
+/** A load CPU this busy (origin + load generator + others, as a fraction of one core) is the limit. */
+export const SATURATION_LIMIT = 0.9;
+
+/**
+ * How busy the load CPU was during a run: the origin's, the load generator's and other processes' CPU
+ * fractions added up; null when the generator's or the others' share could not be read.
+ */
+export function loadCpuBusy(run: RunRecord): number | null {
+  if (run.loadGeneratorCpuFraction === null || run.otherLoad.loadCpu === null) return null;
+  return run.originCpuFraction + run.loadGeneratorCpuFraction + run.otherLoad.loadCpu;
+}
+
+/** True when the load CPU was the limit: the target may have been able to do more than it was asked. */
+export function isLoadSaturated(run: RunRecord): boolean {
+  return (loadCpuBusy(run) ?? 0) >= SATURATION_LIMIT;
+}
+
 export interface MemoryRecord {
   /** The figure the report uses, in KiB. */
   readonly peakRssKiB: number;
@@ -142,9 +215,12 @@ export interface MachineInfo {
   readonly kernel: string;
   readonly node: string;
   readonly nginx: string;
-  readonly wrk: string;
+  /** wrk's version; null when no HTTP/1.1 scenario ran. */
+  readonly wrk: string | null;
   /** h2load's version; null when no HTTP/2 scenario ran. */
   readonly h2load: string | null;
+  /** The `ws` package's version (the echo server); null when no WebSocket scenario ran. */
+  readonly ws: string | null;
   readonly commit: string;
 }
 
@@ -157,6 +233,8 @@ export interface MethodInfo {
   /** h2load connections (`-c`) and concurrent streams per connection (`-m`) (HTTP/2 scenarios). */
   readonly h2Clients: number;
   readonly h2Streams: number;
+  /** WebSocket connections of the load generator (WebSocket scenarios). */
+  readonly wsConnections: number;
   /** Idle upstream connections each proxy keeps (nginx `keepalive`, zproxy `max_idle_per_target`). */
   readonly upstreamKeepalive: number;
   readonly proxyCpu: number;
@@ -206,6 +284,10 @@ export interface TargetSummary {
   readonly requestsPerCore: Spread | null;
   readonly originCpuFraction: number;
   readonly loadGeneratorCpuFraction: number | null;
+  /** Median of the runs' load CPU use (origin + load generator + others); null when unknown. */
+  readonly loadCpuBusy: number | null;
+  /** Runs in which the load CPU was the limit (see isLoadSaturated). */
+  readonly saturatedRuns: number;
   /** Median CPU use by other processes on the proxy CPU and the load CPU. */
   readonly otherLoad: { readonly proxyCpu: number | null; readonly loadCpu: number | null };
   readonly errorCount: number;
@@ -213,6 +295,11 @@ export interface TargetSummary {
   /** Same-round ratios to nginx: req/s per core, raw req/s, p99 latency. */
   readonly toNginx: {
     readonly perCore: Spread | null;
+    readonly raw: Spread | null;
+    readonly p99: Spread | null;
+  };
+  /** Same-round ratios to direct (the origin alone): raw req/s, p99 latency. */
+  readonly toDirect: {
     readonly raw: Spread | null;
     readonly p99: Spread | null;
   };
@@ -246,6 +333,7 @@ export function summarize(
   const runs = runsOf(result, scenario, target);
   if (runs.length === 0) return null;
   const nginx = runsOf(result, scenario, 'nginx');
+  const direct = runsOf(result, scenario, 'direct');
   const perCore = runs.flatMap((run) => (run.requestsPerCore === null ? [] : [run.requestsPerCore]));
   const medianOf = (pick: (run: RunRecord) => number | null): number | null => {
     const values = runs.flatMap((run) => {
@@ -264,6 +352,8 @@ export function summarize(
     requestsPerCore: spread(perCore),
     originCpuFraction: median(runs.map((run) => run.originCpuFraction)),
     loadGeneratorCpuFraction: medianOf((run) => run.loadGeneratorCpuFraction),
+    loadCpuBusy: medianOf(loadCpuBusy),
+    saturatedRuns: runs.filter(isLoadSaturated).length,
     otherLoad: {
       proxyCpu: medianOf((run) => run.otherLoad.proxyCpu),
       loadCpu: medianOf((run) => run.otherLoad.loadCpu),
@@ -274,6 +364,10 @@ export function summarize(
       perCore: spread(pairedRatios(runs, nginx, (run) => run.requestsPerCore)),
       raw: spread(pairedRatios(runs, nginx, (run) => run.requestsPerSecond)),
       p99: spread(pairedRatios(runs, nginx, (run) => run.latencyUs.p99)),
+    },
+    toDirect: {
+      raw: spread(pairedRatios(runs, direct, (run) => run.requestsPerSecond)),
+      p99: spread(pairedRatios(runs, direct, (run) => run.latencyUs.p99)),
     },
   };
 }
@@ -293,15 +387,17 @@ const RSS_LIMIT_MIB = 100;
 
 export function checkTargets(result: BenchResult): TargetCheck[] {
   const checks: TargetCheck[] = [];
+  /** A ratio of zproxy to `reference` with its limit, or with no limit (`null`: measured, no goal yet). */
   const ratioCheck = (
     goal: string,
     scenario: ScenarioName,
     pick: (s: TargetSummary) => Spread | null,
-    limit: number,
+    limit: number | null,
     atLeast: boolean,
+    reference: TargetName = 'nginx',
   ): void => {
     const summary = summarize(result, scenario, 'zproxy');
-    const limitText = `${atLeast ? '≥' : '≤'} ${limit.toFixed(2)}`;
+    const limitText = limit === null ? '—' : `${atLeast ? '≥' : '≤'} ${limit.toFixed(2)}`;
     if (summary === null) {
       checks.push({
         goal,
@@ -317,13 +413,12 @@ export function checkTargets(result: BenchResult): TargetCheck[] {
         goal,
         limit: limitText,
         measured: '–',
-        verdict: `not measured (no nginx ${scenario} runs)`,
+        verdict: `not measured (no ${reference} ${scenario} runs)`,
       });
       return;
     }
-    const ok = atLeast ? ratio.median >= limit : ratio.median <= limit;
     const involved = result.runs.filter(
-      (run) => run.scenario === scenario && (run.target === 'zproxy' || run.target === 'nginx'),
+      (run) => run.scenario === scenario && (run.target === 'zproxy' || run.target === reference),
     );
     const notes = [
       ...(involved.some((run) => run.errorCount > 0) ? ['runs had errors'] : []),
@@ -334,7 +429,10 @@ export function checkTargets(result: BenchResult): TargetCheck[] {
       goal,
       limit: limitText,
       measured: formatRatio(ratio),
-      verdict: `${ok ? 'PASS' : 'MISS'}${errors}`,
+      verdict:
+        limit === null
+          ? `no goal yet${errors}`
+          : `${(atLeast ? ratio.median >= limit : ratio.median <= limit) ? 'PASS' : 'MISS'}${errors}`,
     });
   };
   // A group's goals are listed when any of its scenarios ran.
@@ -347,6 +445,36 @@ export function checkTargets(result: BenchResult): TargetCheck[] {
   if (groups.includes('h2')) {
     ratioCheck('h2c-small: req/s per core, zproxy ÷ nginx', 'h2c-small', (s) => s.toNginx.perCore, 0.4, true);
     ratioCheck('h2-small: req/s per core, zproxy ÷ nginx', 'h2-small', (s) => s.toNginx.perCore, 0.4, true);
+  }
+  if (groups.includes('ws')) {
+    // Issue 4 asks for these figures without limits: they are reported, not judged.
+    for (const scenario of result.method.scenarios.filter((name) => SCENARIO_SPECS[name].group === 'ws')) {
+      ratioCheck(
+        `${scenario}: msg/s, zproxy ÷ direct`,
+        scenario,
+        (s) => s.toDirect.raw,
+        null,
+        true,
+        'direct',
+      );
+      ratioCheck(
+        `${scenario}: p99 round trip, zproxy ÷ direct`,
+        scenario,
+        (s) => s.toDirect.p99,
+        null,
+        false,
+        'direct',
+      );
+      ratioCheck(
+        `${scenario}: msg/s per core, zproxy ÷ nginx`,
+        scenario,
+        (s) => s.toNginx.perCore,
+        null,
+        true,
+      );
+      ratioCheck(`${scenario}: msg/s, zproxy ÷ nginx`, scenario, (s) => s.toNginx.raw, null, true);
+      ratioCheck(`${scenario}: p99 round trip, zproxy ÷ nginx`, scenario, (s) => s.toNginx.p99, null, false);
+    }
   }
   if (!groups.includes('h1')) return checks;
   // The memory goal is issue 2's, for HTTP/1.1; the HTTP/2 figures are in the tables.
@@ -410,6 +538,10 @@ function table(header: readonly string[], rows: readonly (readonly string[])[]):
 
 /** The results of one scenario as a Markdown table (also printed by the bench at the end). */
 export function scenarioTable(result: BenchResult, scenario: ScenarioName): string {
+  const unit = unitOf(scenario);
+  // WebSocket scenarios also compare with the upstream alone (HTTP/1.1's direct has no such column).
+  const withDirect = SCENARIO_SPECS[scenario].group === 'ws';
+  const ratio = (value: Spread | null): string => (value === null ? '–' : formatRatio(value));
   const rows: string[][] = [];
   for (const target of result.method.targets) {
     const s = summarize(result, scenario, target);
@@ -423,21 +555,23 @@ export function scenarioTable(result: BenchResult, scenario: ScenarioName): stri
       formatPercent(s.cpuFraction),
       s.requestsPerCore === null ? '–' : formatSpread(s.requestsPerCore, formatCount),
       memory === undefined ? '–' : formatMiB(memory.peakRssKiB),
-      s.toNginx.perCore === null ? '–' : formatRatio(s.toNginx.perCore),
-      s.toNginx.raw === null ? '–' : formatRatio(s.toNginx.raw),
+      ratio(s.toNginx.perCore),
+      ratio(s.toNginx.raw),
+      ...(withDirect ? [ratio(s.toDirect.raw), ratio(s.toDirect.p99)] : []),
     ]);
   }
   return table(
     [
       'target',
-      'req/s median (min–max)',
+      `${unit}/s median (min–max)`,
       'p50',
       'p99',
       'CPU used',
-      'req/s per core',
+      `${unit}/s per core`,
       'peak RSS',
       'ratio to nginx (per core)',
-      'ratio to nginx (req/s)',
+      `ratio to nginx (${unit}/s)`,
+      ...(withDirect ? [`ratio to direct (${unit}/s)`, 'p99 ratio to direct'] : []),
     ],
     rows,
   );
@@ -455,18 +589,40 @@ function cpuTable(result: BenchResult, scenario: ScenarioName): string {
       formatPercent(s.originCpuFraction),
       optional(s.loadGeneratorCpuFraction),
       optional(s.otherLoad.loadCpu),
+      `${optional(s.loadCpuBusy)}${s.saturatedRuns > 0 ? ' ‡' : ''}`,
       optional(s.otherLoad.proxyCpu),
     ]);
   }
+  const origin = SCENARIO_SPECS[scenario].group === 'ws' ? 'echo server' : 'origin';
   return table(
     [
       'target',
-      `origin (CPU ${loadCpu})`,
+      `${origin} (CPU ${loadCpu})`,
       `${SCENARIO_SPECS[scenario].tool} (CPU ${loadCpu})`,
       `other processes (CPU ${loadCpu})`,
+      `CPU ${loadCpu} in all`,
       `other processes (CPU ${proxyCpu})`,
     ],
     rows,
+  );
+}
+
+/** A sentence on the runs of `scenario` in which the load CPU was the limit; null when there were none. */
+function saturationText(result: BenchResult, scenario: ScenarioName): string | null {
+  const { loadCpu } = result.method;
+  const saturated: string[] = [];
+  for (const target of result.method.targets) {
+    const runs = runsOf(result, scenario, target);
+    const count = runs.filter(isLoadSaturated).length;
+    if (count > 0) saturated.push(`${target} (${count} of ${runs.length} runs)`);
+  }
+  if (saturated.length === 0) return null;
+  const unit = unitOf(scenario);
+  return (
+    `‡ CPU ${loadCpu} was saturated (at least ${formatPercent(SATURATION_LIMIT)} busy) for ${saturated.join(', ')}: ` +
+    `the origin and the load generator could not ask for more, so the ${unit}/s of these targets is a floor and ` +
+    `a ratio of ${unit}/s to them understates the faster side. The ${unit}/s per core figures (÷ the proxy's own ` +
+    'CPU) still compare what each proxy costs.'
   );
 }
 
@@ -505,7 +661,11 @@ export function renderMarkdown(result: BenchResult, jsonFileName: string): strin
   const groups = groupsOf(method.scenarios);
   const h1 = groups.includes('h1');
   const h2 = groups.includes('h2');
-  const title = groups.map((group) => (group === 'h1' ? 'HTTP/1.1' : 'HTTP/2')).join(' and ');
+  const ws = groups.includes('ws');
+  const http = h1 || h2;
+  const titles = groups.map((group) => GROUP_TITLES[group]);
+  const title =
+    titles.length > 1 ? `${titles.slice(0, -1).join(', ')} and ${titles[titles.length - 1]}` : titles[0];
   out.push(`# ${title} benchmark, ${result.date}`);
   out.push('');
   out.push(
@@ -526,8 +686,11 @@ export function renderMarkdown(result: BenchResult, jsonFileName: string): strin
         ['Kernel', machine.kernel],
         ['Node (zproxy)', machine.node],
         ['nginx', machine.nginx],
-        ['wrk', machine.wrk],
+        ...(machine.wrk === null ? [] : [['wrk', machine.wrk]]),
         ...(machine.h2load === null ? [] : [['h2load', machine.h2load]]),
+        ...(machine.ws === null
+          ? []
+          : [['ws (echo server)', `${machine.ws}; load: bench/lib/ws-load-client.ts on the same Node`]]),
         ['zproxy commit', machine.commit],
         ['Run', `${result.startedAt} to ${result.finishedAt}`],
       ],
@@ -537,11 +700,14 @@ export function renderMarkdown(result: BenchResult, jsonFileName: string): strin
   out.push('## Method');
   out.push('');
   const generators = [...(h1 ? ['wrk'] : []), ...(h2 ? ['h2load'] : [])].join(' or ');
+  const proxies = method.targets.filter((t) => t !== 'direct').join(', ') || 'none';
   out.push(
-    `- Each proxy under test (${method.targets.filter((t) => t !== 'direct').join(', ') || 'none'}) runs one ` +
-      `worker pinned to CPU ${method.proxyCpu} with \`taskset\`; ${generators} and the origin (nginx, one ` +
-      `worker, HTTP/1.1, \`/small\` = 13 bytes, \`/64k\` = 65536 bytes) share CPU ${method.loadCpu}.` +
-      `${h1 ? ' `direct` is wrk straight at the origin (HTTP/1.1 scenarios only).' : ''}`,
+    `- Each proxy under test (${proxies}) runs one worker pinned to CPU ${method.proxyCpu} with \`taskset\`.` +
+      (http
+        ? ` ${generators} and the origin (nginx, one worker, HTTP/1.1, \`/small\` = 13 bytes, \`/64k\` = 65536 ` +
+          `bytes) share CPU ${method.loadCpu}.` +
+          `${h1 ? ' `direct` is wrk straight at the origin (HTTP/1.1 scenarios only).' : ''}`
+        : ''),
   );
   if (h1) {
     out.push(
@@ -563,26 +729,46 @@ export function renderMarkdown(result: BenchResult, jsonFileName: string): strin
         'HTTP/1.1 origin.',
     );
   }
+  if (ws) {
+    out.push(
+      `- WebSocket: the upstream is an echo server on the \`ws\` package (a Node process of its own, ` +
+        `\`bench/lib/ws-echo-server.ts\`, no compression, no UTF-8 check of text), pinned to CPU ${method.loadCpu} ` +
+        `with the load generator \`bench/lib/ws-load-client.ts\` (Node). The client opens ` +
+        `${method.wsConnections} connections to \`ws://…/ws\` (no extensions offered); once all are open, each ` +
+        'connection sends a message, waits for its echo (checked byte for byte), records the round trip and ' +
+        'sends the next, for the whole run; a request in these tables is one round trip (msg/s = echoes per ' +
+        'second), p50/p99 are round-trip times (1 µs buckets below 2 ms, 0.1 % above). `direct` is the client ' +
+        'straight at the echo server. nginx proxies `/ws` with `proxy_http_version 1.1`, ' +
+        '`Upgrade $http_upgrade`, `Connection "upgrade"` and one-hour read and send timeouts; zproxy has a ' +
+        'route `/ws` to the echo server with `websocket` in `protocols`. Both carry the frames as they are ' +
+        '(an HTTP/1.1 Upgrade, then a byte tunnel). Before measuring, the bench checks each target with the ' +
+        "`ws` client: a text and a 1 MiB binary message come back unchanged and the client's close code " +
+        'and reason come back from the echo server.',
+    );
+  }
   out.push(
     `- Each run is preceded by a ${method.warmupS} s warm-up of the same target and scenario, not recorded.`,
   );
   out.push(
     `- Interleaved: ${method.rounds} round(s), each running every scenario (${method.scenarios.join(', ')}) ` +
       `against every target (${method.targets.join(', ')}) that serves it, in turn` +
-      `${groups.length > 1 ? ' (first all rounds of the HTTP/1.1 scenarios, then all rounds of the HTTP/2 ones)' : ''}; ` +
+      `${groups.length > 1 ? ` (group by group: first all rounds of the ${titles.join(' scenarios, then all rounds of the ')} scenarios)` : ''}; ` +
       'the proxies stay up for the whole bench. Figures are medians over the rounds, with min–max in brackets.',
   );
   out.push(
     '- CPU used = utime + stime of the measured processes (`/proc/<pid>/stat`, ' +
       `${method.clockTicksPerSecond} ticks/s) during the run ÷ the run's duration: 100 % is one fully used core. ` +
       'req/s per core = req/s ÷ CPU used. Measured processes: nginx = master + worker (the master is idle), ' +
-      'zproxy = the node process and any children, direct = the origin worker.',
+      `zproxy = the node process and any children, direct = the origin worker${ws ? ' (WebSocket: the echo server)' : ''}. ` +
+      `CPU ${method.loadCpu} in all = origin + load generator + other processes on that CPU; at ` +
+      `${formatPercent(SATURATION_LIMIT)} or more (‡) the load CPU was the limit.`,
   );
   out.push(
     `- Peak RSS = VmHWM at the end of ${groups.length > 1 ? "each group's" : 'the'} rounds, so it covers every ` +
-      'round: nginx = its worker, zproxy = the sum over its processes, direct = the origin worker.' +
+      'round: nginx = its worker, zproxy = the sum over its processes, direct = the origin worker' +
+      `${ws ? ' (WebSocket: the echo server)' : ''}.` +
       (groups.length > 1
-        ? ' The groups run one after the other (all HTTP/1.1 rounds, then all HTTP/2 rounds); before each ' +
+        ? ' The groups run one after the other; before each ' +
           "group the peak is reset to the current RSS (`/proc/<pid>/clear_refs`), so a group's figure is " +
           'the highest RSS during its rounds (at least what the process held when they started).'
         : ''),
@@ -593,18 +779,22 @@ export function renderMarkdown(result: BenchResult, jsonFileName: string): strin
       `processes and the load generator; for \`direct\` only CPU ${method.loadCpu} counts, as the bench leaves the other idle).`,
   );
   out.push(
-    '- Ratios to nginx are taken per round (same round, same scenario) and summarised as median (min–max). ' +
-      'nginx proxies with `proxy_http_version 1.1`, `Connection ""` and an upstream block with ' +
-      `\`keepalive ${method.upstreamKeepalive}\`; nginx keeps client and upstream connections for up to ` +
-      '1,000,000 requests (`keepalive_requests`), and logs no access. zproxy keeps up to ' +
-      `${method.upstreamKeepalive} idle upstream connections (\`upstream_defaults.max_idle_per_target\`).`,
+    `- Ratios to nginx${ws ? ' (and, for WebSocket, to direct)' : ''} are taken per round (same round, same ` +
+      'scenario) and summarised as median (min–max). ' +
+      (http
+        ? 'nginx proxies HTTP with `proxy_http_version 1.1`, `Connection ""` and an upstream block with ' +
+          `\`keepalive ${method.upstreamKeepalive}\`; nginx keeps client and upstream connections for up to ` +
+          '1,000,000 requests (`keepalive_requests`), and logs no access. zproxy keeps up to ' +
+          `${method.upstreamKeepalive} idle upstream connections (\`upstream_defaults.max_idle_per_target\`).`
+        : 'Neither nginx nor zproxy logs access.'),
   );
   out.push('');
   out.push('## Results');
   for (const scenario of method.scenarios) {
     const spec = SCENARIO_SPECS[scenario];
     out.push('');
-    out.push(`### ${scenario}: ${spec.title}, \`GET ${spec.path}\``);
+    const request = spec.message === null ? `GET ${spec.path}` : `ws://…${spec.path}`;
+    out.push(`### ${scenario}: ${spec.title}, \`${request}\``);
     out.push('');
     out.push(scenarioTable(result, scenario));
     const negotiated = negotiatedText(result, scenario);
@@ -614,12 +804,18 @@ export function renderMarkdown(result: BenchResult, jsonFileName: string): strin
     }
     out.push('');
     out.push(
-      `Other CPU use in the same runs (medians). The origin and ${spec.tool} share CPU ${method.loadCpu}; ` +
+      `Other CPU use in the same runs (medians). The ${spec.group === 'ws' ? 'echo server' : 'origin'} and ` +
+        `${spec.tool} share CPU ${method.loadCpu}; ` +
         '"other processes" is CPU time that no process of the bench used (other users of the machine, ' +
         'hypervisor steal).',
     );
     out.push('');
     out.push(cpuTable(result, scenario));
+    const saturation = saturationText(result, scenario);
+    if (saturation !== null) {
+      out.push('');
+      out.push(saturation);
+    }
   }
   out.push('');
   out.push('## Targets');

@@ -3,10 +3,15 @@ import { spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { NGINX_BIN } from './nginx.ts';
+import type { GroupName } from './report.ts';
 
-const APT_PACKAGES = ['nginx-light', 'wrk', 'util-linux'];
+/** Always needed: nginx (the HTTP origin and the reference proxy) and taskset. */
+const APT_PACKAGES = ['nginx-light', 'util-linux'];
+/** Also needed by the HTTP/1.1 scenarios: wrk. */
+const APT_PACKAGES_HTTP1 = ['wrk'];
 /** Also needed by the HTTP/2 scenarios: h2load and openssl (for a self-signed certificate). */
 const APT_PACKAGES_HTTP2 = ['nghttp2-client', 'openssl'];
+// The WebSocket scenarios need nothing more: their echo server and load generator run on Node.
 
 /** The absolute path of an executable found on PATH, or null. */
 export function findExecutable(name: string): string | null {
@@ -32,11 +37,15 @@ function isExecutable(file: string): boolean {
   }
 }
 
-/** Names of the missing tools: nginx (at /usr/sbin/nginx), wrk, taskset; with `http2`, h2load and openssl. */
-export function missingTools(http2: boolean): string[] {
+/**
+ * Names of the missing tools: nginx (at /usr/sbin/nginx) and taskset; with the HTTP/1.1 group, wrk; with
+ * the HTTP/2 group, h2load and openssl.
+ */
+export function missingTools(groups: readonly GroupName[]): string[] {
+  const http2 = groups.includes('h2');
   const missing: string[] = [];
   if (!isExecutable(NGINX_BIN)) missing.push(`nginx (${NGINX_BIN})`);
-  if (findExecutable('wrk') === null) missing.push('wrk');
+  if (groups.includes('h1') && findExecutable('wrk') === null) missing.push('wrk');
   if (findExecutable('taskset') === null) missing.push('taskset');
   if (http2 && findExecutable('h2load') === null) missing.push('h2load (nghttp2-client)');
   if (http2 && findExecutable('openssl') === null) missing.push('openssl');
@@ -44,16 +53,21 @@ export function missingTools(http2: boolean): string[] {
 }
 
 /**
- * Makes sure nginx, wrk and taskset (and for `http2`, h2load and openssl) are present. When one is
- * missing: installs them with apt-get if the bench runs as root on a system with apt-get and `install` (the
+ * Makes sure the tools the scenario groups need are present (see missingTools). When one is missing:
+ * installs them with apt-get if the bench runs as root on a system with apt-get and `install` (the
  * --install flag or the CI variable) is set; otherwise prints the command to run and returns false.
  */
-export function ensureTools(install: boolean, http2: boolean): boolean {
-  const missing = missingTools(http2);
+export function ensureTools(install: boolean, groups: readonly GroupName[]): boolean {
+  const http2 = groups.includes('h2');
+  const missing = missingTools(groups);
   if (missing.length === 0) return true;
   const isRoot = process.getuid?.() === 0;
   const apt = findExecutable('apt-get');
-  const packages = http2 ? [...APT_PACKAGES, ...APT_PACKAGES_HTTP2] : APT_PACKAGES;
+  const packages = [
+    ...APT_PACKAGES,
+    ...(groups.includes('h1') ? APT_PACKAGES_HTTP1 : []),
+    ...(http2 ? APT_PACKAGES_HTTP2 : []),
+  ];
   const command = `apt-get update && apt-get install -y ${packages.join(' ')}`;
   if (isRoot && apt !== null && install) {
     console.error(`bench: missing ${missing.join(', ')}; installing: ${command}`);
@@ -65,7 +79,7 @@ export function ensureTools(install: boolean, http2: boolean): boolean {
         return false;
       }
     }
-    const still = missingTools(http2);
+    const still = missingTools(groups);
     if (still.length === 0) return true;
     console.error(`bench: still missing after install: ${still.join(', ')}`);
     return false;
@@ -76,7 +90,8 @@ export function ensureTools(install: boolean, http2: boolean): boolean {
     if (isRoot) console.error('or run the bench with --install (also automatic when CI is set).');
   } else {
     console.error(
-      `Install nginx (the binary must be ${NGINX_BIN}), wrk and taskset (util-linux)` +
+      `Install nginx (the binary must be ${NGINX_BIN}), taskset (util-linux)` +
+        `${groups.includes('h1') ? ', wrk' : ''}` +
         `${http2 ? ', h2load (nghttp2) and openssl' : ''} with your package manager.`,
     );
   }

@@ -45,21 +45,30 @@ export interface ZproxyTlsListener {
  * The bench's zproxy configuration: one worker, no access log, everything to the origin, at most
  * `idleUpstreamConnections` idle upstream connections (nginx's `keepalive`). With `tls`, HTTP/2 is enabled
  * and a second listener accepts TLS (ALPN h2 or http/1.1, and plain HTTP/1.1 or h2c on the same port); the
- * first listener stays plain, so the HTTP/1.1 scenarios take the same path as without it.
+ * first listener stays plain, so the HTTP/1.1 scenarios take the same path as without it. With
+ * `wsOriginPort`, a route `/ws` goes to the WebSocket echo server and `protocols` names `websocket`
+ * explicitly; without it the configuration is exactly what the HTTP scenarios have always measured.
  */
 export function zproxyConfig(
   port: number,
   originPort: number,
   idleUpstreamConnections: number,
   tls: ZproxyTlsListener | null = null,
+  wsOriginPort: number | null = null,
 ): object {
+  const routes: object[] = [{ path: '/', upstream: `http://127.0.0.1:${originPort}` }];
+  if (wsOriginPort !== null) routes.push({ path: '/ws', upstream: `http://127.0.0.1:${wsOriginPort}` });
   const common = {
     thread_count: 1,
     access_log: { enabled: false },
     upstream_defaults: { max_idle_per_target: idleUpstreamConnections },
-    routes: [{ path: '/', upstream: `http://127.0.0.1:${originPort}` }],
+    routes,
   };
-  if (tls === null) return { host: '127.0.0.1', port, ...common };
+  if (tls === null) {
+    if (wsOriginPort === null) return { host: '127.0.0.1', port, ...common };
+    // The default list, spelled out: the plain listener serves exactly what it serves without the route.
+    return { host: '127.0.0.1', port, protocols: ['http1', 'http2', 'websocket'], ...common };
+  }
   return {
     listeners: [
       { host: '127.0.0.1', port },
@@ -69,7 +78,7 @@ export function zproxyConfig(
         tls: { enabled: true, cert_file: tls.certFile, key_file: tls.keyFile },
       },
     ],
-    protocols: ['http1', 'http2'],
+    protocols: wsOriginPort === null ? ['http1', 'http2'] : ['http1', 'http2', 'websocket'],
     ...common,
   };
 }
@@ -92,11 +101,14 @@ export class ZproxyInstance {
   readonly port: number;
   /** The TLS listener's port, null without one. */
   readonly tlsPort: number | null;
+  /** True when the configuration has the WebSocket route `/ws` (on the plain listener's port). */
+  readonly websocket: boolean;
 
-  private constructor(process: PinnedProcess, port: number, tlsPort: number | null) {
+  private constructor(process: PinnedProcess, port: number, tlsPort: number | null, websocket: boolean) {
     this.process = process;
     this.port = port;
     this.tlsPort = tlsPort;
+    this.websocket = websocket;
   }
 
   static async start(
@@ -107,12 +119,20 @@ export class ZproxyInstance {
       originPort: number;
       idleUpstreamConnections: number;
       tls: ZproxyTlsListener | null;
+      /** The WebSocket echo server's port (a `/ws` route to it), null when no WebSocket scenario runs. */
+      wsOriginPort: number | null;
     },
     cpu: number,
   ): Promise<ZproxyInstance> {
     const { port, tls } = config;
     const configFile = join(dir, 'zproxy.json');
-    const json = zproxyConfig(port, config.originPort, config.idleUpstreamConnections, tls);
+    const json = zproxyConfig(
+      port,
+      config.originPort,
+      config.idleUpstreamConnections,
+      tls,
+      config.wsOriginPort,
+    );
     writeFileSync(configFile, `${JSON.stringify(json, null, 2)}\n`);
     const main = join(root, 'dist', 'cli', 'main.js');
     // Run it the way the `zproxy` bin does: with the Node flags its shebang names.
@@ -127,7 +147,7 @@ export class ZproxyInstance {
         `zproxy failed to start: ${(error as Error).message}\n--- zproxy output ---\n${process.logTail()}`,
       );
     }
-    return new ZproxyInstance(process, port, tls?.port ?? null);
+    return new ZproxyInstance(process, port, tls?.port ?? null, config.wsOriginPort !== null);
   }
 
   /** The node process and any workers it started. */
