@@ -41,6 +41,26 @@ export const ERROR_CODES = {
     side: 'downstream',
     message: 'HTTP version not supported',
   },
+  ZP_ERR_WEBSOCKET_DISABLED: {
+    status: 400,
+    side: 'downstream',
+    message: 'WebSocket is not enabled on this proxy',
+  },
+  ZP_ERR_WEBSOCKET_HANDSHAKE: {
+    status: 400,
+    side: 'downstream',
+    message: 'Invalid WebSocket handshake request',
+  },
+  ZP_ERR_WEBSOCKET_VERSION: {
+    status: 426,
+    side: 'downstream',
+    message: 'Unsupported WebSocket version; this proxy supports version 13',
+  },
+  ZP_ERR_TUNNEL_IDLE_TIMEOUT: {
+    status: 408,
+    side: 'downstream',
+    message: 'The tunnel carried no bytes for its idle timeout',
+  },
   ZP_ERR_UPSTREAM_CONNECT: { status: 502, side: 'upstream', message: 'Could not connect to the upstream' },
   ZP_ERR_UPSTREAM_RESET: {
     status: 502,
@@ -62,6 +82,11 @@ export const ERROR_CODES = {
     side: 'upstream',
     message: 'The upstream does not speak the protocol its URL names',
   },
+  ZP_ERR_WEBSOCKET_UPSTREAM_UNSUPPORTED: {
+    status: 502,
+    side: 'upstream',
+    message: 'WebSocket to an HTTP/2 upstream (h2c://, h2://) is not supported yet',
+  },
   ZP_ERR_UPSTREAM_UNAVAILABLE: {
     status: 503,
     side: 'upstream',
@@ -71,6 +96,11 @@ export const ERROR_CODES = {
     status: 504,
     side: 'upstream',
     message: 'The upstream did not answer in time',
+  },
+  ZP_ERR_TUNNEL_LIMIT: {
+    status: 503,
+    side: 'internal',
+    message: 'Too many WebSocket tunnels are open',
   },
   ZP_ERR_SHUTTING_DOWN: { status: 503, side: 'internal', message: 'The proxy is shutting down' },
   ZP_ERR_INTERNAL: { status: 500, side: 'internal', message: 'Internal proxy error' },

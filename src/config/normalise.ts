@@ -20,6 +20,12 @@ export function normaliseConfig(input: ConfigInput): Config {
   const limits = input.limits ?? {};
   const upstream = input.upstream_defaults ?? {};
   const http2 = input.http2 ?? {};
+  const ws = input.websocket ?? {};
+  const websocket = {
+    idle_timeout_ms: ws.idle_timeout_ms ?? D.websocket.idle_timeout_ms,
+    max_tunnels: ws.max_tunnels ?? D.websocket.max_tunnels,
+    drain_timeout_ms: ws.drain_timeout_ms ?? D.websocket.drain_timeout_ms,
+  };
   const topTls = normaliseTls(input.tls ?? {});
   const upstreamTls = normaliseUpstreamTls(upstream.tls ?? {}, D.upstream_defaults.tls);
   const config: Config = {
@@ -52,7 +58,8 @@ export function normaliseConfig(input: ConfigInput): Config {
       connection_window_bytes: http2.connection_window_bytes ?? D.http2.connection_window_bytes,
       max_resets_per_second: http2.max_resets_per_second ?? D.http2.max_resets_per_second,
     },
-    routes: input.routes.map((route) => normaliseRoute(route, upstreamTls)),
+    websocket,
+    routes: input.routes.map((route) => normaliseRoute(route, upstreamTls, websocket.idle_timeout_ms)),
     middlewares: (input.middlewares ?? []).map(normaliseMiddleware),
     limits: {
       max_header_bytes: limits.max_header_bytes ?? D.limits.max_header_bytes,
@@ -119,7 +126,11 @@ function normaliseUpstreamTls(input: UpstreamTlsInput, base: UpstreamTlsConfig):
   };
 }
 
-function normaliseRoute(route: RouteInput, upstreamTls: UpstreamTlsConfig): RouteConfig {
+function normaliseRoute(
+  route: RouteInput,
+  upstreamTls: UpstreamTlsConfig,
+  websocketIdleTimeoutMs: number,
+): RouteConfig {
   const upstreams = typeof route.upstream === 'string' ? [route.upstream] : route.upstream;
   return {
     path: route.path,
@@ -134,6 +145,7 @@ function normaliseRoute(route: RouteInput, upstreamTls: UpstreamTlsConfig): Rout
     strip_prefix: route.strip_prefix ?? D.route.strip_prefix,
     middlewares: (route.middlewares ?? []).map(normaliseMiddleware),
     upstream_tls: normaliseUpstreamTls(route.upstream_tls ?? {}, upstreamTls),
+    websocket_idle_timeout_ms: route.websocket_idle_timeout_ms ?? websocketIdleTimeoutMs,
   };
 }
 

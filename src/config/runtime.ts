@@ -20,6 +20,8 @@ export interface CompiledRoute {
   readonly pattern: string;
   readonly stripPrefix: boolean;
   readonly group: UpstreamGroup;
+  /** Idle timeout of this route's WebSocket tunnels. */
+  readonly websocketIdleTimeoutMs: number;
 }
 
 /**
@@ -43,6 +45,10 @@ export interface Runtime {
   /** Peers whose X-Forwarded-* fields are trusted and appended to; null when none are. */
   readonly trustedProxies: BlockList | null;
   readonly accessLog: AccessLog | null;
+  /** Most WebSocket tunnels open at once (handshakes in progress included). */
+  readonly maxTunnels: number;
+  /** On shutdown, how long tunnels keep running before they are closed. */
+  readonly tunnelDrainTimeoutMs: number;
 }
 
 /** Splits a normalised upstream URL (`scheme://host:port`, see normaliseUpstreamUrl). */
@@ -84,7 +90,13 @@ function compileRoute(route: RouteConfig, index: number, config: Config, pools: 
     }
     return new UpstreamTarget(pools.getHttp2(host, port, settings, tls), hostHeader);
   });
-  return { index, pattern: route.path, stripPrefix: route.strip_prefix, group: new UpstreamGroup(targets) };
+  return {
+    index,
+    pattern: route.path,
+    stripPrefix: route.strip_prefix,
+    group: new UpstreamGroup(targets),
+    websocketIdleTimeoutMs: route.websocket_idle_timeout_ms,
+  };
 }
 
 export function compileTrustedProxies(entries: readonly string[]): BlockList | null {
@@ -123,5 +135,7 @@ export function compileRuntime(config: Config, pools: PoolRegistry, accessLog: A
     preserveHost: config.preserve_host,
     trustedProxies: compileTrustedProxies(config.trusted_proxies),
     accessLog: config.access_log.enabled ? accessLog : null,
+    maxTunnels: config.websocket.max_tunnels,
+    tunnelDrainTimeoutMs: config.websocket.drain_timeout_ms,
   };
 }

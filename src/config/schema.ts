@@ -41,6 +41,7 @@ export const CONFIG_DEFAULTS = {
     connection_window_bytes: 4194304,
     max_resets_per_second: 100,
   },
+  websocket: { idle_timeout_ms: 300000, max_tunnels: 10000, drain_timeout_ms: 5000 },
   middlewares: [],
   limits: {
     max_header_bytes: 16384,
@@ -343,6 +344,42 @@ const Http2Schema = Type.Object(
   },
 );
 
+const WebSocketSchema = Type.Object(
+  {
+    idle_timeout_ms: Type.Optional(
+      integerField({
+        minimum: 1,
+        description:
+          'How long a WebSocket tunnel may carry no bytes in either direction before zproxy closes it (separate from connection_timeout_ms; routes[].websocket_idle_timeout_ms overrides it per route).',
+        default: D.websocket.idle_timeout_ms,
+      }),
+    ),
+    max_tunnels: Type.Optional(
+      integerField({
+        minimum: 1,
+        description:
+          'Most WebSocket tunnels open at once in one process (handshakes in progress count); an upgrade beyond it is answered 503 and nothing is forwarded.',
+        default: D.websocket.max_tunnels,
+      }),
+    ),
+    drain_timeout_ms: Type.Optional(
+      integerField({
+        minimum: 0,
+        description:
+          'On shutdown, how long open tunnels keep running before zproxy closes them (bounded by shutdown_grace_ms).',
+        default: D.websocket.drain_timeout_ms,
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    ...annotate({
+      description: 'WebSocket tunnels (enabled by "websocket" in protocols).',
+      default: D.websocket,
+    }),
+  },
+);
+
 const LimitsSchema = Type.Object(
   {
     max_header_bytes: Type.Optional(
@@ -433,6 +470,13 @@ const RouteSchema = Type.Object(
       MiddlewareListSchema('Middlewares for this route only, applied after the top-level ones.'),
     ),
     upstream_tls: Type.Optional(UpstreamTlsSchema(false)),
+    websocket_idle_timeout_ms: Type.Optional(
+      integerField({
+        minimum: 1,
+        description:
+          "Idle timeout of this route's WebSocket tunnels, replacing websocket.idle_timeout_ms for it.",
+      }),
+    ),
   },
   { additionalProperties: false, description: 'A route: which requests go to which upstream.' },
 );
@@ -548,6 +592,7 @@ export const ConfigSchema = Type.Object(
     ),
     tls: Type.Optional(TlsSchema),
     http2: Type.Optional(Http2Schema),
+    websocket: Type.Optional(WebSocketSchema),
     routes: Type.Array(RouteSchema, {
       minItems: 1,
       description: 'Routes, at least one (required). The most specific matching route wins.',
@@ -638,6 +683,8 @@ export interface RouteConfig {
   readonly middlewares: readonly MiddlewareConfig[];
   /** `upstream_defaults.tls` with the route's `upstream_tls` fields laid over it. */
   readonly upstream_tls: UpstreamTlsConfig;
+  /** The route's own value, else `websocket.idle_timeout_ms`. */
+  readonly websocket_idle_timeout_ms: number;
 }
 
 export interface LimitsConfig {
@@ -671,6 +718,12 @@ export interface Http2Config {
   readonly stream_window_bytes: number;
   readonly connection_window_bytes: number;
   readonly max_resets_per_second: number;
+}
+
+export interface WebSocketConfig {
+  readonly idle_timeout_ms: number;
+  readonly max_tunnels: number;
+  readonly drain_timeout_ms: number;
 }
 
 export interface HstsConfig {
@@ -708,6 +761,7 @@ export interface Config {
   /** The top-level block (each listener has its resolved own in `listeners[].tls`). */
   readonly tls: TlsConfig;
   readonly http2: Http2Config;
+  readonly websocket: WebSocketConfig;
   readonly routes: readonly RouteConfig[];
   readonly middlewares: readonly MiddlewareConfig[];
   readonly limits: LimitsConfig;

@@ -93,7 +93,7 @@ describe('issue shape', () => {
 
   test('keys that are not identifiers are quoted in paths', () => {
     assert.deepStrictEqual(issuesOf({ routes: [ROUTE], 'my key': 1 }), [
-      '["my key"]: unknown key (allowed keys: $schema, host, port, listeners, thread_count, backlog, max_connections, connection_timeout_ms, protocols, tls, http2, routes, middlewares, limits, upstream_defaults, preserve_host, trusted_proxies, access_log, shutdown_grace_ms)',
+      '["my key"]: unknown key (allowed keys: $schema, host, port, listeners, thread_count, backlog, max_connections, connection_timeout_ms, protocols, tls, http2, websocket, routes, middlewares, limits, upstream_defaults, preserve_host, trusted_proxies, access_log, shutdown_grace_ms)',
     ]);
   });
 

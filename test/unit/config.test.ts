@@ -53,10 +53,12 @@ const SEED_API_ROUTE = {
   strip_prefix: false,
   middlewares: [],
   upstream_tls: DEFAULT_UPSTREAM_TLS,
+  websocket_idle_timeout_ms: 300000,
 };
 /** The fields the seed files do not set, with their defaults. */
 const EXTENSION_DEFAULTS = {
   http2: DEFAULT_HTTP2,
+  websocket: { idle_timeout_ms: 300000, max_tunnels: 10000, drain_timeout_ms: 5000 },
   limits: DEFAULT_LIMITS,
   upstream_defaults: DEFAULT_UPSTREAM,
   preserve_host: true,
@@ -166,6 +168,7 @@ test('a minimal config gets every default', () => {
         strip_prefix: false,
         middlewares: [],
         upstream_tls: DEFAULT_UPSTREAM_TLS,
+        websocket_idle_timeout_ms: 300000,
       },
     ],
     middlewares: [],
@@ -206,7 +209,18 @@ test('a config using every field', () => {
     connection_window_bytes: 1048576,
     max_resets_per_second: 50,
   });
+  assert.deepStrictEqual(config.websocket, {
+    idle_timeout_ms: 120000,
+    max_tunnels: 500,
+    drain_timeout_ms: 0,
+  });
   const [api, files, web] = config.routes;
+  assert.equal(
+    api!.websocket_idle_timeout_ms,
+    120000,
+    'a route without its own gets websocket.idle_timeout_ms',
+  );
+  assert.equal(files!.websocket_idle_timeout_ms, 15000);
   assert.deepStrictEqual(api!.upstream, ['http://10.0.0.1:9000', 'http://10.0.0.2:80', 'http://[::1]:9001']);
   assert.equal(api!.host, 'api.example.com', 'host is lowercased');
   assert.deepStrictEqual(api!.middlewares, [
