@@ -17,6 +17,14 @@ import type { UpstreamTarget } from '../upstream/group.ts';
 import type { Pool } from '../upstream/pool.ts';
 import { plainAddress } from '../util/address.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
+import {
+  checkUpgradeRequest,
+  isWebSocketUpgrade,
+  KEEP_UPGRADE,
+  switchesToWebSocket,
+} from '../websocket/handshake.ts';
+import type { TunnelRegistry } from '../websocket/registry.ts';
+import { Tunnel } from '../websocket/tunnel.ts';
 import { CHUNKED_ERROR, CHUNKED_MORE, ChunkedDecoder } from './chunked.ts';
 import {
   FIELD_TE,
@@ -52,7 +60,7 @@ import {
   BODY_CHUNKED,
   BODY_LENGTH,
   BODY_NONE,
-  type UpstreamConnection,
+  UpstreamConnection,
   type UpstreamRequester,
 } from './upstream-connection.ts';
 
@@ -70,6 +78,11 @@ export interface ConnectionContext {
   readonly http2: ((socket: Socket, buffered: Buffer) => void) | null;
   /** False when `http1` is not in `protocols`: HTTP/1.x requests are answered 505 and nothing is forwarded. */
   readonly http1: boolean;
+  /**
+   * The process's WebSocket tunnels; absent or null when `websocket` is not in `protocols` (upgrade
+   * requests are then answered 400 and nothing is forwarded).
+   */
+  readonly tunnels?: TunnelRegistry | null;
 }
 
 /** What one listener decides for the connections it accepts (see ProxyServer). */
@@ -95,6 +108,8 @@ const ST_HEAD = 0;
 const ST_FORWARD = 1;
 const ST_CLOSING = 2;
 const ST_CLOSED = 3;
+/** The connection was switched to WebSocket: a Tunnel owns the socket now (this object only keeps count). */
+const ST_TUNNEL = 4;
 
 const REQ_NONE = 0;
 const REQ_LENGTH = 1;
@@ -184,6 +199,8 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
   private waitingDrain = false;
   /** True while parseNext runs (a request answered locally inside it must not re-enter it). */
   private parsing = false;
+  /** The current exchange is a WebSocket upgrade holding a place in the tunnel registry. */
+  private upgrading = false;
 
   constructor(socket: Socket, ctx: ConnectionContext, policy: ListenerPolicy = DEFAULT_LISTENER_POLICY) {
     this.socket = socket;
@@ -443,7 +460,8 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     }
     const m = rt.router.match(ex.host, head.method, path);
     if (m.status !== 200) {
-      if (m.status === 405) this.respondError('ZP_ERR_METHOD_NOT_ALLOWED', undefined, m.allow);
+      if (m.status === 405)
+        this.respondError('ZP_ERR_METHOD_NOT_ALLOWED', undefined, `Allow: ${m.allow}\r\n`);
       else this.respondError('ZP_ERR_NOT_FOUND');
       return;
     }
@@ -469,6 +487,12 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
       if (priorHost !== '') fwdHost = priorHost;
     }
     let dropMask = trusted ? DROP_REQUEST : DROP_REQUEST | DROP_UNTRUSTED_FORWARDING;
+    // WebSocket: the parser records `Connection: upgrade`, so any other request pays one flag test here.
+    const upgrade = head.connectionUpgrade && isWebSocketUpgrade(head);
+    if (upgrade) {
+      if (!this.admitUpgrade(upstreamTarget)) return;
+      dropMask &= KEEP_UPGRADE;
+    }
     if (upstreamTarget.http2 !== null) {
       this.startBridge(upstreamTarget, dropMask, `${forwardPath}${query}`, xff, proto, fwdHost);
       return;
@@ -480,6 +504,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
       dropMask |= DROP_HOST;
       suffix += `Host: ${rt.preserveHost && ex.host !== '' ? ex.host : upstreamTarget.hostHeader}\r\n`;
     }
+    if (upgrade) suffix += 'Connection: Upgrade\r\n';
     if (this.reqBody === REQ_CHUNKED) suffix += 'Transfer-Encoding: chunked\r\n\r\n';
     else suffix += '\r\n';
     this.upstreamHead =
@@ -490,12 +515,55 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     if (head.expectContinue && !this.reqDone && minor === 1) this.socket.write(CONTINUE_100);
 
     const pool = upstreamTarget.pool!;
+    if (upgrade) {
+      // A tunnel gets a connection of its own, never a pooled one (onUpstreamReady, then onUpgraded).
+      this.upstream = new UpstreamConnection(pool, this, true);
+      return;
+    }
     const conn = pool.acquire(this, false);
     if (conn !== null) this.onUpstreamReady(conn);
     else {
       this.waitingPool = pool;
       this.deadline = Date.now() + pool.settings.connectTimeoutMs + 1000;
     }
+  }
+
+  /**
+   * A WebSocket upgrade request: answers it and returns false when it is refused (WebSocket disabled, a
+   * malformed handshake, an HTTP/2 upstream, shutting down, the tunnel cap reached), else reserves a place
+   * for its tunnel.
+   */
+  private admitUpgrade(target: UpstreamTarget): boolean {
+    const tunnels = this.ctx.tunnels;
+    if (!tunnels) {
+      this.respondError('ZP_ERR_WEBSOCKET_DISABLED', 'WebSocket is not enabled (protocols)');
+      return false;
+    }
+    const problem = checkUpgradeRequest(this.head);
+    if (problem !== null) {
+      this.respondError(problem.code, problem.message, problem.fields);
+      return false;
+    }
+    if (target.http2 !== null) {
+      this.respondError('ZP_ERR_WEBSOCKET_UPSTREAM_UNSUPPORTED');
+      return false;
+    }
+    if (this.ctx.shuttingDown) {
+      this.respondError('ZP_ERR_SHUTTING_DOWN');
+      return false;
+    }
+    if (!tunnels.reserve(this.runtime.maxTunnels)) {
+      this.respondError('ZP_ERR_TUNNEL_LIMIT');
+      return false;
+    }
+    this.upgrading = true;
+    return true;
+  }
+
+  /** The exchange ends without a tunnel: its reserved place is given back. */
+  private endUpgrade(): void {
+    this.upgrading = false;
+    this.ctx.tunnels!.release();
   }
 
   /**
@@ -619,7 +687,12 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
   // ---------------------------------------------------------------- upstream callbacks
 
   onUpstreamReady(conn: UpstreamConnection): void {
-    if (this.state !== ST_FORWARD || this.upstream !== null || this.upstreamHead === null) {
+    // (An upgrade connection is this.upstream from its creation.)
+    if (
+      this.state !== ST_FORWARD ||
+      (this.upstream !== null && this.upstream !== conn) ||
+      this.upstreamHead === null
+    ) {
       conn.pool.release(conn);
       return;
     }
@@ -786,6 +859,63 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     this.abort(error.code);
   }
 
+  /**
+   * The upstream answered a WebSocket upgrade with 101: the 101 goes to the client, then the client
+   * socket and the upstream socket are joined by a Tunnel, which owns both from here on. This connection
+   * stops reading its socket and stays in `ctx.connections` (counted, closed by a shutdown) until it closes.
+   */
+  onUpgraded(conn: UpstreamConnection, rh: ResponseHead, buf: Buffer, rest: number): void {
+    const ex = this.exchange;
+    if (conn !== this.upstream || ex === null || this.state !== ST_FORWARD) {
+      conn.socket.destroy();
+      return;
+    }
+    this.upstream = null;
+    if (!switchesToWebSocket(rh)) {
+      conn.socket.destroy();
+      this.respondError(
+        'ZP_ERR_UPSTREAM_BAD_RESPONSE',
+        'The upstream answered 101 without switching to websocket',
+      );
+      return;
+    }
+    ex.status = 101;
+    const via = rh.versionMinor === 1 ? 'Via: 1.1 zproxy\r\n' : 'Via: 1.0 zproxy\r\n';
+    const headBuf = buildHeadFromRaw(
+      'HTTP/1.1 ',
+      rh,
+      rh.statusStart,
+      rh.fieldsStart,
+      this.responseDrop & KEEP_UPGRADE,
+      `Connection: Upgrade\r\n${via}${this.responseExtra}\r\n`,
+    );
+    this.responseStarted = true;
+    ex.bytesOut += headBuf.length;
+    const socket = this.socket;
+    socket.write(headBuf);
+    socket.off('data', this.onData);
+    socket.off('end', this.onEnd);
+    socket.off('drain', this.onDrain);
+    const toUpstream = this.input;
+    this.input = null;
+    this.exchange = null;
+    this.upstreamHead = null;
+    this.upgrading = false;
+    this.readingPaused = false;
+    this.state = ST_TUNNEL;
+    this.deadline = 0;
+    unwatchDeadline(this);
+    const tunnel = new Tunnel(
+      this.ctx.tunnels!,
+      ex,
+      this.runtime.accessLog,
+      socket,
+      conn.socket,
+      ex.route!.websocketIdleTimeoutMs,
+    );
+    tunnel.start(toUpstream, rest < buf.length ? buf.subarray(rest) : null);
+  }
+
   // ---------------------------------------------------------------- HTTP/2 upstream bridge (Http1BridgeHost)
 
   bridgeStreamReady(): void {
@@ -835,11 +965,10 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
 
   // ---------------------------------------------------------------- output and completion
 
-  /** Answers the current exchange locally with a JSON error. */
-  private respondError(code: ErrorCode, message?: string, allow?: string): void {
+  /** Answers the current exchange locally with a JSON error; `fields` are added field lines (CRLF each). */
+  private respondError(code: ErrorCode, message?: string, fields = ''): void {
     const info = ERROR_CODES[code];
     if (closesConnection(code)) this.keepAlive = false;
-    const fields = allow === undefined ? '' : `Allow: ${allow}\r\n`;
     this.exchange!.errorCode = code;
     this.respondLocal(info.status, 'application/json', errorBody(code, message), fields);
   }
@@ -885,6 +1014,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
 
   /** The response cannot be completed: close the connection so the client cannot take it as whole. */
   private abort(code: ErrorCode): void {
+    if (this.upgrading) this.endUpgrade();
     const ex = this.exchange;
     if (ex !== null) {
       ex.errorCode = code;
@@ -920,6 +1050,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
   }
 
   private finishExchange(): void {
+    if (this.upgrading) this.endUpgrade();
     const ex = this.exchange!;
     this.exchange = null;
     this.upstreamHead = null;

@@ -4,6 +4,10 @@
  * hands body bytes to the requester as the buffers that arrived. Socket handlers are bound once per
  * connection, never per request. An https:// pool's connections are TLS sockets (the choice is made once,
  * when the connection opens; reading and writing are the same afterwards).
+ *
+ * An *upgrade* connection is opened for one WebSocket handshake and is never pooled: it accepts a `101`
+ * answer, and then gives its socket (and the bytes read past the head) to the requester, which joins it
+ * into a tunnel (src/websocket/). Any other answer is read like a normal response.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -56,6 +60,12 @@ export interface UpstreamRequester {
   onResponseTrailers?(fields: string): void;
   /** The whole response was received. */
   onResponseEnd(conn: UpstreamConnection): void;
+  /**
+   * Upgrade connections only: the upstream answered `101 Switching Protocols`. The connection has let go
+   * of its socket (no listener of its own left but a no-op 'error', reading paused); `head` is the 101
+   * head and buf[rest, ...) the bytes that followed it. The requester now owns `conn.socket`.
+   */
+  onUpgraded?(conn: UpstreamConnection, head: ResponseHead, buf: Buffer, rest: number): void;
   /** The upstream failed after the head was delivered: the downstream response must be aborted. */
   onResponseAborted(error: ZpError): void;
   /** The upstream socket drained: request body forwarding may resume. */
@@ -116,10 +126,15 @@ export class UpstreamConnection implements Timed, ChunkSink {
   private handedOut = false;
   /** The last socket error (its code tells a TLS failure from a TCP one). */
   private error: NodeJS.ErrnoException | null = null;
+  /** Opened for one Upgrade request: accepts 101, never pooled, not counted by the pool. */
+  readonly upgrade: boolean;
+  /** The 'data' listener of an upgrade connection (removed when the socket is handed over). */
+  private onData: ((chunk: Buffer) => void) | null = null;
 
-  constructor(pool: Pool, requester: UpstreamRequester) {
+  constructor(pool: Pool, requester: UpstreamRequester, upgrade = false) {
     this.pool = pool;
     this.requester = requester;
+    this.upgrade = upgrade;
     this.onConnect = this.onConnect.bind(this);
     this.onRead = this.onRead.bind(this);
     this.nextReadBuffer = this.nextReadBuffer.bind(this);
@@ -127,7 +142,9 @@ export class UpstreamConnection implements Timed, ChunkSink {
     this.onError = this.onError.bind(this);
     this.onClose = this.onClose.bind(this);
     this.onDrain = this.onDrain.bind(this);
-    const onread = { buffer: this.nextReadBuffer, callback: this.onRead };
+    // An upgrade connection reads with 'data' events, so that its socket can go on as a plain stream after
+    // the 101; pooled connections read into their own reused buffer (`onread`).
+    const onread = upgrade ? undefined : { buffer: this.nextReadBuffer, callback: this.onRead };
     let socket: net.Socket;
     if (pool.tls === null) {
       socket = net.connect({ host: pool.host, port: pool.port, noDelay: true, onread });
@@ -145,6 +162,12 @@ export class UpstreamConnection implements Timed, ChunkSink {
       socket.on('secureConnect', this.onConnect);
     }
     this.socket = socket;
+    if (upgrade) {
+      this.onData = (chunk: Buffer) => {
+        this.onRead(chunk.length, chunk);
+      };
+      socket.on('data', this.onData);
+    }
     socket.on('end', this.onEnd);
     socket.on('error', this.onError);
     socket.on('close', this.onClose);
@@ -334,6 +357,10 @@ export class UpstreamConnection implements Timed, ChunkSink {
       const status = head.status;
       if (status < 200) {
         if (status === 101) {
+          if (this.upgrade) {
+            this.handOver(head, buf, end);
+            return;
+          }
           this.failBeforeHead(
             new ZpError('ZP_ERR_UPSTREAM_BAD_RESPONSE', 'Unexpected 101 from the upstream'),
           );
@@ -347,6 +374,28 @@ export class UpstreamConnection implements Timed, ChunkSink {
       this.startBody(head, buf, end);
       return;
     }
+  }
+
+  /** A 101 on an upgrade connection: the socket leaves this connection for the requester's tunnel. */
+  private handOver(head: ResponseHead, buf: Buffer, rest: number): void {
+    const socket = this.socket;
+    socket.pause();
+    socket.off('data', this.onData!);
+    socket.off('connect', this.onConnect);
+    socket.off('secureConnect', this.onConnect);
+    socket.off('end', this.onEnd);
+    socket.off('error', this.onError);
+    socket.off('close', this.onClose);
+    socket.off('drain', this.onDrain);
+    socket.on('error', noop);
+    this.state = ST_CLOSED;
+    this.phase = PH_DONE;
+    this.deadline = 0;
+    unwatchDeadline(this);
+    const r = this.requester;
+    this.requester = null;
+    if (r?.onUpgraded === undefined) socket.destroy();
+    else r.onUpgraded(this, head, buf, rest);
   }
 
   private startBody(head: ResponseHead, buf: Buffer, bodyStart: number): void {
@@ -491,7 +540,7 @@ export class UpstreamConnection implements Timed, ChunkSink {
     this.state = ST_CLOSED;
     this.deadline = 0;
     unwatchDeadline(this);
-    this.pool.remove(this);
+    if (!this.upgrade) this.pool.remove(this);
     const r = this.requester;
     this.requester = null;
     if (r === null || !wasActive) return;
@@ -517,3 +566,5 @@ export class UpstreamConnection implements Timed, ChunkSink {
     }
   }
 }
+
+function noop(): void {}

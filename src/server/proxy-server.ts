@@ -15,6 +15,7 @@ import { Http2Downstream } from '../http2/downstream.ts';
 import { AccessLog } from '../observe/access-log.ts';
 import type { Logger } from '../observe/logger.ts';
 import { PoolRegistry } from '../upstream/pool.ts';
+import { TunnelRegistry } from '../websocket/registry.ts';
 import { TlsContexts } from './tls-contexts.ts';
 
 const OVER_CAPACITY = Buffer.from(
@@ -95,6 +96,7 @@ export class ProxyServer {
       },
       http2: http2Enabled ? (socket, buffered) => this.http2!.accept(socket, buffered) : null,
       http1: config.protocols.includes('http1'),
+      tunnels: config.protocols.includes('websocket') ? new TunnelRegistry() : null,
     };
     this.http2 = http2Enabled ? new Http2Downstream(this.ctx, options.logger) : null;
     this.alpn = [];
@@ -109,6 +111,11 @@ export class ProxyServer {
   /** Live client connections. */
   get connectionCount(): number {
     return this.liveConnections;
+  }
+
+  /** Open WebSocket tunnels. */
+  get tunnelCount(): number {
+    return this.ctx.tunnels?.active ?? 0;
   }
 
   private get liveConnections(): number {
@@ -230,7 +237,8 @@ export class ProxyServer {
 
   /**
    * Graceful stop: stop accepting, close idle connections, let exchanges in progress finish (their
-   * connections close after the response), and destroy whatever is left when `graceMs` has passed.
+   * connections close after the response), let WebSocket tunnels run until `websocket.drain_timeout_ms`
+   * and then close them, and destroy whatever is left when `graceMs` has passed.
    */
   async stop(graceMs = this.ctx.runtime.config.shutdown_grace_ms): Promise<void> {
     this.ctx.shuttingDown = true;
@@ -238,6 +246,7 @@ export class ProxyServer {
     for (const socket of this.pending) socket.destroy();
     for (const conn of this.ctx.connections) conn.shutdown();
     this.http2?.shutdown();
+    this.ctx.tunnels?.drain(this.ctx.runtime.tunnelDrainTimeoutMs);
     if (this.liveConnections > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, graceMs);
@@ -249,6 +258,7 @@ export class ProxyServer {
       this.drainWaiter = null;
       for (const conn of this.ctx.connections) conn.destroy();
       this.http2?.destroy();
+      this.ctx.tunnels?.destroyAll();
     }
     this.pools.closeIdle();
     for (const contexts of this.tlsContexts.values()) contexts.close();

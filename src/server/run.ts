@@ -35,9 +35,6 @@ function checkSupported(config: Config, logger: Logger): void {
       'middleware accepted by the config but not applied by this version yet',
     );
   }
-  if (config.protocols.includes('websocket')) {
-    logger.warn({ protocol: 'websocket' }, 'protocol not served by this version yet');
-  }
 }
 
 /** How often buffered log lines are written out at the latest. */

@@ -102,7 +102,8 @@ export class Pool {
 
   /** A connection finished an exchange cleanly: hand it to a waiter, keep it idle, or close it. */
   release(conn: UpstreamConnection): void {
-    if (!conn.reusable && conn.served > 0) {
+    // An upgrade connection (a WebSocket handshake answered without 101) is never pooled.
+    if ((!conn.reusable && conn.served > 0) || conn.upgrade) {
       conn.destroy();
       return;
     }
