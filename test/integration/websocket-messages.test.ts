@@ -310,6 +310,49 @@ describe('WebSocket over HTTP/1.1 through zproxy', () => {
     }
   });
 
+  test('backpressure: a client that stops reading stalls the upstream instead of filling the proxy', async () => {
+    const before = upstream.connections.length;
+    const socket = net.connect({ host: '127.0.0.1', port: proxy.port });
+    try {
+      let head = '';
+      let frameBytes = 0;
+      socket.on('data', (c: Buffer) => {
+        if (!head.includes('\r\n\r\n')) {
+          head += c.toString('latin1');
+          const end = head.indexOf('\r\n\r\n');
+          if (end !== -1) frameBytes += Buffer.byteLength(head.slice(end + 4), 'latin1');
+          return;
+        }
+        frameBytes += c.length;
+      });
+      socket.write(
+        `GET /slow-reader HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${SAMPLE_KEY}\r\n\r\n`,
+      );
+      await waitUntil(() => upstream.connections.length === before + 1, 2000, 'the upstream connection');
+      await waitUntil(() => head.includes('\r\n\r\n'), 2000, 'the 101');
+      socket.pause();
+      const conn = upstream.connections.at(-1)!;
+      const chunk = randomBytes(4 * 1024 * 1024);
+      const messages = 24;
+      for (let i = 0; i < messages; i++) conn.ws.send(chunk);
+      // 96 MB sent while the client reads nothing: what the kernel buffers on two loopback hops holds is
+      // a fraction of it; the rest must wait in the upstream, not in zproxy.
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.ok(
+        conn.ws.bufferedAmount > 48 * 1024 * 1024,
+        `the upstream still holds ${conn.ws.bufferedAmount} bytes (zproxy stopped reading it)`,
+      );
+      socket.resume();
+      // Each 4 MiB binary frame has a 10-byte header.
+      const expected = messages * (chunk.length + 10);
+      await waitUntil(() => frameBytes >= expected, 20_000, 'every byte at the client');
+      assert.equal(frameBytes, expected);
+      assert.equal(conn.ws.bufferedAmount, 0);
+    } finally {
+      socket.destroy();
+    }
+  });
+
   test('the tunnel writes one access log line when it ends, with bytes each way and its duration', async () => {
     const ws = await openWs(`${base}/logged`);
     ws.send(Buffer.alloc(10_000, 1));
