@@ -41,11 +41,12 @@ export function hasWebSocketToken(head: MessageHead): boolean {
 }
 
 /**
- * A request with `Connection: upgrade` (recorded by the parser) and `Upgrade: websocket`. Other requests
- * that name `upgrade` in Connection (`Upgrade: h2c`, ...) are served as ordinary HTTP/1.1.
+ * An HTTP/1.1 request with `Connection: upgrade` (recorded by the parser) and `Upgrade: websocket`. Other
+ * requests that name `upgrade` in Connection (`Upgrade: h2c`, ...) are served as ordinary HTTP/1.1, and
+ * so are HTTP/1.0 ones (RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored).
  */
 export function isWebSocketUpgrade(head: RequestHead): boolean {
-  return head.connectionUpgrade && hasWebSocketToken(head);
+  return head.connectionUpgrade && head.versionMinor === 1 && hasWebSocketToken(head);
 }
 
 /** Why a WebSocket upgrade request is refused: the code to answer with and fields to add to the answer. */
@@ -61,7 +62,7 @@ function problem(code: ErrorCode, message: string, fields = ''): HandshakeProble
 }
 
 /**
- * Checks an upgrade request against RFC 6455 §4.1/§4.2.1: GET, HTTP/1.1, no body, exactly one
+ * Checks an upgrade request against RFC 6455 §4.1/§4.2.1: GET, no body, exactly one
  * `Sec-WebSocket-Key` that is the base64 of 16 bytes, `Sec-WebSocket-Version: 13`. Returns null when it
  * may be forwarded. A missing version is a malformed handshake (400); another version is answered 426
  * with the version zproxy speaks (§4.4), with `Upgrade: websocket` as RFC 9110 §15.5.22 asks of a 426.
@@ -69,9 +70,6 @@ function problem(code: ErrorCode, message: string, fields = ''): HandshakeProble
 export function checkUpgradeRequest(head: RequestHead): HandshakeProblem | null {
   if (head.method !== 'GET') {
     return problem('ZP_ERR_WEBSOCKET_HANDSHAKE', 'A WebSocket handshake must be a GET request');
-  }
-  if (head.versionMinor !== 1) {
-    return problem('ZP_ERR_WEBSOCKET_HANDSHAKE', 'A WebSocket handshake must be an HTTP/1.1 request');
   }
   if (head.chunked || head.contentLength > 0) {
     return problem('ZP_ERR_WEBSOCKET_HANDSHAKE', 'A WebSocket handshake has no request body');

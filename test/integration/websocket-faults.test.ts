@@ -129,12 +129,6 @@ describe('malformed WebSocket handshakes are refused and never reach the upstrea
       code: 'ZP_ERR_WEBSOCKET_HANDSHAKE',
     },
     {
-      name: 'HTTP/1.0',
-      request: upgradeRequest({ version: '1.0' }),
-      status: 400,
-      code: 'ZP_ERR_WEBSOCKET_HANDSHAKE',
-    },
-    {
       name: 'no Sec-WebSocket-Key',
       request: upgradeRequest({ fields: { 'Sec-WebSocket-Key': null } }),
       status: 400,
@@ -193,6 +187,20 @@ describe('malformed WebSocket handshakes are refused and never reach the upstrea
       return true;
     });
     assert.equal(upstream.upgradeRequests.length, 0);
+  });
+
+  test('an HTTP/1.0 request with Upgrade: websocket is an ordinary request (RFC 9110 §7.8)', async () => {
+    const answer = await exchange(
+      proxy.port,
+      upgradeRequest({ version: '1.0' }).replace('/chat', '/plain10'),
+    );
+    answer.socket.destroy();
+    assert.equal(answer.status, 200);
+    assert.equal(answer.body, 'a plain request\n');
+    assert.equal(upstream.upgradeRequests.length, 0);
+    assert.equal(upstream.plainRequests.length, 1);
+    assert.equal(upstream.plainRequests[0]!.headers.upgrade, undefined);
+    upstream.plainRequests.length = 0;
   });
 
   test('Connection: upgrade with another protocol (h2c) is served as an ordinary request', async () => {
