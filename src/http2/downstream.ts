@@ -228,7 +228,15 @@ export class Http2Downstream {
       return;
     }
     stream.close = closeByProxy;
-    new StreamExchange(this.ctx.runtime, stream, headers, guard.clientAddress, guard.scheme, guard.hsts);
+    new StreamExchange(
+      this.ctx.runtime,
+      stream,
+      headers,
+      guard.clientAddress,
+      guard.scheme,
+      guard.hsts,
+      this.ctx.tunnels ?? null,
+    );
   }
 
   /** Serves a connection whose first bytes (`buffered`, the preface and maybe more) were already read. */

@@ -44,6 +44,8 @@ export function http2ServerOptions(config: Config): ServerOptions {
       maxConcurrentStreams: h2.max_concurrent_streams,
       maxHeaderListSize: h2.max_header_list_bytes,
       initialWindowSize: h2.stream_window_bytes,
+      // RFC 8441: clients may open WebSockets with an extended CONNECT on this connection.
+      enableConnectProtocol: config.protocols.includes('websocket'),
     },
     // Pseudo-header fields (:method, :scheme, :authority, :path) come on top of the regular ones.
     maxHeaderListPairs: config.limits.max_header_count + 4,

@@ -6,7 +6,15 @@
  * fields never appear), the response head is mapped back (hop-by-hop fields dropped), bodies stream both
  * ways with backpressure, and trailers cross in both directions (request trailers go out in a chunked
  * body; the trailer section of a chunked response becomes HTTP/2 trailers).
+ *
+ * A WebSocket over HTTP/2 (RFC 8441: an extended CONNECT with `:protocol websocket`) becomes an HTTP/1.1
+ * Upgrade on a dedicated upstream connection, with a fresh `Sec-WebSocket-Key`; the upstream's 101 is
+ * checked and answered to the client as 200, and then the stream and the upstream socket are joined by a
+ * Tunnel (src/websocket/). Any other answer is forwarded as a normal response (a 2xx that did not switch
+ * is a 502: to an HTTP/2 client a 2xx would mean the tunnel is open).
  */
+
+import { randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import http2 from 'node:http2';
 import { type CompiledRoute, forwardPathFor, type Runtime } from '../config/runtime.ts';
@@ -25,11 +33,14 @@ import {
   BODY_CHUNKED,
   BODY_LENGTH,
   BODY_NONE,
-  type UpstreamConnection,
+  UpstreamConnection,
   type UpstreamRequester,
 } from '../http1/upstream-connection.ts';
 import { normalizePath } from '../router/normalize-path.ts';
 import type { Pool } from '../upstream/pool.ts';
+import { acceptValue, switchesToWebSocket, WEBSOCKET_VERSION } from '../websocket/handshake.ts';
+import type { TunnelRegistry } from '../websocket/registry.ts';
+import { Tunnel } from '../websocket/tunnel.ts';
 import { Http2UpstreamExchange } from './upstream-exchange.ts';
 
 /** Request fields never forwarded from HTTP/2: connection-specific ones (RFC 9113 §8.2.2) and those rebuilt. */
@@ -131,6 +142,13 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
   private requestTrailers: IncomingHttpHeaders | null = null;
   /** Trailer section of the upstream's chunked response (sent as HTTP/2 trailers). */
   private responseTrailers: Record<string, string | string[]> | null = null;
+  /** The process's tunnels; null when WebSocket is off. */
+  private readonly tunnels: TunnelRegistry | null;
+  /**
+   * An extended CONNECT for a WebSocket (RFC 8441) holding a place in `tunnels`: the Sec-WebSocket-Key
+   * sent to the upstream on the client's behalf; null otherwise (and once the place is used or given back).
+   */
+  private websocketKey: string | null = null;
 
   /**
    * `stream` already has an 'error' listener and a 'close' listener that calls the owner's onStreamClose
@@ -143,10 +161,12 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     clientAddress: string,
     scheme: string,
     hsts: string | null,
+    tunnels: TunnelRegistry | null = null,
   ) {
     this.stream = stream;
     this.runtime = runtime;
     this.hsts = hsts;
+    this.tunnels = tunnels;
     const method = String(headers[':method'] ?? '');
     const target = String(headers[':path'] ?? '');
     const authority = String(headers[':authority'] ?? headers.host ?? '');
@@ -179,7 +199,16 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
   ) {
     const rt = this.runtime;
     const ex = this.exchange;
-    if (method === 'CONNECT' || target.charCodeAt(0) !== 0x2f) {
+    // RFC 8441: nghttp2 lets `:protocol` through only on a CONNECT with :scheme and :path, and only when
+    // SETTINGS_ENABLE_CONNECT_PROTOCOL was sent (WebSocket enabled).
+    const protocol = headers[':protocol'];
+    const websocket = method === 'CONNECT' && protocol !== undefined;
+    if (websocket) {
+      if (String(protocol).toLowerCase() !== 'websocket') {
+        this.respondError('ZP_ERR_WEBSOCKET_HANDSHAKE', `Unsupported :protocol ${JSON.stringify(protocol)}`);
+        return;
+      }
+    } else if (method === 'CONNECT' || target.charCodeAt(0) !== 0x2f) {
       this.respondError('ZP_ERR_BAD_REQUEST', 'Unsupported request-target');
       return;
     }
@@ -199,9 +228,10 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
       this.respondError('ZP_ERR_BODY_TOO_LARGE');
       return;
     }
-    const m = rt.router.match(authority, method, path);
+    // A WebSocket is routed as the GET it is over HTTP/1.1, so that method rules apply the same to both.
+    const m = rt.router.match(authority, websocket ? 'GET' : method, path);
     if (m.status !== 200) {
-      if (m.status === 405) this.respondError('ZP_ERR_METHOD_NOT_ALLOWED', undefined, m.allow);
+      if (m.status === 405) this.respondError('ZP_ERR_METHOD_NOT_ALLOWED', undefined, { allow: m.allow });
       else this.respondError('ZP_ERR_NOT_FOUND');
       return;
     }
@@ -216,6 +246,17 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     // A request without content-length whose stream is still open has a body of unknown length.
     const requestDone = streamEnded(this.stream) || contentLength === 0;
 
+    if (websocket) {
+      this.startWebSocket(
+        headers,
+        upstreamTarget.pool,
+        `${forwardPath}${query}`,
+        upstreamAuthority,
+        scheme,
+        authority,
+      );
+      return;
+    }
     if (h2pool !== null) {
       // An HTTP/2 upstream: the stream is handed over whole (this object no longer takes part).
       this.finished = true;
@@ -257,8 +298,130 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     else this.waitingPool = pool;
   }
 
+  /**
+   * An extended CONNECT for a WebSocket (RFC 8441), routed: checked as RFC 8441 §5 asks
+   * (`sec-websocket-version: 13`, no body), given a place among the tunnels, and sent to the upstream as
+   * an HTTP/1.1 Upgrade on a connection of its own (onUpstreamReady, then onUpgraded).
+   */
+  private startWebSocket(
+    headers: IncomingHttpHeaders,
+    pool: Pool | null,
+    target: string,
+    upstreamAuthority: string,
+    scheme: string,
+    authority: string,
+  ): void {
+    const tunnels = this.tunnels;
+    if (tunnels === null) {
+      this.respondError('ZP_ERR_WEBSOCKET_DISABLED', 'WebSocket is not enabled (protocols)');
+      return;
+    }
+    const version = headers['sec-websocket-version'];
+    if (version === undefined) {
+      this.respondError('ZP_ERR_WEBSOCKET_HANDSHAKE', 'sec-websocket-version is missing');
+      return;
+    }
+    if (String(version).trim() !== WEBSOCKET_VERSION) {
+      this.respondError(
+        'ZP_ERR_WEBSOCKET_VERSION',
+        `sec-websocket-version ${JSON.stringify(String(version))} is not supported; use 13`,
+        { 'sec-websocket-version': WEBSOCKET_VERSION },
+      );
+      return;
+    }
+    if (headers['content-length'] !== undefined && headers['content-length'] !== '0') {
+      this.respondError('ZP_ERR_WEBSOCKET_HANDSHAKE', 'A WebSocket handshake has no request body');
+      return;
+    }
+    if (pool === null) {
+      this.respondError('ZP_ERR_WEBSOCKET_UPSTREAM_UNSUPPORTED');
+      return;
+    }
+    if (!tunnels.reserve(this.runtime.maxTunnels)) {
+      this.respondError('ZP_ERR_TUNNEL_LIMIT');
+      return;
+    }
+    const key = randomBytes(16).toString('base64');
+    this.websocketKey = key;
+    const head = http1RequestHead(
+      this.runtime,
+      headers,
+      `GET ${target} HTTP/1.1\r\nHost: ${upstreamAuthority}\r\n`,
+      this.exchange.clientAddress,
+      scheme,
+      authority,
+    );
+    this.upstreamHead = Buffer.from(
+      `${head}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\n\r\n`,
+      'latin1',
+    );
+    // The handshake has no body; what the client sends on the stream afterwards belongs to the tunnel.
+    this.requestDone = true;
+    this.upstream = new UpstreamConnection(pool, this, true);
+  }
+
+  /**
+   * The upstream answered the WebSocket handshake with 101: it must switch to websocket with the accept
+   * value of the key zproxy sent. The client gets 200 with the upstream's end-to-end fields (sub-protocol,
+   * extensions), then the stream and the upstream socket are joined by a Tunnel, which owns both and
+   * writes the access log line when it ends.
+   */
+  onUpgraded(conn: UpstreamConnection, rh: ResponseHead, buf: Buffer, rest: number): void {
+    const stream = this.stream;
+    const key = this.websocketKey;
+    if (this.finished || conn !== this.upstream || key === null || stream.destroyed) {
+      conn.socket.destroy();
+      return;
+    }
+    this.upstream = null;
+    if (!switchesToWebSocket(rh) || rh.get('sec-websocket-accept')?.trim() !== acceptValue(key)) {
+      conn.socket.destroy();
+      this.respondError(
+        'ZP_ERR_UPSTREAM_BAD_RESPONSE',
+        'The upstream answered 101 without switching to websocket for this handshake',
+      );
+      return;
+    }
+    const fields: string[] = [':status', '200'];
+    for (let i = 0; i < rh.fieldCount; i++) {
+      const kind = rh.fieldKind(i);
+      if (kind !== FIELD_OTHER && droppedResponseField(kind, BODY_CHUNKED, this.hsts)) continue;
+      if (kind === FIELD_CONTENT_LENGTH) continue;
+      const name = rh.fieldName(i).toLowerCase();
+      if (name === 'sec-websocket-accept') continue;
+      fields.push(name, rh.fieldValue(i));
+    }
+    fields.push('via', '1.1 zproxy');
+    if (this.hsts !== null) fields.push('strict-transport-security', this.hsts);
+    try {
+      stream.respond(fields);
+    } catch (err) {
+      conn.socket.destroy();
+      this.respondError(
+        'ZP_ERR_UPSTREAM_BAD_RESPONSE',
+        `Response head not valid in HTTP/2: ${(err as Error).message}`,
+      );
+      return;
+    }
+    const ex = this.exchange;
+    ex.status = 200;
+    // From here on the tunnel owns the stream and writes the access log line.
+    this.websocketKey = null;
+    this.finished = true;
+    const tunnel = new Tunnel(
+      this.tunnels!,
+      ex,
+      this.runtime.accessLog,
+      stream,
+      conn.socket,
+      ex.route!.websocketIdleTimeoutMs,
+    );
+    tunnel.start(null, rest < buf.length ? buf.subarray(rest) : null);
+  }
+
   onUpstreamReady(conn: UpstreamConnection): void {
-    if (this.finished || this.upstream !== null || this.upstreamHead === null) {
+    // (An upgrade connection is this.upstream from its creation.)
+    if (this.finished || (this.upstream !== null && this.upstream !== conn) || this.upstreamHead === null) {
       conn.pool.release(conn);
       return;
     }
@@ -334,6 +497,11 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
   ): void {
     const stream = this.stream;
     if (this.finished || conn !== this.upstream || stream.destroyed) return;
+    if (this.websocketKey !== null && rh.status < 300) {
+      // To an HTTP/2 client a 2xx answer to the extended CONNECT would mean the tunnel is open.
+      this.respondError('ZP_ERR_UPSTREAM_BAD_RESPONSE', 'The upstream did not switch to websocket');
+      return;
+    }
     this.exchange.status = rh.status;
     const noBody = framing === BODY_NONE;
     // A chunked response may end with a trailer section: wait for it before closing the stream.
@@ -407,13 +575,13 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
   }
 
   /** Answers locally with a JSON error, or resets the stream when the response has already started. */
-  private respondError(code: ErrorCode, message?: string, allow?: string): void {
+  private respondError(code: ErrorCode, message?: string, extra?: Record<string, string>): void {
     const stream = this.stream;
     this.upstream?.destroy();
     this.upstream = null;
     this.waitingPool?.cancel(this);
     this.waitingPool = null;
-    respondWithError(stream, this.exchange, code, message, this.headRequest, this.hsts, allow);
+    respondWithError(stream, this.exchange, code, message, this.headRequest, this.hsts, extra);
     this.finish(code);
   }
 
@@ -431,6 +599,11 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
   private finish(code: ErrorCode | null): void {
     if (this.finished) return;
     this.finished = true;
+    if (this.websocketKey !== null) {
+      // A WebSocket handshake that did not become a tunnel gives its place back.
+      this.websocketKey = null;
+      this.tunnels?.release();
+    }
     const ex = this.exchange;
     if (code !== null) ex.errorCode = code;
     ex.endTime = performance.now();
@@ -449,19 +622,19 @@ export function respondWithError(
   message: string | undefined,
   headRequest: boolean,
   hsts: string | null,
-  allow?: string,
+  extra?: Record<string, string>,
 ): void {
   const status = ERROR_CODES[code].status;
   if (!stream.destroyed && !stream.headersSent) {
     ex.status = status;
     const body = errorBody(code, message);
     const headers: Record<string, string | number> = {
+      ...extra,
       ':status': status,
       'content-type': 'application/json',
       'content-length': Buffer.byteLength(body),
       'cache-control': 'no-store',
     };
-    if (allow !== undefined) headers.allow = allow;
     if (hsts !== null) headers['strict-transport-security'] = hsts;
     stream.respond(headers);
     stream.end(headRequest ? undefined : body);

@@ -93,6 +93,11 @@ function onError(this: Duplex): void {
   sideOf(this).failed = true;
 }
 
+/** An HTTP/2 stream reset by the peer (RST_STREAM, also CANCEL, which is no 'error'): a failure too. */
+function onAborted(this: Duplex): void {
+  sideOf(this).failed = true;
+}
+
 function onClose(this: Duplex): void {
   const side = sideOf(this);
   side.closed = true;
@@ -106,6 +111,7 @@ function attach(side: TunnelSide): void {
   stream.on('drain', onDrain);
   stream.on('end', onEnd);
   stream.on('error', onError);
+  stream.on('aborted', onAborted);
   stream.on('close', onClose);
 }
 
