@@ -7,6 +7,18 @@ import type { ErrorCode } from './errors.ts';
 
 let nextId = 1;
 
+/** What a WebSocket tunnel carried, recorded when it ends (access log `tunnel`). */
+export interface TunnelRecord {
+  /** Bytes from the client to the upstream after the handshake. */
+  readonly bytes_up: number;
+  /** Bytes from the upstream to the client after the handshake. */
+  readonly bytes_down: number;
+  /** How long the tunnel was open (from the switch to the close of both ends). */
+  readonly duration_ms: number;
+  /** Tunnels still open in this process when this one ended. */
+  readonly active: number;
+}
+
 export class Exchange {
   readonly id: number;
   /** performance.now() when the request head was complete. */
@@ -33,6 +45,8 @@ export class Exchange {
   /** 'host:port' of the upstream target used, '' when none. */
   upstream = '';
   errorCode: ErrorCode | null = null;
+  /** Set when the exchange became a WebSocket tunnel, once the tunnel has ended. */
+  tunnel: TunnelRecord | null = null;
   /** performance.now() when the exchange ended (0 while it runs). */
   endTime = 0;
 

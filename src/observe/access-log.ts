@@ -3,7 +3,7 @@
  * destination. Built only when enabled, so a disabled access log costs nothing per request.
  */
 import type { Logger } from 'pino';
-import type { Exchange } from '../exchange.ts';
+import type { Exchange, TunnelRecord } from '../exchange.ts';
 
 export interface AccessLogRecord {
   readonly kind: 'access';
@@ -20,6 +20,8 @@ export interface AccessLogRecord {
   readonly route: string | null;
   readonly upstream: string | null;
   readonly error: string | null;
+  /** Only for an exchange that became a WebSocket tunnel. */
+  readonly tunnel?: TunnelRecord;
 }
 
 export class AccessLog {
@@ -45,6 +47,8 @@ export class AccessLog {
       route: ex.route === null ? null : ex.route.pattern,
       upstream: ex.upstream === '' ? null : ex.upstream,
       error: ex.errorCode,
+      // Undefined (left out of the line) for every exchange but a tunnel's.
+      tunnel: ex.tunnel ?? undefined,
     };
     this.logger.info(record, 'access');
   }

@@ -129,6 +129,8 @@ export class Tunnel implements Timed {
   private drainAt = 0;
   /** Why the tunnel ended, for the access log; null for a clean close. */
   private reason: ErrorCode | null = null;
+  /** performance.now() when the tunnel started. */
+  private startedAt = 0;
   /** Bytes still queued on both ends when the linger last ran out (to tell progress from a stall). */
   private pendingAtLinger = 0;
 
@@ -173,6 +175,7 @@ export class Tunnel implements Timed {
    * bytes read past the 101 head (null when none); they are written before anything else.
    */
   start(toUpstream: Buffer | null, toDownstream: Buffer | null): void {
+    this.startedAt = performance.now();
     this.registry.add(this);
     watchDeadline(this);
     this.deadline = Date.now() + this.idleTimeoutMs;
@@ -296,6 +299,12 @@ export class Tunnel implements Timed {
     ex.bytesOut += this.up.bytes;
     if (ex.errorCode === null) ex.errorCode = this.reason;
     ex.endTime = performance.now();
+    ex.tunnel = {
+      bytes_up: this.down.bytes,
+      bytes_down: this.up.bytes,
+      duration_ms: Math.round((ex.endTime - this.startedAt) * 1000) / 1000,
+      active: this.registry.active,
+    };
     if (this.accessLog !== null) this.accessLog.write(ex);
   }
 }

@@ -256,6 +256,11 @@ describe('WebSocket over HTTP/2 (RFC 8441) through zproxy', () => {
     assert.equal(line.version, '2');
     assert.ok(Number(line.bytes_in) >= 106, JSON.stringify(line));
     assert.ok(Number(line.bytes_out) >= 102, JSON.stringify(line));
+    const tunnel = line.tunnel as { bytes_up: number; bytes_down: number };
+    // A 100-byte masked text frame (106 bytes) and a masked close frame (8) up; the echo (102) and the
+    // close frame (4) down.
+    assert.equal(tunnel.bytes_up, 114);
+    assert.equal(tunnel.bytes_down, 106);
   });
 });
 

@@ -383,6 +383,18 @@ describe('WebSocket over HTTP/1.1 through zproxy', () => {
       `out ${line.bytes_out}`,
     );
     assert.ok((line.duration_ms as number) >= 150, `duration ${line.duration_ms}`);
+    // What the tunnel itself carried: a 10 000-byte frame each way (masked from the client: 8 bytes of
+    // frame header and mask, 4 from the server), the close frames, and how many tunnels are still open.
+    const tunnel = line.tunnel as {
+      bytes_up: number;
+      bytes_down: number;
+      duration_ms: number;
+      active: number;
+    };
+    assert.ok(tunnel.bytes_up >= 10_008 && tunnel.bytes_up < 10_100, `up ${tunnel.bytes_up}`);
+    assert.ok(tunnel.bytes_down >= 10_004 && tunnel.bytes_down < 10_100, `down ${tunnel.bytes_down}`);
+    assert.ok(tunnel.duration_ms >= 150 && tunnel.duration_ms <= (line.duration_ms as number));
+    assert.equal(tunnel.active, proxy.server.tunnelCount);
   });
 });
 
