@@ -1,0 +1,130 @@
+/**
+ * The filter contract (docs/filters.md): what a filter is, what it sees and what it may return. Built-in
+ * filters (auth, rate_limit, cors, cache, headers) and user filters (TypeScript modules named in the config)
+ * implement the same interfaces; the package exports them for user filters.
+ *
+ * A filter is created once per route from its config by a factory, and has optional phase methods. A
+ * phase method returns nothing to continue, a LocalResponse to answer now (the remaining phases that lead
+ * to the upstream are skipped), or a promise of one of these only when it must do I/O: the runner stays
+ * synchronous until it meets a promise. A phase no filter of a route implements is `null` in the compiled
+ * route, so it costs nothing.
+ *
+ * The phases, in order (ARCHITECTURE.md, "A request's path"):
+ * - onRequest: after routing, before an upstream is picked (auth, rate limit, CORS preflight, cache
+ *   lookup, request id). May answer.
+ * - onUpstreamRequest: the upstream is picked and the forwarded request is about to be written (header
+ *   rules, path rewrites, conditional headers for revalidation). May edit, not answer.
+ * - onResponse: the upstream's response head arrived (cache store decision, CORS headers, header rules).
+ *   May edit the response sent to the client, or replace the response with a LocalResponse (a 304 from
+ *   the upstream turned into the stored entry).
+ * - onResponseBody / onResponseEnd: the body as it is sent to the client (the cache stores while
+ *   streaming). Observers only: they cannot change or hold the bytes.
+ * - onLog: exactly once per exchange, success or failure.
+ */
+import type { Exchange } from '../exchange.ts';
+
+/** A response a filter answers with instead of (or in place of) the upstream's. */
+export interface LocalResponse {
+  readonly status: number;
+  /** Field names in lowercase; a list for a repeated field. */
+  readonly headers?: Readonly<Record<string, string | readonly string[]>>;
+  readonly body?: string | Uint8Array;
+}
+
+/** A message's fields, read-only, whatever protocol carried them. Names are looked up in lowercase. */
+export interface FieldReader {
+  /** The field's value, repeated fields joined with ", " (`cookie` with "; "); undefined when absent. */
+  get(name: string): string | undefined;
+  /** Each value of the field as received (empty when absent). */
+  getAll(name: string): readonly string[];
+}
+
+/** The client's request as filters see it, whatever protocol carried it. */
+export interface FilterRequest {
+  readonly method: string;
+  /** The normalised path used for routing (no query). */
+  readonly path: string;
+  /** '' or the query string with its leading '?'. */
+  readonly query: string;
+  /** The authority the client addressed (Host or :authority), '' when absent. */
+  readonly host: string;
+  readonly scheme: 'http' | 'https';
+  /** The client's address (the peer, not X-Forwarded-For). */
+  readonly clientAddress: string;
+  /** '1.0', '1.1' or '2'. */
+  readonly httpVersion: string;
+  /** Parameters captured by the route pattern (`:id`, `*`), null when none. */
+  readonly params: Readonly<Record<string, string>> | null;
+  /** A WebSocket handshake (HTTP/1.1 Upgrade, or an RFC 8441 extended CONNECT). */
+  readonly websocket: boolean;
+  readonly headers: FieldReader;
+}
+
+/** The upstream's response head, read-only. */
+export interface FilterResponse {
+  readonly status: number;
+  readonly headers: FieldReader;
+}
+
+/**
+ * Changes to a message's fields, applied in order by the engine when it writes the message. Names are
+ * case-insensitive; values must be valid field values (no CR, LF or NUL).
+ */
+export interface FieldEdits {
+  /** Replaces every field of that name with one. */
+  set(name: string, value: string): void;
+  /** Adds a field, keeping those already there. */
+  add(name: string, value: string): void;
+  /** Removes every field of that name. */
+  remove(name: string): void;
+}
+
+/** What every phase of one exchange gets. One context per exchange, shared by its filters. */
+export interface FilterContext {
+  readonly exchange: Exchange;
+  readonly request: FilterRequest;
+  /** Edits to the request forwarded upstream (onRequest, onUpstreamRequest). */
+  readonly upstreamHeaders: FieldEdits;
+  /**
+   * Replaces the path and query forwarded upstream (a rewrite); `pathAndQuery` starts with '/'. The route's
+   * own prefix rules were already applied to the value filters see as the default.
+   */
+  setUpstreamTarget(pathAndQuery: string): void;
+  /** The path and query that will be forwarded upstream. */
+  readonly upstreamTarget: string;
+  /** Edits to the response sent to the client, proxied or local (any phase before its head is written). */
+  readonly responseHeaders: FieldEdits;
+  /**
+   * Per-exchange state of the route's filters, one slot per filter in chain order (`index` is given to the
+   * factory's filter through FilterEnvironment.index).
+   */
+  readonly state: unknown[];
+}
+
+/** What a phase that may answer returns. */
+export type PhaseResult = undefined | LocalResponse | Promise<undefined | LocalResponse>;
+
+export interface Filter {
+  onRequest?(ctx: FilterContext): PhaseResult;
+  onUpstreamRequest?(ctx: FilterContext): undefined | Promise<undefined>;
+  onResponse?(ctx: FilterContext, response: FilterResponse): PhaseResult;
+  onResponseBody?(ctx: FilterContext, chunk: Uint8Array): void;
+  /** The body is complete (`aborted` false) or was cut short (`aborted` true: never store it). */
+  onResponseEnd?(ctx: FilterContext, aborted: boolean): void;
+  onLog?(ctx: FilterContext): void;
+}
+
+/** What a factory gets besides its config. */
+export interface FilterEnvironment {
+  /** The filter's position in its route's chain (its slot in FilterContext.state). */
+  readonly index: number;
+  /** The route's pattern, for log lines and keys. */
+  readonly route: string;
+}
+
+/** Builds a filter from its (validated) config. */
+export interface FilterFactory<Config = unknown> {
+  /** The `type` named in the config (`cors`, `rate_limit`, ...). */
+  readonly type: string;
+  create(config: Config, env: FilterEnvironment): Filter | Promise<Filter>;
+}
