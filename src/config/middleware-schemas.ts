@@ -3,6 +3,7 @@
  * one entry here: the type list, the validator and the JSON Schema file all follow from this table.
  */
 import { type TObject, Type } from '@sinclair/typebox';
+import { CacheConfigSchema } from './cache-schema.ts';
 import { annotate, booleanField, integerField } from './fields.ts';
 
 const HEADER_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
@@ -72,23 +73,6 @@ const CorsConfigSchema = Type.Object(
     additionalProperties: false,
     description: 'Settings of a cors middleware.',
     'x-expected': 'cors settings such as {"allowed_origins": ["*"]}',
-  },
-);
-
-const CacheConfigSchema = Type.Object(
-  {
-    ttl_seconds: integerField({
-      minimum: 0,
-      description: 'How long a cached response stays fresh, in seconds (required).',
-    }),
-    max_entry_bytes: Type.Optional(
-      integerField({ minimum: 1, description: 'Responses with a larger body are not cached.' }),
-    ),
-  },
-  {
-    additionalProperties: false,
-    description: 'Settings of a cache middleware.',
-    'x-expected': 'cache settings such as {"ttl_seconds": 300}',
   },
 );
 
