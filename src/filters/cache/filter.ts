@@ -1,0 +1,662 @@
+/**
+ * The `cache` filter: a shared HTTP cache per RFC 9111, with http-cache-semantics deciding freshness,
+ * storability, Vary matching and revalidation (docs/filters.md, "cache").
+ *
+ * - onRequest: PURGE (when configured); lookup. A fresh entry answers now (Cache-Status hit, Age). A stale
+ *   one with validators turns the request into a conditional one; stale-while-revalidate serves the stale
+ *   entry while another request of the same key revalidates. A miss joins a running miss of the same key
+ *   (coalescing) and is answered from its entry when it is stored, or goes upstream after
+ *   `coalesce_timeout_ms`.
+ * - onResponse: a 304 to our revalidation refreshes the entry and answers with it (or with a 304 when the
+ *   client's own conditional matches); a 5xx with stale-if-error serves the stale entry; a storable
+ *   response starts recording.
+ * - onResponseBody / onResponseEnd: the body is copied while it streams to the client and stored when it
+ *   is complete (never when aborted, never past max_entry_bytes).
+ * - onLog: the leader of a coalesced miss wakes the requests waiting for it.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import CachePolicy from 'http-cache-semantics';
+import type {
+  FieldReader,
+  Filter,
+  FilterContext,
+  FilterEnvironment,
+  FilterFactory,
+  FilterResponse,
+  LocalResponse,
+  PhaseResult,
+} from '../contract.ts';
+import { RedisCacheStore } from './redis-store.ts';
+import { type CacheEntry, type CacheStore, MemoryCacheStore } from './store.ts';
+
+export interface CacheConfig {
+  readonly ttl_seconds: number;
+  readonly max_entry_bytes?: number;
+  readonly store?: 'memory' | 'redis';
+  readonly max_bytes?: number;
+  readonly redis_url?: string;
+  readonly key_prefix?: string;
+  readonly methods?: readonly ('GET' | 'HEAD')[];
+  readonly shared?: boolean;
+  readonly coalesce_timeout_ms?: number;
+  readonly purge?: { readonly token: string; readonly header?: string };
+}
+
+export const CACHE_DEFAULTS = {
+  max_entry_bytes: 1048576,
+  max_bytes: 67108864,
+  key_prefix: 'zproxy:cache:',
+  coalesce_timeout_ms: 5000,
+  purge_header: 'x-cache-purge-token',
+} as const;
+
+/** The name in Cache-Status (RFC 9211). */
+const CACHE_NAME = 'zproxy';
+
+/** A running miss that others wait for. */
+interface Inflight {
+  waiters: (() => void)[];
+}
+
+/** A store and the misses running against it, kept across config reloads (keyed by identity). */
+export interface StoreHandle {
+  readonly store: CacheStore;
+  readonly inflight: Map<string, Inflight>;
+}
+
+const stores = new Map<string, StoreHandle>();
+
+/** The store for a config, created once per identity (`memory:<max_bytes>`, `redis:<url>\n<prefix>`). */
+export function cacheStoreFor(config: CacheConfig): StoreHandle {
+  const redis = config.store === 'redis';
+  const identity = redis
+    ? `redis:${config.redis_url}\n${config.key_prefix ?? CACHE_DEFAULTS.key_prefix}`
+    : `memory:${config.max_bytes ?? CACHE_DEFAULTS.max_bytes}`;
+  let handle = stores.get(identity);
+  if (handle === undefined) {
+    if (redis && config.redis_url === undefined) throw new Error('cache: store "redis" needs redis_url');
+    const store: CacheStore = redis
+      ? new RedisCacheStore(config.redis_url as string, config.key_prefix ?? CACHE_DEFAULTS.key_prefix)
+      : new MemoryCacheStore(config.max_bytes ?? CACHE_DEFAULTS.max_bytes);
+    handle = { store, inflight: new Map() };
+    stores.set(identity, handle);
+  }
+  return handle;
+}
+
+/** Drops every store (tests). */
+export function clearCacheStores(): void {
+  stores.clear();
+}
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'content-length',
+  'cache-status',
+]);
+
+/**
+ * Response fields read when the engine's FieldReader cannot list its names (the contract has no
+ * iterator yet; see `names` below).
+ */
+const KNOWN_RESPONSE_FIELDS = [
+  'cache-control',
+  'content-type',
+  'content-encoding',
+  'content-language',
+  'content-location',
+  'content-disposition',
+  'content-range',
+  'etag',
+  'last-modified',
+  'expires',
+  'date',
+  'age',
+  'vary',
+  'link',
+  'location',
+  'pragma',
+  'accept-ranges',
+  'access-control-allow-origin',
+  'access-control-allow-credentials',
+  'access-control-expose-headers',
+  'x-content-type-options',
+  'strict-transport-security',
+  'content-security-policy',
+  'server',
+];
+
+/** Fields of a 304 that do not replace the stored ones (RFC 9111 §3.2). */
+const NOT_UPDATED_BY_304 = new Set(['content-length', 'content-encoding', 'content-type', 'content-range']);
+
+type Mode = 'miss' | 'revalidate' | 'bypass';
+
+/** Per-exchange state of a request that went (or will go) upstream. */
+class CacheExchange {
+  mode: Mode = 'miss';
+  urlKey = '';
+  variantKey = '';
+  /** The key of the running miss this exchange leads ('' when it leads none). */
+  leaderKey = '';
+  /** The stale entry being revalidated, or the entry kept for stale-if-error. */
+  entry: CacheEntry | null = null;
+  policyRequest: CachePolicy.Request | null = null;
+  /** The upstream's response being recorded. */
+  recording = false;
+  headers: [string, string][] | null = null;
+  policy: CachePolicy | null = null;
+  vary = '';
+  chunks: Buffer[] | null = null;
+  bytes = 0;
+  pending: Promise<void> | null = null;
+  /** What Cache-Status says about the forward (`uri-miss`, `vary-miss`, `stale`, `request`, `method`). */
+  fwd = 'uri-miss';
+  status = 0;
+}
+
+function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
+  return typeof (value as { then?: unknown } | undefined)?.then === 'function';
+}
+
+/** Every field of a response as [name, value] pairs, names in lowercase. */
+function responseFields(headers: FieldReader): [string, string][] {
+  const listed = (headers as FieldReader & { names?(): Iterable<string> }).names;
+  const names = typeof listed === 'function' ? listed.call(headers) : KNOWN_RESPONSE_FIELDS;
+  const out: [string, string][] = [];
+  for (const raw of names) {
+    const name = raw.toLowerCase();
+    if (HOP_BY_HOP.has(name)) continue;
+    for (const value of headers.getAll(name)) out.push([name, value]);
+  }
+  return out;
+}
+
+function fieldsObject(fields: readonly (readonly [string, string])[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of fields) out[name] = out[name] === undefined ? value : `${out[name]}, ${value}`;
+  return out;
+}
+
+function fieldValue(fields: readonly (readonly [string, string])[], name: string): string | undefined {
+  for (const [n, v] of fields) if (n === name) return v;
+  return undefined;
+}
+
+/** The Vary names of a response: lowercase, sorted, joined with ','; '*' stays '*'. */
+function varyNames(value: string | undefined): string {
+  if (value === undefined || value.trim() === '') return '';
+  const names = value
+    .split(',')
+    .map((n) => n.trim().toLowerCase())
+    .filter((n) => n !== '');
+  if (names.includes('*')) return '*';
+  return [...new Set(names)].sort().join(',');
+}
+
+function variantKeyOf(urlKey: string, vary: string, request: FieldReader): string {
+  if (vary === '') return `${urlKey}\nE`;
+  let key = `${urlKey}\nE`;
+  for (const name of vary.split(',')) key += `${request.get(name) ?? ''}\n`;
+  return key;
+}
+
+/** The request as http-cache-semantics reads it: only the fields that matter to it. */
+function policyRequest(ctx: FilterContext, vary: string): CachePolicy.Request {
+  const request = ctx.request;
+  const headers: CachePolicy.Headers = { host: request.host };
+  const names = ['cache-control', 'pragma', 'authorization', 'if-none-match', 'if-modified-since'];
+  for (const name of names) {
+    const value = request.headers.get(name);
+    if (value !== undefined) headers[name] = value;
+  }
+  if (vary !== '' && vary !== '*') {
+    for (const name of vary.split(',')) {
+      const value = request.headers.get(name);
+      if (value !== undefined) headers[name] = value;
+    }
+  }
+  return { method: 'GET', url: request.path + request.query, headers };
+}
+
+/** Does the stored response allow answering a request carrying Authorization (RFC 9111 §3.5)? */
+function allowsAuthorized(entry: CacheEntry): boolean {
+  const cc = entry.policy.rescc;
+  return 'public' in cc || 's-maxage' in cc || 'must-revalidate' in cc;
+}
+
+/** Does the client's own conditional match the entry (RFC 9110 §13.1.1, §13.1.3)? */
+function clientConditionalMatches(request: FieldReader, entry: CacheEntry): boolean {
+  const inm = request.get('if-none-match');
+  if (inm !== undefined) {
+    const etag = fieldValue(entry.headers, 'etag');
+    if (etag === undefined) return false;
+    if (inm.trim() === '*') return true;
+    const opaque = etag.replace(/^W\//, '');
+    for (const candidate of inm.split(',')) if (candidate.trim().replace(/^W\//, '') === opaque) return true;
+    return false;
+  }
+  const ims = request.get('if-modified-since');
+  if (ims !== undefined) {
+    const lastModified = fieldValue(entry.headers, 'last-modified');
+    if (lastModified === undefined) return false;
+    const since = Date.parse(ims);
+    const modified = Date.parse(lastModified);
+    return Number.isFinite(since) && Number.isFinite(modified) && modified <= since;
+  }
+  return false;
+}
+
+const NOT_MODIFIED_FIELDS = new Set([
+  'cache-control',
+  'content-location',
+  'date',
+  'etag',
+  'expires',
+  'vary',
+  'last-modified',
+]);
+
+function ageOf(policy: CachePolicy): string {
+  return String(Math.max(0, Math.floor(policy.age())));
+}
+
+/** The answer built from an entry: the stored response, or a 304 when the client's conditional matches. */
+function answerFromEntry(
+  ctx: FilterContext,
+  entry: CacheEntry,
+  policy: CachePolicy,
+  cacheStatus: string,
+  status304: boolean,
+): LocalResponse {
+  const headers: Record<string, string | string[]> = {};
+  for (const [name, value] of entry.headers) {
+    if (status304 && !NOT_MODIFIED_FIELDS.has(name)) continue;
+    if (name === 'age') continue;
+    const previous = headers[name];
+    if (previous === undefined) headers[name] = value;
+    else if (typeof previous === 'string') headers[name] = [previous, value];
+    else (previous as string[]).push(value);
+  }
+  headers.age = ageOf(policy);
+  headers['cache-status'] = cacheStatus;
+  if (status304) return { status: 304, headers };
+  if (ctx.request.method === 'HEAD') {
+    headers['content-length'] = String(entry.body.byteLength);
+    return { status: entry.status, headers };
+  }
+  return { status: entry.status, headers, body: entry.body };
+}
+
+function tokenDigest(token: string): Buffer {
+  return createHash('sha256').update(token).digest();
+}
+
+export class CacheFilter implements Filter {
+  readonly index: number;
+  readonly handle: StoreHandle;
+  readonly store: CacheStore;
+  readonly defaultTtl: number;
+  readonly maxEntryBytes: number;
+  readonly getEnabled: boolean;
+  readonly headEnabled: boolean;
+  readonly shared: boolean;
+  readonly coalesceTimeoutMs: number;
+  readonly purgeHeader: string;
+  readonly purgeDigest: Buffer | null;
+
+  constructor(config: CacheConfig, env: FilterEnvironment) {
+    this.index = env.index;
+    this.handle = cacheStoreFor(config);
+    this.store = this.handle.store;
+    this.defaultTtl = config.ttl_seconds;
+    this.maxEntryBytes = config.max_entry_bytes ?? CACHE_DEFAULTS.max_entry_bytes;
+    const methods = config.methods ?? ['GET', 'HEAD'];
+    this.getEnabled = methods.includes('GET');
+    this.headEnabled = methods.includes('HEAD');
+    this.shared = config.shared ?? true;
+    this.coalesceTimeoutMs = config.coalesce_timeout_ms ?? CACHE_DEFAULTS.coalesce_timeout_ms;
+    this.purgeHeader = (config.purge?.header ?? CACHE_DEFAULTS.purge_header).toLowerCase();
+    this.purgeDigest = config.purge === undefined ? null : tokenDigest(config.purge.token);
+  }
+
+  onRequest(ctx: FilterContext): PhaseResult {
+    const method = ctx.request.method;
+    if (method === 'PURGE' && this.purgeDigest !== null) return this.purge(ctx);
+    if ((method !== 'GET' || !this.getEnabled) && (method !== 'HEAD' || !this.headEnabled)) {
+      ctx.responseHeaders.set('cache-status', `${CACHE_NAME}; fwd=method`);
+      return undefined;
+    }
+    const state = new CacheExchange();
+    ctx.state[this.index] = state;
+    state.urlKey = ctx.request.host.toLowerCase() + ctx.request.path + ctx.request.query;
+    const vary = this.store.getVary(state.urlKey);
+    if (isPromise(vary)) return vary.then((v) => this.withVary(ctx, state, v));
+    return this.withVary(ctx, state, vary);
+  }
+
+  withVary(ctx: FilterContext, state: CacheExchange, vary: string | undefined): PhaseResult {
+    if (vary === undefined || vary === '*') {
+      state.variantKey = `${state.urlKey}\nE`;
+      return this.withEntry(ctx, state, undefined, true);
+    }
+    state.vary = vary;
+    state.variantKey = variantKeyOf(state.urlKey, vary, ctx.request.headers);
+    const entry = this.store.get(state.variantKey);
+    if (isPromise(entry)) return entry.then((e) => this.withEntry(ctx, state, e, true));
+    return this.withEntry(ctx, state, entry, true);
+  }
+
+  /** Decides with the entry found (or none); `mayWait` is false after waiting once for a running miss. */
+  withEntry(
+    ctx: FilterContext,
+    state: CacheExchange,
+    entry: CacheEntry | undefined,
+    mayWait: boolean,
+  ): PhaseResult {
+    const request = ctx.request;
+    const authorized = request.headers.get('authorization') !== undefined;
+    if (entry !== undefined && authorized && !allowsAuthorized(entry)) {
+      state.mode = 'bypass';
+      state.fwd = 'request';
+      ctx.responseHeaders.set('cache-status', `${CACHE_NAME}; fwd=request; detail=authorization`);
+      return undefined;
+    }
+    if (entry !== undefined) {
+      const policy = CachePolicy.fromObject(entry.policy);
+      const req = policyRequest(ctx, state.vary);
+      const result = policy.evaluateRequest(req);
+      if (result.response !== undefined && result.revalidation === undefined) {
+        return answerFromEntry(
+          ctx,
+          entry,
+          policy,
+          `${CACHE_NAME}; hit; ttl=${Math.floor(policy.maxAge() - policy.age())}`,
+          clientConditionalMatches(request.headers, entry),
+        );
+      }
+      if (result.response !== undefined && this.handle.inflight.has(state.variantKey)) {
+        // stale-while-revalidate: another request of this key is revalidating it.
+        return answerFromEntry(
+          ctx,
+          entry,
+          policy,
+          `${CACHE_NAME}; hit; ttl=${Math.floor(policy.maxAge() - policy.age())}; detail=stale-while-revalidate`,
+          clientConditionalMatches(request.headers, entry),
+        );
+      }
+      // Stale (or the client asked for validation): revalidate with the entry's validators.
+      state.entry = entry;
+      state.mode = 'revalidate';
+      const cc = request.headers.get('cache-control');
+      state.fwd =
+        (cc !== undefined && /no-cache|max-age=0/.test(cc)) ||
+        /no-cache/.test(request.headers.get('pragma') ?? '')
+          ? 'request'
+          : 'stale';
+      if (request.method === 'GET') {
+        const conditional = policy.revalidationHeaders(req);
+        const inm = conditional['if-none-match'];
+        const ims = conditional['if-modified-since'];
+        if (typeof inm === 'string') ctx.upstreamHeaders.set('if-none-match', inm);
+        if (typeof ims === 'string') ctx.upstreamHeaders.set('if-modified-since', ims);
+      }
+      state.policyRequest = req;
+    } else if (state.vary !== '') {
+      state.fwd = 'vary-miss';
+    }
+    if (request.method !== 'GET') {
+      ctx.responseHeaders.set('cache-status', `${CACHE_NAME}; fwd=${state.fwd}`);
+      return undefined;
+    }
+    // Coalescing: one upstream request per key at a time.
+    const inflight = this.handle.inflight;
+    const running = inflight.get(state.variantKey);
+    if (running !== undefined && mayWait && this.coalesceTimeoutMs > 0) {
+      return this.waitFor(ctx, state, running);
+    }
+    if (running === undefined) {
+      inflight.set(state.variantKey, { waiters: [] });
+      state.leaderKey = state.variantKey;
+    }
+    ctx.responseHeaders.set('cache-status', `${CACHE_NAME}; fwd=${state.fwd}`);
+    return undefined;
+  }
+
+  waitFor(ctx: FilterContext, state: CacheExchange, running: Inflight): Promise<undefined | LocalResponse> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, this.coalesceTimeoutMs);
+      running.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    }).then(() => this.lookupAgain(ctx, state));
+  }
+
+  lookupAgain(ctx: FilterContext, state: CacheExchange): PhaseResult {
+    state.entry = null;
+    state.vary = '';
+    state.fwd = 'uri-miss';
+    state.mode = 'miss';
+    const vary = this.store.getVary(state.urlKey);
+    const next = (v: string | undefined): PhaseResult => {
+      if (v === undefined || v === '*') {
+        state.variantKey = `${state.urlKey}\nE`;
+        return this.withEntry(ctx, state, undefined, false);
+      }
+      state.vary = v;
+      state.variantKey = variantKeyOf(state.urlKey, v, ctx.request.headers);
+      const entry = this.store.get(state.variantKey);
+      if (isPromise(entry)) return entry.then((e) => this.withEntry(ctx, state, e, false));
+      return this.withEntry(ctx, state, entry, false);
+    };
+    if (isPromise(vary)) return vary.then(next);
+    return next(vary);
+  }
+
+  onResponse(ctx: FilterContext, response: FilterResponse): PhaseResult {
+    const state = ctx.state[this.index] as CacheExchange | undefined;
+    if (state === undefined) return undefined;
+    const entry = state.entry;
+    if (entry !== null && state.mode === 'revalidate' && state.policyRequest !== null) {
+      if (response.status === 304) return this.refreshed(ctx, state, entry, response);
+      if (response.status >= 500 && this.staleIfErrorAllows(entry)) {
+        const policy = CachePolicy.fromObject(entry.policy);
+        return answerFromEntry(
+          ctx,
+          entry,
+          policy,
+          `${CACHE_NAME}; fwd=stale; fwd-status=${response.status}; detail=stale-if-error`,
+          clientConditionalMatches(ctx.request.headers, entry),
+        );
+      }
+    }
+    if (ctx.request.method !== 'GET') return undefined;
+    const fields = responseFields(response.headers);
+    const resHeaders = fieldsObject(fields);
+    const vary = varyNames(resHeaders.vary);
+    const req = policyRequest(ctx, vary);
+    const policyHeaders = this.withDefaultTtl(resHeaders);
+    const policy = new CachePolicy(
+      req,
+      { status: response.status, headers: policyHeaders },
+      { shared: this.shared },
+    );
+    let detail = '';
+    const length = response.headers.get('content-length');
+    if (vary === '*') detail = 'vary-star';
+    else if (response.headers.get('set-cookie') !== undefined) detail = 'set-cookie';
+    else if (!policy.storable()) detail = 'not-storable';
+    else if (length !== undefined && Number(length) > this.maxEntryBytes) detail = 'too-large';
+    else if (policy.timeToLive() <= 0) detail = 'expired';
+    const fwdStatus = `${CACHE_NAME}; fwd=${state.fwd}; fwd-status=${response.status}`;
+    if (detail !== '') {
+      ctx.responseHeaders.set('cache-status', `${fwdStatus}; detail=${detail}`);
+      return undefined;
+    }
+    ctx.responseHeaders.set('cache-status', `${fwdStatus}; stored`);
+    state.recording = true;
+    state.status = response.status;
+    state.headers = fields;
+    state.policy = policy;
+    state.vary = vary;
+    state.variantKey =
+      vary === '' ? `${state.urlKey}\nE` : variantKeyOf(state.urlKey, vary, ctx.request.headers);
+    state.chunks = [];
+    state.bytes = 0;
+    return undefined;
+  }
+
+  /** The upstream confirmed the stale entry (304): refresh it and answer with it. */
+  refreshed(
+    ctx: FilterContext,
+    state: CacheExchange,
+    entry: CacheEntry,
+    response: FilterResponse,
+  ): PhaseResult {
+    const stored = CachePolicy.fromObject(entry.policy);
+    const fields304 = responseFields(response.headers);
+    const headers304 = fieldsObject(fields304);
+    const revalidated = stored.revalidatedPolicy(state.policyRequest as CachePolicy.Request, {
+      status: 304,
+      headers: headers304,
+    });
+    if (revalidated.modified) return undefined;
+    const updated = new Set<string>();
+    for (const [name] of fields304) if (!NOT_UPDATED_BY_304.has(name)) updated.add(name);
+    const headers: [string, string][] = [];
+    for (const pair of entry.headers) if (!updated.has(pair[0])) headers.push([pair[0], pair[1]]);
+    for (const pair of fields304) if (updated.has(pair[0])) headers.push(pair);
+    const policy = new CachePolicy(
+      state.policyRequest as CachePolicy.Request,
+      { status: entry.status, headers: this.withDefaultTtl(fieldsObject(headers)) },
+      { shared: this.shared },
+    );
+    const fresh: CacheEntry = { status: entry.status, headers, body: entry.body, policy: policy.toObject() };
+    const ttl = policy.timeToLive();
+    if (ttl > 0) {
+      const done = this.store.set(state.urlKey, state.vary, state.variantKey, fresh, ttl);
+      if (isPromise(done)) state.pending = done;
+    }
+    return answerFromEntry(
+      ctx,
+      fresh,
+      policy,
+      `${CACHE_NAME}; fwd=${state.fwd}; fwd-status=304`,
+      clientConditionalMatches(ctx.request.headers, fresh),
+    );
+  }
+
+  staleIfErrorAllows(entry: CacheEntry): boolean {
+    const sie = Number(entry.policy.rescc['stale-if-error'] ?? 0);
+    if (!(sie > 0)) return false;
+    const policy = CachePolicy.fromObject(entry.policy);
+    return policy.maxAge() + sie > policy.age();
+  }
+
+  /** Adds `max-age=<ttl_seconds>` for the policy when the upstream gave no explicit freshness. */
+  withDefaultTtl(headers: Record<string, string>): Record<string, string> {
+    const cc = headers['cache-control'];
+    if (this.defaultTtl <= 0 || headers.expires !== undefined) return headers;
+    if (cc !== undefined && /(^|[\s,])(max-age|s-maxage)\s*=/i.test(cc)) return headers;
+    const copy = Object.assign({}, headers);
+    copy['cache-control'] =
+      cc === undefined || cc.trim() === ''
+        ? `max-age=${this.defaultTtl}`
+        : `${cc}, max-age=${this.defaultTtl}`;
+    return copy;
+  }
+
+  onResponseBody(ctx: FilterContext, chunk: Uint8Array): void {
+    const state = ctx.state[this.index] as CacheExchange | undefined;
+    if (state === undefined || !state.recording) return;
+    state.bytes += chunk.byteLength;
+    if (state.bytes > this.maxEntryBytes) {
+      state.recording = false;
+      state.chunks = null;
+      return;
+    }
+    (state.chunks as Buffer[]).push(Buffer.from(chunk));
+  }
+
+  onResponseEnd(ctx: FilterContext, aborted: boolean): void {
+    const state = ctx.state[this.index] as CacheExchange | undefined;
+    if (state === undefined || !state.recording) return;
+    state.recording = false;
+    const chunks = state.chunks as Buffer[];
+    state.chunks = null;
+    if (aborted) return;
+    const policy = state.policy as CachePolicy;
+    const entry: CacheEntry = {
+      status: state.status,
+      headers: state.headers as [string, string][],
+      body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks),
+      policy: policy.toObject(),
+    };
+    const done = this.store.set(state.urlKey, state.vary, state.variantKey, entry, policy.timeToLive());
+    if (isPromise(done)) state.pending = done;
+  }
+
+  onLog(ctx: FilterContext): void {
+    const state = ctx.state[this.index] as CacheExchange | undefined;
+    if (state === undefined || state.leaderKey === '') return;
+    const key = state.leaderKey;
+    state.leaderKey = '';
+    if (state.pending !== null) {
+      state.pending.then(
+        () => this.release(key),
+        () => this.release(key),
+      );
+    } else {
+      this.release(key);
+    }
+  }
+
+  release(key: string): void {
+    const running = this.handle.inflight.get(key);
+    if (running === undefined) return;
+    this.handle.inflight.delete(key);
+    for (const wake of running.waiters) wake();
+  }
+
+  purge(ctx: FilterContext): PhaseResult {
+    const token = ctx.request.headers.get(this.purgeHeader);
+    if (token === undefined || !timingSafeEqual(tokenDigest(token), this.purgeDigest as Buffer)) {
+      return {
+        status: 403,
+        headers: { 'content-type': 'application/json' },
+        body: '{"error":"purge token"}\n',
+      };
+    }
+    const host = ctx.request.host.toLowerCase();
+    const path = ctx.request.path;
+    const prefix = path.endsWith('*') ? host + path.slice(0, -1) : `${host}${path}${ctx.request.query}\n`;
+    const removed = this.store.purge(prefix);
+    if (isPromise(removed)) return removed.then(purged, purgeFailed);
+    return purged(removed);
+  }
+}
+
+function purged(count: number): LocalResponse {
+  return {
+    status: 200,
+    headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
+    body: `{"purged":${count}}\n`,
+  };
+}
+
+function purgeFailed(): LocalResponse {
+  return { status: 503, headers: { 'content-type': 'application/json' }, body: '{"error":"purge failed"}\n' };
+}
+
+export const cacheFilterFactory: FilterFactory<CacheConfig> = {
+  type: 'cache',
+  create(config: CacheConfig, env: FilterEnvironment): Filter {
+    return new CacheFilter(config, env);
+  },
+};
