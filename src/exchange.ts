@@ -47,6 +47,13 @@ export class Exchange {
   errorCode: ErrorCode | null = null;
   /** Set when the exchange became a WebSocket tunnel, once the tunnel has ended. */
   tunnel: TunnelRecord | null = null;
+  /**
+   * Who the auth filter authenticated (docs/filters.md, "auth"): `key:<first 16 hex digits of the key's
+   * SHA-256>`, the Basic user name, or the JWT's `sub` ('' when it has none); null when no auth filter ran.
+   */
+  principal: string | null = null;
+  /** The verified JWT claims (the auth filter, kind jwt), null otherwise; rate_limit's `jwt_claim` key reads it. */
+  claims: Readonly<Record<string, unknown>> | null = null;
   /** performance.now() when the exchange ended (0 while it runs). */
   endTime = 0;
 

@@ -3,21 +3,10 @@
  * one entry here: the type list, the validator and the JSON Schema file all follow from this table.
  */
 import { type TObject, Type } from '@sinclair/typebox';
+import { AuthConfigSchema } from './auth-schema.ts';
 import { CacheConfigSchema } from './cache-schema.ts';
-import { annotate, booleanField, integerField } from './fields.ts';
-
-const HEADER_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
-const METHOD_PATTERN = '^[A-Z]+$';
-
-function headerNameList(description: string) {
-  return Type.Array(
-    Type.String({
-      pattern: HEADER_NAME_PATTERN,
-      'x-expected': 'a header name such as Content-Type',
-    }),
-    annotate({ description, expected: 'a list of header names such as ["Content-Type"]' }),
-  );
-}
+import { CorsConfigSchema } from './cors-schema.ts';
+import { integerField } from './fields.ts';
 
 const RateLimitConfigSchema = Type.Object(
   {
@@ -36,76 +25,6 @@ const RateLimitConfigSchema = Type.Object(
     additionalProperties: false,
     description: 'Settings of a rate_limit middleware.',
     'x-expected': 'rate_limit settings such as {"requests_per_minute": 100}',
-  },
-);
-
-const CorsConfigSchema = Type.Object(
-  {
-    allowed_origins: Type.Array(
-      Type.String({ minLength: 1, 'x-expected': 'an origin such as https://example.com, or *' }),
-      annotate({
-        description: 'Origins allowed to make cross-origin requests; "*" allows any (required).',
-        expected: 'a list of origins such as ["https://example.com"] or ["*"]',
-      }),
-    ),
-    allow_credentials: Type.Optional(
-      booleanField({ description: 'Answer with Access-Control-Allow-Credentials: true.' }),
-    ),
-    allowed_methods: Type.Optional(
-      Type.Array(
-        Type.String({
-          pattern: METHOD_PATTERN,
-          'x-expected': 'an HTTP method in uppercase letters, such as GET',
-        }),
-        annotate({
-          description: 'Methods allowed in preflight answers.',
-          expected: 'a list of HTTP methods such as ["GET", "POST"]',
-        }),
-      ),
-    ),
-    allowed_headers: Type.Optional(headerNameList('Request headers allowed in preflight answers.')),
-    exposed_headers: Type.Optional(headerNameList('Response headers exposed to the browser.')),
-    max_age_seconds: Type.Optional(
-      integerField({ minimum: 0, description: 'How long browsers may cache a preflight answer.' }),
-    ),
-  },
-  {
-    additionalProperties: false,
-    description: 'Settings of a cors middleware.',
-    'x-expected': 'cors settings such as {"allowed_origins": ["*"]}',
-  },
-);
-
-const AuthConfigSchema = Type.Object(
-  {
-    api_keys: Type.Optional(
-      Type.Array(
-        Type.String({ minLength: 1, 'x-expected': 'a non-empty string' }),
-        annotate({
-          description: 'Accepted API keys.',
-          expected: 'a list of API keys (non-empty strings)',
-        }),
-      ),
-    ),
-    header: Type.Optional(
-      Type.String({
-        pattern: HEADER_NAME_PATTERN,
-        description: 'Request header that carries the API key.',
-        'x-expected': 'a header name such as x-api-key',
-      }),
-    ),
-    query_param: Type.Optional(
-      Type.String({
-        minLength: 1,
-        description: 'Query parameter that carries the API key.',
-        'x-expected': 'a non-empty string',
-      }),
-    ),
-  },
-  {
-    additionalProperties: false,
-    description: 'Settings of an auth middleware.',
-    'x-expected': 'auth settings such as {"api_keys": ["change-me"]}',
   },
 );
 
