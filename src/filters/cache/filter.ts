@@ -285,12 +285,21 @@ function answerFromEntry(
   }
   headers.age = ageOf(policy);
   headers['cache-status'] = cacheStatus;
+  // Edits made earlier in the exchange (a miss's Cache-Status) apply to local responses too.
+  ctx.responseHeaders.set('cache-status', cacheStatus);
   if (status304) return { status: 304, headers };
   if (ctx.request.method === 'HEAD') {
     headers['content-length'] = String(entry.body.byteLength);
     return { status: entry.status, headers };
   }
   return { status: entry.status, headers, body: entry.body };
+}
+
+/** The entry's policy without must-revalidate, used while the entry is fresh. */
+function freshMustRevalidate(entry: CacheEntry): CachePolicy {
+  const rescc = Object.assign({}, entry.policy.rescc);
+  delete rescc['must-revalidate'];
+  return CachePolicy.fromObject(Object.assign({}, entry.policy, { rescc }));
 }
 
 function tokenDigest(token: string): Buffer {
@@ -368,7 +377,10 @@ export class CacheFilter implements Filter {
       return undefined;
     }
     if (entry !== undefined) {
-      const policy = CachePolicy.fromObject(entry.policy);
+      let policy = CachePolicy.fromObject(entry.policy);
+      // must-revalidate binds once the entry is stale (RFC 9111 §5.2.2.2); http-cache-semantics applies it
+      // to fresh entries too.
+      if ('must-revalidate' in entry.policy.rescc && !policy.stale()) policy = freshMustRevalidate(entry);
       const req = policyRequest(ctx, state.vary);
       const result = policy.evaluateRequest(req);
       if (result.response !== undefined && result.revalidation === undefined) {
@@ -493,7 +505,7 @@ export class CacheFilter implements Filter {
     else if (response.headers.get('set-cookie') !== undefined) detail = 'set-cookie';
     else if (!policy.storable()) detail = 'not-storable';
     else if (length !== undefined && Number(length) > this.maxEntryBytes) detail = 'too-large';
-    else if (policy.timeToLive() <= 0) detail = 'expired';
+    else if (this.retentionMs(policy, resHeaders) <= 0) detail = 'expired';
     const fwdStatus = `${CACHE_NAME}; fwd=${state.fwd}; fwd-status=${response.status}`;
     if (detail !== '') {
       ctx.responseHeaders.set('cache-status', `${fwdStatus}; detail=${detail}`);
@@ -538,7 +550,7 @@ export class CacheFilter implements Filter {
       { shared: this.shared },
     );
     const fresh: CacheEntry = { status: entry.status, headers, body: entry.body, policy: policy.toObject() };
-    const ttl = policy.timeToLive();
+    const ttl = this.retentionMs(policy, fieldsObject(headers));
     if (ttl > 0) {
       const done = this.store.set(state.urlKey, state.vary, state.variantKey, fresh, ttl);
       if (isPromise(done)) state.pending = done;
@@ -553,10 +565,22 @@ export class CacheFilter implements Filter {
   }
 
   staleIfErrorAllows(entry: CacheEntry): boolean {
+    if ('must-revalidate' in entry.policy.rescc) return false;
     const sie = Number(entry.policy.rescc['stale-if-error'] ?? 0);
     if (!(sie > 0)) return false;
     const policy = CachePolicy.fromObject(entry.policy);
     return policy.maxAge() + sie > policy.age();
+  }
+
+  /**
+   * How long the store keeps an entry: freshness + stale windows (http-cache-semantics' timeToLive), and
+   * for a response with a validator ttl_seconds more (at least 60 s) so that it can be revalidated with a
+   * 304 instead of fetched again (no-cache responses, stale entries).
+   */
+  retentionMs(policy: CachePolicy, headers: Record<string, string>): number {
+    const ttl = policy.timeToLive();
+    if (headers.etag === undefined && headers['last-modified'] === undefined) return ttl;
+    return ttl + Math.max(60, this.defaultTtl) * 1000;
   }
 
   /** Adds `max-age=<ttl_seconds>` for the policy when the upstream gave no explicit freshness. */
@@ -598,7 +622,8 @@ export class CacheFilter implements Filter {
       body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks),
       policy: policy.toObject(),
     };
-    const done = this.store.set(state.urlKey, state.vary, state.variantKey, entry, policy.timeToLive());
+    const ttl = this.retentionMs(policy, fieldsObject(entry.headers));
+    const done = this.store.set(state.urlKey, state.vary, state.variantKey, entry, ttl);
     if (isPromise(done)) state.pending = done;
   }
 
