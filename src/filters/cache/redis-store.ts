@@ -32,7 +32,11 @@ export function redisClient(url: string): Redis {
 export async function closeRedisClients(): Promise<void> {
   const all = [...clients.values()];
   clients.clear();
-  await Promise.all(all.map((client) => client.quit().catch(ignore)));
+  await Promise.all(
+    all.map((client) =>
+      client.status === 'ready' ? client.quit().then(ignore, () => client.disconnect()) : client.disconnect(),
+    ),
+  );
 }
 
 function ignore(): void {}
