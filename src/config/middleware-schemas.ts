@@ -2,31 +2,11 @@
  * The `config` schema of each middleware type, in one table. To add a type (or an auth kind), add
  * one entry here: the type list, the validator and the JSON Schema file all follow from this table.
  */
-import { type TObject, Type } from '@sinclair/typebox';
+import type { TObject } from '@sinclair/typebox';
 import { AuthConfigSchema } from './auth-schema.ts';
 import { CacheConfigSchema } from './cache-schema.ts';
 import { CorsConfigSchema } from './cors-schema.ts';
-import { integerField } from './fields.ts';
-
-const RateLimitConfigSchema = Type.Object(
-  {
-    requests_per_minute: integerField({
-      minimum: 1,
-      description: 'Requests each client may make per minute (required).',
-    }),
-    burst: Type.Optional(
-      integerField({
-        minimum: 0,
-        description: 'Extra requests allowed above the steady rate in a short burst.',
-      }),
-    ),
-  },
-  {
-    additionalProperties: false,
-    description: 'Settings of a rate_limit middleware.',
-    'x-expected': 'rate_limit settings such as {"requests_per_minute": 100}',
-  },
-);
+import { RateLimitConfigSchema } from './rate-limit-schema.ts';
 
 /** Middleware type name -> schema of its `config` object. */
 export const MIDDLEWARE_CONFIG_SCHEMAS = {
