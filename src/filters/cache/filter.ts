@@ -295,6 +295,21 @@ function answerFromEntry(
   return { status: entry.status, headers, body: entry.body };
 }
 
+/**
+ * The entry's policy, deserialized once per entry object (a memory store hands out the same object on
+ * every hit; a Redis entry is a new object each time).
+ */
+const policies = new WeakMap<CacheEntry, CachePolicy>();
+
+function policyOf(entry: CacheEntry): CachePolicy {
+  let policy = policies.get(entry);
+  if (policy === undefined) {
+    policy = CachePolicy.fromObject(entry.policy);
+    policies.set(entry, policy);
+  }
+  return policy;
+}
+
 /** The entry's policy without must-revalidate, used while the entry is fresh. */
 function freshMustRevalidate(entry: CacheEntry): CachePolicy {
   const rescc = Object.assign({}, entry.policy.rescc);
@@ -377,7 +392,7 @@ export class CacheFilter implements Filter {
       return undefined;
     }
     if (entry !== undefined) {
-      let policy = CachePolicy.fromObject(entry.policy);
+      let policy = policyOf(entry);
       // must-revalidate binds once the entry is stale (RFC 9111 §5.2.2.2); http-cache-semantics applies it
       // to fresh entries too.
       if ('must-revalidate' in entry.policy.rescc && !policy.stale()) policy = freshMustRevalidate(entry);
@@ -478,7 +493,7 @@ export class CacheFilter implements Filter {
     if (entry !== null && state.mode === 'revalidate' && state.policyRequest !== null) {
       if (response.status === 304) return this.refreshed(ctx, state, entry, response);
       if (response.status >= 500 && this.staleIfErrorAllows(entry)) {
-        const policy = CachePolicy.fromObject(entry.policy);
+        const policy = policyOf(entry);
         return answerFromEntry(
           ctx,
           entry,
@@ -531,7 +546,7 @@ export class CacheFilter implements Filter {
     entry: CacheEntry,
     response: FilterResponse,
   ): PhaseResult {
-    const stored = CachePolicy.fromObject(entry.policy);
+    const stored = policyOf(entry);
     const fields304 = responseFields(response.headers);
     const headers304 = fieldsObject(fields304);
     const revalidated = stored.revalidatedPolicy(state.policyRequest as CachePolicy.Request, {
@@ -568,7 +583,7 @@ export class CacheFilter implements Filter {
     if ('must-revalidate' in entry.policy.rescc) return false;
     const sie = Number(entry.policy.rescc['stale-if-error'] ?? 0);
     if (!(sie > 0)) return false;
-    const policy = CachePolicy.fromObject(entry.policy);
+    const policy = policyOf(entry);
     return policy.maxAge() + sie > policy.age();
   }
 
