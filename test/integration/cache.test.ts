@@ -339,6 +339,20 @@ const cases: RfcCase[] = [
     ],
   },
   {
+    name: 'only-if-cached: 504 without an entry, the entry when there is one',
+    responder: answer({ 'cache-control': 'max-age=60' }),
+    steps: [
+      {
+        headers: { 'cache-control': 'only-if-cached' },
+        status: 504,
+        cacheStatus: 'zproxy; fwd=uri-miss; detail=only-if-cached',
+        upstreamCount: 0,
+      },
+      { status: 200, cacheStatus: MISS_STORED, upstreamCount: 1 },
+      { headers: { 'cache-control': 'only-if-cached' }, status: 200, cacheStatus: HIT, upstreamCount: 1 },
+    ],
+  },
+  {
     name: 'HEAD is answered from a stored GET, without a body',
     responder: answer({ 'cache-control': 'max-age=60' }, 'twelve bytes'),
     steps: [

@@ -437,6 +437,14 @@ export class CacheFilter implements Filter {
     } else if (state.vary !== '') {
       state.fwd = 'vary-miss';
     }
+    const requestCc = request.headers.get('cache-control');
+    if (requestCc !== undefined && requestCc.includes('only-if-cached')) {
+      // RFC 9111 §5.2.1.7: nothing usable is stored, and the client does not want the upstream asked.
+      state.mode = 'bypass';
+      const status = `${CACHE_NAME}; fwd=${state.fwd}; detail=only-if-cached`;
+      ctx.responseHeaders.set('cache-status', status);
+      return { status: 504, headers: { 'cache-status': status } };
+    }
     if (request.method !== 'GET') {
       ctx.responseHeaders.set('cache-status', `${CACHE_NAME}; fwd=${state.fwd}`);
       return undefined;
