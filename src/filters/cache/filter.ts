@@ -438,7 +438,7 @@ export class CacheFilter implements Filter {
       state.fwd = 'vary-miss';
     }
     const requestCc = request.headers.get('cache-control');
-    if (requestCc !== undefined && requestCc.includes('only-if-cached')) {
+    if (requestCc?.includes('only-if-cached')) {
       // RFC 9111 §5.2.1.7: nothing usable is stored, and the client does not want the upstream asked.
       state.mode = 'bypass';
       const status = `${CACHE_NAME}; fwd=${state.fwd}; detail=only-if-cached`;
