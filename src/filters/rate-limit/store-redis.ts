@@ -2,8 +2,8 @@
  * The Redis store: one key per `<limit>:<key>` holding the key's TAT in microseconds of Redis's own clock
  * (TIME), so that every zproxy instance using the server shares one limit whatever their clocks. Each
  * decision is one atomic Lua script (ioredis defineCommand: EVALSHA, EVAL only when the server lost the
- * script), and the key expires when its bucket is full again. Commands time out after `timeout_ms` and
- * fail at once while the connection is down (no offline queue), so a decision never waits longer.
+ * script), and the key expires when its bucket is full again. Commands time out after `timeout_ms`, also
+ * while they wait for a connection, so a decision never waits longer.
  */
 import { Redis } from 'ioredis';
 import type { Decision, RateLimitPolicy } from './gcra.ts';
@@ -43,7 +43,9 @@ function client(url: string, timeoutMs: number): GcraRedis {
   if (redis === undefined) {
     redis = new Redis(url, {
       commandTimeout: timeoutMs,
-      enableOfflineQueue: false,
+      // Commands wait for the connection (the first ones, a reconnect) but never past commandTimeout,
+      // and each failed reconnect attempt fails the queued ones (maxRetriesPerRequest 0).
+      enableOfflineQueue: true,
       maxRetriesPerRequest: 0,
       retryStrategy: (times) => Math.min(100 * times, 1000),
     }) as GcraRedis;

@@ -1,0 +1,242 @@
+/**
+ * The rate_limit filter over real sockets (the contract harness, test/helpers/filter-harness.ts) with the
+ * memory store and a real redis-server: exact counts, 429 with Retry-After and the RateLimit fields,
+ * refill, keys, two instances sharing one limit through Redis, and a Redis stopped mid-test following
+ * on_store_error (allow, deny) without hanging.
+ */
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import type { RateLimitConfig } from '../../src/config/rate-limit-schema.ts';
+import type { FilterContext } from '../../src/filters/contract.ts';
+import { RateLimitFilter } from '../../src/filters/rate-limit/filter.ts';
+import { closeRateLimitRedisClients } from '../../src/filters/rate-limit/store-redis.ts';
+import { resetRateLimitStores } from '../../src/filters/rate-limit/stores.ts';
+import { type FilterProxy, startFilterProxy } from '../helpers/filter-harness.ts';
+import { type RedisServer, startRedis } from '../helpers/redis.ts';
+import { type SimpleResponse, sendRequest } from '../helpers/simple-request.ts';
+import { type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
+
+let upstream: HttpUpstream;
+const proxies: FilterProxy[] = [];
+
+before(async () => {
+  upstream = await startHttpUpstream();
+});
+
+after(async () => {
+  for (const proxy of proxies) await proxy.close();
+  await upstream.close();
+  await closeRateLimitRedisClients();
+  resetRateLimitStores();
+});
+
+/** A pino logger whose lines are kept in `lines`. */
+function captureLogger() {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split('\n')) if (line !== '') lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  return { logger: pino({ level: 'info' }, stream), lines };
+}
+
+async function proxyWith(config: RateLimitConfig, route = '/', logger = captureLogger().logger) {
+  const filter = new RateLimitFilter(config, { index: 0, route, logger });
+  const proxy = await startFilterProxy([filter], upstream.url);
+  proxies.push(proxy);
+  return proxy;
+}
+
+async function statuses(proxy: FilterProxy, n: number, headers: Record<string, string> = {}) {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push((await sendRequest(proxy.port, '/x', { headers })).status);
+  return out;
+}
+
+function countOf(list: number[], status: number): number {
+  return list.filter((s) => s === status).length;
+}
+
+describe('memory store', () => {
+  test('burst + 1 allowed with RateLimit fields, then 429 with Retry-After', async () => {
+    resetRateLimitStores();
+    const proxy = await proxyWith({ requests_per_minute: 60, burst: 2 });
+    const before = upstream.requests.length;
+    const responses: SimpleResponse[] = [];
+    for (let i = 0; i < 5; i++) responses.push(await sendRequest(proxy.port, '/x'));
+    assert.deepEqual(
+      responses.map((r) => r.status),
+      [200, 200, 200, 429, 429],
+    );
+    assert.equal(upstream.requests.length - before, 3, 'refused requests never reach the upstream');
+    assert.equal(responses[0]!.headers['ratelimit-policy'], '"default";q=60;w=60');
+    assert.equal(responses[0]!.headers.ratelimit, '"default";r=2;t=1');
+    assert.equal(responses[1]!.headers.ratelimit, '"default";r=1;t=2');
+    assert.equal(responses[2]!.headers.ratelimit, '"default";r=0;t=3');
+    const refused = responses[3]!;
+    assert.equal(refused.headers['retry-after'], '1');
+    assert.equal(refused.headers['ratelimit-policy'], '"default";q=60;w=60');
+    assert.equal(refused.headers.ratelimit, '"default";r=0;t=1');
+    assert.equal(refused.text, 'Too Many Requests\n');
+  });
+
+  test('refill over time (one request per 100 ms)', async () => {
+    resetRateLimitStores();
+    const proxy = await proxyWith({ requests_per_minute: 600, burst: 0 });
+    assert.deepEqual(await statuses(proxy, 2), [200, 429]);
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    assert.deepEqual(await statuses(proxy, 2), [200, 429]);
+  });
+
+  test('exact under concurrency: 40 parallel requests, burst 9 -> 10 allowed', async () => {
+    resetRateLimitStores();
+    const proxy = await proxyWith({ requests_per_minute: 1, burst: 9 });
+    const all = await Promise.all(Array.from({ length: 40 }, () => sendRequest(proxy.port, '/x')));
+    const list = all.map((r) => r.status);
+    assert.equal(countOf(list, 200), 10);
+    assert.equal(countOf(list, 429), 30);
+  });
+
+  test('header key: one bucket per value; route key: one bucket for all', async () => {
+    resetRateLimitStores();
+    const byHeader = await proxyWith({ requests_per_minute: 1, burst: 1, key: 'header:x-api-key' });
+    assert.deepEqual(await statuses(byHeader, 3, { 'x-api-key': 'a' }), [200, 200, 429]);
+    assert.deepEqual(await statuses(byHeader, 3, { 'x-api-key': 'b' }), [200, 200, 429]);
+    const byRoute = await proxyWith({ requests_per_minute: 1, burst: 2, key: 'route' }, '/api');
+    assert.deepEqual(await statuses(byRoute, 2, { 'x-api-key': 'a' }), [200, 200]);
+    assert.deepEqual(await statuses(byRoute, 2, { 'x-api-key': 'b' }), [200, 429]);
+  });
+
+  test('the counters survive a new filter (a config reload) for the same limit', async () => {
+    resetRateLimitStores();
+    const first = await proxyWith({ requests_per_minute: 1, burst: 1 });
+    assert.deepEqual(await statuses(first, 1), [200]);
+    const reloaded = await proxyWith({ requests_per_minute: 1, burst: 1 });
+    assert.deepEqual(await statuses(reloaded, 2), [200, 429]);
+  });
+});
+
+test('jwt_claim and header keys read the exchange and the request', () => {
+  const filter = new RateLimitFilter(
+    { requests_per_minute: 10, key: 'jwt_claim:sub' },
+    { index: 0, route: '/' },
+  );
+  const ctx = {
+    exchange: { claims: { sub: 'alice' } },
+    request: { clientAddress: '127.0.0.1', headers: { get: () => undefined, getAll: () => [] } },
+  } as unknown as FilterContext;
+  assert.equal(filter.keyOf(ctx), 'jwt:sub:alice');
+  const anonymous = { ...ctx, exchange: { claims: null } } as unknown as FilterContext;
+  assert.equal(filter.keyOf(anonymous), 'jwt:sub:');
+});
+
+describe('redis store', () => {
+  let redis: RedisServer;
+  let inspector: Redis;
+
+  before(async () => {
+    redis = await startRedis();
+    inspector = new Redis(redis.url);
+    // The last test stops the server: the inspector's reconnect attempts fail, quietly.
+    inspector.on('error', () => {});
+  });
+
+  after(async () => {
+    inspector.disconnect();
+    await redis.stop();
+  });
+
+  test('two instances share one limit; keys carry a TTL', async () => {
+    // Different timeouts give each instance its own Redis connection, as two zproxy processes have.
+    const config = { requests_per_minute: 60, burst: 4, store: 'redis', redis_url: redis.url } as const;
+    const a = await proxyWith({ ...config, timeout_ms: 500 });
+    const b = await proxyWith({ ...config, timeout_ms: 501 });
+    const list: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      list.push((await sendRequest(a.port, '/x')).status);
+      list.push((await sendRequest(b.port, '/x')).status);
+    }
+    assert.equal(countOf(list, 200), 5, `one limit for both: ${list}`);
+    assert.equal(countOf(list, 429), 7);
+    const keys = await inspector.keys('zproxy:rl:*');
+    assert.equal(keys.length, 1, String(keys));
+    const ttl = await inspector.pttl(keys[0]!);
+    assert.ok(ttl > 0 && ttl <= 5000, `TTL ${ttl} ms`);
+    const refused = await sendRequest(a.port, '/x');
+    assert.equal(refused.status, 429);
+    assert.equal(refused.headers['retry-after'], '1');
+    assert.equal(refused.headers['ratelimit-policy'], '"default";q=60;w=60');
+  });
+
+  test('exact under concurrency across two instances', async () => {
+    const config = { requests_per_minute: 1, burst: 19, store: 'redis', redis_url: redis.url } as const;
+    const a = await proxyWith({ ...config, key: 'header:x-c', timeout_ms: 500 });
+    const b = await proxyWith({ ...config, key: 'header:x-c', timeout_ms: 501 });
+    const all = await Promise.all(
+      Array.from({ length: 60 }, (_, i) =>
+        sendRequest((i % 2 === 0 ? a : b).port, '/x', { headers: { 'x-c': 'c' } }),
+      ),
+    );
+    assert.equal(
+      countOf(
+        all.map((r) => r.status),
+        200,
+      ),
+      20,
+    );
+  });
+
+  test('refill over time', async () => {
+    const proxy = await proxyWith({
+      requests_per_minute: 600,
+      burst: 0,
+      key: 'header:x-r',
+      store: 'redis',
+      redis_url: redis.url,
+      timeout_ms: 500,
+    });
+    assert.deepEqual(await statuses(proxy, 2, { 'x-r': '1' }), [200, 429]);
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    assert.deepEqual(await statuses(proxy, 2, { 'x-r': '1' }), [200, 429]);
+  });
+
+  test('Redis stopped: allow lets requests through, deny answers 503, neither hangs; one warn line', async () => {
+    const allowLog = captureLogger();
+    const denyLog = captureLogger();
+    const base = { requests_per_minute: 60, burst: 0, store: 'redis', redis_url: redis.url } as const;
+    const allow = await proxyWith({ ...base, key: 'header:x-p', timeout_ms: 502 }, '/', allowLog.logger);
+    const deny = await proxyWith(
+      { ...base, key: 'header:x-p', on_store_error: 'deny', timeout_ms: 503 },
+      '/',
+      denyLog.logger,
+    );
+    assert.deepEqual(await statuses(allow, 1, { 'x-p': 'allow' }), [200]);
+    assert.deepEqual(await statuses(deny, 1, { 'x-p': 'deny' }), [200]);
+    await redis.stop();
+    const started = Date.now();
+    const allowed = await statuses(allow, 5, { 'x-p': 'allow' });
+    const denied: SimpleResponse[] = [];
+    for (let i = 0; i < 5; i++)
+      denied.push(await sendRequest(deny.port, '/x', { headers: { 'x-p': 'deny' } }));
+    const elapsed = Date.now() - started;
+    assert.deepEqual(allowed, [200, 200, 200, 200, 200], 'fail-open');
+    assert.deepEqual(
+      denied.map((r) => r.status),
+      [503, 503, 503, 503, 503],
+      'fail-closed',
+    );
+    assert.equal(denied[0]!.headers['retry-after'], '1');
+    assert.ok(elapsed < 10 * 503, `10 decisions took ${elapsed} ms`);
+    const warned = (lines: Record<string, unknown>[]) =>
+      lines.filter((line) => line.msg === 'rate_limit store unavailable');
+    assert.equal(warned(allowLog.lines).length, 1, 'one warn line, not one per request');
+    assert.equal(warned(allowLog.lines)[0]!.on_store_error, 'allow');
+    assert.equal(warned(denyLog.lines).length, 1);
+    assert.equal(warned(denyLog.lines)[0]!.on_store_error, 'deny');
+  });
+});
