@@ -7,6 +7,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import cluster from 'node:cluster';
 import type { Config } from '../config/schema.ts';
+import { answerRateLimitMessage } from '../filters/rate-limit/store-ipc.ts';
 import type { Logger } from '../observe/logger.ts';
 
 export const WORKER_ENV = 'ZPROXY_WORKER_ID';
@@ -55,6 +56,8 @@ export function runSupervisor(config: Config, logger: Logger, onStopped: () => v
     logger.info({ worker: id, worker_pid: child.pid }, 'worker started');
     let childListening = false;
     child.on('message', (message: WorkerMessage) => {
+      // The workers' rate-limit decisions: the supervisor holds the memory store of the instance.
+      if (answerRateLimitMessage(child, message)) return;
       if (message?.type !== 'listening') return;
       childListening = true;
       if (++listening === count) {
