@@ -190,6 +190,18 @@ describe('jwt with a secret', () => {
   });
 });
 
+test('a token verified before is refused once it expires', async () => {
+  await withAuth({ kind: 'jwt', secret: SECRET, clock_skew_seconds: 0 }, async (proxy) => {
+    const token = await sign({ sub: 'short', exp: now() + 1 }, new TextEncoder().encode(SECRET), 'HS256');
+    assert.equal((await sendRequest(proxy.port, '/t', { headers: bearer(token) })).status, 200);
+    assert.equal((await sendRequest(proxy.port, '/t', { headers: bearer(token) })).status, 200);
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    const res = await sendRequest(proxy.port, '/t', { headers: bearer(token) });
+    assert.equal(res.status, 401);
+    assert.match(String(res.headers['www-authenticate']), /The token has expired/);
+  });
+});
+
 describe('jwt with local public keys', () => {
   test('RS256 from a PEM file, EdDSA from a JWK file', async () => {
     const rsa = await generateKeyPair('RS256', { extractable: true });

@@ -12,6 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { JWTPayload } from 'jose';
 import { LRUCache } from 'lru-cache';
 import type { AuthConfig } from '../../config/auth-schema.ts';
 import type { Filter, FilterContext, FilterFactory, LocalResponse, PhaseResult } from '../contract.ts';
@@ -214,10 +215,14 @@ export class JwtFilter implements Filter {
   readonly #unavailable: LocalResponse;
   /** reason -> answer, built once per reason. */
   readonly #invalid = new Map<string, LocalResponse>();
+  /** Tokens verified recently -> their claims (checked again once exp passes). */
+  readonly #verified = new LRUCache<string, JWTPayload>({ max: 4096, ttl: 300_000 });
+  readonly #skew: number;
 
   constructor(config: AuthConfig, verifier: JwtVerifier) {
     this.verifier = verifier;
     this.#realm = config.realm ?? 'zproxy';
+    this.#skew = config.clock_skew_seconds ?? 30;
     this.#strip = config.strip_credentials ?? true;
     this.#forward = Object.entries(config.forward_claims ?? {}).map(
       ([c, h]) => [c, h.toLowerCase()] as const,
@@ -239,12 +244,23 @@ export class JwtFilter implements Filter {
     if (header === undefined || !BEARER_PREFIX.test(header)) return this.#missing;
     const token = header.replace(BEARER_PREFIX, '');
     if (!TOKEN68.test(token)) return this.#invalidAnswer('The token is malformed');
-    return this.verifier.verify(token).then((outcome) => this.#decide(ctx, outcome));
+    const known = this.#verified.get(token);
+    if (known !== undefined) {
+      // A token verified before is accepted without a promise until its exp (plus the skew) passes.
+      if (known.exp === undefined || Date.now() / 1000 <= known.exp + this.#skew)
+        return this.#accept(ctx, known);
+      this.#verified.delete(token);
+    }
+    return this.verifier.verify(token).then((outcome) => this.#decide(ctx, token, outcome));
   }
 
-  #decide(ctx: FilterContext, outcome: JwtOutcome): LocalResponse | undefined {
+  #decide(ctx: FilterContext, token: string, outcome: JwtOutcome): LocalResponse | undefined {
     if (!outcome.ok) return outcome.unavailable ? this.#unavailable : this.#invalidAnswer(outcome.reason);
-    const claims = outcome.claims;
+    this.#verified.set(token, outcome.claims);
+    return this.#accept(ctx, outcome.claims);
+  }
+
+  #accept(ctx: FilterContext, claims: JWTPayload): LocalResponse | undefined {
     if (this.#insufficient !== null && !hasScopes(claims, this.#scopes)) return this.#insufficient;
     ctx.exchange.principal = typeof claims.sub === 'string' ? claims.sub : '';
     ctx.exchange.claims = claims;
