@@ -3,7 +3,8 @@
  * (TIME), so that every zproxy instance using the server shares one limit whatever their clocks. Each
  * decision is one atomic Lua script (ioredis defineCommand: EVALSHA, EVAL only when the server lost the
  * script), and the key expires when its bucket is full again. Commands time out after `timeout_ms`, also
- * while they wait for a connection, so a decision never waits longer.
+ * while they wait for the first connection, and fail at once while a lost connection is being
+ * re-established, so a decision never waits longer.
  */
 import { Redis } from 'ioredis';
 import type { Decision, RateLimitPolicy } from './gcra.ts';
@@ -43,8 +44,8 @@ function client(url: string, timeoutMs: number): GcraRedis {
   if (redis === undefined) {
     redis = new Redis(url, {
       commandTimeout: timeoutMs,
-      // Commands wait for the connection (the first ones, a reconnect) but never past commandTimeout,
-      // and each failed reconnect attempt fails the queued ones (maxRetriesPerRequest 0).
+      // The first commands wait for the connection, never past commandTimeout; once it was ready the
+      // queue is turned off (failFastOffline).
       enableOfflineQueue: true,
       maxRetriesPerRequest: 0,
       retryStrategy: (times) => Math.min(100 * times, 1000),
@@ -52,12 +53,18 @@ function client(url: string, timeoutMs: number): GcraRedis {
     redis.defineCommand('zproxyGcra', { numberOfKeys: 1, lua: GCRA_SCRIPT });
     // Failures surface on the commands (on_store_error); the event only needs a listener.
     redis.on('error', ignore);
+    // Once connected, a lost connection fails decisions at once instead of after timeout_ms each.
+    redis.once('ready', failFastOffline);
     clients.set(id, redis);
   }
   return redis;
 }
 
 function ignore(): void {}
+
+function failFastOffline(this: Redis): void {
+  this.options.enableOfflineQueue = false;
+}
 
 function toDecision(reply: [number, number, number, number]): Decision {
   return {
