@@ -15,6 +15,8 @@ export interface ErrorCodeInfo {
 /** The code table: status, side and the default message of each code. */
 export const ERROR_CODES = {
   ZP_ERR_BAD_REQUEST: { status: 400, side: 'downstream', message: 'Malformed request' },
+  ZP_ERR_UNAUTHORIZED: { status: 401, side: 'downstream', message: 'Authentication is required' },
+  ZP_ERR_FORBIDDEN: { status: 403, side: 'downstream', message: 'The credentials do not allow this request' },
   ZP_ERR_NOT_FOUND: { status: 404, side: 'downstream', message: 'No route matches this request' },
   ZP_ERR_METHOD_NOT_ALLOWED: {
     status: 405,
@@ -101,6 +103,11 @@ export const ERROR_CODES = {
     status: 503,
     side: 'internal',
     message: 'Too many WebSocket tunnels are open',
+  },
+  ZP_ERR_AUTH_UNAVAILABLE: {
+    status: 503,
+    side: 'internal',
+    message: 'The keys needed to check the credentials could not be fetched',
   },
   ZP_ERR_SHUTTING_DOWN: { status: 503, side: 'internal', message: 'The proxy is shutting down' },
   ZP_ERR_INTERNAL: { status: 500, side: 'internal', message: 'Internal proxy error' },

@@ -4,11 +4,8 @@
  * 503 when the keys needed to decide could not be fetched. Built once per filter: they never depend on
  * what the client sent, so no credential can leak into an answer (or a log line).
  */
+import { errorBody } from '../../errors.ts';
 import type { LocalResponse } from '../contract.ts';
-
-function body(code: string, status: number, message: string): string {
-  return JSON.stringify({ error: { code, status, message } });
-}
 
 const JSON_TYPE = 'application/json';
 
@@ -20,7 +17,7 @@ export function unauthorized(challenge: string, message: string): LocalResponse 
       'content-type': JSON_TYPE,
       'cache-control': 'no-store',
     }),
-    body: body('ZP_ERR_UNAUTHORIZED', 401, message),
+    body: errorBody('ZP_ERR_UNAUTHORIZED', message),
   });
 }
 
@@ -32,7 +29,7 @@ export function forbidden(challenge: string, message: string): LocalResponse {
       'content-type': JSON_TYPE,
       'cache-control': 'no-store',
     }),
-    body: body('ZP_ERR_FORBIDDEN', 403, message),
+    body: errorBody('ZP_ERR_FORBIDDEN', message),
   });
 }
 
@@ -40,7 +37,7 @@ export function unavailable(message: string): LocalResponse {
   return Object.freeze({
     status: 503,
     headers: Object.freeze({ 'content-type': JSON_TYPE, 'cache-control': 'no-store', 'retry-after': '5' }),
-    body: body('ZP_ERR_AUTH_UNAVAILABLE', 503, message),
+    body: errorBody('ZP_ERR_AUTH_UNAVAILABLE', message),
   });
 }
 
