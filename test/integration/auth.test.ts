@@ -12,7 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import bcrypt from 'bcryptjs';
+import fc from 'fast-check';
 import type { AuthConfig } from '../../src/config/auth-schema.ts';
+import { queryParam, withoutQueryParam } from '../../src/filters/auth/api-key.ts';
 import { AuthConfigError, authFactory } from '../../src/filters/auth/index.ts';
 import { passwordVerifier } from '../../src/filters/auth/password-hash.ts';
 import type { Filter } from '../../src/filters/contract.ts';
@@ -298,6 +300,27 @@ describe('basic', () => {
     await assert.rejects(
       () => Promise.resolve(authFactory.create({ kind: 'basic', users: { dave: 'plain-text' } }, env)),
       /config\.users\.dave: expected a bcrypt/,
+    );
+  });
+});
+
+describe('query parameter handling (properties)', () => {
+  const name = fc.stringMatching(/^[a-z_]{1,6}$/);
+  const value = fc.stringMatching(/^[A-Za-z0-9._~-]{0,8}$/);
+  const pairs = fc.array(fc.tuple(name, value), { maxLength: 6 });
+
+  test('the key parameter is found and stripped; every other parameter is kept, in order', () => {
+    fc.assert(
+      fc.property(pairs, value, fc.nat(6), (others, key, at) => {
+        const rest = others.filter(([n]) => n !== 'api_key');
+        const all = [...rest.slice(0, at), ['api_key', key] as const, ...rest.slice(at)];
+        const query = `?${all.map(([n, v]) => `${n}=${v}`).join('&')}`;
+        assert.equal(queryParam(query, 'api_key'), key);
+        const stripped = withoutQueryParam(`/p${query}`, 'api_key');
+        const expected = rest.map(([n, v]) => `${n}=${v}`).join('&');
+        assert.equal(stripped, expected === '' ? '/p' : `/p?${expected}`);
+        assert.equal(queryParam(stripped.slice(2), 'api_key'), undefined);
+      }),
     );
   });
 });
