@@ -111,6 +111,11 @@ export const ERROR_CODES = {
   },
   ZP_ERR_SHUTTING_DOWN: { status: 503, side: 'internal', message: 'The proxy is shutting down' },
   ZP_ERR_INTERNAL: { status: 500, side: 'internal', message: 'Internal proxy error' },
+  ZP_ERR_FILTER_FAILED: {
+    status: 500,
+    side: 'internal',
+    message: 'A filter failed while handling this request',
+  },
   ZP_ERR_CONFIG: { status: 500, side: 'config', message: 'Invalid configuration' },
 } as const satisfies Record<string, ErrorCodeInfo>;
 

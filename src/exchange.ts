@@ -4,6 +4,7 @@
  */
 import type { CompiledRoute } from './config/runtime.ts';
 import type { ErrorCode } from './errors.ts';
+import type { FilterExchange } from './pipeline/filter-exchange.ts';
 
 let nextId = 1;
 
@@ -54,6 +55,10 @@ export class Exchange {
   principal: string | null = null;
   /** The verified JWT claims (the auth filter, kind jwt), null otherwise; rate_limit's `jwt_claim` key reads it. */
   claims: Readonly<Record<string, unknown>> | null = null;
+  /** The request id (the `headers` filter's `request_id`), null when none was given or generated. */
+  requestId: string | null = null;
+  /** The filter phases of this exchange (its route has filters), else null. */
+  filters: FilterExchange | null = null;
   /** performance.now() when the exchange ended (0 while it runs). */
   endTime = 0;
 

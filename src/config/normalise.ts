@@ -144,6 +144,7 @@ function normaliseRoute(
     host: route.host === undefined ? null : route.host.toLowerCase(),
     strip_prefix: route.strip_prefix ?? D.route.strip_prefix,
     middlewares: (route.middlewares ?? []).map(normaliseMiddleware),
+    inherit_middlewares: route.inherit_middlewares ?? D.route.inherit_middlewares,
     upstream_tls: normaliseUpstreamTls(route.upstream_tls ?? {}, upstreamTls),
     websocket_idle_timeout_ms: route.websocket_idle_timeout_ms ?? websocketIdleTimeoutMs,
   };

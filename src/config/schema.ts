@@ -62,7 +62,7 @@ export const CONFIG_DEFAULTS = {
   access_log: { enabled: true },
   shutdown_grace_ms: 10000,
   listener: { redirect_https: false },
-  route: { strip_prefix: false, middlewares: [] },
+  route: { strip_prefix: false, middlewares: [], inherit_middlewares: true },
 } as const;
 
 const D = CONFIG_DEFAULTS;
@@ -467,7 +467,16 @@ const RouteSchema = Type.Object(
       }),
     ),
     middlewares: Type.Optional(
-      MiddlewareListSchema('Middlewares for this route only, applied after the top-level ones.'),
+      MiddlewareListSchema(
+        'Middlewares of this route. An entry whose type is already in the top-level list replaces that entry in place (its position in the chain is kept); the others are appended, in order.',
+      ),
+    ),
+    inherit_middlewares: Type.Optional(
+      booleanField({
+        description:
+          "Apply the top-level middlewares to this route (then its own middlewares replace or extend them). false: only the route's own middlewares apply.",
+        default: D.route.inherit_middlewares,
+      }),
     ),
     upstream_tls: Type.Optional(UpstreamTlsSchema(false)),
     websocket_idle_timeout_ms: Type.Optional(
@@ -681,6 +690,7 @@ export interface RouteConfig {
   readonly host: string | null;
   readonly strip_prefix: boolean;
   readonly middlewares: readonly MiddlewareConfig[];
+  readonly inherit_middlewares: boolean;
   /** `upstream_defaults.tls` with the route's `upstream_tls` fields laid over it. */
   readonly upstream_tls: UpstreamTlsConfig;
   /** The route's own value, else `websocket.idle_timeout_ms`. */

@@ -16,7 +16,7 @@
  *   rules, path rewrites, conditional headers for revalidation). May edit, not answer.
  * - onResponse: the upstream's response head arrived (cache store decision, CORS headers, header rules).
  *   May edit the response sent to the client, or replace the response with a LocalResponse (a 304 from
- *   the upstream turned into the stored entry).
+ *   the upstream turned into the stored entry). Synchronous.
  * - onResponseBody / onResponseEnd: the body as it is sent to the client (the cache stores while
  *   streaming). Observers only: they cannot change or hold the bytes.
  * - onLog: exactly once per exchange, success or failure.
@@ -37,6 +37,8 @@ export interface FieldReader {
   get(name: string): string | undefined;
   /** Each value of the field as received (empty when absent). */
   getAll(name: string): readonly string[];
+  /** The names of the fields present, in lowercase, each once. */
+  names(): Iterable<string>;
 }
 
 /** The client's request as filters see it, whatever protocol carried it. */
@@ -107,7 +109,11 @@ export type PhaseResult = undefined | LocalResponse | Promise<undefined | LocalR
 export interface Filter {
   onRequest?(ctx: FilterContext): PhaseResult;
   onUpstreamRequest?(ctx: FilterContext): undefined | Promise<undefined>;
-  onResponse?(ctx: FilterContext, response: FilterResponse): PhaseResult;
+  /**
+   * Synchronous: the response head is in hand and the upstream is waiting (I/O belongs in onRequest, or
+   * fire-and-forget as the cache's store writes are).
+   */
+  onResponse?(ctx: FilterContext, response: FilterResponse): undefined | LocalResponse;
   onResponseBody?(ctx: FilterContext, chunk: Uint8Array): void;
   /** The body is complete (`aborted` false) or was cut short (`aborted` true: never store it). */
   onResponseEnd?(ctx: FilterContext, aborted: boolean): void;
@@ -120,6 +126,12 @@ export interface FilterEnvironment {
   readonly index: number;
   /** The route's pattern, for log lines and keys. */
   readonly route: string;
+  /** The top-level `trusted_proxies` (X-Forwarded-For is believed only from these peers); null when none. */
+  readonly trustedProxies?: import('node:net').BlockList | null;
+  /** The process logger (pino); a filter logs through it, never once per request at info level. */
+  readonly logger?: import('pino').Logger;
+  /** The directory relative paths in the filter's config are resolved against (the config file's). */
+  readonly baseDir?: string;
 }
 
 /** Builds a filter from its (validated) config. */

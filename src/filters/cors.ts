@@ -123,7 +123,7 @@ export class CorsFilter implements Filter {
     return undefined;
   }
 
-  onResponse(ctx: FilterContext, response: FilterResponse): PhaseResult {
+  onResponse(ctx: FilterContext, response: FilterResponse): undefined | LocalResponse {
     if (!this.#varies) return undefined;
     const upstream = response.headers.get('vary');
     if (upstream === undefined) return undefined;

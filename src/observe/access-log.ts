@@ -20,6 +20,8 @@ export interface AccessLogRecord {
   readonly route: string | null;
   readonly upstream: string | null;
   readonly error: string | null;
+  /** The request id, when the `headers` filter gives or passes one. */
+  readonly request_id?: string;
   /** Only for an exchange that became a WebSocket tunnel. */
   readonly tunnel?: TunnelRecord;
 }
@@ -47,6 +49,7 @@ export class AccessLog {
       route: ex.route === null ? null : ex.route.pattern,
       upstream: ex.upstream === '' ? null : ex.upstream,
       error: ex.errorCode,
+      request_id: ex.requestId ?? undefined,
       // Undefined (left out of the line) for every exchange but a tunnel's.
       tunnel: ex.tunnel ?? undefined,
     };

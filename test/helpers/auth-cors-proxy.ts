@@ -32,6 +32,9 @@ class Reader implements FieldReader {
     if (value === undefined) return [];
     return Array.isArray(value) ? value : [value];
   }
+  names(): Iterable<string> {
+    return Object.keys(this.#headers);
+  }
 }
 
 class Edits implements FieldEdits {

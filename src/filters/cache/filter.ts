@@ -494,7 +494,7 @@ export class CacheFilter implements Filter {
     return next(vary);
   }
 
-  onResponse(ctx: FilterContext, response: FilterResponse): PhaseResult {
+  onResponse(ctx: FilterContext, response: FilterResponse): undefined | LocalResponse {
     const state = ctx.state[this.index] as CacheExchange | undefined;
     if (state === undefined) return undefined;
     const entry = state.entry;
@@ -553,7 +553,7 @@ export class CacheFilter implements Filter {
     state: CacheExchange,
     entry: CacheEntry,
     response: FilterResponse,
-  ): PhaseResult {
+  ): undefined | LocalResponse {
     const stored = policyOf(entry);
     const fields304 = responseFields(response.headers);
     const headers304 = fieldsObject(fields304);

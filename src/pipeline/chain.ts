@@ -1,0 +1,150 @@
+/**
+ * A route's compiled filter chain: the filters in order and, per phase, the filters that implement it
+ * (null when none does, so an unused phase costs one null check). Built once per route when the config is
+ * loaded (buildChains), from the top-level `middlewares` and the route's own:
+ *
+ * - the top-level list applies to every route, in order, unless the route sets `inherit_middlewares: false`;
+ * - a route entry whose type is already in the list (for `module`, the same `path`) replaces that entry
+ *   where it stands; the route's other entries are appended in their order.
+ */
+import type { Logger } from 'pino';
+import { compileTrustedProxies } from '../config/runtime.ts';
+import type { Config, MiddlewareConfig } from '../config/schema.ts';
+import { ZpError } from '../errors.ts';
+import type { Filter } from '../filters/contract.ts';
+import { createFilter } from './registry.ts';
+
+/** One middleware entry of a route's chain and where it was written (for error messages). */
+export interface ChainEntry {
+  readonly middleware: MiddlewareConfig;
+  /** JSON path of the entry: `middlewares[0]` or `routes[2].middlewares[1]`. */
+  readonly where: string;
+}
+
+/** The identity an entry replaces by: its type (a user module: its path too). */
+function identity(m: MiddlewareConfig): string {
+  if ((m.type as string) === 'module') return `module:${String((m as { path?: unknown }).path ?? '')}`;
+  return m.type;
+}
+
+/** The entries that apply to route `index`, in chain order. */
+export function chainEntries(config: Config, index: number): ChainEntry[] {
+  const route = config.routes[index]!;
+  const entries: ChainEntry[] = route.inherit_middlewares
+    ? config.middlewares.map((middleware, i) => ({ middleware, where: `middlewares[${i}]` }))
+    : [];
+  route.middlewares.forEach((middleware, i) => {
+    const entry = { middleware, where: `routes[${index}].middlewares[${i}]` };
+    const at = entries.findIndex((e) => identity(e.middleware) === identity(middleware));
+    if (at === -1) entries.push(entry);
+    else entries[at] = entry;
+  });
+  return entries;
+}
+
+type Phase = 'onRequest' | 'onUpstreamRequest' | 'onResponse' | 'onResponseBody' | 'onResponseEnd' | 'onLog';
+
+function withPhase(filters: readonly Filter[], phase: Phase): Filter[] | null {
+  const list = filters.filter((f) => typeof f[phase] === 'function');
+  return list.length === 0 ? null : list;
+}
+
+export class FilterChain {
+  readonly filters: readonly Filter[];
+  /** The middleware type of each filter, in chain order (for log lines). */
+  readonly types: readonly string[];
+  readonly onRequest: Filter[] | null;
+  readonly onUpstreamRequest: Filter[] | null;
+  readonly onResponse: Filter[] | null;
+  readonly onResponseBody: Filter[] | null;
+  readonly onResponseEnd: Filter[] | null;
+  readonly onLog: Filter[] | null;
+  /**
+   * Methods a filter of the chain answers itself even when the route's `methods` do not list them:
+   * OPTIONS (a CORS preflight) with `cors`, PURGE with a `cache` that has `purge`.
+   */
+  readonly extraMethods: ReadonlySet<string>;
+  /** The route's pattern (log lines). */
+  readonly route: string;
+  readonly logger: Logger | null;
+
+  constructor(
+    filters: readonly Filter[],
+    entries: readonly ChainEntry[],
+    route: string,
+    logger: Logger | null,
+  ) {
+    this.filters = filters;
+    this.types = entries.map((e) => e.middleware.type);
+    this.route = route;
+    this.logger = logger;
+    this.onRequest = withPhase(filters, 'onRequest');
+    this.onUpstreamRequest = withPhase(filters, 'onUpstreamRequest');
+    this.onResponse = withPhase(filters, 'onResponse');
+    this.onResponseBody = withPhase(filters, 'onResponseBody');
+    this.onResponseEnd = withPhase(filters, 'onResponseEnd');
+    this.onLog = withPhase(filters, 'onLog');
+    const extra = new Set<string>();
+    for (const e of entries) {
+      if (e.middleware.type === 'cors') extra.add('OPTIONS');
+      if (e.middleware.type === 'cache' && e.middleware.config.purge !== undefined) extra.add('PURGE');
+    }
+    this.extraMethods = extra;
+  }
+
+  typeOf(filter: Filter): string {
+    return this.types[this.filters.indexOf(filter)] ?? 'unknown';
+  }
+}
+
+export interface ChainOptions {
+  readonly logger?: Logger | null;
+  /** Relative paths in filter configs (user filter modules) are resolved against this directory. */
+  readonly baseDir?: string;
+}
+
+/**
+ * Builds every route's chain (null for a route without filters). A factory that fails becomes a
+ * ZP_ERR_CONFIG error naming the entry's JSON path.
+ */
+export async function buildChains(
+  config: Config,
+  options: ChainOptions = {},
+): Promise<(FilterChain | null)[]> {
+  const trustedProxies = compileTrustedProxies(config.trusted_proxies);
+  const logger = options.logger ?? null;
+  const chains: (FilterChain | null)[] = [];
+  for (let r = 0; r < config.routes.length; r++) {
+    const entries = chainEntries(config, r);
+    if (entries.length === 0) {
+      chains.push(null);
+      continue;
+    }
+    const route = config.routes[r]!.path;
+    const filters: Filter[] = [];
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
+      try {
+        filters.push(
+          await createFilter(entry.middleware, {
+            index: i,
+            route,
+            trustedProxies,
+            ...(logger === null ? {} : { logger }),
+            baseDir: options.baseDir ?? process.cwd(),
+          }),
+        );
+      } catch (error) {
+        if (error instanceof ZpError) throw error;
+        // A factory's own config errors start with `config.<field>: ` (AuthConfigError and the like).
+        const message = (error as Error).message;
+        const text = message.startsWith('config.')
+          ? `${entry.where}.${message}`
+          : `${entry.where} (${entry.middleware.type}): ${message}`;
+        throw new ZpError('ZP_ERR_CONFIG', text, { cause: error });
+      }
+    }
+    chains.push(new FilterChain(filters, entries, route, logger));
+  }
+  return chains;
+}

@@ -1,0 +1,94 @@
+/**
+ * The edits filters make to a message's fields (FieldEdits of the contract), kept as the set of names
+ * whose received fields are dropped and the fields added, in order. The engines apply them when they
+ * write the message: received fields whose name is in `dropped` are skipped, then `added` is written.
+ */
+import type { FieldEdits } from '../filters/contract.ts';
+
+/** RFC 9110 §5.1 token characters. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+/** CR, LF and NUL can never be in a field value (RFC 9110 §5.5). */
+const FORBIDDEN_VALUE = /[\r\n\0]/;
+
+function checkName(name: string): string {
+  const lower = name.toLowerCase();
+  if (!TOKEN.test(lower)) throw new TypeError(`invalid field name ${JSON.stringify(name)}`);
+  return lower;
+}
+
+function checkValue(name: string, value: string): string {
+  if (typeof value !== 'string' || FORBIDDEN_VALUE.test(value)) {
+    throw new TypeError(`invalid value for field ${name}: CR, LF and NUL are not allowed`);
+  }
+  return value.trim();
+}
+
+export class FieldEditList implements FieldEdits {
+  /** Lowercase names whose received fields are not written. */
+  readonly dropped = new Set<string>();
+  /** Fields to write after the received ones: name (lowercase), value, name, value... */
+  added: string[] = [];
+
+  set(name: string, value: string): void {
+    const n = checkName(name);
+    const v = checkValue(n, value);
+    this.remove(n);
+    this.added.push(n, v);
+  }
+
+  add(name: string, value: string): void {
+    const n = checkName(name);
+    this.added.push(n, checkValue(n, value));
+  }
+
+  remove(name: string): void {
+    const n = checkName(name);
+    this.dropped.add(n);
+    const added = this.added;
+    if (added.length === 0) return;
+    const kept: string[] = [];
+    for (let i = 0; i < added.length; i += 2) if (added[i] !== n) kept.push(added[i]!, added[i + 1]!);
+    this.added = kept;
+  }
+
+  /** True when nothing was edited. */
+  get empty(): boolean {
+    return this.dropped.size === 0 && this.added.length === 0;
+  }
+
+  /** The added fields as HTTP/1.1 field lines (each ending in CRLF). */
+  lines(): string {
+    let out = '';
+    const added = this.added;
+    for (let i = 0; i < added.length; i += 2) out += `${added[i]}: ${added[i + 1]}\r\n`;
+    return out;
+  }
+
+  /** Applies the edits to a header object (node:http / node:http2 shape: lowercase names, lists for repeats). */
+  applyTo(headers: Record<string, string | string[] | number | undefined>): void {
+    for (const name of this.dropped) delete headers[name];
+    const added = this.added;
+    for (let i = 0; i < added.length; i += 2) {
+      const name = added[i]!;
+      const value = added[i + 1]!;
+      const prior = headers[name];
+      if (prior === undefined) headers[name] = value;
+      else if (Array.isArray(prior)) prior.push(value);
+      else headers[name] = [String(prior), value];
+    }
+  }
+
+  /** Applies the edits to a flat field list (`[name, value, ...]`, names in any case). */
+  applyToList(fields: string[]): string[] {
+    let out = fields;
+    if (this.dropped.size > 0) {
+      out = [];
+      for (let i = 0; i < fields.length; i += 2) {
+        if (!this.dropped.has(fields[i]!.toLowerCase())) out.push(fields[i]!, fields[i + 1]!);
+      }
+    }
+    const added = this.added;
+    for (let i = 0; i < added.length; i++) out.push(added[i]!);
+    return out;
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * FieldReader (the filter contract's read-only view of a message's fields) over what each engine holds:
+ * a parsed HTTP/1.1 head, or a node:http2 header object.
+ */
+import type { IncomingHttpHeaders } from 'node:http2';
+import type { FieldReader } from '../filters/contract.ts';
+import type { MessageHead } from '../http1/parse-head.ts';
+
+function joined(name: string, values: readonly string[]): string | undefined {
+  if (values.length === 0) return undefined;
+  if (values.length === 1) return values[0];
+  return values.join(name === 'cookie' ? '; ' : ', ');
+}
+
+/** The fields of an HTTP/1.1 head (valid while the head is: until the connection's next message). */
+export class HeadFieldReader implements FieldReader {
+  private readonly head: MessageHead;
+
+  constructor(head: MessageHead) {
+    this.head = head;
+  }
+
+  get(name: string): string | undefined {
+    const lower = name.toLowerCase();
+    return joined(lower, this.head.getAll(lower));
+  }
+
+  getAll(name: string): readonly string[] {
+    return this.head.getAll(name.toLowerCase());
+  }
+
+  names(): Iterable<string> {
+    const names = new Set<string>();
+    const head = this.head;
+    for (let i = 0; i < head.fieldCount; i++) names.add(head.fieldName(i).toLowerCase());
+    return names;
+  }
+}
+
+/** The fields of a node:http2 header object (pseudo-headers are not fields). */
+export class ObjectFieldReader implements FieldReader {
+  private readonly headers: IncomingHttpHeaders;
+
+  constructor(headers: IncomingHttpHeaders) {
+    this.headers = headers;
+  }
+
+  get(name: string): string | undefined {
+    const lower = name.toLowerCase();
+    if (lower.charCodeAt(0) === 0x3a) return undefined;
+    const value = this.headers[lower];
+    if (value === undefined) return undefined;
+    return Array.isArray(value) ? joined(lower, value) : String(value);
+  }
+
+  getAll(name: string): readonly string[] {
+    const lower = name.toLowerCase();
+    if (lower.charCodeAt(0) === 0x3a) return [];
+    const value = this.headers[lower];
+    if (value === undefined) return [];
+    return Array.isArray(value) ? value : [String(value)];
+  }
+
+  names(): Iterable<string> {
+    return Object.keys(this.headers).filter((name) => name.charCodeAt(0) !== 0x3a);
+  }
+}
