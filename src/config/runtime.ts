@@ -6,6 +6,7 @@
 import { BlockList, isIP } from 'node:net';
 import type { HeadLimits } from '../http1/parse-head.ts';
 import type { AccessLog } from '../observe/access-log.ts';
+import type { FilterChain } from '../pipeline/chain.ts';
 import { Router } from '../router/router.ts';
 import { UpstreamGroup, UpstreamTarget } from '../upstream/group.ts';
 import type { PoolRegistry, PoolSettings } from '../upstream/pool.ts';
@@ -22,6 +23,32 @@ export interface CompiledRoute {
   readonly group: UpstreamGroup;
   /** Idle timeout of this route's WebSocket tunnels. */
   readonly websocketIdleTimeoutMs: number;
+  /** The route's filters (docs/filters.md), null when it has none. */
+  readonly filters: FilterChain | null;
+  /**
+   * Methods the router accepts for this route only so that its filters can answer them (OPTIONS for a
+   * CORS preflight, PURGE for the cache) although `methods` does not list them; null when none. When no
+   * filter answers such a request it gets 405 with `allow`.
+   */
+  readonly filterOnlyMethods: ReadonlySet<string> | null;
+  /** The Allow value of a 405 for this route (its `methods`). */
+  readonly allow: string;
+}
+
+/** The methods a route's `methods` allow, as the router lists them in Allow (GET implies HEAD). */
+function allowOf(methods: readonly string[] | null): string {
+  if (methods === null) return '';
+  const set = new Set(methods);
+  if (set.has('GET')) set.add('HEAD');
+  return [...set].sort().join(', ');
+}
+
+/** The extra methods a route's filters answer (see CompiledRoute.filterOnlyMethods), or null. */
+function filterOnlyMethods(route: RouteConfig, filters: FilterChain | null): Set<string> | null {
+  if (route.methods === null || filters === null) return null;
+  const extra = new Set<string>();
+  for (const method of filters.extraMethods) if (!route.methods.includes(method)) extra.add(method);
+  return extra.size === 0 ? null : extra;
 }
 
 /**
@@ -68,7 +95,13 @@ export function parseUpstreamUrl(url: string): {
   return { scheme, host, port, hostHeader: defaultPort ? hostname : `${hostname}:${port}` };
 }
 
-function compileRoute(route: RouteConfig, index: number, config: Config, pools: PoolRegistry): CompiledRoute {
+function compileRoute(
+  route: RouteConfig,
+  index: number,
+  config: Config,
+  pools: PoolRegistry,
+  filters: FilterChain | null,
+): CompiledRoute {
   const d = config.upstream_defaults;
   const settings: PoolSettings = {
     connectTimeoutMs: d.connect_timeout_ms,
@@ -96,6 +129,9 @@ function compileRoute(route: RouteConfig, index: number, config: Config, pools: 
     stripPrefix: route.strip_prefix,
     group: new UpstreamGroup(targets),
     websocketIdleTimeoutMs: route.websocket_idle_timeout_ms,
+    filters,
+    filterOnlyMethods: filterOnlyMethods(route, filters),
+    allow: allowOf(route.methods),
   };
 }
 
@@ -112,15 +148,29 @@ export function compileTrustedProxies(entries: readonly string[]): BlockList | n
   return list;
 }
 
-export function compileRuntime(config: Config, pools: PoolRegistry, accessLog: AccessLog | null): Runtime {
-  const routes = config.routes.map((route, index) => compileRoute(route, index, config, pools));
+/**
+ * `chains` are the routes' filter chains, built beforehand (buildChains: factories may do I/O); null
+ * when the config has no middlewares or they are not built yet.
+ */
+export function compileRuntime(
+  config: Config,
+  pools: PoolRegistry,
+  accessLog: AccessLog | null,
+  chains: readonly (FilterChain | null)[] | null = null,
+): Runtime {
+  const routes = config.routes.map((route, index) =>
+    compileRoute(route, index, config, pools, chains?.[index] ?? null),
+  );
   const router = new Router(
-    config.routes.map((route, index) => ({
-      host: route.host,
-      path: route.path,
-      methods: route.methods,
-      value: routes[index]!,
-    })),
+    config.routes.map((route, index) => {
+      const extra = routes[index]!.filterOnlyMethods;
+      return {
+        host: route.host,
+        path: route.path,
+        methods: extra === null ? route.methods : [...route.methods!, ...extra],
+        value: routes[index]!,
+      };
+    }),
   );
   return {
     config,

@@ -12,6 +12,12 @@ import type { TLSSocket } from 'node:tls';
 import { forwardPathFor, type Runtime } from '../config/runtime.ts';
 import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.ts';
 import { Exchange } from '../exchange.ts';
+import type { LocalResponse } from '../filters/contract.ts';
+import type { FilterChain } from '../pipeline/chain.ts';
+import type { FieldEditList } from '../pipeline/field-edits.ts';
+import { HeadFieldReader } from '../pipeline/field-readers.ts';
+import { FilterExchange, FilterRequestView, isPending } from '../pipeline/filter-exchange.ts';
+import { renderLocal } from '../pipeline/local-response.ts';
 import { normalizePath } from '../router/normalize-path.ts';
 import type { UpstreamTarget } from '../upstream/group.ts';
 import type { Pool } from '../upstream/pool.ts';
@@ -46,6 +52,7 @@ import {
   type ResponseHead,
 } from './parse-head.ts';
 import {
+  buildEditedHead,
   buildHead,
   buildHeadFromRaw,
   DROP_HOP_BY_HOP,
@@ -201,6 +208,14 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
   private parsing = false;
   /** The current exchange is a WebSocket upgrade holding a place in the tunnel registry. */
   private upgrading = false;
+  /** The routed exchange's upstream target, forwarded path and whether its request line is reusable. */
+  private fwdTarget: UpstreamTarget | null = null;
+  private fwdPath = '';
+  private fwdRawLine = true;
+  /** The upstream's chunked body is decoded (for an HTTP/1.0 client, or for filters that read the body). */
+  private decodeChunked = false;
+  /** The trailer section of a decoded chunked response, for the last chunk. */
+  private responseTrailers: string | null = null;
 
   constructor(socket: Socket, ctx: ConnectionContext, policy: ListenerPolicy = DEFAULT_LISTENER_POLICY) {
     this.socket = socket;
@@ -472,6 +487,69 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     if (forwardPath !== path) rawLineUsable = false;
     const upstreamTarget = route.group.pick();
     ex.upstream = upstreamTarget.authority;
+    this.fwdTarget = upstreamTarget;
+    this.fwdPath = forwardPath;
+    this.fwdRawLine = rawLineUsable;
+    const chain = route.filters;
+    if (chain === null) this.forward(ex);
+    else this.runRequestFilters(chain, ex, `${forwardPath}${query}`);
+  }
+
+  /** The request phases of the route's filters; then forward(), or their local answer. */
+  private runRequestFilters(chain: FilterChain, ex: Exchange, target: string): void {
+    const head = this.head;
+    const route = ex.route!;
+    const websocket = head.connectionUpgrade && isWebSocketUpgrade(head);
+    const request = new FilterRequestView(ex, head.method, this.scheme, websocket, new HeadFieldReader(head));
+    const fx = new FilterExchange(chain, ex, request, target);
+    ex.filters = fx;
+    if (route.filterOnlyMethods?.has(head.method) === true) fx.methodNotAllowed = route.allow;
+    const outcome = fx.runRequest();
+    if (isPending(outcome)) {
+      // Body bytes that arrive meanwhile wait in `input` (reading pauses past PIPELINE_HIGH_WATER).
+      outcome.then(
+        (local) => this.afterRequestFilters(ex, local),
+        () => this.afterRequestFilters(ex, undefined),
+      );
+      return;
+    }
+    this.afterRequestFilters(ex, outcome);
+  }
+
+  private afterRequestFilters(ex: Exchange, local: LocalResponse | undefined): void {
+    // The client may have gone away while a filter waited.
+    if (this.exchange !== ex || this.state !== ST_FORWARD) return;
+    if (local !== undefined) {
+      ex.upstream = '';
+      this.respondFiltered(local);
+      return;
+    }
+    const allow = ex.filters!.methodNotAllowed;
+    if (allow !== null) {
+      ex.upstream = '';
+      this.respondError('ZP_ERR_METHOD_NOT_ALLOWED', undefined, `Allow: ${allow}\r\n`);
+      return;
+    }
+    this.forward(ex);
+  }
+
+  /** Builds the upstream request head of a routed exchange and sends it to the picked target. */
+  private forward(ex: Exchange): void {
+    const rt = this.runtime;
+    const head = this.head;
+    const minor = head.versionMinor;
+    const upstreamTarget = this.fwdTarget!;
+    let forwardTarget = `${this.fwdPath}${ex.query}`;
+    let rawLineUsable = this.fwdRawLine;
+    const fx = ex.filters;
+    let edits: FieldEditList | null = null;
+    if (fx !== null) {
+      edits = fx.upstreamEditsOrNull;
+      if (fx.targetOverride !== null) {
+        forwardTarget = fx.targetOverride;
+        rawLineUsable = false;
+      }
+    }
 
     // X-Forwarded-*: appended to only when the peer is a trusted proxy.
     const trusted = rt.trustedProxies?.check(this.clientAddress) === true;
@@ -494,10 +572,10 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
       dropMask &= KEEP_UPGRADE;
     }
     if (upstreamTarget.http2 !== null) {
-      this.startBridge(upstreamTarget, dropMask, `${forwardPath}${query}`, xff, proto, fwdHost);
+      this.startBridge(upstreamTarget, dropMask, forwardTarget, xff, proto, fwdHost);
       return;
     }
-    let suffix = `X-Forwarded-For: ${xff}\r\nX-Forwarded-Proto: ${proto}\r\n`;
+    let suffix = `${edits === null ? '' : edits.lines()}X-Forwarded-For: ${xff}\r\nX-Forwarded-Proto: ${proto}\r\n`;
     if (fwdHost !== '') suffix += `X-Forwarded-Host: ${fwdHost}\r\n`;
     suffix += minor === 1 ? 'Via: 1.1 zproxy\r\n' : 'Via: 1.0 zproxy\r\n';
     if (!rt.preserveHost || head.host === null || ex.host !== head.host) {
@@ -507,10 +585,25 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     if (upgrade) suffix += 'Connection: Upgrade\r\n';
     if (this.reqBody === REQ_CHUNKED) suffix += 'Transfer-Encoding: chunked\r\n\r\n';
     else suffix += '\r\n';
-    this.upstreamHead =
-      rawLineUsable && minor === 1
-        ? buildHeadFromRaw('', head, head.start, head.fieldsStart, dropMask, suffix)
-        : buildHead(`${head.method} ${forwardPath}${query} HTTP/1.1\r\n`, head, dropMask, suffix);
+    if (edits !== null) {
+      this.upstreamHead =
+        rawLineUsable && minor === 1
+          ? buildEditedHead('', head, head.start, head.fieldsStart, dropMask, edits.dropped, suffix)
+          : buildEditedHead(
+              `${head.method} ${forwardTarget} HTTP/1.1\r\n`,
+              head,
+              0,
+              0,
+              dropMask,
+              edits.dropped,
+              suffix,
+            );
+    } else {
+      this.upstreamHead =
+        rawLineUsable && minor === 1
+          ? buildHeadFromRaw('', head, head.start, head.fieldsStart, dropMask, suffix)
+          : buildHead(`${head.method} ${forwardTarget} HTTP/1.1\r\n`, head, dropMask, suffix);
+    }
 
     if (head.expectContinue && !this.reqDone && minor === 1) this.socket.write(CONTINUE_100);
 
@@ -598,6 +691,8 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
       via,
       teTrailers,
     );
+    const edits = ex.filters?.upstreamEditsOrNull ?? null;
+    if (edits !== null) edits.applyTo(headers);
     const chunked = this.reqBody === REQ_CHUNKED;
     const bridge = new Http2UpstreamBridge(
       this,
@@ -610,6 +705,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
       this.responseExtra !== '',
     );
     this.bridge = bridge;
+    bridge.filters = ex.filters;
     // The decoder hands the chunk data (and trailers) to the bridge: HTTP/2 frames the body itself.
     if (chunked) this.reqChunked!.reset(bridge);
     if (head.expectContinue && !this.reqDone && head.versionMinor === 1) this.socket.write(CONTINUE_100);
@@ -699,7 +795,12 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     this.waitingPool = null;
     this.upstream = conn;
     this.deadline = 0;
-    conn.beginRequest(this.head.method === 'HEAD', this.head.versionMinor === 0);
+    // Chunked response bodies are decoded (and re-chunked) for HTTP/1.0 clients and for filters that
+    // read the body (they must see the data, not the chunk framing).
+    this.decodeChunked =
+      this.head.versionMinor === 0 || (this.exchange?.filters?.chain.onResponseBody ?? null) !== null;
+    this.responseTrailers = null;
+    conn.beginRequest(this.head.method === 'HEAD', this.decodeChunked);
     const input = this.input;
     let more: boolean;
     if (!this.reqDone && input !== null) {
@@ -763,24 +864,49 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
   ): void {
     const ex = this.exchange;
     if (ex === null || conn !== this.upstream) return;
+    const fx = ex.filters;
+    let edits: FieldEditList | null = null;
+    if (fx !== null) {
+      const local = fx.runResponse(rh.status, new HeadFieldReader(rh));
+      if (local !== undefined) {
+        // A filter answers instead (a cache entry refreshed by this 304, ...): the upstream's body is not read.
+        this.respondFiltered(local);
+        return;
+      }
+      edits = fx.responseEditsOrNull;
+      if (bodyEnd > bodyStart) fx.body(body.subarray(bodyStart, bodyEnd));
+    }
     ex.status = rh.status;
+    const via = rh.versionMinor === 1 ? 'Via: 1.1 zproxy\r\n' : 'Via: 1.0 zproxy\r\n';
     const suffix = this.responseFraming(
       framing,
-      rh.versionMinor === 1
-        ? `Via: 1.1 zproxy\r\n${this.responseExtra}`
-        : `Via: 1.0 zproxy\r\n${this.responseExtra}`,
+      edits === null ? `${via}${this.responseExtra}` : `${edits.lines()}${via}${this.responseExtra}`,
     );
-    const headBuf = buildHeadFromRaw(
-      'HTTP/1.1 ',
-      rh,
-      rh.statusStart,
-      rh.fieldsStart,
-      this.responseDrop,
-      suffix,
-      body,
-      bodyStart,
-      bodyEnd,
-    );
+    const headBuf =
+      edits === null
+        ? buildHeadFromRaw(
+            'HTTP/1.1 ',
+            rh,
+            rh.statusStart,
+            rh.fieldsStart,
+            this.responseDrop,
+            suffix,
+            body,
+            bodyStart,
+            bodyEnd,
+          )
+        : buildEditedHead(
+            'HTTP/1.1 ',
+            rh,
+            rh.statusStart,
+            rh.fieldsStart,
+            this.responseDrop,
+            edits.dropped,
+            suffix,
+            body,
+            bodyStart,
+            bodyEnd,
+          );
     this.responseStarted = true;
     ex.bytesOut += headBuf.length;
     if (!this.socket.write(headBuf)) conn.pause();
@@ -798,7 +924,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     if (framing === BODY_NONE) out = OUT_NONE;
     else if (framing === BODY_LENGTH) out = OUT_PASS;
     else if (client11) {
-      out = framing === BODY_CHUNKED ? OUT_PASS : OUT_RECHUNK;
+      out = framing === BODY_CHUNKED && !this.decodeChunked ? OUT_PASS : OUT_RECHUNK;
       suffix += 'Transfer-Encoding: chunked\r\n';
     } else {
       // An HTTP/1.0 client: no chunked coding; the body ends when the connection closes.
@@ -816,6 +942,8 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     if (n === 0) return true;
     const data = start === 0 && end === buf.length ? buf : buf.subarray(start, end);
     const ex = this.exchange!;
+    const fx = ex.filters;
+    if (fx !== null) fx.body(data);
     let ok: boolean;
     if (this.out === OUT_RECHUNK) {
       const socket = this.socket;
@@ -842,11 +970,18 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     return this.onResponseBody(buf, start, end);
   }
 
+  onResponseTrailers(fields: string): void {
+    this.responseTrailers = fields;
+  }
+
   onResponseEnd(conn: UpstreamConnection): void {
     if (conn !== this.upstream) return;
     if (this.out === OUT_RECHUNK) {
-      this.socket.write(LAST_CHUNK);
-      this.exchange!.bytesOut += LAST_CHUNK.length;
+      const trailers = this.responseTrailers;
+      const last = trailers === null ? LAST_CHUNK : Buffer.from(`0\r\n${trailers}\r\n`, 'latin1');
+      this.responseTrailers = null;
+      this.socket.write(last);
+      this.exchange!.bytesOut += last.length;
     }
     this.upstream = null;
     if (this.reqDone) conn.pool.release(conn);
@@ -880,6 +1015,8 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
       return;
     }
     ex.status = 101;
+    // The exchange's filters are done: the tunnel carries frames they do not see.
+    ex.filters?.finish(false);
     const via = rh.versionMinor === 1 ? 'Via: 1.1 zproxy\r\n' : 'Via: 1.0 zproxy\r\n';
     const headBuf = buildHeadFromRaw(
       'HTTP/1.1 ',
@@ -949,6 +1086,11 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     this.finishExchange();
   }
 
+  bridgeLocal(local: LocalResponse): void {
+    this.bridge = null;
+    this.respondFiltered(local);
+  }
+
   bridgeFail(code: ErrorCode, message?: string): void {
     this.bridge = null;
     this.respondError(code, message);
@@ -1012,6 +1154,33 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     this.finishExchange();
   }
 
+  /** Answers the current exchange with a filter's LocalResponse (the chain's response edits applied). */
+  private respondFiltered(local: LocalResponse): void {
+    const ex = this.exchange!;
+    const r = renderLocal(local, ex.filters?.responseEditsOrNull ?? null);
+    if (!this.reqDone) this.keepAlive = false;
+    let head = `HTTP/1.1 ${r.status} ${STATUS_TEXT[r.status] ?? 'Unknown'}\r\n`;
+    const fields = r.fields;
+    for (let i = 0; i < fields.length; i += 2) head += `${fields[i]}: ${fields[i + 1]}\r\n`;
+    head += this.responseExtra;
+    if (!this.keepAlive) head += 'Connection: close\r\n\r\n';
+    else head += this.head.versionMinor === 0 ? 'Connection: keep-alive\r\n\r\n' : '\r\n';
+    const headBuf = Buffer.from(head, 'latin1');
+    const out = r.body === null || ex.method === 'HEAD' ? headBuf : Buffer.concat([headBuf, r.body]);
+    this.upstream?.destroy();
+    this.upstream = null;
+    if (this.bridge !== null) this.cancelBridge();
+    if (this.waitingPool !== null) {
+      this.waitingPool.cancel(this);
+      this.waitingPool = null;
+    }
+    ex.status = r.status;
+    ex.bytesOut += out.length;
+    this.responseStarted = true;
+    this.socket.write(out);
+    this.finishExchange();
+  }
+
   /** The response cannot be completed: close the connection so the client cannot take it as whole. */
   private abort(code: ErrorCode): void {
     if (this.upgrading) this.endUpgrade();
@@ -1019,7 +1188,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     if (ex !== null) {
       ex.errorCode = code;
       if (ex.status === 0) ex.status = code === 'ZP_ERR_CLIENT_ABORTED' ? 499 : ERROR_CODES[code].status;
-      this.logExchange(ex);
+      this.logExchange(ex, true);
     }
     this.exchange = null;
     this.upstream?.destroy();
@@ -1043,8 +1212,9 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     bridge.cancel();
   }
 
-  private logExchange(ex: Exchange): void {
+  private logExchange(ex: Exchange, aborted: boolean): void {
     ex.endTime = performance.now();
+    ex.filters?.finish(aborted);
     const log = this.runtime.accessLog;
     if (log !== null) log.write(ex);
   }
@@ -1054,7 +1224,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     const ex = this.exchange!;
     this.exchange = null;
     this.upstreamHead = null;
-    this.logExchange(ex);
+    this.logExchange(ex, false);
     if (!this.keepAlive || this.ctx.shuttingDown) {
       this.closeGracefully();
       return;

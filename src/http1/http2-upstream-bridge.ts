@@ -20,7 +20,10 @@ import http2, {
   type OutgoingHttpHeaders,
 } from 'node:http2';
 import type { ErrorCode, ZpError } from '../errors.ts';
+import type { LocalResponse } from '../filters/contract.ts';
 import { http2Trailers, parseHttp1Trailers } from '../http2/stream-exchange.ts';
+import { ObjectFieldReader } from '../pipeline/field-readers.ts';
+import type { FilterExchange } from '../pipeline/filter-exchange.ts';
 import type { Http2Pool, Http2Requester, Http2UpstreamSession } from '../upstream/http2-pool.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import type { ChunkSink } from './chunked.ts';
@@ -43,6 +46,8 @@ export interface Http1BridgeHost {
   onResponseBody(buf: Buffer, start: number, end: number): boolean;
   /** The response is complete; `trailerLines` go into the last chunk when the body is chunked. */
   bridgeResponseEnd(trailerLines: string | null): void;
+  /** A filter answered in place of the upstream's response (only before the response head). */
+  bridgeLocal(local: LocalResponse): void;
   /** Answers with zproxy's JSON error (only before the response head). */
   bridgeFail(code: ErrorCode, message?: string): void;
   /** The response cannot be completed: the client connection is aborted. */
@@ -78,6 +83,8 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
   /** The listener adds its own Strict-Transport-Security: the upstream's is dropped. */
   private readonly dropHsts: boolean;
   private requestDone: boolean;
+  /** The exchange's filters (their response phase runs on the upstream's head), or null. */
+  filters: FilterExchange | null = null;
   private session: Http2UpstreamSession | null = null;
   private stream: ClientHttp2Stream | null = null;
   private waiting = false;
@@ -229,17 +236,35 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
     this.responded = true;
     this.deadline = 0;
     const status = Number(headers[':status']);
+    const fx = this.filters;
+    let dropped: ReadonlySet<string> | null = null;
+    let added = '';
+    if (fx !== null) {
+      const local = fx.runResponse(status, new ObjectFieldReader(headers));
+      if (local !== undefined) {
+        this.cancel();
+        this.host.bridgeLocal(local);
+        return;
+      }
+      const edits = fx.responseEditsOrNull;
+      if (edits !== null) {
+        dropped = edits.dropped;
+        added = edits.lines();
+      }
+    }
     let fields = '';
     let length = false;
     for (const name of Object.keys(headers)) {
       if (name.charCodeAt(0) === 0x3a || DROPPED_RESPONSE_FIELDS.has(name)) continue;
       if (this.dropHsts && name === 'strict-transport-security') continue;
+      if (dropped?.has(name) === true) continue;
       const value = headers[name];
       if (value === undefined) continue;
       if (name === 'content-length') length = true;
       if (Array.isArray(value)) for (const v of value) fields += `${name}: ${v}\r\n`;
       else fields += `${name}: ${value}\r\n`;
     }
+    fields += added;
     let framing: number;
     if (this.headRequest || status === 204 || status === 304 || status < 200) framing = BODY_NONE;
     else if (length) framing = BODY_LENGTH;

@@ -142,3 +142,39 @@ export function buildHeadFromRaw(
   if (body !== null && bodyEnd > bodyStart) body.copy(out, o, bodyStart, bodyEnd);
   return out;
 }
+
+/**
+ * buildHeadFromRaw for a message whose fields filters edited: the kept field lines also skip the names in
+ * `dropped` (lowercase). Only exchanges of routes with filters that edit fields take this path.
+ */
+export function buildEditedHead(
+  lead: string,
+  head: MessageHead,
+  from: number,
+  to: number,
+  dropMask: number,
+  dropped: ReadonlySet<string>,
+  suffix: string,
+  body: Buffer | null = null,
+  bodyStart = 0,
+  bodyEnd = 0,
+): Buffer {
+  const f = head.fields;
+  const kept: number[] = [];
+  let fieldsLength = 0;
+  for (let i = 0, o = 0; i < head.fieldCount; i++, o += FIELD_STRIDE) {
+    if ((dropMask & (1 << f[o + F_KIND]!)) !== 0) continue;
+    if (dropped.size > 0 && dropped.has(head.fieldName(i).toLowerCase())) continue;
+    kept.push(o);
+    fieldsLength += f[o + F_LINE_END]! - f[o + F_NAME_START]!;
+  }
+  const out = Buffer.allocUnsafe(
+    lead.length + (to - from) + fieldsLength + suffix.length + (bodyEnd - bodyStart),
+  );
+  let o = lead.length === 0 ? 0 : out.latin1Write(lead, 0);
+  if (to > from) o += head.buf.copy(out, o, from, to);
+  for (const at of kept) o += head.buf.copy(out, o, f[at + F_NAME_START]!, f[at + F_LINE_END]!);
+  o += out.latin1Write(suffix, o);
+  if (body !== null && bodyEnd > bodyStart) body.copy(out, o, bodyStart, bodyEnd);
+  return out;
+}

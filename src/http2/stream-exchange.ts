@@ -20,6 +20,7 @@ import http2 from 'node:http2';
 import { type CompiledRoute, forwardPathFor, type Runtime } from '../config/runtime.ts';
 import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.ts';
 import { Exchange } from '../exchange.ts';
+import type { LocalResponse } from '../filters/contract.ts';
 import {
   FIELD_CONTENT_LENGTH,
   FIELD_DUPLICATE_CONTENT_LENGTH,
@@ -36,7 +37,12 @@ import {
   UpstreamConnection,
   type UpstreamRequester,
 } from '../http1/upstream-connection.ts';
+import type { FieldEditList } from '../pipeline/field-edits.ts';
+import { HeadFieldReader, ObjectFieldReader } from '../pipeline/field-readers.ts';
+import { FilterExchange, FilterRequestView, isPending } from '../pipeline/filter-exchange.ts';
+import { renderLocal } from '../pipeline/local-response.ts';
 import { normalizePath } from '../router/normalize-path.ts';
+import type { UpstreamTarget } from '../upstream/group.ts';
 import type { Pool } from '../upstream/pool.ts';
 import { acceptValue, switchesToWebSocket, WEBSOCKET_VERSION } from '../websocket/handshake.ts';
 import type { TunnelRegistry } from '../websocket/registry.ts';
@@ -149,6 +155,12 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
    * sent to the upstream on the client's behalf; null otherwise (and once the place is used or given back).
    */
   private websocketKey: string | null = null;
+  /** Kept between routing and forward() while the route's filters run. */
+  private fwdHeaders: IncomingHttpHeaders | null = null;
+  private fwdTarget: UpstreamTarget | null = null;
+  private fwdPath = '';
+  private fwdScheme = '';
+  private fwdContentLength = -1;
 
   /**
    * `stream` already has an 'error' listener and a 'close' listener that calls the owner's onStreamClose
@@ -240,34 +252,96 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     ex.params = m.params;
     const forwardPath = forwardPathFor(route, path, m.matchedLength);
     const upstreamTarget = route.group.pick();
-    const h2pool = upstreamTarget.http2;
     ex.upstream = upstreamTarget.authority;
+    this.fwdHeaders = headers;
+    this.fwdTarget = upstreamTarget;
+    this.fwdPath = `${forwardPath}${query}`;
+    this.fwdScheme = scheme;
+    this.fwdContentLength = contentLength;
+    const chain = route.filters;
+    if (chain === null) {
+      this.forward(websocket);
+      return;
+    }
+    const request = new FilterRequestView(
+      ex,
+      websocket ? 'GET' : method,
+      scheme,
+      websocket,
+      new ObjectFieldReader(headers),
+    );
+    const fx = new FilterExchange(chain, ex, request, this.fwdPath);
+    ex.filters = fx;
+    if (route.filterOnlyMethods?.has(method) === true) fx.methodNotAllowed = route.allow;
+    const outcome = fx.runRequest();
+    if (isPending(outcome)) {
+      outcome.then(
+        (local) => this.afterRequestFilters(websocket, local),
+        () => this.afterRequestFilters(websocket, undefined),
+      );
+      return;
+    }
+    this.afterRequestFilters(websocket, outcome);
+  }
+
+  private afterRequestFilters(websocket: boolean, local: LocalResponse | undefined): void {
+    if (this.finished || this.stream.destroyed) return;
+    const ex = this.exchange;
+    if (local !== undefined) {
+      ex.upstream = '';
+      this.respondFiltered(local);
+      return;
+    }
+    const allow = ex.filters!.methodNotAllowed;
+    if (allow !== null) {
+      ex.upstream = '';
+      this.respondError('ZP_ERR_METHOD_NOT_ALLOWED', undefined, { allow });
+      return;
+    }
+    this.forward(websocket);
+  }
+
+  /** Answers with a filter's LocalResponse (the chain's response edits applied). */
+  private respondFiltered(local: LocalResponse): void {
+    const stream = this.stream;
+    this.upstream?.destroy();
+    this.upstream = null;
+    this.waitingPool?.cancel(this);
+    this.waitingPool = null;
+    respondWithLocal(stream, this.exchange, local, this.headRequest, this.hsts);
+    this.finish(null);
+  }
+
+  /** Sends a routed request to its upstream target (after the route's filters, when it has any). */
+  private forward(websocket: boolean): void {
+    const rt = this.runtime;
+    const ex = this.exchange;
+    const headers = this.fwdHeaders!;
+    const upstreamTarget = this.fwdTarget!;
+    const scheme = this.fwdScheme;
+    const contentLength = this.fwdContentLength;
+    const lengthField = headers['content-length'];
+    const method = ex.method;
+    const authority = ex.host;
+    const fx = ex.filters;
+    const edits = fx === null ? null : fx.upstreamEditsOrNull;
+    const target = fx?.targetOverride ?? this.fwdPath;
+    this.fwdHeaders = null;
+    const h2pool = upstreamTarget.http2;
     const upstreamAuthority = rt.preserveHost && authority !== '' ? authority : upstreamTarget.hostHeader;
     // A request without content-length whose stream is still open has a body of unknown length.
     const requestDone = streamEnded(this.stream) || contentLength === 0;
 
     if (websocket) {
-      this.startWebSocket(
-        headers,
-        upstreamTarget.pool,
-        `${forwardPath}${query}`,
-        upstreamAuthority,
-        scheme,
-        authority,
-      );
+      this.startWebSocket(headers, upstreamTarget.pool, target, upstreamAuthority, scheme, authority, edits);
       return;
     }
     if (h2pool !== null) {
       // An HTTP/2 upstream: the stream is handed over whole (this object no longer takes part).
       this.finished = true;
       const fwd = forwardedRequest(rt, headers, ex.clientAddress, scheme, authority, false);
-      const out = http2RequestHeaders(
-        fwd,
-        method,
-        `${forwardPath}${query}`,
-        h2pool.scheme,
-        upstreamAuthority,
-      );
+      const out = http2RequestHeaders(fwd, method, target, h2pool.scheme, upstreamAuthority);
+      if (edits !== null) edits.applyTo(out);
       new Http2UpstreamExchange(rt, this.stream, ex, h2pool, out, requestDone, this.headRequest, this.hsts);
       return;
     }
@@ -276,10 +350,11 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     let head = http1RequestHead(
       rt,
       headers,
-      `${method} ${forwardPath}${query} HTTP/1.1\r\nHost: ${upstreamAuthority}\r\n`,
+      `${method} ${target} HTTP/1.1\r\nHost: ${upstreamAuthority}\r\n`,
       ex.clientAddress,
       scheme,
       authority,
+      edits,
     );
     this.requestDone = requestDone;
     // Chunked framing when the length is unknown, or when the client announces trailers (only a chunked
@@ -310,6 +385,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     upstreamAuthority: string,
     scheme: string,
     authority: string,
+    edits: FieldEditList | null,
   ): void {
     const tunnels = this.tunnels;
     if (tunnels === null) {
@@ -350,6 +426,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
       this.exchange.clientAddress,
       scheme,
       authority,
+      edits,
     );
     this.upstreamHead = Buffer.from(
       `${head}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\n\r\n`,
@@ -405,6 +482,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     }
     const ex = this.exchange;
     ex.status = 200;
+    ex.filters?.finish(false);
     // From here on the tunnel owns the stream and writes the access log line.
     this.websocketKey = null;
     this.finished = true;
@@ -502,6 +580,16 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
       this.respondError('ZP_ERR_UPSTREAM_BAD_RESPONSE', 'The upstream did not switch to websocket');
       return;
     }
+    const fx = this.exchange.filters;
+    let edits: FieldEditList | null = null;
+    if (fx !== null) {
+      const local = fx.runResponse(rh.status, new HeadFieldReader(rh));
+      if (local !== undefined) {
+        this.respondFiltered(local);
+        return;
+      }
+      edits = fx.responseEditsOrNull;
+    }
     this.exchange.status = rh.status;
     const noBody = framing === BODY_NONE;
     // A chunked response may end with a trailer section: wait for it before closing the stream.
@@ -511,12 +599,15 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     const options = { endStream: noBody, waitForTrailers: trailers };
     try {
       // node:http2 takes the fields as a flat list: no object to build, no name to lowercase here.
-      stream.respond(http2ResponseFields(rh, framing, this.hsts), options);
+      const fields = http2ResponseFields(rh, framing, this.hsts);
+      stream.respond(edits === null ? fields : edits.applyToList(fields), options);
     } catch {
       // A field node:http2 allows only once came more than once (or another field it refuses): map the
       // head again with repeated fields combined; a head that still does not fit is the upstream's fault.
       try {
-        stream.respond(http2ResponseObject(rh, framing, this.hsts), options);
+        const object = http2ResponseObject(rh, framing, this.hsts);
+        if (edits !== null) edits.applyTo(object);
+        stream.respond(object, options);
       } catch (err) {
         this.respondError(
           'ZP_ERR_UPSTREAM_BAD_RESPONSE',
@@ -530,7 +621,9 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
       // One write that ends the stream (HEADERS, then DATA with END_STREAM). A copy: the bytes are in the
       // upstream's read buffer, which is reused, and the write is queued in the session.
       this.exchange.bytesOut += bodyEnd - bodyStart;
-      stream.end(Buffer.from(body.subarray(bodyStart, bodyEnd)));
+      const copy = Buffer.from(body.subarray(bodyStart, bodyEnd));
+      if (fx !== null) fx.body(copy);
+      stream.end(copy);
     } else if (bodyEnd > bodyStart) this.onResponseBody(body, bodyStart, bodyEnd);
   }
 
@@ -550,7 +643,10 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     this.exchange.bytesOut += end - start;
     // A copy of exactly these bytes: the write is queued in the session, and holdsResponseBytes() lets
     // the upstream reuse its read buffer for the next read.
-    if (stream.write(Buffer.from(buf.subarray(start, end)))) return true;
+    const copy = Buffer.from(buf.subarray(start, end));
+    const fx = this.exchange.filters;
+    if (fx !== null) fx.body(copy);
+    if (stream.write(copy)) return true;
     watchDrain(stream);
     return false;
   }
@@ -607,7 +703,46 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     const ex = this.exchange;
     if (code !== null) ex.errorCode = code;
     ex.endTime = performance.now();
+    ex.filters?.finish(code !== null);
     this.runtime.accessLog?.write(ex);
+  }
+}
+
+/** Answers a stream with a filter's LocalResponse (shared by both kinds of upstream). */
+export function respondWithLocal(
+  stream: ServerHttp2Stream,
+  ex: Exchange,
+  local: LocalResponse,
+  headRequest: boolean,
+  hsts: string | null,
+): void {
+  if (stream.destroyed) return;
+  if (stream.headersSent) {
+    stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  const r = renderLocal(local, ex.filters?.responseEditsOrNull ?? null);
+  const headers: OutgoingHttpHeaders = { ':status': r.status };
+  const fields = r.fields;
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!;
+    const prior = headers[name];
+    if (prior === undefined) headers[name] = fields[i + 1]!;
+    else if (Array.isArray(prior)) prior.push(fields[i + 1]!);
+    else headers[name] = [String(prior), fields[i + 1]!];
+  }
+  if (hsts !== null) headers['strict-transport-security'] = hsts;
+  ex.status = r.status;
+  const body = r.body === null || headRequest ? null : r.body;
+  try {
+    stream.respond(headers, { endStream: body === null });
+  } catch {
+    stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  if (body !== null) {
+    ex.bytesOut += body.length;
+    stream.end(body);
   }
 }
 
@@ -706,14 +841,17 @@ function http1RequestHead(
   clientAddress: string,
   scheme: string,
   authority: string,
+  edits: FieldEditList | null,
 ): string {
   const trusted = rt.trustedProxies?.check(clientAddress) === true;
   let xff = clientAddress;
   let proto = scheme;
   let host = authority;
   let head = start;
+  const dropped = edits === null ? null : edits.dropped;
   for (const name of Object.keys(headers)) {
     if (name.charCodeAt(0) === 0x3a || name === 'content-length') continue;
+    if (dropped?.has(name) === true) continue;
     const value = headers[name];
     if (value === undefined) continue;
     if (trusted) {
@@ -726,6 +864,7 @@ function http1RequestHead(
     else if (name === 'cookie') head += `cookie: ${value.join('; ')}\r\n`;
     else for (const v of value) head += `${name}: ${v}\r\n`;
   }
+  if (edits !== null) head += edits.lines();
   head += `X-Forwarded-For: ${xff}\r\nX-Forwarded-Proto: ${proto}\r\n`;
   if (host !== '') head += `X-Forwarded-Host: ${host}\r\n`;
   return `${head}Via: 2 zproxy\r\n`;

@@ -16,6 +16,7 @@ import http2, {
 import type { Runtime } from '../config/runtime.ts';
 import type { ErrorCode, ZpError } from '../errors.ts';
 import type { Exchange } from '../exchange.ts';
+import { ObjectFieldReader } from '../pipeline/field-readers.ts';
 import type { Http2Pool, Http2Requester, Http2UpstreamSession } from '../upstream/http2-pool.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import {
@@ -23,6 +24,7 @@ import {
   kOwner,
   type OwnedStream,
   respondWithError,
+  respondWithLocal,
   type StreamOwner,
   watchDrain,
   watchRequestBody,
@@ -230,6 +232,17 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
     this.responded = true;
     this.deadline = 0;
     const status = Number(headers[':status']);
+    const fx = this.exchange.filters;
+    if (fx !== null) {
+      const local = fx.runResponse(status, new ObjectFieldReader(headers));
+      if (local !== undefined) {
+        const upstream = this.upstream;
+        if (upstream !== null && !upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);
+        respondWithLocal(downstream, this.exchange, local, this.headRequest, this.hsts);
+        this.finish(null);
+        return;
+      }
+    }
     const out: OutgoingHttpHeaders = { ':status': status };
     for (const name of Object.keys(headers)) {
       if (name.charCodeAt(0) === 0x3a || DROPPED_RESPONSE_FIELDS.has(name)) continue;
@@ -239,6 +252,8 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
     const via = out.via;
     out.via = via === undefined ? '2 zproxy' : `${String(via)}, 2 zproxy`;
     if (this.hsts !== null) out['strict-transport-security'] = this.hsts;
+    const edits = fx === null ? null : fx.responseEditsOrNull;
+    if (edits !== null) edits.applyTo(out);
     this.exchange.status = status;
     // A response that is its head alone (a gRPC "trailers-only" answer) ends here.
     const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0 || this.headRequest;
@@ -250,6 +265,8 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
     const downstream = this.downstream;
     if (this.finished || downstream.destroyed || !this.responded) return;
     this.exchange.bytesOut += chunk.length;
+    const fx = this.exchange.filters;
+    if (fx !== null) fx.body(chunk);
     if (downstream.write(chunk)) return;
     this.upstream?.pause();
     watchDrain(downstream);
@@ -329,6 +346,7 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
     const ex = this.exchange;
     if (code !== null) ex.errorCode = code;
     ex.endTime = performance.now();
+    ex.filters?.finish(code !== null);
     this.runtime.accessLog?.write(ex);
   }
 }

@@ -28,6 +28,11 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';
 }
 
+/** True when a request phase is waiting for a filter's I/O. */
+export function isPending(outcome: RequestOutcome): outcome is Promise<undefined | LocalResponse> {
+  return outcome !== undefined && isThenable(outcome);
+}
+
 const FAILED: LocalResponse = Object.freeze({
   status: 500,
   headers: Object.freeze({ 'content-type': 'application/json', 'cache-control': 'no-store' }),

@@ -14,6 +14,7 @@ import {
 import { Http2Downstream } from '../http2/downstream.ts';
 import { AccessLog } from '../observe/access-log.ts';
 import type { Logger } from '../observe/logger.ts';
+import { buildChains } from '../pipeline/chain.ts';
 import { PoolRegistry } from '../upstream/pool.ts';
 import { TunnelRegistry } from '../websocket/registry.ts';
 import { TlsContexts } from './tls-contexts.ts';
@@ -55,12 +56,16 @@ export interface ProxyServerOptions {
   readonly logger: Logger;
   /** Bind with SO_REUSEPORT so several worker processes can listen on the same port. */
   readonly reusePort?: boolean;
+  /** Relative paths in filter configs (user filter modules) are resolved against this (the config file's directory). */
+  readonly baseDir?: string;
 }
 
 export class ProxyServer {
   readonly pools = new PoolRegistry();
   private readonly logger: Logger;
   private readonly reusePort: boolean;
+  private readonly baseDir: string | undefined;
+  private readonly accessLog: AccessLog;
   private readonly servers: net.Server[] = [];
   private readonly ctx: ConnectionContext;
   private readonly maxConnections: number;
@@ -77,6 +82,7 @@ export class ProxyServer {
     this.logger = options.logger;
     this.pools.logger = options.logger;
     this.reusePort = options.reusePort ?? false;
+    this.baseDir = options.baseDir;
     this.maxConnections = config.max_connections;
     for (const l of config.listeners) {
       if (l.tls.enabled && !this.tlsContexts.has(l.tls)) {
@@ -86,6 +92,7 @@ export class ProxyServer {
       }
     }
     const accessLog = new AccessLog(options.logger);
+    this.accessLog = accessLog;
     const http2Enabled = config.protocols.includes('http2');
     this.ctx = {
       runtime: compileRuntime(config, this.pools, accessLog),
@@ -125,6 +132,14 @@ export class ProxyServer {
   /** Binds every listener of the config; resolves with their addresses (port 0 gets a free port). */
   async start(): Promise<AddressInfo[]> {
     const config = this.ctx.runtime.config;
+    // Filters are built before the first connection (a factory may do I/O: a JWKS, a user module).
+    if (config.middlewares.length > 0 || config.routes.some((r) => r.middlewares.length > 0)) {
+      const chains = await buildChains(config, {
+        logger: this.logger,
+        ...(this.baseDir === undefined ? {} : { baseDir: this.baseDir }),
+      });
+      this.ctx.runtime = compileRuntime(config, this.pools, this.accessLog, chains);
+    }
     const addresses: AddressInfo[] = [];
     const states: ListenerState[] = [];
     for (const l of config.listeners) {

@@ -52,6 +52,7 @@ const SEED_API_ROUTE = {
   host: null,
   strip_prefix: false,
   middlewares: [],
+  inherit_middlewares: true,
   upstream_tls: DEFAULT_UPSTREAM_TLS,
   websocket_idle_timeout_ms: 300000,
 };
@@ -167,6 +168,7 @@ test('a minimal config gets every default', () => {
         host: null,
         strip_prefix: false,
         middlewares: [],
+        inherit_middlewares: true,
         upstream_tls: DEFAULT_UPSTREAM_TLS,
         websocket_idle_timeout_ms: 300000,
       },

@@ -1,0 +1,68 @@
+/**
+ * A filter's LocalResponse as the fields and body an engine writes: the filter's fields, then the
+ * chain's response edits (CORS fields set in the request phase reach a 401 or a 429 this way), and a
+ * Content-Length for the body. Framing and connection fields are the engine's.
+ */
+import { errorBody } from '../errors.ts';
+import type { LocalResponse } from '../filters/contract.ts';
+import type { FieldEditList } from './field-edits.ts';
+
+const FRAMING = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive']);
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+const FORBIDDEN_VALUE = /[\r\n\0]/;
+
+/** What a LocalResponse with an invalid field (or status) is answered with instead. */
+const INVALID: LocalResponse = {
+  status: 500,
+  headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
+  body: errorBody('ZP_ERR_FILTER_FAILED', 'A filter answered with an invalid response'),
+};
+
+function valid(local: LocalResponse): boolean {
+  const status = local.status;
+  if (!Number.isInteger(status) || status < 200 || status > 999) return false;
+  const headers = local.headers;
+  if (headers === undefined) return true;
+  for (const raw of Object.keys(headers)) {
+    if (!TOKEN.test(raw.toLowerCase())) return false;
+    const value = headers[raw];
+    const values = typeof value === 'string' ? [value] : value;
+    if (!Array.isArray(values)) return false;
+    for (const v of values) if (typeof v !== 'string' || FORBIDDEN_VALUE.test(v)) return false;
+  }
+  return true;
+}
+
+export interface RenderedLocal {
+  readonly status: number;
+  /** name, value, name, value... (lowercase names), Content-Length included when the status has a body. */
+  readonly fields: string[];
+  readonly body: Buffer | null;
+}
+
+/** `local` checked (a name or value that could split the message, a bad status: a 500 instead) and rendered. */
+export function renderLocal(given: LocalResponse, edits: FieldEditList | null): RenderedLocal {
+  const local = valid(given) ? given : INVALID;
+  const status = local.status;
+  const fields: string[] = [];
+  const headers = local.headers;
+  if (headers !== undefined) {
+    for (const raw of Object.keys(headers)) {
+      const name = raw.toLowerCase();
+      if (FRAMING.has(name)) continue;
+      const value = headers[raw]!;
+      if (typeof value === 'string') fields.push(name, value);
+      else for (const v of value) fields.push(name, v);
+    }
+  }
+  const withEdits = edits === null ? fields : edits.applyToList(fields);
+  const bodyless = status === 204 || status === 304 || status < 200;
+  const body =
+    bodyless || local.body === undefined
+      ? null
+      : typeof local.body === 'string'
+        ? Buffer.from(local.body, 'utf8')
+        : Buffer.from(local.body.buffer, local.body.byteOffset, local.body.byteLength);
+  if (!bodyless) withEdits.push('content-length', String(body === null ? 0 : body.length));
+  return { status, fields: withEdits, body };
+}
