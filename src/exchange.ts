@@ -55,6 +55,11 @@ export class Exchange {
   principal: string | null = null;
   /** The verified JWT claims (the auth filter, kind jwt), null otherwise; rate_limit's `jwt_claim` key reads it. */
   claims: Readonly<Record<string, unknown>> | null = null;
+  /**
+   * The request-target as the access log prints it when it differs from `target`: without a credential
+   * a filter found in it (an API key query parameter); null to print `target`.
+   */
+  logTarget: string | null = null;
   /** The request id (the `headers` filter's `request_id`), null when none was given or generated. */
   requestId: string | null = null;
   /** The filter phases of this exchange (its route has filters), else null. */

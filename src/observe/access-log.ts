@@ -39,7 +39,7 @@ export class AccessLog {
       id: ex.id,
       client: ex.clientAddress,
       method: ex.method,
-      target: ex.target,
+      target: ex.logTarget ?? ex.target,
       host: ex.host,
       version: ex.httpVersion,
       status: ex.status,

@@ -1,7 +1,4 @@
 /**
- * PENDING: named .pending.ts so the test runner does not pick it up until the filter runner applies auth
- * and cors in the engines; rename it to auth-cors-proxy.test.ts then.
- *
  * auth and cors in the real proxy (the engines' filter runner), over HTTP/1.1 and HTTP/2 (h2c): a chain
  * `cors` then `auth` (api_key) on every route, and a jwt route; preflights answered without reaching the
  * upstream, CORS headers on the proxied answer and on auth's 401, the key stripped, claims forwarded, and
@@ -40,6 +37,15 @@ before(async () => {
         ],
       },
       { path: '/api', upstream: upstream.url, methods: ['GET', 'POST', 'OPTIONS'] },
+      {
+        // The route's auth replaces the top-level one where it stands (after cors).
+        path: '/q',
+        upstream: upstream.url,
+        middlewares: [{ type: 'auth', config: { api_keys: [KEY], query_param: 'key' } }],
+      },
+      { path: '/open', upstream: upstream.url, inherit_middlewares: false },
+      // OPTIONS is not among the methods: only cors's preflight answer reaches it.
+      { path: '/strict', upstream: upstream.url, methods: ['GET'] },
     ],
     middlewares: [
       {
@@ -124,6 +130,43 @@ for (const [name, client] of [
       const res = await client('GET', '/api/items', { origin: 'https://evil.test', 'x-api-key': KEY });
       assert.equal(res.status, 200);
       assert.equal(res.headers['access-control-allow-origin'], undefined);
+    });
+
+    test("a route's auth replaces the top-level one: a key in the query, stripped, and not logged", async () => {
+      const seen = upstream.requests.length;
+      const res = await client('GET', `/q/items?a=1&key=${KEY}&b=2`, { origin: ORIGIN });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers['access-control-allow-origin'], ORIGIN, 'cors still runs first');
+      assert.equal(upstream.requests.length, seen + 1);
+      assert.equal(upstream.requests.at(-1)?.url, '/q/items?a=1&b=2');
+      const line = proxy.accessLogs().at(-1)!;
+      assert.equal(line.target, '/q/items?a=1&b=2');
+      const header = await client('GET', '/q/items', { 'x-api-key': KEY });
+      assert.equal(header.status, 401, 'the top-level header key does not apply to this route');
+    });
+
+    test('inherit_middlewares false: none of the top-level filters apply', async () => {
+      const res = await client('GET', '/open/x', { origin: ORIGIN });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers['access-control-allow-origin'], undefined);
+    });
+
+    test('a route without OPTIONS: the preflight is answered, another OPTIONS gets 405', async () => {
+      const seen = upstream.requests.length;
+      const preflight = await client('OPTIONS', '/strict/x', {
+        origin: ORIGIN,
+        'access-control-request-method': 'GET',
+      });
+      assert.equal(preflight.status, 204);
+      assert.equal(preflight.headers['access-control-allow-origin'], ORIGIN);
+      const plain = await client('OPTIONS', '/strict/x', { 'x-api-key': KEY });
+      assert.equal(plain.status, 405);
+      assert.equal(plain.headers.allow, 'GET, HEAD');
+      const get = await client('GET', '/strict/x', { 'x-api-key': KEY });
+      assert.equal(get.status, 200);
+      const post = await client('POST', '/strict/x', { 'x-api-key': KEY });
+      assert.equal(post.status, 405);
+      assert.equal(upstream.requests.length, seen + 1);
     });
 
     test('jwt route: the key and a valid token, the claim forwarded', async () => {

@@ -3,9 +3,6 @@
  * miss stored then served to both protocols with Cache-Status and Age, 50 concurrent misses coalesced into
  * one upstream request, a large body streamed while stored, PURGE, and two zproxy instances sharing
  * entries through a real redis-server.
- *
- * PENDING: named .pending.ts so the test runner does not pick it up until the filter runner registers the
- * cache factory; rename it to cache-proxy.test.ts then.
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';

@@ -3,10 +3,6 @@
  * fields over HTTP/1.1 and HTTP/2; the memory store exact with thread_count 2 (`zproxy run` in a child
  * process, connections spread over both workers); two zproxy instances sharing one limit through a real
  * redis-server; Redis stopped mid-test following on_store_error (allow, deny) without hanging.
- *
- * PENDING: named .pending.ts so the test runner does not pick it up until the filter runner applies
- * middlewares in the engines (src/server/run.ts still warns "accepted but not applied"); rename it to
- * rate-limit-proxy.test.ts in the commit that registers rateLimitFactory.
  */
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';

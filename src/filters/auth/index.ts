@@ -105,6 +105,8 @@ export class ApiKeyFilter implements Filter {
     if (key === undefined && this.#queryParam !== null) {
       key = queryParam(ctx.request.query, this.#queryParam);
       fromQuery = key !== undefined;
+      // A key in the query would be in the access log's target: the log gets the target without it.
+      if (fromQuery) ctx.exchange.logTarget = withoutQueryParam(ctx.exchange.target, this.#queryParam);
     }
     if (key === undefined || key === '') return this.#missing;
     const principal = this.keys.match(key);
