@@ -352,6 +352,8 @@ export class CacheFilter implements Filter {
   onRequest(ctx: FilterContext): PhaseResult {
     const method = ctx.request.method;
     if (method === 'PURGE' && this.purgeDigest !== null) return this.purge(ctx);
+    // A WebSocket handshake is a GET, but its answer is a tunnel: never looked up or stored.
+    if (ctx.request.websocket) return undefined;
     if ((method !== 'GET' || !this.getEnabled) && (method !== 'HEAD' || !this.headEnabled)) {
       ctx.responseHeaders.set('cache-status', `${CACHE_NAME}; fwd=method`);
       return undefined;
