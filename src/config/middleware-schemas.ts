@@ -6,6 +6,7 @@ import type { TObject } from '@sinclair/typebox';
 import { AuthConfigSchema } from './auth-schema.ts';
 import { CacheConfigSchema } from './cache-schema.ts';
 import { CorsConfigSchema } from './cors-schema.ts';
+import { HeadersConfigSchema } from './headers-schema.ts';
 import { RateLimitConfigSchema } from './rate-limit-schema.ts';
 
 /** Middleware type name -> schema of its `config` object. */
@@ -14,6 +15,7 @@ export const MIDDLEWARE_CONFIG_SCHEMAS = {
   rate_limit: RateLimitConfigSchema,
   cors: CorsConfigSchema,
   cache: CacheConfigSchema,
+  headers: HeadersConfigSchema,
 } as const satisfies Record<string, TObject>;
 
 export type MiddlewareType = keyof typeof MIDDLEWARE_CONFIG_SCHEMAS;

@@ -8,6 +8,7 @@ import { authFactory } from '../filters/auth/index.ts';
 import { cacheFilterFactory } from '../filters/cache/filter.ts';
 import type { Filter, FilterEnvironment, FilterFactory } from '../filters/contract.ts';
 import { corsFactory } from '../filters/cors.ts';
+import { headersFactory } from '../filters/headers.ts';
 import { rateLimitFactory } from '../filters/rate-limit/filter.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: each factory takes its own validated config type.
@@ -16,6 +17,7 @@ const BUILT_IN: Partial<Record<MiddlewareType, FilterFactory<any>>> = {
   rate_limit: rateLimitFactory,
   cors: corsFactory,
   cache: cacheFilterFactory,
+  headers: headersFactory,
 };
 
 /** Builds the filter for one middleware entry (its config already validated by the schema). */
