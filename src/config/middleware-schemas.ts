@@ -2,7 +2,7 @@
  * The `config` schema of each middleware type, in one table. To add a type (or an auth kind), add
  * one entry here: the type list, the validator and the JSON Schema file all follow from this table.
  */
-import type { TObject } from '@sinclair/typebox';
+import { type TObject, Type } from '@sinclair/typebox';
 import { AuthConfigSchema } from './auth-schema.ts';
 import { CacheConfigSchema } from './cache-schema.ts';
 import { CorsConfigSchema } from './cors-schema.ts';
@@ -16,6 +16,14 @@ export const MIDDLEWARE_CONFIG_SCHEMAS = {
   cors: CorsConfigSchema,
   cache: CacheConfigSchema,
   headers: HeadersConfigSchema,
+  /** A user filter: `path` names the module; its `config` is the module's to check. */
+  module: Type.Object(
+    {},
+    {
+      additionalProperties: true,
+      description: 'Settings passed to the user filter module as they are; the module checks them.',
+    },
+  ),
 } as const satisfies Record<string, TObject>;
 
 export type MiddlewareType = keyof typeof MIDDLEWARE_CONFIG_SCHEMAS;
@@ -30,7 +38,21 @@ export function middlewareConfigClauses(): Record<string, unknown>[] {
   return MIDDLEWARE_TYPES.map((type) => {
     const configSchema: TObject = MIDDLEWARE_CONFIG_SCHEMAS[type];
     const then: Record<string, unknown> = { type: 'object', properties: { config: configSchema } };
-    if ((configSchema.required ?? []).length > 0) then.required = ['config'];
+    const required: string[] = [];
+    if ((configSchema.required ?? []).length > 0) required.push('config');
+    // `path` names a user filter module: required for `module`, meaningless for the built-in types.
+    const properties = then.properties as Record<string, unknown>;
+    if (type === 'module') {
+      required.push('path');
+      properties.path = {
+        type: 'string',
+        minLength: 1,
+        'x-expected': 'the path of the user filter module (a .ts or .js file)',
+      };
+    } else {
+      properties.path = { not: {}, 'x-expected': 'no path (path is only for type module)' };
+    }
+    if (required.length > 0) then.required = required;
     return {
       if: { type: 'object', properties: { type: { const: type } }, required: ['type'] },
       then,

@@ -151,7 +151,9 @@ function normaliseRoute(
 }
 
 function normaliseMiddleware(middleware: MiddlewareInput): MiddlewareConfig {
-  return { type: middleware.type, config: structuredClone(middleware.config ?? {}) };
+  const config = structuredClone(middleware.config ?? {});
+  if (middleware.path === undefined) return { type: middleware.type, config };
+  return { type: middleware.type, config, path: middleware.path };
 }
 
 /** Freezes a value and everything reachable from it. */

@@ -98,6 +98,13 @@ const MiddlewareSchema = Type.Object(
         default: {},
       }),
     ),
+    path: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          "Only for type `module`: the user filter module (a .ts or .js file), relative to the config file's directory.",
+      }),
+    ),
   },
   {
     additionalProperties: false,
@@ -678,6 +685,8 @@ export interface ListenerConfig {
 export interface MiddlewareConfig {
   readonly type: MiddlewareType;
   readonly config: Readonly<Record<string, unknown>>;
+  /** The user filter module (type `module` only), as written. */
+  readonly path?: string;
 }
 
 export interface RouteConfig {

@@ -23,7 +23,7 @@ export interface ChainEntry {
 
 /** The identity an entry replaces by: its type (a user module: its path too). */
 function identity(m: MiddlewareConfig): string {
-  if ((m.type as string) === 'module') return `module:${String((m as { path?: unknown }).path ?? '')}`;
+  if (m.type === 'module') return `module:${m.path ?? ''}`;
   return m.type;
 }
 
@@ -33,9 +33,14 @@ export function chainEntries(config: Config, index: number): ChainEntry[] {
   const entries: ChainEntry[] = route.inherit_middlewares
     ? config.middlewares.map((middleware, i) => ({ middleware, where: `middlewares[${i}]` }))
     : [];
+  // Only inherited entries are replaced: a route's own entries never replace each other.
+  const inherited = entries.length;
   route.middlewares.forEach((middleware, i) => {
     const entry = { middleware, where: `routes[${index}].middlewares[${i}]` };
-    const at = entries.findIndex((e) => identity(e.middleware) === identity(middleware));
+    const at = entries.findIndex(
+      (e, j) =>
+        j < inherited && !e.where.startsWith('routes') && identity(e.middleware) === identity(middleware),
+    );
     if (at === -1) entries.push(entry);
     else entries[at] = entry;
   });

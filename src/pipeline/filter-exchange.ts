@@ -154,7 +154,8 @@ export class FilterExchange implements FilterContext {
         if (result === undefined) continue;
         if (isThenable(result)) {
           return result.then(
-            (value) => (value === undefined ? this.requestFrom(i + 1) : value),
+            // The exchange may have ended meanwhile (the client left): the later filters do not run.
+            (value) => (value !== undefined || this.finished ? value : this.requestFrom(i + 1)),
             (error: unknown) => this.failed(filter, 'onRequest', error),
           );
         }
@@ -177,7 +178,7 @@ export class FilterExchange implements FilterContext {
       }
       if (result !== undefined && isThenable(result)) {
         return result.then(
-          () => this.upstreamFrom(i + 1),
+          () => (this.finished ? undefined : this.upstreamFrom(i + 1)),
           (error: unknown) => this.failed(filter, 'onUpstreamRequest', error),
         );
       }

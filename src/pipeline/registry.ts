@@ -10,6 +10,7 @@ import type { Filter, FilterEnvironment, FilterFactory } from '../filters/contra
 import { corsFactory } from '../filters/cors.ts';
 import { headersFactory } from '../filters/headers.ts';
 import { rateLimitFactory } from '../filters/rate-limit/filter.ts';
+import { createUserFilter } from './user-module.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: each factory takes its own validated config type.
 const BUILT_IN: Partial<Record<MiddlewareType, FilterFactory<any>>> = {
@@ -22,6 +23,7 @@ const BUILT_IN: Partial<Record<MiddlewareType, FilterFactory<any>>> = {
 
 /** Builds the filter for one middleware entry (its config already validated by the schema). */
 export async function createFilter(middleware: MiddlewareConfig, env: FilterEnvironment): Promise<Filter> {
+  if (middleware.type === 'module') return await createUserFilter(middleware.path!, middleware.config, env);
   const factory = BUILT_IN[middleware.type];
   if (factory === undefined) throw new Error(`no filter is registered for type ${middleware.type}`);
   return await factory.create(middleware.config, env);
