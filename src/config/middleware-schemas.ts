@@ -47,10 +47,15 @@ export function middlewareConfigClauses(): Record<string, unknown>[] {
       properties.path = {
         type: 'string',
         minLength: 1,
+        description: "The user filter module, relative to the config file's directory.",
         'x-expected': 'the path of the user filter module (a .ts or .js file)',
       };
     } else {
-      properties.path = { not: {}, 'x-expected': 'no path (path is only for type module)' };
+      properties.path = {
+        not: {},
+        description: 'Not allowed: only type `module` names a path.',
+        'x-expected': 'no path (path is only for type module)',
+      };
     }
     if (required.length > 0) then.required = required;
     return {
