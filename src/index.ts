@@ -1,5 +1,6 @@
 /**
- * zproxy's public API, for embedding and (later) for user filters. Nothing else is exported.
+ * zproxy's public API, for embedding and for user filters (docs/filters.md, "User filters"). Nothing
+ * else is exported.
  */
 export {
   ConfigError,
@@ -18,4 +19,16 @@ export type {
 } from './config/schema.ts';
 export { ERROR_CODES, type ErrorCode, type ErrorSide, ZpError } from './errors.ts';
 export { Exchange } from './exchange.ts';
+export type {
+  FieldEdits,
+  FieldReader,
+  Filter,
+  FilterContext,
+  FilterEnvironment,
+  FilterFactory,
+  FilterRequest,
+  FilterResponse,
+  LocalResponse,
+  PhaseResult,
+} from './filters/contract.ts';
 export { ProxyServer, type ProxyServerOptions } from './server/proxy-server.ts';

@@ -1,6 +1,6 @@
 /** What each command does once the command line is parsed. Server logic stays in src/server. */
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../config/errors.ts';
 import { loadConfigIsolated } from '../config/load-isolated.ts';
 import type { Config } from '../config/schema.ts';
@@ -20,7 +20,19 @@ function plural(count: number, noun: string): string {
 /** `zproxy check CONFIG`: exit code 0 when valid, 1 otherwise. */
 export async function checkCommand(file: string, json: boolean, output: Output): Promise<number> {
   const { checkConfigFile } = await import('../config/load.ts');
-  const { config, issues } = checkConfigFile(file);
+  const checked = checkConfigFile(file);
+  let config = checked.config;
+  const issues = [...checked.issues];
+  if (config !== null) {
+    // The filters are built as `run` builds them: a broken user module or filter config fails here.
+    const problem = await buildFilters(config, file);
+    if (problem !== null) {
+      // The message starts with the entry's JSON path (`routes[1].middlewares[0] (module): ...`).
+      const path = /^[^\s:(]+/.exec(problem)?.[0] ?? '(root)';
+      issues.push({ path, expected: 'a filter that can be built', found: 'an error', message: problem });
+      config = null;
+    }
+  }
   if (json) {
     const result =
       config === null
@@ -35,6 +47,22 @@ export async function checkCommand(file: string, json: boolean, output: Output):
     output.err(issues.map((issue) => `${issue.message}\n`).join(''));
   }
   return config === null ? 1 : 0;
+}
+
+/** Builds the config's filters (then lets go of what they opened); the error message, or null. */
+async function buildFilters(config: Config, file: string): Promise<string | null> {
+  if (config.middlewares.length === 0 && config.routes.every((r) => r.middlewares.length === 0)) return null;
+  const { buildChains } = await import('../pipeline/chain.ts');
+  try {
+    await buildChains(config, { baseDir: dirname(resolve(file)) });
+    return null;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  } finally {
+    const { closeRedisClients } = await import('../filters/cache/redis-store.ts');
+    const { closeRateLimitRedisClients } = await import('../filters/rate-limit/store-redis.ts');
+    await Promise.allSettled([closeRedisClients(), closeRateLimitRedisClients()]);
+  }
 }
 
 /** The config `run` uses: the given file, else ./zproxy.json, else the built-in demo. */

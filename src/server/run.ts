@@ -2,9 +2,9 @@
  * `zproxy run`: starts the proxy for a validated config, either in this process (thread_count 1, or a
  * worker) or as a supervisor of worker processes. Handles SIGTERM/SIGINT with a graceful stop.
  */
+import { dirname, resolve } from 'node:path';
 import type { Config } from '../config/schema.ts';
 import { startDemoOrigin } from '../demo/origin.ts';
-import { ZpError } from '../errors.ts';
 import { createLogger, flushLogs, type Logger } from '../observe/logger.ts';
 import { ProxyServer } from './proxy-server.ts';
 import { isWorkerProcess, REUSE_PORT_SUPPORTED, runSupervisor, WORKER_ENV } from './supervisor.ts';
@@ -20,23 +20,6 @@ export interface RunOptions {
   readonly demo: boolean;
 }
 
-/** Features the config may name that this version does not provide yet; refusing beats pretending. */
-function checkSupported(config: Config, logger: Logger): void {
-  const all = [...config.middlewares, ...config.routes.flatMap((r) => r.middlewares)];
-  if (all.some((m) => m.type === 'auth')) {
-    throw new ZpError(
-      'ZP_ERR_CONFIG',
-      'middlewares: the auth middleware is not available in this version yet; refusing to start without it',
-    );
-  }
-  for (const m of all) {
-    logger.warn(
-      { middleware: m.type },
-      'middleware accepted by the config but not applied by this version yet',
-    );
-  }
-}
-
 /** How often buffered log lines are written out at the latest. */
 const LOG_FLUSH_INTERVAL_MS = 1000;
 
@@ -49,7 +32,6 @@ export async function run(config: Config, options: RunOptions): Promise<void> {
   const logger = createLogger(options.logLevel, worker ? { worker: Number(process.env[WORKER_ENV]) } : {});
   // The log destination buffers until 4 KiB: flush it now and then so that lines are seen while they matter.
   setInterval(flushLogger, LOG_FLUSH_INTERVAL_MS, logger).unref();
-  if (!worker) checkSupported(config, logger);
 
   if (!worker && options.demo) {
     await startDemoOrigin();
@@ -72,7 +54,12 @@ export async function run(config: Config, options: RunOptions): Promise<void> {
     process.exit(1);
   });
 
-  const server = new ProxyServer(config, { logger, reusePort: worker && REUSE_PORT_SUPPORTED });
+  const server = new ProxyServer(config, {
+    logger,
+    reusePort: worker && REUSE_PORT_SUPPORTED,
+    // Relative paths in filter configs (user filter modules) are the config file's.
+    baseDir: options.configPath === null ? process.cwd() : dirname(resolve(options.configPath)),
+  });
   await server.start();
   logger.flush();
   if (worker) process.send?.({ type: 'listening' });

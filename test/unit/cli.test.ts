@@ -247,18 +247,22 @@ describe('run refuses to start rather than serve without what the config asks fo
     assert.match(result.stderr, /tls: cannot use certificate .*missing\.crt with key .*missing\.key: ENOENT/);
   });
 
-  test('the auth middleware', () => {
-    const file = join(dir, 'auth.json');
+  test('a user filter module that does not exist', () => {
+    const file = join(dir, 'module.json');
     writeFileSync(
       file,
       JSON.stringify({
         port: 0,
+        thread_count: 1,
         routes: [{ path: '/', upstream: 'http://127.0.0.1:9' }],
-        middlewares: [{ type: 'auth', config: { api_keys: ['x'] } }],
+        middlewares: [{ type: 'module', path: './no-such-filter.ts' }],
       }),
     );
     const result = zproxy(['run', file]);
     assert.equal(result.status, 1);
-    assert.match(result.stderr, /the auth middleware is not available in this version yet/);
+    assert.match(
+      result.stderr,
+      /middlewares\[0\] \(module\): user filter module .*no-such-filter\.ts does not exist/,
+    );
   });
 });
