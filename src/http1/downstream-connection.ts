@@ -1139,7 +1139,12 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     let head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nContent-Type: ${contentType}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n${fields}${this.responseExtra}`;
     head += this.keepAlive ? '\r\n' : 'Connection: close\r\n\r\n';
     const payload = ex.method === 'HEAD' ? head : head + body;
-    const out = Buffer.from(payload, 'utf8');
+    this.sendLocal(status, Buffer.from(payload, 'utf8'));
+  }
+
+  /** Writes a whole local answer (the upstream side, if any, is let go first) and ends the exchange. */
+  private sendLocal(status: number, out: Buffer): void {
+    const ex = this.exchange!;
     this.upstream?.destroy();
     this.upstream = null;
     if (this.bridge !== null) this.cancelBridge();
@@ -1166,19 +1171,10 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     if (!this.keepAlive) head += 'Connection: close\r\n\r\n';
     else head += this.head.versionMinor === 0 ? 'Connection: keep-alive\r\n\r\n' : '\r\n';
     const headBuf = Buffer.from(head, 'latin1');
-    const out = r.body === null || ex.method === 'HEAD' ? headBuf : Buffer.concat([headBuf, r.body]);
-    this.upstream?.destroy();
-    this.upstream = null;
-    if (this.bridge !== null) this.cancelBridge();
-    if (this.waitingPool !== null) {
-      this.waitingPool.cancel(this);
-      this.waitingPool = null;
-    }
-    ex.status = r.status;
-    ex.bytesOut += out.length;
-    this.responseStarted = true;
-    this.socket.write(out);
-    this.finishExchange();
+    this.sendLocal(
+      r.status,
+      r.body === null || ex.method === 'HEAD' ? headBuf : Buffer.concat([headBuf, r.body]),
+    );
   }
 
   /** The response cannot be completed: close the connection so the client cannot take it as whole. */
