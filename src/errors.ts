@@ -111,6 +111,11 @@ export const ERROR_CODES = {
   },
   ZP_ERR_SHUTTING_DOWN: { status: 503, side: 'internal', message: 'The proxy is shutting down' },
   ZP_ERR_INTERNAL: { status: 500, side: 'internal', message: 'Internal proxy error' },
+  ZP_ERR_FILTER_TIMEOUT: {
+    status: 504,
+    side: 'internal',
+    message: 'A filter did not finish in time',
+  },
   ZP_ERR_FILTER_FAILED: {
     status: 500,
     side: 'internal',

@@ -216,6 +216,8 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
   private decodeChunked = false;
   /** The trailer section of a decoded chunked response, for the last chunk. */
   private responseTrailers: string | null = null;
+  /** A filter of the exchange is doing I/O (its request phase waits on a promise). */
+  private filtering = false;
 
   constructor(socket: Socket, ctx: ConnectionContext, policy: ListenerPolicy = DEFAULT_LISTENER_POLICY) {
     this.socket = socket;
@@ -414,6 +416,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     this.state = ST_FORWARD;
     this.deadline = 0;
     this.responseStarted = false;
+    this.filtering = false;
     this.retried = false;
     this.out = OUT_NONE;
     this.keepAlive =
@@ -506,7 +509,10 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     if (route.filterOnlyMethods?.has(head.method) === true) fx.methodNotAllowed = route.allow;
     const outcome = fx.runRequest();
     if (isPending(outcome)) {
-      // Body bytes that arrive meanwhile wait in `input` (reading pauses past PIPELINE_HIGH_WATER).
+      // Body bytes that arrive meanwhile wait in `input` (reading pauses past PIPELINE_HIGH_WATER). A
+      // filter gets connection_timeout_ms to finish (onDeadline).
+      this.filtering = true;
+      this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
       outcome.then(
         (local) => this.afterRequestFilters(ex, local),
         () => this.afterRequestFilters(ex, undefined),
@@ -517,8 +523,12 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
   }
 
   private afterRequestFilters(ex: Exchange, local: LocalResponse | undefined): void {
-    // The client may have gone away while a filter waited.
+    // The client may have gone away while a filter waited (or the filter ran out of time).
     if (this.exchange !== ex || this.state !== ST_FORWARD) return;
+    if (this.filtering) {
+      this.filtering = false;
+      this.deadline = 0;
+    }
     if (local !== undefined) {
       ex.upstream = '';
       this.respondFiltered(local);
@@ -1290,7 +1300,11 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
         }
         return;
       case ST_FORWARD:
-        if (this.waitingPool !== null) {
+        if (this.filtering) {
+          this.filtering = false;
+          this.keepAlive = false;
+          this.respondError('ZP_ERR_FILTER_TIMEOUT');
+        } else if (this.waitingPool !== null) {
           this.respondError('ZP_ERR_UPSTREAM_UNAVAILABLE');
         } else if (!this.reqDone && !this.responseStarted) {
           this.failRequestBody('ZP_ERR_REQUEST_TIMEOUT');

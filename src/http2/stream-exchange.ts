@@ -275,9 +275,19 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     if (route.filterOnlyMethods?.has(method) === true) fx.methodNotAllowed = route.allow;
     const outcome = fx.runRequest();
     if (isPending(outcome)) {
+      // A filter doing I/O gets connection_timeout_ms to finish.
+      const timer = setTimeout(() => {
+        if (!this.finished) this.respondError('ZP_ERR_FILTER_TIMEOUT');
+      }, rt.connectionTimeoutMs);
       outcome.then(
-        (local) => this.afterRequestFilters(websocket, local),
-        () => this.afterRequestFilters(websocket, undefined),
+        (local) => {
+          clearTimeout(timer);
+          this.afterRequestFilters(websocket, local);
+        },
+        () => {
+          clearTimeout(timer);
+          this.afterRequestFilters(websocket, undefined);
+        },
       );
       return;
     }

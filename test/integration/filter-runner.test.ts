@@ -255,3 +255,32 @@ test('a client that leaves while a filter waits: nothing is forwarded, onLog onc
     [499, 499],
   );
 });
+
+test('a filter that does not finish within connection_timeout_ms: 504 ZP_ERR_FILTER_TIMEOUT, its late result dropped', async () => {
+  const slow = await startProxy({
+    protocols: ['http1', 'http2'],
+    connection_timeout_ms: 200,
+    routes: [{ path: '/', upstream: h1up.url, middlewares: [probe('slow', { delay_ms: 700 })] }],
+  });
+  try {
+    const seen = h1up.requests.length;
+    const t0 = performance.now();
+    const res = await sendRequest(slow.port, '/x');
+    assert.equal(res.status, 504);
+    assert.equal(JSON.parse(res.text).error.code, 'ZP_ERR_FILTER_TIMEOUT');
+    const session = http2.connect(slow.url);
+    try {
+      const r2 = await h2Request(session, { ':path': '/y' });
+      assert.equal(r2.status, 504);
+    } finally {
+      session.close();
+    }
+    assert.ok(performance.now() - t0 < 650, 'answered before the filter finished');
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    assert.equal(h1up.requests.length, seen, 'the late result did not forward the request');
+    for (const r of journal().slow ?? []) assert.deepEqual(r.phases, ['request', 'log']);
+    assert.equal(journal().slow?.length, 2);
+  } finally {
+    await slow.close();
+  }
+});
