@@ -77,7 +77,10 @@ Groups (--only):
                       percentiles, with ratios to direct (the echo server alone) and to nginx
 
 Options:
-  --only GROUP        only the scenarios of one group: h1, h2 or ws (see above)
+  --only GROUP        only the scenarios of one group: h1, h2 or ws (see above); or filters: zproxy with
+                      a typical chain (cors + rate_limit + auth) and with cache hits against zproxy
+                      without filters (bench/filters.ts, its own options: --rounds --duration --warmup
+                      --connections --quick --out-dir)
   --scenarios LIST    scenarios, comma-separated: small,64k,close,h2c-small,h2c-64k,h2-small,h2-64k,
                       ws-small,ws-16k (default: all, or all of --only's group)
   --targets LIST      targets to measure, comma-separated: direct,nginx,zproxy (default: all; direct is
@@ -470,6 +473,12 @@ function progressLine(run: RunRecord, rounds: number): string {
 }
 
 async function main(): Promise<number> {
+  // The filters group has its own runner (zproxy against zproxy without filters; see bench/filters.ts).
+  const only = process.argv.indexOf('--only');
+  if (only !== -1 && process.argv[only + 1] === 'filters') {
+    const { runFiltersBench } = await import('./filters.ts');
+    return runFiltersBench(process.argv.slice(2));
+  }
   let options: Options | null;
   try {
     options = parseOptions(process.argv.slice(2));

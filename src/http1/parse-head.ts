@@ -120,21 +120,40 @@ export class MessageHead {
     return this.fields[i * FIELD_STRIDE + F_KIND]!;
   }
 
-  /** Values of every field with this (lowercase) name, in order. Allocates; not for the hot path. */
+  /** True when field `i`'s name is `lowerName` (lowercase), compared in the buffer without a string. */
+  fieldNameIs(i: number, lowerName: string): boolean {
+    const o = i * FIELD_STRIDE;
+    const start = this.fields[o + F_NAME_START]!;
+    const length = lowerName.length;
+    if (this.fields[o + F_NAME_END]! - start !== length) return false;
+    const buf = this.buf;
+    for (let j = 0; j < length; j++) {
+      let c = buf[start + j]!;
+      if (c >= 0x41 && c <= 0x5a) c |= 0x20;
+      if (c !== lowerName.charCodeAt(j)) return false;
+    }
+    return true;
+  }
+
+  /** The index of the first field named `lowerName` (lowercase) at or after `from`, or -1. */
+  indexOfField(lowerName: string, from = 0): number {
+    for (let i = from; i < this.fieldCount; i++) if (this.fieldNameIs(i, lowerName)) return i;
+    return -1;
+  }
+
+  /** Values of every field with this (lowercase) name, in order. */
   getAll(lowerName: string): string[] {
     const out: string[] = [];
-    for (let i = 0; i < this.fieldCount; i++) {
-      if (stringEqualsLower(this.fieldName(i), lowerName)) out.push(this.fieldValue(i));
+    for (let i = this.indexOfField(lowerName); i !== -1; i = this.indexOfField(lowerName, i + 1)) {
+      out.push(this.fieldValue(i));
     }
     return out;
   }
 
-  /** The first value of a field, or undefined. Allocates; not for the hot path. */
+  /** The first value of a field, or undefined. */
   get(lowerName: string): string | undefined {
-    for (let i = 0; i < this.fieldCount; i++) {
-      if (stringEqualsLower(this.fieldName(i), lowerName)) return this.fieldValue(i);
-    }
-    return undefined;
+    const i = this.indexOfField(lowerName);
+    return i === -1 ? undefined : this.fieldValue(i);
   }
 
   /** [name, value] pairs in order, names as sent. Allocates; for tests, logs and filters. */

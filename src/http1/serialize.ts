@@ -162,9 +162,10 @@ export function buildEditedHead(
   const f = head.fields;
   const kept: number[] = [];
   let fieldsLength = 0;
+  const names = dropped.size === 0 ? null : [...dropped];
   for (let i = 0, o = 0; i < head.fieldCount; i++, o += FIELD_STRIDE) {
     if ((dropMask & (1 << f[o + F_KIND]!)) !== 0) continue;
-    if (dropped.size > 0 && dropped.has(head.fieldName(i).toLowerCase())) continue;
+    if (names !== null && isOneOf(head, i, names)) continue;
     kept.push(o);
     fieldsLength += f[o + F_LINE_END]! - f[o + F_NAME_START]!;
   }
@@ -177,4 +178,10 @@ export function buildEditedHead(
   o += out.latin1Write(suffix, o);
   if (body !== null && bodyEnd > bodyStart) body.copy(out, o, bodyStart, bodyEnd);
   return out;
+}
+
+/** True when field `i` of `head` is named one of `lowerNames`. */
+function isOneOf(head: MessageHead, i: number, lowerNames: readonly string[]): boolean {
+  for (let n = 0; n < lowerNames.length; n++) if (head.fieldNameIs(i, lowerNames[n]!)) return true;
+  return false;
 }

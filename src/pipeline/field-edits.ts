@@ -10,9 +10,15 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 /** CR, LF and NUL can never be in a field value (RFC 9110 §5.5). */
 const FORBIDDEN_VALUE = /[\r\n\0]/;
 
+/** Names already checked (filters use a handful of names, mostly from their config). */
+const CHECKED_NAMES = new Map<string, string>();
+
 function checkName(name: string): string {
+  const known = CHECKED_NAMES.get(name);
+  if (known !== undefined) return known;
   const lower = name.toLowerCase();
   if (!TOKEN.test(lower)) throw new TypeError(`invalid field name ${JSON.stringify(name)}`);
+  if (CHECKED_NAMES.size < 1024) CHECKED_NAMES.set(name, lower);
   return lower;
 }
 

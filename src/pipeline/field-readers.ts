@@ -22,7 +22,12 @@ export class HeadFieldReader implements FieldReader {
 
   get(name: string): string | undefined {
     const lower = name.toLowerCase();
-    return joined(lower, this.head.getAll(lower));
+    const head = this.head;
+    const first = head.indexOfField(lower);
+    if (first === -1) return undefined;
+    // Most fields are sent once: no list for them.
+    if (head.indexOfField(lower, first + 1) === -1) return head.fieldValue(first);
+    return joined(lower, head.getAll(lower));
   }
 
   getAll(name: string): readonly string[] {

@@ -24,6 +24,9 @@ export function parseKeysFile(text: string): string[] {
   return out;
 }
 
+/** Accepted keys remembered by an ApiKeySet. */
+const ACCEPTED_MEMO = 1024;
+
 export class ApiKeySet {
   readonly #digests: readonly Buffer[];
   readonly #principals: readonly string[];
@@ -37,8 +40,26 @@ export class ApiKeySet {
     return this.#digests.length;
   }
 
+  /**
+   * Keys recently accepted -> their principal, so that a client repeating its key skips the hash (at
+   * most ACCEPTED_MEMO entries, then it starts over). Only accepted keys are kept: a wrong key always
+   * costs the full check, and a hit only says what the 200 would say anyway.
+   */
+  readonly #accepted = new Map<string, string>();
+
   /** The principal (`key:<16 hex digits of the digest>`) of the matching key, or null. */
   match(key: string): string | null {
+    const known = this.#accepted.get(key);
+    if (known !== undefined) return known;
+    const principal = this.#check(key);
+    if (principal !== null) {
+      if (this.#accepted.size >= ACCEPTED_MEMO) this.#accepted.clear();
+      this.#accepted.set(key, principal);
+    }
+    return principal;
+  }
+
+  #check(key: string): string | null {
     const digest = createHash('sha256').update(key, 'utf8').digest();
     let found = -1;
     const digests = this.#digests;
