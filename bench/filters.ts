@@ -6,18 +6,30 @@
 // Rounds are interleaved (plain, chain, cache-hit, plain, ...) so that drift hits every variant alike;
 // ratios are taken per round against that round's plain run, then the median. Targets (issue 5): the
 // chain costs at most 15 % of throughput (ratio >= 0.85); a cache hit is faster than proxying (ratio > 1).
+// Each run records the other load on both bench CPUs (as bench/run.ts does; over 10 % of a core marks it
+// disturbed) and the origin's CPU (near zero in cache-hit runs: the hits never reach it). Any non-2xx answer,
+// socket error or cache-hit run that reached the origin makes the bench exit non-zero (the report is written).
 // Writes docs/reports/<YYYY-MM-DD>-filters.{md,json}.
 import { execSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
-import { cpus, release, tmpdir } from 'node:os';
+import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runPinnedTool } from './lib/load-tool.ts';
 import { NginxInstance, originConfig, SMALL_BODY, writeOriginFiles } from './lib/nginx.ts';
-import { clockTicksPerSecond, cpuTicks, freePort, PinnedProcess, processTree } from './lib/proc.ts';
+import {
+  clockTicksPerSecond,
+  cpuTicks,
+  freePort,
+  PinnedProcess,
+  processTree,
+  readCpuTimes,
+  sleep,
+} from './lib/proc.ts';
+import { DISTURBANCE_LIMIT } from './lib/report.ts';
 import { ensureTools } from './lib/tools.ts';
-import { parseWrkOutput, type WrkResult } from './lib/wrk.ts';
+import { parseWrkOutput, type WrkErrors, type WrkResult } from './lib/wrk.ts';
 import { ensureBuilt, nodeBinary, shebangNodeFlags } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -59,12 +71,25 @@ interface Run {
   readonly rps: number;
   readonly p50Us: number;
   readonly p99Us: number;
+  /** Non-2xx/3xx answers plus socket errors. */
   readonly errors: number;
+  readonly errorDetail: WrkErrors;
   /** zproxy CPU time per request, in microseconds. */
   readonly cpuUsPerRequest: number;
   /** Share of the proxy CPU zproxy used during the run. */
   readonly proxyCpuBusy: number;
+  /** The nginx origin's CPU, as a fraction of one core over the run (about 0 when every request is a hit). */
+  readonly originCpuBusy: number;
+  /**
+   * CPU time on each bench CPU that none of the bench's processes used (other users, steal), as a fraction
+   * of one core over the run; null when it could not be measured.
+   */
+  readonly otherLoad: { readonly proxyCpu: number | null; readonly loadCpu: number | null };
+  readonly disturbed: boolean;
 }
+
+/** A cache-hit run whose origin used more than this fraction of a core sent requests upstream. */
+const ORIGIN_IDLE_LIMIT = 0.02;
 
 function median(values: readonly number[]): number {
   const s = [...values].sort((a, b) => a - b);
@@ -113,19 +138,21 @@ export async function runFiltersBench(argv: readonly string[]): Promise<number> 
   const started: { stop(): Promise<void> }[] = [];
   const runs: Run[] = [];
   const startedAt = new Date();
+  const loadBefore = loadavg();
+  let loadAfter = loadBefore;
+  let origin: NginxInstance | null = null;
   try {
     const originDir = join(tmp, 'origin');
     const originPort = await freePort();
     writeOriginFiles(originDir);
-    started.push(
-      await NginxInstance.start(
-        'nginx (origin)',
-        originDir,
-        originConfig(originDir, originPort),
-        originPort,
-        loadCpu,
-      ),
+    origin = await NginxInstance.start(
+      'nginx (origin)',
+      originDir,
+      originConfig(originDir, originPort),
+      originPort,
+      loadCpu,
     );
+    started.push(origin);
     const proxies = new Map<Variant, { port: number; process: PinnedProcess }>();
     for (const variant of VARIANTS) {
       const port = await freePort();
@@ -185,31 +212,63 @@ export async function runFiltersBench(argv: readonly string[]): Promise<number> 
         ];
         if (warmupS > 0) await runPinnedTool('wrk', args(warmupS), loadCpu, warmupS);
         const pids = processTree(proc.pid);
-        const before = cpuTicks(pids);
+        const originPids = processTree(origin.process.pid);
+        const before = { proxy: cpuTicks(pids), origin: cpuTicks(originPids) };
+        const cpuBefore = readCpuTimes();
         const t0 = performance.now();
         const out = await runPinnedTool('wrk', args(durationS), loadCpu, durationS);
         const wall = (performance.now() - t0) / 1000;
-        const ticks = cpuTicks(pids) - before;
+        const cpuAfter = readCpuTimes();
+        const ticks = cpuTicks(pids) - before.proxy;
+        const originTicks = cpuTicks(originPids) - before.origin;
+        for (const service of [proc, origin.process]) {
+          if (!service.alive) {
+            throw new Error(
+              `${service.name} exited during the run (${service.exitDescription}):\n${service.logTail()}`,
+            );
+          }
+        }
         const result: WrkResult = parseWrkOutput(out.stdout);
         const cpuSeconds = ticks / clockTicks;
-        runs.push({
+        // As in bench/run.ts: busy + steal time on a bench CPU minus what the bench's own processes used.
+        const other = (cpu: number, known: number | null): number | null => {
+          const a = cpuBefore.get(cpu);
+          const b = cpuAfter.get(cpu);
+          if (a === undefined || b === undefined || known === null) return null;
+          return Math.max(0, b.busy - a.busy + (b.steal - a.steal) - known) / (clockTicks * wall);
+        };
+        const otherLoad = {
+          proxyCpu: other(proxyCpu, ticks),
+          loadCpu: other(loadCpu, out.cpuTicks === null ? null : originTicks + out.cpuTicks),
+        };
+        const run: Run = {
           round,
           variant,
           rps: result.requestsPerSecond,
           p50Us: result.latencyUs.p50,
           p99Us: result.latencyUs.p99,
           errors: result.errorCount,
+          errorDetail: result.errors,
           cpuUsPerRequest: result.requests > 0 ? (cpuSeconds * 1e6) / result.requests : 0,
           proxyCpuBusy: cpuSeconds / wall,
-        });
+          originCpuBusy: originTicks / clockTicks / wall,
+          otherLoad,
+          disturbed:
+            (otherLoad.proxyCpu ?? 0) > DISTURBANCE_LIMIT || (otherLoad.loadCpu ?? 0) > DISTURBANCE_LIMIT,
+        };
+        runs.push(run);
+        const pct = (x: number | null) => (x === null ? '?' : `${(100 * x).toFixed(0)} %`);
         console.error(
-          `round ${round} ${variant}: ${Math.round(result.requestsPerSecond)} req/s, p99 ${Math.round(result.latencyUs.p99)} µs, errors ${result.errorCount}, zproxy CPU ${((100 * cpuSeconds) / wall).toFixed(0)} %`,
+          `round ${round} ${variant}: ${Math.round(result.requestsPerSecond)} req/s, p99 ${Math.round(result.latencyUs.p99)} µs, errors ${result.errorCount}, zproxy CPU ${pct(run.proxyCpuBusy)}, origin CPU ${pct(run.originCpuBusy)}, other load ${pct(otherLoad.proxyCpu)} / ${pct(otherLoad.loadCpu)}${run.disturbed ? ' DISTURBED' : ''}`,
         );
+        // Let closed connections drain before the next run.
+        await sleep(500);
       }
     }
     const hitAfter = await fetchHeaders(cachePort, {});
     if (!String(hitAfter['cache-status']).includes('hit'))
       throw new Error('the cache variant stopped hitting');
+    loadAfter = loadavg();
   } finally {
     for (const s of started.reverse()) await s.stop();
     if (values['keep-tmp'] !== true) rmSync(tmp, { recursive: true, force: true });
@@ -217,19 +276,45 @@ export async function runFiltersBench(argv: readonly string[]): Promise<number> 
 
   // ------------------------------------------------------------------ the report
   const by = (variant: Variant) => runs.filter((r) => r.variant === variant);
-  const ratio = (variant: Variant): number[] =>
-    by(variant).map((r) => r.rps / by('plain').find((p) => p.round === r.round)!.rps);
+  const plainOf = (round: number) => runs.find((p) => p.variant === 'plain' && p.round === round)!;
+  const ratio = (variant: Variant): number[] => by(variant).map((r) => r.rps / plainOf(r.round).rps);
+  const cpuRatio = (variant: Variant): number[] =>
+    by(variant).map((r) => r.cpuUsPerRequest / plainOf(r.round).cpuUsPerRequest);
   const chainRatio = median(ratio('chain'));
   const cacheRatio = median(ratio('cache-hit'));
+  const chainHolds = chainRatio >= 0.85;
+  const cacheHolds = cacheRatio > 1;
   const errors = runs.reduce((n, r) => n + r.errors, 0);
+  const disturbed = runs.filter((r) => r.disturbed);
+  // Hits never reach the origin: a cache-hit run with a busy origin was not all hits.
+  const missedRuns = by('cache-hit').filter((r) => r.originCpuBusy > ORIGIN_IDLE_LIMIT);
   const date = startedAt.toISOString().slice(0, 10);
   const fmt = (n: number, d = 0) =>
     n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+  const spread = (xs: readonly number[], d = 0) =>
+    `${fmt(median(xs), d)} (${fmt(Math.min(...xs), d)}–${fmt(Math.max(...xs), d)})`;
+  const pct = (x: number | null) => (x === null ? '?' : `${fmt(100 * x)} %`);
   const rows = VARIANTS.map((variant) => {
     const rs = by(variant);
-    const rps = rs.map((r) => r.rps);
-    const rat = ratio(variant);
-    return `| ${variant} | ${fmt(median(rps))} (${fmt(Math.min(...rps))}–${fmt(Math.max(...rps))}) | ${fmt(median(rat), 2)} (${fmt(Math.min(...rat), 2)}–${fmt(Math.max(...rat), 2)}) | ${fmt(median(rs.map((r) => r.p50Us)))} | ${fmt(median(rs.map((r) => r.p99Us)))} | ${fmt(median(rs.map((r) => r.cpuUsPerRequest)), 1)} | ${fmt(100 * median(rs.map((r) => r.proxyCpuBusy)))} % |`;
+    const m = (f: (r: Run) => number) => median(rs.map(f));
+    const errorCount = rs.reduce((n, r) => n + r.errors, 0);
+    return `| ${variant} | ${spread(rs.map((r) => r.rps))} | ${spread(ratio(variant), 2)} | ${fmt(m((r) => r.p50Us))} | ${fmt(m((r) => r.p99Us))} | ${fmt(
+      m((r) => r.cpuUsPerRequest),
+      1,
+    )} | ${fmt(median(cpuRatio(variant)), 2)} | ${pct(m((r) => r.proxyCpuBusy))} | ${pct(m((r) => r.originCpuBusy))} | ${errorCount} |`;
+  });
+  const roundRows = Array.from({ length: rounds }, (_, i) => i + 1).map((round) => {
+    const cells = VARIANTS.map((variant) => {
+      const r = runs.find((x) => x.variant === variant && x.round === round)!;
+      const mark = r.disturbed ? ' †' : '';
+      return variant === 'plain'
+        ? `${fmt(r.rps)}${mark}`
+        : `${fmt(r.rps)} (${fmt(r.rps / plainOf(round).rps, 2)})${mark}`;
+    });
+    const others = runs
+      .filter((x) => x.round === round)
+      .map((x) => `${pct(x.otherLoad.proxyCpu)} / ${pct(x.otherLoad.loadCpu)}`);
+    return `| ${round} | ${cells.join(' | ')} | ${others.join(', ')} |`;
   });
   const commit = (() => {
     try {
@@ -238,39 +323,83 @@ export async function runFiltersBench(argv: readonly string[]): Promise<number> 
       return 'unknown';
     }
   })();
+  const load = (l: readonly number[]) => l.map((x) => x.toFixed(2)).join(' / ');
   const md = `# Filters: what a typical chain and a cache hit cost (${date})
 
 zproxy ${commit}, Node ${process.versions.node}, ${cpus()[0]?.model ?? 'unknown CPU'}, Linux ${release()}.
 \`npm run bench -- --only filters\` (bench/filters.ts): ${rounds} interleaved rounds of ${durationS} s (after ${warmupS} s of
 warm-up each), wrk \`-t1 -c${connections}\` on CPU ${loadCpu} with the nginx origin; each zproxy (one process,
 no access log) pinned to CPU ${proxyCpu}. The response is the origin's \`/small\` (${JSON.stringify(SMALL_BODY)}), keep-alive.
+Load average (1 / 5 / 15 min) at the start: ${load(loadBefore)}; at the end: ${load(loadAfter)} (the bench's own load
+included: it keeps both CPUs busy; the other load per run is under Rounds).
 
-| variant | what | 
+| variant | what |
 | --- | --- |
 ${VARIANTS.map((v) => `| ${v} | ${DESCRIPTIONS[v]} |`).join('\n')}
 
-| variant | req/s, median (min–max) | ÷ plain, median of per-round ratios (min–max) | p50 µs | p99 µs | zproxy CPU µs/req | zproxy CPU busy |
-| --- | --- | --- | --- | --- | --- | --- |
+## Targets (issue 5)
+
+- The typical chain costs at most 15 % of throughput: chain ÷ plain = **${fmt(chainRatio, 2)}**. The target ${chainHolds ? 'holds' : '**does not hold**'}.
+- A cache hit is faster than proxying to the upstream: cache-hit ÷ plain = **${fmt(cacheRatio, 2)}**. The target ${cacheHolds ? 'holds' : '**does not hold**'}.
+
+Each ratio is the median of the per-round ratios (each round's run ÷ that round's plain run).
+
+## Results
+
+Each cell is the median over the rounds; ranges are min–max over the rounds.
+
+| variant | req/s (min–max) | ÷ plain (min–max) | p50 µs | p99 µs | zproxy CPU µs/req | CPU/req ÷ plain | zproxy CPU busy | origin CPU busy | errors |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 ${rows.join('\n')}
 
-Targets (issue 5):
+## Rounds
 
-- the typical chain costs at most 15 % of throughput: chain ÷ plain = **${fmt(chainRatio, 2)}** — ${chainRatio >= 0.85 ? 'holds' : '**does not hold**'};
-- a cache hit is faster than proxying to the upstream: cache-hit ÷ plain = **${fmt(cacheRatio, 2)}** — ${cacheRatio > 1 ? 'holds' : '**does not hold**'}.
+Cells give req/s (÷ that round's plain). The last column gives the other load (proxy CPU / load CPU) in each run, in the order ${VARIANTS.join(', ')}.
 
-Non-2xx responses and socket errors over all runs: ${errors}. Before the runs the bench checked that the chain
-answers with CORS and RateLimit fields and refuses a request without a key (401), and that the cache
-answers \`Cache-Status: hit\`; after them, that it still does.
+| round | ${VARIANTS.join(' | ')} | other load |
+| --- | ${VARIANTS.map(() => '---').join(' | ')} | --- |
+${roundRows.join('\n')}
+
+## Checks
+
+- Non-2xx responses and socket errors over all runs: ${errors}${errors > 0 ? ' (**the bench failed**)' : ''}.
+- Before the runs, the bench checked three things: the chain answers with the CORS and RateLimit fields, the chain refuses a request without a key (401), and the cache answers \`Cache-Status: hit\`. After the runs, it checked the cache again.
+- Origin CPU in the cache-hit runs (hits never reach it; a run over ${pct(ORIGIN_IDLE_LIMIT)} counts as missing): ${missedRuns.length === 0 ? 'every run was under the limit' : `**${missedRuns.length} run(s) over the limit (the bench failed)**`}.
+- Disturbed runs (†: other processes used more than ${pct(DISTURBANCE_LIMIT)} of a bench CPU): ${disturbed.length === 0 ? 'none' : disturbed.map((r) => `round ${r.round} ${r.variant}`).join(', ')}.
 `;
   const outDir = resolve(String(values['out-dir']));
   const base = join(outDir, `${date}-filters`);
   writeFileSync(`${base}.md`, md);
   writeFileSync(
     `${base}.json`,
-    `${JSON.stringify({ date: startedAt.toISOString(), commit, rounds, durationS, warmupS, connections, runs, chainRatio, cacheRatio, errors }, null, 2)}\n`,
+    `${JSON.stringify(
+      {
+        date: startedAt.toISOString(),
+        commit,
+        rounds,
+        durationS,
+        warmupS,
+        connections,
+        proxyCpu,
+        loadCpu,
+        loadAverage: { start: loadBefore, end: loadAfter },
+        runs,
+        chainRatio,
+        cacheRatio,
+        targets: { chainAtMost15PercentCost: chainHolds, cacheHitFasterThanProxying: cacheHolds },
+        errors,
+        disturbedRuns: disturbed.length,
+        cacheRunsReachingOrigin: missedRuns.length,
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  console.error(
+    `chain ÷ plain ${fmt(chainRatio, 2)} (target ≥ 0.85 ${chainHolds ? 'holds' : 'does not hold'}), cache-hit ÷ plain ${fmt(cacheRatio, 2)} (target > 1 ${cacheHolds ? 'holds' : 'does not hold'}), errors ${errors}, disturbed runs ${disturbed.length}`,
   );
   console.error(`wrote ${relative(process.cwd(), base)}.md and .json`);
-  return errors === 0 ? 0 : 1;
+  return errors === 0 && missedRuns.length === 0 ? 0 : 1;
 }
 
 // Run directly (`node bench/filters.ts`), not when bench/run.ts imports it.

@@ -80,7 +80,7 @@ Options:
   --only GROUP        only the scenarios of one group: h1, h2 or ws (see above); or filters: zproxy with
                       a typical chain (cors + rate_limit + auth) and with cache hits against zproxy
                       without filters (bench/filters.ts, its own options: --rounds --duration --warmup
-                      --connections --quick --out-dir)
+                      --connections --proxy-cpu --load-cpu --quick --keep-tmp --out-dir)
   --scenarios LIST    scenarios, comma-separated: small,64k,close,h2c-small,h2c-64k,h2-small,h2-64k,
                       ws-small,ws-16k (default: all, or all of --only's group)
   --targets LIST      targets to measure, comma-separated: direct,nginx,zproxy (default: all; direct is
