@@ -1,10 +1,11 @@
 /**
- * The auth filter's jwt kind over real sockets (a real upstream, a real JWKS server; the filter run by
- * test/helpers/auth-cors-proxy.ts until the engines' runner serves filters): valid, expired, not yet valid,
- * within the clock skew, wrong audience, wrong issuer, bad signature, algorithm not allowed, malformed,
- * missing; required scopes (403); claims forwarded as headers and left on the exchange; the token stripped;
- * keys from a secret, a PEM file, a JWK file and a JWKS URL with rotation (refetch on an unknown kid, rate
- * limited by the cooldown) and an unreachable JWKS (503).
+ * The auth filter's jwt kind through zproxy itself (the engines' filter runner, HTTP/1.1) in front of a
+ * real upstream, with a real JWKS server: valid, expired, not yet valid, within the clock skew, wrong
+ * audience, wrong issuer, bad signature, algorithm not allowed, malformed, missing; required scopes (403);
+ * claims forwarded as headers and left on the exchange for later filters (shown by the user filter
+ * fixtures/filters/identity.ts after auth: `x-seen-principal` / `x-seen-claims` upstream, a journal in the
+ * log phase); the token stripped; keys from a secret, a PEM file, a JWK file and a JWKS URL with rotation
+ * (refetch on an unknown kid, rate limited by the cooldown) and an unreachable JWKS (503).
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,13 +24,11 @@ import {
   SignJWT,
 } from 'jose';
 import type { AuthConfig } from '../../src/config/auth-schema.ts';
-import { authFactory } from '../../src/filters/auth/index.ts';
-import type { Filter } from '../../src/filters/contract.ts';
-import { type AuthCorsProxy, startAuthCorsProxy } from '../helpers/auth-cors-proxy.ts';
-import { sendRequest } from '../helpers/simple-request.ts';
+import { IDENTITY, identityJournal } from '../fixtures/filters/identity.ts';
+import { type StartedProxy, startProxy } from '../helpers/proxy.ts';
+import { sendRequest, waitUntil } from '../helpers/simple-request.ts';
 import { freePort, type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
 
-const env = { index: 0, route: '/' };
 const SECRET = 'an-hmac-secret-of-at-least-32-characters!';
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -44,14 +43,26 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function withAuth(config: AuthConfig, run: (proxy: AuthCorsProxy) => Promise<void>): Promise<void> {
-  const filter = (await authFactory.create(config, env)) as Filter;
-  const proxy = await startAuthCorsProxy([filter], upstream.url);
+/** zproxy with one route: `auth` with `config`, then the identity filter. No log line holds a token. */
+async function withAuth(config: AuthConfig, run: (proxy: StartedProxy) => Promise<void>): Promise<void> {
+  const proxy = await startProxy({
+    routes: [{ path: '/', upstream: upstream.url, middlewares: [{ type: 'auth', config }, IDENTITY] }],
+  });
   try {
     await run(proxy);
   } finally {
     await proxy.close();
   }
+  assert.ok(!JSON.stringify(proxy.logs).includes('eyJ'), 'no log line holds a token');
+}
+
+/** What the identity filter forwarded upstream on the last request. */
+function seenUpstream(): { principal: unknown; claims: Record<string, unknown> | null } {
+  const headers = upstream.requests.at(-1)?.headers ?? {};
+  return {
+    principal: JSON.parse(String(headers['x-seen-principal'])),
+    claims: JSON.parse(String(headers['x-seen-claims'])) as Record<string, unknown> | null,
+  };
 }
 
 function sign(claims: JWTPayload, key: CryptoKey | Uint8Array, alg: string, kid?: string): Promise<string> {
@@ -107,6 +118,7 @@ describe('jwt with a secret', () => {
       for (const [name, claims, status, description, alg] of cases) {
         const token = await sign(claims, key, alg ?? 'HS256');
         const seen = upstream.requests.length;
+        const logged = identityJournal().length;
         const res = await sendRequest(proxy.port, '/j', {
           headers: { ...bearer(token), 'x-tenant': 'spoofed' },
         });
@@ -122,9 +134,10 @@ describe('jwt with a secret', () => {
             undefined,
             `${name}: a forwarded claim header cannot be spoofed`,
           );
-          const exchange = proxy.exchanges.at(-1);
-          assert.equal(exchange?.principal, 'user-7');
-          assert.equal(exchange?.claims?.sub, 'user-7');
+          const exchange = seenUpstream();
+          assert.equal(exchange.principal, 'user-7', name);
+          assert.equal(exchange.claims?.sub, 'user-7', name);
+          assert.deepEqual(exchange.claims?.roles, ['admin', 'ops'], name);
         } else {
           assert.equal(upstream.requests.length, seen, name);
           assert.equal(
@@ -133,6 +146,10 @@ describe('jwt with a secret', () => {
             name,
           );
           assert.ok(!res.text.includes(token) && !JSON.stringify(res.headers).includes(token), name);
+          await waitUntil(() => identityJournal().length > logged, 2000, `${name}: the log phase`);
+          const refused = identityJournal().at(-1);
+          assert.equal(refused?.principal, null, `${name}: no principal`);
+          assert.equal(refused?.claims, null, `${name}: no claims`);
         }
       }
     });
@@ -282,7 +299,7 @@ describe('jwt with a JWKS URL', () => {
           const tokenB = await sign({ aud: 'api', sub: 'b', exp: now() + 60 }, b.privateKey, b.alg, b.kid);
           assert.equal((await sendRequest(proxy.port, '/k', { headers: bearer(tokenB) })).status, 200);
           assert.equal(jwks.fetches, 2, 'refetched for the unknown kid');
-          assert.equal(proxy.exchanges.at(-1)?.principal, 'b');
+          assert.equal(seenUpstream().principal, 'b');
           const unknown = await sign({ aud: 'api', exp: now() + 60 }, b.privateKey, b.alg, 'key-zzz');
           const res = await sendRequest(proxy.port, '/k', { headers: bearer(unknown) });
           assert.equal(res.status, 401);

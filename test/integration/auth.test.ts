@@ -1,9 +1,11 @@
 /**
- * The auth filter's api_key and basic kinds over real sockets (a real upstream; the filter run by
- * test/helpers/auth-cors-proxy.ts until the engines' runner serves filters): good, bad and missing keys in
- * a header and a query parameter, keys given as plain text, as sha256 digests and in a file; Basic with
- * bcrypt ($2a$, $2b$, $2y$) and scrypt hashes from the config and an htpasswd file; the 401 challenges; the
- * credential stripped before forwarding (or kept); no credential in any answer.
+ * The auth filter's api_key and basic kinds through zproxy itself (the engines' filter runner, HTTP/1.1)
+ * in front of a real upstream: good, bad and missing keys in a header and a query parameter, keys given as
+ * plain text, as sha256 digests and in a file; Basic with bcrypt ($2a$, $2b$, $2y$) and scrypt hashes from
+ * the config and an htpasswd file; the 401 challenges; the credential stripped before forwarding (or
+ * kept); no credential in any answer or log line; configs refused when zproxy starts, naming the JSON path.
+ * The principal auth leaves on the exchange is shown by a user filter after it (fixtures/filters/
+ * identity.ts): forwarded upstream as `x-seen-principal`, and journaled in the log phase for refusals.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, scryptSync } from 'node:crypto';
@@ -14,15 +16,11 @@ import { after, before, describe, test } from 'node:test';
 import bcrypt from 'bcryptjs';
 import fc from 'fast-check';
 import type { AuthConfig } from '../../src/config/auth-schema.ts';
-import { queryParam, withoutQueryParam } from '../../src/filters/auth/api-key.ts';
-import { AuthConfigError, authFactory } from '../../src/filters/auth/index.ts';
-import { passwordVerifier } from '../../src/filters/auth/password-hash.ts';
-import type { Filter } from '../../src/filters/contract.ts';
-import { type AuthCorsProxy, startAuthCorsProxy } from '../helpers/auth-cors-proxy.ts';
-import { sendRequest } from '../helpers/simple-request.ts';
+import { IDENTITY, identityJournal } from '../fixtures/filters/identity.ts';
+import { type StartedProxy, startProxy } from '../helpers/proxy.ts';
+import { sendRequest, waitUntil } from '../helpers/simple-request.ts';
 import { type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
 
-const env = { index: 0, route: '/' };
 let upstream: HttpUpstream;
 let dir: string;
 
@@ -35,14 +33,26 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function withAuth(config: AuthConfig, run: (proxy: AuthCorsProxy) => Promise<void>): Promise<void> {
-  const filter = (await authFactory.create(config, env)) as Filter;
-  const proxy = await startAuthCorsProxy([filter], upstream.url);
+/** zproxy with one route: `auth` with `config`, then the identity filter. */
+function proxyWith(config: AuthConfig): Promise<StartedProxy> {
+  return startProxy({
+    routes: [{ path: '/', upstream: upstream.url, middlewares: [{ type: 'auth', config }, IDENTITY] }],
+  });
+}
+
+async function withAuth(
+  config: AuthConfig,
+  secrets: readonly string[],
+  run: (proxy: StartedProxy) => Promise<void>,
+): Promise<void> {
+  const proxy = await proxyWith(config);
   try {
     await run(proxy);
   } finally {
     await proxy.close();
   }
+  const logged = JSON.stringify(proxy.logs);
+  for (const secret of secrets) assert.ok(!logged.includes(secret), 'no log line holds a credential');
 }
 
 function scryptHash(password: string, ln = 10, r = 8, p = 1): string {
@@ -71,30 +81,44 @@ async function runCases(
   cases: readonly Case[],
   secrets: readonly string[],
 ): Promise<void> {
-  await withAuth(config, async (proxy) => {
+  await withAuth(config, secrets, async (proxy) => {
     for (const c of cases) {
       const seen = upstream.requests.length;
+      const logged = identityJournal().length;
       const res = await sendRequest(proxy.port, c.path, { headers: c.headers ?? {} });
       assert.equal(res.status, c.status, c.name);
-      const exchange = proxy.exchanges.at(-1);
       if (c.status === 200) {
         assert.equal(upstream.requests.length, seen + 1, c.name);
         const recorded = upstream.requests.at(-1);
         if (c.upstreamUrl !== undefined) assert.equal(recorded?.url, c.upstreamUrl, c.name);
         if (c.upstreamHeader !== undefined)
           assert.equal(recorded?.headers[c.upstreamHeader[0]], c.upstreamHeader[1], c.name);
-        if (c.principal !== undefined) assert.equal(exchange?.principal, c.principal, c.name);
+        if (c.principal !== undefined)
+          assert.equal(recorded?.headers['x-seen-principal'], JSON.stringify(c.principal), c.name);
       } else {
         assert.equal(upstream.requests.length, seen, `${c.name}: refused before the upstream`);
         assert.equal(res.headers['www-authenticate'], c.challenge, c.name);
         assert.equal(res.headers['cache-control'], 'no-store', c.name);
-        assert.equal(exchange?.principal, null, c.name);
+        await waitUntil(() => identityJournal().length > logged, 2000, `${c.name}: the log phase`);
+        assert.equal(identityJournal().at(-1)?.principal, null, `${c.name}: no principal`);
         const answer = JSON.stringify(res.headers) + res.text;
         for (const secret of secrets)
           assert.ok(!answer.includes(secret), `${c.name}: the answer holds no credential`);
       }
     }
   });
+}
+
+/** zproxy must refuse to start with `config`: a config error whose message matches `message`. */
+async function refused(config: AuthConfig, message: RegExp): Promise<void> {
+  await assert.rejects(
+    () => proxyWith(config),
+    (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'ZP_ERR_CONFIG', error.message);
+      assert.match(error.message, message);
+      return true;
+    },
+  );
 }
 
 describe('api_key', () => {
@@ -197,15 +221,15 @@ describe('api_key', () => {
     );
   });
 
-  test('refused configs', async () => {
-    await assert.rejects(() => Promise.resolve(authFactory.create({ api_keys: [] }, env)), AuthConfigError);
-    await assert.rejects(
-      () => Promise.resolve(authFactory.create({ api_keys_file: join(dir, 'absent') }, env)),
-      /api_keys_file: cannot read/,
+  test('refused configs: zproxy does not start, and the error names the JSON path', async () => {
+    await refused({ api_keys: [] }, /^routes\[0\]\.middlewares\[0\]\.config\.api_keys: at least one key/);
+    await refused(
+      { api_keys_file: join(dir, 'absent') },
+      /^routes\[0\]\.middlewares\[0\]\.config\.api_keys_file: cannot read/,
     );
-    await assert.rejects(
-      () => Promise.resolve(authFactory.create({ api_keys: ['k'], secret: 'x'.repeat(32) }, env)),
-      /config\.secret: only for kind "jwt"/,
+    await refused(
+      { api_keys: ['k'], secret: 'x'.repeat(32) },
+      /^routes\[0\]\.middlewares\[0\]\.config\.secret: only for kind "jwt"/,
     );
   });
 });
@@ -295,32 +319,44 @@ describe('basic', () => {
   });
 
   test('hash formats refused at load name the user', async () => {
-    assert.equal(typeof passwordVerifier('$apr1$abc$def'), 'string');
-    assert.equal(typeof passwordVerifier('$scrypt$ln=30,r=8,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5'), 'string');
-    await assert.rejects(
-      () => Promise.resolve(authFactory.create({ kind: 'basic', users: { dave: 'plain-text' } }, env)),
-      /config\.users\.dave: expected a bcrypt/,
+    const at = /^routes\[0\]\.middlewares\[0\]\.config\.users\.dave: expected/;
+    await refused({ kind: 'basic', users: { dave: '$apr1$abc$def' } }, at);
+    await refused(
+      { kind: 'basic', users: { dave: '$scrypt$ln=30,r=8,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5' } },
+      /config\.users\.dave: expected scrypt parameters out of range/,
     );
+    await refused({ kind: 'basic', users: { dave: 'plain-text' } }, /config\.users\.dave: expected a bcrypt/);
   });
 });
 
 describe('query parameter handling (properties)', () => {
+  const good = 'k-property-key-42';
   const name = fc.stringMatching(/^[a-z_]{1,6}$/);
   const value = fc.stringMatching(/^[A-Za-z0-9._~-]{0,8}$/);
   const pairs = fc.array(fc.tuple(name, value), { maxLength: 6 });
 
-  test('the key parameter is found and stripped; every other parameter is kept, in order', () => {
-    fc.assert(
-      fc.property(pairs, value, fc.nat(6), (others, key, at) => {
-        const rest = others.filter(([n]) => n !== 'api_key');
-        const all = [...rest.slice(0, at), ['api_key', key] as const, ...rest.slice(at)];
-        const query = `?${all.map(([n, v]) => `${n}=${v}`).join('&')}`;
-        assert.equal(queryParam(query, 'api_key'), key);
-        const stripped = withoutQueryParam(`/p${query}`, 'api_key');
-        const expected = rest.map(([n, v]) => `${n}=${v}`).join('&');
-        assert.equal(stripped, expected === '' ? '/p' : `/p?${expected}`);
-        assert.equal(queryParam(stripped.slice(2), 'api_key'), undefined);
-      }),
-    );
+  test('the key parameter is found and stripped; every other parameter is kept, in order', async () => {
+    await withAuth({ api_keys: [good], query_param: 'api_key' }, [good], async (proxy) => {
+      await fc.assert(
+        fc.asyncProperty(pairs, fc.oneof(fc.constant(good), value), fc.nat(6), async (others, key, at) => {
+          const rest = others.filter(([n]) => n !== 'api_key');
+          const all = [...rest.slice(0, at), ['api_key', key] as const, ...rest.slice(at)];
+          const query = `?${all.map(([n, v]) => `${n}=${v}`).join('&')}`;
+          const seen = upstream.requests.length;
+          const res = await sendRequest(proxy.port, `/p${query}`);
+          if (key !== good) {
+            // Only the key parameter is read: another value is not a key, wherever it stands.
+            assert.equal(res.status, 401, query);
+            assert.equal(upstream.requests.length, seen, query);
+            return;
+          }
+          assert.equal(res.status, 200, query);
+          assert.equal(upstream.requests.length, seen + 1, query);
+          const expected = rest.map(([n, v]) => `${n}=${v}`).join('&');
+          assert.equal(upstream.requests.at(-1)?.url, expected === '' ? '/p' : `/p?${expected}`, query);
+        }),
+        { numRuns: 150 },
+      );
+    });
   });
 });
