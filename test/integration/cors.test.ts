@@ -1,14 +1,13 @@
 /**
- * The cors filter over real sockets (a real upstream; the filter run by test/helpers/auth-cors-proxy.ts
- * until the engines' runner serves filters): preflights answered without reaching the upstream, simple and
- * credentialed requests, origin patterns, Vary: Origin merged with the upstream's, disallowed origins
- * without any CORS header, requests without Origin untouched apart from Vary.
+ * The cors filter through zproxy itself (the engines' filter runner, HTTP/1.1) in front of a real
+ * upstream: origin matching (exact, case-insensitive, patterns, "null", "*"), preflights answered without
+ * reaching the upstream, simple and credentialed requests, Vary: Origin merged with the upstream's,
+ * disallowed origins without any CORS header, requests without Origin untouched apart from Vary.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { CorsConfig } from '../../src/config/cors-schema.ts';
-import { CorsFilter, OriginMatcher, varyWithOrigin } from '../../src/filters/cors.ts';
-import { type AuthCorsProxy, startAuthCorsProxy } from '../helpers/auth-cors-proxy.ts';
+import { type StartedProxy, startProxy } from '../helpers/proxy.ts';
 import { sendRequest } from '../helpers/simple-request.ts';
 import { type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
 
@@ -21,22 +20,31 @@ const CORS_HEADERS = [
   'access-control-max-age',
 ];
 
+/** The upstream's own Vary, by path. */
+const UPSTREAM_VARY: Record<string, string> = {
+  '/vary': 'Accept-Encoding',
+  '/vary-star': '*',
+  '/vary-origin': 'accept-encoding, origin',
+};
+
 let upstream: HttpUpstream;
 before(async () => {
   upstream = await startHttpUpstream((req, res) => {
     const headers: Record<string, string> = { 'content-type': 'text/plain' };
-    if (req.url.startsWith('/vary')) headers.vary = 'Accept-Encoding';
-    if (req.url.startsWith('/vary-star')) headers.vary = '*';
-    if (req.url.startsWith('/own-cors'))
-      headers['access-control-allow-origin'] = 'https://upstream-choice.test';
+    const vary = UPSTREAM_VARY[req.url];
+    if (vary !== undefined) headers.vary = vary;
+    if (req.url === '/own-cors') headers['access-control-allow-origin'] = 'https://upstream-choice.test';
     res.writeHead(200, headers);
     res.end('ok');
   });
 });
 after(() => upstream.close());
 
-async function withProxy(config: CorsConfig, run: (proxy: AuthCorsProxy) => Promise<void>): Promise<void> {
-  const proxy = await startAuthCorsProxy([new CorsFilter(config)], upstream.url);
+/** zproxy with one route for every path whose only middleware is `cors` with `config`. */
+async function withProxy(config: CorsConfig, run: (proxy: StartedProxy) => Promise<void>): Promise<void> {
+  const proxy = await startProxy({
+    routes: [{ path: '/', upstream: upstream.url, middlewares: [{ type: 'cors', config }] }],
+  });
   try {
     await run(proxy);
   } finally {
@@ -68,18 +76,47 @@ describe('origin matching', () => {
     [['*'], 'null', true],
     [['null'], 'null', true],
   ];
+  // One zproxy, one route (/m<i>) per list of origins.
+  const lists = [...new Set(cases.map(([origins]) => JSON.stringify(origins)))];
+  let proxy: StartedProxy;
+  before(async () => {
+    proxy = await startProxy({
+      routes: lists.map((list, i) => ({
+        path: `/m${i}`,
+        upstream: upstream.url,
+        middlewares: [{ type: 'cors', config: { allowed_origins: JSON.parse(list) as string[] } }],
+      })),
+    });
+  });
+  after(() => proxy.close());
+
   for (const [origins, origin, matches] of cases) {
-    test(`${JSON.stringify(origins)} ${matches ? 'allows' : 'refuses'} ${origin}`, () => {
-      assert.equal(new OriginMatcher(origins).matches(origin), matches);
+    test(`${JSON.stringify(origins)} ${matches ? 'allows' : 'refuses'} ${origin}`, async () => {
+      const route = `/m${lists.indexOf(JSON.stringify(origins))}`;
+      const res = await sendRequest(proxy.port, `${route}/x`, { headers: { origin } });
+      assert.equal(res.status, 200);
+      const allowed = origins.includes('*') ? '*' : origin;
+      assert.equal(res.headers['access-control-allow-origin'], matches ? allowed : undefined);
+      // The preflight agrees: 204 with the origin allowed, else 403.
+      const preflight = await sendRequest(proxy.port, `${route}/x`, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': 'GET' },
+      });
+      assert.equal(preflight.status, matches ? 204 : 403);
+      assert.equal(preflight.headers['access-control-allow-origin'], matches ? allowed : undefined);
     });
   }
 });
 
-test('Vary: Origin merged into an upstream Vary', () => {
-  assert.equal(varyWithOrigin('Accept-Encoding'), 'Accept-Encoding, Origin');
-  assert.equal(varyWithOrigin('accept-encoding, origin'), 'accept-encoding, origin');
-  assert.equal(varyWithOrigin('*'), '*');
-  assert.equal(varyWithOrigin(''), 'Origin');
+test('Vary: Origin merged into an upstream Vary', async () => {
+  await withProxy({ allowed_origins: ['https://app.example.com'] }, async (proxy) => {
+    const varyOf = async (path: string) =>
+      (await sendRequest(proxy.port, path, { headers: { origin: 'https://app.example.com' } })).headers.vary;
+    assert.equal(await varyOf('/vary'), 'Accept-Encoding, Origin');
+    assert.equal(await varyOf('/vary-origin'), 'accept-encoding, origin');
+    assert.equal(await varyOf('/vary-star'), '*');
+    assert.equal(await varyOf('/none'), 'Origin');
+  });
 });
 
 interface PreflightCase {
