@@ -1,27 +1,29 @@
 /**
- * The rate_limit filter over real sockets (the contract harness, test/helpers/filter-harness.ts) with the
- * memory store and a real redis-server: exact counts, 429 with Retry-After and the RateLimit fields,
- * refill, keys, two instances sharing one limit through Redis, and a Redis stopped mid-test following
- * on_store_error (allow, deny) without hanging.
+ * The rate_limit filter through zproxy itself (the engines' filter runner, HTTP/1.1) in front of a real
+ * upstream, with the memory store and a real redis-server: exact counts, 429 with Retry-After and the
+ * RateLimit fields, refill, keys (a header, the route, a JWT claim verified by auth), counters kept by a
+ * new zproxy with the same limit, two instances sharing one limit through Redis, the Lua script called by
+ * EVALSHA, and a Redis stopped mid-test following on_store_error (allow, deny) without hanging.
+ *
+ * Every zproxy here runs in the test process, so the memory store is one per process (as for one zproxy
+ * process); `resetRateLimitStores()` empties it between tests. Two Redis "instances" are two zproxy servers
+ * with different `timeout_ms`, which gives each its own Redis connection, as two processes would have.
  */
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
-import pino from 'pino';
+import { SignJWT } from 'jose';
 import type { RateLimitConfig } from '../../src/config/rate-limit-schema.ts';
-import type { FilterContext } from '../../src/filters/contract.ts';
-import { RateLimitFilter } from '../../src/filters/rate-limit/filter.ts';
 import { ratePolicy } from '../../src/filters/rate-limit/gcra.ts';
 import { closeRateLimitRedisClients, RedisRateLimitStore } from '../../src/filters/rate-limit/store-redis.ts';
 import { resetRateLimitStores } from '../../src/filters/rate-limit/stores.ts';
-import { type FilterProxy, startFilterProxy } from '../helpers/filter-harness.ts';
+import { type StartedProxy, startProxy } from '../helpers/proxy.ts';
 import { type RedisServer, startRedis } from '../helpers/redis.ts';
 import { type SimpleResponse, sendRequest } from '../helpers/simple-request.ts';
 import { type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
 
 let upstream: HttpUpstream;
-const proxies: FilterProxy[] = [];
+const proxies: StartedProxy[] = [];
 
 before(async () => {
   upstream = await startHttpUpstream();
@@ -34,28 +36,18 @@ after(async () => {
   resetRateLimitStores();
 });
 
-/** A pino logger whose lines are kept in `lines`. */
-function captureLogger() {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n')) if (line !== '') lines.push(JSON.parse(line));
-      done();
-    },
+/** zproxy with one route `route` (prefix) whose only middleware is `rate_limit` with `config`. */
+async function proxyWith(config: RateLimitConfig, route = '/'): Promise<StartedProxy> {
+  const proxy = await startProxy({
+    routes: [{ path: route, upstream: upstream.url, middlewares: [{ type: 'rate_limit', config }] }],
   });
-  return { logger: pino({ level: 'info' }, stream), lines };
-}
-
-async function proxyWith(config: RateLimitConfig, route = '/', logger = captureLogger().logger) {
-  const filter = new RateLimitFilter(config, { index: 0, route, logger });
-  const proxy = await startFilterProxy([filter], upstream.url);
   proxies.push(proxy);
   return proxy;
 }
 
-async function statuses(proxy: FilterProxy, n: number, headers: Record<string, string> = {}) {
+async function statuses(proxy: StartedProxy, n: number, headers: Record<string, string> = {}, path = '/x') {
   const out: number[] = [];
-  for (let i = 0; i < n; i++) out.push((await sendRequest(proxy.port, '/x', { headers })).status);
+  for (let i = 0; i < n; i++) out.push((await sendRequest(proxy.port, path, { headers })).status);
   return out;
 }
 
@@ -109,31 +101,50 @@ describe('memory store', () => {
     assert.deepEqual(await statuses(byHeader, 3, { 'x-api-key': 'a' }), [200, 200, 429]);
     assert.deepEqual(await statuses(byHeader, 3, { 'x-api-key': 'b' }), [200, 200, 429]);
     const byRoute = await proxyWith({ requests_per_minute: 1, burst: 2, key: 'route' }, '/api');
-    assert.deepEqual(await statuses(byRoute, 2, { 'x-api-key': 'a' }), [200, 200]);
-    assert.deepEqual(await statuses(byRoute, 2, { 'x-api-key': 'b' }), [200, 429]);
+    assert.deepEqual(await statuses(byRoute, 2, { 'x-api-key': 'a' }, '/api/x'), [200, 200]);
+    assert.deepEqual(await statuses(byRoute, 2, { 'x-api-key': 'b' }, '/api/y'), [200, 429]);
   });
 
-  test('the counters survive a new filter (a config reload) for the same limit', async () => {
+  test('the counters survive a new filter (a new zproxy with the same limit)', async () => {
     resetRateLimitStores();
     const first = await proxyWith({ requests_per_minute: 1, burst: 1 });
     assert.deepEqual(await statuses(first, 1), [200]);
-    const reloaded = await proxyWith({ requests_per_minute: 1, burst: 1 });
-    assert.deepEqual(await statuses(reloaded, 2), [200, 429]);
+    await first.close();
+    const restarted = await proxyWith({ requests_per_minute: 1, burst: 1 });
+    assert.deepEqual(await statuses(restarted, 2), [200, 429]);
   });
 });
 
-test('jwt_claim and header keys read the exchange and the request', () => {
-  const filter = new RateLimitFilter(
-    { requests_per_minute: 10, key: 'jwt_claim:sub' },
-    { index: 0, route: '/' },
-  );
-  const ctx = {
-    exchange: { claims: { sub: 'alice' } },
-    request: { clientAddress: '127.0.0.1', headers: { get: () => undefined, getAll: () => [] } },
-  } as unknown as FilterContext;
-  assert.equal(filter.keyOf(ctx), 'jwt:sub:alice');
-  const anonymous = { ...ctx, exchange: { claims: null } } as unknown as FilterContext;
-  assert.equal(filter.keyOf(anonymous), 'jwt:sub:');
+test('jwt_claim key: one bucket per verified claim, one shared bucket without it', async () => {
+  resetRateLimitStores();
+  const secret = 'a-jwt-secret-for-the-rate-limit-test-0123';
+  const limit = { type: 'rate_limit', config: { requests_per_minute: 1, burst: 1, key: 'jwt_claim:sub' } };
+  const proxy = await startProxy({
+    routes: [
+      {
+        path: '/jwt',
+        upstream: upstream.url,
+        // auth first: rate_limit reads the claims auth verified.
+        middlewares: [{ type: 'auth', config: { kind: 'jwt', secret } }, limit],
+      },
+      // No auth on this route: no verified token, so no claim.
+      { path: '/anonymous', upstream: upstream.url, middlewares: [limit] },
+    ],
+  });
+  proxies.push(proxy);
+  const key = new TextEncoder().encode(secret);
+  const token = (claims: Record<string, unknown>) =>
+    new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('2m').sign(key);
+  const alice = { authorization: `Bearer ${await token({ sub: 'alice' })}` };
+  const bob = { authorization: `Bearer ${await token({ sub: 'bob' })}` };
+  const nobody = { authorization: `Bearer ${await token({ role: 'none' })}` };
+  // The same client address for all: the buckets are the claims'.
+  assert.deepEqual(await statuses(proxy, 3, alice, '/jwt/a'), [200, 200, 429]);
+  assert.deepEqual(await statuses(proxy, 3, bob, '/jwt/a'), [200, 200, 429]);
+  // A verified token without the claim and a request without a verified token share the '' bucket.
+  assert.deepEqual(await statuses(proxy, 1, nobody, '/jwt/a'), [200]);
+  assert.deepEqual(await statuses(proxy, 2, alice, '/anonymous/a'), [200, 429]);
+  assert.deepEqual(await statuses(proxy, 1, nobody, '/jwt/a'), [429]);
 });
 
 describe('redis store', () => {
@@ -152,7 +163,41 @@ describe('redis store', () => {
     await redis.stop();
   });
 
-  test('the store: exact decisions from one Lua script called by EVALSHA', async () => {
+  test('through zproxy: exact decisions from one Lua script called by EVALSHA', async () => {
+    const proxy = await proxyWith({
+      requests_per_minute: 60,
+      burst: 4,
+      key: 'header:x-e',
+      store: 'redis',
+      redis_url: redis.url,
+      timeout_ms: 505,
+    });
+    // The first decision opens the connection (and may load the script): not counted.
+    assert.equal((await sendRequest(proxy.port, '/x', { headers: { 'x-e': 'warm-up' } })).status, 200);
+    await inspector.config('RESETSTAT');
+    const responses: SimpleResponse[] = [];
+    for (let i = 0; i < 6; i++)
+      responses.push(await sendRequest(proxy.port, '/x', { headers: { 'x-e': 'e' } }));
+    assert.deepEqual(
+      responses.map((r) => r.status),
+      [200, 200, 200, 200, 200, 429],
+    );
+    assert.deepEqual(
+      responses.slice(0, 5).map((r) => r.headers.ratelimit),
+      [1, 2, 3, 4, 5].map((n) => `"default";r=${5 - n};t=${n}`),
+    );
+    assert.equal(responses[5]!.headers['retry-after'], '1');
+    assert.equal(responses[5]!.headers.ratelimit, '"default";r=0;t=1');
+    const stats = await inspector.info('commandstats');
+    const calls = (name: string) => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+    // One script call per decision, by its SHA (ioredis sends EVAL at most once on a new connection).
+    assert.equal(calls('evalsha') + calls('eval'), 6, stats);
+    assert.ok(calls('eval') <= 1, stats);
+  });
+
+  // Kept as a test of the store on its own: the milliseconds of reset and retry-after are computed by
+  // the script on Redis's clock, and zproxy's fields only show them rounded up to seconds.
+  test('the store on its own: reset and retry-after to the millisecond', async () => {
     await inspector.config('RESETSTAT');
     const store = new RedisRateLimitStore(redis.url, 504);
     const policy = ratePolicy(60, 4);
@@ -170,7 +215,6 @@ describe('redis store', () => {
     assert.ok(Math.abs(decisions[5]!.retryAfterMs - 1000) < 50, `retry after ${decisions[5]!.retryAfterMs}`);
     const stats = await inspector.info('commandstats');
     const calls = (name: string) => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
-    // ioredis sends the script once (EVAL) on a new connection, then only its SHA.
     assert.equal(calls('evalsha') + calls('eval'), 6, stats);
     assert.ok(calls('eval') <= 1, stats);
   });
@@ -230,25 +274,26 @@ describe('redis store', () => {
   });
 
   test('Redis stopped: allow lets requests through, deny answers 503, neither hangs; one warn line', async () => {
-    const allowLog = captureLogger();
-    const denyLog = captureLogger();
     const base = { requests_per_minute: 60, burst: 0, store: 'redis', redis_url: redis.url } as const;
-    const allow = await proxyWith({ ...base, key: 'header:x-p', timeout_ms: 502 }, '/', allowLog.logger);
-    const deny = await proxyWith(
-      { ...base, key: 'header:x-p', on_store_error: 'deny', timeout_ms: 503 },
-      '/',
-      denyLog.logger,
-    );
+    const allow = await proxyWith({ ...base, key: 'header:x-p', timeout_ms: 502 });
+    const deny = await proxyWith({ ...base, key: 'header:x-p', on_store_error: 'deny', timeout_ms: 503 });
     assert.deepEqual(await statuses(allow, 1, { 'x-p': 'allow' }), [200]);
     assert.deepEqual(await statuses(deny, 1, { 'x-p': 'deny' }), [200]);
     await redis.stop();
     const started = Date.now();
-    const allowed = await statuses(allow, 5, { 'x-p': 'allow' });
+    const allowed: SimpleResponse[] = [];
+    for (let i = 0; i < 5; i++)
+      allowed.push(await sendRequest(allow.port, '/x', { headers: { 'x-p': 'allow' } }));
     const denied: SimpleResponse[] = [];
     for (let i = 0; i < 5; i++)
       denied.push(await sendRequest(deny.port, '/x', { headers: { 'x-p': 'deny' } }));
     const elapsed = Date.now() - started;
-    assert.deepEqual(allowed, [200, 200, 200, 200, 200], 'fail-open');
+    assert.deepEqual(
+      allowed.map((r) => r.status),
+      [200, 200, 200, 200, 200],
+      'fail-open',
+    );
+    assert.equal(allowed[0]!.headers.ratelimit, undefined, 'let through without rate-limit fields');
     assert.deepEqual(
       denied.map((r) => r.status),
       [503, 503, 503, 503, 503],
@@ -256,11 +301,11 @@ describe('redis store', () => {
     );
     assert.equal(denied[0]!.headers['retry-after'], '1');
     assert.ok(elapsed < 1000, `10 decisions took ${elapsed} ms`);
-    const warned = (lines: Record<string, unknown>[]) =>
-      lines.filter((line) => line.msg === 'rate_limit store unavailable');
-    assert.equal(warned(allowLog.lines).length, 1, 'one warn line, not one per request');
-    assert.equal(warned(allowLog.lines)[0]!.on_store_error, 'allow');
-    assert.equal(warned(denyLog.lines).length, 1);
-    assert.equal(warned(denyLog.lines)[0]!.on_store_error, 'deny');
+    const warned = (proxy: StartedProxy) =>
+      proxy.logs.filter((line) => line.msg === 'rate_limit store unavailable');
+    assert.equal(warned(allow).length, 1, 'one warn line, not one per request');
+    assert.equal(warned(allow)[0]!.on_store_error, 'allow');
+    assert.equal(warned(deny).length, 1);
+    assert.equal(warned(deny)[0]!.on_store_error, 'deny');
   });
 });
