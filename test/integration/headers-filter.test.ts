@@ -1,21 +1,20 @@
-/**
- * The headers filter over real sockets: the filter run by test/helpers/filter-harness.ts in front of a
- * real upstream that echoes what it received. Request and response rules (remove, set, add), variables,
- * response rules on local answers of later filters, prefix and regex rewrites with the query kept, request
- * ids generated, passed through or replaced, and recorded on the exchange.
- */
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: the configs hold zproxy ${variables}, not JavaScript templates.
+/**
+ * The headers filter through zproxy itself (the engines' filter runner, HTTP/1.1) in front of a real
+ * upstream that echoes what it received. Request and response rules (remove, set, add), variables,
+ * response rules on local answers of later filters (auth's 401), prefix and regex rewrites with the query
+ * kept, request ids generated, passed through or replaced, and recorded on the exchange (the access log's
+ * `request_id`).
+ */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { HeadersConfig } from '../../src/config/headers-schema.ts';
-import { Exchange } from '../../src/exchange.ts';
-import type { Filter, FilterContext, PhaseResult } from '../../src/filters/contract.ts';
-import { headersFactory } from '../../src/filters/headers.ts';
-import { startFilterProxy } from '../helpers/filter-harness.ts';
-import { type SimpleResponse, sendRequest } from '../helpers/simple-request.ts';
+import { type StartedProxy, startProxy } from '../helpers/proxy.ts';
+import { type SimpleResponse, sendRequest, waitUntil } from '../helpers/simple-request.ts';
 import { type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+const KEY = 'k-headers-test-0123456789';
 
 let upstream: HttpUpstream;
 before(async () => {
@@ -33,57 +32,45 @@ before(async () => {
 });
 after(() => upstream.close());
 
-/**
- * Gives the harness's exchange-less context a real Exchange (the engines create one per request) and
- * records it when the exchange is logged.
- */
-class ExchangeRecorder implements Filter {
-  readonly logged: Exchange[] = [];
-  onRequest(ctx: FilterContext): PhaseResult {
-    const r = ctx.request;
-    const exchange = new Exchange(
-      performance.now(),
-      r.method,
-      r.path + r.query,
-      r.host,
-      '1.1',
-      r.clientAddress,
-    );
-    (ctx as { exchange: Exchange }).exchange = exchange;
-    return undefined;
-  }
-  onLog(ctx: FilterContext): void {
-    this.logged.push(ctx.exchange);
-  }
-}
-
-/** A later filter that answers locally (as auth or rate_limit would) for paths under /deny. */
-class Denier implements Filter {
-  onRequest(ctx: FilterContext): PhaseResult {
-    if (ctx.request.path.startsWith('/deny')) return { status: 401, body: 'no' };
-    return undefined;
-  }
-}
-
 interface Echo {
   readonly url: string;
   readonly headers: Record<string, string | string[]>;
 }
 
+/** The access log lines of `proxy` so far, once the exchanges sent have been logged. */
+async function accessLogs(proxy: StartedProxy, count: number): Promise<Record<string, unknown>[]> {
+  await waitUntil(() => proxy.accessLogs().length >= count, 3000, `${count} access log lines`);
+  return proxy.accessLogs();
+}
+
+/**
+ * zproxy with `headers` configured by `config` on every path; under /deny, an `auth` after it answers
+ * 401 (a later filter's local answer) to requests without its key. `route` is the catch-all route's
+ * pattern (what `${route}` gives).
+ */
 async function withHeaders(
   config: HeadersConfig,
   run: (
     send: (path: string, headers?: Record<string, string>) => Promise<SimpleResponse>,
-    recorder: ExchangeRecorder,
+    proxy: StartedProxy,
   ) => Promise<void>,
+  route = '/',
 ): Promise<void> {
-  const recorder = new ExchangeRecorder();
-  const filter = headersFactory.create(config, { index: 1, route: '/api/*' }) as Filter;
-  const proxy = await startFilterProxy([recorder, filter, new Denier()], upstream.url);
+  const headers = { type: 'headers', config };
+  const proxy = await startProxy({
+    routes: [
+      {
+        path: '/deny',
+        upstream: upstream.url,
+        middlewares: [headers, { type: 'auth', config: { api_keys: [KEY] } }],
+      },
+      { path: route, upstream: upstream.url, middlewares: [headers] },
+    ],
+  });
   try {
     await run(
       (path, headers) => sendRequest(proxy.port, path, headers === undefined ? {} : { headers }),
-      recorder,
+      proxy,
     );
   } finally {
     await proxy.close();
@@ -135,15 +122,16 @@ describe('request rules', () => {
       },
       async (send) => {
         const { headers } = echo(
-          await send('/items/7?a=1&b=2', { host: 'shop.test:8080', 'x-user-name': 'ann' }),
+          await send('/api/items/7?a=1&b=2', { host: 'shop.test:8080', 'x-user-name': 'ann' }),
         );
         assert.equal(headers['x-real-ip'], '127.0.0.1');
         assert.equal(headers['x-host'], 'host=shop.test:8080');
         assert.equal(headers['x-user'], 'u:ann');
         assert.equal(headers['x-missing'], '[]');
-        assert.equal(headers['x-line'], 'GET http://shop.test:8080/items/7?a=1&b=2 on /api/*');
+        assert.equal(headers['x-line'], 'GET http://shop.test:8080/api/items/7?a=1&b=2 on /api/*');
         assert.equal(headers['x-price'], 'costs $5 and ${literal}');
       },
+      '/api/*',
     );
   });
 });
@@ -217,7 +205,7 @@ describe('request id', () => {
   test('generated when absent: a UUID, the same upstream, on the response and on the exchange', async () => {
     await withHeaders(
       { request_id: {}, request: { set: { 'x-trace': 'id=${request_id}' } } },
-      async (send, recorder) => {
+      async (send, proxy) => {
         const first = await send('/r');
         const second = await send('/r');
         const id = first.headers['x-request-id'];
@@ -226,7 +214,7 @@ describe('request id', () => {
         const { headers } = echo(first);
         assert.equal(headers['x-request-id'], id);
         assert.equal(headers['x-trace'], `id=${id}`);
-        assert.equal(recorder.logged[0]?.requestId, id);
+        assert.equal((await accessLogs(proxy, 2))[0]?.request_id, id);
       },
     );
   });
@@ -247,32 +235,35 @@ describe('request id', () => {
   test('trust_incoming false replaces the client id; a custom header; response false', async () => {
     await withHeaders(
       { request_id: { header: 'X-Correlation-Id', trust_incoming: false, response: false } },
-      async (send, recorder) => {
+      async (send, proxy) => {
         const response = await send('/r', { 'x-correlation-id': 'client-chosen' });
         assert.equal(response.headers['x-correlation-id'], undefined);
         const sent = echo(response).headers['x-correlation-id'];
         assert.match(String(sent), UUID);
-        assert.equal(recorder.logged[0]?.requestId, sent);
+        assert.equal((await accessLogs(proxy, 1))[0]?.request_id, sent);
       },
     );
   });
 
   test("on a later filter's local answer too", async () => {
-    await withHeaders({ request_id: {} }, async (send, recorder) => {
+    await withHeaders({ request_id: {} }, async (send, proxy) => {
       const response = await send('/deny', { 'x-request-id': 'req-1' });
       assert.equal(response.status, 401);
       assert.equal(response.headers['x-request-id'], 'req-1');
-      assert.equal(recorder.logged[0]?.requestId, 'req-1');
+      const [line] = await accessLogs(proxy, 1);
+      assert.equal(line?.request_id, 'req-1');
+      assert.equal(line?.status, 401);
     });
   });
 
   test('without request_id, ${request_id} is empty and nothing is generated', async () => {
-    await withHeaders({ request: { set: { 'x-trace': '<${request_id}>' } } }, async (send) => {
+    await withHeaders({ request: { set: { 'x-trace': '<${request_id}>' } } }, async (send, proxy) => {
       const response = await send('/r', { 'x-request-id': 'client' });
       assert.equal(response.headers['x-request-id'], undefined);
       const { headers } = echo(response);
       assert.equal(headers['x-trace'], '<>');
       assert.equal(headers['x-request-id'], 'client');
+      assert.equal((await accessLogs(proxy, 1))[0]?.request_id, undefined, 'no request id on the exchange');
     });
   });
 });
