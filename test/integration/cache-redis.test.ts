@@ -1,14 +1,18 @@
 /**
- * The cache's Redis store with a real redis-server: a response stored through one proxy instance is
- * served by another; keys carry a TTL of freshness + stale windows; Vary variants, purge and coalescing
- * work through Redis; a Redis that goes away turns lookups into misses without hanging.
+ * The cache's Redis store through zproxy itself (the engines' filter runner, HTTP/1.1) with a real
+ * redis-server: a response stored through one zproxy instance is served by another; keys carry a TTL of
+ * freshness + stale windows; Vary variants, purge and coalescing work through Redis; a Redis that goes away
+ * turns lookups into misses without hanging.
+ *
+ * Both instances run in the test process; `clearCacheStores()` before each start gives each its own store
+ * object (and so its own coalescing), as two zproxy processes have.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Redis } from 'ioredis';
-import { type CacheConfig, CacheFilter, clearCacheStores } from '../../src/filters/cache/filter.ts';
+import { type CacheConfig, clearCacheStores } from '../../src/filters/cache/filter.ts';
 import { closeRedisClients } from '../../src/filters/cache/redis-store.ts';
-import { type FilterProxy, startFilterProxy } from '../helpers/filter-harness.ts';
+import { type StartedProxy, startProxy } from '../helpers/proxy.ts';
 import { type RedisServer, startRedis } from '../helpers/redis.ts';
 import {
   type SimpleRequestOptions,
@@ -20,8 +24,8 @@ import { type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
 const TOKEN = 'redis-purge-token-0123';
 let redis: RedisServer;
 let upstream: HttpUpstream;
-let first: FilterProxy;
-let second: FilterProxy;
+let first: StartedProxy;
+let second: StartedProxy;
 let inspector: Redis;
 
 /** Both instances serve one site: the same Host. */
@@ -37,11 +41,12 @@ function countFor(path: string): number {
   return upstream.requests.filter((r) => r.url === path).length;
 }
 
-/** A proxy with its own filter and store object (as another zproxy instance would have). */
-function instance(config: CacheConfig): Promise<FilterProxy> {
+/** A zproxy with its own filter and store object (as another zproxy instance would have). */
+function instance(config: CacheConfig): Promise<StartedProxy> {
   clearCacheStores();
-  const filter = new CacheFilter(config, { index: 0, route: '/' });
-  return startFilterProxy([filter], upstream.url);
+  return startProxy({
+    routes: [{ path: '/', upstream: upstream.url, middlewares: [{ type: 'cache', config }] }],
+  });
 }
 
 before(async () => {
