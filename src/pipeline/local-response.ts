@@ -40,16 +40,28 @@ export interface RenderedLocal {
   readonly body: Buffer | null;
 }
 
-/** `local` checked (a name or value that could split the message, a bad status: a 500 instead) and rendered. */
-export function renderLocal(given: LocalResponse, edits: FieldEditList | null): RenderedLocal {
+/**
+ * `local` checked (a name or value that could split the message, a bad status: a 500 instead) and rendered.
+ * For a HEAD request (`head`), a local answer without a body may give the Content-Length a GET would have
+ * had (RFC 9110 §9.3.2; the cache answering HEAD from a stored GET does); otherwise Content-Length is the
+ * body's length.
+ */
+export function renderLocal(given: LocalResponse, edits: FieldEditList | null, head = false): RenderedLocal {
   const local = valid(given) ? given : INVALID;
   const status = local.status;
   const fields: string[] = [];
   const headers = local.headers;
+  let headLength: string | null = null;
   if (headers !== undefined) {
     for (const raw of Object.keys(headers)) {
       const name = raw.toLowerCase();
-      if (FRAMING.has(name)) continue;
+      if (FRAMING.has(name)) {
+        const value = headers[raw];
+        if (head && name === 'content-length' && typeof value === 'string' && /^\d{1,15}$/.test(value)) {
+          headLength = value;
+        }
+        continue;
+      }
       const value = headers[raw]!;
       if (typeof value === 'string') fields.push(name, value);
       else for (const v of value) fields.push(name, v);
@@ -63,6 +75,9 @@ export function renderLocal(given: LocalResponse, edits: FieldEditList | null): 
       : typeof local.body === 'string'
         ? Buffer.from(local.body, 'utf8')
         : Buffer.from(local.body.buffer, local.body.byteOffset, local.body.byteLength);
-  if (!bodyless) withEdits.push('content-length', String(body === null ? 0 : body.length));
+  if (!bodyless) {
+    const length = body !== null ? String(body.length) : (headLength ?? '0');
+    withEdits.push('content-length', length);
+  }
   return { status, fields: withEdits, body };
 }
