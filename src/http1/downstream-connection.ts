@@ -1172,7 +1172,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
   /** Answers the current exchange with a filter's LocalResponse (the chain's response edits applied). */
   private respondFiltered(local: LocalResponse): void {
     const ex = this.exchange!;
-    const r = renderLocal(local, ex.filters?.responseEditsOrNull ?? null);
+    const r = renderLocal(local, ex.filters?.responseEditsOrNull ?? null, ex.method === 'HEAD');
     if (!this.reqDone) this.keepAlive = false;
     let head = `HTTP/1.1 ${r.status} ${STATUS_TEXT[r.status] ?? 'Unknown'}\r\n`;
     const fields = r.fields;

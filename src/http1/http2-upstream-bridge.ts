@@ -237,7 +237,7 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
     this.deadline = 0;
     const status = Number(headers[':status']);
     const fx = this.filters;
-    let dropped: ReadonlySet<string> | null = null;
+    let dropped: readonly string[] | null = null;
     let added = '';
     if (fx !== null) {
       const local = fx.runResponse(status, new ObjectFieldReader(headers));
@@ -257,7 +257,7 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
     for (const name of Object.keys(headers)) {
       if (name.charCodeAt(0) === 0x3a || DROPPED_RESPONSE_FIELDS.has(name)) continue;
       if (this.dropHsts && name === 'strict-transport-security') continue;
-      if (dropped?.has(name) === true) continue;
+      if (dropped?.includes(name) === true) continue;
       const value = headers[name];
       if (value === undefined) continue;
       if (name === 'content-length') length = true;

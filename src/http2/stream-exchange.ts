@@ -731,7 +731,7 @@ export function respondWithLocal(
     stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
     return;
   }
-  const r = renderLocal(local, ex.filters?.responseEditsOrNull ?? null);
+  const r = renderLocal(local, ex.filters?.responseEditsOrNull ?? null, headRequest);
   const headers: OutgoingHttpHeaders = { ':status': r.status };
   const fields = r.fields;
   for (let i = 0; i < fields.length; i += 2) {
@@ -861,7 +861,7 @@ function http1RequestHead(
   const dropped = edits === null ? null : edits.dropped;
   for (const name of Object.keys(headers)) {
     if (name.charCodeAt(0) === 0x3a || name === 'content-length') continue;
-    if (dropped?.has(name) === true) continue;
+    if (dropped?.includes(name) === true) continue;
     const value = headers[name];
     if (value === undefined) continue;
     if (trusted) {

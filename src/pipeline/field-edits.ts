@@ -7,8 +7,6 @@ import type { FieldEdits } from '../filters/contract.ts';
 
 /** RFC 9110 §5.1 token characters. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
-/** CR, LF and NUL can never be in a field value (RFC 9110 §5.5). */
-const FORBIDDEN_VALUE = /[\r\n\0]/;
 
 /** Names already checked (filters use a handful of names, mostly from their config). */
 const CHECKED_NAMES = new Map<string, string>();
@@ -23,22 +21,31 @@ function checkName(name: string): string {
 }
 
 function checkValue(name: string, value: string): string {
-  if (typeof value !== 'string' || FORBIDDEN_VALUE.test(value)) {
-    throw new TypeError(`invalid value for field ${name}: CR, LF and NUL are not allowed`);
+  if (typeof value !== 'string') throw new TypeError(`invalid value for field ${name}: not a string`);
+  const n = value.length;
+  for (let i = 0; i < n; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 0x0d || c === 0x0a || c === 0) {
+      throw new TypeError(`invalid value for field ${name}: CR, LF and NUL are not allowed`);
+    }
   }
-  return value.trim();
+  if (n === 0) return value;
+  // Most values start and end with a visible ASCII character: nothing to trim, no new string.
+  const first = value.charCodeAt(0);
+  const last = value.charCodeAt(n - 1);
+  return first > 0x20 && first < 0x7f && last > 0x20 && last < 0x7f ? value : value.trim();
 }
 
 export class FieldEditList implements FieldEdits {
-  /** Lowercase names whose received fields are not written. */
-  readonly dropped = new Set<string>();
+  /** Lowercase names whose received fields are not written (each once; a handful at most). */
+  readonly dropped: string[] = [];
   /** Fields to write after the received ones: name (lowercase), value, name, value... */
-  added: string[] = [];
+  readonly added: string[] = [];
 
   set(name: string, value: string): void {
     const n = checkName(name);
     const v = checkValue(n, value);
-    this.remove(n);
+    this.drop(n);
     this.added.push(n, v);
   }
 
@@ -48,18 +55,33 @@ export class FieldEditList implements FieldEdits {
   }
 
   remove(name: string): void {
-    const n = checkName(name);
-    this.dropped.add(n);
+    this.drop(checkName(name));
+  }
+
+  /** Drops the received fields named `n` (lowercase, checked) and the ones added so far. */
+  private drop(n: string): void {
+    if (!this.dropped.includes(n)) this.dropped.push(n);
     const added = this.added;
-    if (added.length === 0) return;
-    const kept: string[] = [];
-    for (let i = 0; i < added.length; i += 2) if (added[i] !== n) kept.push(added[i]!, added[i + 1]!);
-    this.added = kept;
+    let w = 0;
+    for (let r = 0; r < added.length; r += 2) {
+      if (added[r] === n) continue;
+      if (w !== r) {
+        added[w] = added[r]!;
+        added[w + 1] = added[r + 1]!;
+      }
+      w += 2;
+    }
+    if (w !== added.length) added.length = w;
+  }
+
+  /** True when the received fields named `lowerName` are not written. */
+  drops(lowerName: string): boolean {
+    return this.dropped.includes(lowerName);
   }
 
   /** True when nothing was edited. */
   get empty(): boolean {
-    return this.dropped.size === 0 && this.added.length === 0;
+    return this.dropped.length === 0 && this.added.length === 0;
   }
 
   /** The added fields as HTTP/1.1 field lines (each ending in CRLF). */
@@ -87,10 +109,10 @@ export class FieldEditList implements FieldEdits {
   /** Applies the edits to a flat field list (`[name, value, ...]`, names in any case). */
   applyToList(fields: string[]): string[] {
     let out = fields;
-    if (this.dropped.size > 0) {
+    if (this.dropped.length > 0) {
       out = [];
       for (let i = 0; i < fields.length; i += 2) {
-        if (!this.dropped.has(fields[i]!.toLowerCase())) out.push(fields[i]!, fields[i + 1]!);
+        if (!this.dropped.includes(fields[i]!.toLowerCase())) out.push(fields[i]!, fields[i + 1]!);
       }
     }
     const added = this.added;

@@ -79,7 +79,7 @@ describe('memory store', () => {
     assert.deepEqual(results('a', 2), [true, false]);
     now = 1000;
     store.sweep();
-    assert.equal(store.tats.size, 0, 'full buckets are swept');
+    assert.equal(store.limits.size, 0, 'full buckets are swept');
     assert.deepEqual(results('a', 4), [true, true, true, false]);
     store.close();
   });

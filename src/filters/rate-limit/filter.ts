@@ -85,6 +85,9 @@ export class RateLimitFilter implements Filter {
   readonly policyField: string;
   readonly storeName: string;
   private lastWarn = 0;
+  /** No address is NUL: the first request builds its key. */
+  private lastAddress = '\0';
+  private lastAddressKey = '';
   private suppressed = 0;
 
   constructor(config: RateLimitConfig, env: RateLimitEnvironment) {
@@ -120,17 +123,25 @@ export class RateLimitFilter implements Filter {
   /** The bucket key of a request. */
   keyOf(ctx: FilterContext): string {
     switch (this.keyKind) {
-      case KeyKind.ClientIp:
+      case KeyKind.ClientIp: {
+        if (this.trustedProxies === null) {
+          // Most requests come from the address before (keep-alive): its key is not built again.
+          const address = ctx.request.clientAddress;
+          if (address !== this.lastAddress) {
+            this.lastAddress = address;
+            this.lastAddressKey = this.keyPrefix + address;
+          }
+          return this.lastAddressKey;
+        }
         return (
           this.keyPrefix +
-          (this.trustedProxies === null
-            ? ctx.request.clientAddress
-            : clientAddress(
-                ctx.request.clientAddress,
-                ctx.request.headers.getAll('x-forwarded-for'),
-                this.trustedProxies,
-              ))
+          clientAddress(
+            ctx.request.clientAddress,
+            ctx.request.headers.getAll('x-forwarded-for'),
+            this.trustedProxies,
+          )
         );
+      }
       case KeyKind.Header:
         return this.keyPrefix + (ctx.request.headers.get(this.keyName) ?? '');
       case KeyKind.JwtClaim: {

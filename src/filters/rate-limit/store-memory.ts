@@ -1,5 +1,6 @@
 /**
- * The in-process memory store: one TAT per `<limit>\n<key>` in a Map, answered synchronously. Keys whose
+ * The in-process memory store: one TAT per limit and key (a Map of the limit's keys per limit id, so
+ * that no key string is built per request), answered synchronously. Keys whose
  * bucket is full again are dropped by a coarse sweep (one unref'd timer per store), so memory follows the
  * keys active in the last minute or so. In a worker process the memory store is the supervisor's
  * (store-ipc.ts): this class then runs in the supervisor only.
@@ -10,7 +11,8 @@ import type { RateLimitStore } from './store.ts';
 const SWEEP_INTERVAL_MS = 10_000;
 
 export class MemoryRateLimitStore implements RateLimitStore {
-  readonly tats = new Map<string, number>();
+  /** Limit id -> (key -> TAT). */
+  readonly limits = new Map<string, Map<string, number>>();
   /** The decision returned by take(), reused: read it before the next call. */
   readonly decision: Decision = newDecision();
   readonly now: () => number;
@@ -21,12 +23,16 @@ export class MemoryRateLimitStore implements RateLimitStore {
   }
 
   take(policy: RateLimitPolicy, key: string): Decision {
-    const id = `${policy.id}\n${key}`;
+    let tats = this.limits.get(policy.id);
+    if (tats === undefined) {
+      tats = new Map();
+      this.limits.set(policy.id, tats);
+    }
     const now = this.now();
-    const tat = this.tats.get(id) ?? 0;
+    const tat = tats.get(key) ?? 0;
     const next = gcra(policy, tat, now, this.decision);
     if (next !== tat) {
-      this.tats.set(id, next);
+      tats.set(key, next);
       if (this.timer === null) this.timer = setInterval(sweep, SWEEP_INTERVAL_MS, this).unref();
     }
     return this.decision;
@@ -35,8 +41,11 @@ export class MemoryRateLimitStore implements RateLimitStore {
   /** Drops the keys whose bucket is full again (their TAT is past). */
   sweep(): void {
     const now = this.now();
-    for (const [id, tat] of this.tats) if (tat <= now) this.tats.delete(id);
-    if (this.tats.size === 0 && this.timer !== null) {
+    for (const [id, tats] of this.limits) {
+      for (const [key, tat] of tats) if (tat <= now) tats.delete(key);
+      if (tats.size === 0) this.limits.delete(id);
+    }
+    if (this.limits.size === 0 && this.timer !== null) {
       clearInterval(this.timer);
       this.timer = null;
     }
@@ -45,7 +54,7 @@ export class MemoryRateLimitStore implements RateLimitStore {
   close(): void {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
-    this.tats.clear();
+    this.limits.clear();
   }
 }
 
