@@ -110,10 +110,11 @@ export interface Filter {
   onRequest?(ctx: FilterContext): PhaseResult;
   onUpstreamRequest?(ctx: FilterContext): undefined | Promise<undefined>;
   /**
-   * Synchronous: the response head is in hand and the upstream is waiting (I/O belongs in onRequest, or
-   * fire-and-forget as the cache's store writes are).
+   * The upstream's response head is in hand, nothing of it has been sent. Like onRequest: nothing to send
+   * it (with the edits), a LocalResponse to answer instead, or a promise only when the filter does I/O;
+   * meanwhile zproxy reads no more of the upstream's response and sends nothing to the client.
    */
-  onResponse?(ctx: FilterContext, response: FilterResponse): undefined | LocalResponse;
+  onResponse?(ctx: FilterContext, response: FilterResponse): PhaseResult;
   onResponseBody?(ctx: FilterContext, chunk: Uint8Array): void;
   /** The body is complete (`aborted` false) or was cut short (`aborted` true: never store it). */
   onResponseEnd?(ctx: FilterContext, aborted: boolean): void;

@@ -38,6 +38,7 @@ import {
   FIELD_X_FORWARDED_HOST,
   FIELD_X_FORWARDED_PROTO,
 } from './fields.ts';
+import { HeldResponse } from './held-response.ts';
 import {
   acceptsTrailers,
   type Http1BridgeHost,
@@ -218,6 +219,8 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
   private responseTrailers: string | null = null;
   /** A filter of the exchange is doing I/O (its request phase waits on a promise). */
   private filtering = false;
+  /** The upstream's response, held while a response filter waits for I/O (holdResponse). */
+  private held: HeldResponse | null = null;
 
   constructor(socket: Socket, ctx: ConnectionContext, policy: ListenerPolicy = DEFAULT_LISTENER_POLICY) {
     this.socket = socket;
@@ -716,6 +719,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     );
     this.bridge = bridge;
     bridge.filters = ex.filters;
+    bridge.filterTimeoutMs = this.runtime.connectionTimeoutMs;
     // The decoder hands the chunk data (and trailers) to the bridge: HTTP/2 frames the body itself.
     if (chunked) this.reqChunked!.reset(bridge);
     if (head.expectContinue && !this.reqDone && head.versionMinor === 1) this.socket.write(CONTINUE_100);
@@ -875,14 +879,71 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     const ex = this.exchange;
     if (ex === null || conn !== this.upstream) return;
     const fx = ex.filters;
-    let edits: FieldEditList | null = null;
     if (fx !== null) {
-      const local = fx.runResponse(rh.status, new HeadFieldReader(rh));
-      if (local !== undefined) {
+      const outcome = fx.runResponse(rh.status, new HeadFieldReader(rh));
+      if (outcome !== undefined) {
+        if (isPending(outcome)) {
+          this.holdResponse(ex, outcome, new HeldResponse(conn, rh, framing, body, bodyStart, bodyEnd));
+          return;
+        }
         // A filter answers instead (a cache entry refreshed by this 304, ...): the upstream's body is not read.
-        this.respondFiltered(local);
+        this.respondFiltered(outcome);
         return;
       }
+    }
+    this.sendResponseHead(ex, conn, rh, framing, body, bodyStart, bodyEnd);
+  }
+
+  /**
+   * A response filter waits for I/O: the upstream's response is held (nothing more read, nothing sent)
+   * until it is done, for at most connection_timeout_ms (onDeadline answers 504 ZP_ERR_FILTER_TIMEOUT).
+   */
+  private holdResponse(ex: Exchange, outcome: Promise<undefined | LocalResponse>, held: HeldResponse): void {
+    this.held = held;
+    this.filtering = true;
+    this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
+    outcome.then(
+      (local) => this.releaseResponse(ex, held, local),
+      () => this.releaseResponse(ex, held, undefined),
+    );
+  }
+
+  /** The response filters are done: send the held response (or their answer instead). */
+  private releaseResponse(ex: Exchange, held: HeldResponse, local: LocalResponse | undefined): void {
+    if (this.held !== held) return;
+    this.held = null;
+    if (this.exchange !== ex || this.state !== ST_FORWARD) return;
+    this.filtering = false;
+    this.deadline = 0;
+    if (local !== undefined) {
+      this.respondFiltered(local);
+      return;
+    }
+    const conn = held.conn;
+    this.sendResponseHead(ex, conn, held.head, held.framing, held.body, held.bodyStart, held.bodyEnd);
+    let more = true;
+    for (const chunk of held.chunks) {
+      if (this.exchange !== ex) return;
+      more = this.onResponseBody(chunk, 0, chunk.length);
+    }
+    if (this.exchange !== ex) return;
+    if (held.ended) this.onResponseEnd(conn);
+    else if (more) conn.resume();
+  }
+
+  /** Writes the response head (with the filters' edits) and the body bytes that came with it. */
+  private sendResponseHead(
+    ex: Exchange,
+    conn: UpstreamConnection,
+    rh: ResponseHead,
+    framing: number,
+    body: Buffer,
+    bodyStart: number,
+    bodyEnd: number,
+  ): void {
+    const fx = ex.filters;
+    let edits: FieldEditList | null = null;
+    if (fx !== null) {
       edits = fx.responseEditsOrNull;
       if (bodyEnd > bodyStart) fx.body(body.subarray(bodyStart, bodyEnd));
     }
@@ -948,6 +1009,10 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
   }
 
   onResponseBody(buf: Buffer, start: number, end: number): boolean {
+    if (this.held !== null) {
+      this.held.hold(buf, start, end);
+      return false;
+    }
     const n = end - start;
     if (n === 0) return true;
     const data = start === 0 && end === buf.length ? buf : buf.subarray(start, end);
@@ -986,6 +1051,10 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
 
   onResponseEnd(conn: UpstreamConnection): void {
     if (conn !== this.upstream) return;
+    if (this.held !== null) {
+      this.held.ended = true;
+      return;
+    }
     if (this.out === OUT_RECHUNK) {
       const trailers = this.responseTrailers;
       const last = trailers === null ? LAST_CHUNK : Buffer.from(`0\r\n${trailers}\r\n`, 'latin1');
@@ -1001,6 +1070,13 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
 
   onResponseAborted(error: ZpError): void {
     this.upstream = null;
+    if (this.held !== null) {
+      // Nothing was sent yet (a response filter was waiting): the client gets an error response.
+      this.held = null;
+      this.filtering = false;
+      this.respondError(error.code, error.message);
+      return;
+    }
     this.abort(error.code);
   }
 
@@ -1197,6 +1273,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
       this.logExchange(ex, true);
     }
     this.exchange = null;
+    this.held = null;
     this.upstream?.destroy();
     this.upstream = null;
     if (this.bridge !== null) this.cancelBridge();
@@ -1229,6 +1306,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     if (this.upgrading) this.endUpgrade();
     const ex = this.exchange!;
     this.exchange = null;
+    this.held = null;
     this.upstreamHead = null;
     this.logExchange(ex, false);
     if (!this.keepAlive || this.ctx.shuttingDown) {

@@ -21,9 +21,10 @@ import http2, {
 } from 'node:http2';
 import type { ErrorCode, ZpError } from '../errors.ts';
 import type { LocalResponse } from '../filters/contract.ts';
+import { HeldUpstreamResponse } from '../http2/held-upstream-response.ts';
 import { http2Trailers, parseHttp1Trailers } from '../http2/stream-exchange.ts';
 import { ObjectFieldReader } from '../pipeline/field-readers.ts';
-import type { FilterExchange } from '../pipeline/filter-exchange.ts';
+import { type FilterExchange, isPending } from '../pipeline/filter-exchange.ts';
 import type { Http2Pool, Http2Requester, Http2UpstreamSession } from '../upstream/http2-pool.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import type { ChunkSink } from './chunked.ts';
@@ -85,6 +86,10 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
   private requestDone: boolean;
   /** The exchange's filters (their response phase runs on the upstream's head), or null. */
   filters: FilterExchange | null = null;
+  /** How long a response filter may wait for I/O (the listener's connection_timeout_ms). */
+  filterTimeoutMs = 60_000;
+  /** The upstream's response, held while a response filter waits for I/O (holdResponse). */
+  private held: HeldUpstreamResponse | null = null;
   private session: Http2UpstreamSession | null = null;
   private stream: ClientHttp2Stream | null = null;
   private waiting = false;
@@ -237,15 +242,58 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
     this.deadline = 0;
     const status = Number(headers[':status']);
     const fx = this.filters;
+    if (fx !== null) {
+      const outcome = fx.runResponse(status, new ObjectFieldReader(headers));
+      if (outcome !== undefined) {
+        if (isPending(outcome)) {
+          this.holdResponse(outcome, new HeldUpstreamResponse(headers, flags));
+          return;
+        }
+        this.cancel();
+        this.host.bridgeLocal(outcome);
+        return;
+      }
+    }
+    this.sendResponseHead(status, headers, flags);
+  }
+
+  /**
+   * A response filter waits for I/O: the upstream's response is held (nothing sent) for at most
+   * filterTimeoutMs (onDeadline: 504 ZP_ERR_FILTER_TIMEOUT).
+   */
+  private holdResponse(outcome: Promise<undefined | LocalResponse>, held: HeldUpstreamResponse): void {
+    this.held = held;
+    this.deadline = Date.now() + this.filterTimeoutMs;
+    outcome.then(
+      (local) => this.releaseResponse(held, local),
+      () => this.releaseResponse(held, undefined),
+    );
+  }
+
+  /** The response filters are done: send the held response (or their answer instead). */
+  private releaseResponse(held: HeldUpstreamResponse, local: LocalResponse | undefined): void {
+    if (this.held !== held) return;
+    this.held = null;
+    this.deadline = 0;
+    if (this.finished) return;
+    if (local !== undefined) {
+      this.cancel();
+      this.host.bridgeLocal(local);
+      return;
+    }
+    this.sendResponseHead(Number(held.headers[':status']), held.headers, held.flags);
+    for (const chunk of held.chunks) this.onData(chunk);
+    if (held.ended) this.onEnd();
+    if (held.closed) this.onClose();
+    else if (held.paused && !this.finished) this.stream?.resume();
+  }
+
+  /** Hands the upstream's head (the filters' edits applied) to the host. */
+  private sendResponseHead(status: number, headers: IncomingHttpHeaders, flags: number): void {
+    const fx = this.filters;
     let dropped: readonly string[] | null = null;
     let added = '';
     if (fx !== null) {
-      const local = fx.runResponse(status, new ObjectFieldReader(headers));
-      if (local !== undefined) {
-        this.cancel();
-        this.host.bridgeLocal(local);
-        return;
-      }
       const edits = fx.responseEditsOrNull;
       if (edits !== null) {
         dropped = edits.dropped;
@@ -279,6 +327,10 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
 
   /** Stream event (see the handlers at the end of the file). */
   onData(chunk: Buffer): void {
+    if (this.held !== null) {
+      this.held.hold(chunk, this.stream);
+      return;
+    }
     if (this.finished || !this.responded || this.bodyless) return;
     if (!this.host.onResponseBody(chunk, 0, chunk.length)) this.stream?.pause();
   }
@@ -290,6 +342,10 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
 
   /** Stream event (see the handlers at the end of the file). */
   onEnd(): void {
+    if (this.held !== null) {
+      this.held.ended = true;
+      return;
+    }
     const stream = this.stream!;
     if (this.finished || !this.responded) return;
     // A reset stream ends too: onClose aborts the client connection instead.
@@ -317,6 +373,19 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
     this.session = null;
     session?.release();
     if (this.finished) return;
+    const held = this.held;
+    if (held !== null) {
+      // A response filter is waiting: a clean close is replayed after the held response; a reset is an
+      // error answer, since nothing was sent yet.
+      const code = stream.rstCode ?? NGHTTP2_NO_ERROR;
+      if (code === NGHTTP2_NO_ERROR) {
+        held.closed = true;
+        return;
+      }
+      this.held = null;
+      this.fail('ZP_ERR_UPSTREAM_RESET', `The upstream reset the stream (HTTP/2 error code ${code})`);
+      return;
+    }
     if (!this.responded) {
       this.fail(
         'ZP_ERR_UPSTREAM_RESET',
@@ -333,6 +402,11 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
 
   onDeadline(): void {
     if (this.finished) return;
+    if (this.held !== null) {
+      this.held = null;
+      this.fail('ZP_ERR_FILTER_TIMEOUT');
+      return;
+    }
     if (this.waiting) {
       this.fail('ZP_ERR_UPSTREAM_UNAVAILABLE', 'No HTTP/2 session to the upstream became available in time');
     } else if (!this.responded) {

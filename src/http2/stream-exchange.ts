@@ -29,6 +29,7 @@ import {
   FIELD_TRANSFER_ENCODING,
   isHopByHop,
 } from '../http1/fields.ts';
+import { HeldResponse } from '../http1/held-response.ts';
 import type { ResponseHead } from '../http1/parse-head.ts';
 import {
   BODY_CHUNKED,
@@ -144,6 +145,8 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
   private chunkedRequest = false;
   private requestDone = false;
   private finished = false;
+  /** The upstream's response, held while a response filter waits for I/O (holdResponse). */
+  private held: HeldResponse | null = null;
   /** Trailers of the client's request (sent in the last chunk). */
   private requestTrailers: IncomingHttpHeaders | null = null;
   /** Trailer section of the upstream's chunked response (sent as HTTP/2 trailers). */
@@ -591,15 +594,71 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
       return;
     }
     const fx = this.exchange.filters;
-    let edits: FieldEditList | null = null;
     if (fx !== null) {
-      const local = fx.runResponse(rh.status, new HeadFieldReader(rh));
-      if (local !== undefined) {
-        this.respondFiltered(local);
+      const outcome = fx.runResponse(rh.status, new HeadFieldReader(rh));
+      if (outcome !== undefined) {
+        if (isPending(outcome)) {
+          this.holdResponse(outcome, new HeldResponse(conn, rh, framing, body, bodyStart, bodyEnd));
+          return;
+        }
+        this.respondFiltered(outcome);
         return;
       }
-      edits = fx.responseEditsOrNull;
     }
+    this.sendResponseHead(rh, framing, body, bodyStart, bodyEnd);
+  }
+
+  /**
+   * A response filter waits for I/O: the upstream's response is held (nothing more read, nothing sent)
+   * for at most connection_timeout_ms (then 504 ZP_ERR_FILTER_TIMEOUT).
+   */
+  private holdResponse(outcome: Promise<undefined | LocalResponse>, held: HeldResponse): void {
+    this.held = held;
+    const timer = setTimeout(() => {
+      if (this.held !== held) return;
+      this.held = null;
+      if (!this.finished) this.respondError('ZP_ERR_FILTER_TIMEOUT');
+    }, this.runtime.connectionTimeoutMs);
+    outcome.then(
+      (local) => {
+        clearTimeout(timer);
+        this.releaseResponse(held, local);
+      },
+      () => {
+        clearTimeout(timer);
+        this.releaseResponse(held, undefined);
+      },
+    );
+  }
+
+  /** The response filters are done: send the held response (or their answer instead). */
+  private releaseResponse(held: HeldResponse, local: LocalResponse | undefined): void {
+    if (this.held !== held) return;
+    this.held = null;
+    if (this.finished || this.stream.destroyed || held.conn !== this.upstream) return;
+    if (local !== undefined) {
+      this.respondFiltered(local);
+      return;
+    }
+    this.sendResponseHead(held.head, held.framing, held.body, held.bodyStart, held.bodyEnd);
+    if (this.finished) return;
+    let more = true;
+    for (const chunk of held.chunks) more = this.onResponseBody(chunk, 0, chunk.length);
+    if (held.ended) this.onResponseEnd(held.conn);
+    else if (more) held.conn.resume();
+  }
+
+  /** Responds with the upstream's head (the filters' edits applied) and the body bytes that came with it. */
+  private sendResponseHead(
+    rh: ResponseHead,
+    framing: number,
+    body: Buffer,
+    bodyStart: number,
+    bodyEnd: number,
+  ): void {
+    const stream = this.stream;
+    const fx = this.exchange.filters;
+    const edits: FieldEditList | null = fx === null ? null : fx.responseEditsOrNull;
     this.exchange.status = rh.status;
     const noBody = framing === BODY_NONE;
     // A chunked response may end with a trailer section: wait for it before closing the stream.
@@ -648,6 +707,10 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
   }
 
   onResponseBody(buf: Buffer, start: number, end: number): boolean {
+    if (this.held !== null) {
+      this.held.hold(buf, start, end);
+      return false;
+    }
     const stream = this.stream;
     if (stream.destroyed) return true;
     this.exchange.bytesOut += end - start;
@@ -667,6 +730,10 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
 
   onResponseEnd(conn: UpstreamConnection): void {
     if (conn !== this.upstream) return;
+    if (this.held !== null) {
+      this.held.ended = true;
+      return;
+    }
     this.upstream = null;
     if (this.requestDone) conn.pool.release(conn);
     else conn.destroy();
@@ -676,6 +743,12 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
 
   onResponseAborted(error: ZpError): void {
     this.upstream = null;
+    if (this.held !== null) {
+      // Nothing was sent yet (a response filter was waiting): the client gets an error response.
+      this.held = null;
+      this.respondError(error.code, error.message);
+      return;
+    }
     if (!this.stream.destroyed) this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
     this.finish(error.code);
   }

@@ -16,9 +16,12 @@ import http2, {
 import type { Runtime } from '../config/runtime.ts';
 import type { ErrorCode, ZpError } from '../errors.ts';
 import type { Exchange } from '../exchange.ts';
+import type { LocalResponse } from '../filters/contract.ts';
 import { ObjectFieldReader } from '../pipeline/field-readers.ts';
+import { isPending } from '../pipeline/filter-exchange.ts';
 import type { Http2Pool, Http2Requester, Http2UpstreamSession } from '../upstream/http2-pool.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
+import { HeldUpstreamResponse } from './held-upstream-response.ts';
 import {
   http2Trailers,
   kOwner,
@@ -86,6 +89,8 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
   private upstreamDrainWatched = false;
   private waiting = false;
   private responded = false;
+  /** The upstream's response, held while a response filter waits for I/O (holdResponse). */
+  private held: HeldUpstreamResponse | null = null;
   private requestTrailers: IncomingHttpHeaders | null = null;
   private responseTrailers: IncomingHttpHeaders | null = null;
   private finished = false;
@@ -234,15 +239,61 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
     const status = Number(headers[':status']);
     const fx = this.exchange.filters;
     if (fx !== null) {
-      const local = fx.runResponse(status, new ObjectFieldReader(headers));
-      if (local !== undefined) {
-        const upstream = this.upstream;
-        if (upstream !== null && !upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);
-        respondWithLocal(downstream, this.exchange, local, this.headRequest, this.hsts);
-        this.finish(null);
+      const outcome = fx.runResponse(status, new ObjectFieldReader(headers));
+      if (outcome !== undefined) {
+        if (isPending(outcome)) {
+          this.holdResponse(outcome, new HeldUpstreamResponse(headers, flags));
+          return;
+        }
+        this.respondFiltered(outcome);
         return;
       }
     }
+    this.sendResponseHead(status, headers, flags);
+  }
+
+  /** Answers with a filter's LocalResponse instead of the upstream's response. */
+  private respondFiltered(local: LocalResponse): void {
+    const upstream = this.upstream;
+    if (upstream !== null && !upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);
+    respondWithLocal(this.downstream, this.exchange, local, this.headRequest, this.hsts);
+    this.finish(null);
+  }
+
+  /**
+   * A response filter waits for I/O: the upstream's response is held (nothing sent) for at most
+   * connection_timeout_ms (onDeadline: 504 ZP_ERR_FILTER_TIMEOUT).
+   */
+  private holdResponse(outcome: Promise<undefined | LocalResponse>, held: HeldUpstreamResponse): void {
+    this.held = held;
+    this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
+    outcome.then(
+      (local) => this.releaseResponse(held, local),
+      () => this.releaseResponse(held, undefined),
+    );
+  }
+
+  /** The response filters are done: send the held response (or their answer instead). */
+  private releaseResponse(held: HeldUpstreamResponse, local: LocalResponse | undefined): void {
+    if (this.held !== held) return;
+    this.held = null;
+    this.deadline = 0;
+    if (this.finished || this.downstream.destroyed) return;
+    if (local !== undefined) {
+      this.respondFiltered(local);
+      return;
+    }
+    this.sendResponseHead(Number(held.headers[':status']), held.headers, held.flags);
+    for (const chunk of held.chunks) this.onResponseData(chunk);
+    if (held.ended) this.onResponseEnd();
+    if (held.closed) this.onUpstreamClose();
+    else if (held.paused && !this.finished) this.upstream?.resume();
+  }
+
+  /** Responds with the upstream's head (the filters' edits applied). */
+  private sendResponseHead(status: number, headers: IncomingHttpHeaders, flags: number): void {
+    const downstream = this.downstream;
+    const fx = this.exchange.filters;
     const out: OutgoingHttpHeaders = { ':status': status };
     for (const name of Object.keys(headers)) {
       if (name.charCodeAt(0) === 0x3a || DROPPED_RESPONSE_FIELDS.has(name)) continue;
@@ -262,6 +313,10 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
   }
 
   onResponseData(chunk: Buffer): void {
+    if (this.held !== null) {
+      this.held.hold(chunk, this.upstream);
+      return;
+    }
     const downstream = this.downstream;
     if (this.finished || downstream.destroyed || !this.responded) return;
     this.exchange.bytesOut += chunk.length;
@@ -273,6 +328,10 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
   }
 
   onResponseEnd(): void {
+    if (this.held !== null) {
+      this.held.ended = true;
+      return;
+    }
     if (this.finished || !this.responded) return;
     const code = this.upstream?.rstCode ?? NGHTTP2_NO_ERROR;
     if (code !== NGHTTP2_NO_ERROR) {
@@ -291,6 +350,18 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
     session?.release();
     if (this.finished) return;
     const code = upstream.rstCode ?? NGHTTP2_NO_ERROR;
+    const held = this.held;
+    if (held !== null) {
+      // A response filter is waiting: a clean close is replayed after the held response; a reset is an
+      // error answer, since nothing was sent yet.
+      if (code === NGHTTP2_NO_ERROR) {
+        held.closed = true;
+        return;
+      }
+      this.held = null;
+      this.fail('ZP_ERR_UPSTREAM_RESET', `The upstream reset the stream (HTTP/2 error code ${code})`);
+      return;
+    }
     if (!this.responded) {
       this.fail(
         'ZP_ERR_UPSTREAM_RESET',
@@ -320,6 +391,11 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
 
   onDeadline(): void {
     if (this.finished) return;
+    if (this.held !== null) {
+      this.held = null;
+      this.fail('ZP_ERR_FILTER_TIMEOUT');
+      return;
+    }
     if (this.waiting) {
       this.pool.cancel(this);
       this.waiting = false;

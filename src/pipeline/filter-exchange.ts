@@ -23,12 +23,14 @@ import type { FilterChain } from './chain.ts';
 import { FieldEditList } from './field-edits.ts';
 
 export type RequestOutcome = undefined | LocalResponse | Promise<undefined | LocalResponse>;
+/** What the response phase gives: the same three outcomes. */
+export type ResponseOutcome = RequestOutcome;
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';
 }
 
-/** True when a request phase is waiting for a filter's I/O. */
+/** True when a request or response phase is waiting for a filter's I/O. */
 export function isPending(outcome: RequestOutcome): outcome is Promise<undefined | LocalResponse> {
   return outcome !== undefined && isThenable(outcome);
 }
@@ -188,24 +190,37 @@ export class FilterExchange implements FilterContext {
 
   // ------------------------------------------------------------------ response phases
 
-  /** The upstream's response head arrived: undefined to send it (with the edits), or a replacement. */
-  runResponse(status: number, headers: FieldReader): undefined | LocalResponse {
+  /**
+   * The upstream's response head arrived: undefined to send it (with the edits), a replacement, or a
+   * promise of either when a filter waits for I/O (the engine then holds the upstream's response: it
+   * reads no more of it and sends nothing until the promise settles).
+   */
+  runResponse(status: number, headers: FieldReader): ResponseOutcome {
     this.responding = true;
     const list = this.chain.onResponse;
     if (list === null) return undefined;
-    const response: FilterResponse = { status, headers };
-    for (let i = 0; i < list.length; i++) {
+    return this.responseFrom(0, { status, headers });
+  }
+
+  private responseFrom(from: number, response: FilterResponse): ResponseOutcome {
+    const list = this.chain.onResponse!;
+    for (let i = from; i < list.length; i++) {
       const filter = list[i]!;
+      let result: ResponseOutcome;
       try {
-        const result = filter.onResponse!(this, response);
-        if (result !== undefined) {
-          if (isThenable(result))
-            throw new TypeError('onResponse returned a promise; it must be synchronous');
-          return result;
-        }
+        result = filter.onResponse!(this, response);
       } catch (error) {
         return this.failed(filter, 'onResponse', error);
       }
+      if (result === undefined) continue;
+      if (isThenable(result)) {
+        return result.then(
+          // The client may have left meanwhile: the later filters do not run.
+          (value) => (value !== undefined || this.finished ? value : this.responseFrom(i + 1, response)),
+          (error: unknown) => this.failed(filter, 'onResponse', error),
+        );
+      }
+      return result;
     }
     return undefined;
   }

@@ -4,7 +4,8 @@
  * (h2c) upstreams; edits to the forwarded request and the response; a target rewrite; body observers on
  * decoded data; a filter that waits (the request body held and forwarded whole); a client that leaves
  * while a filter waits; failures answered 500; local answers and replaced responses; an upstream that
- * aborts the body.
+ * aborts the body; response filters that wait (the upstream's response held, then sent whole or replaced,
+ * large bodies included, to both kinds of upstream).
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -20,6 +21,8 @@ import { type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
 
 const PROBE = new URL('../fixtures/filters/probe.ts', import.meta.url).pathname;
 const BODY = Buffer.alloc(100_000, 'z');
+/** Larger than what a held response keeps before it pauses the upstream (HOLD_LIMIT, 256 KiB). */
+const BIG = Buffer.from(Array.from({ length: 700_000 }, (_, i) => i % 251));
 
 function probe(name: string, config: Record<string, unknown> = {}) {
   return { type: 'module', path: PROBE, config: { name, ...config } };
@@ -37,7 +40,12 @@ function respondH1(req: { url: string }, res: http.ServerResponse): void {
     setTimeout(() => res.socket?.destroy(), 20);
     return;
   }
-  if (req.url.startsWith('/chunked')) {
+  if (req.url.includes('/big')) {
+    res.writeHead(200, { 'content-length': String(BIG.length), 'x-upstream-secret': 's' });
+    res.end(BIG);
+    return;
+  }
+  if (req.url.includes('/chunked')) {
     // No content-length: node sends a chunked body, in three chunks.
     res.writeHead(200, { 'content-type': 'text/plain', 'x-upstream-secret': 's' });
     res.write(BODY.subarray(0, 30_000));
@@ -64,6 +72,11 @@ before(async () => {
     h2seen.push(headers);
     stream.resume();
     stream.on('end', () => {
+      if (String(headers[':path']).includes('/big')) {
+        stream.respond({ ':status': 200, 'x-upstream-secret': 's' });
+        stream.end(BIG);
+        return;
+      }
       const body = JSON.stringify({ url: headers[':path'] });
       stream.respond({ ':status': 200, 'content-type': 'application/json', 'x-upstream-secret': 's' });
       stream.end(body);
@@ -77,6 +90,11 @@ before(async () => {
     set_response: { 'x-probe-response': 'yes' },
     remove_response: ['x-upstream-secret'],
     target: '/rewritten?q=1',
+  };
+  const responseWait = {
+    response_delay_ms: 30,
+    response_set: { 'x-late': 'yes' },
+    remove_response: ['x-upstream-secret'],
   };
   proxy = await startProxy({
     protocols: ['http1', 'http2'],
@@ -106,6 +124,22 @@ before(async () => {
       },
       { path: '/replace', upstream: h1up.url, middlewares: [probe('replace', { replace_status: 203 })] },
       { path: '/abort', upstream: h1up.url, middlewares: [probe('abort')] },
+      { path: '/rwait-h1', upstream: h1up.url, middlewares: [probe('rwait-h1', responseWait)] },
+      {
+        path: '/rwait-h2',
+        upstream: `h2c://127.0.0.1:${h2port}`,
+        middlewares: [probe('rwait-h2', responseWait)],
+      },
+      {
+        path: '/rwait-replace',
+        upstream: h1up.url,
+        middlewares: [probe('rwait-replace', { response_delay_ms: 20, replace_status: 203 })],
+      },
+      {
+        path: '/rwait-throw',
+        upstream: h1up.url,
+        middlewares: [probe('rwait-throw', { response_delay_ms: 5, throw_in: 'response-async' })],
+      },
     ],
   });
 });
@@ -220,6 +254,45 @@ for (const [client, send] of [
       assert.equal(res.body.toString(), 'replaced 200\n');
     });
 
+    for (const upstream of ['h1', 'h2'] as const) {
+      const kind = upstream === 'h1' ? 'HTTP/1.1' : 'HTTP/2';
+      test(`onResponse that waits, to an ${kind} upstream: the response is held, then sent whole with its edits`, async () => {
+        for (const [path, expected] of [
+          [`/rwait-${upstream}/small`, null],
+          [`/rwait-${upstream}/big`, BIG],
+          ...(upstream === 'h1' ? [[`/rwait-h1/chunked`, BODY] as const] : []),
+        ] as const) {
+          for (const r of Object.keys(journal())) delete journal()[r];
+          const t0 = performance.now();
+          const res = await send('GET', path);
+          assert.equal(res.status, 200, path);
+          assert.ok(performance.now() - t0 >= 25, 'the filter waited');
+          assert.equal(res.headers['x-late'], 'yes', path);
+          assert.equal(res.headers['x-upstream-secret'], undefined, path);
+          if (expected === null) assert.equal(JSON.parse(res.body.toString()).url, path);
+          else assert.equal(sha(res.body), sha(expected), path);
+          const name = `rwait-${upstream}`;
+          await waitUntil(() => journal()[name]?.[0]?.phases.includes('log') === true, 3000);
+          const record = journal()[name]![0]!;
+          assert.deepEqual(record.phases, ['request', 'upstream', 'response', 'body', 'end', 'log'], path);
+          assert.equal(record.bodyBytes, res.body.length, path);
+          assert.equal(record.aborted, false, path);
+        }
+      });
+    }
+
+    test('onResponse that waits may replace the response or fail (500)', async () => {
+      const replaced = await send('GET', '/rwait-replace/x');
+      assert.equal(replaced.status, 203);
+      assert.equal(replaced.body.toString(), 'replaced 200\n');
+      const failed = await send('GET', '/rwait-throw/x');
+      assert.equal(failed.status, 500);
+      assert.equal(JSON.parse(failed.body.toString()).error.code, 'ZP_ERR_FILTER_FAILED');
+      // The connection still serves the next exchange.
+      const again = await send('GET', '/rwait-replace/y');
+      assert.equal(again.status, 203);
+    });
+
     test('an upstream that aborts the body: onResponseEnd says aborted, onLog once', async () => {
       await assert.rejects(send('GET', '/abort/x'));
       await waitUntil(() => journal().abort?.[0]?.phases.includes('log') === true, 3000);
@@ -260,7 +333,19 @@ test('a filter that does not finish within connection_timeout_ms: 504 ZP_ERR_FIL
   const slow = await startProxy({
     protocols: ['http1', 'http2'],
     connection_timeout_ms: 200,
-    routes: [{ path: '/', upstream: h1up.url, middlewares: [probe('slow', { delay_ms: 700 })] }],
+    routes: [
+      {
+        path: '/late-response',
+        upstream: h1up.url,
+        middlewares: [probe('slow-response', { response_delay_ms: 700, response_set: { 'x-late': 'y' } })],
+      },
+      {
+        path: '/late-response-h2',
+        upstream: `h2c://127.0.0.1:${(h2up.address() as net.AddressInfo).port}`,
+        middlewares: [probe('slow-response', { response_delay_ms: 700, response_set: { 'x-late': 'y' } })],
+      },
+      { path: '/', upstream: h1up.url, middlewares: [probe('slow', { delay_ms: 700 })] },
+    ],
   });
   try {
     const seen = h1up.requests.length;
@@ -280,6 +365,27 @@ test('a filter that does not finish within connection_timeout_ms: 504 ZP_ERR_FIL
     assert.equal(h1up.requests.length, seen, 'the late result did not forward the request');
     for (const r of journal().slow ?? []) assert.deepEqual(r.phases, ['request', 'log']);
     assert.equal(journal().slow?.length, 2);
+
+    // A response filter that takes too long: 504 before it finishes, over both clients and upstream kinds.
+    const t1 = performance.now();
+    for (const path of ['/late-response/x', '/late-response-h2/x']) {
+      const r1 = await sendRequest(slow.port, path);
+      assert.equal(r1.status, 504, path);
+      assert.equal(JSON.parse(r1.text).error.code, 'ZP_ERR_FILTER_TIMEOUT');
+      assert.equal(r1.headers['x-late'], undefined);
+      const s2 = http2.connect(slow.url);
+      try {
+        const r2 = await h2Request(s2, { ':path': path });
+        assert.equal(r2.status, 504, path);
+      } finally {
+        s2.close();
+      }
+    }
+    assert.ok(performance.now() - t1 < 4 * 650, 'each answered before its filter finished');
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    // The HTTP/1.1 connection is usable after such a 504.
+    const after504 = await sendRequest(slow.port, '/late-response/again');
+    assert.equal(after504.status, 504);
   } finally {
     await slow.close();
   }
