@@ -221,6 +221,10 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
   private filtering = false;
   /** The upstream's response, held while a response filter waits for I/O (holdResponse). */
   private held: HeldResponse | null = null;
+  /** Filters' view of the request head's fields (one per connection: the head object is reused). */
+  private requestReader: HeadFieldReader | null = null;
+  /** Filters' view of the last upstream response head's fields (reused while the head object is). */
+  private responseReader: HeadFieldReader | null = null;
 
   constructor(socket: Socket, ctx: ConnectionContext, policy: ListenerPolicy = DEFAULT_LISTENER_POLICY) {
     this.socket = socket;
@@ -506,7 +510,8 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     const head = this.head;
     const route = ex.route!;
     const websocket = head.connectionUpgrade && isWebSocketUpgrade(head);
-    const request = new FilterRequestView(ex, head.method, this.scheme, websocket, new HeadFieldReader(head));
+    this.requestReader ??= new HeadFieldReader(head);
+    const request = new FilterRequestView(ex, head.method, this.scheme, websocket, this.requestReader);
     const fx = new FilterExchange(chain, ex, request, target);
     ex.filters = fx;
     if (route.filterOnlyMethods?.has(head.method) === true) fx.methodNotAllowed = route.allow;
@@ -880,7 +885,12 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     if (ex === null || conn !== this.upstream) return;
     const fx = ex.filters;
     if (fx !== null) {
-      const outcome = fx.runResponse(rh.status, new HeadFieldReader(rh));
+      let reader = this.responseReader;
+      if (reader === null || reader.head !== rh) {
+        reader = new HeadFieldReader(rh);
+        this.responseReader = reader;
+      }
+      const outcome = fx.runResponse(rh.status, reader);
       if (outcome !== undefined) {
         if (isPending(outcome)) {
           this.holdResponse(ex, outcome, new HeldResponse(conn, rh, framing, body, bodyStart, bodyEnd));

@@ -8,6 +8,9 @@ import type { FieldEdits } from '../filters/contract.ts';
 /** RFC 9110 §5.1 token characters. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 
+/** CR, LF and NUL can never be in a field value (RFC 9110 §5.5). */
+const FORBIDDEN_VALUE = /[\r\n\0]/;
+
 /** Names already checked (filters use a handful of names, mostly from their config). */
 const CHECKED_NAMES = new Map<string, string>();
 
@@ -21,14 +24,12 @@ function checkName(name: string): string {
 }
 
 function checkValue(name: string, value: string): string {
-  if (typeof value !== 'string') throw new TypeError(`invalid value for field ${name}: not a string`);
-  const n = value.length;
-  for (let i = 0; i < n; i++) {
-    const c = value.charCodeAt(i);
-    if (c === 0x0d || c === 0x0a || c === 0) {
-      throw new TypeError(`invalid value for field ${name}: CR, LF and NUL are not allowed`);
-    }
+  // A RegExp, not a charCodeAt loop: values are often strings built by concatenation (cons strings), which
+  // the RegExp flattens once while charCodeAt walks them for every character.
+  if (typeof value !== 'string' || FORBIDDEN_VALUE.test(value)) {
+    throw new TypeError(`invalid value for field ${name}: CR, LF and NUL are not allowed`);
   }
+  const n = value.length;
   if (n === 0) return value;
   // Most values start and end with a visible ASCII character: nothing to trim, no new string.
   const first = value.charCodeAt(0);

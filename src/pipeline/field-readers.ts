@@ -12,9 +12,12 @@ function joined(name: string, values: readonly string[]): string | undefined {
   return values.join(name === 'cookie' ? '; ' : ', ');
 }
 
-/** The fields of an HTTP/1.1 head (valid while the head is: until the connection's next message). */
+/**
+ * The fields of an HTTP/1.1 head (valid while the head is: until the connection's next message). The
+ * engines keep one per head object and reuse it from message to message.
+ */
 export class HeadFieldReader implements FieldReader {
-  private readonly head: MessageHead;
+  readonly head: MessageHead;
 
   constructor(head: MessageHead) {
     this.head = head;

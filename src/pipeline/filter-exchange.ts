@@ -72,7 +72,8 @@ export class FilterExchange implements FilterContext {
   readonly chain: FilterChain;
   readonly exchange: Exchange;
   readonly request: FilterRequest;
-  readonly state: unknown[];
+  /** FilterContext.state, made when a filter first uses it. */
+  private stateSlots: unknown[] | null = null;
   /** The path and query forwarded when no filter replaced it. */
   private readonly defaultTarget: string;
   /** Set by setUpstreamTarget; null when the route's own target is forwarded. */
@@ -95,7 +96,11 @@ export class FilterExchange implements FilterContext {
     this.exchange = exchange;
     this.request = request;
     this.defaultTarget = defaultTarget;
-    this.state = new Array(chain.filters.length);
+  }
+
+  get state(): unknown[] {
+    this.stateSlots ??= new Array(this.chain.filters.length);
+    return this.stateSlots;
   }
 
   get upstreamHeaders(): FieldEditList {
