@@ -115,6 +115,13 @@ export interface Filter {
    * meanwhile zproxy reads no more of the upstream's response and sends nothing to the client.
    */
   onResponse?(ctx: FilterContext, response: FilterResponse): PhaseResult;
+  /**
+   * The upstream could not be reached, or failed or timed out before its response head: zproxy is about
+   * to answer `status` (502 or 504) with its own error. Nothing lets that answer go; a LocalResponse
+   * answers instead (the cache serves a stale entry under stale-if-error); a promise only for I/O. Runs
+   * at most once per exchange, and only while nothing has been sent.
+   */
+  onUpstreamError?(ctx: FilterContext, status: number): PhaseResult;
   onResponseBody?(ctx: FilterContext, chunk: Uint8Array): void;
   /** The body is complete (`aborted` false) or was cut short (`aborted` true: never store it). */
   onResponseEnd?(ctx: FilterContext, aborted: boolean): void;

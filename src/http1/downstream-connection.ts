@@ -1206,6 +1206,47 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
   /** Answers the current exchange locally with a JSON error; `fields` are added field lines (CRLF each). */
   private respondError(code: ErrorCode, message?: string, fields = ''): void {
     const info = ERROR_CODES[code];
+    const fx = this.exchange!.filters;
+    if (fx !== null && info.side === 'upstream' && !this.responseStarted && fx.wantsUpstreamError) {
+      // Filters may answer instead of zproxy's 502/504 (the cache's stale-if-error).
+      const ex = this.exchange!;
+      const outcome = fx.runUpstreamError(info.status);
+      if (isPending(outcome)) {
+        this.filtering = true;
+        this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
+        const then = (local: LocalResponse | undefined) => {
+          if (this.exchange !== ex || this.state !== ST_FORWARD || !this.filtering) return;
+          this.filtering = false;
+          this.deadline = 0;
+          this.answerUpstreamError(code, message, fields, local);
+        };
+        outcome.then(then, () => then(undefined));
+        return;
+      }
+      this.answerUpstreamError(code, message, fields, outcome);
+      return;
+    }
+    this.respondErrorNow(code, message, fields);
+  }
+
+  /** After onUpstreamError: the filters' answer (the upstream's failure stays in the log), or zproxy's. */
+  private answerUpstreamError(
+    code: ErrorCode,
+    message: string | undefined,
+    fields: string,
+    local: LocalResponse | undefined,
+  ): void {
+    if (local === undefined) {
+      this.respondErrorNow(code, message, fields);
+      return;
+    }
+    this.exchange!.errorCode = code;
+    if (closesConnection(code)) this.keepAlive = false;
+    this.respondFiltered(local);
+  }
+
+  private respondErrorNow(code: ErrorCode, message?: string, fields = ''): void {
+    const info = ERROR_CODES[code];
     if (closesConnection(code)) this.keepAlive = false;
     this.exchange!.errorCode = code;
     this.respondLocal(info.status, 'application/json', errorBody(code, message), fields);

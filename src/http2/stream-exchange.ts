@@ -755,6 +755,48 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
 
   /** Answers locally with a JSON error, or resets the stream when the response has already started. */
   private respondError(code: ErrorCode, message?: string, extra?: Record<string, string>): void {
+    const info = ERROR_CODES[code];
+    const fx = this.exchange.filters;
+    if (fx !== null && info.side === 'upstream' && !this.stream.headersSent && fx.wantsUpstreamError) {
+      // Filters may answer instead of zproxy's 502/504 (the cache's stale-if-error).
+      this.upstream?.destroy();
+      this.upstream = null;
+      this.waitingPool?.cancel(this);
+      this.waitingPool = null;
+      const outcome = fx.runUpstreamError(info.status);
+      if (isPending(outcome)) {
+        const timer = setTimeout(() => {
+          if (!this.finished) this.respondErrorNow('ZP_ERR_FILTER_TIMEOUT');
+        }, this.runtime.connectionTimeoutMs);
+        const then = (local: LocalResponse | undefined) => {
+          clearTimeout(timer);
+          if (!this.finished) this.answerUpstreamError(code, message, extra, local);
+        };
+        outcome.then(then, () => then(undefined));
+        return;
+      }
+      this.answerUpstreamError(code, message, extra, outcome);
+      return;
+    }
+    this.respondErrorNow(code, message, extra);
+  }
+
+  /** After onUpstreamError: the filters' answer (the upstream's failure stays in the log), or zproxy's. */
+  private answerUpstreamError(
+    code: ErrorCode,
+    message: string | undefined,
+    extra: Record<string, string> | undefined,
+    local: LocalResponse | undefined,
+  ): void {
+    if (local === undefined) {
+      this.respondErrorNow(code, message, extra);
+      return;
+    }
+    this.exchange.errorCode = code;
+    this.respondFiltered(local);
+  }
+
+  private respondErrorNow(code: ErrorCode, message?: string, extra?: Record<string, string>): void {
     const stream = this.stream;
     this.upstream?.destroy();
     this.upstream = null;

@@ -14,7 +14,7 @@ import http2, {
   type OutgoingHttpHeaders,
 } from 'node:http2';
 import type { Runtime } from '../config/runtime.ts';
-import type { ErrorCode, ZpError } from '../errors.ts';
+import { ERROR_CODES, type ErrorCode, type ZpError } from '../errors.ts';
 import type { Exchange } from '../exchange.ts';
 import type { LocalResponse } from '../filters/contract.ts';
 import { ObjectFieldReader } from '../pipeline/field-readers.ts';
@@ -91,6 +91,8 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
   private responded = false;
   /** The upstream's response, held while a response filter waits for I/O (holdResponse). */
   private held: HeldUpstreamResponse | null = null;
+  /** onUpstreamError filters are waiting for I/O (fail). */
+  private waitingFilters = false;
   private requestTrailers: IncomingHttpHeaders | null = null;
   private responseTrailers: IncomingHttpHeaders | null = null;
   private finished = false;
@@ -391,9 +393,10 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
 
   onDeadline(): void {
     if (this.finished) return;
-    if (this.held !== null) {
+    if (this.held !== null || this.waitingFilters) {
       this.held = null;
-      this.fail('ZP_ERR_FILTER_TIMEOUT');
+      this.waitingFilters = false;
+      this.failNow('ZP_ERR_FILTER_TIMEOUT');
       return;
     }
     if (this.waiting) {
@@ -407,6 +410,47 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
 
   /** Answers with zproxy's error (or resets the client stream when the response started). */
   private fail(code: ErrorCode, message?: string): void {
+    if (this.finished) return;
+    const info = ERROR_CODES[code];
+    const fx = this.exchange.filters;
+    if (fx !== null && info.side === 'upstream' && !this.downstream.headersSent && fx.wantsUpstreamError) {
+      // Filters may answer instead of zproxy's 502/504 (the cache's stale-if-error).
+      const upstream = this.upstream;
+      if (upstream !== null && !upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);
+      const outcome = fx.runUpstreamError(info.status);
+      if (isPending(outcome)) {
+        this.waitingFilters = true;
+        this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
+        const then = (local: LocalResponse | undefined) => {
+          if (this.finished || !this.waitingFilters) return;
+          this.waitingFilters = false;
+          this.deadline = 0;
+          this.answerUpstreamError(code, message, local);
+        };
+        outcome.then(then, () => then(undefined));
+        return;
+      }
+      this.answerUpstreamError(code, message, outcome);
+      return;
+    }
+    this.failNow(code, message);
+  }
+
+  /** After onUpstreamError: the filters' answer (the upstream's failure stays in the log), or zproxy's. */
+  private answerUpstreamError(
+    code: ErrorCode,
+    message: string | undefined,
+    local: LocalResponse | undefined,
+  ): void {
+    if (local === undefined) {
+      this.failNow(code, message);
+      return;
+    }
+    this.exchange.errorCode = code;
+    this.respondFiltered(local);
+  }
+
+  private failNow(code: ErrorCode, message?: string): void {
     if (this.finished) return;
     const upstream = this.upstream;
     if (upstream !== null && !upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);

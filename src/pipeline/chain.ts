@@ -47,7 +47,14 @@ export function chainEntries(config: Config, index: number): ChainEntry[] {
   return entries;
 }
 
-type Phase = 'onRequest' | 'onUpstreamRequest' | 'onResponse' | 'onResponseBody' | 'onResponseEnd' | 'onLog';
+type Phase =
+  | 'onRequest'
+  | 'onUpstreamRequest'
+  | 'onResponse'
+  | 'onUpstreamError'
+  | 'onResponseBody'
+  | 'onResponseEnd'
+  | 'onLog';
 
 function withPhase(filters: readonly Filter[], phase: Phase): Filter[] | null {
   const list = filters.filter((f) => typeof f[phase] === 'function');
@@ -61,6 +68,7 @@ export class FilterChain {
   readonly onRequest: Filter[] | null;
   readonly onUpstreamRequest: Filter[] | null;
   readonly onResponse: Filter[] | null;
+  readonly onUpstreamError: Filter[] | null;
   readonly onResponseBody: Filter[] | null;
   readonly onResponseEnd: Filter[] | null;
   readonly onLog: Filter[] | null;
@@ -86,6 +94,7 @@ export class FilterChain {
     this.onRequest = withPhase(filters, 'onRequest');
     this.onUpstreamRequest = withPhase(filters, 'onUpstreamRequest');
     this.onResponse = withPhase(filters, 'onResponse');
+    this.onUpstreamError = withPhase(filters, 'onUpstreamError');
     this.onResponseBody = withPhase(filters, 'onResponseBody');
     this.onResponseEnd = withPhase(filters, 'onResponseEnd');
     this.onLog = withPhase(filters, 'onLog');

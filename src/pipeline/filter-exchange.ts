@@ -90,6 +90,7 @@ export class FilterExchange implements FilterContext {
   private responding = false;
   private ended = false;
   private finished = false;
+  private upstreamErrorRan = false;
 
   constructor(chain: FilterChain, exchange: Exchange, request: FilterRequest, defaultTarget: string) {
     this.chain = chain;
@@ -223,6 +224,47 @@ export class FilterExchange implements FilterContext {
           // The client may have left meanwhile: the later filters do not run.
           (value) => (value !== undefined || this.finished ? value : this.responseFrom(i + 1, response)),
           (error: unknown) => this.failed(filter, 'onResponse', error),
+        );
+      }
+      return result;
+    }
+    return undefined;
+  }
+
+  /**
+   * True when filters of the chain want to hear of an upstream failure (onUpstreamError) and have not
+   * yet: the engines then call runUpstreamError before answering zproxy's own 502/504.
+   */
+  get wantsUpstreamError(): boolean {
+    return this.chain.onUpstreamError !== null && !this.upstreamErrorRan && !this.finished;
+  }
+
+  /** onUpstreamError (once): undefined to let zproxy's error answer go, a replacement, or a promise. */
+  runUpstreamError(status: number): RequestOutcome {
+    this.upstreamErrorRan = true;
+    return this.upstreamErrorFrom(0, status);
+  }
+
+  private upstreamErrorFrom(from: number, status: number): RequestOutcome {
+    const list = this.chain.onUpstreamError;
+    if (list === null) return undefined;
+    for (let i = from; i < list.length; i++) {
+      const filter = list[i]!;
+      let result: RequestOutcome;
+      try {
+        result = filter.onUpstreamError!(this, status);
+      } catch (error) {
+        this.report(filter, 'onUpstreamError', error);
+        continue;
+      }
+      if (result === undefined) continue;
+      if (isThenable(result)) {
+        return result.then(
+          (value) => (value !== undefined || this.finished ? value : this.upstreamErrorFrom(i + 1, status)),
+          (error: unknown) => {
+            this.report(filter, 'onUpstreamError', error);
+            return this.finished ? undefined : this.upstreamErrorFrom(i + 1, status);
+          },
         );
       }
       return result;

@@ -14,6 +14,7 @@ const PHASES = [
   'onRequest',
   'onUpstreamRequest',
   'onResponse',
+  'onUpstreamError',
   'onResponseBody',
   'onResponseEnd',
   'onLog',

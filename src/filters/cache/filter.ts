@@ -7,6 +7,8 @@
  *   entry while another request of the same key revalidates. A miss joins a running miss of the same key
  *   (coalescing) and is answered from its entry when it is stored, or goes upstream after
  *   `coalesce_timeout_ms`.
+ * - onUpstreamError: an upstream that cannot be reached (zproxy's own 502/504) is answered with the stale
+ *   entry being revalidated when its stale-if-error allows.
  * - onResponse: a 304 to our revalidation refreshes the entry and answers with it (or with a 304 when the
  *   client's own conditional matches); a 5xx with stale-if-error serves the stale entry; a storable
  *   response starts recording.
@@ -559,6 +561,24 @@ export class CacheFilter implements Filter {
     };
     if (isPromise(vary)) return vary.then(next);
     return next(vary);
+  }
+
+  /**
+   * The upstream could not be reached or failed before answering (zproxy would send its own 502/504): a
+   * stale entry being revalidated is served instead when its stale-if-error allows (RFC 5861 §4).
+   */
+  onUpstreamError(ctx: FilterContext, status: number): undefined | LocalResponse {
+    const state = ctx.state[this.index] as CacheExchange | undefined;
+    const entry = state?.entry ?? null;
+    if (state === undefined || entry === null || state.mode !== 'revalidate') return undefined;
+    if (!this.staleIfErrorAllows(entry)) return undefined;
+    return answerFromEntry(
+      ctx,
+      entry,
+      policyOf(entry),
+      `${CACHE_NAME}; fwd=stale; fwd-status=${status}; detail=stale-if-error`,
+      clientConditionalMatches(ctx.request.headers, entry),
+    );
   }
 
   onResponse(ctx: FilterContext, response: FilterResponse): undefined | LocalResponse {
