@@ -140,6 +140,8 @@ export interface FilterEnvironment {
   readonly logger?: import('pino').Logger;
   /** The directory relative paths in the filter's config are resolved against (the config file's). */
   readonly baseDir?: string;
+  /** The top-level `preserve_host`: a filter making requests of its own sends the client's Host when true. */
+  readonly preserveHost?: boolean;
 }
 
 /** Builds a filter from its (validated) config. */

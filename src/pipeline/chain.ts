@@ -146,6 +146,7 @@ export async function buildChains(
             trustedProxies,
             ...(logger === null ? {} : { logger }),
             baseDir: options.baseDir ?? process.cwd(),
+            preserveHost: config.preserve_host,
           }),
         );
       } catch (error) {

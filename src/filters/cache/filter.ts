@@ -18,12 +18,16 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import CachePolicy from 'http-cache-semantics';
+import type { FieldEditList } from '../../pipeline/field-edits.ts';
+import { ObjectFieldReader } from '../../pipeline/field-readers.ts';
+import { subrequest } from '../../upstream/subrequest.ts';
 import type {
   FieldReader,
   Filter,
   FilterContext,
   FilterEnvironment,
   FilterFactory,
+  FilterRequest,
   FilterResponse,
   LocalResponse,
   PhaseResult,
@@ -162,6 +166,47 @@ class CacheExchange {
   status = 0;
 }
 
+/** Request fields a background revalidation does not copy from the client's request. */
+const NOT_FORWARDED = new Set([
+  'host',
+  'content-length',
+  'expect',
+  'if-none-match',
+  'if-modified-since',
+  'if-match',
+  'if-unmodified-since',
+  'if-range',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'forwarded',
+  'via',
+]);
+
+/** How long a background revalidation may take before the stale entry is simply left as it is. */
+const BACKGROUND_TIMEOUT_MS = 30_000;
+
+/** A copy of what a background revalidation needs of the request (its reader may be reused meanwhile). */
+function snapshotRequest(request: FilterRequest): FilterRequest {
+  const headers: Record<string, string | string[]> = {};
+  for (const name of request.headers.names()) {
+    const values = request.headers.getAll(name);
+    headers[name] = values.length === 1 ? (values[0] as string) : [...values];
+  }
+  return {
+    method: request.method,
+    path: request.path,
+    query: request.query,
+    host: request.host,
+    scheme: request.scheme,
+    clientAddress: request.clientAddress,
+    httpVersion: request.httpVersion,
+    params: request.params,
+    websocket: request.websocket,
+    headers: new ObjectFieldReader(headers),
+  };
+}
+
 function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
   return typeof (value as { then?: unknown } | undefined)?.then === 'function';
 }
@@ -209,7 +254,7 @@ function variantKeyOf(urlKey: string, vary: string, request: FieldReader): strin
 }
 
 /** The request as http-cache-semantics reads it: only the fields that matter to it. */
-function policyRequest(ctx: FilterContext, vary: string): CachePolicy.Request {
+function policyRequest(ctx: { readonly request: FilterRequest }, vary: string): CachePolicy.Request {
   const request = ctx.request;
   const headers: CachePolicy.Headers = { host: request.host };
   const names = ['cache-control', 'pragma', 'authorization', 'if-none-match', 'if-modified-since'];
@@ -395,6 +440,8 @@ export class CacheFilter implements Filter {
   readonly shared: boolean;
   readonly coalesceTimeoutMs: number;
   readonly purgeHeader: string;
+  /** The top-level preserve_host: a background revalidation sends the client's Host. */
+  readonly preserveHost: boolean;
   readonly purgeDigest: Buffer | null;
 
   constructor(config: CacheConfig, env: FilterEnvironment) {
@@ -410,6 +457,7 @@ export class CacheFilter implements Filter {
     this.coalesceTimeoutMs = config.coalesce_timeout_ms ?? CACHE_DEFAULTS.coalesce_timeout_ms;
     this.purgeHeader = (config.purge?.header ?? CACHE_DEFAULTS.purge_header).toLowerCase();
     this.purgeDigest = config.purge === undefined ? null : tokenDigest(config.purge.token);
+    this.preserveHost = env.preserveHost ?? false;
   }
 
   onRequest(ctx: FilterContext): PhaseResult {
@@ -476,8 +524,17 @@ export class CacheFilter implements Filter {
           clientConditionalMatches(request.headers, entry),
         );
       }
+      if (
+        result.response !== undefined &&
+        !this.handle.inflight.has(state.variantKey) &&
+        request.method === 'GET' &&
+        ctx.exchange.route !== null
+      ) {
+        // stale-while-revalidate (RFC 5861 §3): revalidate in the background, answer with the stale entry now.
+        this.revalidateInBackground(ctx, state, entry, policy, req);
+      }
       if (result.response !== undefined && this.handle.inflight.has(state.variantKey)) {
-        // stale-while-revalidate: another request of this key is revalidating it.
+        // stale-while-revalidate: a request of this key (ours in the background, or a client's) revalidates it.
         return answerFromEntry(
           ctx,
           entry,
@@ -564,6 +621,103 @@ export class CacheFilter implements Filter {
   }
 
   /**
+   * Revalidates a stale entry within its stale-while-revalidate window with a request of zproxy's own
+   * (src/upstream/subrequest.ts) to the route's upstream: the client's end-to-end fields with the edits the
+   * filters before this one made (auth's stripped credentials stay stripped), the entry's validators,
+   * X-Forwarded-*. A 304 refreshes the entry, a storable answer replaces it; anything else (an error, a
+   * timeout, an answer not storable) leaves it as it is. The key counts as a running miss meanwhile, so
+   * the requests of the window are answered stale and only one revalidation runs.
+   */
+  revalidateInBackground(
+    ctx: FilterContext,
+    state: CacheExchange,
+    entry: CacheEntry,
+    policy: CachePolicy,
+    req: CachePolicy.Request,
+  ): void {
+    const key = state.variantKey;
+    this.handle.inflight.set(key, { waiters: [] });
+    // The exchange's request may be gone by the time the upstream answers: keep what is needed now.
+    const snapshot = snapshotRequest(ctx.request);
+    const flat: string[] = [];
+    for (const name of snapshot.headers.names()) {
+      if (HOP_BY_HOP.has(name) || NOT_FORWARDED.has(name)) continue;
+      for (const value of snapshot.headers.getAll(name)) flat.push(name, value);
+    }
+    const edited = (ctx.upstreamHeaders as FieldEditList).applyToList(flat);
+    const fields: [string, string][] = [];
+    for (let i = 0; i < edited.length; i += 2) fields.push([edited[i]!, edited[i + 1]!]);
+    const validators = policy.revalidationHeaders(req);
+    for (const name of ['if-none-match', 'if-modified-since'] as const) {
+      const value = validators[name];
+      if (typeof value === 'string') fields.push([name, value]);
+    }
+    fields.push(['x-forwarded-for', snapshot.clientAddress]);
+    fields.push(['x-forwarded-proto', snapshot.scheme]);
+    if (snapshot.host !== '') fields.push(['x-forwarded-host', snapshot.host]);
+    const target = ctx.exchange.route!.group.pick();
+    const urlKey = state.urlKey;
+    const storedVary = state.vary;
+    subrequest(target, {
+      path: ctx.upstreamTarget,
+      host: this.preserveHost && snapshot.host !== '' ? snapshot.host : target.hostHeader,
+      scheme: snapshot.scheme,
+      fields,
+      timeoutMs: BACKGROUND_TIMEOUT_MS,
+      maxBytes: this.maxEntryBytes,
+    })
+      .then((answer) => this.revalidated({ request: snapshot }, urlKey, storedVary, key, entry, req, answer))
+      .catch(() => undefined)
+      .finally(() => this.release(key));
+  }
+
+  /** Stores what a background revalidation brought: the refreshed entry (304) or a new one. */
+  revalidated(
+    ctx: { readonly request: FilterRequest },
+    urlKey: string,
+    storedVary: string,
+    variantKey: string,
+    entry: CacheEntry,
+    req: CachePolicy.Request,
+    answer: { status: number; fields: [string, string][]; body: Buffer },
+  ): Promise<void> | undefined {
+    const fields = answer.fields.filter(([name]) => !HOP_BY_HOP.has(name));
+    if (answer.status === 304) {
+      const fresh = this.refreshedEntry(entry, req, fields);
+      if (fresh === null) return undefined;
+      const ttl = this.retentionMs(fresh.policy, fieldsObject(fresh.entry.headers));
+      if (ttl <= 0) return undefined;
+      const done = this.store.set(urlKey, storedVary, variantKey, fresh.entry, ttl);
+      return isPromise(done) ? done : undefined;
+    }
+    const headers = fieldsObject(fields);
+    const vary = varyNames(headers.vary);
+    if (vary === '*' || headers['set-cookie'] !== undefined) return undefined;
+    const policy = new CachePolicy(
+      policyRequest(ctx, vary),
+      { status: answer.status, headers: this.withDefaultTtl(headers) },
+      { shared: this.shared },
+    );
+    if (!policy.storable() || answer.body.length > this.maxEntryBytes) return undefined;
+    const ttl = this.retentionMs(policy, headers);
+    if (ttl <= 0) return undefined;
+    const replacement: CacheEntry = {
+      status: answer.status,
+      headers: fields,
+      body: answer.body,
+      policy: policy.toObject(),
+    };
+    const done = this.store.set(
+      urlKey,
+      vary,
+      variantKeyOf(urlKey, vary, ctx.request.headers),
+      replacement,
+      ttl,
+    );
+    return isPromise(done) ? done : undefined;
+  }
+
+  /**
    * The upstream could not be reached or failed before answering (zproxy would send its own 502/504): a
    * stale entry being revalidated is served instead when its stale-if-error allows (RFC 5861 §4).
    */
@@ -641,37 +795,49 @@ export class CacheFilter implements Filter {
     entry: CacheEntry,
     response: FilterResponse,
   ): undefined | LocalResponse {
+    const fresh = this.refreshedEntry(
+      entry,
+      state.policyRequest as CachePolicy.Request,
+      responseFields(response.headers),
+    );
+    if (fresh === null) return undefined;
+    const ttl = this.retentionMs(fresh.policy, fieldsObject(fresh.entry.headers));
+    if (ttl > 0) {
+      const done = this.store.set(state.urlKey, state.vary, state.variantKey, fresh.entry, ttl);
+      if (isPromise(done)) state.pending = done;
+    }
+    return answerFromEntry(
+      ctx,
+      fresh.entry,
+      fresh.policy,
+      `${CACHE_NAME}; fwd=${state.fwd}; fwd-status=304`,
+      clientConditionalMatches(ctx.request.headers, fresh.entry),
+    );
+  }
+
+  /**
+   * The entry as a 304 (its fields `fields304`) refreshes it (RFC 9111 §4.3.4), or null when the 304 does
+   * not match it (the stored response was modified).
+   */
+  refreshedEntry(
+    entry: CacheEntry,
+    req: CachePolicy.Request,
+    fields304: [string, string][],
+  ): { entry: CacheEntry; policy: CachePolicy } | null {
     const stored = policyOf(entry);
-    const fields304 = responseFields(response.headers);
-    const headers304 = fieldsObject(fields304);
-    const revalidated = stored.revalidatedPolicy(state.policyRequest as CachePolicy.Request, {
-      status: 304,
-      headers: headers304,
-    });
-    if (revalidated.modified) return undefined;
+    const revalidated = stored.revalidatedPolicy(req, { status: 304, headers: fieldsObject(fields304) });
+    if (revalidated.modified) return null;
     const updated = new Set<string>();
     for (const [name] of fields304) if (!NOT_UPDATED_BY_304.has(name)) updated.add(name);
     const headers: [string, string][] = [];
     for (const pair of entry.headers) if (!updated.has(pair[0])) headers.push([pair[0], pair[1]]);
     for (const pair of fields304) if (updated.has(pair[0])) headers.push(pair);
     const policy = new CachePolicy(
-      state.policyRequest as CachePolicy.Request,
+      req,
       { status: entry.status, headers: this.withDefaultTtl(fieldsObject(headers)) },
       { shared: this.shared },
     );
-    const fresh: CacheEntry = { status: entry.status, headers, body: entry.body, policy: policy.toObject() };
-    const ttl = this.retentionMs(policy, fieldsObject(headers));
-    if (ttl > 0) {
-      const done = this.store.set(state.urlKey, state.vary, state.variantKey, fresh, ttl);
-      if (isPromise(done)) state.pending = done;
-    }
-    return answerFromEntry(
-      ctx,
-      fresh,
-      policy,
-      `${CACHE_NAME}; fwd=${state.fwd}; fwd-status=304`,
-      clientConditionalMatches(ctx.request.headers, fresh),
-    );
+    return { entry: { status: entry.status, headers, body: entry.body, policy: policy.toObject() }, policy };
   }
 
   staleIfErrorAllows(entry: CacheEntry): boolean {
