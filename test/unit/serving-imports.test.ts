@@ -35,3 +35,32 @@ test('the modules `zproxy run` serves with do not load TypeBox, ajv or the schem
   );
   assert.deepEqual(heavy, []);
 });
+
+test('the serving modules load a built-in filter (and its libraries) only when a config uses it', async () => {
+  const script = `
+    import { registerHooks } from 'node:module';
+    const seen = [];
+    registerHooks({ resolve(specifier, context, next) { const r = next(specifier, context); seen.push(r.url); return r; } });
+    await import('./src/server/run.ts');
+    const { createFilter } = await import('./src/pipeline/registry.ts');
+    const before = seen.length;
+    await createFilter({ type: 'cors', config: { allowed_origins: ['*'] } }, { index: 0, route: '/' });
+    console.log(JSON.stringify({ serving: seen.slice(0, before), cors: seen.slice(before) }));
+  `;
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: root,
+    encoding: 'utf8',
+  });
+  const { serving, cors } = JSON.parse(out) as { serving: string[]; cors: string[] };
+  const filters = serving.filter((u) =>
+    /\/src\/filters\/(auth|cache|cors|headers)|rate-limit\/filter\.ts|\/(jose|ioredis|bcryptjs|http-cache-semantics)\//.test(
+      u,
+    ),
+  );
+  assert.deepEqual(filters, [], 'no filter module before a config asks for one');
+  assert.ok(
+    cors.some((u) => u.endsWith('/src/filters/cors.ts')),
+    'cors loaded when used',
+  );
+  assert.ok(!cors.some((u) => /\/(jose|ioredis)\//.test(u)), 'and nothing of auth or the Redis stores');
+});
