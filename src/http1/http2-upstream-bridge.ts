@@ -90,6 +90,8 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
   filterTimeoutMs = 60_000;
   /** The upstream's response, held while a response filter waits for I/O (holdResponse). */
   private held: HeldUpstreamResponse | null = null;
+  /** The client's socket is full: the stream stays paused until resume(). */
+  private clientBlocked = false;
   private session: Http2UpstreamSession | null = null;
   private stream: ClientHttp2Stream | null = null;
   private waiting = false;
@@ -285,7 +287,8 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
     for (const chunk of held.chunks) this.onData(chunk);
     if (held.ended) this.onEnd();
     if (held.closed) this.onClose();
-    else if (held.paused && !this.finished) this.stream?.resume();
+    // A client that is not reading what was replayed resumes the stream itself (resume(), on its drain).
+    else if (held.paused && !this.finished && !this.clientBlocked) this.stream?.resume();
   }
 
   /** Hands the upstream's head (the filters' edits applied) to the host. */
@@ -332,11 +335,15 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
       return;
     }
     if (this.finished || !this.responded || this.bodyless) return;
-    if (!this.host.onResponseBody(chunk, 0, chunk.length)) this.stream?.pause();
+    if (!this.host.onResponseBody(chunk, 0, chunk.length)) {
+      this.clientBlocked = true;
+      this.stream?.pause();
+    }
   }
 
   /** The client socket drained: read the upstream stream again. */
   resume(): void {
+    this.clientBlocked = false;
     this.stream?.resume();
   }
 

@@ -289,7 +289,8 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
     for (const chunk of held.chunks) this.onResponseData(chunk);
     if (held.ended) this.onResponseEnd();
     if (held.closed) this.onUpstreamClose();
-    else if (held.paused && !this.finished) this.upstream?.resume();
+    // A client that is not reading what was replayed resumes the upstream itself (on its drain).
+    else if (held.paused && !this.finished && !this.downstream.writableNeedDrain) this.upstream?.resume();
   }
 
   /** Responds with the upstream's head (the filters' edits applied). */
