@@ -44,44 +44,70 @@ export function subrequest(target: UpstreamTarget, options: SubrequestOptions): 
 type Resolve = (result: SubrequestResult) => void;
 type Reject = (error: Error) => void;
 
-class Http1Subrequest implements UpstreamRequester {
-  private readonly target: UpstreamTarget;
-  private readonly options: SubrequestOptions;
-  private readonly resolve: Resolve;
-  private readonly reject: Reject;
-  private conn: UpstreamConnection | null = null;
+/** What both kinds share: the options, the one timer, settling once. */
+abstract class Subrequest {
+  protected readonly target: UpstreamTarget;
+  protected readonly options: SubrequestOptions;
+  private readonly resolveWith: Resolve;
+  private readonly rejectWith: Reject;
   private timer: NodeJS.Timeout | null = null;
-  private done = false;
-  private status = 0;
-  private fields: [string, string][] = [];
-  private readonly chunks: Buffer[] = [];
-  private bytes = 0;
+  /** Settled (resolved or rejected): later events are ignored. */
+  protected done = false;
 
   constructor(target: UpstreamTarget, options: SubrequestOptions, resolve: Resolve, reject: Reject) {
     this.target = target;
     this.options = options;
-    this.resolve = resolve;
-    this.reject = reject;
+    this.resolveWith = resolve;
+    this.rejectWith = reject;
   }
 
-  start(): void {
+  protected startTimer(): void {
     this.timer = setTimeout(
       () => this.fail(new Error('the upstream did not answer in time')),
       this.options.timeoutMs,
     );
     this.timer.unref();
+  }
+
+  /** Settles with the response; false when already settled. */
+  protected succeed(result: SubrequestResult): boolean {
+    if (this.done) return false;
+    this.done = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.resolveWith(result);
+    return true;
+  }
+
+  /** Settles with an error (the request is abandoned: abandon()); nothing when already settled. */
+  fail(error: Error): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.abandon();
+    this.rejectWith(error);
+  }
+
+  /** Lets go of the connection, stream or place in a queue after a failure. */
+  protected abstract abandon(): void;
+}
+
+class Http1Subrequest extends Subrequest implements UpstreamRequester {
+  private conn: UpstreamConnection | null = null;
+  private status = 0;
+  private fields: [string, string][] = [];
+  private readonly chunks: Buffer[] = [];
+  private bytes = 0;
+
+  start(): void {
+    this.startTimer();
     const conn = this.target.pool!.acquire(this, false);
     if (conn !== null) this.onUpstreamReady(conn);
   }
 
-  private fail(error: Error): void {
-    if (this.done) return;
-    this.done = true;
-    if (this.timer !== null) clearTimeout(this.timer);
+  protected abandon(): void {
     if (this.conn !== null) this.conn.destroy();
     else this.target.pool!.cancel(this);
     this.conn = null;
-    this.reject(error);
   }
 
   onUpstreamReady(conn: UpstreamConnection): void {
@@ -134,11 +160,9 @@ class Http1Subrequest implements UpstreamRequester {
 
   onResponseEnd(conn: UpstreamConnection): void {
     if (this.done) return;
-    this.done = true;
-    if (this.timer !== null) clearTimeout(this.timer);
     this.conn = null;
     conn.pool.release(conn);
-    this.resolve({ status: this.status, fields: this.fields, body: Buffer.concat(this.chunks) });
+    this.succeed({ status: this.status, fields: this.fields, body: Buffer.concat(this.chunks) });
   }
 
   onResponseAborted(error: ZpError): void {
@@ -153,44 +177,23 @@ class Http1Subrequest implements UpstreamRequester {
   }
 }
 
-class Http2Subrequest implements Http2Requester {
-  private readonly target: UpstreamTarget;
-  private readonly options: SubrequestOptions;
-  private readonly resolve: Resolve;
-  private readonly reject: Reject;
+class Http2Subrequest extends Subrequest implements Http2Requester {
   private session: Http2UpstreamSession | null = null;
   private stream: ClientHttp2Stream | null = null;
-  private timer: NodeJS.Timeout | null = null;
-  private done = false;
   private headers: IncomingHttpHeaders | null = null;
   private readonly chunks: Buffer[] = [];
   private bytes = 0;
 
-  constructor(target: UpstreamTarget, options: SubrequestOptions, resolve: Resolve, reject: Reject) {
-    this.target = target;
-    this.options = options;
-    this.resolve = resolve;
-    this.reject = reject;
-  }
-
   start(): void {
-    this.timer = setTimeout(
-      () => this.fail(new Error('the upstream did not answer in time')),
-      this.options.timeoutMs,
-    );
-    this.timer.unref();
+    this.startTimer();
     const session = this.target.http2!.acquire(this);
     if (session !== null) this.onSessionReady(session);
   }
 
-  private fail(error: Error): void {
-    if (this.done) return;
-    this.done = true;
-    if (this.timer !== null) clearTimeout(this.timer);
+  protected abandon(): void {
     const stream = this.stream;
     if (stream !== null && !stream.closed && !stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
     else if (stream === null && this.session === null) this.target.http2!.cancel(this);
-    this.reject(error);
   }
 
   onSessionReady(session: Http2UpstreamSession): void {
@@ -240,8 +243,6 @@ class Http2Subrequest implements Http2Requester {
         this.fail(new ZpError('ZP_ERR_UPSTREAM_RESET', 'The upstream reset the stream'));
         return;
       }
-      this.done = true;
-      if (this.timer !== null) clearTimeout(this.timer);
       const fields: [string, string][] = [];
       for (const name of Object.keys(h)) {
         if (name.charCodeAt(0) === 0x3a) continue;
@@ -249,7 +250,7 @@ class Http2Subrequest implements Http2Requester {
         if (Array.isArray(value)) for (const v of value) fields.push([name, v]);
         else if (value !== undefined) fields.push([name, String(value)]);
       }
-      this.resolve({ status: Number(h[':status']), fields, body: Buffer.concat(this.chunks) });
+      this.succeed({ status: Number(h[':status']), fields, body: Buffer.concat(this.chunks) });
     });
     stream.on('close', () => {
       const s = this.session;
