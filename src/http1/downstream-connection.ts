@@ -1208,8 +1208,15 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     const info = ERROR_CODES[code];
     const fx = this.exchange!.filters;
     if (fx !== null && info.side === 'upstream' && !this.responseStarted && fx.wantsUpstreamError) {
-      // Filters may answer instead of zproxy's 502/504 (the cache's stale-if-error).
+      // Filters may answer instead of zproxy's 502/504 (the cache's stale-if-error). Nothing of the failed
+      // attempt may go on meanwhile (a pool that finds a connection later, say).
       const ex = this.exchange!;
+      this.upstream?.destroy();
+      this.upstream = null;
+      if (this.waitingPool !== null) {
+        this.waitingPool.cancel(this);
+        this.waitingPool = null;
+      }
       const outcome = fx.runUpstreamError(info.status);
       if (isPending(outcome)) {
         this.filtering = true;
