@@ -517,26 +517,34 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     if (route.filterOnlyMethods?.has(head.method) === true) fx.methodNotAllowed = route.allow;
     const outcome = fx.runRequest();
     if (isPending(outcome)) {
-      // Body bytes that arrive meanwhile wait in `input` (reading pauses past PIPELINE_HIGH_WATER). A
-      // filter gets connection_timeout_ms to finish (onDeadline).
-      this.filtering = true;
-      this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
-      outcome.then(
-        (local) => this.afterRequestFilters(ex, local),
-        () => this.afterRequestFilters(ex, undefined),
-      );
+      // Body bytes that arrive meanwhile wait in `input` (reading pauses past PIPELINE_HIGH_WATER).
+      this.awaitFilters(ex, outcome, (local) => this.afterRequestFilters(ex, local));
       return;
     }
     this.afterRequestFilters(ex, outcome);
   }
 
-  private afterRequestFilters(ex: Exchange, local: LocalResponse | undefined): void {
-    // The client may have gone away while a filter waited (or the filter ran out of time).
-    if (this.exchange !== ex || this.state !== ST_FORWARD) return;
-    if (this.filtering) {
+  /**
+   * A filter phase waits for I/O: `done` gets its result, unless the exchange ended meanwhile or ran out of
+   * time first (connection_timeout_ms: onDeadline answers 504 ZP_ERR_FILTER_TIMEOUT).
+   */
+  private awaitFilters(
+    ex: Exchange,
+    outcome: Promise<undefined | LocalResponse>,
+    done: (local: LocalResponse | undefined) => void,
+  ): void {
+    this.filtering = true;
+    this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
+    const settle = (local: LocalResponse | undefined): void => {
+      if (this.exchange !== ex || this.state !== ST_FORWARD || !this.filtering) return;
       this.filtering = false;
       this.deadline = 0;
-    }
+      done(local);
+    };
+    outcome.then(settle, () => settle(undefined));
+  }
+
+  private afterRequestFilters(ex: Exchange, local: LocalResponse | undefined): void {
     if (local !== undefined) {
       ex.upstream = '';
       this.respondFiltered(local);
@@ -910,21 +918,13 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
    */
   private holdResponse(ex: Exchange, outcome: Promise<undefined | LocalResponse>, held: HeldResponse): void {
     this.held = held;
-    this.filtering = true;
-    this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
-    outcome.then(
-      (local) => this.releaseResponse(ex, held, local),
-      () => this.releaseResponse(ex, held, undefined),
-    );
+    this.awaitFilters(ex, outcome, (local) => this.releaseResponse(ex, held, local));
   }
 
   /** The response filters are done: send the held response (or their answer instead). */
   private releaseResponse(ex: Exchange, held: HeldResponse, local: LocalResponse | undefined): void {
     if (this.held !== held) return;
     this.held = null;
-    if (this.exchange !== ex || this.state !== ST_FORWARD) return;
-    this.filtering = false;
-    this.deadline = 0;
     if (local !== undefined) {
       this.respondFiltered(local);
       return;
@@ -1219,15 +1219,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
       }
       const outcome = fx.runUpstreamError(info.status);
       if (isPending(outcome)) {
-        this.filtering = true;
-        this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
-        const then = (local: LocalResponse | undefined) => {
-          if (this.exchange !== ex || this.state !== ST_FORWARD || !this.filtering) return;
-          this.filtering = false;
-          this.deadline = 0;
-          this.answerUpstreamError(code, message, fields, local);
-        };
-        outcome.then(then, () => then(undefined));
+        this.awaitFilters(ex, outcome, (local) => this.answerUpstreamError(code, message, fields, local));
         return;
       }
       this.answerUpstreamError(code, message, fields, outcome);

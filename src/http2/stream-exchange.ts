@@ -278,20 +278,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     if (route.filterOnlyMethods?.has(method) === true) fx.methodNotAllowed = route.allow;
     const outcome = fx.runRequest();
     if (isPending(outcome)) {
-      // A filter doing I/O gets connection_timeout_ms to finish.
-      const timer = setTimeout(() => {
-        if (!this.finished) this.respondError('ZP_ERR_FILTER_TIMEOUT');
-      }, rt.connectionTimeoutMs);
-      outcome.then(
-        (local) => {
-          clearTimeout(timer);
-          this.afterRequestFilters(websocket, local);
-        },
-        () => {
-          clearTimeout(timer);
-          this.afterRequestFilters(websocket, undefined);
-        },
-      );
+      this.awaitFilters(outcome, (local) => this.afterRequestFilters(websocket, local));
       return;
     }
     this.afterRequestFilters(websocket, outcome);
@@ -614,21 +601,25 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
    */
   private holdResponse(outcome: Promise<undefined | LocalResponse>, held: HeldResponse): void {
     this.held = held;
+    this.awaitFilters(outcome, (local) => this.releaseResponse(held, local));
+  }
+
+  /**
+   * A filter phase waits for I/O: `done` gets its result, unless the stream ended meanwhile or ran out of
+   * time first (connection_timeout_ms, then 504 ZP_ERR_FILTER_TIMEOUT). A timer only on this path.
+   */
+  private awaitFilters(
+    outcome: Promise<undefined | LocalResponse>,
+    done: (local: LocalResponse | undefined) => void,
+  ): void {
     const timer = setTimeout(() => {
-      if (this.held !== held) return;
-      this.held = null;
-      if (!this.finished) this.respondError('ZP_ERR_FILTER_TIMEOUT');
+      if (!this.finished) this.respondErrorNow('ZP_ERR_FILTER_TIMEOUT');
     }, this.runtime.connectionTimeoutMs);
-    outcome.then(
-      (local) => {
-        clearTimeout(timer);
-        this.releaseResponse(held, local);
-      },
-      () => {
-        clearTimeout(timer);
-        this.releaseResponse(held, undefined);
-      },
-    );
+    const settle = (local: LocalResponse | undefined): void => {
+      clearTimeout(timer);
+      if (!this.finished && !this.stream.destroyed) done(local);
+    };
+    outcome.then(settle, () => settle(undefined));
   }
 
   /** The response filters are done: send the held response (or their answer instead). */
@@ -765,14 +756,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
       this.waitingPool = null;
       const outcome = fx.runUpstreamError(info.status);
       if (isPending(outcome)) {
-        const timer = setTimeout(() => {
-          if (!this.finished) this.respondErrorNow('ZP_ERR_FILTER_TIMEOUT');
-        }, this.runtime.connectionTimeoutMs);
-        const then = (local: LocalResponse | undefined) => {
-          clearTimeout(timer);
-          if (!this.finished) this.answerUpstreamError(code, message, extra, local);
-        };
-        outcome.then(then, () => then(undefined));
+        this.awaitFilters(outcome, (local) => this.answerUpstreamError(code, message, extra, local));
         return;
       }
       this.answerUpstreamError(code, message, extra, outcome);
@@ -820,6 +804,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
   private finish(code: ErrorCode | null): void {
     if (this.finished) return;
     this.finished = true;
+    this.held = null;
     if (this.websocketKey !== null) {
       // A WebSocket handshake that did not become a tunnel gives its place back.
       this.websocketKey = null;
