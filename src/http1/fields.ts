@@ -79,3 +79,42 @@ export function classifyField(buf: Buffer, start: number, end: number): number {
       return FIELD_OTHER;
   }
 }
+
+/**
+ * Common response field names, lowercase, by length: a head mapped for an HTTP/2 client names its fields
+ * with these shared strings instead of a new string (and a lowercased copy in node:http2) per field.
+ */
+const COMMON_NAMES: readonly (readonly string[])[] = (() => {
+  const names = [
+    'age',
+    'date',
+    'etag',
+    'vary',
+    'link',
+    'server',
+    'expires',
+    'location',
+    'set-cookie',
+    'content-type',
+    'accept-ranges',
+    'cache-control',
+    'last-modified',
+    'content-length',
+    'content-language',
+    'content-encoding',
+    'content-disposition',
+    'x-content-type-options',
+    'access-control-allow-origin',
+    'access-control-allow-credentials',
+  ];
+  const byLength: string[][] = [];
+  for (const name of names) (byLength[name.length] ??= []).push(name);
+  return byLength;
+})();
+
+/** The name in buf[start, end) in lowercase: a shared string for a common name, else a new one. */
+export function lowerFieldName(buf: Buffer, start: number, end: number): string {
+  const candidates = COMMON_NAMES[end - start];
+  if (candidates !== undefined) for (const name of candidates) if (equalsLower(buf, start, name)) return name;
+  return buf.latin1Slice(start, end).toLowerCase();
+}

@@ -38,6 +38,7 @@ import {
   FIELD_NAMED_BY_CONNECTION,
   FIELD_OTHER,
   FIELD_TRANSFER_ENCODING,
+  lowerFieldName,
 } from './fields.ts';
 
 /** Numbers stored per field line in `MessageHead.fields`. */
@@ -108,6 +109,13 @@ export class MessageHead {
     const f = this.fields;
     const o = i * FIELD_STRIDE;
     return this.buf.latin1Slice(f[o + F_NAME_START]!, f[o + F_NAME_END]!);
+  }
+
+  /** The name of field `i` in lowercase (a shared string for common names: see lowerFieldName). */
+  lowerFieldName(i: number): string {
+    const f = this.fields;
+    const o = i * FIELD_STRIDE;
+    return lowerFieldName(this.buf, f[o + F_NAME_START]!, f[o + F_NAME_END]!);
   }
 
   fieldValue(i: number): string {

@@ -993,8 +993,8 @@ function droppedResponseField(kind: number, framing: number, hsts: string | null
 }
 
 /**
- * An HTTP/1.1 upstream's response head as node:http2's flat field list (`[name, value, ...]`, names as
- * the upstream sent them: node:http2 lowercases them): hop-by-hop and framing fields dropped, Via
+ * An HTTP/1.1 upstream's response head as node:http2's flat field list (`[name, value, ...]`, names
+ * lowercase, shared strings for the common ones): hop-by-hop and framing fields dropped, Via
  * appended (a second `via` field is the same list as one combined field), HSTS replaced when set.
  */
 function http2ResponseFields(rh: ResponseHead, framing: number, hsts: string | null): string[] {
@@ -1002,7 +1002,7 @@ function http2ResponseFields(rh: ResponseHead, framing: number, hsts: string | n
   const n = rh.fieldCount;
   for (let i = 0; i < n; i++) {
     if (droppedResponseField(rh.fieldKind(i), framing, hsts)) continue;
-    out.push(rh.fieldName(i), rh.fieldValue(i));
+    out.push(rh.lowerFieldName(i), rh.fieldValue(i));
   }
   out.push('via', '1.1 zproxy');
   if (hsts !== null) out.push('strict-transport-security', hsts);

@@ -230,6 +230,16 @@ describe('MessageHead accessors', () => {
     assert.equal(head.connectionUpgrade, false, 'Upgrade without Connection: upgrade');
   });
 
+  test('lowerFieldName gives each name in lowercase, common or not', () => {
+    const response =
+      'HTTP/1.1 200 OK\r\nContent-Type: a\r\nSERVER: b\r\nX-Custom-Name: c\r\nset-cookie: d\r\n' +
+      'Content-Typf: e\r\n\r\n';
+    const rh = new ResponseHead();
+    assert.equal(parseResponseHead(latin1(response), 0, response.length, BIG_LIMITS, rh), response.length);
+    const names = Array.from({ length: rh.fieldCount }, (_, i) => rh.lowerFieldName(i));
+    assert.deepEqual(names, ['content-type', 'server', 'x-custom-name', 'set-cookie', 'content-typf']);
+  });
+
   test('a head object reused for the next message forgets the previous one', () => {
     const next = 'GET / HTTP/1.0\r\n\r\n';
     assert.equal(parseRequestHead(latin1(next), 0, next.length, BIG_LIMITS, head), next.length);
