@@ -108,7 +108,11 @@ const COMMON_NAMES: readonly (readonly string[])[] = (() => {
     'access-control-allow-credentials',
   ];
   const byLength: string[][] = [];
-  for (const name of names) (byLength[name.length] ??= []).push(name);
+  for (const name of names) {
+    const group = byLength[name.length];
+    if (group === undefined) byLength[name.length] = [name];
+    else group.push(name);
+  }
   return byLength;
 })();
 
