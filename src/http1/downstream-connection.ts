@@ -23,6 +23,7 @@ import type { UpstreamTarget } from '../upstream/group.ts';
 import type { Pool } from '../upstream/pool.ts';
 import { plainAddress } from '../util/address.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
+import type { SlotSet } from '../util/slot-set.ts';
 import {
   checkUpgradeRequest,
   isWebSocketUpgrade,
@@ -75,7 +76,7 @@ import {
 /** What a listener shares with its connections. `runtime` is swapped on reload. */
 export interface ConnectionContext {
   runtime: Runtime;
-  readonly connections: Set<DownstreamConnection>;
+  readonly connections: SlotSet<DownstreamConnection>;
   shuttingDown: boolean;
   /** Called when a connection has closed (used to finish a graceful shutdown). */
   onConnectionClosed(): void;

@@ -18,8 +18,10 @@ import { ERROR_CODES, errorBody } from '../errors.ts';
 import type { ConnectionContext } from '../http1/downstream-connection.ts';
 import type { Logger } from '../observe/logger.ts';
 import { plainAddress } from '../util/address.ts';
+import { SlotSet } from '../util/slot-set.ts';
 import { CONTROL_FRAMES_PER_SECOND, http2ServerOptions, RateBudget } from './session-limits.ts';
 import { kOwner, type OwnedStream, StreamExchange } from './stream-exchange.ts';
+import { installStreamTables } from './stream-table.ts';
 
 /** The HTTP/2 connection preface (RFC 9113 §3.4). */
 export const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -136,10 +138,12 @@ class SessionGuard {
 export class Http2Downstream {
   private readonly ctx: ConnectionContext;
   private readonly logger: Logger | null;
+  /** installStreamTables failed once and it was logged. */
+  private warnedStreamTables = false;
   /** The node:http2 server for the current runtime's config (rebuilt when a reload changes it). */
   private server: http2.Http2Server;
   private serverConfig: Config;
-  readonly sessions = new Set<http2.ServerHttp2Session>();
+  readonly sessions = new SlotSet<http2.ServerHttp2Session>();
   /** Runs SessionGuard.checkRefused on every session while there are sessions. */
   private refusedCheck: NodeJS.Timeout | null = null;
   /**
@@ -176,6 +180,11 @@ export class Http2Downstream {
     const maxResets = config.http2.max_resets_per_second;
     const connectionWindow = config.http2.connection_window_bytes;
     server.on('session', (session: GuardedSession) => {
+      // Keeps finished streams' objects young (stream-table.ts explains why).
+      if (!installStreamTables(session) && !this.warnedStreamTables) {
+        this.warnedStreamTables = true;
+        this.logger?.warn('node:http2 session state has an unexpected shape: stream tables left as they are');
+      }
       this.sessions.add(session);
       this.refusedCheck ??= setInterval(checkRefused, REFUSED_CHECK_MS, this.sessions).unref();
       const guard = new SessionGuard(session, maxResets, this.logger, this.nextHsts);
@@ -360,8 +369,8 @@ function destroySession(session: http2.ServerHttp2Session): void {
   session.destroy(new Error('HTTP/2 client exceeded a rate limit'), NGHTTP2_ENHANCE_YOUR_CALM);
 }
 
-function checkRefused(sessions: Set<http2.ServerHttp2Session>): void {
-  for (const session of sessions) (session as GuardedSession)[kGuard]?.checkRefused();
+function checkRefused(sessions: SlotSet<http2.ServerHttp2Session>): void {
+  sessions.forEachMember((session) => (session as GuardedSession)[kGuard]?.checkRefused());
 }
 
 function ignore(): void {}

@@ -16,6 +16,7 @@ import { AccessLog } from '../observe/access-log.ts';
 import type { Logger } from '../observe/logger.ts';
 import { buildChains } from '../pipeline/chain.ts';
 import { PoolRegistry } from '../upstream/pool.ts';
+import { SlotSet } from '../util/slot-set.ts';
 import { TunnelRegistry } from '../websocket/registry.ts';
 import { TlsContexts } from './tls-contexts.ts';
 
@@ -76,7 +77,7 @@ export class ProxyServer {
   /** Protocols offered by ALPN on TLS connections, in order of preference. */
   private readonly alpn: string[];
   /** Connections still being detected or in their TLS handshake (not yet owned by an engine). */
-  private readonly pending = new Set<net.Socket>();
+  private readonly pending = new SlotSet<net.Socket>();
 
   constructor(config: Config, options: ProxyServerOptions) {
     this.logger = options.logger;
@@ -96,7 +97,7 @@ export class ProxyServer {
     const http2Enabled = config.protocols.includes('http2');
     this.ctx = {
       runtime: compileRuntime(config, this.pools, accessLog),
-      connections: new Set(),
+      connections: new SlotSet(),
       shuttingDown: false,
       onConnectionClosed: () => {
         if (this.drainWaiter !== null && this.liveConnections === 0) this.drainWaiter();

@@ -13,6 +13,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import { ZpError } from '../errors.ts';
+import { installStreamTables } from '../http2/stream-table.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import type { PoolLog, PoolSettings } from './pool.ts';
 import { isTlsError, type UpstreamTls, upstreamTlsError } from './tls-options.ts';
@@ -113,6 +114,9 @@ export class Http2UpstreamSession implements Timed {
       maxSessionMemory: 32,
     });
     this.session = session;
+    // Keeps finished streams' objects young (src/http2/stream-table.ts explains why); false leaves the
+    // session as node:http2 made it.
+    installStreamTables(session);
     session.on('error', (err: Error) => {
       this.error ??= err;
     });

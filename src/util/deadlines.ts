@@ -5,6 +5,8 @@
  * the hot path is one field write. Precision is the sweep interval.
  */
 
+import { SlotSet } from './slot-set.ts';
+
 export interface Timed {
   /** Epoch milliseconds at which `onDeadline` runs; 0 disables. */
   deadline: number;
@@ -13,17 +15,17 @@ export interface Timed {
 
 export const SWEEP_INTERVAL_MS = 100;
 
-const registered = new Set<Timed>();
+const registered = new SlotSet<Timed>();
 let timer: NodeJS.Timeout | null = null;
 
 function sweep(): void {
   const now = Date.now();
-  for (const t of registered) {
+  registered.forEachMember((t) => {
     if (t.deadline !== 0 && t.deadline <= now) {
       t.deadline = 0;
       t.onDeadline(now);
     }
-  }
+  });
 }
 
 export function watchDeadline(t: Timed): void {

@@ -16,6 +16,7 @@ import { compileRuntime } from '../../src/config/runtime.ts';
 import type { ConnectionContext } from '../../src/http1/downstream-connection.ts';
 import { Http2Downstream } from '../../src/http2/downstream.ts';
 import { PoolRegistry } from '../../src/upstream/pool.ts';
+import { SlotSet } from '../../src/util/slot-set.ts';
 import { startCli } from '../helpers/cli-process.ts';
 import {
   continuationFrame,
@@ -340,7 +341,7 @@ describe('HTTP/2 hardening: the warn line of a session closed for Rapid Reset', 
     const pools = new PoolRegistry();
     const ctx: ConnectionContext = {
       runtime: compileRuntime(config, pools, null),
-      connections: new Set(),
+      connections: new SlotSet(),
       shuttingDown: false,
       onConnectionClosed: () => {},
       http2: null,
