@@ -222,9 +222,13 @@ export class UpstreamConnection implements Timed, ChunkSink {
     this.scanFrom = 0;
   }
 
-  /** Writes request bytes; false when the socket buffer is full (wait for the requester's resume). */
-  write(data: Buffer): boolean {
-    return this.socket.write(data);
+  /**
+   * Writes request bytes, a Buffer or a string of byte values (latin1: written from the string by Node's
+   * native stream code, without a Buffer); false when the socket buffer is full (wait for the requester's
+   * resume).
+   */
+  write(data: Buffer | string): boolean {
+    return typeof data === 'string' ? this.socket.write(data, 'latin1') : this.socket.write(data);
   }
 
   /** The request has been sent completely: start the response-header timeout. */

@@ -140,7 +140,8 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
   private readonly hsts: string | null;
   private upstream: UpstreamConnection | null = null;
   private waitingPool: Pool | null = null;
-  private upstreamHead: Buffer | null = null;
+  /** The upstream request head (latin1: one char per byte) until a connection has taken it. */
+  private upstreamHead: string | null = null;
   /** The request body is sent with chunked framing (no content-length from the client). */
   private chunkedRequest = false;
   private requestDone = false;
@@ -367,7 +368,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
       head += `content-length: ${String(lengthField)}\r\n`;
     }
     head += '\r\n';
-    this.upstreamHead = Buffer.from(head, 'latin1');
+    this.upstreamHead = head;
     const conn = pool.acquire(this, false);
     if (conn !== null) this.onUpstreamReady(conn);
     else this.waitingPool = pool;
@@ -428,10 +429,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
       authority,
       edits,
     );
-    this.upstreamHead = Buffer.from(
-      `${head}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\n\r\n`,
-      'latin1',
-    );
+    this.upstreamHead = `${head}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\n\r\n`;
     // The handshake has no body; what the client sends on the stream afterwards belongs to the tunnel.
     this.requestDone = true;
     this.upstream = new UpstreamConnection(pool, this, true);
@@ -508,6 +506,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     // Chunked upstream bodies are decoded: HTTP/2 frames the data itself.
     conn.beginRequest(this.headRequest, true);
     conn.write(this.upstreamHead);
+    this.upstreamHead = null;
     if (this.requestDone) {
       conn.requestSent();
       return;
@@ -527,7 +526,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     let ok: boolean;
     if (this.chunkedRequest) {
       conn.socket.cork();
-      conn.write(Buffer.from(`${chunk.length.toString(16)}\r\n`, 'latin1'));
+      conn.write(`${chunk.length.toString(16)}\r\n`);
       conn.write(chunk);
       ok = conn.write(CRLF);
       conn.socket.uncork();
@@ -543,9 +542,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     if (conn === null) return;
     if (this.chunkedRequest) {
       const trailers = this.requestTrailers;
-      conn.write(
-        trailers === null ? LAST_CHUNK : Buffer.from(`0\r\n${http1TrailerLines(trailers)}\r\n`, 'latin1'),
-      );
+      conn.write(trailers === null ? LAST_CHUNK : `0\r\n${http1TrailerLines(trailers)}\r\n`);
     }
     conn.requestSent();
   }

@@ -121,7 +121,7 @@ class Http1Subrequest extends Subrequest implements UpstreamRequester {
     for (const [name, value] of o.fields) head += `${name}: ${value}\r\n`;
     head += 'Via: 1.1 zproxy\r\n\r\n';
     conn.beginRequest(false, true);
-    conn.write(Buffer.from(head, 'latin1'));
+    conn.write(head);
     conn.requestSent();
   }
 
