@@ -5,10 +5,11 @@
  * tunnels (HTTP/1.1 Upgrade today, RFC 8441 over HTTP/2 later); it outlives runtimes (reloads).
  */
 import type { ErrorCode } from '../errors.ts';
+import { SlotSet } from '../util/slot-set.ts';
 import type { Tunnel } from './tunnel.ts';
 
 export class TunnelRegistry {
-  private readonly tunnels = new Set<Tunnel>();
+  private readonly tunnels = new SlotSet<Tunnel>();
   /** Places held by handshakes in progress. */
   private reserved = 0;
   /** Epoch ms at which open tunnels are closed by a graceful shutdown; 0 when not shutting down. */
