@@ -7,8 +7,8 @@
  * Why: a session adds and deletes an entry for every stream, and a V8 Map or Set under that churn keeps
  * finished streams alive through young collections (src/util/slot-set.ts explains how). With several
  * streams in flight per session nearly all of each stream's objects were promoted this way, and only full
- * collections freed them. The stream-id table here is an array searched linearly (a session has at most
- * `http2.max_concurrent_streams` streams); the pending set is a SlotSet.
+ * collections freed them. The stream-id table here is a hash table over arrays; the pending set is a
+ * SlotSet.
  *
  * This reaches into node:http2's private session state (`session[kState].streams` and `.pendingStreams`,
  * used only through get/set/delete/size/forEach and add/delete/size/forEach). The replacement is made
@@ -19,57 +19,107 @@
 
 import { SlotSet } from '../util/slot-set.ts';
 
-/** The stream-id-to-stream map, as node:http2 uses it. Few streams per session: a linear search. */
+/**
+ * The stream-id-to-stream map, as node:http2 uses it: an open-addressing hash table over two arrays
+ * (linear probing, deletion by shifting back, so no tombstones). Client stream ids are odd and increase,
+ * so `id >>> 1` spreads them over consecutive slots. The arrays grow when half full and never shrink or
+ * get rebuilt on delete, so a deleted stream is referenced by nothing.
+ */
 export class StreamIdTable<V> {
-  private readonly ids: number[] = [];
-  private readonly streams: V[] = [];
+  /** Stream ids by slot; 0 marks an empty slot (stream ids start at 1). */
+  private ids = new Int32Array(16);
+  private streams: (V | undefined)[] = new Array<V | undefined>(16).fill(undefined);
+  private count = 0;
 
   get size(): number {
-    return this.ids.length;
+    return this.count;
+  }
+
+  /** The slot holding `id`, or the empty slot where it would go. */
+  private slotOf(id: number): number {
+    const mask = this.ids.length - 1;
+    let i = (id >>> 1) & mask;
+    for (;;) {
+      const at = this.ids[i]!;
+      if (at === id || at === 0) return i;
+      i = (i + 1) & mask;
+    }
   }
 
   get(id: number): V | undefined {
-    const i = this.ids.indexOf(id);
-    return i === -1 ? undefined : this.streams[i];
+    const i = this.slotOf(id);
+    return this.ids[i] === id ? this.streams[i] : undefined;
   }
 
   has(id: number): boolean {
-    return this.ids.indexOf(id) !== -1;
+    return this.ids[this.slotOf(id)] === id;
   }
 
   set(id: number, stream: V): this {
-    const i = this.ids.indexOf(id);
-    if (i === -1) {
-      this.ids.push(id);
-      this.streams.push(stream);
-    } else this.streams[i] = stream;
+    let i = this.slotOf(id);
+    if (this.ids[i] !== id) {
+      if ((this.count + 1) * 2 > this.ids.length) {
+        this.grow();
+        i = this.slotOf(id);
+      }
+      this.ids[i] = id;
+      this.count++;
+    }
+    this.streams[i] = stream;
     return this;
   }
 
   delete(id: number): boolean {
-    const i = this.ids.indexOf(id);
-    if (i === -1) return false;
-    const last = this.ids.length - 1;
-    this.ids[i] = this.ids[last]!;
-    this.streams[i] = this.streams[last]!;
-    this.ids.pop();
-    this.streams.pop();
+    let i = this.slotOf(id);
+    if (this.ids[i] !== id) return false;
+    const ids = this.ids;
+    const streams = this.streams;
+    const mask = ids.length - 1;
+    // Shift later members of the probe run back into the hole, so that every member stays reachable
+    // from its home slot without crossing an empty slot.
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      const at = ids[j]!;
+      if (at === 0) break;
+      const home = (at >>> 1) & mask;
+      // Move `at` into the hole when its home is not in the cyclic range (i, j].
+      if (i <= j ? home <= i || home > j : home <= i && home > j) {
+        ids[i] = at;
+        streams[i] = streams[j];
+        i = j;
+      }
+    }
+    ids[i] = 0;
+    streams[i] = undefined;
+    this.count--;
     return true;
+  }
+
+  private grow(): void {
+    const oldIds = this.ids;
+    const oldStreams = this.streams;
+    this.ids = new Int32Array(oldIds.length * 2);
+    this.streams = new Array<V | undefined>(oldIds.length * 2).fill(undefined);
+    this.count = 0;
+    for (let i = 0; i < oldIds.length; i++) if (oldIds[i] !== 0) this.set(oldIds[i]!, oldStreams[i] as V);
   }
 
   /** Over a copy: node:http2 destroys streams from inside forEach, which deletes them from here. */
   forEach(callback: (stream: V, id: number, table: this) => void): void {
-    const ids = this.ids.slice();
-    const streams = this.streams.slice();
-    for (let i = 0; i < ids.length; i++) callback(streams[i]!, ids[i]!, this);
+    for (const [id, stream] of this) callback(stream, id, this);
   }
 
   values(): IterableIterator<V> {
-    return this.streams.slice().values();
+    return Array.from(this, ([, stream]) => stream).values();
   }
 
+  /** Over a copy (in slot order, not insertion order). */
   [Symbol.iterator](): IterableIterator<[number, V]> {
-    return this.ids.map((id, i): [number, V] => [id, this.streams[i]!]).values();
+    const entries: [number, V][] = [];
+    for (let i = 0; i < this.ids.length; i++)
+      if (this.ids[i] !== 0) entries.push([this.ids[i]!, this.streams[i] as V]);
+    return entries.values();
   }
 }
 

@@ -7,7 +7,7 @@ test('SlotSet behaves as a Set under any sequence of adds and deletes', () => {
   const members = Array.from({ length: 8 }, (_, i) => ({ i }));
   const op = fc.record({ add: fc.boolean(), member: fc.integer({ min: 0, max: members.length - 1 }) });
   fc.assert(
-    fc.property(fc.array(op, { maxLength: 200 }), (ops) => {
+    fc.property(fc.array(op, { minLength: 20, maxLength: 200, size: 'max' }), (ops) => {
       const slots = new SlotSet<{ i: number }>();
       const reference = new Set<{ i: number }>();
       for (const { add, member } of ops) {

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import { installStreamTables, StreamIdTable } from '../../src/http2/stream-table.ts';
 import { SlotSet } from '../../src/util/slot-set.ts';
 
@@ -95,4 +96,27 @@ test('StreamIdTable keeps ids and streams paired through deletes', () => {
   });
   assert.deepEqual(seen.sort(), ['1=s1bis', '11=s11', '5=s5', '7=s7', '9=s9'].sort());
   assert.equal(table.size, 0);
+});
+
+test('StreamIdTable behaves as a Map under any sequence of sets and deletes', () => {
+  // Ids from a small pool (collisions, runs of probes wrapping around the table) and a wide range.
+  const id = fc.oneof(fc.integer({ min: 1, max: 64 }), fc.integer({ min: 1, max: 2 ** 31 - 1 }));
+  const op = fc.record({ set: fc.boolean(), id, value: fc.integer() });
+  fc.assert(
+    fc.property(fc.array(op, { minLength: 20, maxLength: 400, size: 'max' }), (ops) => {
+      const table = new StreamIdTable<number>();
+      const reference = new Map<number, number>();
+      for (const { set, id, value } of ops) {
+        if (set) {
+          table.set(id, value);
+          reference.set(id, value);
+        } else assert.equal(table.delete(id), reference.delete(id));
+        assert.equal(table.size, reference.size);
+      }
+      for (const [k, v] of reference) assert.equal(table.get(k), v);
+      for (const { id } of ops) assert.equal(table.has(id), reference.has(id));
+      assert.deepEqual(new Map(table), reference);
+    }),
+    { numRuns: 300 },
+  );
 });
