@@ -81,11 +81,21 @@ export function classifyField(buf: Buffer, start: number, end: number): number {
 }
 
 /**
- * Common response field names, lowercase, by length: a head mapped for an HTTP/2 client names its fields
- * with these shared strings instead of a new string (and a lowercased copy in node:http2) per field.
+ * Common field names, lowercase, by length: a head mapped to HTTP/2 (or read by name) names its fields
+ * with these shared strings instead of a new string (and a lowercased copy) per field.
  */
 const COMMON_NAMES: readonly (readonly string[])[] = (() => {
   const names = [
+    'accept',
+    'accept-encoding',
+    'accept-language',
+    'user-agent',
+    'cookie',
+    'authorization',
+    'referer',
+    'origin',
+    'if-none-match',
+    'if-modified-since',
     'age',
     'date',
     'etag',

@@ -478,7 +478,7 @@ export function http2RequestHeaders(
   };
   for (let i = 0; i < head.fieldCount; i++) {
     if ((dropMask & (1 << head.fieldKind(i))) !== 0) continue;
-    const name = head.fieldName(i).toLowerCase();
+    const name = head.lowerFieldName(i);
     // Connection-specific in HTTP/2 whether or not Connection names it (RFC 9113 §8.2.2).
     if (name === 'http2-settings') continue;
     const value = head.fieldValue(i);

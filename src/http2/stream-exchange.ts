@@ -462,7 +462,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
       const kind = rh.fieldKind(i);
       if (kind !== FIELD_OTHER && droppedResponseField(kind, BODY_CHUNKED, this.hsts)) continue;
       if (kind === FIELD_CONTENT_LENGTH) continue;
-      const name = rh.fieldName(i).toLowerCase();
+      const name = rh.lowerFieldName(i);
       if (name === 'sec-websocket-accept') continue;
       fields.push(name, rh.fieldValue(i));
     }
@@ -1018,7 +1018,7 @@ function http2ResponseObject(
   const headers: Record<string, string | string[] | number> = { ':status': rh.status };
   for (let i = 0; i < rh.fieldCount; i++) {
     if (droppedResponseField(rh.fieldKind(i), framing, hsts)) continue;
-    const name = rh.fieldName(i).toLowerCase();
+    const name = rh.lowerFieldName(i);
     const value = rh.fieldValue(i);
     const prior = headers[name];
     if (prior === undefined) headers[name] = value;

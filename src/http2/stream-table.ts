@@ -11,7 +11,8 @@
  * SlotSet.
  *
  * This reaches into node:http2's private session state (`session[kState].streams` and `.pendingStreams`,
- * used only through get/set/delete/size/forEach and add/delete/size/forEach). The replacement is made
+ * used only through get/set/delete/size/forEach and add/delete/size/forEach, all that the replacements
+ * offer besides iteration). The replacement is made
  * only when that state has the expected shape and is still empty; otherwise nothing changes (node:http2
  * works as before, with the original collections). `test/unit/stream-table.test.ts` fails if the pinned
  * Node no longer has that shape, so that an upgrade cannot drop the replacement unnoticed.
@@ -49,10 +50,6 @@ export class StreamIdTable<V> {
   get(id: number): V | undefined {
     const i = this.slotOf(id);
     return this.ids[i] === id ? this.streams[i] : undefined;
-  }
-
-  has(id: number): boolean {
-    return this.ids[this.slotOf(id)] === id;
   }
 
   set(id: number, stream: V): this {
@@ -108,10 +105,6 @@ export class StreamIdTable<V> {
   /** Over a copy: node:http2 destroys streams from inside forEach, which deletes them from here. */
   forEach(callback: (stream: V, id: number, table: this) => void): void {
     for (const [id, stream] of this) callback(stream, id, this);
-  }
-
-  values(): IterableIterator<V> {
-    return Array.from(this, ([, stream]) => stream).values();
   }
 
   /** Over a copy (in slot order, not insertion order). */

@@ -40,7 +40,7 @@ export class HeadFieldReader implements FieldReader {
   names(): Iterable<string> {
     const names = new Set<string>();
     const head = this.head;
-    for (let i = 0; i < head.fieldCount; i++) names.add(head.fieldName(i).toLowerCase());
+    for (let i = 0; i < head.fieldCount; i++) names.add(head.lowerFieldName(i));
     return names;
   }
 }

@@ -115,7 +115,7 @@ export class Http2UpstreamSession implements Timed {
     });
     this.session = session;
     // Keeps finished streams' objects young (src/http2/stream-table.ts explains why); false leaves the
-    // session as node:http2 made it.
+    // session as node:http2 made it (the downstream engine logs that once, for the same Node).
     installStreamTables(session);
     session.on('error', (err: Error) => {
       this.error ??= err;

@@ -114,7 +114,7 @@ test('StreamIdTable behaves as a Map under any sequence of sets and deletes', ()
         assert.equal(table.size, reference.size);
       }
       for (const [k, v] of reference) assert.equal(table.get(k), v);
-      for (const { id } of ops) assert.equal(table.has(id), reference.has(id));
+      for (const { id } of ops) assert.equal(table.get(id), reference.get(id));
       assert.deepEqual(new Map(table), reference);
     }),
     { numRuns: 300 },
