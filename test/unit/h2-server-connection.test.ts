@@ -1,0 +1,429 @@
+/**
+ * zproxy's own HTTP/2 frame layer (src/http2/server-connection.ts) against real clients: node:http2
+ * (nghttp2) for well-formed traffic, flow control and trailers, and raw frames for what no client
+ * library sends (malformed requests, floods).
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import http2 from 'node:http2';
+import net from 'node:net';
+import { after, test } from 'node:test';
+import {
+  H2ServerConnection,
+  type H2ServerOptions,
+  type H2ServerStream,
+} from '../../src/http2/server-connection.ts';
+import {
+  continuationFrame,
+  dataFrame,
+  ERROR,
+  FRAME,
+  frame,
+  getFields,
+  headersFrame,
+  hpack,
+  pingFrame,
+  RawH2Client,
+  rstStreamFrame,
+} from '../helpers/h2-frames.ts';
+
+const OPTIONS: H2ServerOptions = {
+  maxConcurrentStreams: 128,
+  maxHeaderListSize: 16384,
+  maxHeaderFields: 100,
+  streamWindow: 1 << 20,
+  connectionWindow: 4 << 20,
+  enableConnectProtocol: false,
+  maxResetsPerSecond: 100,
+  maxControlFramesPerSecond: 100,
+};
+
+interface Server {
+  port: number;
+  /** Requests that reached the application: method and path. */
+  seen: string[];
+  close(): Promise<void>;
+}
+
+const servers: Server[] = [];
+after(async () => {
+  for (const s of servers) await s.close();
+});
+
+/**
+ * A server on the frame layer. Each request is answered by `handler`, by default an echo: status 200,
+ * `x-method`/`x-path`/`x-fields` describing the request, the request body as the response body, and
+ * the request's trailers echoed as response trailers.
+ */
+async function startServer(
+  options: Partial<H2ServerOptions> = {},
+  handler: (stream: H2ServerStream) => void = echo,
+): Promise<Server> {
+  const seen: string[] = [];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    const connection = new H2ServerConnection(socket, { ...OPTIONS, ...options }, (stream) => {
+      seen.push(`${stream.method} ${stream.path}`);
+      handler(stream);
+    });
+    connection.start();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const s: Server = {
+    port: (server.address() as net.AddressInfo).port,
+    seen,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+  servers.push(s);
+  return s;
+}
+
+function echo(stream: H2ServerStream): void {
+  const body: Buffer[] = [];
+  let trailers: string[] | null = null;
+  stream.onData = (chunk) => body.push(chunk);
+  stream.onTrailers = (fields) => {
+    trailers = fields;
+  };
+  stream.onEnd = () => {
+    const fields = [
+      'x-method',
+      stream.method,
+      'x-path',
+      stream.path,
+      'x-fields',
+      JSON.stringify(stream.fields),
+    ];
+    stream.respond(200, fields, false);
+    const all = Buffer.concat(body);
+    if (trailers !== null) {
+      if (all.length > 0) stream.write(all);
+      stream.sendTrailers(trailers.map((v, i) => (i % 2 === 0 ? v : `echo ${v}`)));
+    } else stream.end(all);
+  };
+}
+
+function request(
+  client: http2.ClientHttp2Session,
+  headers: http2.OutgoingHttpHeaders,
+  body?: Buffer,
+  trailers?: http2.OutgoingHttpHeaders,
+): Promise<{ headers: http2.IncomingHttpHeaders; body: Buffer; trailers: http2.IncomingHttpHeaders | null }> {
+  return new Promise((resolve, reject) => {
+    const req = client.request(headers, {
+      endStream: body === undefined,
+      waitForTrailers: trailers !== undefined,
+    });
+    if (trailers !== undefined) req.on('wantTrailers', () => req.sendTrailers(trailers));
+    const chunks: Buffer[] = [];
+    let responseHeaders: http2.IncomingHttpHeaders = {};
+    let responseTrailers: http2.IncomingHttpHeaders | null = null;
+    req.on('response', (h) => {
+      responseHeaders = h;
+    });
+    req.on('trailers', (t) => {
+      responseTrailers = t;
+    });
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () =>
+      resolve({ headers: responseHeaders, body: Buffer.concat(chunks), trailers: responseTrailers }),
+    );
+    req.on('error', reject);
+    if (body !== undefined) req.end(body);
+  });
+}
+
+test('100 concurrent streams on one connection, bodies checked byte for byte', async () => {
+  const server = await startServer();
+  const client = http2.connect(`http://127.0.0.1:${server.port}`);
+  try {
+    const bodies = Array.from({ length: 100 }, (_, i) => randomBytes(i % 10 === 0 ? 200_000 : i * 100));
+    const results = await Promise.all(
+      bodies.map((body, i) =>
+        request(client, { ':method': 'POST', ':path': `/s/${i}`, 'x-n': String(i) }, body),
+      ),
+    );
+    results.forEach((r, i) => {
+      assert.equal(r.headers[':status'], 200);
+      assert.equal(r.headers['x-path'], `/s/${i}`);
+      assert.deepEqual(JSON.parse(r.headers['x-fields'] as string), ['x-n', String(i)]);
+      assert.ok(r.body.equals(bodies[i]!), `body ${i}`);
+    });
+  } finally {
+    client.close();
+  }
+});
+
+test('10 MB request and response bodies pass through flow control both ways', async () => {
+  const server = await startServer();
+  const client = http2.connect(`http://127.0.0.1:${server.port}`);
+  try {
+    const body = randomBytes(10 * 1024 * 1024);
+    const r = await request(client, { ':method': 'PUT', ':path': '/big' }, body);
+    assert.equal(r.body.length, body.length);
+    assert.ok(r.body.equals(body));
+  } finally {
+    client.close();
+  }
+});
+
+test('request trailers arrive, response trailers are sent', async () => {
+  const server = await startServer();
+  const client = http2.connect(`http://127.0.0.1:${server.port}`);
+  try {
+    const r = await request(client, { ':method': 'POST', ':path': '/t' }, Buffer.from('abc'), {
+      'x-check': 'ok',
+    });
+    assert.equal(r.body.toString(), 'abc');
+    assert.equal(r.trailers?.['x-check'], 'echo ok');
+  } finally {
+    client.close();
+  }
+});
+
+test('a slow reader stalls the response (flow control) and the body still arrives whole', async () => {
+  const server = await startServer({}, (stream) => {
+    stream.onEnd = () => {
+      stream.respond(200, [], false);
+      const chunk = Buffer.alloc(1 << 20, 7);
+      let sent = 0;
+      const pump = () => {
+        while (sent < 8) {
+          sent++;
+          if (sent === 8) {
+            stream.end(chunk);
+            return;
+          }
+          if (!stream.write(chunk)) return;
+        }
+      };
+      stream.onDrain = pump;
+      pump();
+    };
+  });
+  const client = http2.connect(`http://127.0.0.1:${server.port}`, { settings: { initialWindowSize: 65535 } });
+  try {
+    const req = client.request({ ':path': '/slow' });
+    let received = 0;
+    req.on('data', (c: Buffer) => {
+      received += c.length;
+      req.pause();
+      setTimeout(() => req.resume(), 1);
+    });
+    await new Promise((resolve, reject) => {
+      req.on('end', resolve);
+      req.on('error', reject);
+    });
+    assert.equal(received, 8 << 20);
+  } finally {
+    client.close();
+  }
+});
+
+/** Sends one malformed request and checks it is reset with PROTOCOL_ERROR and never reaches the app. */
+async function refused(fields: [string, string | Buffer][], extra: (id: number) => Buffer[] = () => []) {
+  const server = await startServer();
+  const client = await RawH2Client.connect(server.port);
+  try {
+    const id = client.newStreamId();
+    const frames = extra(id);
+    client.socket.write(headersFrame(id, hpack.block(fields), { endStream: frames.length === 0 }));
+    for (const f of frames) client.socket.write(f);
+    const outcome = await client.outcome(id);
+    assert.equal(
+      outcome.resetCode,
+      ERROR.PROTOCOL_ERROR,
+      JSON.stringify(fields.map(([n, v]) => [n, String(v)])),
+    );
+    // The connection survives: a good request on it is answered.
+    const good = client.request(getFields('/ok'));
+    assert.equal((await client.outcome(good)).status, 200);
+    assert.deepEqual(server.seen, ['GET /ok']);
+  } finally {
+    client.close();
+  }
+}
+
+test('field values with CR, LF or NUL are refused, never delivered', async () => {
+  for (const bad of ['a\rb', 'a\nb', 'a\0b', '\r\n', 'x\r\nInjected: 1'])
+    await refused([...getFields(), ['x-v', bad]]);
+  await refused([...getFields(), [':authority2', 'x']]);
+});
+
+test('malformed requests are refused (RFC 9113 §8.2, §8.3)', async () => {
+  const cases: [string, string][][] = [
+    [...getFields(), ['X-Upper', 'x']],
+    [...getFields(), ['connection', 'close']],
+    [...getFields(), ['keep-alive', '5']],
+    [...getFields(), ['transfer-encoding', 'chunked']],
+    [...getFields(), ['upgrade', 'h2c']],
+    [...getFields(), ['proxy-connection', 'x']],
+    [...getFields(), ['te', 'gzip']],
+    [...getFields(), ['x-lead', ' space']],
+    [...getFields(), ['x-trail', 'tab\t']],
+    [...getFields(), ['', 'empty name']],
+    [...getFields(), ['bad name', 'x']],
+    [
+      [':method', 'GET'],
+      [':scheme', 'http'],
+      [':authority', 'a'],
+    ], // no :path
+    [
+      [':method', 'GET'],
+      [':path', '/'],
+      [':authority', 'a'],
+    ], // no :scheme
+    [
+      [':scheme', 'http'],
+      [':path', '/'],
+      [':authority', 'a'],
+    ], // no :method
+    [
+      [':method', 'GET'],
+      [':scheme', 'http'],
+      [':path', ''],
+      [':authority', 'a'],
+    ],
+    [...getFields(), [':method', 'GET']], // duplicate pseudo
+    [
+      [':method', 'GET'],
+      ['x-a', '1'],
+      [':scheme', 'http'],
+      [':path', '/'],
+    ], // pseudo after regular
+    [...getFields(), [':status', '200']], // response pseudo in a request
+    [...getFields(), [':protocol', 'websocket']], // extended CONNECT not enabled
+    [
+      [':method', 'CONNECT'],
+      [':authority', 'a:443'],
+      [':path', '/'],
+    ], // CONNECT with :path
+    [
+      [':method', 'G T'],
+      [':scheme', 'http'],
+      [':path', '/'],
+      [':authority', 'a'],
+    ],
+  ];
+  for (const fields of cases) await refused(fields);
+});
+
+test('content-length that disagrees with the DATA received is refused', async () => {
+  const post: [string, string][] = [
+    [':method', 'POST'],
+    [':scheme', 'http'],
+    [':path', '/p'],
+    [':authority', 'a'],
+    ['content-length', '5'],
+  ];
+  // Fewer bytes than announced: reset when END_STREAM comes (the app saw the request, not its end).
+  const server = await startServer();
+  const client = await RawH2Client.connect(server.port);
+  try {
+    const id = client.newStreamId();
+    client.socket.write(headersFrame(id, hpack.block(post), { endStream: false }));
+    client.socket.write(dataFrame(id, 'abc', true));
+    assert.equal((await client.outcome(id)).resetCode, ERROR.PROTOCOL_ERROR);
+    const id2 = client.newStreamId();
+    client.socket.write(headersFrame(id2, hpack.block(post), { endStream: false }));
+    client.socket.write(dataFrame(id2, 'abcdefgh', true));
+    assert.equal((await client.outcome(id2)).resetCode, ERROR.PROTOCOL_ERROR);
+    const id3 = client.newStreamId();
+    client.socket.write(headersFrame(id3, hpack.block(post), { endStream: true }));
+    assert.equal((await client.outcome(id3)).resetCode, ERROR.PROTOCOL_ERROR);
+  } finally {
+    client.close();
+  }
+});
+
+test('streams over SETTINGS_MAX_CONCURRENT_STREAMS are refused with REFUSED_STREAM', async () => {
+  const server = await startServer({ maxConcurrentStreams: 2 }, () => {});
+  const client = await RawH2Client.connect(server.port);
+  try {
+    const ids = [1, 2, 3].map(() => client.request(getFields()));
+    assert.equal((await client.outcome(ids[2]!)).resetCode, ERROR.REFUSED_STREAM);
+    assert.equal(server.seen.length, 2);
+  } finally {
+    client.close();
+  }
+});
+
+test('Rapid Reset: a client resetting streams faster than allowed gets GOAWAY ENHANCE_YOUR_CALM', async () => {
+  const server = await startServer({ maxResetsPerSecond: 50 }, () => {});
+  const client = await RawH2Client.connect(server.port);
+  try {
+    client.keepFrames = false;
+    const frames: Buffer[] = [];
+    for (let i = 0; i < 1000; i++) {
+      const id = client.newStreamId();
+      frames.push(
+        headersFrame(id, hpack.block(getFields()), { endStream: true }),
+        rstStreamFrame(id, ERROR.CANCEL),
+      );
+    }
+    client.socket.write(Buffer.concat(frames));
+    const goaway = await client.waitGoawayOrClose();
+    assert.equal(goaway?.code, ERROR.ENHANCE_YOUR_CALM);
+    assert.ok(server.seen.length <= 60, `${server.seen.length} streams reached the application`);
+  } finally {
+    client.close();
+  }
+});
+
+test('a CONTINUATION flood closes the connection with ENHANCE_YOUR_CALM', async () => {
+  const server = await startServer();
+  const client = await RawH2Client.connect(server.port);
+  try {
+    const id = client.newStreamId();
+    client.socket.write(headersFrame(id, hpack.block(getFields()), { endStream: true, endHeaders: false }));
+    const filler = hpack.block([['x-filler', 'y'.repeat(16000)]]);
+    for (let i = 0; i < 10 && !client.closed; i++) await client.write(continuationFrame(id, filler, false));
+    const goaway = await client.waitGoawayOrClose();
+    assert.equal(goaway?.code, ERROR.ENHANCE_YOUR_CALM);
+    assert.deepEqual(server.seen, []);
+  } finally {
+    client.close();
+  }
+});
+
+test('PING and SETTINGS floods close the connection with ENHANCE_YOUR_CALM', async () => {
+  const server = await startServer();
+  const client = await RawH2Client.connect(server.port);
+  try {
+    client.keepFrames = false;
+    client.socket.write(Buffer.concat(Array.from({ length: 500 }, () => pingFrame())));
+    assert.equal((await client.waitGoawayOrClose())?.code, ERROR.ENHANCE_YOUR_CALM);
+  } finally {
+    client.close();
+  }
+});
+
+test('protocol violations end the connection with the right GOAWAY code', async () => {
+  const cases: [string, Buffer, number][] = [
+    ['DATA on stream 0', frame(FRAME.DATA, 0, 0, Buffer.from('x')), ERROR.PROTOCOL_ERROR],
+    ['HEADERS on an even id', headersFrame(2, hpack.block(getFields())), ERROR.PROTOCOL_ERROR],
+    ['CONTINUATION without HEADERS', continuationFrame(1, Buffer.alloc(0), true), ERROR.PROTOCOL_ERROR],
+    ['PUSH_PROMISE from a client', frame(FRAME.PUSH_PROMISE, 4, 1, Buffer.alloc(4)), ERROR.PROTOCOL_ERROR],
+    ['oversized frame', frame(FRAME.DATA, 0, 1, Buffer.alloc(16385)), ERROR.FRAME_SIZE_ERROR],
+    ['PING of 7 bytes', frame(FRAME.PING, 0, 0, Buffer.alloc(7)), ERROR.FRAME_SIZE_ERROR],
+    ['bad HPACK index', headersFrame(1, Buffer.from([0xff, 0x10])), ERROR.COMPRESSION_ERROR],
+    ['WINDOW_UPDATE of 0', frame(FRAME.WINDOW_UPDATE, 0, 0, Buffer.alloc(4)), ERROR.PROTOCOL_ERROR],
+    ['DATA on an idle stream', dataFrame(99, 'x'), ERROR.PROTOCOL_ERROR],
+  ];
+  for (const [what, bytes, code] of cases) {
+    const server = await startServer();
+    const client = await RawH2Client.connect(server.port);
+    try {
+      client.socket.write(bytes);
+      assert.equal((await client.waitGoawayOrClose())?.code, code, what);
+    } finally {
+      client.close();
+    }
+  }
+});
