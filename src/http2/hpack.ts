@@ -443,8 +443,9 @@ export class HpackEncoder {
     } else this.literal(8, String(code));
   }
 
-  /** Adds a field; `name` must be lowercase. */
+  /** Adds a field (its name is sent in lowercase, as HTTP/2 requires). */
   field(name: string, value: string): void {
+    name = name.toLowerCase();
     const pair = STATIC_PAIR_INDEX.get(`${name}\0${value}`);
     if (pair !== undefined) {
       this.reserve(1);

@@ -9,8 +9,10 @@
  *
  * Shape: `H2ServerConnection` reads frames from the socket, keeps the HPACK decoder, the streams and
  * both directions of flow control, and batches everything it sends in one socket write per tick.
- * `H2ServerStream` is one request: callbacks for its body (`onData`, `onEnd`, `onTrailers`, `onClose`)
- * and methods for the response (`respond`, `write`, `end`, `sendTrailers`, `reset`).
+ * `H2ServerStream` is one request: its `owner` (a StreamOwner) gets the body and the stream's end, and
+ * its methods send the response (`respond`, `write`, `end`, `sendTrailers`, `reset`). New streams reach
+ * the application once the whole read that carried them is processed, so a stream the client reset in
+ * the same read (Rapid Reset) is never seen.
  *
  * Errors: a malformed request is a stream error (RST_STREAM PROTOCOL_ERROR; the application never sees
  * the stream); a protocol violation of the connection is GOAWAY with its code, then close.
@@ -80,7 +82,10 @@ export interface H2ServerOptions {
 /** Why a connection ended badly (for the log line the owner writes). */
 export interface H2ConnectionError {
   code: number;
+  /** What went wrong; for ENHANCE_YOUR_CALM, what the client sent too much of ("stream resets", ...). */
   reason: string;
+  /** For ENHANCE_YOUR_CALM: how many of them it sent. */
+  count: number;
 }
 
 /** Our SETTINGS_MAX_FRAME_SIZE (the default; larger frames are a FRAME_SIZE_ERROR). */
@@ -100,10 +105,19 @@ const STREAM_HIGH_WATER = 64 * 1024;
 const SLAB_BYTES = 64 * 1024;
 /** Payloads up to this size are copied into the slab; larger ones are sent by reference. */
 const COPY_LIMIT = 4096;
+/**
+ * Empty DATA frames without END_STREAM and empty header block fragments without END_HEADERS a
+ * connection may send: they carry nothing and cost a frame's work each, so a stream of them is a flood.
+ */
+const MAX_EMPTY_FRAMES = 100;
 /** How long a connection closed with an error waits for its GOAWAY to leave before it is destroyed. */
 const GOAWAY_LINGER_MS = 250;
 
 const EMPTY = Buffer.alloc(0);
+
+const REQUEST_OK = 0;
+const REQUEST_MALFORMED = 1;
+const REQUEST_TOO_LARGE = 2;
 
 const CONNECTION_SPECIFIC = new Set([
   'connection',
@@ -116,10 +130,37 @@ const CONNECTION_SPECIFIC = new Set([
 /** Thrown inside the frame loop to end the connection with GOAWAY. */
 class ConnectionError extends Error {
   readonly code: number;
-  constructor(code: number, reason: string) {
+  readonly count: number;
+  constructor(code: number, reason: string, count = 0) {
     super(reason);
     this.code = code;
+    this.count = count;
   }
+}
+
+/** A budget ran out: GOAWAY ENHANCE_YOUR_CALM, naming what the client sent too much of. */
+function calm(what: string, count: number): ConnectionError {
+  return new ConnectionError(ENHANCE_YOUR_CALM, what, count);
+}
+
+/**
+ * What handles the events of a stream (the exchange serving it). Calls come only while the stream is
+ * not paused, except onStreamClose and onStreamDrain.
+ */
+export interface StreamOwner {
+  /** A request body chunk (the owner may keep it). */
+  onRequestData(chunk: Buffer): void;
+  /** The request's trailer fields, names and values alternately; onRequestEnd follows. */
+  onRequestTrailers(fields: string[]): void;
+  /** The request body is complete. */
+  onRequestEnd(): void;
+  /** write() may be called again after it returned false. */
+  onStreamDrain(): void;
+  /**
+   * The stream is gone: `code` is NO_ERROR when both sides ended normally, else the RST_STREAM code (the
+   * client's when `byClient`, else the one zproxy sent), or CANCEL when the connection ended first.
+   */
+  onStreamClose(code: number, byClient: boolean): void;
 }
 
 export class H2ServerStream {
@@ -136,47 +177,47 @@ export class H2ServerStream {
   fields: string[] = [];
   /** The request's content-length, or -1. */
   contentLength = -1;
-
-  /** Request body chunks, in order (the chunk is the stream's own, the callee may keep it). */
-  onData: ((chunk: Buffer) => void) | null = null;
-  /** The request body is complete (after its trailers, if any). */
-  onEnd: (() => void) | null = null;
-  /** The request's trailer fields, names and values alternately; onEnd follows. */
-  onTrailers: ((fields: string[]) => void) | null = null;
-  /** write() may be called again after it returned false. */
-  onDrain: (() => void) | null = null;
   /**
-   * The stream is gone: `code` is NO_ERROR when both sides ended normally, else the RST_STREAM code (the
-   * client's, or the one zproxy sent), or the GOAWAY code when the connection ended.
+   * The header list was larger than maxHeaderListSize or had more than maxHeaderFields fields: `fields`
+   * holds only its start, and the request must be answered with 431.
    */
-  onClose: ((code: number, byClient: boolean) => void) | null = null;
+  tooLarge = false;
 
-  /** The client ended its side (END_STREAM received). */
+  owner: StreamOwner | null = null;
+
+  /** The request has no body: its HEADERS frame carried END_STREAM. */
+  bodyless = false;
+  /** The client ended its side (END_STREAM received; the body may still be held while paused). */
   remoteEnded = false;
-  /** zproxy ended its side (END_STREAM queued). */
+  /** zproxy ended its side (END_STREAM or trailers queued). */
   localEnded = false;
   headersSent = false;
   closed = false;
-  paused = false;
+  /** Body events wait until resume() (a stream starts paused, like a Readable without a reader). */
+  paused = true;
 
   /** Flow control: what the client still accepts on this stream, and what we still accept. */
   sendWindow: number;
   recvWindow: number;
-  /** Body bytes delivered to onData and not yet credited back to the client. */
+  /** Body bytes delivered and not yet credited back to the client. */
   private unacked = 0;
   /** Body bytes received (checked against content-length). */
   received = 0;
-  /** Response body waiting for flow-control credit, and whether END_STREAM follows it. */
+  /** Response body waiting for flow-control credit, and what follows it. */
   queue: Buffer[] = [];
   queued = 0;
   endAfterQueue = false;
-  trailersAfterQueue: string[] | null = null;
+  trailersAfterQueue: readonly string[] | null = null;
   /** The stream waits for connection credit (it is in the connection's blocked list). */
   blocked = false;
-  /** Chunks received while paused. */
-  private held: Buffer[] | null = null;
-  private heldEnd = false;
+  /** Reset with NO_ERROR once the response is complete if the request is not (off for tunnels). */
+  resetWhenDone = true;
+  /** A write returned false: onStreamDrain is due. */
   wantsDrain = false;
+  /** Body events received while paused, replayed in order by resume(). */
+  private held: Buffer[] | null = null;
+  private heldTrailers: string[] | null = null;
+  private heldEnd = false;
 
   constructor(connection: H2ServerConnection, id: number, sendWindow: number, recvWindow: number) {
     this.connection = connection;
@@ -197,16 +238,40 @@ export class H2ServerStream {
     if (endStream) this.connection.maybeClose(this);
   }
 
-  /** Queues response body bytes (the stream keeps `chunk`); false when the caller should wait for onDrain. */
+  /** Queues response body bytes (the stream keeps `chunk`); false when the caller should wait for onStreamDrain. */
   write(chunk: Buffer): boolean {
     if (this.closed || this.localEnded) return false;
     if (chunk.length > 0) this.connection.sendData(this, chunk, false);
     if (this.queued > STREAM_HIGH_WATER || this.connection.congested()) {
-      this.wantsDrain = true;
-      this.connection.waitDrain(this);
+      if (!this.wantsDrain) {
+        this.wantsDrain = true;
+        this.connection.waitDrain(this);
+      }
       return false;
     }
     return true;
+  }
+
+  /** write() from `buf[start, end)`, which the stream does not keep (it copies what it cannot send now). */
+  writeFrom(buf: Buffer, start: number, end: number): boolean {
+    if (this.closed || this.localEnded) return false;
+    if (end > start) this.connection.sendDataFrom(this, buf, start, end, false);
+    if (this.queued > STREAM_HIGH_WATER || this.connection.congested()) {
+      if (!this.wantsDrain) {
+        this.wantsDrain = true;
+        this.connection.waitDrain(this);
+      }
+      return false;
+    }
+    return true;
+  }
+
+  /** end() after `buf[start, end)`, which the stream does not keep. */
+  endFrom(buf: Buffer, start: number, end: number): void {
+    if (this.closed || this.localEnded) return;
+    this.localEnded = true;
+    this.connection.sendDataFrom(this, buf, start, end, true);
+    this.connection.maybeClose(this);
   }
 
   /** Ends the response body, after `chunk` if given. */
@@ -221,7 +286,7 @@ export class H2ServerStream {
   sendTrailers(fields: readonly string[]): void {
     if (this.closed || this.localEnded) return;
     this.localEnded = true;
-    if (this.queued > 0) this.trailersAfterQueue = fields.slice();
+    if (this.queued > 0) this.trailersAfterQueue = fields;
     else this.connection.sendTrailerBlock(this, fields);
     this.connection.maybeClose(this);
   }
@@ -232,7 +297,12 @@ export class H2ServerStream {
     this.connection.resetStream(this, code, false);
   }
 
-  /** Stops onData until resume(); the client's window is not credited meanwhile. */
+  /** Bytes of response body waiting for flow-control credit. */
+  get pendingBytes(): number {
+    return this.queued;
+  }
+
+  /** Stops body events until resume(); the client's window is not credited meanwhile. */
   pause(): void {
     this.paused = true;
   }
@@ -241,30 +311,51 @@ export class H2ServerStream {
     if (!this.paused) return;
     this.paused = false;
     const held = this.held;
-    this.held = null;
-    if (held !== null) for (const chunk of held) if (!this.closed && !this.paused) this.deliver(chunk);
-    if (this.paused) return;
-    if (this.heldEnd) {
+    if (held !== null) {
+      this.held = null;
+      for (let i = 0; i < held.length; i++) {
+        if (this.closed) return;
+        if (this.paused) {
+          // Paused again by the owner: keep the rest, in order.
+          this.held = this.held === null ? held.slice(i) : [...held.slice(i), ...this.held];
+          return;
+        }
+        this.deliver(held[i]!);
+      }
+    }
+    if (this.paused || this.closed || this.owner === null) return;
+    if (this.heldTrailers !== null) {
+      const trailers = this.heldTrailers;
+      this.heldTrailers = null;
+      this.owner.onRequestTrailers(trailers);
+    }
+    if (this.heldEnd && !this.closed) {
       this.heldEnd = false;
-      this.onEnd?.();
+      this.owner.onRequestEnd();
     }
     this.credit(0);
   }
 
   /** Called by the connection for each DATA payload. */
   deliver(chunk: Buffer): void {
-    if (this.paused) {
+    if (this.paused || this.owner === null) {
       if (this.held === null) this.held = [chunk];
       else this.held.push(chunk);
       return;
     }
-    this.onData?.(chunk);
+    this.owner.onRequestData(chunk);
     this.credit(chunk.length);
   }
 
+  deliverTrailers(fields: string[]): void {
+    if (this.paused || this.owner === null || this.held !== null) this.heldTrailers = fields;
+    else this.owner.onRequestTrailers(fields);
+  }
+
   deliverEnd(): void {
-    if (this.paused || this.held !== null) this.heldEnd = true;
-    else this.onEnd?.();
+    if (this.paused || this.owner === null || this.held !== null || this.heldTrailers !== null)
+      this.heldEnd = true;
+    else this.owner.onRequestEnd();
   }
 
   /** Credits consumed body bytes back to the client once half a window is owed. */
@@ -272,10 +363,10 @@ export class H2ServerStream {
     this.unacked += n;
     if (this.paused || this.remoteEnded || this.closed) return;
     if (this.unacked >= this.connection.streamWindow / 2) {
-      const n2 = this.unacked;
+      const owed = this.unacked;
       this.unacked = 0;
-      this.recvWindow += n2;
-      this.connection.sendWindowUpdate(this.id, n2);
+      this.recvWindow += owed;
+      this.connection.sendWindowUpdate(this.id, owed);
     }
   }
 }
@@ -294,6 +385,9 @@ export class H2ServerConnection {
   private readonly resets: RateBudget;
   private readonly controlFrames: RateBudget;
   private readonly decoded: string[] = [];
+  private emptyFrames = 0;
+  /** Streams opened by the read being processed, handed to onStream once it is done. */
+  private arrived: H2ServerStream[] = [];
 
   private input: Buffer | null = null;
   private prefaceSeen = false;
@@ -368,6 +462,8 @@ export class H2ServerConnection {
     this.socket.on('error', () => this.onSocketGone(null));
     this.socket.on('drain', () => this.onSocketDrain());
     if (initial !== undefined && initial.length > 0) this.onBytes(initial);
+    // A socket handed over by the HTTP/1 engine was paused there.
+    this.socket.resume();
   }
 
   /** Open streams. */
@@ -427,12 +523,20 @@ export class H2ServerConnection {
       }
       throw error;
     }
+    if (this.arrived.length > 0) this.deliverArrived();
     if (off < buf.length && !this.destroyed) {
       buf = buf.subarray(off);
       // Keep a copy when the remainder is small, so a large read buffer is not held for a few bytes.
       this.input = buf.length < 1024 ? Buffer.from(buf) : buf;
     }
     this.scheduleFlush();
+  }
+
+  /** Hands the streams opened by the last read to the application, unless they closed meanwhile. */
+  private deliverArrived(): void {
+    const arrived = this.arrived;
+    this.arrived = [];
+    for (const stream of arrived) if (!stream.closed && !this.destroyed) this.onStream(stream);
   }
 
   private onFrame(type: number, flags: number, id: number, buf: Buffer, start: number, end: number): void {
@@ -492,6 +596,7 @@ export class H2ServerConnection {
   private onDataFrame(flags: number, id: number, buf: Buffer, start: number, end: number): void {
     if (id === 0) throw new ConnectionError(PROTOCOL_ERROR, 'DATA on stream 0');
     const length = end - start;
+    if (length === 0 && (flags & FLAG_END_STREAM) === 0) this.countEmptyFrame();
     this.recvWindow -= length;
     if (this.recvWindow < 0) throw new ConnectionError(FLOW_CONTROL_ERROR, 'connection window exceeded');
     // The connection window is credited as soon as the bytes are taken off the socket: memory per
@@ -563,9 +668,10 @@ export class H2ServerConnection {
   }
 
   private addFragment(buf: Buffer, start: number, end: number): void {
+    if (end === start && (this.blockFlags & FLAG_END_HEADERS) === 0) this.countEmptyFrame();
     this.blockBytes += end - start;
     if (this.blockBytes > HEADER_BLOCK_FACTOR * this.options.maxHeaderListSize + OUR_MAX_FRAME_SIZE)
-      throw new ConnectionError(ENHANCE_YOUR_CALM, 'header block too large (CONTINUATION flood)');
+      throw calm('CONTINUATION frames', this.blockBytes);
     // A single-frame block is decoded in place; fragments are copied (the read buffer may be reused).
     this.blockParts.push(
       this.blockParts.length === 0 && (this.blockFlags & FLAG_END_HEADERS) !== 0
@@ -603,18 +709,21 @@ export class H2ServerConnection {
       return;
     }
     const stream = new H2ServerStream(this, id, this.peerInitialWindow, this.options.streamWindow);
-    if (result !== DECODED_OK || !this.readRequest(stream, out)) {
+    const verdict = this.readRequest(stream, out);
+    if (verdict === REQUEST_MALFORMED || (endStream && stream.contentLength > 0)) {
       this.refuse(id, PROTOCOL_ERROR);
       return;
+    }
+    if (result !== DECODED_OK || verdict === REQUEST_TOO_LARGE) {
+      // Answered with 431 by the application; repeated, it is an HPACK bomb: counted like a reset.
+      stream.tooLarge = true;
+      if (!this.resets.take()) throw calm('refused streams', this.resets.count);
     }
     stream.remoteEnded = endStream;
-    if (endStream && stream.contentLength > 0) {
-      this.refuse(id, PROTOCOL_ERROR);
-      return;
-    }
+    stream.bodyless = endStream;
     this.streams.set(id, stream);
-    this.onStream(stream);
-    if (endStream && !stream.closed) stream.deliverEnd();
+    this.arrived.push(stream);
+    if (endStream) stream.deliverEnd();
   }
 
   private onTrailerBlock(stream: H2ServerStream, out: string[], result: number, endStream: boolean): void {
@@ -631,16 +740,16 @@ export class H2ServerConnection {
       return;
     }
     stream.remoteEnded = true;
-    stream.onTrailers?.(out.slice());
-    if (!stream.closed) stream.deliverEnd();
+    stream.deliverTrailers(out.slice());
+    stream.deliverEnd();
     this.maybeClose(stream);
   }
 
   /**
-   * Checks a request header list (RFC 9113 §8.2, §8.3) and fills the stream's request fields; false
-   * when the request is malformed.
+   * Checks a request header list (RFC 9113 §8.2, §8.3) and fills the stream's request fields:
+   * REQUEST_MALFORMED, REQUEST_TOO_LARGE (more than maxHeaderFields fields) or REQUEST_OK.
    */
-  private readRequest(stream: H2ServerStream, out: string[]): boolean {
+  private readRequest(stream: H2ServerStream, out: string[]): number {
     let i = 0;
     let seen = 0; // bits: 1 method, 2 scheme, 4 authority, 8 path, 16 protocol
     for (; i < out.length && out[i]!.charCodeAt(0) === 0x3a; i += 2) {
@@ -662,36 +771,39 @@ export class H2ServerConnection {
       } else if (name === ':protocol' && this.options.enableConnectProtocol) {
         bit = 16;
         stream.protocol = value;
-      } else return false;
-      if (seen & bit || !validValue(value)) return false;
+      } else return REQUEST_MALFORMED;
+      if (seen & bit || !validValue(value)) return REQUEST_MALFORMED;
       seen |= bit;
     }
     if (stream.method === 'CONNECT' && (seen & 16) === 0) {
-      if (seen !== (1 | 4)) return false;
+      if (seen !== (1 | 4)) return REQUEST_MALFORMED;
     } else {
-      if ((seen & (1 | 2 | 8)) !== (1 | 2 | 8) || stream.path === '') return false;
-      if (seen & 16 && (stream.method !== 'CONNECT' || (seen & 4) === 0)) return false;
-      if (!validToken(stream.method)) return false;
+      if ((seen & (1 | 2 | 8)) !== (1 | 2 | 8) || stream.path === '') return REQUEST_MALFORMED;
+      if (seen & 16 && (stream.method !== 'CONNECT' || (seen & 4) === 0)) return REQUEST_MALFORMED;
+      if (!validToken(stream.method)) return REQUEST_MALFORMED;
     }
     const fields: string[] = [];
     let count = 0;
+    let tooMany = false;
     for (; i < out.length; i += 2) {
       const name = out[i]!;
       const value = out[i + 1]!;
-      if (!validName(name) || !validValue(value)) return false;
-      if (CONNECTION_SPECIFIC.has(name)) return false;
-      if (name === 'te' && value !== 'trailers') return false;
+      if (!validName(name) || !validValue(value)) return REQUEST_MALFORMED;
+      if (CONNECTION_SPECIFIC.has(name)) return REQUEST_MALFORMED;
+      if (name === 'te' && value !== 'trailers') return REQUEST_MALFORMED;
       if (name === 'content-length') {
-        if (!/^[0-9]{1,15}$/.test(value)) return false;
+        if (!/^[0-9]{1,15}$/.test(value)) return REQUEST_MALFORMED;
         const n = Number(value);
-        if (stream.contentLength >= 0 && stream.contentLength !== n) return false;
+        if (stream.contentLength >= 0 && stream.contentLength !== n) return REQUEST_MALFORMED;
         stream.contentLength = n;
       }
-      if (++count > this.options.maxHeaderFields) return false;
-      fields.push(name, value);
+      if (name === 'host' && (seen & 4) !== 0 && value.toLowerCase() !== stream.authority.toLowerCase())
+        return REQUEST_MALFORMED; // routing and the upstream must see one host (RFC 9113 §8.3.1)
+      if (++count > this.options.maxHeaderFields) tooMany = true;
+      else fields.push(name, value);
     }
     stream.fields = fields;
-    return true;
+    return tooMany ? REQUEST_TOO_LARGE : REQUEST_OK;
   }
 
   private onRstStream(id: number, buf: Buffer, start: number, end: number): void {
@@ -702,7 +814,7 @@ export class H2ServerConnection {
     if (stream === undefined) return;
     const code = buf.readUInt32BE(start);
     this.closeStream(stream, code, true);
-    if (!this.resets.take()) throw new ConnectionError(ENHANCE_YOUR_CALM, 'too many stream resets');
+    if (!this.resets.take()) throw calm('stream resets', this.resets.count);
   }
 
   private onSettings(flags: number, id: number, buf: Buffer, start: number, end: number): void {
@@ -778,15 +890,18 @@ export class H2ServerConnection {
     this.pump(stream);
   }
 
+  private countEmptyFrame(): void {
+    if (++this.emptyFrames > MAX_EMPTY_FRAMES) throw calm('empty frames', this.emptyFrames);
+  }
+
   private countControlFrame(): void {
-    if (!this.controlFrames.take())
-      throw new ConnectionError(ENHANCE_YOUR_CALM, 'too many PING/SETTINGS frames');
+    if (!this.controlFrames.take()) throw calm('PING/SETTINGS frames', this.controlFrames.count);
   }
 
   /** A malformed or refused request: RST_STREAM, counted against the reset budget. */
   private refuse(id: number, code: number): void {
     this.writeRst(id, code);
-    if (!this.resets.take()) throw new ConnectionError(ENHANCE_YOUR_CALM, 'too many refused streams');
+    if (!this.resets.take()) throw calm('refused streams', this.resets.count);
   }
 
   private streamError(id: number, code: number): void {
@@ -916,6 +1031,25 @@ export class H2ServerConnection {
     this.pump(stream);
   }
 
+  /** sendData() from `buf[start, end)`: copied into the outgoing slab when it can go at once, else queued as a copy. */
+  sendDataFrom(stream: H2ServerStream, buf: Buffer, start: number, end: number, endStream: boolean): void {
+    const n = end - start;
+    if (
+      stream.queued === 0 &&
+      !stream.closed &&
+      n <= COPY_LIMIT &&
+      n <= stream.sendWindow &&
+      n <= this.sendWindow &&
+      n <= this.peerMaxFrameSize
+    ) {
+      stream.sendWindow -= n;
+      this.sendWindow -= n;
+      this.writeFrame(DATA, endStream ? FLAG_END_STREAM : 0, stream.id, buf, start, end);
+      return;
+    }
+    this.sendData(stream, Buffer.from(buf.subarray(start, end)), endStream);
+  }
+
   /** Sends as much of the stream's queue as both windows allow. */
   private pump(stream: H2ServerStream): void {
     if (stream.closed) return;
@@ -955,6 +1089,10 @@ export class H2ServerConnection {
       this.writeData(stream.id, EMPTY, true);
     }
     this.maybeClose(stream);
+    if (stream.wantsDrain && stream.queued <= STREAM_HIGH_WATER && !this.congested()) {
+      stream.wantsDrain = false;
+      stream.owner?.onStreamDrain();
+    }
   }
 
   private writeData(id: number, payload: Buffer, endStream: boolean): void {
@@ -988,24 +1126,29 @@ export class H2ServerConnection {
         continue;
       }
       stream.wantsDrain = false;
-      stream.onDrain?.();
+      stream.owner?.onStreamDrain();
     }
   }
 
   // ---------------------------------------------------------------------------------------------
   // Stream and connection ends
 
-  /** Closes the stream once both sides have ended and its body has left. */
+  /**
+   * Closes the stream once both sides have ended and its response has left. A response complete while
+   * the client is still sending its request is followed by RST_STREAM NO_ERROR, which tells the client
+   * to stop (RFC 9113 §8.1), unless the stream is a tunnel (`resetWhenDone` off).
+   */
   maybeClose(stream: H2ServerStream): void {
     if (
-      !stream.closed &&
-      stream.remoteEnded &&
-      stream.localEnded &&
-      stream.queued === 0 &&
-      !stream.endAfterQueue &&
-      stream.trailersAfterQueue === null
+      stream.closed ||
+      !stream.localEnded ||
+      stream.queued !== 0 ||
+      stream.endAfterQueue ||
+      stream.trailersAfterQueue !== null
     )
-      this.closeStream(stream, NO_ERROR, false);
+      return;
+    if (stream.remoteEnded) this.closeStream(stream, NO_ERROR, false);
+    else if (stream.resetWhenDone) this.resetStream(stream, NO_ERROR, false);
   }
 
   /** Resets a stream: RST_STREAM `code` and close. */
@@ -1021,13 +1164,13 @@ export class H2ServerConnection {
     stream.queue.length = 0;
     stream.queued = 0;
     this.streams.delete(stream.id);
-    stream.onClose?.(code, byClient);
+    stream.owner?.onStreamClose(code, byClient);
     if (this.goingAway && this.streams.size === 0) this.endSocket();
   }
 
   private fail(error: ConnectionError): void {
     if (this.destroyed) return;
-    this.error = { code: error.code, reason: error.message };
+    this.error = { code: error.code, reason: error.message, count: error.count };
     this.goingAway = true;
     this.sendGoaway(error.code);
     this.flush();

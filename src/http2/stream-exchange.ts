@@ -15,8 +15,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
-import http2 from 'node:http2';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 import { type CompiledRoute, forwardPathFor, type Runtime } from '../config/runtime.ts';
 import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.ts';
 import { Exchange } from '../exchange.ts';
@@ -48,6 +47,9 @@ import type { Pool } from '../upstream/pool.ts';
 import { acceptValue, switchesToWebSocket, WEBSOCKET_VERSION } from '../websocket/handshake.ts';
 import type { TunnelRegistry } from '../websocket/registry.ts';
 import { Tunnel } from '../websocket/tunnel.ts';
+import { INTERNAL_ERROR, NO_ERROR } from './frames.ts';
+import type { H2ServerStream, StreamOwner } from './server-connection.ts';
+import { H2StreamDuplex } from './stream-duplex.ts';
 import { Http2UpstreamExchange } from './upstream-exchange.ts';
 
 /** Request fields never forwarded from HTTP/2: connection-specific ones (RFC 9113 §8.2.2) and those rebuilt. */
@@ -71,68 +73,59 @@ const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
 const CRLF = Buffer.from('\r\n', 'latin1');
 
 /**
- * What handles the events of a client's stream: a StreamExchange, or the Http2UpstreamExchange it hands
- * the stream to. The stream's listeners are the module-level functions below (no closure per stream);
- * they find their handler in the stream's `kOwner` property.
+ * The request head of a stream as a header object (node:http2's shape, which the filters' field reader
+ * and the forwarding rules read): pseudo-header fields first, repeated fields as lists, split `cookie`
+ * fields joined with "; " (RFC 9113 §8.2.3).
  */
-export interface StreamOwner {
-  /** The stream closed (whatever the reason); called by the session's close listener (downstream.ts). */
-  onStreamClose(): void;
-  /** The client's flow-control window reopened after a write returned false. */
-  onStreamDrain(): void;
-  onRequestData(chunk: Buffer): void;
-  onRequestEnd(): void;
-  onRequestTrailers(trailers: IncomingHttpHeaders): void;
-  /** The response body is done and its trailers may be sent (waitForTrailers). */
-  onWantTrailers(): void;
+export function requestHeaders(stream: H2ServerStream): IncomingHttpHeaders {
+  const headers: IncomingHttpHeaders = {
+    ':method': stream.method,
+    ':path': stream.path,
+    ':scheme': stream.scheme,
+    ':authority': stream.authority,
+  };
+  if (stream.protocol !== '') headers[':protocol'] = stream.protocol;
+  const fields = stream.fields;
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!;
+    const value = fields[i + 1]!;
+    const prior = headers[name];
+    if (prior === undefined) headers[name] = value;
+    else if (name === 'cookie') headers[name] = `${String(prior)}; ${value}`;
+    else if (Array.isArray(prior)) prior.push(value);
+    else headers[name] = [String(prior), value];
+  }
+  return headers;
 }
 
-export const kOwner = Symbol('zproxy.http2.owner');
-/** Set once a 'drain' listener is attached (only after a write returned false). */
-const kDrainWatched = Symbol('zproxy.http2.drainWatched');
-
-export type OwnedStream = ServerHttp2Stream & { [kOwner]?: StreamOwner; [kDrainWatched]?: boolean };
-
-function ownerDrain(this: OwnedStream): void {
-  this[kOwner]?.onStreamDrain();
-}
-function ownerData(this: OwnedStream, chunk: Buffer): void {
-  this[kOwner]?.onRequestData(chunk);
-}
-function ownerEnd(this: OwnedStream): void {
-  this[kOwner]?.onRequestEnd();
-}
-function ownerTrailers(this: OwnedStream, trailers: IncomingHttpHeaders): void {
-  this[kOwner]?.onRequestTrailers(trailers);
-}
-function ownerWantTrailers(this: OwnedStream): void {
-  this[kOwner]?.onWantTrailers();
+/** A flat field list (names and values alternately) as a header object (repeated fields as lists). */
+export function fieldObject(fields: readonly string[]): IncomingHttpHeaders {
+  const out: IncomingHttpHeaders = {};
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!;
+    const prior = out[name];
+    if (prior === undefined) out[name] = fields[i + 1]!;
+    else if (Array.isArray(prior)) prior.push(fields[i + 1]!);
+    else out[name] = [String(prior), fields[i + 1]!];
+  }
+  return out;
 }
 
-/** Listens for 'drain' on a client stream (once per stream, when a write first returns false). */
-export function watchDrain(stream: OwnedStream): void {
-  if (stream[kDrainWatched] === true) return;
-  stream[kDrainWatched] = true;
-  stream.on('drain', ownerDrain);
-}
-
-/** Sends the client's request body and trailers to the owner's onRequestData/onRequestEnd/onRequestTrailers. */
-export function watchRequestBody(stream: OwnedStream): void {
-  stream.on('data', ownerData);
-  stream.on('end', ownerEnd);
-}
-
-export function watchRequestTrailers(stream: OwnedStream): void {
-  stream.on('trailers', ownerTrailers);
-}
-
-/** Calls the owner's onWantTrailers when the stream is ready for trailers (respond with waitForTrailers). */
-export function watchWantTrailers(stream: OwnedStream): void {
-  stream.on('wantTrailers', ownerWantTrailers);
+/** A header object as a flat field list (pseudo-header fields left out, lists expanded). */
+export function fieldList(headers: OutgoingHttpHeaders | IncomingHttpHeaders): string[] {
+  const out: string[] = [];
+  for (const name of Object.keys(headers)) {
+    if (name.charCodeAt(0) === 0x3a) continue;
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) out.push(name, String(v));
+    else out.push(name, String(value));
+  }
+  return out;
 }
 
 export class StreamExchange implements UpstreamRequester, StreamOwner {
-  private readonly stream: OwnedStream;
+  private readonly stream: H2ServerStream;
   private readonly exchange: Exchange;
   private readonly runtime: Runtime;
   private readonly headRequest: boolean;
@@ -148,10 +141,10 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
   private finished = false;
   /** The upstream's response, held while a response filter waits for I/O (holdResponse). */
   private held: HeldResponse | null = null;
-  /** Trailers of the client's request (sent in the last chunk). */
-  private requestTrailers: IncomingHttpHeaders | null = null;
+  /** Trailers of the client's request (sent in the last chunk), names and values alternately. */
+  private requestTrailers: string[] | null = null;
   /** Trailer section of the upstream's chunked response (sent as HTTP/2 trailers). */
-  private responseTrailers: Record<string, string | string[]> | null = null;
+  private responseTrailers: string[] | null = null;
   /** The process's tunnels; null when WebSocket is off. */
   private readonly tunnels: TunnelRegistry | null;
   /**
@@ -166,14 +159,10 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
   private fwdScheme = '';
   private fwdContentLength = -1;
 
-  /**
-   * `stream` already has an 'error' listener and a 'close' listener that calls the owner's onStreamClose
-   * (downstream.ts); `hsts` is the Strict-Transport-Security value for its session, or null.
-   */
+  /** `hsts` is the Strict-Transport-Security value for the stream's connection, or null. */
   constructor(
     runtime: Runtime,
-    stream: OwnedStream,
-    headers: IncomingHttpHeaders,
+    stream: H2ServerStream,
     clientAddress: string,
     scheme: string,
     hsts: string | null,
@@ -183,13 +172,14 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     this.runtime = runtime;
     this.hsts = hsts;
     this.tunnels = tunnels;
-    const method = String(headers[':method'] ?? '');
-    const target = String(headers[':path'] ?? '');
-    const authority = String(headers[':authority'] ?? headers.host ?? '');
+    const headers = requestHeaders(stream);
+    const method = stream.method;
+    const target = stream.path;
+    const authority = stream.authority !== '' ? stream.authority : String(headers.host ?? '');
     this.headRequest = method === 'HEAD';
     const ex = new Exchange(performance.now(), method, target, authority, '2', clientAddress);
     this.exchange = ex;
-    stream[kOwner] = this;
+    stream.owner = this;
     this.start(headers, method, target, authority, scheme);
   }
 
@@ -198,12 +188,8 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     this.upstream?.resume();
   }
 
-  onRequestTrailers(trailers: IncomingHttpHeaders): void {
-    this.requestTrailers = trailers;
-  }
-
-  onWantTrailers(): void {
-    this.sendResponseTrailers();
+  onRequestTrailers(fields: string[]): void {
+    this.requestTrailers = fields;
   }
 
   private start(
@@ -215,12 +201,12 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
   ) {
     const rt = this.runtime;
     const ex = this.exchange;
-    // RFC 8441: nghttp2 lets `:protocol` through only on a CONNECT with :scheme and :path, and only when
-    // SETTINGS_ENABLE_CONNECT_PROTOCOL was sent (WebSocket enabled).
-    const protocol = headers[':protocol'];
-    const websocket = method === 'CONNECT' && protocol !== undefined;
+    // RFC 8441: the frame layer lets `:protocol` through only on a CONNECT with :scheme, :path and
+    // :authority, and only when SETTINGS_ENABLE_CONNECT_PROTOCOL was sent (WebSocket enabled).
+    const protocol = this.stream.protocol;
+    const websocket = method === 'CONNECT' && protocol !== '';
     if (websocket) {
-      if (String(protocol).toLowerCase() !== 'websocket') {
+      if (protocol.toLowerCase() !== 'websocket') {
         this.respondError('ZP_ERR_WEBSOCKET_HANDSHAKE', `Unsupported :protocol ${JSON.stringify(protocol)}`);
         return;
       }
@@ -286,7 +272,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
   }
 
   private afterRequestFilters(websocket: boolean, local: LocalResponse | undefined): void {
-    if (this.finished || this.stream.destroyed) return;
+    if (this.finished || this.stream.closed) return;
     const ex = this.exchange;
     if (local !== undefined) {
       ex.upstream = '';
@@ -331,7 +317,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     const h2pool = upstreamTarget.http2;
     const upstreamAuthority = rt.preserveHost && authority !== '' ? authority : upstreamTarget.hostHeader;
     // A request without content-length whose stream is still open has a body of unknown length.
-    const requestDone = streamEnded(this.stream) || contentLength === 0;
+    const requestDone = this.stream.bodyless || contentLength === 0;
 
     if (websocket) {
       this.startWebSocket(headers, upstreamTarget.pool, target, upstreamAuthority, scheme, authority, edits);
@@ -363,7 +349,6 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     if (!requestDone && (contentLength < 0 || headers.trailer !== undefined)) {
       this.chunkedRequest = true;
       head += 'Transfer-Encoding: chunked\r\n';
-      watchRequestTrailers(this.stream);
     } else if (lengthField !== undefined) {
       head += `content-length: ${String(lengthField)}\r\n`;
     }
@@ -444,7 +429,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
   onUpgraded(conn: UpstreamConnection, rh: ResponseHead, buf: Buffer, rest: number): void {
     const stream = this.stream;
     const key = this.websocketKey;
-    if (this.finished || conn !== this.upstream || key === null || stream.destroyed) {
+    if (this.finished || conn !== this.upstream || key === null || stream.closed) {
       conn.socket.destroy();
       return;
     }
@@ -457,7 +442,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
       );
       return;
     }
-    const fields: string[] = [':status', '200'];
+    const fields: string[] = [];
     for (let i = 0; i < rh.fieldCount; i++) {
       const kind = rh.fieldKind(i);
       if (kind !== FIELD_OTHER && droppedResponseField(kind, BODY_CHUNKED, this.hsts)) continue;
@@ -468,16 +453,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     }
     fields.push('via', '1.1 zproxy');
     if (this.hsts !== null) fields.push('strict-transport-security', this.hsts);
-    try {
-      stream.respond(fields);
-    } catch (err) {
-      conn.socket.destroy();
-      this.respondError(
-        'ZP_ERR_UPSTREAM_BAD_RESPONSE',
-        `Response head not valid in HTTP/2: ${(err as Error).message}`,
-      );
-      return;
-    }
+    stream.respond(200, fields, false);
     const ex = this.exchange;
     ex.status = 200;
     ex.filters?.finish(false);
@@ -488,7 +464,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
       this.tunnels!,
       ex,
       this.runtime.accessLog,
-      stream,
+      new H2StreamDuplex(stream),
       conn.socket,
       ex.route!.websocketIdleTimeoutMs,
     );
@@ -511,7 +487,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
       conn.requestSent();
       return;
     }
-    watchRequestBody(this.stream);
+    this.stream.resume();
   }
 
   onRequestData(chunk: Buffer): void {
@@ -571,7 +547,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     bodyEnd: number,
   ): void {
     const stream = this.stream;
-    if (this.finished || conn !== this.upstream || stream.destroyed) return;
+    if (this.finished || conn !== this.upstream || stream.closed) return;
     if (this.websocketKey !== null && rh.status < 300) {
       // To an HTTP/2 client a 2xx answer to the extended CONNECT would mean the tunnel is open.
       this.respondError('ZP_ERR_UPSTREAM_BAD_RESPONSE', 'The upstream did not switch to websocket');
@@ -614,7 +590,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     }, this.runtime.connectionTimeoutMs);
     const settle = (local: LocalResponse | undefined): void => {
       clearTimeout(timer);
-      if (!this.finished && !this.stream.destroyed) done(local);
+      if (!this.finished && !this.stream.closed) done(local);
     };
     outcome.then(settle, () => settle(undefined));
   }
@@ -623,7 +599,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
   private releaseResponse(held: HeldResponse, local: LocalResponse | undefined): void {
     if (this.held !== held) return;
     this.held = null;
-    if (this.finished || this.stream.destroyed || held.conn !== this.upstream) return;
+    if (this.finished || this.stream.closed || held.conn !== this.upstream) return;
     if (local !== undefined) {
       this.respondFiltered(local);
       return;
@@ -649,49 +625,23 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     const edits: FieldEditList | null = fx === null ? null : fx.responseEditsOrNull;
     this.exchange.status = rh.status;
     const noBody = framing === BODY_NONE;
-    // A chunked response may end with a trailer section: wait for it before closing the stream.
-    const trailers = framing === BODY_CHUNKED;
     // The whole (small) body of a content-length response came with the head: the response is complete.
     const whole = framing === BODY_LENGTH && bodyEnd > bodyStart;
-    const options = { endStream: noBody, waitForTrailers: trailers };
-    try {
-      // node:http2 takes the fields as a flat list: no object to build, no name to lowercase here.
-      const fields = http2ResponseFields(rh, framing, this.hsts);
-      stream.respond(edits === null ? fields : edits.applyToList(fields), options);
-    } catch {
-      // A field node:http2 allows only once came more than once (or another field it refuses): map the
-      // head again with repeated fields combined; a head that still does not fit is the upstream's fault.
-      try {
-        const object = http2ResponseObject(rh, framing, this.hsts);
-        if (edits !== null) edits.applyTo(object);
-        stream.respond(object, options);
-      } catch (err) {
-        this.respondError(
-          'ZP_ERR_UPSTREAM_BAD_RESPONSE',
-          `Response head not valid in HTTP/2: ${(err as Error).message}`,
-        );
-        return;
-      }
-    }
-    if (trailers) watchWantTrailers(stream);
+    const fields = http2ResponseFields(rh, framing, this.hsts);
+    stream.respond(rh.status, edits === null ? fields : edits.applyToList(fields), noBody);
     if (whole) {
-      // One write that ends the stream (HEADERS, then DATA with END_STREAM). A copy: the bytes are in the
-      // upstream's read buffer, which is reused, and the write is queued in the session.
+      // HEADERS, then DATA with END_STREAM, in the same write.
       this.exchange.bytesOut += bodyEnd - bodyStart;
-      const copy = Buffer.from(body.subarray(bodyStart, bodyEnd));
-      if (fx !== null) fx.body(copy);
-      stream.end(copy);
+      if (fx !== null) {
+        const copy = Buffer.from(body.subarray(bodyStart, bodyEnd));
+        fx.body(copy);
+        stream.end(copy);
+      } else stream.endFrom(body, bodyStart, bodyEnd);
     } else if (bodyEnd > bodyStart) this.onResponseBody(body, bodyStart, bodyEnd);
   }
 
   onResponseTrailers(fields: string): void {
-    this.responseTrailers = parseHttp1Trailers(fields);
-  }
-
-  private sendResponseTrailers(): void {
-    const stream = this.stream;
-    if (stream.destroyed || stream.closed) return;
-    stream.sendTrailers(this.responseTrailers ?? {});
+    this.responseTrailers = fieldList(parseHttp1Trailers(fields));
   }
 
   onResponseBody(buf: Buffer, start: number, end: number): boolean {
@@ -700,16 +650,16 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
       return false;
     }
     const stream = this.stream;
-    if (stream.destroyed) return true;
+    if (stream.closed) return true;
     this.exchange.bytesOut += end - start;
-    // A copy of exactly these bytes: the write is queued in the session, and holdsResponseBytes() lets
-    // the upstream reuse its read buffer for the next read.
-    const copy = Buffer.from(buf.subarray(start, end));
+    // writeFrom copies what it keeps, and holdsResponseBytes() lets the upstream reuse its read buffer.
     const fx = this.exchange.filters;
-    if (fx !== null) fx.body(copy);
-    if (stream.write(copy)) return true;
-    watchDrain(stream);
-    return false;
+    if (fx !== null) {
+      const copy = Buffer.from(buf.subarray(start, end));
+      fx.body(copy);
+      return stream.write(copy);
+    }
+    return stream.writeFrom(buf, start, end);
   }
 
   onResponseData(buf: Buffer, start: number, end: number): boolean {
@@ -725,7 +675,10 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     this.upstream = null;
     if (this.requestDone) conn.pool.release(conn);
     else conn.destroy();
-    if (!this.stream.destroyed && !this.stream.writableEnded) this.stream.end();
+    const stream = this.stream;
+    const trailers = this.responseTrailers;
+    if (trailers !== null && trailers.length > 0) stream.sendTrailers(trailers);
+    else stream.end();
     this.finish(null);
   }
 
@@ -737,7 +690,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
       this.respondError(error.code, error.message);
       return;
     }
-    if (!this.stream.destroyed) this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    this.stream.reset(INTERNAL_ERROR);
     this.finish(error.code);
   }
 
@@ -787,8 +740,9 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     this.finish(code);
   }
 
-  onStreamClose(): void {
-    if (this.finished) return;
+  onStreamClose(code: number): void {
+    // A clean close after zproxy ended the response: whoever ended it finishes the exchange.
+    if (this.finished || (code === NO_ERROR && this.stream.localEnded)) return;
     // The client reset or closed the stream before the response was complete.
     this.upstream?.destroy();
     this.upstream = null;
@@ -817,36 +771,23 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
 
 /** Answers a stream with a filter's LocalResponse (shared by both kinds of upstream). */
 export function respondWithLocal(
-  stream: ServerHttp2Stream,
+  stream: H2ServerStream,
   ex: Exchange,
   local: LocalResponse,
   headRequest: boolean,
   hsts: string | null,
 ): void {
-  if (stream.destroyed) return;
+  if (stream.closed) return;
   if (stream.headersSent) {
-    stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    stream.reset(INTERNAL_ERROR);
     return;
   }
   const r = renderLocal(local, ex.filters?.responseEditsOrNull ?? null, headRequest);
-  const headers: OutgoingHttpHeaders = { ':status': r.status };
-  const fields = r.fields;
-  for (let i = 0; i < fields.length; i += 2) {
-    const name = fields[i]!;
-    const prior = headers[name];
-    if (prior === undefined) headers[name] = fields[i + 1]!;
-    else if (Array.isArray(prior)) prior.push(fields[i + 1]!);
-    else headers[name] = [String(prior), fields[i + 1]!];
-  }
-  if (hsts !== null) headers['strict-transport-security'] = hsts;
+  const fields = r.fields.slice();
+  if (hsts !== null) fields.push('strict-transport-security', hsts);
   ex.status = r.status;
   const body = r.body === null || headRequest ? null : r.body;
-  try {
-    stream.respond(headers, { endStream: body === null });
-  } catch {
-    stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-    return;
-  }
+  stream.respond(r.status, fields, body === null);
   if (body !== null) {
     ex.bytesOut += body.length;
     stream.end(body);
@@ -858,7 +799,7 @@ export function respondWithLocal(
  * started (shared by both kinds of upstream).
  */
 export function respondWithError(
-  stream: ServerHttp2Stream,
+  stream: H2ServerStream,
   ex: Exchange,
   code: ErrorCode,
   message: string | undefined,
@@ -867,24 +808,29 @@ export function respondWithError(
   extra?: Record<string, string>,
 ): void {
   const status = ERROR_CODES[code].status;
-  if (!stream.destroyed && !stream.headersSent) {
-    ex.status = status;
-    const body = errorBody(code, message);
-    const headers: Record<string, string | number> = {
-      ...extra,
-      ':status': status,
-      'content-type': 'application/json',
-      'content-length': Buffer.byteLength(body),
-      'cache-control': 'no-store',
-    };
-    if (hsts !== null) headers['strict-transport-security'] = hsts;
-    stream.respond(headers);
-    stream.end(headRequest ? undefined : body);
-    ex.bytesOut += Buffer.byteLength(body);
-  } else if (!stream.destroyed) {
+  if (stream.closed) return;
+  if (stream.headersSent) {
     if (ex.status === 0) ex.status = status;
-    stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    stream.reset(INTERNAL_ERROR);
+    return;
   }
+  ex.status = status;
+  const body = Buffer.from(errorBody(code, message));
+  const fields: string[] = [];
+  if (extra !== undefined)
+    for (const name of Object.keys(extra)) fields.push(name.toLowerCase(), extra[name]!);
+  fields.push(
+    'content-type',
+    'application/json',
+    'content-length',
+    String(body.length),
+    'cache-control',
+    'no-store',
+  );
+  if (hsts !== null) fields.push('strict-transport-security', hsts);
+  stream.respond(status, fields, headRequest);
+  if (!headRequest) stream.end(body);
+  ex.bytesOut += body.length;
 }
 
 /** The client's request fields as forwarded, and the X-Forwarded-* values (one rule set for both kinds of upstream). */
@@ -995,7 +941,7 @@ function droppedResponseField(kind: number, framing: number, hsts: string | null
  * appended (a second `via` field is the same list as one combined field), HSTS replaced when set.
  */
 function http2ResponseFields(rh: ResponseHead, framing: number, hsts: string | null): string[] {
-  const out: string[] = [':status', String(rh.status)];
+  const out: string[] = [];
   const n = rh.fieldCount;
   for (let i = 0; i < n; i++) {
     if (droppedResponseField(rh.fieldKind(i), framing, hsts)) continue;
@@ -1004,32 +950,6 @@ function http2ResponseFields(rh: ResponseHead, framing: number, hsts: string | n
   out.push('via', '1.1 zproxy');
   if (hsts !== null) out.push('strict-transport-security', hsts);
   return out;
-}
-
-/**
- * The same mapping as an object, with repeated fields combined (`set-cookie` kept as a list): used when
- * node:http2 refuses the flat list, which it does for a field it allows only once (content-type, ...).
- */
-function http2ResponseObject(
-  rh: ResponseHead,
-  framing: number,
-  hsts: string | null,
-): Record<string, string | string[] | number> {
-  const headers: Record<string, string | string[] | number> = { ':status': rh.status };
-  for (let i = 0; i < rh.fieldCount; i++) {
-    if (droppedResponseField(rh.fieldKind(i), framing, hsts)) continue;
-    const name = rh.lowerFieldName(i);
-    const value = rh.fieldValue(i);
-    const prior = headers[name];
-    if (prior === undefined) headers[name] = value;
-    else if (name === 'set-cookie')
-      headers[name] = Array.isArray(prior) ? [...prior, value] : [String(prior), value];
-    else headers[name] = `${String(prior)}, ${value}`;
-  }
-  const via = headers.via;
-  headers.via = via === undefined ? '1.1 zproxy' : `${String(via)}, 1.1 zproxy`;
-  if (hsts !== null) headers['strict-transport-security'] = hsts;
-  return headers;
 }
 
 /** The request headers for an HTTP/2 upstream. */
@@ -1075,15 +995,12 @@ const DROPPED_TRAILER_FIELDS = new Set([
   'host',
 ]);
 
-/** Trailers received on an HTTP/2 stream, as HTTP/1.1 field lines (each ending in CRLF). */
-function http1TrailerLines(trailers: IncomingHttpHeaders): string {
+/** Trailers received on an HTTP/2 stream (names and values alternately), as HTTP/1.1 field lines. */
+function http1TrailerLines(trailers: readonly string[]): string {
   let lines = '';
-  for (const name of Object.keys(trailers)) {
-    if (name.charCodeAt(0) === 0x3a || DROPPED_TRAILER_FIELDS.has(name)) continue;
-    const value = trailers[name];
-    if (value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) lines += `${name}: ${v}\r\n`;
-    else lines += `${name}: ${value}\r\n`;
+  for (let i = 0; i < trailers.length; i += 2) {
+    const name = trailers[i]!;
+    if (!DROPPED_TRAILER_FIELDS.has(name)) lines += `${name}: ${trailers[i + 1]!}\r\n`;
   }
   return lines;
 }
@@ -1125,10 +1042,4 @@ export function parseHttp1Trailers(text: string): Record<string, string | string
     start = end + 2;
   }
   return out;
-}
-
-export function streamEnded(stream: ServerHttp2Stream): boolean {
-  return (
-    stream.readableEnded || (stream as unknown as { endAfterHeaders?: boolean }).endAfterHeaders === true
-  );
 }

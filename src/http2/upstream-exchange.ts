@@ -22,17 +22,13 @@ import { isPending } from '../pipeline/filter-exchange.ts';
 import type { Http2Pool, Http2Requester, Http2UpstreamSession } from '../upstream/http2-pool.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import { HeldUpstreamResponse } from './held-upstream-response.ts';
+import type { H2ServerStream, StreamOwner } from './server-connection.ts';
 import {
+  fieldList,
+  fieldObject,
   http2Trailers,
-  kOwner,
-  type OwnedStream,
   respondWithError,
   respondWithLocal,
-  type StreamOwner,
-  watchDrain,
-  watchRequestBody,
-  watchRequestTrailers,
-  watchWantTrailers,
 } from './stream-exchange.ts';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
@@ -73,7 +69,7 @@ function upstreamDrain(this: UpstreamStream): void {
 }
 
 export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner {
-  private readonly downstream: OwnedStream;
+  private readonly downstream: H2ServerStream;
   private readonly exchange: Exchange;
   private readonly runtime: Runtime;
   private readonly pool: Http2Pool;
@@ -93,14 +89,14 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
   private held: HeldUpstreamResponse | null = null;
   /** onUpstreamError filters are waiting for I/O (fail). */
   private waitingFilters = false;
-  private requestTrailers: IncomingHttpHeaders | null = null;
+  private requestTrailers: string[] | null = null;
   private responseTrailers: IncomingHttpHeaders | null = null;
   private finished = false;
   deadline = 0;
 
   constructor(
     runtime: Runtime,
-    downstream: OwnedStream,
+    downstream: H2ServerStream,
     exchange: Exchange,
     pool: Http2Pool,
     headers: OutgoingHttpHeaders,
@@ -116,9 +112,8 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
     this.requestDone = requestDone;
     this.headRequest = headRequest;
     this.hsts = hsts;
-    // The stream's events come here from now on (StreamExchange attached no listener of its own).
-    downstream[kOwner] = this;
-    watchRequestTrailers(downstream);
+    // The stream's events come here from now on.
+    downstream.owner = this;
     watchDeadline(this);
     const session = pool.acquire(this);
     if (session !== null) this.onSessionReady(session);
@@ -131,7 +126,7 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
 
   onSessionReady(session: Http2UpstreamSession): void {
     this.waiting = false;
-    if (this.finished || this.downstream.destroyed) {
+    if (this.finished || this.downstream.closed) {
       session.release();
       return;
     }
@@ -165,20 +160,22 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
     }
     this.deadline = 0;
     upstream.on('wantTrailers', upstreamWantTrailers);
-    watchRequestBody(this.downstream);
+    this.downstream.resume();
   }
 
   onUpstreamWantTrailers(): void {
     const upstream = this.upstream;
-    if (upstream !== null && !upstream.destroyed) upstream.sendTrailers(http2Trailers(this.requestTrailers));
+    if (upstream === null || upstream.destroyed) return;
+    const trailers = this.requestTrailers;
+    upstream.sendTrailers(http2Trailers(trailers === null ? null : fieldObject(trailers)));
   }
 
   onUpstreamDrain(): void {
     this.downstream.resume();
   }
 
-  onRequestTrailers(trailers: IncomingHttpHeaders): void {
-    this.requestTrailers = trailers;
+  onRequestTrailers(fields: string[]): void {
+    this.requestTrailers = fields;
   }
 
   onResponseTrailers(trailers: IncomingHttpHeaders): void {
@@ -190,15 +187,16 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
     this.upstream?.resume();
   }
 
-  onStreamClose(): void {
-    this.onDownstreamClose();
-  }
-
-  onWantTrailers(): void {
-    const downstream = this.downstream;
-    if (!downstream.destroyed && !downstream.closed) {
-      downstream.sendTrailers(http2Trailers(this.responseTrailers));
+  onStreamClose(code: number): void {
+    if (code === NGHTTP2_NO_ERROR && this.downstream.localEnded) {
+      // A clean close after zproxy ended the response: whoever ended it finishes the exchange. A request
+      // body still coming (the client was reset with NO_ERROR) is not forwarded further.
+      const upstream = this.upstream;
+      if (!this.requestDone && upstream !== null && !upstream.closed && !upstream.destroyed)
+        upstream.close(NGHTTP2_CANCEL);
+      return;
     }
+    this.onDownstreamClose();
   }
 
   onSessionError(error: ZpError): void {
@@ -235,7 +233,7 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
 
   onResponse(headers: IncomingHttpHeaders, flags: number): void {
     const downstream = this.downstream;
-    if (this.finished || downstream.destroyed) return;
+    if (this.finished || downstream.closed) return;
     this.responded = true;
     this.deadline = 0;
     const status = Number(headers[':status']);
@@ -280,7 +278,7 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
     if (this.held !== held) return;
     this.held = null;
     this.deadline = 0;
-    if (this.finished || this.downstream.destroyed) return;
+    if (this.finished || this.downstream.closed) return;
     if (local !== undefined) {
       this.respondFiltered(local);
       return;
@@ -290,29 +288,31 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
     if (held.ended) this.onResponseEnd();
     if (held.closed) this.onUpstreamClose();
     // A client that is not reading what was replayed resumes the upstream itself (on its drain).
-    else if (held.paused && !this.finished && !this.downstream.writableNeedDrain) this.upstream?.resume();
+    else if (held.paused && !this.finished && !this.downstream.wantsDrain) this.upstream?.resume();
   }
 
   /** Responds with the upstream's head (the filters' edits applied). */
   private sendResponseHead(status: number, headers: IncomingHttpHeaders, flags: number): void {
     const downstream = this.downstream;
     const fx = this.exchange.filters;
-    const out: OutgoingHttpHeaders = { ':status': status };
+    const out: string[] = [];
+    let via = '';
     for (const name of Object.keys(headers)) {
       if (name.charCodeAt(0) === 0x3a || DROPPED_RESPONSE_FIELDS.has(name)) continue;
       const value = headers[name];
-      if (value !== undefined) out[name] = value;
+      if (value === undefined) continue;
+      if (name === 'via') via = `${String(value)}, `;
+      else if (name === 'strict-transport-security' && this.hsts !== null) continue;
+      else if (Array.isArray(value)) for (const v of value) out.push(name, v);
+      else out.push(name, String(value));
     }
-    const via = out.via;
-    out.via = via === undefined ? '2 zproxy' : `${String(via)}, 2 zproxy`;
-    if (this.hsts !== null) out['strict-transport-security'] = this.hsts;
+    out.push('via', `${via}2 zproxy`);
+    if (this.hsts !== null) out.push('strict-transport-security', this.hsts);
     const edits = fx === null ? null : fx.responseEditsOrNull;
-    if (edits !== null) edits.applyTo(out);
     this.exchange.status = status;
     // A response that is its head alone (a gRPC "trailers-only" answer) ends here.
     const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0 || this.headRequest;
-    downstream.respond(out, { endStream, waitForTrailers: !endStream });
-    if (!endStream) watchWantTrailers(downstream);
+    downstream.respond(status, edits === null ? out : edits.applyToList(out), endStream);
   }
 
   onResponseData(chunk: Buffer): void {
@@ -321,13 +321,12 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
       return;
     }
     const downstream = this.downstream;
-    if (this.finished || downstream.destroyed || !this.responded) return;
+    if (this.finished || downstream.closed || !this.responded) return;
     this.exchange.bytesOut += chunk.length;
     const fx = this.exchange.filters;
     if (fx !== null) fx.body(chunk);
     if (downstream.write(chunk)) return;
     this.upstream?.pause();
-    watchDrain(downstream);
   }
 
   onResponseEnd(): void {
@@ -342,7 +341,9 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
       return;
     }
     const downstream = this.downstream;
-    if (!downstream.destroyed && !downstream.writableEnded) downstream.end();
+    const trailers = this.responseTrailers;
+    if (trailers !== null) downstream.sendTrailers(fieldList(http2Trailers(trailers)));
+    else downstream.end();
     this.finish(null);
   }
 
@@ -374,7 +375,7 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
     }
     // The response started: reset the client stream with the upstream's code.
     const downstream = this.downstream;
-    if (!downstream.destroyed) downstream.close(code === NGHTTP2_NO_ERROR ? NGHTTP2_INTERNAL_ERROR : code);
+    downstream.reset(code === NGHTTP2_NO_ERROR ? NGHTTP2_INTERNAL_ERROR : code);
     this.finish('ZP_ERR_UPSTREAM_RESET');
   }
 

@@ -12,6 +12,7 @@ import {
   H2ServerConnection,
   type H2ServerOptions,
   type H2ServerStream,
+  type StreamOwner,
 } from '../../src/http2/server-connection.ts';
 import {
   continuationFrame,
@@ -84,29 +85,44 @@ async function startServer(
   return s;
 }
 
+/** An owner built from the callbacks a test needs (the rest do nothing). */
+function own(stream: H2ServerStream, owner: Partial<StreamOwner>): void {
+  stream.owner = {
+    onRequestData: () => {},
+    onRequestTrailers: () => {},
+    onRequestEnd: () => {},
+    onStreamDrain: () => {},
+    onStreamClose: () => {},
+    ...owner,
+  };
+  stream.resume();
+}
+
 function echo(stream: H2ServerStream): void {
   const body: Buffer[] = [];
   let trailers: string[] | null = null;
-  stream.onData = (chunk) => body.push(chunk);
-  stream.onTrailers = (fields) => {
-    trailers = fields;
-  };
-  stream.onEnd = () => {
-    const fields = [
-      'x-method',
-      stream.method,
-      'x-path',
-      stream.path,
-      'x-fields',
-      JSON.stringify(stream.fields),
-    ];
-    stream.respond(200, fields, false);
-    const all = Buffer.concat(body);
-    if (trailers !== null) {
-      if (all.length > 0) stream.write(all);
-      stream.sendTrailers(trailers.map((v, i) => (i % 2 === 0 ? v : `echo ${v}`)));
-    } else stream.end(all);
-  };
+  own(stream, {
+    onRequestData: (chunk) => body.push(chunk),
+    onRequestTrailers: (fields) => {
+      trailers = fields;
+    },
+    onRequestEnd: () => {
+      const fields = [
+        'x-method',
+        stream.method,
+        'x-path',
+        stream.path,
+        'x-fields',
+        JSON.stringify(stream.fields),
+      ];
+      stream.respond(200, fields, false);
+      const all = Buffer.concat(body);
+      if (trailers !== null) {
+        if (all.length > 0) stream.write(all);
+        stream.sendTrailers(trailers.map((v, i) => (i % 2 === 0 ? v : `echo ${v}`)));
+      } else stream.end(all);
+    },
+  });
 }
 
 function request(
@@ -189,23 +205,25 @@ test('request trailers arrive, response trailers are sent', async () => {
 
 test('a slow reader stalls the response (flow control) and the body still arrives whole', async () => {
   const server = await startServer({}, (stream) => {
-    stream.onEnd = () => {
-      stream.respond(200, [], false);
-      const chunk = Buffer.alloc(1 << 20, 7);
-      let sent = 0;
-      const pump = () => {
-        while (sent < 8) {
-          sent++;
-          if (sent === 8) {
-            stream.end(chunk);
-            return;
-          }
-          if (!stream.write(chunk)) return;
+    const chunk = Buffer.alloc(1 << 20, 7);
+    let sent = 0;
+    const pump = () => {
+      while (sent < 8) {
+        sent++;
+        if (sent === 8) {
+          stream.end(chunk);
+          return;
         }
-      };
-      stream.onDrain = pump;
-      pump();
+        if (!stream.write(chunk)) return;
+      }
     };
+    own(stream, {
+      onStreamDrain: pump,
+      onRequestEnd: () => {
+        stream.respond(200, [], false);
+        pump();
+      },
+    });
   });
   const client = http2.connect(`http://127.0.0.1:${server.port}`, { settings: { initialWindowSize: 65535 } });
   try {
