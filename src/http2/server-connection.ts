@@ -59,6 +59,7 @@ import {
 } from './frames.ts';
 import { DECODED_OK, HpackDecoder, HpackEncoder, HpackError } from './hpack.ts';
 import { RateBudget } from './session-limits.ts';
+import { StreamIdTable } from './stream-table.ts';
 
 export interface H2ServerOptions {
   /** SETTINGS_MAX_CONCURRENT_STREAMS: streams past it are refused (REFUSED_STREAM). */
@@ -381,7 +382,8 @@ export class H2ServerConnection {
 
   private readonly decoder = new HpackDecoder(OUR_HEADER_TABLE_SIZE);
   private readonly encoder = new HpackEncoder();
-  private readonly streams = new Map<number, H2ServerStream>();
+  /** Open streams by id (not a Map: see stream-table.ts on churned collections). */
+  private readonly streams = new StreamIdTable<H2ServerStream>();
   private readonly resets: RateBudget;
   private readonly controlFrames: RateBudget;
   private readonly decoded: string[] = [];
@@ -837,12 +839,13 @@ export class H2ServerConnection {
             throw new ConnectionError(FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE too large');
           const delta = value - this.peerInitialWindow;
           this.peerInitialWindow = value;
-          for (const stream of this.streams.values()) {
+          let overflow = false;
+          this.streams.forEach((stream) => {
             stream.sendWindow += delta;
-            if (stream.sendWindow > MAX_WINDOW)
-              throw new ConnectionError(FLOW_CONTROL_ERROR, 'stream window overflow');
-          }
-          if (delta > 0) for (const stream of this.streams.values()) this.pump(stream);
+            if (stream.sendWindow > MAX_WINDOW) overflow = true;
+          });
+          if (overflow) throw new ConnectionError(FLOW_CONTROL_ERROR, 'stream window overflow');
+          if (delta > 0) this.streams.forEach((stream) => this.pump(stream));
           break;
         }
         case SETTINGS_MAX_FRAME_SIZE:
@@ -1195,7 +1198,7 @@ export class H2ServerConnection {
   private finish(code: number): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    for (const stream of [...this.streams.values()]) this.closeStream(stream, code, false);
+    this.streams.forEach((stream) => this.closeStream(stream, code, false));
     this.onClose?.(this.error);
   }
 }

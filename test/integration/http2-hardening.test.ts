@@ -214,23 +214,26 @@ describe('HTTP/2 hardening', () => {
     }
   });
 
-  test('fields with CR, LF, NUL or invalid name characters never reach the upstream (node:http2 drops them)', async () => {
+  test('a field value with CR, LF or NUL, or whitespace at either end, is RST_STREAM PROTOCOL_ERROR, never forwarded', async () => {
     const c = await RawH2Client.connect(proxy.port);
     try {
       const values: Fields = [
         ['x-cr', 'a\rb'],
         ['x-lf', 'a\nInjected: 1'],
+        ['x-crlf', 'a\r\nInjected: 1'],
         ['x-nul', 'a\0b'],
+        ['x-lead', ' a'],
+        ['x-trail', 'a\t'],
         ['x bad', 'v'],
       ];
-      const o = await c.outcome(c.request([...G('/invalid-chars'), ...values]));
-      // Either refused, or forwarded without the invalid fields: never with them.
-      assert.ok(o.status === 200 || o.resetCode === ERROR.PROTOCOL_ERROR);
-      for (const r of seen('/invalid-chars')) {
-        const raw = r.rawHeaders.join('\n').toLowerCase();
-        for (const name of ['x-cr', 'x-lf', 'x-nul', 'x bad', 'injected'])
-          assert.ok(!raw.includes(name), raw);
+      for (const [i, field] of values.entries()) {
+        const o = await c.outcome(c.request([...G(`/invalid-chars-${i}`), field]));
+        assert.equal(o.resetCode, ERROR.PROTOCOL_ERROR, JSON.stringify(field));
+        assert.equal(o.status, 0);
       }
+      assert.equal(c.goaway, null);
+      assert.equal((await c.outcome(c.request(G('/after-invalid-chars')))).status, 200);
+      for (let i = 0; i < values.length; i++) assert.equal(seen(`/invalid-chars-${i}`).length, 0);
     } finally {
       c.close();
     }
