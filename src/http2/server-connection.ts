@@ -845,7 +845,10 @@ export class H2ServerConnection {
             if (stream.sendWindow > MAX_WINDOW) overflow = true;
           });
           if (overflow) throw new ConnectionError(FLOW_CONTROL_ERROR, 'stream window overflow');
-          if (delta > 0) this.streams.forEach((stream) => this.pump(stream));
+          if (delta > 0)
+            this.streams.forEach((stream) => {
+              this.pump(stream);
+            });
           break;
         }
         case SETTINGS_MAX_FRAME_SIZE:
@@ -1198,7 +1201,9 @@ export class H2ServerConnection {
   private finish(code: number): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    this.streams.forEach((stream) => this.closeStream(stream, code, false));
+    this.streams.forEach((stream) => {
+      this.closeStream(stream, code, false);
+    });
     this.onClose?.(this.error);
   }
 }
