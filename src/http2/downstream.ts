@@ -12,7 +12,6 @@
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from '../config/schema.ts';
-import { ERROR_CODES, errorBody } from '../errors.ts';
 import type { ConnectionContext } from '../http1/downstream-connection.ts';
 import type { Logger } from '../observe/logger.ts';
 import { plainAddress } from '../util/address.ts';
@@ -20,7 +19,7 @@ import { SlotSet } from '../util/slot-set.ts';
 import { ENHANCE_YOUR_CALM } from './frames.ts';
 import { H2ServerConnection, type H2ServerOptions, type H2ServerStream } from './server-connection.ts';
 import { h2ServerOptions } from './session-limits.ts';
-import { StreamExchange } from './stream-exchange.ts';
+import { StreamExchange, sendError } from './stream-exchange.ts';
 
 export class Http2Downstream {
   private readonly ctx: ConnectionContext;
@@ -106,16 +105,5 @@ export class Http2Downstream {
 
 /** 431 with the usual JSON error body (not forwarded, so no upstream and no exchange). */
 function respondHeadersTooLarge(stream: H2ServerStream, hsts: string | null): void {
-  const body = Buffer.from(errorBody('ZP_ERR_HEADERS_TOO_LARGE'));
-  const fields = [
-    'content-type',
-    'application/json',
-    'content-length',
-    String(body.length),
-    'cache-control',
-    'no-store',
-  ];
-  if (hsts !== null) fields.push('strict-transport-security', hsts);
-  stream.respond(ERROR_CODES.ZP_ERR_HEADERS_TOO_LARGE.status, fields, false);
-  stream.end(body);
+  sendError(stream, 'ZP_ERR_HEADERS_TOO_LARGE', undefined, false, hsts);
 }

@@ -243,28 +243,24 @@ export class H2ServerStream {
   write(chunk: Buffer): boolean {
     if (this.closed || this.localEnded) return false;
     if (chunk.length > 0) this.connection.sendData(this, chunk, false);
-    if (this.queued > STREAM_HIGH_WATER || this.connection.congested()) {
-      if (!this.wantsDrain) {
-        this.wantsDrain = true;
-        this.connection.waitDrain(this);
-      }
-      return false;
-    }
-    return true;
+    return this.writable();
   }
 
   /** write() from `buf[start, end)`, which the stream does not keep (it copies what it cannot send now). */
   writeFrom(buf: Buffer, start: number, end: number): boolean {
     if (this.closed || this.localEnded) return false;
     if (end > start) this.connection.sendDataFrom(this, buf, start, end, false);
-    if (this.queued > STREAM_HIGH_WATER || this.connection.congested()) {
-      if (!this.wantsDrain) {
-        this.wantsDrain = true;
-        this.connection.waitDrain(this);
-      }
-      return false;
+    return this.writable();
+  }
+
+  /** After a write: false (and onStreamDrain due) when the stream or the socket holds too much. */
+  private writable(): boolean {
+    if (this.queued <= STREAM_HIGH_WATER && !this.connection.congested()) return true;
+    if (!this.wantsDrain) {
+      this.wantsDrain = true;
+      this.connection.waitDrain(this);
     }
-    return true;
+    return false;
   }
 
   /** end() after `buf[start, end)`, which the stream does not keep. */

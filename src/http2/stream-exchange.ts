@@ -815,6 +815,21 @@ export function respondWithError(
     return;
   }
   ex.status = status;
+  ex.bytesOut += sendError(stream, code, message, headRequest, hsts, extra);
+}
+
+/**
+ * Sends zproxy's JSON error for `code` as the whole response of a stream whose response has not started;
+ * returns the body's length. `extra` holds fields to add (`allow`, ...).
+ */
+export function sendError(
+  stream: H2ServerStream,
+  code: ErrorCode,
+  message: string | undefined,
+  headRequest: boolean,
+  hsts: string | null,
+  extra?: Record<string, string>,
+): number {
   const body = Buffer.from(errorBody(code, message));
   const fields: string[] = [];
   if (extra !== undefined)
@@ -828,9 +843,9 @@ export function respondWithError(
     'no-store',
   );
   if (hsts !== null) fields.push('strict-transport-security', hsts);
-  stream.respond(status, fields, headRequest);
+  stream.respond(ERROR_CODES[code].status, fields, headRequest);
   if (!headRequest) stream.end(body);
-  ex.bytesOut += body.length;
+  return body.length;
 }
 
 /** The client's request fields as forwarded, and the X-Forwarded-* values (one rule set for both kinds of upstream). */
@@ -965,15 +980,8 @@ function http2RequestHeaders(
     ':scheme': scheme,
     ':authority': authority,
     ':path': path,
+    ...fieldObject(fwd.fields),
   };
-  const fields = fwd.fields;
-  for (let i = 0; i < fields.length; i += 2) {
-    const name = fields[i]!;
-    const prior = out[name];
-    if (prior === undefined) out[name] = fields[i + 1]!;
-    else if (Array.isArray(prior)) prior.push(fields[i + 1]!);
-    else out[name] = [String(prior), fields[i + 1]!];
-  }
   if (fwd.teTrailers) out.te = 'trailers';
   out['x-forwarded-for'] = fwd.xff;
   out['x-forwarded-proto'] = fwd.proto;
