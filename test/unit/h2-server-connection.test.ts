@@ -14,6 +14,7 @@ import {
   type H2ServerStream,
   type StreamOwner,
 } from '../../src/http2/server-connection.ts';
+import { h2Request } from '../helpers/h2-client.ts';
 import {
   continuationFrame,
   dataFrame,
@@ -125,36 +126,6 @@ function echo(stream: H2ServerStream): void {
   });
 }
 
-function request(
-  client: http2.ClientHttp2Session,
-  headers: http2.OutgoingHttpHeaders,
-  body?: Buffer,
-  trailers?: http2.OutgoingHttpHeaders,
-): Promise<{ headers: http2.IncomingHttpHeaders; body: Buffer; trailers: http2.IncomingHttpHeaders | null }> {
-  return new Promise((resolve, reject) => {
-    const req = client.request(headers, {
-      endStream: body === undefined,
-      waitForTrailers: trailers !== undefined,
-    });
-    if (trailers !== undefined) req.on('wantTrailers', () => req.sendTrailers(trailers));
-    const chunks: Buffer[] = [];
-    let responseHeaders: http2.IncomingHttpHeaders = {};
-    let responseTrailers: http2.IncomingHttpHeaders | null = null;
-    req.on('response', (h) => {
-      responseHeaders = h;
-    });
-    req.on('trailers', (t) => {
-      responseTrailers = t;
-    });
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () =>
-      resolve({ headers: responseHeaders, body: Buffer.concat(chunks), trailers: responseTrailers }),
-    );
-    req.on('error', reject);
-    if (body !== undefined) req.end(body);
-  });
-}
-
 test('100 concurrent streams on one connection, bodies checked byte for byte', async () => {
   const server = await startServer();
   const client = http2.connect(`http://127.0.0.1:${server.port}`);
@@ -162,11 +133,11 @@ test('100 concurrent streams on one connection, bodies checked byte for byte', a
     const bodies = Array.from({ length: 100 }, (_, i) => randomBytes(i % 10 === 0 ? 200_000 : i * 100));
     const results = await Promise.all(
       bodies.map((body, i) =>
-        request(client, { ':method': 'POST', ':path': `/s/${i}`, 'x-n': String(i) }, body),
+        h2Request(client, { ':method': 'POST', ':path': `/s/${i}`, 'x-n': String(i) }, body),
       ),
     );
     results.forEach((r, i) => {
-      assert.equal(r.headers[':status'], 200);
+      assert.equal(r.status, 200);
       assert.equal(r.headers['x-path'], `/s/${i}`);
       assert.deepEqual(JSON.parse(r.headers['x-fields'] as string), ['x-n', String(i)]);
       assert.ok(r.body.equals(bodies[i]!), `body ${i}`);
@@ -181,7 +152,7 @@ test('10 MB request and response bodies pass through flow control both ways', as
   const client = http2.connect(`http://127.0.0.1:${server.port}`);
   try {
     const body = randomBytes(10 * 1024 * 1024);
-    const r = await request(client, { ':method': 'PUT', ':path': '/big' }, body);
+    const r = await h2Request(client, { ':method': 'PUT', ':path': '/big' }, body);
     assert.equal(r.body.length, body.length);
     assert.ok(r.body.equals(body));
   } finally {
@@ -193,11 +164,11 @@ test('request trailers arrive, response trailers are sent', async () => {
   const server = await startServer();
   const client = http2.connect(`http://127.0.0.1:${server.port}`);
   try {
-    const r = await request(client, { ':method': 'POST', ':path': '/t' }, Buffer.from('abc'), {
+    const r = await h2Request(client, { ':method': 'POST', ':path': '/t' }, Buffer.from('abc'), {
       'x-check': 'ok',
     });
     assert.equal(r.body.toString(), 'abc');
-    assert.equal(r.trailers?.['x-check'], 'echo ok');
+    assert.equal(r.trailers['x-check'], 'echo ok');
   } finally {
     client.close();
   }
