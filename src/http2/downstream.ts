@@ -16,7 +16,7 @@ import type { ConnectionContext } from '../http1/downstream-connection.ts';
 import type { Logger } from '../observe/logger.ts';
 import { plainAddress } from '../util/address.ts';
 import { SlotSet } from '../util/slot-set.ts';
-import { ENHANCE_YOUR_CALM } from './frames.ts';
+import { ENHANCE_YOUR_CALM, INTERNAL_ERROR } from './frames.ts';
 import { H2ServerConnection, type H2ServerOptions, type H2ServerStream } from './server-connection.ts';
 import { h2ServerOptions } from './session-limits.ts';
 import { StreamExchange, sendError } from './stream-exchange.ts';
@@ -73,6 +73,11 @@ export class Http2Downstream {
         this.logger?.warn(
           { client: clientAddress, count: error.count, limit: error.reason },
           `HTTP/2 client exceeded the ${error.reason} limit; GOAWAY ENHANCE_YOUR_CALM`,
+        );
+      } else if (error !== null && error.code === INTERNAL_ERROR) {
+        this.logger?.error(
+          { client: clientAddress, err: error.reason },
+          'HTTP/2 connection closed by an internal error (GOAWAY INTERNAL_ERROR)',
         );
       }
       this.ctx.onConnectionClosed();

@@ -35,6 +35,7 @@ import {
   FRAME_SIZE_ERROR,
   GOAWAY,
   HEADERS,
+  INTERNAL_ERROR,
   MAX_MAX_FRAME_SIZE,
   MAX_WINDOW,
   MIN_MAX_FRAME_SIZE,
@@ -116,6 +117,13 @@ const GOAWAY_LINGER_MS = 250;
 
 const EMPTY = Buffer.alloc(0);
 
+/** Closed stream ids remembered (a power of two), and how they closed. */
+const CLOSED_MEMORY = 256;
+/** Closed normally or by the client's RST_STREAM: later frames on it are errors. */
+const CLOSED = 1;
+/** zproxy sent RST_STREAM (or ignored the stream): frames already in flight are ignored. */
+const CLOSED_BY_RST = 2;
+
 const REQUEST_OK = 0;
 const REQUEST_MALFORMED = 1;
 const REQUEST_TOO_LARGE = 2;
@@ -137,6 +145,17 @@ class ConnectionError extends Error {
     this.code = code;
     this.count = count;
   }
+}
+
+/**
+ * What ends the connection for an exception thrown while its frames were processed: a ConnectionError
+ * as it is; anything else is a defect (of the frame layer or of a stream's owner), which costs this one
+ * connection (GOAWAY INTERNAL_ERROR, the stack in the reason for the owner's log line), not the process.
+ */
+function asConnectionError(error: unknown): ConnectionError {
+  if (error instanceof ConnectionError) return error;
+  const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  return new ConnectionError(INTERNAL_ERROR, `internal error: ${text}`);
 }
 
 /** A budget ran out: GOAWAY ENHANCE_YOUR_CALM, naming what the client sent too much of. */
@@ -397,6 +416,12 @@ export class H2ServerConnection {
   private blockFlags = 0;
   private blockParts: Buffer[] = [];
   private blockBytes = 0;
+  /** The block's HEADERS frame made its stream depend on itself (a stream error once decoded). */
+  private blockSelfDependent = false;
+  /** The last CLOSED_MEMORY stream ids that closed, and how (CLOSED or CLOSED_BY_RST), as a ring. */
+  private readonly closedIds = new Int32Array(CLOSED_MEMORY);
+  private readonly closedKinds = new Uint8Array(CLOSED_MEMORY);
+  private closedNext = 0;
 
   /** The client's settings. */
   private peerInitialWindow = DEFAULT_WINDOW;
@@ -515,13 +540,17 @@ export class H2ServerConnection {
         this.onFrame(type, flags, id, buf, start, off);
       }
     } catch (error) {
-      if (error instanceof ConnectionError) {
-        this.fail(error);
+      this.fail(asConnectionError(error));
+      return;
+    }
+    if (this.arrived.length > 0) {
+      try {
+        this.deliverArrived();
+      } catch (error) {
+        this.fail(asConnectionError(error));
         return;
       }
-      throw error;
     }
-    if (this.arrived.length > 0) this.deliverArrived();
     if (off < buf.length && !this.destroyed) {
       buf = buf.subarray(off);
       // Keep a copy when the remainder is small, so a large read buffer is not held for a few bytes.
@@ -560,6 +589,8 @@ export class H2ServerConnection {
       case PRIORITY:
         if (id === 0) throw new ConnectionError(PROTOCOL_ERROR, 'PRIORITY on stream 0');
         if (end - start !== 5) this.streamError(id, FRAME_SIZE_ERROR);
+        // A stream cannot depend on itself (RFC 9113 §5.3.1); priorities are otherwise ignored.
+        else if ((buf.readUInt32BE(start) & 0x7fffffff) === id) this.streamError(id, PROTOCOL_ERROR);
         return;
       case RST_STREAM:
         this.onRstStream(id, buf, start, end);
@@ -615,7 +646,10 @@ export class H2ServerConnection {
     const stream = this.streams.get(id);
     if (stream === undefined) {
       if (id > this.lastStreamId) throw new ConnectionError(PROTOCOL_ERROR, 'DATA on an idle stream');
-      return; // a stream already closed or reset: ignored (its bytes were credited above)
+      // After zproxy's RST_STREAM, DATA already in flight is ignored (its bytes were credited above);
+      // on a stream closed otherwise it is a stream error (RFC 9113 §5.1).
+      if (this.closedKind(id) !== CLOSED_BY_RST) this.writeRst(id, STREAM_CLOSED);
+      return;
     }
     if (stream.remoteEnded) {
       this.resetStream(stream, STREAM_CLOSED, false);
@@ -653,8 +687,10 @@ export class H2ServerConnection {
       if (pad > end - start) throw new ConnectionError(PROTOCOL_ERROR, 'padding longer than the frame');
       end -= pad;
     }
+    this.blockSelfDependent = false;
     if (flags & FLAG_PRIORITY) {
       if (end - start < 5) throw new ConnectionError(FRAME_SIZE_ERROR, 'HEADERS too short for its priority');
+      this.blockSelfDependent = (buf.readUInt32BE(start) & 0x7fffffff) === id;
       start += 5;
     }
     this.blockStream = id;
@@ -696,12 +732,27 @@ export class H2ServerConnection {
     const endStream = (flags & FLAG_END_STREAM) !== 0;
     const existing = this.streams.get(id);
     if (existing !== undefined) {
-      this.onTrailerBlock(existing, out, result, endStream);
+      if (this.blockSelfDependent) this.resetStream(existing, PROTOCOL_ERROR, false);
+      else this.onTrailerBlock(existing, out, result, endStream);
       return;
     }
-    if (id <= this.lastStreamId) return; // a stream already closed: its block only kept HPACK in step
+    if (id <= this.lastStreamId) {
+      // Not an open stream: after zproxy's RST_STREAM the block only kept HPACK in step (RFC 9113 §5.1);
+      // otherwise the stream closed earlier, or the id went backwards (§5.1.1).
+      const kind = this.closedKind(id);
+      if (kind === CLOSED_BY_RST) return;
+      if (kind === CLOSED) throw new ConnectionError(STREAM_CLOSED, 'HEADERS on a closed stream');
+      throw new ConnectionError(PROTOCOL_ERROR, 'stream id lower than an earlier one');
+    }
     this.lastStreamId = id;
-    if (this.goingAway) return;
+    if (this.goingAway) {
+      this.remember(id, CLOSED_BY_RST); // past the GOAWAY's last stream id: ignored, as are its frames
+      return;
+    }
+    if (this.blockSelfDependent) {
+      this.refuse(id, PROTOCOL_ERROR);
+      return;
+    }
     if (this.streams.size >= this.options.maxConcurrentStreams) {
       this.refuse(id, REFUSED_STREAM);
       return;
@@ -979,7 +1030,25 @@ export class H2ServerConnection {
     this.slab.writeUInt32BE(increment, at + FRAME_HEADER_BYTES);
   }
 
+  /** Records how a stream id was closed, for frames that arrive on it later. */
+  private remember(id: number, kind: number): void {
+    const i = this.closedNext;
+    this.closedIds[i] = id;
+    this.closedKinds[i] = kind;
+    this.closedNext = (i + 1) & (CLOSED_MEMORY - 1);
+  }
+
+  /** How a recently closed stream id was closed (the latest record), or 0 when it is not remembered. */
+  private closedKind(id: number): number {
+    for (let n = 1; n <= CLOSED_MEMORY; n++) {
+      const i = (this.closedNext - n) & (CLOSED_MEMORY - 1);
+      if (this.closedIds[i] === id) return this.closedKinds[i]!;
+    }
+    return 0;
+  }
+
   private writeRst(id: number, code: number): void {
+    this.remember(id, CLOSED_BY_RST);
     const at = this.reserve(FRAME_HEADER_BYTES + 4);
     writeFrameHeader(this.slab, at, 4, RST_STREAM, 0, id);
     this.slab.writeUInt32BE(code, at + FRAME_HEADER_BYTES);
@@ -1153,16 +1222,17 @@ export class H2ServerConnection {
     else if (stream.resetWhenDone) this.resetStream(stream, NO_ERROR, false);
   }
 
-  /** Resets a stream: RST_STREAM `code` and close. */
+  /** Resets a stream: close, then RST_STREAM `code` (recorded after the close, so it is the latest). */
   resetStream(stream: H2ServerStream, code: number, byClient: boolean): void {
     if (stream.closed) return;
-    this.writeRst(stream.id, code);
     this.closeStream(stream, code, byClient);
+    this.writeRst(stream.id, code);
   }
 
   private closeStream(stream: H2ServerStream, code: number, byClient: boolean): void {
     if (stream.closed) return;
     stream.closed = true;
+    this.remember(stream.id, CLOSED);
     stream.queue.length = 0;
     stream.queued = 0;
     this.streams.delete(stream.id);
