@@ -18,6 +18,7 @@
  * the stream); a protocol violation of the connection is GOAWAY with its code, then close.
  */
 import type { Socket } from 'node:net';
+import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import {
   CANCEL,
   COMPRESSION_ERROR,
@@ -79,6 +80,8 @@ export interface H2ServerOptions {
   maxResetsPerSecond: number;
   /** PING and SETTINGS frames the client may send per second before GOAWAY ENHANCE_YOUR_CALM. */
   maxControlFramesPerSecond: number;
+  /** A connection without open streams for this long is closed (GOAWAY NO_ERROR). */
+  idleTimeoutMs: number;
 }
 
 /** Why a connection ended badly (for the log line the owner writes). */
@@ -387,7 +390,7 @@ export class H2ServerStream {
   }
 }
 
-export class H2ServerConnection {
+export class H2ServerConnection implements Timed {
   readonly socket: Socket;
   readonly streamWindow: number;
   private readonly options: H2ServerOptions;
@@ -446,6 +449,8 @@ export class H2ServerConnection {
   /** GOAWAY sent: no new streams; the connection ends when the last stream closes. */
   private goingAway = false;
   private destroyed = false;
+  /** When an idle connection is closed (deadlines.ts); 0 while streams are open. */
+  deadline = 0;
   private error: H2ConnectionError | null = null;
 
   constructor(socket: Socket, options: H2ServerOptions, onStream: (stream: H2ServerStream) => void) {
@@ -479,6 +484,8 @@ export class H2ServerConnection {
       this.sendWindowUpdate(0, o.connectionWindow - DEFAULT_WINDOW);
     }
     this.socket.setNoDelay(true);
+    watchDeadline(this);
+    this.deadline = Date.now() + o.idleTimeoutMs;
     this.socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
     this.socket.on('end', () => this.onSocketGone(null));
     this.socket.on('close', () => this.onSocketGone(null));
@@ -771,6 +778,7 @@ export class H2ServerConnection {
     stream.remoteEnded = endStream;
     stream.bodyless = endStream;
     this.streams.set(id, stream);
+    this.deadline = 0;
     this.arrived.push(stream);
     if (endStream) stream.deliverEnd();
   }
@@ -1237,7 +1245,10 @@ export class H2ServerConnection {
     stream.queued = 0;
     this.streams.delete(stream.id);
     stream.owner?.onStreamClose(code, byClient);
-    if (this.goingAway && this.streams.size === 0) this.endSocket();
+    if (this.streams.size === 0) {
+      if (this.goingAway) this.endSocket();
+      else this.deadline = Date.now() + this.options.idleTimeoutMs;
+    }
   }
 
   private fail(error: ConnectionError): void {
@@ -1263,10 +1274,17 @@ export class H2ServerConnection {
     this.socket.destroy();
   }
 
+  /** No stream for idleTimeoutMs: a graceful close. */
+  onDeadline(): void {
+    if (this.streams.size === 0 && !this.destroyed) this.close();
+  }
+
   /** Closes every stream with `code` and reports the connection gone, once. */
   private finish(code: number): void {
     if (this.destroyed) return;
     this.destroyed = true;
+    this.deadline = 0;
+    unwatchDeadline(this);
     this.streams.forEach((stream) => {
       this.closeStream(stream, code, false);
     });

@@ -27,6 +27,7 @@ export function h2ServerOptions(config: Config): H2ServerOptions {
     enableConnectProtocol: config.protocols.includes('websocket'),
     maxResetsPerSecond: h2.max_resets_per_second,
     maxControlFramesPerSecond: CONTROL_FRAMES_PER_SECOND,
+    idleTimeoutMs: config.connection_timeout_ms,
   };
 }
 

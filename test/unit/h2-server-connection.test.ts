@@ -43,6 +43,7 @@ const OPTIONS: H2ServerOptions = {
   enableConnectProtocol: false,
   maxResetsPerSecond: 100,
   maxControlFramesPerSecond: 100,
+  idleTimeoutMs: 30_000,
 };
 
 interface Server {
@@ -725,4 +726,30 @@ test('arbitrary frame sequences end in a protocol answer, never in an internal e
     }),
     { numRuns: Number(process.env.FUZZ_RUNS ?? 200) },
   );
+});
+
+test('a connection without open streams for idleTimeoutMs gets GOAWAY NO_ERROR and is closed; open streams keep it', async () => {
+  let held: H2ServerStream | null = null;
+  const server = await startServer({ idleTimeoutMs: 300 }, (stream) => {
+    own(stream, {});
+    held = stream;
+  });
+  const idle = await RawH2Client.connect(server.port);
+  const busy = await RawH2Client.connect(server.port);
+  try {
+    const id = busy.request(getFields('/held'));
+    const t0 = performance.now();
+    const goaway = await idle.waitGoawayOrClose(3000);
+    assert.equal(goaway?.code, ERROR.NO_ERROR);
+    await idle.closedPromise;
+    assert.ok(performance.now() - t0 >= 250, `closed after ${Math.round(performance.now() - t0)} ms`);
+    // The connection with a stream in progress is still served; once the stream is done, it goes idle.
+    assert.equal(busy.goaway, null);
+    held!.respond(200, [], true);
+    assert.equal((await busy.outcome(id)).status, 200);
+    assert.equal((await busy.waitGoawayOrClose(3000))?.code, ERROR.NO_ERROR);
+  } finally {
+    idle.close();
+    busy.close();
+  }
 });
