@@ -9,15 +9,13 @@
  * Chromium is required (CI installs it): a missing browser fails the test, it is never skipped.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { chromium } from 'playwright-core';
+import { launchChromium, requireChromium } from '../helpers/chromium.ts';
 import { type StartedProxy, startProxy } from '../helpers/proxy.ts';
 import { type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const KEY = 'browser-key-6f2c1e9a';
 
 describe('a real Chromium calls an API across origins through zproxy (cors, then auth)', () => {
@@ -27,7 +25,7 @@ describe('a real Chromium calls an API across origins through zproxy (cors, then
   let proxy: StartedProxy;
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (.ci/run does)`);
+    requireChromium();
     upstream = await startHttpUpstream((req, res) => {
       const body = JSON.stringify({ method: req.method, url: req.url, got: req.body.toString() });
       res.writeHead(200, {
@@ -77,7 +75,7 @@ describe('a real Chromium calls an API across origins through zproxy (cors, then
   });
 
   test('preflight, the call, a readable 401 and a blocked origin', async () => {
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage();
       await page.goto(`${pageOrigin}/`);

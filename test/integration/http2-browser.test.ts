@@ -8,16 +8,13 @@
  * Chromium is required (CI installs it): a missing browser fails the test, it is never skipped.
  */
 import assert from 'node:assert/strict';
-import { createHash, X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { chromium } from 'playwright-core';
 import { CertDir } from '../helpers/certs.ts';
+import { launchChromium, requireChromium } from '../helpers/chromium.ts';
 import { type StartedProxy, startProxy } from '../helpers/proxy.ts';
-
-const CHROMIUM = '/usr/bin/chromium';
 
 /** The page's script: it runs the fetches and leaves a summary in window.result. */
 const PAGE = `<!doctype html>
@@ -50,12 +47,6 @@ const PAGE = `<!doctype html>
   run().then((r) => { window.result = r; }, (e) => { window.result = { error: String(e) }; });
 </script></body></html>`;
 
-/** The base64 SHA-256 of a certificate's public key, as --ignore-certificate-errors-spki-list takes it. */
-function spkiHash(certFile: string): string {
-  const key = new X509Certificate(readFileSync(certFile)).publicKey.export({ type: 'spki', format: 'der' });
-  return createHash('sha256').update(key).digest('base64');
-}
-
 const DOWNLOAD = Buffer.alloc(4 * 1024 * 1024);
 for (let i = 0; i < DOWNLOAD.length; i++) DOWNLOAD[i] = (i * 13) & 255;
 
@@ -66,7 +57,7 @@ describe('a real Chromium over HTTP/2 (TLS) through zproxy', () => {
   let certFile: string;
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (.ci/run does)`);
+    requireChromium();
     const cert = certs.make('browser-h2', ['localhost']);
     certFile = cert.cert;
     server = http.createServer((req, res) => {
@@ -124,10 +115,7 @@ describe('a real Chromium over HTTP/2 (TLS) through zproxy', () => {
   });
 
   test('parallel fetches, uploads and downloads of MBs, cookies and an early answer, bodies checked', async () => {
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', `--ignore-certificate-errors-spki-list=${spkiHash(certFile)}`],
-    });
+    const browser = await launchChromium(certFile);
     try {
       const page = await browser.newPage();
       await page.goto(`https://localhost:${proxy.port}/`);

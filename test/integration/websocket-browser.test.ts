@@ -8,18 +8,14 @@
  * Chromium is required (CI installs it): a missing browser fails the test, it is never skipped.
  */
 import assert from 'node:assert/strict';
-import { createHash, X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { chromium } from 'playwright-core';
 import { WebSocketServer } from 'ws';
 import { CertDir } from '../helpers/certs.ts';
+import { launchChromium, requireChromium } from '../helpers/chromium.ts';
 import { type StartedProxy, startProxy } from '../helpers/proxy.ts';
 import { waitUntil } from '../helpers/simple-request.ts';
-
-const CHROMIUM = '/usr/bin/chromium';
 
 const PAGE = `<!doctype html>
 <html><head><meta charset="utf-8"><title>zproxy websocket</title></head>
@@ -36,12 +32,6 @@ const PAGE = `<!doctype html>
   ws.onclose = (event) => { window.result.closeCode = event.code; window.result.done = true; };
 </script></body></html>`;
 
-/** The base64 SHA-256 of a certificate's public key, as --ignore-certificate-errors-spki-list takes it. */
-function spkiHash(certFile: string): string {
-  const key = new X509Certificate(readFileSync(certFile)).publicKey.export({ type: 'spki', format: 'der' });
-  return createHash('sha256').update(key).digest('base64');
-}
-
 describe('a real Chromium opens a wss:// WebSocket through zproxy over HTTP/2', () => {
   const certs = new CertDir();
   let server: http.Server;
@@ -52,7 +42,7 @@ describe('a real Chromium opens a wss:// WebSocket through zproxy over HTTP/2', 
   let certFile: string;
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (.ci/run does)`);
+    requireChromium();
     const cert = certs.make('browser', ['localhost']);
     certFile = cert.cert;
     server = http.createServer((_req, res) => {
@@ -86,10 +76,7 @@ describe('a real Chromium opens a wss:// WebSocket through zproxy over HTTP/2', 
   });
 
   test('the page is served over h2 and the WebSocket is an extended CONNECT on it; messages both ways', async () => {
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', `--ignore-certificate-errors-spki-list=${spkiHash(certFile)}`],
-    });
+    const browser = await launchChromium(certFile);
     try {
       const page = await browser.newPage();
       await page.goto(`https://localhost:${proxy.port}/`);
