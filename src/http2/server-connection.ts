@@ -316,11 +316,6 @@ export class H2ServerStream {
     this.connection.resetStream(this, code, false);
   }
 
-  /** Bytes of response body waiting for flow-control credit. */
-  get pendingBytes(): number {
-    return this.queued;
-  }
-
   /** Stops body events until resume(); the client's window is not credited meanwhile. */
   pause(): void {
     this.paused = true;
@@ -494,11 +489,6 @@ export class H2ServerConnection implements Timed {
     if (initial !== undefined && initial.length > 0) this.onBytes(initial);
     // A socket handed over by the HTTP/1 engine was paused there.
     this.socket.resume();
-  }
-
-  /** Open streams. */
-  get streamCount(): number {
-    return this.streams.size;
   }
 
   /** Starts a graceful close: GOAWAY NO_ERROR, existing streams finish, new ones are ignored. */

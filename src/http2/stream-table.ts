@@ -16,6 +16,9 @@
  * only when that state has the expected shape and is still empty; otherwise nothing changes (node:http2
  * works as before, with the original collections). `test/unit/stream-table.test.ts` fails if the pinned
  * Node no longer has that shape, so that an upgrade cannot drop the replacement unnoticed.
+ *
+ * zproxy's own frame layer (server-connection.ts) keeps its streams in a StreamIdTable too; the
+ * replacement itself now serves the node:http2 client sessions of the upstream pool.
  */
 
 import { SlotSet } from '../util/slot-set.ts';
