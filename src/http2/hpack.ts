@@ -106,6 +106,9 @@ const CODE_LENGTHS = [
 ];
 const EOS = 256;
 
+/** The code length in bits of each symbol 0..256 (for tests that Huffman-code strings). */
+export const HUFFMAN_CODE_LENGTHS: readonly number[] = CODE_LENGTHS;
+
 /** The code of each symbol, right-aligned (its low `CODE_LENGTHS[s]` bits), rebuilt from the lengths. */
 export function huffmanCodes(): number[] {
   const order = CODE_LENGTHS.map((len, sym) => ({ len, sym })).sort((a, b) => a.len - b.len || a.sym - b.sym);
@@ -211,36 +214,6 @@ class Scratch {
     if (this.bytes.length < n) this.bytes = Buffer.allocUnsafe(Math.max(n, this.bytes.length * 2));
     return this.bytes;
   }
-}
-
-/** The length in bytes of `s` (latin1) once Huffman-coded. */
-export function huffmanLength(s: string): number {
-  let bits = 0;
-  for (let i = 0; i < s.length; i++) bits += CODE_LENGTHS[s.charCodeAt(i) & 0xff]!;
-  return Math.ceil(bits / 8);
-}
-
-const CODES = huffmanCodes();
-
-/** Huffman-codes `s` (latin1) into `dst` at `pos`; returns the position after it. */
-export function huffmanEncode(s: string, dst: Uint8Array, pos: number): number {
-  // Bits are collected in `acc` (at most 7 pending + 30 new < 53 bits, exact in a double).
-  let acc = 0;
-  let pending = 0;
-  for (let i = 0; i < s.length; i++) {
-    const sym = s.charCodeAt(i) & 0xff;
-    const len = CODE_LENGTHS[sym]!;
-    acc = acc * 2 ** len + CODES[sym]!;
-    pending += len;
-    while (pending >= 8) {
-      pending -= 8;
-      const byte = Math.floor(acc / 2 ** pending);
-      dst[pos++] = byte;
-      acc -= byte * 2 ** pending;
-    }
-  }
-  if (pending > 0) dst[pos++] = (acc << (8 - pending)) | (0xff >> pending);
-  return pos;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -410,12 +383,15 @@ export class HpackDecoder {
 
 /** Static-table index of each name (first entry with that name). */
 const STATIC_NAME_INDEX = new Map<string, number>();
-/** Static-table index of each name + value pair that has a value. */
-const STATIC_PAIR_INDEX = new Map<string, number>();
+/** Static-table index of each name + value pair that has a value, by name, then by value. */
+const STATIC_PAIR_INDEX = new Map<string, Map<string, number>>();
 for (let i = STATIC_TABLE.length - 1; i >= 0; i--) {
   const [name, value] = STATIC_TABLE[i]!;
   STATIC_NAME_INDEX.set(name, i + 1);
-  if (value !== '') STATIC_PAIR_INDEX.set(`${name}\0${value}`, i + 1);
+  if (value === '') continue;
+  const byValue = STATIC_PAIR_INDEX.get(name) ?? new Map<string, number>();
+  byValue.set(value, i + 1);
+  STATIC_PAIR_INDEX.set(name, byValue);
 }
 
 /** `:status` values with their own static entry, by code. */
@@ -446,7 +422,8 @@ export class HpackEncoder {
   /** Adds a field (its name is sent in lowercase, as HTTP/2 requires). */
   field(name: string, value: string): void {
     name = name.toLowerCase();
-    const pair = STATIC_PAIR_INDEX.get(`${name}\0${value}`);
+    // Few names have static values (`:status` has its own method): no key string built per field.
+    const pair = STATIC_PAIR_INDEX.get(name)?.get(value);
     if (pair !== undefined) {
       this.reserve(1);
       this.buf[this.pos++] = 0x80 | pair;

@@ -74,8 +74,8 @@ const CRLF = Buffer.from('\r\n', 'latin1');
 
 /**
  * The request head of a stream as a header object (node:http2's shape, which the filters' field reader
- * and the forwarding rules read): pseudo-header fields first, repeated fields as lists, split `cookie`
- * fields joined with "; " (RFC 9113 §8.2.3).
+ * and the forwarding rules read): pseudo-header fields first, repeated fields as lists (split `cookie`
+ * fields too: the forwarding rules join them with "; " for HTTP/1.1, RFC 9113 §8.2.3).
  */
 export function requestHeaders(stream: H2ServerStream): IncomingHttpHeaders {
   const headers: IncomingHttpHeaders = {
@@ -83,18 +83,9 @@ export function requestHeaders(stream: H2ServerStream): IncomingHttpHeaders {
     ':path': stream.path,
     ':scheme': stream.scheme,
     ':authority': stream.authority,
+    ...fieldObject(stream.fields),
   };
   if (stream.protocol !== '') headers[':protocol'] = stream.protocol;
-  const fields = stream.fields;
-  for (let i = 0; i < fields.length; i += 2) {
-    const name = fields[i]!;
-    const value = fields[i + 1]!;
-    const prior = headers[name];
-    if (prior === undefined) headers[name] = value;
-    else if (name === 'cookie') headers[name] = `${String(prior)}; ${value}`;
-    else if (Array.isArray(prior)) prior.push(value);
-    else headers[name] = [String(prior), value];
-  }
   return headers;
 }
 

@@ -9,9 +9,8 @@ import {
   HpackDecoder,
   HpackEncoder,
   HpackError,
+  HUFFMAN_CODE_LENGTHS,
   huffmanCodes,
-  huffmanEncode,
-  huffmanLength,
 } from '../../src/http2/hpack.ts';
 import { FLAG, FRAME, frame, PREFACE, settingsFrame } from '../helpers/h2-frames.ts';
 
@@ -23,6 +22,33 @@ function decodeAll(decoder: HpackDecoder, block: Buffer, max = 1 << 30): string[
   const pairs: string[][] = [];
   for (let i = 0; i < out.length; i += 2) pairs.push([out[i]!, out[i + 1]!]);
   return pairs;
+}
+
+const HUFFMAN_CODES = huffmanCodes();
+
+/** The length in bytes of `s` (latin1) once Huffman-coded. */
+function huffmanLength(s: string): number {
+  let bits = 0;
+  for (let i = 0; i < s.length; i++) bits += HUFFMAN_CODE_LENGTHS[s.charCodeAt(i) & 0xff]!;
+  return Math.ceil(bits / 8);
+}
+
+/** Huffman-codes `s` (latin1) into `dst` at `pos` (RFC 7541 §5.2, EOS-prefix padding); returns the end. */
+function huffmanEncode(s: string, dst: Uint8Array, pos: number): number {
+  let acc = 0n;
+  let pending = 0n;
+  for (let i = 0; i < s.length; i++) {
+    const sym = s.charCodeAt(i) & 0xff;
+    acc = (acc << BigInt(HUFFMAN_CODE_LENGTHS[sym]!)) | BigInt(HUFFMAN_CODES[sym]!);
+    pending += BigInt(HUFFMAN_CODE_LENGTHS[sym]!);
+    while (pending >= 8n) {
+      pending -= 8n;
+      dst[pos++] = Number((acc >> pending) & 0xffn);
+    }
+    acc &= (1n << pending) - 1n;
+  }
+  if (pending > 0n) dst[pos++] = Number((acc << (8n - pending)) | ((1n << (8n - pending)) - 1n));
+  return pos;
 }
 
 test('the Huffman codes rebuilt from the code lengths are those of RFC 7541 Appendix B', () => {
