@@ -7,6 +7,7 @@ import { BlockList, isIP } from 'node:net';
 import type { HeadLimits } from '../http1/parse-head.ts';
 import type { AccessLog } from '../observe/access-log.ts';
 import type { FilterChain } from '../pipeline/chain.ts';
+import { ForwardingPolicy } from '../proxy/forwarding.ts';
 import { Router } from '../router/router.ts';
 import { UpstreamGroup, UpstreamTarget } from '../upstream/group.ts';
 import type { PoolRegistry, PoolSettings } from '../upstream/pool.ts';
@@ -68,9 +69,8 @@ export interface Runtime {
   /** 0 = unlimited. */
   readonly maxBodyBytes: number;
   readonly connectionTimeoutMs: number;
-  readonly preserveHost: boolean;
-  /** Peers whose X-Forwarded-* fields are trusted and appended to; null when none are. */
-  readonly trustedProxies: BlockList | null;
+  /** What requests and responses keep, lose and gain on the way (trusted_proxies, preserve_host). */
+  readonly forwarding: ForwardingPolicy;
   readonly accessLog: AccessLog | null;
   /** Most WebSocket tunnels open at once (handshakes in progress included). */
   readonly maxTunnels: number;
@@ -182,8 +182,7 @@ export function compileRuntime(
     },
     maxBodyBytes: config.limits.max_body_bytes,
     connectionTimeoutMs: config.connection_timeout_ms,
-    preserveHost: config.preserve_host,
-    trustedProxies: compileTrustedProxies(config.trusted_proxies),
+    forwarding: new ForwardingPolicy(compileTrustedProxies(config.trusted_proxies), config.preserve_host),
     accessLog: config.access_log.enabled ? accessLog : null,
     maxTunnels: config.websocket.max_tunnels,
     tunnelDrainTimeoutMs: config.websocket.drain_timeout_ms,

@@ -13,11 +13,20 @@ import { forwardPathFor, type Runtime } from '../config/runtime.ts';
 import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.ts';
 import { Exchange } from '../exchange.ts';
 import type { LocalResponse } from '../filters/contract.ts';
+import { FIELD_TE, joinedValues } from '../http/fields.ts';
 import type { FilterChain } from '../pipeline/chain.ts';
 import type { FieldEditList } from '../pipeline/field-edits.ts';
 import { HeadFieldReader } from '../pipeline/field-readers.ts';
 import { FilterExchange, FilterRequestView, isPending } from '../pipeline/filter-exchange.ts';
 import { renderLocal } from '../pipeline/local-response.ts';
+import {
+  acceptsTrailers,
+  ForwardedRequest,
+  ForwardedResponse,
+  http1RequestAdded,
+  http1ResponseAdded,
+  http2RequestList,
+} from '../proxy/forwarding.ts';
 import { normalizePath } from '../router/normalize-path.ts';
 import type { UpstreamTarget } from '../upstream/group.ts';
 import type { Pool } from '../upstream/pool.ts';
@@ -33,19 +42,8 @@ import {
 import type { TunnelRegistry } from '../websocket/registry.ts';
 import { Tunnel } from '../websocket/tunnel.ts';
 import { CHUNKED_ERROR, CHUNKED_MORE, ChunkedDecoder } from './chunked.ts';
-import {
-  FIELD_TE,
-  FIELD_X_FORWARDED_FOR,
-  FIELD_X_FORWARDED_HOST,
-  FIELD_X_FORWARDED_PROTO,
-} from './fields.ts';
 import { HeldResponse } from './held-response.ts';
-import {
-  acceptsTrailers,
-  type Http1BridgeHost,
-  Http2UpstreamBridge,
-  http2RequestHeaders,
-} from './http2-upstream-bridge.ts';
+import { type Http1BridgeHost, Http2UpstreamBridge } from './http2-upstream-bridge.ts';
 import {
   findHeadEnd,
   HEAD_INCOMPLETE,
@@ -53,17 +51,7 @@ import {
   RequestHead,
   type ResponseHead,
 } from './parse-head.ts';
-import {
-  buildEditedHead,
-  buildHead,
-  buildHeadFromRaw,
-  DROP_HOP_BY_HOP,
-  DROP_HOST,
-  DROP_HSTS,
-  DROP_REQUEST,
-  DROP_UNTRUSTED_FORWARDING,
-  joinedValues,
-} from './serialize.ts';
+import { buildEditedHead, buildHead, buildHeadFromRaw } from './serialize.ts';
 import { STATUS_TEXT } from './status-text.ts';
 import {
   BODY_CHUNKED,
@@ -170,9 +158,13 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
   readonly clientAddress: string;
   /** 'https' on a TLS connection, else 'http' (X-Forwarded-Proto). */
   private readonly scheme: string;
-  /** Added to every response head (HSTS on TLS connections), or ''. */
+  /** Added to every local answer's head (HSTS on TLS connections), or ''. */
   private readonly responseExtra: string;
-  private readonly responseDrop: number;
+  /** The Strict-Transport-Security value of this connection's listener (TLS with `tls.hsts`), or null. */
+  private readonly hsts: string | null;
+  /** The forwarding decisions of the current exchange (reused: one exchange at a time). */
+  private readonly forwarded = new ForwardedRequest();
+  private readonly forwardedResponse = new ForwardedResponse();
   /** Port suffix of the https redirect every request gets, or null (see ListenerPolicy). */
   private readonly redirectPort: string | null;
   private state = ST_HEAD;
@@ -235,8 +227,8 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     const encrypted = (socket as TLSSocket).encrypted === true;
     this.scheme = encrypted ? 'https' : 'http';
     const hsts = encrypted ? policy.hsts : null;
+    this.hsts = hsts;
     this.responseExtra = hsts === null ? '' : `Strict-Transport-Security: ${hsts}\r\n`;
-    this.responseDrop = hsts === null ? DROP_HOP_BY_HOP : DROP_HOP_BY_HOP | DROP_HSTS;
     this.redirectPort = encrypted ? null : policy.redirectPort;
     this.onData = this.onData.bind(this);
     this.onEnd = this.onEnd.bind(this);
@@ -578,20 +570,18 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
       }
     }
 
-    // X-Forwarded-*: appended to only when the peer is a trusted proxy.
-    const trusted = rt.trustedProxies?.check(this.clientAddress) === true;
-    let xff = this.clientAddress;
-    let proto = this.scheme;
-    let fwdHost = ex.host;
-    if (trusted) {
-      const prior = joinedValues(head, FIELD_X_FORWARDED_FOR);
-      if (prior !== '') xff = `${prior}, ${xff}`;
-      const priorProto = joinedValues(head, FIELD_X_FORWARDED_PROTO);
-      if (priorProto !== '') proto = priorProto;
-      const priorHost = joinedValues(head, FIELD_X_FORWARDED_HOST);
-      if (priorHost !== '') fwdHost = priorHost;
-    }
-    let dropMask = trusted ? DROP_REQUEST : DROP_REQUEST | DROP_UNTRUSTED_FORWARDING;
+    const fwd = this.forwarded;
+    rt.forwarding.request(
+      fwd,
+      head,
+      this.clientAddress,
+      this.scheme,
+      ex.host,
+      head.host,
+      ex.httpVersion,
+      upstreamTarget.hostHeader,
+    );
+    let dropMask = fwd.dropMask;
     // WebSocket: the parser records `Connection: upgrade`, so any other request pays one flag test here.
     const upgrade = head.connectionUpgrade && isWebSocketUpgrade(head);
     if (upgrade) {
@@ -599,16 +589,10 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
       dropMask &= KEEP_UPGRADE;
     }
     if (upstreamTarget.http2 !== null) {
-      this.startBridge(upstreamTarget, dropMask, forwardTarget, xff, proto, fwdHost);
+      this.startBridge(upstreamTarget, forwardTarget);
       return;
     }
-    let suffix = `${edits === null ? '' : edits.lines()}X-Forwarded-For: ${xff}\r\nX-Forwarded-Proto: ${proto}\r\n`;
-    if (fwdHost !== '') suffix += `X-Forwarded-Host: ${fwdHost}\r\n`;
-    suffix += minor === 1 ? 'Via: 1.1 zproxy\r\n' : 'Via: 1.0 zproxy\r\n';
-    if (!rt.preserveHost || head.host === null || ex.host !== head.host) {
-      dropMask |= DROP_HOST;
-      suffix += `Host: ${rt.preserveHost && ex.host !== '' ? ex.host : upstreamTarget.hostHeader}\r\n`;
-    }
+    let suffix = http1RequestAdded(fwd, edits);
     if (upgrade) suffix += 'Connection: Upgrade\r\n';
     if (this.reqBody === REQ_CHUNKED) suffix += 'Transfer-Encoding: chunked\r\n\r\n';
     else suffix += '\r\n';
@@ -690,36 +674,13 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
    * Hands the exchange to an Http2UpstreamBridge (the picked target is h2c:// or h2://). The forwarded
    * fields are the ones decided above for an HTTP/1.1 upstream, mapped onto HTTP/2 by the bridge.
    */
-  private startBridge(
-    target: UpstreamTarget,
-    dropMask: number,
-    path: string,
-    xff: string,
-    proto: string,
-    fwdHost: string,
-  ): void {
+  private startBridge(target: UpstreamTarget, path: string): void {
     const head = this.head;
     const ex = this.exchange!;
     const pool = target.http2!;
     ex.upstream = pool.authority;
-    const authority = this.runtime.preserveHost && ex.host !== '' ? ex.host : target.hostHeader;
-    const te = joinedValues(head, FIELD_TE);
-    const teTrailers = te !== '' && acceptsTrailers(te);
-    const via = head.versionMinor === 1 ? '1.1 zproxy' : '1.0 zproxy';
-    const headers = http2RequestHeaders(
-      head,
-      dropMask | DROP_HOST,
-      path,
-      pool.scheme,
-      authority,
-      xff,
-      proto,
-      fwdHost,
-      via,
-      teTrailers,
-    );
     const edits = ex.filters?.upstreamEditsOrNull ?? null;
-    if (edits !== null) edits.applyTo(headers);
+    const headers = http2RequestList(this.forwarded, head, head.method, pool.scheme, path, edits);
     const chunked = this.reqBody === REQ_CHUNKED;
     const bridge = new Http2UpstreamBridge(
       this,
@@ -728,8 +689,9 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
       head.method === 'HEAD',
       chunked,
       this.reqDone,
-      teTrailers,
-      this.responseExtra !== '',
+      acceptsTrailers(joinedValues(head, FIELD_TE)),
+      this.hsts,
+      this.runtime.forwarding,
     );
     this.bridge = bridge;
     bridge.filters = ex.filters;
@@ -959,11 +921,15 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
       if (bodyEnd > bodyStart) fx.body(body.subarray(bodyStart, bodyEnd));
     }
     ex.status = rh.status;
-    const via = rh.versionMinor === 1 ? 'Via: 1.1 zproxy\r\n' : 'Via: 1.0 zproxy\r\n';
-    const suffix = this.responseFraming(
-      framing,
-      edits === null ? `${via}${this.responseExtra}` : `${edits.lines()}${via}${this.responseExtra}`,
+    const fr = this.forwardedResponse;
+    this.runtime.forwarding.response(
+      fr,
+      rh.status,
+      rh.versionMinor === 1 ? '1.1' : '1.0',
+      this.hsts,
+      framing === BODY_CHUNKED,
     );
+    const suffix = this.responseFraming(framing, http1ResponseAdded(fr, edits));
     const headBuf =
       edits === null
         ? buildHeadFromRaw(
@@ -971,7 +937,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
             rh,
             rh.statusStart,
             rh.fieldsStart,
-            this.responseDrop,
+            fr.dropMask,
             suffix,
             body,
             bodyStart,
@@ -982,7 +948,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
             rh,
             rh.statusStart,
             rh.fieldsStart,
-            this.responseDrop,
+            fr.dropMask,
             edits.dropped,
             suffix,
             body,
@@ -1114,14 +1080,15 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     ex.status = 101;
     // The exchange's filters are done: the tunnel carries frames they do not see.
     ex.filters?.finish(false);
-    const via = rh.versionMinor === 1 ? 'Via: 1.1 zproxy\r\n' : 'Via: 1.0 zproxy\r\n';
+    const fr = this.forwardedResponse;
+    this.runtime.forwarding.response(fr, 101, rh.versionMinor === 1 ? '1.1' : '1.0', this.hsts, false);
     const headBuf = buildHeadFromRaw(
       'HTTP/1.1 ',
       rh,
       rh.statusStart,
       rh.fieldsStart,
-      this.responseDrop & KEEP_UPGRADE,
-      `Connection: Upgrade\r\n${via}${this.responseExtra}\r\n`,
+      fr.dropMask & KEEP_UPGRADE,
+      `Connection: Upgrade\r\n${http1ResponseAdded(fr, null)}\r\n`,
     );
     this.responseStarted = true;
     ex.bytesOut += headBuf.length;
@@ -1166,7 +1133,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
   bridgeResponseHead(status: number, fields: string, framing: number): boolean {
     const ex = this.exchange!;
     ex.status = status;
-    const head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ''}\r\n${fields}${this.responseFraming(framing, `Via: 2 zproxy\r\n${this.responseExtra}`)}`;
+    const head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ''}\r\n${this.responseFraming(framing, fields)}`;
     const buf = Buffer.from(head, 'latin1');
     this.responseStarted = true;
     ex.bytesOut += buf.length;

@@ -14,21 +14,25 @@
  * after the response started aborts the client connection (never a truncated body that looks complete);
  * a client that goes away cancels the upstream stream at once (RST_STREAM CANCEL).
  */
-import http2, {
-  type ClientHttp2Stream,
-  type IncomingHttpHeaders,
-  type OutgoingHttpHeaders,
-} from 'node:http2';
+import http2, { type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import type { ErrorCode, ZpError } from '../errors.ts';
 import type { LocalResponse } from '../filters/contract.ts';
+import { FIELD_CONTENT_LENGTH, FieldList, fieldObject } from '../http/fields.ts';
 import { HeldUpstreamResponse } from '../http2/held-upstream-response.ts';
-import { http2Trailers, parseHttp1Trailers } from '../http2/stream-exchange.ts';
 import { ObjectFieldReader } from '../pipeline/field-readers.ts';
 import { type FilterExchange, isPending } from '../pipeline/filter-exchange.ts';
+import {
+  ForwardedResponse,
+  type ForwardingPolicy,
+  http1Lines,
+  http1ResponseAdded,
+  http1TrailerLines,
+  http2TrailerList,
+} from '../proxy/forwarding.ts';
 import type { Http2Pool, Http2Requester, Http2UpstreamSession } from '../upstream/http2-pool.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import type { ChunkSink } from './chunked.ts';
-import type { RequestHead } from './parse-head.ts';
+import { parseTrailerSection } from './fields.ts';
 import { BODY_LENGTH, BODY_NONE, BODY_UNTIL_CLOSE } from './upstream-connection.ts';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
@@ -59,15 +63,6 @@ export interface Http1BridgeHost {
   onUpstreamDrain(): void;
 }
 
-/** Response fields never copied to an HTTP/1.1 client from HTTP/2 (connection-specific; framing is ours). */
-const DROPPED_RESPONSE_FIELDS = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-]);
-
 /** The bridge of a stream, for the stream's event handlers (no closures per exchange). */
 const kBridge = Symbol('zproxy.bridge');
 type BridgedStream = ClientHttp2Stream & { [kBridge]: Http2UpstreamBridge };
@@ -75,14 +70,16 @@ type BridgedStream = ClientHttp2Stream & { [kBridge]: Http2UpstreamBridge };
 export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
   private readonly host: Http1BridgeHost;
   private readonly pool: Http2Pool;
-  private readonly headers: OutgoingHttpHeaders;
+  /** The request as node:http2's raw header list (http2RequestList). */
+  private readonly headers: string[];
   private readonly headRequest: boolean;
   /** The request body is chunked: it may end with trailers (the stream waits for them). */
   private readonly chunkedRequest: boolean;
   /** The client sent `TE: trailers`: response trailers go into the last chunk. */
   private readonly teTrailers: boolean;
-  /** The listener adds its own Strict-Transport-Security: the upstream's is dropped. */
-  private readonly dropHsts: boolean;
+  /** The listener's Strict-Transport-Security (it replaces the upstream's), or null. */
+  private readonly hsts: string | null;
+  private readonly forwarding: ForwardingPolicy;
   private requestDone: boolean;
   /** The exchange's filters (their response phase runs on the upstream's head), or null. */
   filters: FilterExchange | null = null;
@@ -101,7 +98,7 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
   private finished = false;
   /** The last write to the stream returned false (until its 'drain'). */
   blocked = false;
-  private requestTrailers: OutgoingHttpHeaders | null = null;
+  private requestTrailers: string[] | null = null;
   /** The upstream's response trailers (set by the stream's handler). */
   responseTrailers: IncomingHttpHeaders | null = null;
   deadline = 0;
@@ -109,12 +106,13 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
   constructor(
     host: Http1BridgeHost,
     pool: Http2Pool,
-    headers: OutgoingHttpHeaders,
+    headers: string[],
     headRequest: boolean,
     chunkedRequest: boolean,
     requestDone: boolean,
     teTrailers: boolean,
-    dropHsts: boolean,
+    hsts: string | null,
+    forwarding: ForwardingPolicy,
   ) {
     this.host = host;
     this.pool = pool;
@@ -123,7 +121,8 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
     this.chunkedRequest = chunkedRequest;
     this.requestDone = requestDone;
     this.teTrailers = teTrailers;
-    this.dropHsts = dropHsts;
+    this.hsts = hsts;
+    this.forwarding = forwarding;
   }
 
   /** True once the upstream stream is open and the request body is still being sent. */
@@ -209,7 +208,7 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
 
   /** ChunkSink: the trailer section of a chunked request, sent as HTTP/2 trailers. */
   chunkTrailers(fields: string): void {
-    this.requestTrailers = parseHttp1Trailers(fields);
+    this.requestTrailers = http2TrailerList(parseTrailerSection(fields));
   }
 
   /** The whole request body was forwarded. */
@@ -226,7 +225,7 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
   sendRequestTrailers(): void {
     const stream = this.stream;
     if (stream !== null && !stream.destroyed && !stream.closed)
-      stream.sendTrailers(this.requestTrailers ?? {});
+      stream.sendTrailers(this.requestTrailers === null ? {} : fieldObject(this.requestTrailers));
   }
 
   /** Stream event (see the handlers at the end of the file). */
@@ -294,28 +293,14 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
   /** Hands the upstream's head (the filters' edits applied) to the host. */
   private sendResponseHead(status: number, headers: IncomingHttpHeaders, flags: number): void {
     const fx = this.filters;
-    let dropped: readonly string[] | null = null;
-    let added = '';
-    if (fx !== null) {
-      const edits = fx.responseEditsOrNull;
-      if (edits !== null) {
-        dropped = edits.dropped;
-        added = edits.lines();
-      }
-    }
-    let fields = '';
+    const edits = fx === null ? null : fx.responseEditsOrNull;
+    const source = FieldList.fromObject(headers);
+    const fr = new ForwardedResponse();
+    this.forwarding.response(fr, status, '2', this.hsts, false);
+    let fields = http1Lines(source, fr.dropMask, edits) + http1ResponseAdded(fr, edits);
     let length = false;
-    for (const name of Object.keys(headers)) {
-      if (name.charCodeAt(0) === 0x3a || DROPPED_RESPONSE_FIELDS.has(name)) continue;
-      if (this.dropHsts && name === 'strict-transport-security') continue;
-      if (dropped?.includes(name) === true) continue;
-      const value = headers[name];
-      if (value === undefined) continue;
-      if (name === 'content-length') length = true;
-      if (Array.isArray(value)) for (const v of value) fields += `${name}: ${v}\r\n`;
-      else fields += `${name}: ${value}\r\n`;
-    }
-    fields += added;
+    for (let i = 0; i < source.fieldCount; i++)
+      if (source.fieldKind(i) === FIELD_CONTENT_LENGTH) length = true;
     let framing: number;
     if (this.headRequest || status === 204 || status === 304 || status < 200) framing = BODY_NONE;
     else if (length) framing = BODY_LENGTH;
@@ -358,15 +343,8 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
     // A reset stream ends too: onClose aborts the client connection instead.
     if ((stream.rstCode ?? NGHTTP2_NO_ERROR) !== NGHTTP2_NO_ERROR) return;
     let trailerLines: string | null = null;
-    if (this.teTrailers && this.responseTrailers !== null) {
-      const trailers = http2Trailers(this.responseTrailers);
-      trailerLines = '';
-      for (const name of Object.keys(trailers)) {
-        const value = trailers[name];
-        if (Array.isArray(value)) for (const v of value) trailerLines += `${name}: ${v}\r\n`;
-        else if (value !== undefined) trailerLines += `${name}: ${String(value)}\r\n`;
-      }
-    }
+    if (this.teTrailers && this.responseTrailers !== null)
+      trailerLines = http1TrailerLines(FieldList.fromObject(this.responseTrailers));
     // The upstream answered before the request body was complete: the rest is not sent.
     if (!this.requestDone && !stream.closed) stream.close(NGHTTP2_CANCEL);
     this.finish();
@@ -450,58 +428,6 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
       this.pool.cancel(this);
     }
   }
-}
-
-/**
- * The HTTP/2 request headers for an HTTP/1.x request, from the forwarding decisions DownstreamConnection
- * made for an HTTP/1.1 upstream: the kept field lines (`dropMask`, as for the HTTP/1.1 head, with Host
- * dropped: it becomes `:authority`), X-Forwarded-For/Proto/Host and this hop's Via. Field names are
- * lowercased and repeated fields kept as arrays; `te: trailers` is the one `te` HTTP/2 allows.
- */
-export function http2RequestHeaders(
-  head: RequestHead,
-  dropMask: number,
-  path: string,
-  scheme: string,
-  authority: string,
-  xff: string,
-  proto: string,
-  fwdHost: string,
-  via: string,
-  teTrailers: boolean,
-): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {
-    ':method': head.method,
-    ':scheme': scheme,
-    ':authority': authority,
-    ':path': path,
-  };
-  for (let i = 0; i < head.fieldCount; i++) {
-    if ((dropMask & (1 << head.fieldKind(i))) !== 0) continue;
-    const name = head.lowerFieldName(i);
-    // Connection-specific in HTTP/2 whether or not Connection names it (RFC 9113 §8.2.2).
-    if (name === 'http2-settings') continue;
-    const value = head.fieldValue(i);
-    const prior = out[name];
-    if (prior === undefined) out[name] = value;
-    else if (Array.isArray(prior)) prior.push(value);
-    else out[name] = [String(prior), value];
-  }
-  if (teTrailers) out.te = 'trailers';
-  out['x-forwarded-for'] = xff;
-  out['x-forwarded-proto'] = proto;
-  if (fwdHost !== '') out['x-forwarded-host'] = fwdHost;
-  const priorVia = out.via;
-  out.via =
-    priorVia === undefined
-      ? via
-      : `${Array.isArray(priorVia) ? priorVia.join(', ') : String(priorVia)}, ${via}`;
-  return out;
-}
-
-/** True when a TE field value lists `trailers` (RFC 9110 §10.1.4). */
-export function acceptsTrailers(te: string): boolean {
-  return /(?:^|,)[ \t]*trailers[ \t]*(?:;|,|$)/i.test(te);
 }
 
 function bridgeOf(stream: ClientHttp2Stream): Http2UpstreamBridge {

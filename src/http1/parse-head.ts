@@ -13,6 +13,17 @@
  * final `chunked`, Transfer-Encoding together with Content-Length, Transfer-Encoding in HTTP/1.0, several
  * Host fields, a missing Host in HTTP/1.1.
  */
+
+import {
+  FIELD_CONNECTION,
+  FIELD_CONTENT_LENGTH,
+  FIELD_DUPLICATE_CONTENT_LENGTH,
+  FIELD_EXPECT,
+  FIELD_HOST,
+  FIELD_NAMED_BY_CONNECTION,
+  FIELD_OTHER,
+  FIELD_TRANSFER_ENCODING,
+} from '../http/fields.ts';
 import {
   ALPHA,
   COLON,
@@ -28,18 +39,7 @@ import {
   TARGET_CHAR,
   TCHAR,
 } from './chars.ts';
-import {
-  classifyField,
-  FIELD_CONNECTION,
-  FIELD_CONTENT_LENGTH,
-  FIELD_DUPLICATE_CONTENT_LENGTH,
-  FIELD_EXPECT,
-  FIELD_HOST,
-  FIELD_NAMED_BY_CONNECTION,
-  FIELD_OTHER,
-  FIELD_TRANSFER_ENCODING,
-  lowerFieldName,
-} from './fields.ts';
+import { classifyField, lowerFieldName } from './fields.ts';
 
 /** Numbers stored per field line in `MessageHead.fields`. */
 export const FIELD_STRIDE = 6;

@@ -1,28 +1,10 @@
 /**
  * Builds the heads zproxy sends: the request head for the upstream and the response head for the client.
  * Field lines that are kept are copied as the bytes that arrived, in runs (consecutive kept lines are one
- * copy); only the start line and the fields zproxy adds are written as strings.
+ * copy); only the start line and the fields zproxy adds are written as strings. What is kept and what is
+ * added is decided by the forwarding policy (src/proxy/forwarding.ts): this is its byte serializer for
+ * heads that arrived over HTTP/1.1.
  */
-import {
-  FIELD_CONNECTION,
-  FIELD_DUPLICATE_CONTENT_LENGTH,
-  FIELD_EXPECT,
-  FIELD_FORWARDED,
-  FIELD_HOST,
-  FIELD_KEEP_ALIVE,
-  FIELD_NAMED_BY_CONNECTION,
-  FIELD_PROXY_CONNECTION,
-  FIELD_STRICT_TRANSPORT_SECURITY,
-  FIELD_TE,
-  FIELD_TRAILER,
-  FIELD_TRANSFER_ENCODING,
-  FIELD_UPGRADE,
-  FIELD_X_FORWARDED_FOR,
-  FIELD_X_FORWARDED_HOST,
-  FIELD_X_FORWARDED_PORT,
-  FIELD_X_FORWARDED_PROTO,
-  FIELD_X_REAL_IP,
-} from './fields.ts';
 import {
   F_KIND,
   F_LINE_END,
@@ -32,41 +14,7 @@ import {
   type MessageHead,
 } from './parse-head.ts';
 
-const bit = (kind: number) => 1 << kind;
-
-/** Hop-by-hop fields and Transfer-Encoding: never copied to the next hop (framing is re-decided). */
-export const DROP_HOP_BY_HOP =
-  bit(FIELD_CONNECTION) |
-  bit(FIELD_KEEP_ALIVE) |
-  bit(FIELD_PROXY_CONNECTION) |
-  bit(FIELD_TE) |
-  bit(FIELD_TRAILER) |
-  bit(FIELD_UPGRADE) |
-  bit(FIELD_NAMED_BY_CONNECTION) |
-  bit(FIELD_DUPLICATE_CONTENT_LENGTH) |
-  bit(FIELD_TRANSFER_ENCODING);
-
-/** Request fields zproxy always re-writes itself: Expect (answered locally) and X-Forwarded-*. */
-export const DROP_REQUEST =
-  DROP_HOP_BY_HOP |
-  bit(FIELD_EXPECT) |
-  bit(FIELD_X_FORWARDED_FOR) |
-  bit(FIELD_X_FORWARDED_PROTO) |
-  bit(FIELD_X_FORWARDED_HOST);
-
-export const DROP_HOST = bit(FIELD_HOST);
-
-/**
- * Client-identity fields that only a trusted proxy may set: dropped when the peer is not in
- * `trusted_proxies` (zproxy writes X-Forwarded-For/Proto/Host itself either way).
- */
-export const DROP_UNTRUSTED_FORWARDING =
-  bit(FIELD_FORWARDED) | bit(FIELD_X_REAL_IP) | bit(FIELD_X_FORWARDED_PORT);
-
-/** Bytes of the field lines `copyFields` would copy. */
-/** The upstream's Strict-Transport-Security, replaced by zproxy's own when `tls.hsts` is enabled. */
-export const DROP_HSTS = bit(FIELD_STRICT_TRANSPORT_SECURITY);
-
+/** Bytes of the field lines `copyFields` would copy (`dropMask`: kinds not copied, see src/proxy/forwarding.ts). */
 export function keptFieldsLength(head: MessageHead, dropMask: number): number {
   const f = head.fields;
   let n = 0;
@@ -96,17 +44,6 @@ export function copyFields(head: MessageHead, dropMask: number, out: Buffer, off
   }
   if (runStart !== -1) offset += src.copy(out, offset, runStart, runEnd);
   return offset;
-}
-
-/** Joined values of the fields of one kind (", " separated); '' when absent. */
-export function joinedValues(head: MessageHead, kind: number): string {
-  let out = '';
-  for (let i = 0; i < head.fieldCount; i++) {
-    if (head.fieldKind(i) !== kind) continue;
-    const v = head.fieldValue(i);
-    out = out === '' ? v : `${out}, ${v}`;
-  }
-  return out;
 }
 
 /**

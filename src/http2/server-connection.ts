@@ -17,7 +17,9 @@
  * Errors: a malformed request is a stream error (RST_STREAM PROTOCOL_ERROR; the application never sees
  * the stream); a protocol violation of the connection is GOAWAY with its code, then close.
  */
+
 import type { Socket } from 'node:net';
+import { CONNECTION_SPECIFIC_MASK, kindOfName } from '../http/fields.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import {
   CANCEL,
@@ -131,13 +133,10 @@ const REQUEST_OK = 0;
 const REQUEST_MALFORMED = 1;
 const REQUEST_TOO_LARGE = 2;
 
-const CONNECTION_SPECIFIC = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-]);
+/** A field an HTTP/2 message must not carry (RFC 9113 §8.2.2; `te` is checked on its own). */
+function connectionSpecific(name: string): boolean {
+  return (CONNECTION_SPECIFIC_MASK & (1 << kindOfName(name))) !== 0;
+}
 
 /** Thrown inside the frame loop to end the connection with GOAWAY. */
 class ConnectionError extends Error {
@@ -836,7 +835,7 @@ export class H2ServerConnection implements Timed {
       const name = out[i]!;
       const value = out[i + 1]!;
       if (!validName(name) || !validValue(value)) return REQUEST_MALFORMED;
-      if (CONNECTION_SPECIFIC.has(name)) return REQUEST_MALFORMED;
+      if (connectionSpecific(name)) return REQUEST_MALFORMED;
       if (name === 'te' && value !== 'trailers') return REQUEST_MALFORMED;
       if (name === 'content-length') {
         if (!/^[0-9]{1,15}$/.test(value)) return REQUEST_MALFORMED;
@@ -1286,7 +1285,7 @@ export class H2ServerConnection implements Timed {
 function validTrailers(out: string[]): boolean {
   for (let i = 0; i < out.length; i += 2) {
     const name = out[i]!;
-    if (!validName(name) || !validValue(out[i + 1]!) || CONNECTION_SPECIFIC.has(name)) return false;
+    if (!validName(name) || !validValue(out[i + 1]!) || connectionSpecific(name)) return false;
   }
   return true;
 }

@@ -15,19 +15,13 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+import type { IncomingHttpHeaders } from 'node:http2';
 import { type CompiledRoute, forwardPathFor, type Runtime } from '../config/runtime.ts';
 import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.ts';
 import { Exchange } from '../exchange.ts';
 import type { LocalResponse } from '../filters/contract.ts';
-import {
-  FIELD_CONTENT_LENGTH,
-  FIELD_DUPLICATE_CONTENT_LENGTH,
-  FIELD_OTHER,
-  FIELD_STRICT_TRANSPORT_SECURITY,
-  FIELD_TRANSFER_ENCODING,
-  isHopByHop,
-} from '../http1/fields.ts';
+import { FieldList, fieldObject } from '../http/fields.ts';
+import { parseTrailerSection } from '../http1/fields.ts';
 import { HeldResponse } from '../http1/held-response.ts';
 import type { ResponseHead } from '../http1/parse-head.ts';
 import {
@@ -37,10 +31,21 @@ import {
   UpstreamConnection,
   type UpstreamRequester,
 } from '../http1/upstream-connection.ts';
-import type { FieldEditList } from '../pipeline/field-edits.ts';
+import { FieldEditList } from '../pipeline/field-edits.ts';
 import { HeadFieldReader, ObjectFieldReader } from '../pipeline/field-readers.ts';
 import { FilterExchange, FilterRequestView, isPending } from '../pipeline/filter-exchange.ts';
 import { renderLocal } from '../pipeline/local-response.ts';
+import {
+  CONTENT_LENGTH_BIT,
+  ForwardedRequest,
+  ForwardedResponse,
+  http1Lines,
+  http1RequestAdded,
+  http1TrailerLines,
+  http2RequestList,
+  http2ResponseList,
+  http2TrailerList,
+} from '../proxy/forwarding.ts';
 import { normalizePath } from '../router/normalize-path.ts';
 import type { UpstreamTarget } from '../upstream/group.ts';
 import type { Pool } from '../upstream/pool.ts';
@@ -52,22 +57,9 @@ import type { H2ServerStream, StreamOwner } from './server-connection.ts';
 import { H2StreamDuplex } from './stream-duplex.ts';
 import { Http2UpstreamExchange } from './upstream-exchange.ts';
 
-/** Request fields never forwarded from HTTP/2: connection-specific ones (RFC 9113 §8.2.2) and those rebuilt. */
-const DROPPED_REQUEST_FIELDS = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-  'te',
-  'host',
-  'expect',
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
-]);
-/** Client-identity fields only a trusted proxy may set. */
-const UNTRUSTED_FIELDS = new Set(['forwarded', 'x-real-ip', 'x-forwarded-port']);
+/** A 101's fields for an HTTP/2 client lose Sec-WebSocket-Accept (it answers zproxy's key, not the client's). */
+const WITHOUT_ACCEPT = new FieldEditList();
+WITHOUT_ACCEPT.remove('sec-websocket-accept');
 
 const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
 const CRLF = Buffer.from('\r\n', 'latin1');
@@ -87,32 +79,6 @@ export function requestHeaders(stream: H2ServerStream): IncomingHttpHeaders {
   };
   if (stream.protocol !== '') headers[':protocol'] = stream.protocol;
   return headers;
-}
-
-/** A flat field list (names and values alternately) as a header object (repeated fields as lists). */
-export function fieldObject(fields: readonly string[]): IncomingHttpHeaders {
-  const out: IncomingHttpHeaders = {};
-  for (let i = 0; i < fields.length; i += 2) {
-    const name = fields[i]!;
-    const prior = out[name];
-    if (prior === undefined) out[name] = fields[i + 1]!;
-    else if (Array.isArray(prior)) prior.push(fields[i + 1]!);
-    else out[name] = [String(prior), fields[i + 1]!];
-  }
-  return out;
-}
-
-/** A header object as a flat field list (pseudo-header fields left out, lists expanded). */
-export function fieldList(headers: OutgoingHttpHeaders | IncomingHttpHeaders): string[] {
-  const out: string[] = [];
-  for (const name of Object.keys(headers)) {
-    if (name.charCodeAt(0) === 0x3a) continue;
-    const value = headers[name];
-    if (value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) out.push(name, String(v));
-    else out.push(name, String(value));
-  }
-  return out;
 }
 
 export class StreamExchange implements UpstreamRequester, StreamOwner {
@@ -306,34 +272,35 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     const target = fx?.targetOverride ?? this.fwdPath;
     this.fwdHeaders = null;
     const h2pool = upstreamTarget.http2;
-    const upstreamAuthority = rt.preserveHost && authority !== '' ? authority : upstreamTarget.hostHeader;
+    const source = new FieldList(this.stream.fields);
+    const fwd = new ForwardedRequest();
+    rt.forwarding.request(
+      fwd,
+      source,
+      ex.clientAddress,
+      scheme,
+      authority,
+      null,
+      '2',
+      upstreamTarget.hostHeader,
+    );
     // A request without content-length whose stream is still open has a body of unknown length.
     const requestDone = this.stream.bodyless || contentLength === 0;
 
     if (websocket) {
-      this.startWebSocket(headers, upstreamTarget.pool, target, upstreamAuthority, scheme, authority, edits);
+      this.startWebSocket(headers, source, fwd, upstreamTarget.pool, target, edits);
       return;
     }
     if (h2pool !== null) {
       // An HTTP/2 upstream: the stream is handed over whole (this object no longer takes part).
       this.finished = true;
-      const fwd = forwardedRequest(rt, headers, ex.clientAddress, scheme, authority, false);
-      const out = http2RequestHeaders(fwd, method, target, h2pool.scheme, upstreamAuthority);
-      if (edits !== null) edits.applyTo(out);
+      const out = http2RequestList(fwd, source, method, h2pool.scheme, target, edits);
       new Http2UpstreamExchange(rt, this.stream, ex, h2pool, out, requestDone, this.headRequest, this.hsts);
       return;
     }
 
     const pool = upstreamTarget.pool!;
-    let head = http1RequestHead(
-      rt,
-      headers,
-      `${method} ${target} HTTP/1.1\r\nHost: ${upstreamAuthority}\r\n`,
-      ex.clientAddress,
-      scheme,
-      authority,
-      edits,
-    );
+    let head = `${method} ${target} HTTP/1.1\r\n${http1Lines(source, fwd.dropMask | CONTENT_LENGTH_BIT, edits)}${http1RequestAdded(fwd, edits)}`;
     this.requestDone = requestDone;
     // Chunked framing when the length is unknown, or when the client announces trailers (only a chunked
     // body can carry them to an HTTP/1.1 upstream).
@@ -357,11 +324,10 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
    */
   private startWebSocket(
     headers: IncomingHttpHeaders,
+    source: FieldList,
+    fwd: ForwardedRequest,
     pool: Pool | null,
     target: string,
-    upstreamAuthority: string,
-    scheme: string,
-    authority: string,
     edits: FieldEditList | null,
   ): void {
     const tunnels = this.tunnels;
@@ -396,15 +362,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     }
     const key = randomBytes(16).toString('base64');
     this.websocketKey = key;
-    const head = http1RequestHead(
-      this.runtime,
-      headers,
-      `GET ${target} HTTP/1.1\r\nHost: ${upstreamAuthority}\r\n`,
-      this.exchange.clientAddress,
-      scheme,
-      authority,
-      edits,
-    );
+    const head = `GET ${target} HTTP/1.1\r\n${http1Lines(source, fwd.dropMask | CONTENT_LENGTH_BIT, edits)}${http1RequestAdded(fwd, edits)}`;
     this.upstreamHead = `${head}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\n\r\n`;
     // The handshake has no body; what the client sends on the stream afterwards belongs to the tunnel.
     this.requestDone = true;
@@ -433,17 +391,10 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
       );
       return;
     }
-    const fields: string[] = [];
-    for (let i = 0; i < rh.fieldCount; i++) {
-      const kind = rh.fieldKind(i);
-      if (kind !== FIELD_OTHER && droppedResponseField(kind, BODY_CHUNKED, this.hsts)) continue;
-      if (kind === FIELD_CONTENT_LENGTH) continue;
-      const name = rh.lowerFieldName(i);
-      if (name === 'sec-websocket-accept') continue;
-      fields.push(name, rh.fieldValue(i));
-    }
-    fields.push('via', '1.1 zproxy');
-    if (this.hsts !== null) fields.push('strict-transport-security', this.hsts);
+    const fr = new ForwardedResponse();
+    this.runtime.forwarding.response(fr, 101, rh.versionMinor === 1 ? '1.1' : '1.0', this.hsts, false);
+    // The accept value answers zproxy's key, not the client's (an extended CONNECT has none).
+    const fields = http2ResponseList(fr, rh, WITHOUT_ACCEPT);
     stream.respond(200, fields, false);
     const ex = this.exchange;
     ex.status = 200;
@@ -509,7 +460,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     if (conn === null) return;
     if (this.chunkedRequest) {
       const trailers = this.requestTrailers;
-      conn.write(trailers === null ? LAST_CHUNK : `0\r\n${http1TrailerLines(trailers)}\r\n`);
+      conn.write(trailers === null ? LAST_CHUNK : `0\r\n${http1TrailerLines(new FieldList(trailers))}\r\n`);
     }
     conn.requestSent();
   }
@@ -618,8 +569,15 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     const noBody = framing === BODY_NONE;
     // The whole (small) body of a content-length response came with the head: the response is complete.
     const whole = framing === BODY_LENGTH && bodyEnd > bodyStart;
-    const fields = http2ResponseFields(rh, framing, this.hsts);
-    stream.respond(rh.status, edits === null ? fields : edits.applyToList(fields), noBody);
+    const fr = new ForwardedResponse();
+    this.runtime.forwarding.response(
+      fr,
+      rh.status,
+      rh.versionMinor === 1 ? '1.1' : '1.0',
+      this.hsts,
+      framing === BODY_CHUNKED,
+    );
+    stream.respond(rh.status, http2ResponseList(fr, rh, edits), noBody);
     if (whole) {
       // HEADERS, then DATA with END_STREAM, in the same write.
       this.exchange.bytesOut += bodyEnd - bodyStart;
@@ -632,7 +590,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
   }
 
   onResponseTrailers(fields: string): void {
-    this.responseTrailers = fieldList(parseHttp1Trailers(fields));
+    this.responseTrailers = http2TrailerList(parseTrailerSection(fields));
   }
 
   onResponseBody(buf: Buffer, start: number, end: number): boolean {
@@ -837,208 +795,4 @@ export function sendError(
   stream.respond(ERROR_CODES[code].status, fields, headRequest);
   if (!headRequest) stream.end(body);
   return body.length;
-}
-
-/** The client's request fields as forwarded, and the X-Forwarded-* values (one rule set for both kinds of upstream). */
-export interface ForwardedRequest {
-  /** Kept fields as name, value, name, value... (lowercase names). */
-  readonly fields: string[];
-  readonly xff: string;
-  readonly proto: string;
-  /** '' when there is no host to report. */
-  readonly host: string;
-  /** The client sent `te: trailers` (the one `te` HTTP/2 allows; forwarded to HTTP/2 upstreams). */
-  readonly teTrailers: boolean;
-}
-
-/**
- * Applies the forwarding rules to an HTTP/2 request's fields: connection-specific and rebuilt fields are
- * dropped, client-identity fields only a trusted proxy may set are dropped for other peers, and
- * X-Forwarded-For/Proto/Host are appended to (trusted peer) or replaced. `joinCookies` joins split
- * `cookie` fields into one (HTTP/1.1 allows only one Cookie line).
- */
-export function forwardedRequest(
-  rt: Runtime,
-  headers: IncomingHttpHeaders,
-  clientAddress: string,
-  scheme: string,
-  authority: string,
-  joinCookies: boolean,
-): ForwardedRequest {
-  const trusted = rt.trustedProxies?.check(clientAddress) === true;
-  let xff = clientAddress;
-  let proto = scheme;
-  let host = authority;
-  const fields: string[] = [];
-  for (const name of Object.keys(headers)) {
-    if (name.charCodeAt(0) === 0x3a) continue;
-    const value = headers[name];
-    if (value === undefined) continue;
-    if (trusted) {
-      if (name === 'x-forwarded-for') xff = `${String(value)}, ${xff}`;
-      else if (name === 'x-forwarded-proto') proto = String(value);
-      else if (name === 'x-forwarded-host') host = String(value);
-    }
-    if (DROPPED_REQUEST_FIELDS.has(name) || (!trusted && UNTRUSTED_FIELDS.has(name))) continue;
-    if (Array.isArray(value)) {
-      if (name === 'cookie' && joinCookies) fields.push(name, value.join('; '));
-      else for (const v of value) fields.push(name, v);
-    } else fields.push(name, value);
-  }
-  return { fields, xff, proto, host, teTrailers: headers.te === 'trailers' };
-}
-
-/**
- * The head of the HTTP/1.1 request for an HTTP/2 stream, built in one pass over its fields with the same
- * rules as forwardedRequest (split `cookie` fields joined), after `start` (request line and Host). Ends
- * with the X-Forwarded-* fields and Via; the framing field and the blank line are the caller's.
- */
-function http1RequestHead(
-  rt: Runtime,
-  headers: IncomingHttpHeaders,
-  start: string,
-  clientAddress: string,
-  scheme: string,
-  authority: string,
-  edits: FieldEditList | null,
-): string {
-  const trusted = rt.trustedProxies?.check(clientAddress) === true;
-  let xff = clientAddress;
-  let proto = scheme;
-  let host = authority;
-  let head = start;
-  const dropped = edits === null ? null : edits.dropped;
-  for (const name of Object.keys(headers)) {
-    if (name.charCodeAt(0) === 0x3a || name === 'content-length') continue;
-    if (dropped?.includes(name) === true) continue;
-    const value = headers[name];
-    if (value === undefined) continue;
-    if (trusted) {
-      if (name === 'x-forwarded-for') xff = `${String(value)}, ${xff}`;
-      else if (name === 'x-forwarded-proto') proto = String(value);
-      else if (name === 'x-forwarded-host') host = String(value);
-    }
-    if (DROPPED_REQUEST_FIELDS.has(name) || (!trusted && UNTRUSTED_FIELDS.has(name))) continue;
-    if (typeof value === 'string') head += `${name}: ${value}\r\n`;
-    else if (name === 'cookie') head += `cookie: ${value.join('; ')}\r\n`;
-    else for (const v of value) head += `${name}: ${v}\r\n`;
-  }
-  if (edits !== null) head += edits.lines();
-  head += `X-Forwarded-For: ${xff}\r\nX-Forwarded-Proto: ${proto}\r\n`;
-  if (host !== '') head += `X-Forwarded-Host: ${host}\r\n`;
-  return `${head}Via: 2 zproxy\r\n`;
-}
-
-/** A response field of an HTTP/1.1 upstream that is not sent to an HTTP/2 client. */
-function droppedResponseField(kind: number, framing: number, hsts: string | null): boolean {
-  if (kind === FIELD_OTHER) return false;
-  return (
-    isHopByHop(kind) ||
-    kind === FIELD_TRANSFER_ENCODING ||
-    kind === FIELD_DUPLICATE_CONTENT_LENGTH ||
-    (kind === FIELD_CONTENT_LENGTH && framing === BODY_CHUNKED) ||
-    (kind === FIELD_STRICT_TRANSPORT_SECURITY && hsts !== null)
-  );
-}
-
-/**
- * An HTTP/1.1 upstream's response head as node:http2's flat field list (`[name, value, ...]`, names
- * lowercase, shared strings for the common ones): hop-by-hop and framing fields dropped, Via
- * appended (a second `via` field is the same list as one combined field), HSTS replaced when set.
- */
-function http2ResponseFields(rh: ResponseHead, framing: number, hsts: string | null): string[] {
-  const out: string[] = [];
-  const n = rh.fieldCount;
-  for (let i = 0; i < n; i++) {
-    if (droppedResponseField(rh.fieldKind(i), framing, hsts)) continue;
-    out.push(rh.lowerFieldName(i), rh.fieldValue(i));
-  }
-  out.push('via', '1.1 zproxy');
-  if (hsts !== null) out.push('strict-transport-security', hsts);
-  return out;
-}
-
-/** The request headers for an HTTP/2 upstream. */
-function http2RequestHeaders(
-  fwd: ForwardedRequest,
-  method: string,
-  path: string,
-  scheme: string,
-  authority: string,
-): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {
-    ':method': method,
-    ':scheme': scheme,
-    ':authority': authority,
-    ':path': path,
-    ...fieldObject(fwd.fields),
-  };
-  if (fwd.teTrailers) out.te = 'trailers';
-  out['x-forwarded-for'] = fwd.xff;
-  out['x-forwarded-proto'] = fwd.proto;
-  if (fwd.host !== '') out['x-forwarded-host'] = fwd.host;
-  out.via = '2 zproxy';
-  return out;
-}
-
-/** Fields that never appear in a trailer section that zproxy forwards. */
-const DROPPED_TRAILER_FIELDS = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-  'te',
-  'trailer',
-  'content-length',
-  'host',
-]);
-
-/** Trailers received on an HTTP/2 stream (names and values alternately), as HTTP/1.1 field lines. */
-function http1TrailerLines(trailers: readonly string[]): string {
-  let lines = '';
-  for (let i = 0; i < trailers.length; i += 2) {
-    const name = trailers[i]!;
-    if (!DROPPED_TRAILER_FIELDS.has(name)) lines += `${name}: ${trailers[i + 1]!}\r\n`;
-  }
-  return lines;
-}
-
-/** Trailers received on an HTTP/2 stream, filtered for sending on another HTTP/2 stream. */
-export function http2Trailers(trailers: IncomingHttpHeaders | null): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  if (trailers === null) return out;
-  for (const name of Object.keys(trailers)) {
-    if (name.charCodeAt(0) === 0x3a || DROPPED_TRAILER_FIELDS.has(name)) continue;
-    const value = trailers[name];
-    if (value !== undefined) out[name] = value;
-  }
-  return out;
-}
-
-/**
- * The trailer section of a chunked HTTP/1.1 response (validated by ChunkedDecoder: `name: value` lines
- * ending in CRLF) as HTTP/2 trailers: lowercase names, values without surrounding whitespace, repeated
- * fields combined.
- */
-export function parseHttp1Trailers(text: string): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  let start = 0;
-  while (start < text.length) {
-    let end = text.indexOf('\r\n', start);
-    if (end === -1) end = text.length;
-    const colon = text.indexOf(':', start);
-    if (colon !== -1 && colon < end) {
-      const name = text.slice(start, colon).toLowerCase();
-      const value = text.slice(colon + 1, end).trim();
-      if (!DROPPED_TRAILER_FIELDS.has(name)) {
-        const prior = out[name];
-        if (prior === undefined) out[name] = value;
-        else if (name === 'set-cookie') out[name] = Array.isArray(prior) ? [...prior, value] : [prior, value];
-        else out[name] = `${Array.isArray(prior) ? prior.join(', ') : prior}, ${value}`;
-      }
-    }
-    start = end + 2;
-  }
-  return out;
 }

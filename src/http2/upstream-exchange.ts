@@ -8,39 +8,22 @@
  * started resets the client stream with the same code; a failure before the response head is answered
  * with zproxy's JSON error (502/503/504) like every other upstream failure.
  */
-import http2, {
-  type ClientHttp2Stream,
-  type IncomingHttpHeaders,
-  type OutgoingHttpHeaders,
-} from 'node:http2';
+import http2, { type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import type { Runtime } from '../config/runtime.ts';
 import { ERROR_CODES, type ErrorCode, type ZpError } from '../errors.ts';
 import type { Exchange } from '../exchange.ts';
 import type { LocalResponse } from '../filters/contract.ts';
+import { FieldList, fieldObject } from '../http/fields.ts';
 import { ObjectFieldReader } from '../pipeline/field-readers.ts';
 import { isPending } from '../pipeline/filter-exchange.ts';
+import { ForwardedResponse, http2ResponseList, http2TrailerList } from '../proxy/forwarding.ts';
 import type { Http2Pool, Http2Requester, Http2UpstreamSession } from '../upstream/http2-pool.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import { HeldUpstreamResponse } from './held-upstream-response.ts';
 import type { H2ServerStream, StreamOwner } from './server-connection.ts';
-import {
-  fieldList,
-  fieldObject,
-  http2Trailers,
-  respondWithError,
-  respondWithLocal,
-} from './stream-exchange.ts';
+import { respondWithError, respondWithLocal } from './stream-exchange.ts';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
-
-/** Response fields never sent to an HTTP/2 client (connection-specific, RFC 9113 §8.2.2). */
-const DROPPED_RESPONSE_FIELDS = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-]);
 
 /** The exchange an upstream stream belongs to (its listeners are the module-level functions below). */
 const kExchange = Symbol('zproxy.http2.exchange');
@@ -73,7 +56,8 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
   private readonly exchange: Exchange;
   private readonly runtime: Runtime;
   private readonly pool: Http2Pool;
-  private readonly headers: OutgoingHttpHeaders;
+  /** The request as node:http2's raw header list (http2RequestList). */
+  private readonly headers: string[];
   private readonly headRequest: boolean;
   /** The Strict-Transport-Security value for the client's session, or null. */
   private readonly hsts: string | null;
@@ -99,7 +83,7 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
     downstream: H2ServerStream,
     exchange: Exchange,
     pool: Http2Pool,
-    headers: OutgoingHttpHeaders,
+    headers: string[],
     requestDone: boolean,
     headRequest: boolean,
     hsts: string | null,
@@ -167,7 +151,7 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
     const upstream = this.upstream;
     if (upstream === null || upstream.destroyed) return;
     const trailers = this.requestTrailers;
-    upstream.sendTrailers(http2Trailers(trailers === null ? null : fieldObject(trailers)));
+    upstream.sendTrailers(trailers === null ? {} : fieldObject(http2TrailerList(new FieldList(trailers))));
   }
 
   onUpstreamDrain(): void {
@@ -295,24 +279,13 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
   private sendResponseHead(status: number, headers: IncomingHttpHeaders, flags: number): void {
     const downstream = this.downstream;
     const fx = this.exchange.filters;
-    const out: string[] = [];
-    let via = '';
-    for (const name of Object.keys(headers)) {
-      if (name.charCodeAt(0) === 0x3a || DROPPED_RESPONSE_FIELDS.has(name)) continue;
-      const value = headers[name];
-      if (value === undefined) continue;
-      if (name === 'via') via = `${String(value)}, `;
-      else if (name === 'strict-transport-security' && this.hsts !== null) continue;
-      else if (Array.isArray(value)) for (const v of value) out.push(name, v);
-      else out.push(name, String(value));
-    }
-    out.push('via', `${via}2 zproxy`);
-    if (this.hsts !== null) out.push('strict-transport-security', this.hsts);
     const edits = fx === null ? null : fx.responseEditsOrNull;
+    const fr = new ForwardedResponse();
+    this.runtime.forwarding.response(fr, status, '2', this.hsts, false);
     this.exchange.status = status;
     // A response that is its head alone (a gRPC "trailers-only" answer) ends here.
     const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0 || this.headRequest;
-    downstream.respond(status, edits === null ? out : edits.applyToList(out), endStream);
+    downstream.respond(status, http2ResponseList(fr, FieldList.fromObject(headers), edits), endStream);
   }
 
   onResponseData(chunk: Buffer): void {
@@ -342,7 +315,7 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
     }
     const downstream = this.downstream;
     const trailers = this.responseTrailers;
-    if (trailers !== null) downstream.sendTrailers(fieldList(http2Trailers(trailers)));
+    if (trailers !== null) downstream.sendTrailers(http2TrailerList(FieldList.fromObject(trailers)));
     else downstream.end();
     this.finish(null);
   }

@@ -12,8 +12,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { ErrorCode } from '../errors.ts';
+import { FIELD_UPGRADE } from '../http/fields.ts';
 import { stringEqualsLower } from '../http1/chars.ts';
-import { FIELD_UPGRADE } from '../http1/fields.ts';
 import type { MessageHead, RequestHead } from '../http1/parse-head.ts';
 
 /** And-ed into a drop mask (serialize.ts) so that the Upgrade field is forwarded. */

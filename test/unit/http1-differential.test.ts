@@ -13,7 +13,7 @@ import {
   FIELD_CONTENT_LENGTH,
   FIELD_DUPLICATE_CONTENT_LENGTH,
   FIELD_TRANSFER_ENCODING,
-} from '../../src/http1/fields.ts';
+} from '../../src/http/fields.ts';
 import {
   F_LINE_END,
   F_NAME_START,

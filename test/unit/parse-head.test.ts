@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { TCHAR } from '../../src/http1/chars.ts';
 import {
   FIELD_CONNECTION,
   FIELD_CONTENT_LENGTH,
@@ -11,7 +10,8 @@ import {
   FIELD_TE,
   FIELD_UPGRADE,
   FIELD_X_FORWARDED_FOR,
-} from '../../src/http1/fields.ts';
+} from '../../src/http/fields.ts';
+import { TCHAR } from '../../src/http1/chars.ts';
 import {
   F_LINE_END,
   F_NAME_END,

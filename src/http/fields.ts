@@ -1,0 +1,186 @@
+/**
+ * The field names zproxy acts on, whatever protocol carried the message: one table of names and kinds
+ * that the HTTP/1.1 parser (classifying bytes, src/http1/fields.ts), the HTTP/2 frame layer
+ * (connection-specific fields) and the forwarding policy (src/proxy/forwarding.ts) all read. Every other
+ * field is FIELD_OTHER and is forwarded as it came.
+ *
+ * A message's fields are read through FieldSource: a parsed HTTP/1.1 head (offsets into the bytes that
+ * arrived) and a FieldList (a flat list of lowercase names and values: HTTP/2, local answers) both are one.
+ */
+
+export const FIELD_OTHER = 0;
+export const FIELD_HOST = 1;
+export const FIELD_CONTENT_LENGTH = 2;
+export const FIELD_TRANSFER_ENCODING = 3;
+export const FIELD_CONNECTION = 4;
+export const FIELD_KEEP_ALIVE = 5;
+export const FIELD_PROXY_CONNECTION = 6;
+export const FIELD_TE = 7;
+export const FIELD_TRAILER = 8;
+export const FIELD_UPGRADE = 9;
+export const FIELD_EXPECT = 10;
+export const FIELD_X_FORWARDED_FOR = 11;
+export const FIELD_X_FORWARDED_PROTO = 12;
+export const FIELD_X_FORWARDED_HOST = 13;
+/** A field named by a Connection header: hop-by-hop for this message only (set after parsing). */
+export const FIELD_NAMED_BY_CONNECTION = 14;
+/** A repeated Content-Length line with the same value: forwarded once (RFC 9110 §8.6). */
+export const FIELD_DUPLICATE_CONTENT_LENGTH = 15;
+export const FIELD_FORWARDED = 16;
+export const FIELD_X_REAL_IP = 17;
+export const FIELD_X_FORWARDED_PORT = 18;
+export const FIELD_STRICT_TRANSPORT_SECURITY = 19;
+/** The settings of an HTTP/1.1 `Upgrade: h2c` request: connection-specific (RFC 7540 §3.2.1). */
+export const FIELD_HTTP2_SETTINGS = 20;
+
+/** The names of the kinds above (lowercase), the one list every classifier is built from. */
+export const FIELD_NAMES: readonly (readonly [name: string, kind: number])[] = [
+  ['host', FIELD_HOST],
+  ['content-length', FIELD_CONTENT_LENGTH],
+  ['transfer-encoding', FIELD_TRANSFER_ENCODING],
+  ['connection', FIELD_CONNECTION],
+  ['keep-alive', FIELD_KEEP_ALIVE],
+  ['proxy-connection', FIELD_PROXY_CONNECTION],
+  ['te', FIELD_TE],
+  ['trailer', FIELD_TRAILER],
+  ['upgrade', FIELD_UPGRADE],
+  ['expect', FIELD_EXPECT],
+  ['x-forwarded-for', FIELD_X_FORWARDED_FOR],
+  ['x-forwarded-proto', FIELD_X_FORWARDED_PROTO],
+  ['x-forwarded-host', FIELD_X_FORWARDED_HOST],
+  ['forwarded', FIELD_FORWARDED],
+  ['x-real-ip', FIELD_X_REAL_IP],
+  ['x-forwarded-port', FIELD_X_FORWARDED_PORT],
+  ['strict-transport-security', FIELD_STRICT_TRANSPORT_SECURITY],
+  ['http2-settings', FIELD_HTTP2_SETTINGS],
+];
+
+const KIND_BY_NAME = new Map<string, number>(FIELD_NAMES);
+
+/** The kind of a lowercase field name. */
+export function kindOfName(lowerName: string): number {
+  return KIND_BY_NAME.get(lowerName) ?? FIELD_OTHER;
+}
+
+/** A bit per kind, for masks of kinds (`mask & kindBit(kind)`). */
+export function kindBit(kind: number): number {
+  return 1 << kind;
+}
+
+/**
+ * Hop-by-hop fields (RFC 9110 §7.6.1) and the other connection-specific ones: they describe one
+ * connection and never cross a proxy. Transfer-Encoding is one too (each hop frames its own body).
+ */
+export const HOP_BY_HOP_MASK =
+  kindBit(FIELD_CONNECTION) |
+  kindBit(FIELD_KEEP_ALIVE) |
+  kindBit(FIELD_PROXY_CONNECTION) |
+  kindBit(FIELD_TE) |
+  kindBit(FIELD_TRAILER) |
+  kindBit(FIELD_UPGRADE) |
+  kindBit(FIELD_NAMED_BY_CONNECTION) |
+  kindBit(FIELD_HTTP2_SETTINGS) |
+  kindBit(FIELD_TRANSFER_ENCODING);
+
+/**
+ * Fields an HTTP/2 message must not carry (RFC 9113 §8.2.2): the frame layer refuses a request that has
+ * one (`te` is allowed with the value `trailers` only, and checked on its own).
+ */
+export const CONNECTION_SPECIFIC_MASK =
+  kindBit(FIELD_CONNECTION) |
+  kindBit(FIELD_KEEP_ALIVE) |
+  kindBit(FIELD_PROXY_CONNECTION) |
+  kindBit(FIELD_TRANSFER_ENCODING) |
+  kindBit(FIELD_UPGRADE);
+
+/** True for a hop-by-hop kind (see HOP_BY_HOP_MASK). */
+export function isHopByHop(kind: number): boolean {
+  return (HOP_BY_HOP_MASK & (1 << kind)) !== 0;
+}
+
+/** A message's fields, read by index (a parsed HTTP/1.1 head, or a FieldList). */
+export interface FieldSource {
+  readonly fieldCount: number;
+  /** One of FIELD_*. */
+  fieldKind(i: number): number;
+  /** The name in lowercase. */
+  lowerFieldName(i: number): string;
+  fieldValue(i: number): string;
+}
+
+/**
+ * Fields as a flat list of lowercase names and values (`[name, value, name, value...]`), as HTTP/2 carries
+ * them; the kinds are classified once, when first asked for.
+ */
+export class FieldList implements FieldSource {
+  readonly list: readonly string[];
+  private kinds: Uint8Array | null = null;
+
+  constructor(list: readonly string[]) {
+    this.list = list;
+  }
+
+  /**
+   * The fields of a header object (node:http2's shape: lowercase names, lists for repeated fields);
+   * pseudo-header fields are left out.
+   */
+  static fromObject(headers: Readonly<Record<string, string | string[] | number | undefined>>): FieldList {
+    const list: string[] = [];
+    for (const name of Object.keys(headers)) {
+      if (name.charCodeAt(0) === 0x3a) continue;
+      const value = headers[name];
+      if (value === undefined) continue;
+      if (Array.isArray(value)) for (const v of value) list.push(name, v);
+      else list.push(name, typeof value === 'string' ? value : String(value));
+    }
+    return new FieldList(list);
+  }
+
+  get fieldCount(): number {
+    return this.list.length >> 1;
+  }
+
+  fieldKind(i: number): number {
+    let kinds = this.kinds;
+    if (kinds === null) {
+      const list = this.list;
+      kinds = new Uint8Array(list.length >> 1);
+      for (let j = 0; j < kinds.length; j++) kinds[j] = kindOfName(list[j * 2]!);
+      this.kinds = kinds;
+    }
+    return kinds[i]!;
+  }
+
+  lowerFieldName(i: number): string {
+    return this.list[i * 2]!;
+  }
+
+  fieldValue(i: number): string {
+    return this.list[i * 2 + 1]!;
+  }
+}
+
+/** A flat field list as a header object (node:http2's shape: lists for repeated fields). */
+export function fieldObject(list: readonly string[]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i < list.length; i += 2) {
+    const name = list[i]!;
+    const prior = out[name];
+    if (prior === undefined) out[name] = list[i + 1]!;
+    else if (Array.isArray(prior)) prior.push(list[i + 1]!);
+    else out[name] = [prior, list[i + 1]!];
+  }
+  return out;
+}
+
+/** The values of the fields of one kind joined with ", " (RFC 9110 §5.3); '' when there is none. */
+export function joinedValues(source: FieldSource, kind: number): string {
+  let out = '';
+  const n = source.fieldCount;
+  for (let i = 0; i < n; i++) {
+    if (source.fieldKind(i) !== kind) continue;
+    const v = source.fieldValue(i);
+    out = out === '' ? v : `${out}, ${v}`;
+  }
+  return out;
+}

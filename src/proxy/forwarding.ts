@@ -1,0 +1,313 @@
+/**
+ * The forwarding policy: what a request keeps, loses and gains on its way to the upstream, and what the
+ * response keeps, loses and gains on its way back, whatever protocol each side speaks. One rule set,
+ * compiled once per runtime (ForwardingPolicy), decided once per exchange (ForwardedRequest,
+ * ForwardedResponse), and rendered by serializers for each protocol: HTTP/1.1 field lines and node:http2's
+ * flat field lists here; the HTTP/1.1 engine's byte-copying serializer (src/http1/serialize.ts) renders
+ * the same decisions from the bytes that arrived.
+ *
+ * The rules:
+ * - hop-by-hop and connection-specific fields (src/http/fields.ts, HOP_BY_HOP_MASK) and the fields
+ *   Connection names never cross; each hop frames its own body (Transfer-Encoding, Content-Length);
+ * - `X-Forwarded-For` gets the client's address, `X-Forwarded-Proto` the client's scheme and
+ *   `X-Forwarded-Host` the authority it addressed. A peer in `trusted_proxies` is a proxy of our own: its
+ *   X-Forwarded-For is appended to and its Proto and Host kept, and its `Forwarded`, `X-Real-IP` and
+ *   `X-Forwarded-Port` pass. Anyone else's are replaced or dropped;
+ * - `Via` gets this hop's entry, after any the message already has (RFC 9110 §7.6.3), naming the
+ *   protocol version the message was received with (`1.1 zproxy`, `2 zproxy`);
+ * - Host (`:authority` for HTTP/2 upstreams) is the client's with `preserve_host`, else the target's;
+ * - Expect is answered by zproxy (100-continue) and never forwarded;
+ * - a response to which no body belongs carries no framing: 1xx and 204 lose Content-Length
+ *   (RFC 9110 §8.6), every response loses Transfer-Encoding;
+ * - with `tls.hsts` on a listener, zproxy's Strict-Transport-Security replaces the upstream's;
+ * - the filters' edits (FieldEditList) come last: they apply to the fields as forwarded, zproxy's
+ *   included, so a `headers` rule that sets `x-forwarded-proto` replaces zproxy's.
+ */
+import type { BlockList } from 'node:net';
+import {
+  FIELD_CONTENT_LENGTH,
+  FIELD_DUPLICATE_CONTENT_LENGTH,
+  FIELD_EXPECT,
+  FIELD_FORWARDED,
+  FIELD_HOST,
+  FIELD_STRICT_TRANSPORT_SECURITY,
+  FIELD_TE,
+  FIELD_X_FORWARDED_FOR,
+  FIELD_X_FORWARDED_HOST,
+  FIELD_X_FORWARDED_PORT,
+  FIELD_X_FORWARDED_PROTO,
+  FIELD_X_REAL_IP,
+  type FieldSource,
+  HOP_BY_HOP_MASK,
+  joinedValues,
+  kindBit,
+} from '../http/fields.ts';
+import type { FieldEditList } from '../pipeline/field-edits.ts';
+
+/** Request fields never copied from the client: hop-by-hop, Expect, and the X-Forwarded-* zproxy rewrites. */
+export const REQUEST_DROP_MASK =
+  HOP_BY_HOP_MASK |
+  kindBit(FIELD_DUPLICATE_CONTENT_LENGTH) |
+  kindBit(FIELD_EXPECT) |
+  kindBit(FIELD_X_FORWARDED_FOR) |
+  kindBit(FIELD_X_FORWARDED_PROTO) |
+  kindBit(FIELD_X_FORWARDED_HOST);
+
+/** Client-identity fields only a peer in `trusted_proxies` may set. */
+export const UNTRUSTED_DROP_MASK =
+  kindBit(FIELD_FORWARDED) | kindBit(FIELD_X_REAL_IP) | kindBit(FIELD_X_FORWARDED_PORT);
+
+/** Response fields never copied from the upstream. */
+export const RESPONSE_DROP_MASK = HOP_BY_HOP_MASK | kindBit(FIELD_DUPLICATE_CONTENT_LENGTH);
+
+export const HOST_BIT = kindBit(FIELD_HOST);
+export const CONTENT_LENGTH_BIT = kindBit(FIELD_CONTENT_LENGTH);
+export const HSTS_BIT = kindBit(FIELD_STRICT_TRANSPORT_SECURITY);
+
+/** Fields never forwarded in a trailer section (RFC 9110 §6.5.1: framing, routing and connection fields). */
+export const TRAILER_DROP_MASK = RESPONSE_DROP_MASK | CONTENT_LENGTH_BIT | HOST_BIT;
+
+/** True when a TE field value lists `trailers` (RFC 9110 §10.1.4). */
+export function acceptsTrailers(te: string): boolean {
+  return te !== '' && /(?:^|,)[ \t]*trailers[ \t]*(?:;|,|$)/i.test(te);
+}
+
+/** True when a response with this status has no body and no framing fields (RFC 9110 §6.4.1, §8.6). */
+export function statusForbidsLength(status: number): boolean {
+  return status < 200 || status === 204;
+}
+
+/** The decisions for one forwarded request (reused from exchange to exchange by an HTTP/1.1 connection). */
+export class ForwardedRequest {
+  /** Kinds of the client's fields that are not copied (see REQUEST_DROP_MASK, HOST_BIT). */
+  dropMask = 0;
+  xForwardedFor = '';
+  xForwardedProto = '';
+  /** '' when the client addressed no authority. */
+  xForwardedHost = '';
+  /** This hop's Via entry: `1.1 zproxy`. */
+  via = '';
+  /** The Host (or `:authority`) to send. */
+  authority = '';
+  /** The client's own Host line is kept as it came (HTTP/1.1 to HTTP/1.1 with `preserve_host`). */
+  keepHostField = false;
+}
+
+/** The decisions for one forwarded response. */
+export class ForwardedResponse {
+  /** Kinds of the upstream's fields that are not copied. */
+  dropMask = 0;
+  /** This hop's Via entry: `1.1 zproxy` for an HTTP/1.1 upstream. */
+  via = '';
+  /** zproxy's Strict-Transport-Security value (the listener's `tls.hsts`), or null. */
+  hsts: string | null = null;
+}
+
+export class ForwardingPolicy {
+  /** Peers whose forwarding fields are trusted (appended to); null when none are. */
+  readonly trustedProxies: BlockList | null;
+  readonly preserveHost: boolean;
+
+  constructor(trustedProxies: BlockList | null, preserveHost: boolean) {
+    this.trustedProxies = trustedProxies;
+    this.preserveHost = preserveHost;
+  }
+
+  /**
+   * Decides how a request is forwarded. `host` is the authority the client addressed ('' when none: the
+   * Host field, `:authority`, or an absolute-form target's authority); `hostField` is the value of the
+   * client's own Host line when it has one that may be kept as it came (HTTP/1.1), else null; `version`
+   * the protocol version the client spoke ('1.0', '1.1', '2'); `targetHost` the upstream target's own
+   * authority (for Host without `preserve_host`).
+   */
+  request(
+    out: ForwardedRequest,
+    source: FieldSource,
+    clientAddress: string,
+    scheme: string,
+    host: string,
+    hostField: string | null,
+    version: string,
+    targetHost: string,
+  ): void {
+    const trusted = this.trustedProxies?.check(clientAddress) === true;
+    let xff = clientAddress;
+    let proto = scheme;
+    let forwardedHost = host;
+    if (trusted) {
+      const prior = joinedValues(source, FIELD_X_FORWARDED_FOR);
+      if (prior !== '') xff = `${prior}, ${xff}`;
+      const priorProto = joinedValues(source, FIELD_X_FORWARDED_PROTO);
+      if (priorProto !== '') proto = priorProto;
+      const priorHost = joinedValues(source, FIELD_X_FORWARDED_HOST);
+      if (priorHost !== '') forwardedHost = priorHost;
+    }
+    out.xForwardedFor = xff;
+    out.xForwardedProto = proto;
+    out.xForwardedHost = forwardedHost;
+    out.via = version === '1.1' ? '1.1 zproxy' : version === '2' ? '2 zproxy' : '1.0 zproxy';
+    const preserve = this.preserveHost;
+    out.authority = preserve && host !== '' ? host : targetHost;
+    out.keepHostField = preserve && hostField !== null && hostField === host;
+    let mask = trusted ? REQUEST_DROP_MASK : REQUEST_DROP_MASK | UNTRUSTED_DROP_MASK;
+    if (!out.keepHostField) mask |= HOST_BIT;
+    out.dropMask = mask;
+  }
+
+  /**
+   * Decides how a response is forwarded: `version` is the protocol version the upstream answered with,
+   * `hsts` the listener's Strict-Transport-Security value or null, `chunked` whether the upstream's body
+   * is chunked (a Content-Length beside it means nothing: the chunks frame the body).
+   */
+  response(
+    out: ForwardedResponse,
+    status: number,
+    version: string,
+    hsts: string | null,
+    chunked: boolean,
+  ): void {
+    let mask = RESPONSE_DROP_MASK;
+    if (hsts !== null) mask |= HSTS_BIT;
+    if (chunked || statusForbidsLength(status)) mask |= CONTENT_LENGTH_BIT;
+    out.dropMask = mask;
+    out.via = version === '1.1' ? '1.1 zproxy' : version === '2' ? '2 zproxy' : '1.0 zproxy';
+    out.hsts = hsts;
+  }
+}
+
+/** True when a filter's edits remove every field of this (lowercase) name. */
+function edited(edits: FieldEditList | null, lowerName: string): boolean {
+  return edits !== null && edits.dropped.length > 0 && edits.dropped.includes(lowerName);
+}
+
+// ---------------------------------------------------------------- HTTP/1.1 field lines
+
+/**
+ * zproxy's own request fields as HTTP/1.1 lines (each ending in CRLF), then the filters' added fields:
+ * what follows the client's kept fields. Host is included unless the client's own line is kept. Framing,
+ * Connection and the blank line are the engine's.
+ */
+export function http1RequestAdded(fwd: ForwardedRequest, edits: FieldEditList | null): string {
+  let out: string;
+  if (edits === null) {
+    out = `X-Forwarded-For: ${fwd.xForwardedFor}\r\nX-Forwarded-Proto: ${fwd.xForwardedProto}\r\n`;
+    if (fwd.xForwardedHost !== '') out += `X-Forwarded-Host: ${fwd.xForwardedHost}\r\n`;
+    out += `Via: ${fwd.via}\r\n`;
+  } else {
+    out = '';
+    if (!edited(edits, 'x-forwarded-for')) out += `X-Forwarded-For: ${fwd.xForwardedFor}\r\n`;
+    if (!edited(edits, 'x-forwarded-proto')) out += `X-Forwarded-Proto: ${fwd.xForwardedProto}\r\n`;
+    if (fwd.xForwardedHost !== '' && !edited(edits, 'x-forwarded-host'))
+      out += `X-Forwarded-Host: ${fwd.xForwardedHost}\r\n`;
+    if (!edited(edits, 'via')) out += `Via: ${fwd.via}\r\n`;
+    out += edits.lines();
+  }
+  if (!fwd.keepHostField) out += `Host: ${fwd.authority}\r\n`;
+  return out;
+}
+
+/**
+ * The kept fields of a source that is not an HTTP/1.1 head (an HTTP/2 request or response) as HTTP/1.1
+ * lines. Repeated `cookie` fields become one line joined with "; " (RFC 9113 §8.2.3: HTTP/1.1 allows one).
+ */
+export function http1Lines(source: FieldSource, dropMask: number, edits: FieldEditList | null): string {
+  const kept: string[] = [];
+  appendKept(kept, source, dropMask, edits);
+  let out = '';
+  let cookies: string | null = null;
+  for (let i = 0; i < kept.length; i += 2) {
+    const name = kept[i]!;
+    const value = kept[i + 1]!;
+    if (name === 'cookie') cookies = cookies === null ? value : `${cookies}; ${value}`;
+    else out += `${name}: ${value}\r\n`;
+  }
+  if (cookies !== null) out += `cookie: ${cookies}\r\n`;
+  return out;
+}
+
+/** zproxy's response fields as HTTP/1.1 lines, then the filters' added fields. */
+export function http1ResponseAdded(fwd: ForwardedResponse, edits: FieldEditList | null): string {
+  if (edits === null) {
+    return fwd.hsts === null
+      ? `Via: ${fwd.via}\r\n`
+      : `Via: ${fwd.via}\r\nStrict-Transport-Security: ${fwd.hsts}\r\n`;
+  }
+  let out = edited(edits, 'via') ? '' : `Via: ${fwd.via}\r\n`;
+  if (fwd.hsts !== null && !edited(edits, 'strict-transport-security'))
+    out += `Strict-Transport-Security: ${fwd.hsts}\r\n`;
+  return out + edits.lines();
+}
+
+// ---------------------------------------------------------------- field lists (HTTP/2)
+
+/** Appends the kept fields of `source` to `out` (a flat list of lowercase names and values). */
+function appendKept(out: string[], source: FieldSource, dropMask: number, edits: FieldEditList | null): void {
+  const dropped = edits !== null && edits.dropped.length > 0 ? edits.dropped : null;
+  const n = source.fieldCount;
+  for (let i = 0; i < n; i++) {
+    if ((dropMask & (1 << source.fieldKind(i))) !== 0) continue;
+    const name = source.lowerFieldName(i);
+    if (dropped?.includes(name)) continue;
+    out.push(name, source.fieldValue(i));
+  }
+}
+
+function appendAdded(out: string[], edits: FieldEditList | null): void {
+  if (edits === null) return;
+  const added = edits.added;
+  for (let i = 0; i < added.length; i++) out.push(added[i]!);
+}
+
+/**
+ * The request for an HTTP/2 upstream as node:http2's raw header list: the pseudo-header fields, the
+ * client's kept fields, zproxy's, then the filters' added ones. `te: trailers` is the one TE HTTP/2
+ * allows, sent when the client accepts trailers.
+ */
+export function http2RequestList(
+  fwd: ForwardedRequest,
+  source: FieldSource,
+  method: string,
+  scheme: string,
+  path: string,
+  edits: FieldEditList | null,
+): string[] {
+  const out = [':method', method, ':scheme', scheme, ':authority', fwd.authority, ':path', path];
+  appendKept(out, source, fwd.dropMask | HOST_BIT, edits);
+  if (acceptsTrailers(joinedValues(source, FIELD_TE))) out.push('te', 'trailers');
+  if (!edited(edits, 'x-forwarded-for')) out.push('x-forwarded-for', fwd.xForwardedFor);
+  if (!edited(edits, 'x-forwarded-proto')) out.push('x-forwarded-proto', fwd.xForwardedProto);
+  if (fwd.xForwardedHost !== '' && !edited(edits, 'x-forwarded-host'))
+    out.push('x-forwarded-host', fwd.xForwardedHost);
+  if (!edited(edits, 'via')) out.push('via', fwd.via);
+  appendAdded(out, edits);
+  return out;
+}
+
+/** A response for an HTTP/2 client as a flat field list: the upstream's kept fields, zproxy's, the filters'. */
+export function http2ResponseList(
+  fwd: ForwardedResponse,
+  source: FieldSource,
+  edits: FieldEditList | null,
+): string[] {
+  const out: string[] = [];
+  appendKept(out, source, fwd.dropMask, edits);
+  if (!edited(edits, 'via')) out.push('via', fwd.via);
+  if (fwd.hsts !== null && !edited(edits, 'strict-transport-security'))
+    out.push('strict-transport-security', fwd.hsts);
+  appendAdded(out, edits);
+  return out;
+}
+
+// ---------------------------------------------------------------- trailers
+
+/** A trailer section as HTTP/1.1 lines (the last chunk's), the fields that may not be trailers left out. */
+export function http1TrailerLines(source: FieldSource): string {
+  return http1Lines(source, TRAILER_DROP_MASK, null);
+}
+
+/** A trailer section as a flat field list (HTTP/2 trailers), the fields that may not be trailers left out. */
+export function http2TrailerList(source: FieldSource): string[] {
+  const out: string[] = [];
+  appendKept(out, source, TRAILER_DROP_MASK, null);
+  return out;
+}
