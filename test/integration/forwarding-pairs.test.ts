@@ -98,7 +98,7 @@ async function startUpstreams(): Promise<Upstreams> {
     const body = c.response?.body ?? (status === 204 || status === 304 ? '' : 'ok');
     if (!hasLength && status !== 204 && status !== 304)
       head += `Content-Length: ${Buffer.byteLength(body)}\r\n`;
-    return `${head}\r\n${req.method === 'HEAD' ? '' : body}`;
+    return `${c.response?.interim ?? ''}${head}\r\n${req.method === 'HEAD' ? '' : body}`;
   });
   const h2 = http2.createServer();
   h2.on('session', (s) => s.on('error', () => {}));
