@@ -13,7 +13,7 @@ import { forwardPathFor, type Runtime } from '../config/runtime.ts';
 import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.ts';
 import { Exchange } from '../exchange.ts';
 import type { LocalResponse } from '../filters/contract.ts';
-import { FIELD_TE, joinedValues } from '../http/fields.ts';
+import { FIELD_TE, type FieldSource, joinedValues } from '../http/fields.ts';
 import type { FilterChain } from '../pipeline/chain.ts';
 import type { FieldEditList } from '../pipeline/field-edits.ts';
 import { HeadFieldReader } from '../pipeline/field-readers.ts';
@@ -25,8 +25,10 @@ import {
   ForwardedResponse,
   http1RequestAdded,
   http1ResponseAdded,
+  http1TrailerLines,
   http2RequestList,
 } from '../proxy/forwarding.ts';
+import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE } from '../proxy/upstream.ts';
 import { normalizePath } from '../router/normalize-path.ts';
 import type { UpstreamTarget } from '../upstream/group.ts';
 import type { Pool } from '../upstream/pool.ts';
@@ -53,13 +55,7 @@ import {
 } from './parse-head.ts';
 import { buildEditedHead, buildHead, buildHeadFromRaw } from './serialize.ts';
 import { STATUS_TEXT } from './status-text.ts';
-import {
-  BODY_CHUNKED,
-  BODY_LENGTH,
-  BODY_NONE,
-  UpstreamConnection,
-  type UpstreamRequester,
-} from './upstream-connection.ts';
+import { type UpgradeHandler, UpstreamConnection } from './upstream-connection.ts';
 
 /** What a listener shares with its connections. `runtime` is swapped on reload. */
 export interface ConnectionContext {
@@ -152,7 +148,7 @@ function errorCodeForStatus(status: number): ErrorCode {
   }
 }
 
-export class DownstreamConnection implements Timed, UpstreamRequester, Http1BridgeHost {
+export class DownstreamConnection implements Timed, UpgradeHandler, Http1BridgeHost {
   readonly socket: Socket;
   private readonly ctx: ConnectionContext;
   readonly clientAddress: string;
@@ -208,8 +204,6 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
   private fwdRawLine = true;
   /** The upstream's chunked body is decoded (for an HTTP/1.0 client, or for filters that read the body). */
   private decodeChunked = false;
-  /** The trailer section of a decoded chunked response, for the last chunk. */
-  private responseTrailers: string | null = null;
   /** A filter of the exchange is doing I/O (its request phase waits on a promise). */
   private filtering = false;
   /** The upstream's response, held while a response filter waits for I/O (holdResponse). */
@@ -789,7 +783,6 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     // read the body (they must see the data, not the chunk framing).
     this.decodeChunked =
       this.head.versionMinor === 0 || (this.exchange?.filters?.chain.onResponseBody ?? null) !== null;
-    this.responseTrailers = null;
     conn.beginRequest(this.head.method === 'HEAD', this.decodeChunked);
     const input = this.input;
     let more: boolean;
@@ -900,7 +893,7 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
       more = this.onResponseBody(chunk, 0, chunk.length);
     }
     if (this.exchange !== ex) return;
-    if (held.ended) this.onResponseEnd(conn);
+    if (held.ended) this.onResponseEnd(conn, held.trailers);
     else if (more) conn.resume();
   }
 
@@ -1018,24 +1011,16 @@ export class DownstreamConnection implements Timed, UpstreamRequester, Http1Brid
     return this.socket.writableLength > 0;
   }
 
-  onResponseData(buf: Buffer, start: number, end: number): boolean {
-    return this.onResponseBody(buf, start, end);
-  }
-
-  onResponseTrailers(fields: string): void {
-    this.responseTrailers = fields;
-  }
-
-  onResponseEnd(conn: UpstreamConnection): void {
+  onResponseEnd(conn: UpstreamConnection, trailers: FieldSource | null): void {
     if (conn !== this.upstream) return;
     if (this.held !== null) {
       this.held.ended = true;
+      this.held.trailers = trailers;
       return;
     }
     if (this.out === OUT_RECHUNK) {
-      const trailers = this.responseTrailers;
-      const last = trailers === null ? LAST_CHUNK : Buffer.from(`0\r\n${trailers}\r\n`, 'latin1');
-      this.responseTrailers = null;
+      const last =
+        trailers === null ? LAST_CHUNK : Buffer.from(`0\r\n${http1TrailerLines(trailers)}\r\n`, 'latin1');
       this.socket.write(last);
       this.exchange!.bytesOut += last.length;
     }

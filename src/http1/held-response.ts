@@ -5,6 +5,7 @@
  * filters are done, the engine that holds it (http1/downstream-connection.ts, http2/stream-exchange.ts)
  * sends the head and replays the rest, or answers locally and drops it.
  */
+import type { FieldSource } from '../http/fields.ts';
 import type { ResponseHead } from './parse-head.ts';
 import type { UpstreamConnection } from './upstream-connection.ts';
 
@@ -19,6 +20,8 @@ export class HeldResponse {
   readonly chunks: Buffer[] = [];
   /** The upstream's response is complete (its end was reported while held). */
   ended = false;
+  /** Its decoded trailer section, when it ended with one. */
+  trailers: FieldSource | null = null;
 
   constructor(
     conn: UpstreamConnection,

@@ -29,11 +29,11 @@ import {
   http1TrailerLines,
   http2TrailerList,
 } from '../proxy/forwarding.ts';
+import { BODY_LENGTH, BODY_NONE, BODY_UNTIL_END } from '../proxy/upstream.ts';
 import type { Http2Pool, Http2Requester, Http2UpstreamSession } from '../upstream/http2-pool.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import type { ChunkSink } from './chunked.ts';
 import { parseTrailerSection } from './fields.ts';
-import { BODY_LENGTH, BODY_NONE, BODY_UNTIL_CLOSE } from './upstream-connection.ts';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -44,7 +44,7 @@ export interface Http1BridgeHost {
   /**
    * Writes the response head: status line, `fields` (HTTP/1.1 field lines, each ending in CRLF), then
    * Via, HSTS, framing and Connection as decided for this client. `framing` is BODY_NONE, BODY_LENGTH or
-   * BODY_UNTIL_CLOSE (no length: re-chunked for HTTP/1.1 clients). False when the socket buffer is full.
+   * BODY_UNTIL_END (no length: re-chunked for HTTP/1.1 clients). False when the socket buffer is full.
    */
   bridgeResponseHead(status: number, fields: string, framing: number): boolean;
   /** Writes response body bytes (framed as decided); false when the socket buffer is full. */
@@ -308,7 +308,7 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
       // A response that is its head alone: an empty body with a length, not an empty chunked body.
       fields += 'content-length: 0\r\n';
       framing = BODY_LENGTH;
-    } else framing = BODY_UNTIL_CLOSE;
+    } else framing = BODY_UNTIL_END;
     this.bodyless = framing === BODY_NONE;
     if (!this.host.bridgeResponseHead(status, fields, framing)) this.stream?.pause();
   }

@@ -191,6 +191,12 @@ export class RequestHead extends MessageHead {
 
 export class ResponseHead extends MessageHead {
   status = 0;
+
+  /** '1.0' or '1.1' (the upstream contract's version of the answer). */
+  get httpVersion(): string {
+    return this.versionMinor === 1 ? '1.1' : '1.0';
+  }
+
   /** Offset of the status code's first digit (the status line is re-emitted from there). */
   statusStart = 0;
 

@@ -12,10 +12,20 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { ZpError } from '../errors.ts';
+import type { FieldSource } from '../http/fields.ts';
+import {
+  BODY_CHUNKED,
+  BODY_LENGTH,
+  BODY_NONE,
+  BODY_UNTIL_END,
+  type UpstreamAttempt,
+  type UpstreamHandler,
+} from '../proxy/upstream.ts';
 import type { Pool } from '../upstream/pool.ts';
 import { isTlsError, upstreamTlsError } from '../upstream/tls-options.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import { CHUNKED_ERROR, CHUNKED_MORE, ChunkedDecoder, type ChunkSink } from './chunked.ts';
+import { parseTrailerSection } from './fields.ts';
 import {
   findHeadEnd,
   HEAD_INCOMPLETE,
@@ -24,57 +34,13 @@ import {
   ResponseHead,
 } from './parse-head.ts';
 
-/** Response body framing as received from the upstream (RFC 9112 §6.3). */
-export const BODY_NONE = 0;
-export const BODY_LENGTH = 1;
-export const BODY_CHUNKED = 2;
-export const BODY_UNTIL_CLOSE = 3;
-
-/** What the upstream connection reports to the exchange using it (the downstream side). */
-export interface UpstreamRequester {
-  /** The connection is ready to take a request. */
-  onUpstreamReady(conn: UpstreamConnection): void;
-  /** Failed before any response head was delivered (connect, reset, timeout, malformed head). */
-  onUpstreamError(error: ZpError, conn: UpstreamConnection | null): void;
-  /**
-   * A final response head arrived; `framing` is one of BODY_*. When the whole body of a Content-Length
-   * response arrived with the head and is small, it is handed over here too (buf[bodyStart, bodyEnd)) and
-   * the response is complete; otherwise bodyEnd === bodyStart.
-   */
-  onResponseHead(
-    conn: UpstreamConnection,
-    head: ResponseHead,
-    framing: number,
-    buf: Buffer,
-    bodyStart: number,
-    bodyEnd: number,
-  ): void;
-  /** Body bytes as received (chunked framing included); false asks the upstream to pause. */
-  onResponseBody(buf: Buffer, start: number, end: number): boolean;
-  /** Decoded chunk data, only when `decodeChunked` was requested. */
-  onResponseData(buf: Buffer, start: number, end: number): boolean;
-  /**
-   * The trailer section of a chunked response (only when `decodeChunked` was requested and the response
-   * has trailer fields): the field lines as received, each ending in CRLF. Called before onResponseEnd.
-   */
-  onResponseTrailers?(fields: string): void;
-  /** The whole response was received. */
-  onResponseEnd(conn: UpstreamConnection): void;
-  /**
-   * Upgrade connections only: the upstream answered `101 Switching Protocols`. The connection has let go
-   * of its socket (no listener of its own left but a no-op 'error', reading paused); `head` is the 101
-   * head and buf[rest, ...) the bytes that followed it. The requester now owns `conn.socket`.
-   */
-  onUpgraded?(conn: UpstreamConnection, head: ResponseHead, buf: Buffer, rest: number): void;
-  /** The upstream failed after the head was delivered: the downstream response must be aborted. */
-  onResponseAborted(error: ZpError): void;
-  /** The upstream socket drained: request body forwarding may resume. */
-  onUpstreamDrain(): void;
-  /**
-   * True while bytes handed over by onResponseBody may still be referenced by the requester (queued in
-   * its socket's write buffer). The connection then reads into a fresh buffer instead of reusing it.
-   */
-  holdsResponseBytes(): boolean;
+/**
+ * What an upgrade connection also reports: the upstream answered `101 Switching Protocols`. The connection
+ * has let go of its socket (no listener of its own left but a no-op 'error', reading paused); `head` is
+ * the 101 head and buf[rest, ...) the bytes that followed it. The handler now owns `conn.socket`.
+ */
+export interface UpgradeHandler extends UpstreamHandler {
+  onUpgraded(conn: UpstreamConnection, head: ResponseHead, buf: Buffer, rest: number): void;
 }
 
 const ST_CONNECTING = 0;
@@ -99,12 +65,12 @@ const READ_BUFFER_SIZE = 64 * 1024;
 
 const RESPONSE_LIMITS: HeadLimits = { maxHeaderBytes: 65536, maxHeaderCount: 256, maxUriBytes: 0 };
 
-export class UpstreamConnection implements Timed, ChunkSink {
+export class UpstreamConnection implements Timed, ChunkSink, UpstreamAttempt {
   readonly pool: Pool;
   readonly socket: net.Socket;
   private state = ST_CONNECTING;
   private phase = PH_WAIT;
-  requester: UpstreamRequester | null;
+  requester: UpstreamHandler | null;
   /** Requests completed on this connection (> 0 means a request now runs on a reused connection). */
   served = 0;
   deadline = 0;
@@ -124,6 +90,8 @@ export class UpstreamConnection implements Timed, ChunkSink {
   private readBuffer: Buffer | null = null;
   /** Slices of the read buffer were handed to the requester during the current read. */
   private handedOut = false;
+  /** The trailer section of the current (decoded) chunked response, until its end is reported. */
+  private trailers: FieldSource | null = null;
   /** The last socket error (its code tells a TLS failure from a TCP one). */
   private error: NodeJS.ErrnoException | null = null;
   /** Opened for one Upgrade request: accepts 101, never pooled, not counted by the pool. */
@@ -131,7 +99,7 @@ export class UpstreamConnection implements Timed, ChunkSink {
   /** The 'data' listener of an upgrade connection (removed when the socket is handed over). */
   private onData: ((chunk: Buffer) => void) | null = null;
 
-  constructor(pool: Pool, requester: UpstreamRequester, upgrade = false) {
+  constructor(pool: Pool, requester: UpstreamHandler, upgrade = false) {
     this.pool = pool;
     this.requester = requester;
     this.upgrade = upgrade;
@@ -202,7 +170,7 @@ export class UpstreamConnection implements Timed, ChunkSink {
   }
 
   /** Takes the connection out of the idle stack for a new requester. */
-  activate(requester: UpstreamRequester): void {
+  activate(requester: UpstreamHandler): void {
     this.state = ST_ACTIVE;
     this.requester = requester;
     this.deadline = 0;
@@ -220,6 +188,7 @@ export class UpstreamConnection implements Timed, ChunkSink {
     this.keepAlive = true;
     this.pending = null;
     this.scanFrom = 0;
+    this.trailers = null;
   }
 
   /**
@@ -250,6 +219,16 @@ export class UpstreamConnection implements Timed, ChunkSink {
       this.paused = false;
       this.socket.resume();
     }
+  }
+
+  /** 'host:port' of the target. */
+  get authority(): string {
+    return this.pool.authority;
+  }
+
+  /** Abandons the connection (client went away, request failed): never reused. */
+  cancel(): void {
+    this.destroy();
   }
 
   /** Abandons the connection (client went away, request failed): never reused. */
@@ -396,7 +375,7 @@ export class UpstreamConnection implements Timed, ChunkSink {
     this.phase = PH_DONE;
     this.deadline = 0;
     unwatchDeadline(this);
-    const r = this.requester;
+    const r = this.requester as UpgradeHandler | null;
     this.requester = null;
     if (r?.onUpgraded === undefined) socket.destroy();
     else r.onUpgraded(this, head, buf, rest);
@@ -410,7 +389,7 @@ export class UpstreamConnection implements Timed, ChunkSink {
     else if (head.chunked) framing = BODY_CHUNKED;
     else if (head.contentLength >= 0) framing = head.contentLength === 0 ? BODY_NONE : BODY_LENGTH;
     else {
-      framing = BODY_UNTIL_CLOSE;
+      framing = BODY_UNTIL_END;
       this.keepAlive = false;
     }
     this.framing = framing;
@@ -490,15 +469,15 @@ export class UpstreamConnection implements Timed, ChunkSink {
     if (!more) this.pause();
   }
 
-  /** ChunkSink: decoded data for HTTP/1.0 clients. */
+  /** ChunkSink: decoded data (chunked decoding was asked for). */
   chunkData(buf: Buffer, start: number, end: number): void {
     const r = this.requester;
-    if (r !== null && !r.onResponseData(buf, start, end)) this.pause();
+    if (r !== null && !r.onResponseBody(buf, start, end)) this.pause();
   }
 
-  /** ChunkSink: the trailer section of a decoded chunked response. */
+  /** ChunkSink: the trailer section of a decoded chunked response (handed over with its end). */
   chunkTrailers(fields: string): void {
-    this.requester?.onResponseTrailers?.(fields);
+    this.trailers = parseTrailerSection(fields);
   }
 
   private finish(): void {
@@ -506,12 +485,14 @@ export class UpstreamConnection implements Timed, ChunkSink {
     this.deadline = 0;
     this.served++;
     const r = this.requester;
-    if (r !== null) r.onResponseEnd(this);
+    const trailers = this.trailers;
+    this.trailers = null;
+    if (r !== null) r.onResponseEnd(this, trailers);
   }
 
   private onEnd(): void {
     // The upstream finished sending. For a close-delimited body this is its end.
-    if (this.state === ST_ACTIVE && this.phase === PH_BODY && this.framing === BODY_UNTIL_CLOSE) {
+    if (this.state === ST_ACTIVE && this.phase === PH_BODY && this.framing === BODY_UNTIL_END) {
       this.finish();
     }
     this.socket.destroy();

@@ -20,17 +20,10 @@ import { type CompiledRoute, forwardPathFor, type Runtime } from '../config/runt
 import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.ts';
 import { Exchange } from '../exchange.ts';
 import type { LocalResponse } from '../filters/contract.ts';
-import { FieldList, fieldObject } from '../http/fields.ts';
-import { parseTrailerSection } from '../http1/fields.ts';
+import { FieldList, type FieldSource, fieldObject } from '../http/fields.ts';
 import { HeldResponse } from '../http1/held-response.ts';
 import type { ResponseHead } from '../http1/parse-head.ts';
-import {
-  BODY_CHUNKED,
-  BODY_LENGTH,
-  BODY_NONE,
-  UpstreamConnection,
-  type UpstreamRequester,
-} from '../http1/upstream-connection.ts';
+import { type UpgradeHandler, UpstreamConnection } from '../http1/upstream-connection.ts';
 import { FieldEditList } from '../pipeline/field-edits.ts';
 import { HeadFieldReader, ObjectFieldReader } from '../pipeline/field-readers.ts';
 import { FilterExchange, FilterRequestView, isPending } from '../pipeline/filter-exchange.ts';
@@ -46,6 +39,7 @@ import {
   http2ResponseList,
   http2TrailerList,
 } from '../proxy/forwarding.ts';
+import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE } from '../proxy/upstream.ts';
 import { normalizePath } from '../router/normalize-path.ts';
 import type { UpstreamTarget } from '../upstream/group.ts';
 import type { Pool } from '../upstream/pool.ts';
@@ -81,7 +75,7 @@ export function requestHeaders(stream: H2ServerStream): IncomingHttpHeaders {
   return headers;
 }
 
-export class StreamExchange implements UpstreamRequester, StreamOwner {
+export class StreamExchange implements UpgradeHandler, StreamOwner {
   private readonly stream: H2ServerStream;
   private readonly exchange: Exchange;
   private readonly runtime: Runtime;
@@ -550,7 +544,7 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     if (this.finished) return;
     let more = true;
     for (const chunk of held.chunks) more = this.onResponseBody(chunk, 0, chunk.length);
-    if (held.ended) this.onResponseEnd(held.conn);
+    if (held.ended) this.onResponseEnd(held.conn, held.trailers);
     else if (more) held.conn.resume();
   }
 
@@ -589,10 +583,6 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     } else if (bodyEnd > bodyStart) this.onResponseBody(body, bodyStart, bodyEnd);
   }
 
-  onResponseTrailers(fields: string): void {
-    this.responseTrailers = http2TrailerList(parseTrailerSection(fields));
-  }
-
   onResponseBody(buf: Buffer, start: number, end: number): boolean {
     if (this.held !== null) {
       this.held.hold(buf, start, end);
@@ -611,16 +601,14 @@ export class StreamExchange implements UpstreamRequester, StreamOwner {
     return stream.writeFrom(buf, start, end);
   }
 
-  onResponseData(buf: Buffer, start: number, end: number): boolean {
-    return this.onResponseBody(buf, start, end);
-  }
-
-  onResponseEnd(conn: UpstreamConnection): void {
+  onResponseEnd(conn: UpstreamConnection, trailerSection: FieldSource | null): void {
     if (conn !== this.upstream) return;
     if (this.held !== null) {
       this.held.ended = true;
+      this.held.trailers = trailerSection;
       return;
     }
+    if (trailerSection !== null) this.responseTrailers = http2TrailerList(trailerSection);
     this.upstream = null;
     if (this.requestDone) conn.pool.release(conn);
     else conn.destroy();

@@ -7,8 +7,9 @@
  * (config reload) and two routes with different TLS settings (CA, client certificate, SNI) never share a
  * connection. `https://` pools open TLS connections; HTTP/2 upstreams have their own pool (Http2Pool).
  */
-import { UpstreamConnection, type UpstreamRequester } from '../http1/upstream-connection.ts';
+import { UpstreamConnection } from '../http1/upstream-connection.ts';
 import type { Logger } from '../observe/logger.ts';
+import type { UpstreamHandler } from '../proxy/upstream.ts';
 import { Http2Pool } from './http2-pool.ts';
 import type { UpstreamTls } from './tls-options.ts';
 
@@ -35,7 +36,7 @@ export class Pool {
   readonly tls: UpstreamTls | null;
   readonly log: PoolLog;
   private readonly idleStack: UpstreamConnection[] = [];
-  private readonly waiters: UpstreamRequester[] = [];
+  private readonly waiters: UpstreamHandler[] = [];
   /** Live connections: connecting, active and idle. */
   private total = 0;
   /** Connections opened over the pool's life (for tests and metrics). */
@@ -68,7 +69,7 @@ export class Pool {
    * Returns an idle connection now, or null when the requester will be called back (onUpstreamReady or
    * onUpstreamError). `fresh` skips idle connections (a retry after a stale one failed).
    */
-  acquire(requester: UpstreamRequester, fresh: boolean): UpstreamConnection | null {
+  acquire(requester: UpstreamHandler, fresh: boolean): UpstreamConnection | null {
     if (!fresh) {
       const stack = this.idleStack;
       while (stack.length > 0) {
@@ -88,14 +89,14 @@ export class Pool {
     return null;
   }
 
-  private open(requester: UpstreamRequester): void {
+  private open(requester: UpstreamHandler): void {
     this.total++;
     this.opened++;
     new UpstreamConnection(this, requester);
   }
 
   /** Withdraws a requester that is still waiting for a connection. */
-  cancel(requester: UpstreamRequester): void {
+  cancel(requester: UpstreamHandler): void {
     const i = this.waiters.indexOf(requester);
     if (i !== -1) this.waiters.splice(i, 1);
   }
@@ -137,7 +138,7 @@ export class Pool {
   }
 }
 
-function handOver(requester: UpstreamRequester, conn: UpstreamConnection): void {
+function handOver(requester: UpstreamHandler, conn: UpstreamConnection): void {
   requester.onUpstreamReady(conn);
 }
 

@@ -9,7 +9,8 @@ import type { ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import http2 from 'node:http2';
 import { ZpError } from '../errors.ts';
 import type { ResponseHead } from '../http1/parse-head.ts';
-import type { UpstreamConnection, UpstreamRequester } from '../http1/upstream-connection.ts';
+import type { UpstreamConnection } from '../http1/upstream-connection.ts';
+import type { UpstreamHandler } from '../proxy/upstream.ts';
 import type { UpstreamTarget } from './group.ts';
 import type { Http2Requester, Http2UpstreamSession } from './http2-pool.ts';
 
@@ -91,7 +92,7 @@ abstract class Subrequest {
   protected abstract abandon(): void;
 }
 
-class Http1Subrequest extends Subrequest implements UpstreamRequester {
+class Http1Subrequest extends Subrequest implements UpstreamHandler {
   private conn: UpstreamConnection | null = null;
   private status = 0;
   private fields: [string, string][] = [];
@@ -152,10 +153,6 @@ class Http1Subrequest extends Subrequest implements UpstreamRequester {
     }
     this.chunks.push(Buffer.from(buf.subarray(start, end)));
     return true;
-  }
-
-  onResponseData(buf: Buffer, start: number, end: number): boolean {
-    return this.onResponseBody(buf, start, end);
   }
 
   onResponseEnd(conn: UpstreamConnection): void {
