@@ -8,8 +8,11 @@ export interface ConfigIssue {
   readonly expected: string;
   /** A short rendering of the value that is there (JSON, truncated), or "nothing" when it is missing. */
   readonly found: string;
-  /** The whole sentence: `${path}: expected ${expected}, found ${found}` (or the unknown-key form). */
+  /** The whole sentence: `${path}: expected ${expected}, found ${found}` (or the unknown-key form), then
+   * `; did you mean "X"?` when there is a suggestion. */
   readonly message: string;
+  /** The valid key or value closest to the one found (a misspelling), when one is close: see suggest.ts. */
+  readonly suggestion?: string;
 }
 
 /** Thrown by the config loader; carries every issue found, in document order. */
@@ -31,6 +34,11 @@ export class ConfigError extends ZpError {
 /** Builds an issue with the standard message. */
 export function issue(path: string, expected: string, found: string): ConfigIssue {
   return { path, expected, found, message: `${path}: expected ${expected}, found ${found}` };
+}
+
+/** The issue with a "did you mean" hint appended to its message. */
+export function withSuggestion(base: ConfigIssue, suggestion: string): ConfigIssue {
+  return { ...base, message: `${base.message}; did you mean ${JSON.stringify(suggestion)}?`, suggestion };
 }
 
 const MAX_FOUND_LENGTH = 60;

@@ -3,7 +3,7 @@
  * order, one issue per location.
  */
 import { readFileSync } from 'node:fs';
-import { ConfigError, type ConfigIssue, formatPath, issue } from './errors.ts';
+import { ConfigError, type ConfigIssue, formatPath, issue, withSuggestion } from './errors.ts';
 import { parseJsonText } from './json-text.ts';
 import { normaliseConfig } from './normalise.ts';
 import type { Config, ConfigInput } from './schema.ts';
@@ -59,7 +59,8 @@ function collectIssues(json: unknown): ConfigIssue[] {
     seen.add(path);
     const base = issue(path, found.expected, found.found);
     const withNote = found.note === undefined ? base : { ...base, message: `${path}: ${found.note}` };
-    unique.push({ order: documentOrder(json, found.at), index, issue: withNote });
+    const withHint = found.suggestion === undefined ? withNote : withSuggestion(withNote, found.suggestion);
+    unique.push({ order: documentOrder(json, found.at), index, issue: withHint });
   });
   unique.sort((a, b) => compareOrder(a.order, b.order) || a.index - b.index);
   return unique.map((entry) => entry.issue);

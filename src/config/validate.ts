@@ -6,6 +6,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { renderFound } from './errors.ts';
 import { EXPECTED_KEYWORD } from './fields.ts';
 import { type ConfigInput, ConfigSchema } from './schema.ts';
+import { closestName } from './suggest.ts';
 
 /** An issue before its path is formatted: the location as segments, plus the words. */
 export interface LocatedIssue {
@@ -14,6 +15,8 @@ export interface LocatedIssue {
   readonly found: string;
   /** Replaces "expected ..., found ..." in the message (used for unknown keys). */
   readonly note?: string;
+  /** The valid name closest to a misspelt key or value (suggest.ts), appended to the message as a hint. */
+  readonly suggestion?: string;
 }
 
 type SchemaNode = Record<string, unknown>;
@@ -147,6 +150,12 @@ function pruneAlternatives(errors: readonly ErrorObject[]): ErrorObject[] {
   return errors.filter((error) => !dropped.has(error));
 }
 
+/** `{ suggestion }` when a candidate is close to `typed`, else nothing. */
+function suggestion(typed: string, candidates: readonly string[]): { suggestion?: string } {
+  const closest = closestName(typed, candidates);
+  return closest === null ? {} : { suggestion: closest };
+}
+
 function translate(errors: readonly ErrorObject[], root: unknown): LocatedIssue[] {
   const issues: LocatedIssue[] = [];
   for (const error of pruneAlternatives(errors)) {
@@ -159,12 +168,25 @@ function translate(errors: readonly ErrorObject[], root: unknown): LocatedIssue[
         break;
       case 'additionalProperties': {
         const key = String((error.params as { additionalProperty: string }).additionalProperty);
-        const allowed = Object.keys(properties).join(', ');
+        const keys = Object.keys(properties);
+        const allowed = keys.join(', ');
         issues.push({
           at: [...at, key],
           expected: `one of the keys ${allowed}`,
           found: renderFound((error.data as SchemaNode)[key]),
           note: `unknown key (allowed keys: ${allowed})`,
+          ...suggestion(key, keys),
+        });
+        break;
+      }
+      case 'enum': {
+        const values = Array.isArray(error.schema) ? error.schema.filter((v) => typeof v === 'string') : [];
+        const found = error.data;
+        issues.push({
+          at,
+          expected: describeSchema(parent),
+          found: renderFound(found),
+          ...(typeof found === 'string' ? suggestion(found, values) : {}),
         });
         break;
       }

@@ -4,6 +4,7 @@ import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { ConfigError, checkConfigFile, loadConfigFile, parseConfig } from '../../src/config/load.ts';
+import { closestName, editDistance, maxHintDistance } from '../../src/config/suggest.ts';
 import { ZpError } from '../../src/errors.ts';
 
 const INVALID_DIR = fileURLToPath(new URL('../fixtures/configs/invalid/', import.meta.url));
@@ -135,6 +136,107 @@ function parseConfigIssues(json: unknown) {
   }
   return assert.fail('the config was accepted');
 }
+
+const TOP_LEVEL_KEYS =
+  '$schema, host, port, listeners, thread_count, backlog, max_connections, connection_timeout_ms, protocols, tls, http2, websocket, routes, middlewares, limits, upstream_defaults, preserve_host, trusted_proxies, access_log, shutdown_grace_ms';
+const ROUTE_KEYS =
+  'path, upstream, methods, host, strip_prefix, middlewares, inherit_middlewares, upstream_tls, websocket_idle_timeout_ms';
+const MIDDLEWARE_TYPES = 'auth, rate_limit, cors, cache, headers, module';
+
+describe('did-you-mean hints', () => {
+  test('an unknown top-level key', () => {
+    assert.deepStrictEqual(issuesOf({ routes: [ROUTE], trusted_proxy: ['10.0.0.1'] }), [
+      `trusted_proxy: unknown key (allowed keys: ${TOP_LEVEL_KEYS}); did you mean "trusted_proxies"?`,
+    ]);
+  });
+
+  test('an unknown key inside a route', () => {
+    assert.deepStrictEqual(issuesOf({ routes: [{ ...ROUTE, strip_prefx: true }] }), [
+      `routes[0].strip_prefx: unknown key (allowed keys: ${ROUTE_KEYS}); did you mean "strip_prefix"?`,
+    ]);
+  });
+
+  test('an unknown middleware type', () => {
+    assert.deepStrictEqual(
+      issuesOf({ routes: [ROUTE], middlewares: [{ type: 'rate_limt', config: { requests_per_minute: 1 } }] }),
+      [
+        `middlewares[0].type: expected one of ${MIDDLEWARE_TYPES}, found "rate_limt"; did you mean "rate_limit"?`,
+      ],
+    );
+  });
+
+  test('an unknown enum value', () => {
+    assert.deepStrictEqual(issuesOf({ protocols: ['http1', 'htp2'], routes: [ROUTE] }), [
+      'protocols[1]: expected one of http1, http2, websocket, found "htp2"; did you mean "http2"?',
+    ]);
+  });
+
+  test('an enum value in the wrong case', () => {
+    assert.deepStrictEqual(
+      issuesOf({
+        routes: [ROUTE],
+        middlewares: [{ type: 'cache', config: { ttl_seconds: 1, store: 'Redis' } }],
+      }),
+      ['middlewares[0].config.store: expected "memory" or "redis", found "Redis"; did you mean "redis"?'],
+    );
+  });
+
+  test('a far-off key gets no hint', () => {
+    assert.deepStrictEqual(issuesOf({ routes: [ROUTE], compression: true }), [
+      `compression: unknown key (allowed keys: ${TOP_LEVEL_KEYS})`,
+    ]);
+  });
+
+  test('a far-off middleware type gets no hint', () => {
+    assert.deepStrictEqual(issuesOf({ routes: [ROUTE], middlewares: [{ type: 'gzip' }] }), [
+      `middlewares[0].type: expected one of ${MIDDLEWARE_TYPES}, found "gzip"`,
+    ]);
+  });
+
+  test('two equally close names give no hint', () => {
+    assert.deepStrictEqual(issuesOf({ tls: { min_version: 'TLSv1.4' }, routes: [ROUTE] }), [
+      'tls.min_version: expected one of TLSv1.2, TLSv1.3, found "TLSv1.4"',
+    ]);
+    assert.deepStrictEqual(issuesOf({ protocols: ['http1', 'http3'], routes: [ROUTE] }), [
+      'protocols[1]: expected one of http1, http2, websocket, found "http3"',
+    ]);
+  });
+
+  test('the issue carries the suggestion on its own', () => {
+    const [issue] = parseConfigIssues({ routes: [ROUTE], middlewares: [{ type: 'corss', config: {} }] });
+    assert.deepStrictEqual(issue, {
+      path: 'middlewares[0].type',
+      expected: `one of ${MIDDLEWARE_TYPES}`,
+      found: '"corss"',
+      message: `middlewares[0].type: expected one of ${MIDDLEWARE_TYPES}, found "corss"; did you mean "cors"?`,
+      suggestion: 'cors',
+    });
+  });
+
+  test('edit distance counts an adjacent swap as one edit', () => {
+    assert.equal(editDistance('cahce', 'cache'), 1);
+    assert.equal(editDistance('prot', 'port'), 1);
+    assert.equal(editDistance('kitten', 'sitting'), 3);
+    assert.equal(editDistance('', 'abc'), 3);
+    assert.equal(editDistance('abc', ''), 3);
+    assert.equal(editDistance('same', 'same'), 0);
+    // Optimal string alignment: a swapped pair is not edited again.
+    assert.equal(editDistance('ca', 'abc'), 3);
+  });
+
+  test('how far a hint may be', () => {
+    assert.deepStrictEqual(
+      ['a', 'ab', 'abc', 'abcdef', 'connection_timeout', 'max_connections_per_targt'].map(maxHintDistance),
+      [0, 1, 2, 2, 6, 8],
+    );
+    assert.equal(
+      closestName('connection_timeout', ['connection_timeout_ms', 'shutdown_grace_ms']),
+      'connection_timeout_ms',
+    );
+    assert.equal(closestName('xy', ['ab', 'cd']), null);
+    assert.equal(closestName('HTTP2', ['http1', 'http2']), 'http2');
+  });
+});
 
 describe('anyOf locations give one readable issue', () => {
   test('upstream of the wrong type', () => {
