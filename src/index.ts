@@ -5,9 +5,13 @@
 export {
   ConfigError,
   type ConfigIssue,
+  type ConfigWarning,
   checkConfigFile,
+  type LoadedConfig,
   loadConfigFile,
+  loadConfigFileWithWarnings,
   parseConfig,
+  parseConfigWithWarnings,
 } from './config/load.ts';
 export type {
   Config,

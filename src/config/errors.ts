@@ -71,3 +71,33 @@ export function formatPath(path: ConfigPath): string {
   }
   return out === '' ? '(root)' : out;
 }
+
+/** The position of a location in the document: the index of each key or item along its path. */
+export function documentOrder(root: unknown, at: ConfigPath): number[] {
+  const order: number[] = [];
+  let current: unknown = root;
+  for (const segment of at) {
+    if (Array.isArray(current) && typeof segment === 'number') {
+      order.push(segment);
+      current = current[segment];
+    } else if (current !== null && typeof current === 'object' && typeof segment === 'string') {
+      const keys = Object.keys(current);
+      const position = keys.indexOf(segment);
+      // A missing key sorts after the keys that are there.
+      order.push(position === -1 ? keys.length : position);
+      current = (current as Record<string, unknown>)[segment];
+    } else {
+      order.push(0);
+      current = undefined;
+    }
+  }
+  return order;
+}
+
+export function compareOrder(a: readonly number[], b: readonly number[]): number {
+  const length = Math.min(a.length, b.length);
+  for (let i = 0; i < length; i++) {
+    if (a[i] !== b[i]) return a[i]! - b[i]!;
+  }
+  return a.length - b.length;
+}

@@ -3,24 +3,52 @@
  * order, one issue per location.
  */
 import { readFileSync } from 'node:fs';
-import { ConfigError, type ConfigIssue, formatPath, issue, withSuggestion } from './errors.ts';
+import {
+  ConfigError,
+  type ConfigIssue,
+  compareOrder,
+  documentOrder,
+  formatPath,
+  issue,
+  withSuggestion,
+} from './errors.ts';
 import { parseJsonText } from './json-text.ts';
 import { normaliseConfig } from './normalise.ts';
 import type { Config, ConfigInput } from './schema.ts';
 import { checkSemantics } from './semantic.ts';
 import { type LocatedIssue, validateSchema } from './validate.ts';
+import { type ConfigWarning, configWarnings } from './warnings.ts';
 
 export { ConfigError, type ConfigIssue } from './errors.ts';
+export type { ConfigWarning } from './warnings.ts';
+
+/** A valid configuration and the warnings about it (risky settings not listed in `accept_risks`). */
+export interface LoadedConfig {
+  readonly config: Config;
+  readonly warnings: readonly ConfigWarning[];
+}
 
 /** Validates and normalises a parsed JSON document; throws `ConfigError` listing every issue. */
 export function parseConfig(json: unknown, source?: string): Config {
+  return parseConfigWithWarnings(json, source).config;
+}
+
+/** `parseConfig`, plus the warnings about the configuration (warnings.ts). */
+export function parseConfigWithWarnings(json: unknown, source?: string): LoadedConfig {
   const issues = collectIssues(json);
   if (issues.length > 0) throw new ConfigError(issues, source ?? null);
-  return normaliseConfig(json as ConfigInput);
+  const input = json as ConfigInput;
+  const warnings = configWarnings(input).map((warning) => Object.freeze(warning));
+  return { config: normaliseConfig(input), warnings: Object.freeze(warnings) };
 }
 
 /** Reads, parses, validates and normalises a config file; throws `ConfigError` on any problem. */
 export function loadConfigFile(path: string): Config {
+  return loadConfigFileWithWarnings(path).config;
+}
+
+/** `loadConfigFile`, plus the warnings about the configuration (warnings.ts). */
+export function loadConfigFileWithWarnings(path: string): LoadedConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -34,15 +62,23 @@ export function loadConfigFile(path: string): Config {
     const found = `a syntax error at line ${parsed.line}, column ${parsed.column} (${parsed.problem})`;
     throw new ConfigError([issue('(root)', 'valid JSON', found)], path);
   }
-  return parseConfig(parsed.value, path);
+  return parseConfigWithWarnings(parsed.value, path);
 }
 
-/** For `zproxy check`: the config when valid, otherwise every issue (never throws a ConfigError). */
-export function checkConfigFile(path: string): { config: Config | null; issues: ConfigIssue[] } {
+/**
+ * For `zproxy check`: the config and its warnings when valid, otherwise every issue (never throws a
+ * ConfigError). Warnings are only given for a valid config.
+ */
+export function checkConfigFile(path: string): {
+  config: Config | null;
+  issues: ConfigIssue[];
+  warnings: ConfigWarning[];
+} {
   try {
-    return { config: loadConfigFile(path), issues: [] };
+    const loaded = loadConfigFileWithWarnings(path);
+    return { config: loaded.config, issues: [], warnings: [...loaded.warnings] };
   } catch (error) {
-    if (error instanceof ConfigError) return { config: null, issues: [...error.issues] };
+    if (error instanceof ConfigError) return { config: null, issues: [...error.issues], warnings: [] };
     throw error;
   }
 }
@@ -64,34 +100,4 @@ function collectIssues(json: unknown): ConfigIssue[] {
   });
   unique.sort((a, b) => compareOrder(a.order, b.order) || a.index - b.index);
   return unique.map((entry) => entry.issue);
-}
-
-/** The position of a location in the document: the index of each key or item along its path. */
-function documentOrder(root: unknown, at: readonly (string | number)[]): number[] {
-  const order: number[] = [];
-  let current: unknown = root;
-  for (const segment of at) {
-    if (Array.isArray(current) && typeof segment === 'number') {
-      order.push(segment);
-      current = current[segment];
-    } else if (current !== null && typeof current === 'object' && typeof segment === 'string') {
-      const keys = Object.keys(current);
-      const position = keys.indexOf(segment);
-      // A missing key sorts after the keys that are there.
-      order.push(position === -1 ? keys.length : position);
-      current = (current as Record<string, unknown>)[segment];
-    } else {
-      order.push(0);
-      current = undefined;
-    }
-  }
-  return order;
-}
-
-function compareOrder(a: readonly number[], b: readonly number[]): number {
-  const length = Math.min(a.length, b.length);
-  for (let i = 0; i < length; i++) {
-    if (a[i] !== b[i]) return a[i]! - b[i]!;
-  }
-  return a.length - b.length;
 }

@@ -9,6 +9,7 @@ import { annotate, booleanField, integerField, openObject, stringEnum } from './
 export { UPSTREAM_DEFAULT_PORTS, UPSTREAM_SCHEMES, type UpstreamScheme } from './upstream-schemes.ts';
 
 import { MIDDLEWARE_TYPES, type MiddlewareType, middlewareConfigClauses } from './middleware-schemas.ts';
+import { WARNING_CODES } from './warning-codes.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Defaults (the schema annotations and the normaliser both read this table)
@@ -61,6 +62,7 @@ export const CONFIG_DEFAULTS = {
   trusted_proxies: [],
   access_log: { enabled: true },
   shutdown_grace_ms: 10000,
+  accept_risks: [],
   listener: { redirect_https: false },
   route: { strip_prefix: false, middlewares: [], inherit_middlewares: true },
 } as const;
@@ -655,6 +657,17 @@ export const ConfigSchema = Type.Object(
         minimum: 0,
         description: 'On shutdown, how long in-flight exchanges may finish before connections are closed.',
         default: D.shutdown_grace_ms,
+      }),
+    ),
+    accept_risks: Type.Optional(
+      Type.Array(stringEnum(WARNING_CODES), {
+        uniqueItems: true,
+        ...annotate({
+          description:
+            'Codes of warnings about risky settings that are accepted on purpose: `zproxy check` and `zproxy run` no longer report them (docs/configuration.md, "Warnings").',
+          default: D.accept_risks,
+          expected: 'a list of unique warning codes such as ["ZP_WARN_CORS_CREDENTIALS_WILDCARD"]',
+        }),
       }),
     ),
   },
