@@ -4,6 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../config/errors.ts';
 import { loadConfigIsolated } from '../config/load-isolated.ts';
 import type { Config } from '../config/schema.ts';
+import type { ConfigWarning } from '../config/warnings.ts';
 import type { LogLevel } from '../server/run.ts';
 import { demoConfigPath } from './package-files.ts';
 
@@ -17,12 +18,18 @@ function plural(count: number, noun: string): string {
   return `${count} ${noun}${count === 1 ? '' : 's'}`;
 }
 
-/** `zproxy check CONFIG`: exit code 0 when valid, 1 otherwise. */
+/** A warning as `check` prints it: `warning: <path>: <message> (<code>)`. */
+export function formatWarning(warning: ConfigWarning): string {
+  return `warning: ${warning.path}: ${warning.message} (${warning.code})`;
+}
+
+/** `zproxy check CONFIG`: exit code 0 when valid (warnings or not), 1 otherwise. */
 export async function checkCommand(file: string, json: boolean, output: Output): Promise<number> {
   const { checkConfigFile } = await import('../config/load.ts');
   const checked = checkConfigFile(file);
   let config = checked.config;
   const issues = [...checked.issues];
+  let warnings = checked.warnings;
   if (config !== null) {
     // The filters are built as `run` builds them: a broken user module or filter config fails here.
     const problem = await buildFilters(config, file);
@@ -31,18 +38,28 @@ export async function checkCommand(file: string, json: boolean, output: Output):
       const path = /^[^\s:(]+/.exec(problem)?.[0] ?? '(root)';
       issues.push({ path, expected: 'a filter that can be built', found: 'an error', message: problem });
       config = null;
+      // Warnings are about valid configurations only.
+      warnings = [];
     }
   }
   if (json) {
     const result =
       config === null
-        ? { ok: false, file, issues }
-        : { ok: true, file, routes: config.routes.length, listeners: config.listeners.length, issues };
+        ? { ok: false, file, issues, warnings }
+        : {
+            ok: true,
+            file,
+            routes: config.routes.length,
+            listeners: config.listeners.length,
+            issues,
+            warnings,
+          };
     output.out(`${JSON.stringify(result, null, 2)}\n`);
   } else if (config !== null) {
-    output.out(
-      `ok: ${file} (${plural(config.routes.length, 'route')}, ${plural(config.listeners.length, 'listener')})\n`,
-    );
+    output.err(warnings.map((warning) => `${formatWarning(warning)}\n`).join(''));
+    const counts = [plural(config.routes.length, 'route'), plural(config.listeners.length, 'listener')];
+    if (warnings.length > 0) counts.push(plural(warnings.length, 'warning'));
+    output.out(`ok: ${file} (${counts.join(', ')})\n`);
   } else {
     output.err(issues.map((issue) => `${issue.message}\n`).join(''));
   }
@@ -77,9 +94,10 @@ export function resolveRunConfig(given: string | null, cwd: string): { path: str
 export async function runCommand(given: string | null, logLevel: LogLevel, output: Output): Promise<number> {
   const { path, demo } = resolveRunConfig(given, process.cwd());
   let config: Config;
+  let warnings: readonly ConfigWarning[];
   try {
-    // Validated in a worker thread: the serving process never loads the validator libraries.
-    config = await loadConfigIsolated(path);
+    // Validated in a child process: the serving process never loads the validator libraries.
+    ({ config, warnings } = await loadConfigIsolated(path));
   } catch (error) {
     if (error instanceof ConfigError) {
       output.err(`zproxy: ${error.message}\n`);
@@ -90,7 +108,7 @@ export async function runCommand(given: string | null, logLevel: LogLevel, outpu
   // Loaded on demand so that `check` and `--help` never load the server.
   const { run } = await import('../server/run.ts');
   try {
-    await run(config, { logLevel, configPath: demo ? null : path, demo });
+    await run(config, { logLevel, configPath: demo ? null : path, demo, warnings });
   } catch (error) {
     output.err(`zproxy: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;

@@ -2,17 +2,19 @@
  * Loads and validates a config file in a short-lived child process. The validator libraries (ajv, TypeBox)
  * and the code they generate then live only in a process that exits as soon as the config is read, so a
  * serving process never holds them: about 25 MiB less resident memory per process. (A worker thread is not
- * enough: its malloc arena keeps the pages after the thread ends.) Same result and same errors as
- * `loadConfigFile`; it costs one Node start-up (~50 ms) when zproxy starts.
+ * enough: its malloc arena keeps the pages after the thread ends.) Same result, warnings and errors as
+ * `loadConfigFileWithWarnings`; it costs one Node start-up (~50 ms) when zproxy starts.
  */
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, type ConfigIssue } from './errors.ts';
+import type { LoadedConfig } from './load.ts';
 import type { Config } from './schema.ts';
+import type { ConfigWarning } from './warnings.ts';
 
-/** What the loader thread posts back. */
+/** What the loader process prints. */
 export type LoadReply =
-  | { readonly ok: true; readonly config: Config }
+  | { readonly ok: true; readonly config: Config; readonly warnings: readonly ConfigWarning[] }
   | { readonly ok: false; readonly issues: ConfigIssue[]; readonly source: string | null }
   | { readonly ok: false; readonly failure: string };
 
@@ -24,7 +26,7 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-export function loadConfigIsolated(path: string): Promise<Config> {
+export function loadConfigIsolated(path: string): Promise<LoadedConfig> {
   // The same folder holds load-worker.ts (running from source) or load-worker.js (built).
   const extension = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
   const script = fileURLToPath(new URL(`./load-worker${extension}`, import.meta.url));
@@ -37,7 +39,7 @@ export function loadConfigIsolated(path: string): Promise<Config> {
         reject(new Error(`the config loader failed: ${error?.message ?? ''} ${stderr}`.trim()));
         return;
       }
-      if (reply.ok) resolve(deepFreeze(reply.config));
+      if (reply.ok) resolve(deepFreeze({ config: reply.config, warnings: reply.warnings }));
       else if ('issues' in reply) reject(new ConfigError(reply.issues, reply.source));
       else reject(new Error(reply.failure));
     });

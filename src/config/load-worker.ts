@@ -1,11 +1,12 @@
 /** The loader process of `loadConfigIsolated`: loads the config file named by its argument, prints the result as JSON. */
 import { ConfigError } from './errors.ts';
-import { loadConfigFile } from './load.ts';
+import { loadConfigFileWithWarnings } from './load.ts';
 import type { LoadReply } from './load-isolated.ts';
 
 let reply: LoadReply;
 try {
-  reply = { ok: true, config: loadConfigFile(process.argv[2]!) };
+  const loaded = loadConfigFileWithWarnings(process.argv[2]!);
+  reply = { ok: true, config: loaded.config, warnings: loaded.warnings };
 } catch (error) {
   reply =
     error instanceof ConfigError

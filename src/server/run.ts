@@ -4,6 +4,7 @@
  */
 import { dirname, resolve } from 'node:path';
 import type { Config } from '../config/schema.ts';
+import type { ConfigWarning } from '../config/warnings.ts';
 import { startDemoOrigin } from '../demo/origin.ts';
 import { createLogger, flushLogs, type Logger } from '../observe/logger.ts';
 import { ProxyServer } from './proxy-server.ts';
@@ -18,6 +19,8 @@ export interface RunOptions {
   readonly configPath: string | null;
   /** Start the demo origin next to the proxy (the demo configuration routes to it). */
   readonly demo: boolean;
+  /** Warnings about the config (src/config/warnings.ts), logged once at start (not by each worker). */
+  readonly warnings?: readonly ConfigWarning[];
 }
 
 /** How often buffered log lines are written out at the latest. */
@@ -32,6 +35,10 @@ export async function run(config: Config, options: RunOptions): Promise<void> {
   const logger = createLogger(options.logLevel, worker ? { worker: Number(process.env[WORKER_ENV]) } : {});
   // The log destination buffers until 4 KiB: flush it now and then so that lines are seen while they matter.
   setInterval(flushLogger, LOG_FLUSH_INTERVAL_MS, logger).unref();
+  // Workers load the same file: only the supervisor (or the single process) reports its warnings.
+  if (!worker) {
+    for (const { code, path, message } of options.warnings ?? []) logger.warn({ code, path }, message);
+  }
 
   if (!worker && options.demo) {
     await startDemoOrigin();

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { parseCommandLine } from '../../src/cli/args.ts';
 import { resolveRunConfig } from '../../src/cli/commands.ts';
 import { demoConfigPath } from '../../src/cli/package-files.ts';
+import { startCli } from '../helpers/cli-process.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = join(ROOT, 'src/cli/main.ts');
@@ -25,7 +26,8 @@ const lines = (text: string) => text.trimEnd().split('\n');
 describe('zproxy check', () => {
   const examples = readdirSync(join(ROOT, 'examples')).filter((name) => name.endsWith('.json'));
 
-  for (const name of examples) {
+  // The seed's middleware example is valid but warned about (see 'warnings' below).
+  for (const name of examples.filter((file) => file !== 'middleware_proxy.json')) {
     test(`examples/${name} is ok`, () => {
       const result = zproxy(['check', `examples/${name}`]);
       assert.equal(result.status, 0, result.stderr);
@@ -79,6 +81,7 @@ describe('zproxy check', () => {
       routes: 3,
       listeners: 1,
       issues: [],
+      warnings: [],
     });
   });
 
@@ -96,6 +99,101 @@ describe('zproxy check', () => {
   });
 });
 
+const CORS_WARNING = {
+  code: 'ZP_WARN_CORS_CREDENTIALS_WILDCARD',
+  path: 'middlewares[1].config.allowed_origins',
+  message:
+    'allow_credentials is true and allowed_origins admits any web site ("*"), so any page a user visits can send requests with the user\'s cookies and read the answers; list only trusted origins, or set allow_credentials to false',
+};
+const CORS_WARNING_LINE = `warning: ${CORS_WARNING.path}: ${CORS_WARNING.message} (${CORS_WARNING.code})`;
+
+describe('zproxy check: warnings', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'zproxy-warn-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const write = (name: string, json: unknown): string => {
+    const file = join(dir, name);
+    writeFileSync(file, JSON.stringify(json));
+    return file;
+  };
+  const SEED_MIDDLEWARE = JSON.parse(
+    readFileSync(join(ROOT, 'examples/middleware_proxy.json'), 'utf8'),
+  ) as Record<string, unknown>;
+
+  test('the seed middleware example is valid, with the CORS warning on stderr', () => {
+    const result = zproxy(['check', 'examples/middleware_proxy.json']);
+    assert.equal(result.status, 0);
+    assert.equal(result.stdout, 'ok: examples/middleware_proxy.json (1 route, 1 listener, 1 warning)\n');
+    assert.equal(result.stderr, `${CORS_WARNING_LINE}\n`);
+  });
+
+  test('--json lists the warnings', () => {
+    const result = zproxy(['check', '--json', 'examples/middleware_proxy.json']);
+    assert.equal(result.status, 0);
+    assert.equal(result.stderr, '');
+    assert.deepStrictEqual(JSON.parse(result.stdout), {
+      ok: true,
+      file: 'examples/middleware_proxy.json',
+      routes: 1,
+      listeners: 1,
+      issues: [],
+      warnings: [CORS_WARNING],
+    });
+  });
+
+  test('several warnings, one line each, in document order', () => {
+    const file = write('several.json', {
+      trusted_proxies: ['::/0'],
+      routes: [{ path: '/', upstream: 'https://127.0.0.1:8443', upstream_tls: { verify: false } }],
+    });
+    const result = zproxy(['check', file]);
+    assert.equal(result.status, 0);
+    assert.equal(result.stdout, `ok: ${file} (1 route, 1 listener, 2 warnings)\n`);
+    assert.deepStrictEqual(lines(result.stderr), [
+      'warning: trusted_proxies[0]: "::/0" covers every address, so clients there can forge X-Forwarded-For and Forwarded and pass for any address in logs, rate limits and upstream headers; list only the proxies in front of zproxy (ZP_WARN_TRUSTED_PROXIES_TOO_WIDE)',
+      'warning: routes[0].upstream_tls.verify: the certificates of https:// and h2:// upstreams are not verified, so anyone able to intercept those connections can pose as the upstream and read or change the traffic; remove verify: false (give ca_file for a private CA) (ZP_WARN_UPSTREAM_TLS_UNVERIFIED)',
+    ]);
+  });
+
+  test('accept_risks silences the warning', () => {
+    const file = write('accepted.json', {
+      ...SEED_MIDDLEWARE,
+      accept_risks: ['ZP_WARN_CORS_CREDENTIALS_WILDCARD'],
+    });
+    const result = zproxy(['check', file]);
+    assert.equal(result.status, 0);
+    assert.equal(result.stdout, `ok: ${file} (1 route, 1 listener)\n`);
+    assert.equal(result.stderr, '');
+    const json = zproxy(['check', '--json', file]);
+    assert.deepStrictEqual((JSON.parse(json.stdout) as { warnings: unknown[] }).warnings, []);
+  });
+
+  test('an unknown code in accept_risks is an error, with no warnings', () => {
+    const file = write('unknown-code.json', { ...SEED_MIDDLEWARE, accept_risks: ['ZP_WARN_CORS_WILDCARD'] });
+    const result = zproxy(['check', file]);
+    assert.equal(result.status, 1);
+    assert.equal(result.stdout, '');
+    assert.equal(
+      result.stderr,
+      'accept_risks[0]: expected one of ZP_WARN_CORS_CREDENTIALS_WILDCARD, ZP_WARN_UPSTREAM_TLS_UNVERIFIED, ZP_WARN_TRUSTED_PROXIES_TOO_WIDE, ZP_WARN_BASIC_AUTH_WITHOUT_TLS, ZP_WARN_CACHE_NOT_SHARED, found "ZP_WARN_CORS_WILDCARD"\n',
+    );
+    const json = JSON.parse(zproxy(['check', '--json', file]).stdout) as Record<string, unknown>;
+    assert.equal(json.ok, false);
+    assert.deepStrictEqual(json.warnings, []);
+  });
+
+  test('a misspelt key gets its hint on the command line too', () => {
+    const file = write('misspelt.json', {
+      routes: [{ path: '/', upstream: 'http://127.0.0.1:1', method: ['GET'] }],
+    });
+    const result = zproxy(['check', file]);
+    assert.equal(result.status, 1);
+    assert.match(
+      result.stderr,
+      /^routes\[0\]\.method: unknown key \(allowed keys: .*\); did you mean "methods"\?\n$/,
+    );
+  });
+});
+
 describe('zproxy run', () => {
   test('an invalid config prints every issue and exits 1 before starting anything', () => {
     const result = zproxy(['run', join(INVALID, 'tls-null-files.json')]);
@@ -106,6 +204,42 @@ describe('zproxy run', () => {
       '  tls.key_file: expected a private key file path (tls.enabled is true), found null',
     ]);
   });
+
+  for (const threads of [1, 2]) {
+    test(`logs each config warning once at start (thread_count ${threads})`, async () => {
+      const cli = startCli({
+        host: '127.0.0.1',
+        port: 0,
+        thread_count: threads,
+        protocols: ['http1'],
+        routes: [{ path: '/', upstream: 'http://127.0.0.1:9' }],
+        middlewares: [
+          { type: 'rate_limit', config: { requests_per_minute: 100 } },
+          { type: 'cors', config: { allowed_origins: ['*'], allow_credentials: true } },
+        ],
+      });
+      try {
+        // Every process has logged its listener (a worker flushes its log before it reports listening).
+        await cli.waitForLog((l) => l.msg === (threads === 1 ? 'listening' : 'ready'), 20_000, 'started');
+        if (threads > 1) {
+          for (const wpid of cli.workerPids()) {
+            await cli.waitForLog((l) => l.msg === 'listening' && l.pid === wpid, 5000, 'worker listening');
+          }
+        }
+        const warnings = cli.logs.filter((l) => l.level === 40);
+        assert.deepStrictEqual(
+          warnings.map((l) => ({ pid: l.pid, code: l.code, path: l.path, msg: l.msg })),
+          [{ pid: cli.pid, code: CORS_WARNING.code, path: CORS_WARNING.path, msg: CORS_WARNING.message }],
+        );
+        // Lines of one process keep their order (other processes' lines may come in between).
+        const own = cli.logs.filter((l) => l.pid === cli.pid);
+        const started = own.findIndex((l) => l.msg === 'listening' || l.msg === 'worker started');
+        assert.ok(own.indexOf(warnings[0]!) < started, 'logged before the proxy starts');
+      } finally {
+        await cli.cleanup();
+      }
+    });
+  }
 
   test('a bad --log-level is a usage error', () => {
     const result = zproxy(['run', '--log-level', 'loud']);
