@@ -7,7 +7,7 @@
  */
 import { BlockList, isIP } from 'node:net';
 import { type ConfigPath, compareOrder, documentOrder, formatPath } from './errors.ts';
-import type { ConfigInput, MiddlewareInput } from './schema.ts';
+import { CONFIG_DEFAULTS, type ConfigInput, type MiddlewareInput } from './schema.ts';
 import type { WarningCode } from './warning-codes.ts';
 
 export { WARNING_CODES, type WarningCode } from './warning-codes.ts';
@@ -219,7 +219,7 @@ function basicAuthWithoutTls(
   middlewares: readonly { entry: MiddlewareInput; at: ConfigPath }[],
   found: LocatedWarning[],
 ): void {
-  const listeners = input.listeners ?? [{ host: input.host ?? '0.0.0.0', tls: input.tls }];
+  const listeners = input.listeners ?? [{ host: input.host ?? CONFIG_DEFAULTS.host, tls: input.tls }];
   const anyTls = listeners.some((listener) => (listener.tls ?? input.tls)?.enabled === true);
   const beyondLoopback = listeners.some((listener) => !isLoopbackHost(listener.host));
   if (anyTls || !beyondLoopback) return;
