@@ -4,10 +4,10 @@
  * pools) comes from registries keyed by identity, so it survives a new runtime.
  */
 import { BlockList, isIP } from 'node:net';
+import { ForwardingPolicy } from '../http/forwarding.ts';
 import type { HeadLimits } from '../http1/parse-head.ts';
 import type { AccessLog } from '../observe/access-log.ts';
 import type { FilterChain } from '../pipeline/chain.ts';
-import { ForwardingPolicy } from '../proxy/forwarding.ts';
 import { Router } from '../router/router.ts';
 import { UpstreamGroup, UpstreamTarget } from '../upstream/group.ts';
 import type { PoolRegistry, PoolSettings } from '../upstream/pool.ts';

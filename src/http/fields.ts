@@ -1,7 +1,7 @@
 /**
  * The field names zproxy acts on, whatever protocol carried the message: one table of names and kinds
  * that the HTTP/1.1 parser (classifying bytes, src/http1/fields.ts), the HTTP/2 frame layer
- * (connection-specific fields) and the forwarding policy (src/proxy/forwarding.ts) all read. Every other
+ * (connection-specific fields) and the forwarding policy (src/http/forwarding.ts) all read. Every other
  * field is FIELD_OTHER and is forwarded as it came.
  *
  * A message's fields are read through FieldSource: a parsed HTTP/1.1 head (offsets into the bytes that
@@ -106,6 +106,18 @@ export interface FieldSource {
   /** The name in lowercase. */
   lowerFieldName(i: number): string;
   fieldValue(i: number): string;
+}
+
+/**
+ * Edits to apply to a message's fields as it is written (filters make them: src/pipeline/field-edits.ts):
+ * the received fields whose lowercase name is in `dropped` are left out, then `added` (names and values
+ * alternately) is written.
+ */
+export interface MessageEdits {
+  readonly dropped: readonly string[];
+  readonly added: readonly string[];
+  /** `added` as HTTP/1.1 field lines, each ending in CRLF. */
+  lines(): string;
 }
 
 /**

@@ -14,11 +14,6 @@ import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.
 import { Exchange } from '../exchange.ts';
 import type { LocalResponse } from '../filters/contract.ts';
 import { FIELD_TE, type FieldSource, joinedValues } from '../http/fields.ts';
-import type { FilterChain } from '../pipeline/chain.ts';
-import type { FieldEditList } from '../pipeline/field-edits.ts';
-import { HeadFieldReader } from '../pipeline/field-readers.ts';
-import { FilterExchange, FilterRequestView, isPending } from '../pipeline/filter-exchange.ts';
-import { renderLocal } from '../pipeline/local-response.ts';
 import {
   acceptsTrailers,
   ForwardedRequest,
@@ -27,9 +22,14 @@ import {
   http1ResponseAdded,
   http1TrailerLines,
   http2RequestList,
-} from '../proxy/forwarding.ts';
-import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE } from '../proxy/upstream.ts';
+} from '../http/forwarding.ts';
+import type { FilterChain } from '../pipeline/chain.ts';
+import type { FieldEditList } from '../pipeline/field-edits.ts';
+import { HeadFieldReader } from '../pipeline/field-readers.ts';
+import { FilterExchange, FilterRequestView, isPending } from '../pipeline/filter-exchange.ts';
+import { renderLocal } from '../pipeline/local-response.ts';
 import { normalizePath } from '../router/normalize-path.ts';
+import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE } from '../upstream/contract.ts';
 import type { UpstreamTarget } from '../upstream/group.ts';
 import type { Pool } from '../upstream/pool.ts';
 import { plainAddress } from '../util/address.ts';

@@ -18,9 +18,6 @@ import http2, { type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:ht
 import type { ErrorCode, ZpError } from '../errors.ts';
 import type { LocalResponse } from '../filters/contract.ts';
 import { FIELD_CONTENT_LENGTH, FieldList, fieldObject } from '../http/fields.ts';
-import { HeldUpstreamResponse } from '../http2/held-upstream-response.ts';
-import { ObjectFieldReader } from '../pipeline/field-readers.ts';
-import { type FilterExchange, isPending } from '../pipeline/filter-exchange.ts';
 import {
   ForwardedResponse,
   type ForwardingPolicy,
@@ -28,8 +25,11 @@ import {
   http1ResponseAdded,
   http1TrailerLines,
   http2TrailerList,
-} from '../proxy/forwarding.ts';
-import { BODY_LENGTH, BODY_NONE, BODY_UNTIL_END } from '../proxy/upstream.ts';
+} from '../http/forwarding.ts';
+import { HeldUpstreamResponse } from '../http2/held-upstream-response.ts';
+import { ObjectFieldReader } from '../pipeline/field-readers.ts';
+import { type FilterExchange, isPending } from '../pipeline/filter-exchange.ts';
+import { BODY_LENGTH, BODY_NONE, BODY_UNTIL_END } from '../upstream/contract.ts';
 import type { Http2Pool, Http2Requester, Http2UpstreamSession } from '../upstream/http2-pool.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import type { ChunkSink } from './chunked.ts';

@@ -2,7 +2,7 @@
  * Builds the heads zproxy sends: the request head for the upstream and the response head for the client.
  * Field lines that are kept are copied as the bytes that arrived, in runs (consecutive kept lines are one
  * copy); only the start line and the fields zproxy adds are written as strings. What is kept and what is
- * added is decided by the forwarding policy (src/proxy/forwarding.ts): this is its byte serializer for
+ * added is decided by the forwarding policy (src/http/forwarding.ts): this is its byte serializer for
  * heads that arrived over HTTP/1.1.
  */
 import {
@@ -14,7 +14,7 @@ import {
   type MessageHead,
 } from './parse-head.ts';
 
-/** Bytes of the field lines `copyFields` would copy (`dropMask`: kinds not copied, see src/proxy/forwarding.ts). */
+/** Bytes of the field lines `copyFields` would copy (`dropMask`: kinds not copied, see src/http/forwarding.ts). */
 export function keptFieldsLength(head: MessageHead, dropMask: number): number {
   const f = head.fields;
   let n = 0;

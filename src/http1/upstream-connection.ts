@@ -20,7 +20,7 @@ import {
   BODY_UNTIL_END,
   type UpstreamAttempt,
   type UpstreamHandler,
-} from '../proxy/upstream.ts';
+} from '../upstream/contract.ts';
 import type { Pool } from '../upstream/pool.ts';
 import { isTlsError, upstreamTlsError } from '../upstream/tls-options.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';

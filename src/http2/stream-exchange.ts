@@ -21,13 +21,6 @@ import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.
 import { Exchange } from '../exchange.ts';
 import type { LocalResponse } from '../filters/contract.ts';
 import { FieldList, type FieldSource, fieldObject } from '../http/fields.ts';
-import { HeldResponse } from '../http1/held-response.ts';
-import type { ResponseHead } from '../http1/parse-head.ts';
-import { type UpgradeHandler, UpstreamConnection } from '../http1/upstream-connection.ts';
-import { FieldEditList } from '../pipeline/field-edits.ts';
-import { HeadFieldReader, ObjectFieldReader } from '../pipeline/field-readers.ts';
-import { FilterExchange, FilterRequestView, isPending } from '../pipeline/filter-exchange.ts';
-import { renderLocal } from '../pipeline/local-response.ts';
 import {
   CONTENT_LENGTH_BIT,
   ForwardedRequest,
@@ -38,9 +31,16 @@ import {
   http2RequestList,
   http2ResponseList,
   http2TrailerList,
-} from '../proxy/forwarding.ts';
-import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE } from '../proxy/upstream.ts';
+} from '../http/forwarding.ts';
+import { HeldResponse } from '../http1/held-response.ts';
+import type { ResponseHead } from '../http1/parse-head.ts';
+import { type UpgradeHandler, UpstreamConnection } from '../http1/upstream-connection.ts';
+import { FieldEditList } from '../pipeline/field-edits.ts';
+import { HeadFieldReader, ObjectFieldReader } from '../pipeline/field-readers.ts';
+import { FilterExchange, FilterRequestView, isPending } from '../pipeline/filter-exchange.ts';
+import { renderLocal } from '../pipeline/local-response.ts';
 import { normalizePath } from '../router/normalize-path.ts';
+import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE } from '../upstream/contract.ts';
 import type { UpstreamTarget } from '../upstream/group.ts';
 import type { Pool } from '../upstream/pool.ts';
 import { acceptValue, switchesToWebSocket, WEBSOCKET_VERSION } from '../websocket/handshake.ts';

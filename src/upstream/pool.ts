@@ -9,7 +9,7 @@
  */
 import { UpstreamConnection } from '../http1/upstream-connection.ts';
 import type { Logger } from '../observe/logger.ts';
-import type { UpstreamHandler } from '../proxy/upstream.ts';
+import type { UpstreamHandler } from './contract.ts';
 import { Http2Pool } from './http2-pool.ts';
 import type { UpstreamTls } from './tls-options.ts';
 

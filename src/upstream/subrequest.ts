@@ -10,7 +10,7 @@ import http2 from 'node:http2';
 import { ZpError } from '../errors.ts';
 import type { ResponseHead } from '../http1/parse-head.ts';
 import type { UpstreamConnection } from '../http1/upstream-connection.ts';
-import type { UpstreamHandler } from '../proxy/upstream.ts';
+import type { UpstreamHandler } from './contract.ts';
 import type { UpstreamTarget } from './group.ts';
 import type { Http2Requester, Http2UpstreamSession } from './http2-pool.ts';
 

@@ -20,7 +20,7 @@
  * - a response to which no body belongs carries no framing: 1xx and 204 lose Content-Length
  *   (RFC 9110 §8.6), every response loses Transfer-Encoding;
  * - with `tls.hsts` on a listener, zproxy's Strict-Transport-Security replaces the upstream's;
- * - the filters' edits (FieldEditList) come last: they apply to the fields as forwarded, zproxy's
+ * - the filters' edits (MessageEdits) come last: they apply to the fields as forwarded, zproxy's
  *   included, so a `headers` rule that sets `x-forwarded-proto` replaces zproxy's.
  */
 import type { BlockList } from 'node:net';
@@ -41,8 +41,8 @@ import {
   HOP_BY_HOP_MASK,
   joinedValues,
   kindBit,
-} from '../http/fields.ts';
-import type { FieldEditList } from '../pipeline/field-edits.ts';
+  type MessageEdits,
+} from './fields.ts';
 
 /** Request fields never copied from the client: hop-by-hop, Expect, and the X-Forwarded-* zproxy rewrites. */
 export const REQUEST_DROP_MASK =
@@ -176,7 +176,7 @@ export class ForwardingPolicy {
 }
 
 /** True when a filter's edits remove every field of this (lowercase) name. */
-function edited(edits: FieldEditList | null, lowerName: string): boolean {
+function edited(edits: MessageEdits | null, lowerName: string): boolean {
   return edits !== null && edits.dropped.length > 0 && edits.dropped.includes(lowerName);
 }
 
@@ -187,7 +187,7 @@ function edited(edits: FieldEditList | null, lowerName: string): boolean {
  * what follows the client's kept fields. Host is included unless the client's own line is kept. Framing,
  * Connection and the blank line are the engine's.
  */
-export function http1RequestAdded(fwd: ForwardedRequest, edits: FieldEditList | null): string {
+export function http1RequestAdded(fwd: ForwardedRequest, edits: MessageEdits | null): string {
   let out: string;
   if (edits === null) {
     out = `X-Forwarded-For: ${fwd.xForwardedFor}\r\nX-Forwarded-Proto: ${fwd.xForwardedProto}\r\n`;
@@ -210,7 +210,7 @@ export function http1RequestAdded(fwd: ForwardedRequest, edits: FieldEditList | 
  * The kept fields of a source that is not an HTTP/1.1 head (an HTTP/2 request or response) as HTTP/1.1
  * lines. Repeated `cookie` fields become one line joined with "; " (RFC 9113 §8.2.3: HTTP/1.1 allows one).
  */
-export function http1Lines(source: FieldSource, dropMask: number, edits: FieldEditList | null): string {
+export function http1Lines(source: FieldSource, dropMask: number, edits: MessageEdits | null): string {
   const kept: string[] = [];
   appendKept(kept, source, dropMask, edits);
   let out = '';
@@ -226,7 +226,7 @@ export function http1Lines(source: FieldSource, dropMask: number, edits: FieldEd
 }
 
 /** zproxy's response fields as HTTP/1.1 lines, then the filters' added fields. */
-export function http1ResponseAdded(fwd: ForwardedResponse, edits: FieldEditList | null): string {
+export function http1ResponseAdded(fwd: ForwardedResponse, edits: MessageEdits | null): string {
   if (edits === null) {
     return fwd.hsts === null
       ? `Via: ${fwd.via}\r\n`
@@ -241,7 +241,7 @@ export function http1ResponseAdded(fwd: ForwardedResponse, edits: FieldEditList 
 // ---------------------------------------------------------------- field lists (HTTP/2)
 
 /** Appends the kept fields of `source` to `out` (a flat list of lowercase names and values). */
-function appendKept(out: string[], source: FieldSource, dropMask: number, edits: FieldEditList | null): void {
+function appendKept(out: string[], source: FieldSource, dropMask: number, edits: MessageEdits | null): void {
   const dropped = edits !== null && edits.dropped.length > 0 ? edits.dropped : null;
   const n = source.fieldCount;
   for (let i = 0; i < n; i++) {
@@ -252,7 +252,7 @@ function appendKept(out: string[], source: FieldSource, dropMask: number, edits:
   }
 }
 
-function appendAdded(out: string[], edits: FieldEditList | null): void {
+function appendAdded(out: string[], edits: MessageEdits | null): void {
   if (edits === null) return;
   const added = edits.added;
   for (let i = 0; i < added.length; i++) out.push(added[i]!);
@@ -269,7 +269,7 @@ export function http2RequestList(
   method: string,
   scheme: string,
   path: string,
-  edits: FieldEditList | null,
+  edits: MessageEdits | null,
 ): string[] {
   const out = [':method', method, ':scheme', scheme, ':authority', fwd.authority, ':path', path];
   appendKept(out, source, fwd.dropMask | HOST_BIT, edits);
@@ -287,7 +287,7 @@ export function http2RequestList(
 export function http2ResponseList(
   fwd: ForwardedResponse,
   source: FieldSource,
-  edits: FieldEditList | null,
+  edits: MessageEdits | null,
 ): string[] {
   const out: string[] = [];
   appendKept(out, source, fwd.dropMask, edits);
