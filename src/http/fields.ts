@@ -106,6 +106,8 @@ export interface FieldSource {
   /** The name in lowercase. */
   lowerFieldName(i: number): string;
   fieldValue(i: number): string;
+  /** The index of the first field named `lowerName` (lowercase) at or after `from`, or -1. */
+  indexOfField(lowerName: string, from?: number): number;
 }
 
 /**
@@ -169,6 +171,12 @@ export class FieldList implements FieldSource {
 
   fieldValue(i: number): string {
     return this.list[i * 2 + 1]!;
+  }
+
+  indexOfField(lowerName: string, from = 0): number {
+    const list = this.list;
+    for (let i = from * 2; i < list.length; i += 2) if (list[i] === lowerName) return i >> 1;
+    return -1;
   }
 }
 

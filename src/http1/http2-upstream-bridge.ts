@@ -1,23 +1,21 @@
 /**
  * One HTTP/1.1 (or 1.0) exchange forwarded to an HTTP/2 upstream (h2c://, h2://) on a stream of the
- * target's session pool (upstream/http2-pool.ts).
+ * target's session pool, through the upstream client contract (src/upstream/http2-stream.ts).
  *
- * DownstreamConnection parses and routes the request and decides what is forwarded exactly as for an
- * HTTP/1.1 upstream (the same drop mask, X-Forwarded-*, Via and Host / preserve_host rules); this file only
- * maps that result onto HTTP/2 (`http2RequestHeaders`) and runs the stream: the request body arrives
- * through the connection (content-length counted, chunked decoded by its ChunkedDecoder with this bridge as
- * the sink, chunked trailers sent as HTTP/2 trailers), the response goes back through the connection's own
- * head, framing and completion code (`Http1BridgeHost`). Backpressure both ways: a full stream pauses the
- * client socket, a full client socket pauses the stream.
+ * DownstreamConnection parses and routes the request and decides what is forwarded with the forwarding
+ * policy (src/http/forwarding.ts); this file runs the stream: the request body arrives through the
+ * connection (content-length counted, chunked decoded by its ChunkedDecoder with this bridge as the sink,
+ * chunked trailers sent as HTTP/2 trailers), the response goes back through the connection's own head,
+ * framing and completion code (`Http1BridgeHost`). Backpressure both ways: a full stream pauses the client
+ * socket, a full client socket pauses the stream.
  *
  * Failures before the response head are answered with zproxy's JSON error (502/503/504); an upstream reset
  * after the response started aborts the client connection (never a truncated body that looks complete);
  * a client that goes away cancels the upstream stream at once (RST_STREAM CANCEL).
  */
-import http2, { type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import type { ErrorCode, ZpError } from '../errors.ts';
 import type { LocalResponse } from '../filters/contract.ts';
-import { FIELD_CONTENT_LENGTH, FieldList, fieldObject } from '../http/fields.ts';
+import { FIELD_CONTENT_LENGTH, type FieldSource } from '../http/fields.ts';
 import {
   ForwardedResponse,
   type ForwardingPolicy,
@@ -27,24 +25,31 @@ import {
   http2TrailerList,
 } from '../http/forwarding.ts';
 import { HeldUpstreamResponse } from '../http2/held-upstream-response.ts';
-import { ObjectFieldReader } from '../pipeline/field-readers.ts';
+import { HeadFieldReader } from '../pipeline/field-readers.ts';
 import { type FilterExchange, isPending } from '../pipeline/filter-exchange.ts';
-import { BODY_LENGTH, BODY_NONE, BODY_UNTIL_END } from '../upstream/contract.ts';
-import type { Http2Pool, Http2Requester, Http2UpstreamSession } from '../upstream/http2-pool.ts';
+import {
+  BODY_LENGTH,
+  BODY_NONE,
+  BODY_UNTIL_END,
+  type UpstreamAttempt,
+  type UpstreamHandler,
+  type UpstreamResponseHead,
+} from '../upstream/contract.ts';
+import type { Http2Pool } from '../upstream/http2-pool.ts';
+import type { Http2UpstreamStream } from '../upstream/http2-stream.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import type { ChunkSink } from './chunked.ts';
 import { parseTrailerSection } from './fields.ts';
-
-const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
 /** What the bridge needs from the client connection (implemented by DownstreamConnection). */
 export interface Http1BridgeHost {
   /** The upstream stream is open and takes the request body: forward what arrived with the head, read on. */
   bridgeStreamReady(): void;
   /**
-   * Writes the response head: status line, `fields` (HTTP/1.1 field lines, each ending in CRLF), then
-   * Via, HSTS, framing and Connection as decided for this client. `framing` is BODY_NONE, BODY_LENGTH or
-   * BODY_UNTIL_END (no length: re-chunked for HTTP/1.1 clients). False when the socket buffer is full.
+   * Writes the response head: status line, `fields` (HTTP/1.1 field lines, each ending in CRLF, Via and
+   * HSTS included), then framing and Connection as decided for this client. `framing` is BODY_NONE,
+   * BODY_LENGTH or BODY_UNTIL_END (no length: re-chunked for HTTP/1.1 clients). False when the socket
+   * buffer is full.
    */
   bridgeResponseHead(status: number, fields: string, framing: number): boolean;
   /** Writes response body bytes (framed as decided); false when the socket buffer is full. */
@@ -63,11 +68,7 @@ export interface Http1BridgeHost {
   onUpstreamDrain(): void;
 }
 
-/** The bridge of a stream, for the stream's event handlers (no closures per exchange). */
-const kBridge = Symbol('zproxy.bridge');
-type BridgedStream = ClientHttp2Stream & { [kBridge]: Http2UpstreamBridge };
-
-export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
+export class Http2UpstreamBridge implements UpstreamHandler, ChunkSink, Timed {
   private readonly host: Http1BridgeHost;
   private readonly pool: Http2Pool;
   /** The request as node:http2's raw header list (http2RequestList). */
@@ -89,18 +90,15 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
   private held: HeldUpstreamResponse | null = null;
   /** The client's socket is full: the stream stays paused until resume(). */
   private clientBlocked = false;
-  private session: Http2UpstreamSession | null = null;
-  private stream: ClientHttp2Stream | null = null;
+  private attempt: Http2UpstreamStream | null = null;
   private waiting = false;
   private responded = false;
   /** The response has no body (HEAD, 204, 304): DATA is not forwarded. */
   private bodyless = false;
   private finished = false;
-  /** The last write to the stream returned false (until its 'drain'). */
+  /** The last write to the stream returned false (until onUpstreamDrain). */
   blocked = false;
   private requestTrailers: string[] | null = null;
-  /** The upstream's response trailers (set by the stream's handler). */
-  responseTrailers: IncomingHttpHeaders | null = null;
   deadline = 0;
 
   constructor(
@@ -127,65 +125,36 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
 
   /** True once the upstream stream is open and the request body is still being sent. */
   get streaming(): boolean {
-    return this.stream !== null && !this.requestDone && !this.finished;
+    return this.attempt !== null && !this.requestDone && !this.finished;
   }
 
   /** Takes a stream slot (now, or when a session is ready). Call once the host holds this bridge. */
   start(): void {
     watchDeadline(this);
-    const session = this.pool.acquire(this);
-    if (session !== null) this.onSessionReady(session);
+    const attempt = this.pool.acquire(this);
+    if (attempt !== null) this.onUpstreamReady(attempt);
     else if (!this.finished) {
       this.waiting = true;
       this.deadline = Date.now() + this.pool.settings.connectTimeoutMs + 1000;
     }
   }
 
-  onSessionReady(session: Http2UpstreamSession): void {
+  onUpstreamReady(attempt: UpstreamAttempt): void {
     this.waiting = false;
+    const stream = attempt as Http2UpstreamStream;
     if (this.finished) {
-      session.release();
+      stream.cancel();
       return;
     }
-    this.session = session;
-    let stream: ClientHttp2Stream;
-    try {
-      stream = session.session!.request(this.headers, {
-        endStream: this.requestDone,
-        waitForTrailers: !this.requestDone && this.chunkedRequest,
-      });
-    } catch (err) {
-      session.release();
-      this.session = null;
-      const code = (err as NodeJS.ErrnoException).code ?? '';
-      // A field HTTP/2 cannot carry (node:http2 validates names and values) is the request's fault.
-      const invalid = code === 'ERR_INVALID_CHAR' || code.startsWith('ERR_HTTP2_INVALID');
-      this.fail(
-        invalid ? 'ZP_ERR_BAD_REQUEST' : 'ZP_ERR_UPSTREAM_RESET',
-        `Could not open a stream to the upstream: ${(err as Error).message}`,
-      );
-      return;
-    }
-    this.stream = stream;
-    (stream as BridgedStream)[kBridge] = this;
-    stream.on('error', ignore);
-    stream.on('response', onStreamResponse);
-    stream.on('data', onStreamData);
-    stream.on('trailers', onStreamTrailers);
-    stream.on('end', onStreamEnd);
-    stream.on('close', onStreamClose);
-    if (this.requestDone) {
-      this.deadline = Date.now() + this.pool.settings.responseHeaderTimeoutMs;
-      return;
-    }
+    this.attempt = stream;
     this.deadline = 0;
-    stream.on('drain', onStreamDrain);
-    if (this.chunkedRequest) stream.on('wantTrailers', onStreamWantTrailers);
-    this.host.bridgeStreamReady();
+    stream.send(this.headers, this.requestDone, this.headRequest, this.chunkedRequest);
+    if (!this.requestDone && !this.finished) this.host.bridgeStreamReady();
   }
 
-  onSessionError(error: ZpError): void {
+  onUpstreamError(error: ZpError): void {
     this.waiting = false;
+    this.attempt = null;
     this.fail(error.code, error.message);
   }
 
@@ -193,9 +162,9 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
 
   /** Body bytes of a content-length request. */
   write(data: Buffer): void {
-    const stream = this.stream;
-    if (stream === null || this.finished) return;
-    if (!stream.write(data)) {
+    const attempt = this.attempt;
+    if (attempt === null || this.finished) return;
+    if (!attempt.write(data)) {
       this.blocked = true;
       this.host.pauseRequest();
     }
@@ -214,40 +183,33 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
   /** The whole request body was forwarded. */
   requestEnd(): void {
     this.requestDone = true;
-    const stream = this.stream;
-    if (stream === null || this.finished) return;
-    // With a chunked request 'wantTrailers' follows: its trailers (or none) close the request.
-    stream.end();
-    if (!this.responded) this.deadline = Date.now() + this.pool.settings.responseHeaderTimeoutMs;
+    if (this.attempt === null || this.finished) return;
+    this.attempt.end(this.requestTrailers);
   }
 
-  /** Stream event (see the handlers at the end of the file). */
-  sendRequestTrailers(): void {
-    const stream = this.stream;
-    if (stream !== null && !stream.destroyed && !stream.closed)
-      stream.sendTrailers(this.requestTrailers === null ? {} : fieldObject(this.requestTrailers));
-  }
-
-  /** Stream event (see the handlers at the end of the file). */
-  onDrain(): void {
+  onUpstreamDrain(): void {
     this.blocked = false;
     if (!this.finished) this.host.onUpstreamDrain();
   }
 
   // ---------------------------------------------------------------- response
 
-  /** Stream event (see the handlers at the end of the file). */
-  onResponse(headers: IncomingHttpHeaders, flags: number): void {
+  onResponseHead(
+    _attempt: UpstreamAttempt,
+    head: UpstreamResponseHead,
+    framing: number,
+    _buf: Buffer,
+    _start: number,
+    _end: number,
+  ): void {
     if (this.finished) return;
     this.responded = true;
-    this.deadline = 0;
-    const status = Number(headers[':status']);
     const fx = this.filters;
     if (fx !== null) {
-      const outcome = fx.runResponse(status, new ObjectFieldReader(headers));
+      const outcome = fx.runResponse(head.status, new HeadFieldReader(head));
       if (outcome !== undefined) {
         if (isPending(outcome)) {
-          this.holdResponse(outcome, new HeldUpstreamResponse(headers, flags));
+          this.holdResponse(outcome, new HeldUpstreamResponse(head, framing));
           return;
         }
         this.cancel();
@@ -255,7 +217,7 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
         return;
       }
     }
-    this.sendResponseHead(status, headers, flags);
+    this.sendResponseHead(head, framing);
   }
 
   /**
@@ -282,105 +244,85 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
       this.host.bridgeLocal(local);
       return;
     }
-    this.sendResponseHead(Number(held.headers[':status']), held.headers, held.flags);
-    for (const chunk of held.chunks) this.onData(chunk);
-    if (held.ended) this.onEnd();
-    if (held.closed) this.onClose();
+    this.sendResponseHead(held.head, held.framing);
+    for (const chunk of held.chunks) this.onResponseBody(chunk, 0, chunk.length);
+    if (held.ended) this.onResponseEnd(this.attempt!, held.trailers);
+    else if (held.aborted !== null) this.onResponseAborted(held.aborted);
     // A client that is not reading what was replayed resumes the stream itself (resume(), on its drain).
-    else if (held.paused && !this.finished && !this.clientBlocked) this.stream?.resume();
+    else if (held.paused && !this.finished && !this.clientBlocked) this.attempt?.resume();
   }
 
   /** Hands the upstream's head (the filters' edits applied) to the host. */
-  private sendResponseHead(status: number, headers: IncomingHttpHeaders, flags: number): void {
+  private sendResponseHead(head: UpstreamResponseHead, framing: number): void {
     const fx = this.filters;
     const edits = fx === null ? null : fx.responseEditsOrNull;
-    const source = FieldList.fromObject(headers);
+    const status = head.status;
     const fr = new ForwardedResponse();
     this.forwarding.response(fr, status, '2', this.hsts, false);
-    let fields = http1Lines(source, fr.dropMask, edits) + http1ResponseAdded(fr, edits);
+    let fields = http1Lines(head, fr.dropMask, edits) + http1ResponseAdded(fr, edits);
     let length = false;
-    for (let i = 0; i < source.fieldCount; i++)
-      if (source.fieldKind(i) === FIELD_CONTENT_LENGTH) length = true;
-    let framing: number;
-    if (this.headRequest || status === 204 || status === 304 || status < 200) framing = BODY_NONE;
-    else if (length) framing = BODY_LENGTH;
-    else if ((flags & NGHTTP2_FLAG_END_STREAM) !== 0) {
+    for (let i = 0; i < head.fieldCount; i++) if (head.fieldKind(i) === FIELD_CONTENT_LENGTH) length = true;
+    let out: number;
+    if (this.headRequest || status === 204 || status === 304 || status < 200) out = BODY_NONE;
+    else if (length) out = BODY_LENGTH;
+    else if (framing === BODY_NONE) {
       // A response that is its head alone: an empty body with a length, not an empty chunked body.
       fields += 'content-length: 0\r\n';
-      framing = BODY_LENGTH;
-    } else framing = BODY_UNTIL_END;
-    this.bodyless = framing === BODY_NONE;
-    if (!this.host.bridgeResponseHead(status, fields, framing)) this.stream?.pause();
+      out = BODY_LENGTH;
+    } else out = BODY_UNTIL_END;
+    this.bodyless = out === BODY_NONE;
+    if (!this.host.bridgeResponseHead(status, fields, out)) this.attempt?.pause();
   }
 
-  /** Stream event (see the handlers at the end of the file). */
-  onData(chunk: Buffer): void {
-    if (this.held !== null) {
-      this.held.hold(chunk, this.stream);
-      return;
-    }
-    if (this.finished || !this.responded || this.bodyless) return;
-    if (!this.host.onResponseBody(chunk, 0, chunk.length)) {
+  onResponseBody(buf: Buffer, start: number, end: number): boolean {
+    const held = this.held;
+    if (held !== null) return held.hold(buf, start, end);
+    if (this.finished || !this.responded || this.bodyless) return true;
+    if (!this.host.onResponseBody(buf, start, end)) {
       this.clientBlocked = true;
-      this.stream?.pause();
+      return false;
     }
+    return true;
+  }
+
+  holdsResponseBytes(): boolean {
+    return false;
   }
 
   /** The client socket drained: read the upstream stream again. */
   resume(): void {
     this.clientBlocked = false;
-    this.stream?.resume();
+    this.attempt?.resume();
   }
 
-  /** Stream event (see the handlers at the end of the file). */
-  onEnd(): void {
-    if (this.held !== null) {
-      this.held.ended = true;
+  onResponseEnd(_attempt: UpstreamAttempt, trailers: FieldSource | null): void {
+    const held = this.held;
+    if (held !== null) {
+      held.ended = true;
+      held.trailers = trailers;
       return;
     }
-    const stream = this.stream!;
     if (this.finished || !this.responded) return;
-    // A reset stream ends too: onClose aborts the client connection instead.
-    if ((stream.rstCode ?? NGHTTP2_NO_ERROR) !== NGHTTP2_NO_ERROR) return;
-    let trailerLines: string | null = null;
-    if (this.teTrailers && this.responseTrailers !== null)
-      trailerLines = http1TrailerLines(FieldList.fromObject(this.responseTrailers));
+    const trailerLines = this.teTrailers && trailers !== null ? http1TrailerLines(trailers) : null;
     // The upstream answered before the request body was complete: the rest is not sent.
-    if (!this.requestDone && !stream.closed) stream.close(NGHTTP2_CANCEL);
+    if (!this.requestDone) this.attempt?.cancelRequest();
     this.finish();
     this.host.bridgeResponseEnd(trailerLines);
   }
 
-  /** Stream event (see the handlers at the end of the file). */
-  onClose(): void {
-    const stream = this.stream!;
-    const session = this.session;
-    this.session = null;
-    session?.release();
-    if (this.finished) return;
+  onResponseAborted(error: ZpError): void {
     const held = this.held;
     if (held !== null) {
-      // A response filter is waiting: a clean close is replayed after the held response; a reset is an
-      // error answer, since nothing was sent yet.
-      const code = stream.rstCode ?? NGHTTP2_NO_ERROR;
-      if (code === NGHTTP2_NO_ERROR) {
-        held.closed = true;
-        return;
-      }
+      // A response filter is waiting and nothing was sent yet: an error answer.
       this.held = null;
-      this.fail('ZP_ERR_UPSTREAM_RESET', `The upstream reset the stream (HTTP/2 error code ${code})`);
+      this.attempt = null;
+      this.fail(error.code, error.message);
       return;
     }
-    if (!this.responded) {
-      this.fail(
-        'ZP_ERR_UPSTREAM_RESET',
-        `The upstream reset the stream before answering (HTTP/2 error code ${stream.rstCode ?? NGHTTP2_NO_ERROR})`,
-      );
-      return;
-    }
+    if (this.finished) return;
     // The response started and did not end cleanly: the client must not take it as complete.
     this.finish();
-    this.host.bridgeAbort('ZP_ERR_UPSTREAM_RESET');
+    this.host.bridgeAbort(error.code);
   }
 
   // ---------------------------------------------------------------- endings
@@ -394,8 +336,6 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
     }
     if (this.waiting) {
       this.fail('ZP_ERR_UPSTREAM_UNAVAILABLE', 'No HTTP/2 session to the upstream became available in time');
-    } else if (!this.responded) {
-      this.fail('ZP_ERR_UPSTREAM_TIMEOUT', 'The upstream did not send a response in time');
     }
   }
 
@@ -406,16 +346,15 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
   cancel(): void {
     if (this.finished) return;
     this.finish();
-    const stream = this.stream;
-    if (stream !== null && !stream.closed && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
+    const attempt = this.attempt;
+    this.attempt = null;
+    attempt?.cancel();
   }
 
   /** Answers with zproxy's error before the response head; the upstream stream is cancelled. */
   private fail(code: ErrorCode, message?: string): void {
     if (this.finished) return;
-    this.finish();
-    const stream = this.stream;
-    if (stream !== null && !stream.closed && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
+    this.cancel();
     this.host.bridgeFail(code, message);
   }
 
@@ -429,31 +368,3 @@ export class Http2UpstreamBridge implements Http2Requester, ChunkSink, Timed {
     }
   }
 }
-
-function bridgeOf(stream: ClientHttp2Stream): Http2UpstreamBridge {
-  return (stream as BridgedStream)[kBridge];
-}
-
-// Stream event handlers, shared by every stream (`this` is the stream).
-function onStreamResponse(this: ClientHttp2Stream, headers: IncomingHttpHeaders, flags: number): void {
-  bridgeOf(this).onResponse(headers, flags);
-}
-function onStreamData(this: ClientHttp2Stream, chunk: Buffer): void {
-  bridgeOf(this).onData(chunk);
-}
-function onStreamTrailers(this: ClientHttp2Stream, trailers: IncomingHttpHeaders): void {
-  bridgeOf(this).responseTrailers = trailers;
-}
-function onStreamEnd(this: ClientHttp2Stream): void {
-  bridgeOf(this).onEnd();
-}
-function onStreamClose(this: ClientHttp2Stream): void {
-  bridgeOf(this).onClose();
-}
-function onStreamDrain(this: ClientHttp2Stream): void {
-  bridgeOf(this).onDrain();
-}
-function onStreamWantTrailers(this: ClientHttp2Stream): void {
-  bridgeOf(this).sendRequestTrailers();
-}
-function ignore(): void {}

@@ -1,57 +1,36 @@
 /**
  * One HTTP/2 stream from a client forwarded to an HTTP/2 upstream (h2c://, h2://) on a stream of a pooled
- * session (see upstream/http2-pool.ts). Headers are forwarded as mapped by StreamExchange (the same rules
- * as for HTTP/1.1 upstreams, plus `te: trailers`); bodies stream both ways under HTTP/2 flow control (a
- * side that cannot take more pauses the other); trailers cross in both directions (gRPC's `grpc-status`
- * and `grpc-message` arrive as response trailers). A client reset or cancel resets the upstream stream at
- * once with CANCEL (a gRPC deadline reaches the upstream this way); an upstream reset after the response
- * started resets the client stream with the same code; a failure before the response head is answered
- * with zproxy's JSON error (502/503/504) like every other upstream failure.
+ * session, through the upstream client contract (src/upstream/http2-stream.ts). Headers are forwarded as
+ * decided by the forwarding policy (plus `te: trailers`); bodies stream both ways under HTTP/2 flow
+ * control (a side that cannot take more pauses the other); trailers cross in both directions (gRPC's
+ * `grpc-status` and `grpc-message` arrive as response trailers). A client reset or cancel resets the
+ * upstream stream at once with CANCEL (a gRPC deadline reaches the upstream this way); an upstream reset
+ * after the response started resets the client stream with the same code; a failure before the response
+ * head is answered with zproxy's JSON error (502/503/504) like every other upstream failure.
  */
-import http2, { type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import type { Runtime } from '../config/runtime.ts';
 import { ERROR_CODES, type ErrorCode, type ZpError } from '../errors.ts';
 import type { Exchange } from '../exchange.ts';
 import type { LocalResponse } from '../filters/contract.ts';
-import { FieldList, fieldObject } from '../http/fields.ts';
+import { FieldList, type FieldSource } from '../http/fields.ts';
 import { ForwardedResponse, http2ResponseList, http2TrailerList } from '../http/forwarding.ts';
-import { ObjectFieldReader } from '../pipeline/field-readers.ts';
+import { HeadFieldReader } from '../pipeline/field-readers.ts';
 import { isPending } from '../pipeline/filter-exchange.ts';
-import type { Http2Pool, Http2Requester, Http2UpstreamSession } from '../upstream/http2-pool.ts';
+import {
+  BODY_NONE,
+  type UpstreamAttempt,
+  type UpstreamHandler,
+  type UpstreamResponseHead,
+} from '../upstream/contract.ts';
+import type { Http2Pool } from '../upstream/http2-pool.ts';
+import type { Http2UpstreamStream } from '../upstream/http2-stream.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
+import { INTERNAL_ERROR, NO_ERROR } from './frames.ts';
 import { HeldUpstreamResponse } from './held-upstream-response.ts';
 import type { H2ServerStream, StreamOwner } from './server-connection.ts';
 import { respondWithError, respondWithLocal } from './stream-exchange.ts';
 
-const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
-
-/** The exchange an upstream stream belongs to (its listeners are the module-level functions below). */
-const kExchange = Symbol('zproxy.http2.exchange');
-type UpstreamStream = ClientHttp2Stream & { [kExchange]?: Http2UpstreamExchange };
-
-function upstreamResponse(this: UpstreamStream, headers: IncomingHttpHeaders, flags: number): void {
-  this[kExchange]?.onResponse(headers, flags);
-}
-function upstreamData(this: UpstreamStream, chunk: Buffer): void {
-  this[kExchange]?.onResponseData(chunk);
-}
-function upstreamTrailers(this: UpstreamStream, trailers: IncomingHttpHeaders): void {
-  this[kExchange]?.onResponseTrailers(trailers);
-}
-function upstreamEnd(this: UpstreamStream): void {
-  this[kExchange]?.onResponseEnd();
-}
-function upstreamClose(this: UpstreamStream): void {
-  this[kExchange]?.onUpstreamClose();
-}
-function upstreamWantTrailers(this: UpstreamStream): void {
-  this[kExchange]?.onUpstreamWantTrailers();
-}
-function upstreamDrain(this: UpstreamStream): void {
-  this[kExchange]?.onUpstreamDrain();
-}
-
-export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner {
+export class Http2UpstreamExchange implements UpstreamHandler, Timed, StreamOwner {
   private readonly downstream: H2ServerStream;
   private readonly exchange: Exchange;
   private readonly runtime: Runtime;
@@ -63,10 +42,7 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
   private readonly hsts: string | null;
   /** The client's request has no body (or it has all arrived and been forwarded). */
   private requestDone: boolean;
-  private session: Http2UpstreamSession | null = null;
-  private upstream: UpstreamStream | null = null;
-  /** A 'drain' listener is on the upstream stream (added when a write first returns false). */
-  private upstreamDrainWatched = false;
+  private upstream: Http2UpstreamStream | null = null;
   private waiting = false;
   private responded = false;
   /** The upstream's response, held while a response filter waits for I/O (holdResponse). */
@@ -74,7 +50,6 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
   /** onUpstreamError filters are waiting for I/O (fail). */
   private waitingFilters = false;
   private requestTrailers: string[] | null = null;
-  private responseTrailers: IncomingHttpHeaders | null = null;
   private finished = false;
   deadline = 0;
 
@@ -99,59 +74,31 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
     // The stream's events come here from now on.
     downstream.owner = this;
     watchDeadline(this);
-    const session = pool.acquire(this);
-    if (session !== null) this.onSessionReady(session);
+    const attempt = pool.acquire(this);
+    if (attempt !== null) this.onUpstreamReady(attempt);
     else {
       this.waiting = true;
-      const s = pool.settings;
-      this.deadline = Date.now() + s.connectTimeoutMs + 1000;
+      this.deadline = Date.now() + pool.settings.connectTimeoutMs + 1000;
     }
   }
 
-  onSessionReady(session: Http2UpstreamSession): void {
+  onUpstreamReady(attempt: UpstreamAttempt): void {
     this.waiting = false;
+    this.deadline = 0;
+    const upstream = attempt as Http2UpstreamStream;
     if (this.finished || this.downstream.closed) {
-      session.release();
-      return;
-    }
-    this.session = session;
-    let upstream: UpstreamStream;
-    try {
-      upstream = session.session!.request(this.headers, {
-        endStream: this.requestDone,
-        waitForTrailers: !this.requestDone,
-      });
-    } catch (err) {
-      session.release();
-      this.session = null;
-      this.fail(
-        'ZP_ERR_UPSTREAM_RESET',
-        `Could not open a stream to the upstream: ${(err as Error).message}`,
-      );
+      upstream.cancel();
       return;
     }
     this.upstream = upstream;
-    upstream[kExchange] = this;
-    upstream.on('error', ignore);
-    upstream.on('response', upstreamResponse);
-    upstream.on('data', upstreamData);
-    upstream.on('trailers', upstreamTrailers);
-    upstream.on('end', upstreamEnd);
-    upstream.on('close', upstreamClose);
-    if (this.requestDone) {
-      this.deadline = Date.now() + this.pool.settings.responseHeaderTimeoutMs;
-      return;
-    }
-    this.deadline = 0;
-    upstream.on('wantTrailers', upstreamWantTrailers);
-    this.downstream.resume();
+    upstream.send(this.headers, this.requestDone, this.headRequest);
+    if (!this.requestDone) this.downstream.resume();
   }
 
-  onUpstreamWantTrailers(): void {
-    const upstream = this.upstream;
-    if (upstream === null || upstream.destroyed) return;
-    const trailers = this.requestTrailers;
-    upstream.sendTrailers(trailers === null ? {} : fieldObject(http2TrailerList(new FieldList(trailers))));
+  onUpstreamError(error: ZpError): void {
+    this.waiting = false;
+    this.upstream = null;
+    this.fail(error.code, error.message);
   }
 
   onUpstreamDrain(): void {
@@ -162,35 +109,24 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
     this.requestTrailers = fields;
   }
 
-  onResponseTrailers(trailers: IncomingHttpHeaders): void {
-    this.responseTrailers = trailers;
-  }
-
   onStreamDrain(): void {
     // The client's flow-control window reopened: read the upstream again.
     this.upstream?.resume();
   }
 
   onStreamClose(code: number): void {
-    if (code === NGHTTP2_NO_ERROR && this.downstream.localEnded) {
+    if (code === NO_ERROR && this.downstream.localEnded) {
       // A clean close after zproxy ended the response: whoever ended it finishes the exchange. A request
       // body still coming (the client was reset with NO_ERROR) is not forwarded further.
-      const upstream = this.upstream;
-      if (!this.requestDone && upstream !== null && !upstream.closed && !upstream.destroyed)
-        upstream.close(NGHTTP2_CANCEL);
+      if (!this.requestDone) this.upstream?.cancelRequest();
       return;
     }
     this.onDownstreamClose();
   }
 
-  onSessionError(error: ZpError): void {
-    this.waiting = false;
-    this.fail(error.code, error.message);
-  }
-
   onRequestData(chunk: Buffer): void {
     const upstream = this.upstream;
-    if (upstream === null || upstream.destroyed || this.finished) return;
+    if (upstream === null || this.finished) return;
     const ex = this.exchange;
     ex.bytesIn += chunk.length;
     const max = this.runtime.maxBodyBytes;
@@ -198,48 +134,48 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
       this.fail('ZP_ERR_BODY_TOO_LARGE');
       return;
     }
-    if (upstream.write(chunk)) return;
-    this.downstream.pause();
-    if (!this.upstreamDrainWatched) {
-      this.upstreamDrainWatched = true;
-      upstream.on('drain', upstreamDrain);
-    }
+    if (!upstream.write(chunk)) this.downstream.pause();
   }
 
   onRequestEnd(): void {
     this.requestDone = true;
     const upstream = this.upstream;
-    if (upstream === null || upstream.destroyed || this.finished) return;
-    // 'wantTrailers' follows: the client's trailers (or none) close the request.
-    upstream.end();
-    if (!this.responded) this.deadline = Date.now() + this.pool.settings.responseHeaderTimeoutMs;
+    if (upstream === null || this.finished) return;
+    const trailers = this.requestTrailers;
+    upstream.end(trailers === null ? null : http2TrailerList(new FieldList(trailers)));
   }
 
-  onResponse(headers: IncomingHttpHeaders, flags: number): void {
+  onResponseHead(
+    _attempt: UpstreamAttempt,
+    head: UpstreamResponseHead,
+    framing: number,
+    _buf: Buffer,
+    _start: number,
+    _end: number,
+  ): void {
     const downstream = this.downstream;
     if (this.finished || downstream.closed) return;
     this.responded = true;
-    this.deadline = 0;
-    const status = Number(headers[':status']);
     const fx = this.exchange.filters;
     if (fx !== null) {
-      const outcome = fx.runResponse(status, new ObjectFieldReader(headers));
+      const outcome = fx.runResponse(head.status, new HeadFieldReader(head));
       if (outcome !== undefined) {
         if (isPending(outcome)) {
-          this.holdResponse(outcome, new HeldUpstreamResponse(headers, flags));
+          this.holdResponse(outcome, new HeldUpstreamResponse(head, framing));
           return;
         }
         this.respondFiltered(outcome);
         return;
       }
     }
-    this.sendResponseHead(status, headers, flags);
+    this.sendResponseHead(head, framing);
   }
 
   /** Answers with a filter's LocalResponse instead of the upstream's response. */
   private respondFiltered(local: LocalResponse): void {
     const upstream = this.upstream;
-    if (upstream !== null && !upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);
+    this.upstream = null;
+    upstream?.cancel();
     respondWithLocal(this.downstream, this.exchange, local, this.headRequest, this.hsts);
     this.finish(null);
   }
@@ -267,96 +203,80 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
       this.respondFiltered(local);
       return;
     }
-    this.sendResponseHead(Number(held.headers[':status']), held.headers, held.flags);
-    for (const chunk of held.chunks) this.onResponseData(chunk);
-    if (held.ended) this.onResponseEnd();
-    if (held.closed) this.onUpstreamClose();
+    this.sendResponseHead(held.head, held.framing);
+    for (const chunk of held.chunks) this.onResponseBody(chunk, 0, chunk.length);
+    if (held.ended) this.onResponseEnd(this.upstream!, held.trailers);
+    else if (held.aborted !== null) this.onResponseAborted(held.aborted);
     // A client that is not reading what was replayed resumes the upstream itself (on its drain).
     else if (held.paused && !this.finished && !this.downstream.wantsDrain) this.upstream?.resume();
   }
 
   /** Responds with the upstream's head (the filters' edits applied). */
-  private sendResponseHead(status: number, headers: IncomingHttpHeaders, flags: number): void {
-    const downstream = this.downstream;
+  private sendResponseHead(head: UpstreamResponseHead, framing: number): void {
     const fx = this.exchange.filters;
     const edits = fx === null ? null : fx.responseEditsOrNull;
     const fr = new ForwardedResponse();
-    this.runtime.forwarding.response(fr, status, '2', this.hsts, false);
-    this.exchange.status = status;
+    this.runtime.forwarding.response(fr, head.status, '2', this.hsts, false);
+    this.exchange.status = head.status;
     // A response that is its head alone (a gRPC "trailers-only" answer) ends here.
-    const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0 || this.headRequest;
-    downstream.respond(status, http2ResponseList(fr, FieldList.fromObject(headers), edits), endStream);
+    const endStream = framing === BODY_NONE;
+    this.downstream.respond(head.status, http2ResponseList(fr, head, edits), endStream);
   }
 
-  onResponseData(chunk: Buffer): void {
-    if (this.held !== null) {
-      this.held.hold(chunk, this.upstream);
-      return;
-    }
+  onResponseBody(buf: Buffer, start: number, end: number): boolean {
+    const held = this.held;
+    if (held !== null) return held.hold(buf, start, end);
     const downstream = this.downstream;
-    if (this.finished || downstream.closed || !this.responded) return;
+    if (this.finished || downstream.closed || !this.responded) return true;
+    const chunk = start === 0 && end === buf.length ? buf : buf.subarray(start, end);
     this.exchange.bytesOut += chunk.length;
     const fx = this.exchange.filters;
     if (fx !== null) fx.body(chunk);
-    if (downstream.write(chunk)) return;
-    this.upstream?.pause();
+    return downstream.write(chunk);
   }
 
-  onResponseEnd(): void {
-    if (this.held !== null) {
-      this.held.ended = true;
+  holdsResponseBytes(): boolean {
+    return false;
+  }
+
+  onResponseEnd(_attempt: UpstreamAttempt, trailers: FieldSource | null): void {
+    const held = this.held;
+    if (held !== null) {
+      held.ended = true;
+      held.trailers = trailers;
       return;
     }
     if (this.finished || !this.responded) return;
-    const code = this.upstream?.rstCode ?? NGHTTP2_NO_ERROR;
-    if (code !== NGHTTP2_NO_ERROR) {
-      // The upstream reset the stream: the body is not complete (onUpstreamClose resets the client).
-      return;
-    }
     const downstream = this.downstream;
-    const trailers = this.responseTrailers;
-    if (trailers !== null) downstream.sendTrailers(http2TrailerList(FieldList.fromObject(trailers)));
+    if (trailers !== null) downstream.sendTrailers(http2TrailerList(trailers));
     else downstream.end();
     this.finish(null);
   }
 
-  onUpstreamClose(): void {
-    const upstream = this.upstream!;
-    const session = this.session;
-    this.session = null;
-    session?.release();
-    if (this.finished) return;
-    const code = upstream.rstCode ?? NGHTTP2_NO_ERROR;
+  onResponseAborted(error: ZpError): void {
     const held = this.held;
     if (held !== null) {
-      // A response filter is waiting: a clean close is replayed after the held response; a reset is an
-      // error answer, since nothing was sent yet.
-      if (code === NGHTTP2_NO_ERROR) {
-        held.closed = true;
-        return;
-      }
+      // A response filter is waiting and nothing was sent yet: an error answer.
       this.held = null;
-      this.fail('ZP_ERR_UPSTREAM_RESET', `The upstream reset the stream (HTTP/2 error code ${code})`);
+      this.upstream = null;
+      this.fail('ZP_ERR_UPSTREAM_RESET', error.message);
       return;
     }
-    if (!this.responded) {
-      this.fail(
-        'ZP_ERR_UPSTREAM_RESET',
-        `The upstream reset the stream before answering (HTTP/2 error code ${code})`,
-      );
-      return;
-    }
+    if (this.finished) return;
     // The response started: reset the client stream with the upstream's code.
-    const downstream = this.downstream;
-    downstream.reset(code === NGHTTP2_NO_ERROR ? NGHTTP2_INTERNAL_ERROR : code);
+    const code = this.upstream?.resetCode ?? 0;
+    this.upstream = null;
+    this.downstream.reset(code === NO_ERROR ? INTERNAL_ERROR : code);
     this.finish('ZP_ERR_UPSTREAM_RESET');
   }
 
   private onDownstreamClose(): void {
     // The client reset or cancelled the stream (a gRPC deadline, for one): the upstream sees a CANCEL now.
     const upstream = this.upstream;
-    const open = upstream !== null && !upstream.closed && !upstream.destroyed;
-    if (open && (!this.finished || !this.requestDone)) upstream.close(NGHTTP2_CANCEL);
+    if (upstream !== null && (!this.finished || !this.requestDone)) {
+      this.upstream = null;
+      upstream.cancel();
+    }
     if (this.finished) return;
     if (this.waiting) {
       this.pool.cancel(this);
@@ -378,8 +298,6 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
       this.pool.cancel(this);
       this.waiting = false;
       this.fail('ZP_ERR_UPSTREAM_UNAVAILABLE', 'No HTTP/2 session to the upstream became available in time');
-    } else if (!this.responded) {
-      this.fail('ZP_ERR_UPSTREAM_TIMEOUT', 'The upstream did not send a response in time');
     }
   }
 
@@ -391,7 +309,8 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
     if (fx !== null && info.side === 'upstream' && !this.downstream.headersSent && fx.wantsUpstreamError) {
       // Filters may answer instead of zproxy's 502/504 (the cache's stale-if-error).
       const upstream = this.upstream;
-      if (upstream !== null && !upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);
+      this.upstream = null;
+      upstream?.cancel();
       const outcome = fx.runUpstreamError(info.status);
       if (isPending(outcome)) {
         this.waitingFilters = true;
@@ -428,7 +347,8 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
   private failNow(code: ErrorCode, message?: string): void {
     if (this.finished) return;
     const upstream = this.upstream;
-    if (upstream !== null && !upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);
+    this.upstream = null;
+    upstream?.cancel();
     respondWithError(this.downstream, this.exchange, code, message, this.headRequest, this.hsts);
     this.finish(code);
   }
@@ -445,5 +365,3 @@ export class Http2UpstreamExchange implements Http2Requester, Timed, StreamOwner
     this.runtime.accessLog?.write(ex);
   }
 }
-
-function ignore(): void {}

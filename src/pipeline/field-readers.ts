@@ -1,10 +1,10 @@
 /**
  * FieldReader (the filter contract's read-only view of a message's fields) over what each engine holds:
- * a parsed HTTP/1.1 head, or a node:http2 header object.
+ * a message's fields (FieldSource: a parsed HTTP/1.1 head, a FieldList), or a node:http2 header object.
  */
 import type { IncomingHttpHeaders } from 'node:http2';
 import type { FieldReader } from '../filters/contract.ts';
-import type { MessageHead } from '../http1/parse-head.ts';
+import type { FieldSource } from '../http/fields.ts';
 
 function joined(name: string, values: readonly string[]): string | undefined {
   if (values.length === 0) return undefined;
@@ -13,13 +13,13 @@ function joined(name: string, values: readonly string[]): string | undefined {
 }
 
 /**
- * The fields of an HTTP/1.1 head (valid while the head is: until the connection's next message). The
- * engines keep one per head object and reuse it from message to message.
+ * The fields of a message (valid while its source is: for an HTTP/1.1 head, until the connection's next
+ * message). The engines keep one per head object and reuse it from message to message.
  */
 export class HeadFieldReader implements FieldReader {
-  readonly head: MessageHead;
+  readonly head: FieldSource;
 
-  constructor(head: MessageHead) {
+  constructor(head: FieldSource) {
     this.head = head;
   }
 
@@ -30,11 +30,11 @@ export class HeadFieldReader implements FieldReader {
     if (first === -1) return undefined;
     // Most fields are sent once: no list for them.
     if (head.indexOfField(lower, first + 1) === -1) return head.fieldValue(first);
-    return joined(lower, head.getAll(lower));
+    return joined(lower, allValues(head, lower));
   }
 
   getAll(name: string): readonly string[] {
-    return this.head.getAll(name.toLowerCase());
+    return allValues(this.head, name.toLowerCase());
   }
 
   names(): Iterable<string> {
@@ -72,4 +72,12 @@ export class ObjectFieldReader implements FieldReader {
   names(): Iterable<string> {
     return Object.keys(this.headers).filter((name) => name.charCodeAt(0) !== 0x3a);
   }
+}
+
+/** The values of every field named `lower` (lowercase), in order. */
+function allValues(head: FieldSource, lower: string): string[] {
+  const out: string[] = [];
+  for (let i = head.indexOfField(lower); i !== -1; i = head.indexOfField(lower, i + 1))
+    out.push(head.fieldValue(i));
+  return out;
 }

@@ -15,16 +15,10 @@ import tls from 'node:tls';
 import { ZpError } from '../errors.ts';
 import { installStreamTables } from '../http2/stream-table.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
+import type { UpstreamHandler } from './contract.ts';
+import { Http2UpstreamStream } from './http2-stream.ts';
 import type { PoolLog, PoolSettings } from './pool.ts';
 import { isTlsError, type UpstreamTls, upstreamTlsError } from './tls-options.ts';
-
-/** What a session reports to an exchange waiting for one. */
-export interface Http2Requester {
-  /** A stream slot on `session` is reserved for the requester; it must call `session.release()` once. */
-  onSessionReady(session: Http2UpstreamSession): void;
-  /** No session could be opened (connect, TLS, protocol or timeout failure). */
-  onSessionError(error: ZpError): void;
-}
 
 /** Streams allowed on a session whose peer announces no limit. */
 const MAX_STREAMS_PER_SESSION = 1000;
@@ -52,7 +46,7 @@ export class Http2UpstreamSession implements Timed {
   /** Streams in use (reserved slots). */
   active = 0;
   /** Requesters waiting for this session to be ready. */
-  readonly pending: Http2Requester[] = [];
+  readonly pending: UpstreamHandler[] = [];
   deadline = 0;
   private error: Error | null = null;
 
@@ -135,7 +129,7 @@ export class Http2UpstreamSession implements Timed {
     for (const r of pending) {
       if (this.active < capacity) {
         this.active++;
-        r.onSessionReady(this);
+        r.onUpstreamReady(new Http2UpstreamStream(this, r));
       } else {
         this.pool.wait(r);
       }
@@ -216,7 +210,7 @@ export class Http2UpstreamSession implements Timed {
     const pending = this.pending.splice(0);
     if (this.session !== null) this.session.destroy();
     this.socket.destroy();
-    for (const r of pending) r.onSessionError(error);
+    for (const r of pending) r.onUpstreamError(error, null);
     this.pool.serveWaiters();
   }
 
@@ -277,7 +271,7 @@ export class Http2Pool {
   readonly log: PoolLog;
   /** Sessions that are connecting or ready (draining and closed ones are dropped from here). */
   private readonly sessions: Http2UpstreamSession[] = [];
-  private readonly waiters: Http2Requester[] = [];
+  private readonly waiters: UpstreamHandler[] = [];
   /** Sessions opened over the pool's life (for tests and metrics). */
   opened = 0;
 
@@ -297,14 +291,14 @@ export class Http2Pool {
   }
 
   /**
-   * Reserves a stream slot: returns a ready session now, or null when the requester will be called back
-   * (onSessionReady or onSessionError).
+   * Reserves a stream slot: returns the attempt on a ready session now, or null when the requester will be
+   * called back (onUpstreamReady with the attempt, or onUpstreamError).
    */
-  acquire(requester: Http2Requester): Http2UpstreamSession | null {
+  acquire(requester: UpstreamHandler): Http2UpstreamStream | null {
     const sessions = this.sessions;
     for (let i = 0; i < sessions.length; i++) {
       const s = sessions[i]!;
-      if (s.take()) return s;
+      if (s.take()) return new Http2UpstreamStream(s, requester);
     }
     for (let i = 0; i < sessions.length; i++) {
       const s = sessions[i]!;
@@ -326,7 +320,7 @@ export class Http2Pool {
   }
 
   /** Withdraws a requester still waiting for a session. */
-  cancel(requester: Http2Requester): void {
+  cancel(requester: UpstreamHandler): void {
     let i = this.waiters.indexOf(requester);
     if (i !== -1) {
       this.waiters.splice(i, 1);
@@ -342,7 +336,7 @@ export class Http2Pool {
   }
 
   /** Queues a requester until a slot frees (used by a session that got more requesters than its limit). */
-  wait(requester: Http2Requester): void {
+  wait(requester: UpstreamHandler): void {
     this.waiters.push(requester);
   }
 
@@ -381,6 +375,6 @@ export class Http2Pool {
   }
 }
 
-function handOver(requester: Http2Requester, session: Http2UpstreamSession): void {
-  requester.onSessionReady(session);
+function handOver(requester: UpstreamHandler, session: Http2UpstreamSession): void {
+  requester.onUpstreamReady(new Http2UpstreamStream(session, requester));
 }
