@@ -2,8 +2,10 @@
  * TLS certificates of a listener: the default one and those chosen by SNI (exact names and
  * `*.example.com`), built once into secure contexts. Certificate and key files are polled; when one
  * changes, every context is rebuilt and swapped for new handshakes (connections already open keep theirs).
- * A file that cannot be loaded is logged and the certificates in use keep serving.
+ * A file that cannot be loaded is logged and the certificates in use keep serving. Every context refuses
+ * TLS 1.2 client-initiated renegotiation.
  */
+import { constants } from 'node:crypto';
 import { readFileSync, type Stats, unwatchFile, watchFile } from 'node:fs';
 import tls from 'node:tls';
 import type { TlsConfig } from '../config/schema.ts';
@@ -27,6 +29,10 @@ function build(config: TlsConfig): Contexts {
         cert: readFileSync(certFile),
         key: readFileSync(keyFile),
         minVersion: config.min_version,
+        // Client-initiated renegotiation (TLS 1.2) is refused: a full handshake per request is a cheap
+        // way to burn the proxy's CPU. Node limits it only on sockets accepted by a tls.Server, and
+        // zproxy wraps accepted sockets itself; every context (default, SNI, reloaded) is built here.
+        secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
         ...(config.ciphers === null ? {} : { ciphers: config.ciphers }),
       });
     } catch (err) {
