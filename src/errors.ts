@@ -43,6 +43,11 @@ export const ERROR_CODES = {
     side: 'downstream',
     message: 'HTTP version not supported',
   },
+  ZP_ERR_PLAIN_HTTP_ON_TLS: {
+    status: 400,
+    side: 'downstream',
+    message: 'Plain HTTP was sent to a port that speaks HTTPS only; use https://',
+  },
   ZP_ERR_WEBSOCKET_DISABLED: {
     status: 400,
     side: 'downstream',

@@ -75,7 +75,8 @@ export function zproxyConfig(
       {
         host: '127.0.0.1',
         port: tls.port,
-        tls: { enabled: true, cert_file: tls.certFile, key_file: tls.keyFile },
+        // Plain HTTP/1.1 and h2c on the TLS port too (the preflight checks one port serves all three).
+        tls: { enabled: true, cert_file: tls.certFile, key_file: tls.keyFile, plain_http: 'serve' },
       },
     ],
     protocols: wsOriginPort === null ? ['http1', 'http2'] : ['http1', 'http2', 'websocket'],

@@ -110,6 +110,7 @@ function normaliseTls(tls: TlsInput): TlsConfig {
       include_subdomains: hsts.include_subdomains ?? D.tls.hsts.include_subdomains,
       preload: hsts.preload ?? D.tls.hsts.preload,
     },
+    plain_http: tls.plain_http ?? D.tls.plain_http,
   };
 }
 

@@ -18,6 +18,10 @@ import { WARNING_CODES } from './warning-codes.ts';
 export const PROTOCOLS = ['http1', 'http2', 'websocket'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
 
+/** What a TLS listener does with connections that speak plain HTTP on its port (`tls.plain_http`). */
+export const PLAIN_HTTP_MODES = ['reject', 'redirect', 'serve'] as const;
+export type PlainHttpMode = (typeof PLAIN_HTTP_MODES)[number];
+
 export const CONFIG_DEFAULTS = {
   host: '0.0.0.0',
   port: 8000,
@@ -34,6 +38,7 @@ export const CONFIG_DEFAULTS = {
     min_version: 'TLSv1.2',
     ciphers: null,
     hsts: { enabled: false, max_age_seconds: 31536000, include_subdomains: false, preload: false },
+    plain_http: 'reject',
   },
   http2: {
     max_concurrent_streams: 128,
@@ -223,6 +228,13 @@ const tlsSchema = (annotation: Record<string, unknown>) =>
           },
         ),
       ),
+      plain_http: Type.Optional(
+        stringEnum(PLAIN_HTTP_MODES, {
+          description:
+            'What the listener does with connections that speak plain HTTP (HTTP/1.x or h2c) on its TLS port: `reject` answers 400 (ZP_ERR_PLAIN_HTTP_ON_TLS; an h2c preface gets GOAWAY INADEQUATE_SECURITY) and closes; `redirect` answers HTTP/1.x requests with a 308 redirect to https:// on the same port; `serve` serves them as plain HTTP (X-Forwarded-Proto: http). A listener with `redirect_https` redirects. Only used when `enabled` is true.',
+          default: D.tls.plain_http,
+        }),
+      ),
     },
     { additionalProperties: false, ...annotation },
   );
@@ -245,7 +257,7 @@ const ListenerSchema = Type.Object(
     redirect_https: Type.Optional(
       booleanField({
         description:
-          'Answer every plain-HTTP request on this listener with a 308 redirect to https:// (the port of the first TLS listener, omitted when 443). TLS connections are served normally.',
+          'Answer every plain-HTTP request on this listener with a 308 redirect to https:// (the port of the first TLS listener, omitted when 443). TLS connections are served normally. On a listener with TLS this takes the place of `tls.plain_http`.',
         default: D.listener.redirect_https,
       }),
     ),
@@ -779,6 +791,8 @@ export interface TlsConfig {
   readonly min_version: 'TLSv1.2' | 'TLSv1.3';
   readonly ciphers: string | null;
   readonly hsts: HstsConfig;
+  /** Plain-HTTP connections on a TLS listener: refused (400 / GOAWAY), redirected to https, or served. */
+  readonly plain_http: PlainHttpMode;
 }
 
 export interface Config {

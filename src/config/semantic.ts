@@ -155,7 +155,10 @@ export function checkSemantics(root: unknown): LocatedIssue[] {
   checkTls(root.tls, ['tls'], issues);
   if (Array.isArray(root.listeners)) {
     root.listeners.forEach((listener, index) => {
-      if (isObject(listener)) checkTls(listener.tls, ['listeners', index, 'tls'], issues);
+      if (isObject(listener)) {
+        checkTls(listener.tls, ['listeners', index, 'tls'], issues);
+        checkPlainHttp(listener, index, issues);
+      }
     });
   }
   if (isObject(root.upstream_defaults)) {
@@ -195,6 +198,18 @@ function checkTls(tls: unknown, at: (string | number)[], issues: LocatedIssue[])
       });
     }
   }
+}
+
+/** `redirect_https` decides for plain HTTP on its listener: its own TLS block may not say otherwise. */
+function checkPlainHttp(listener: Record<string, unknown>, index: number, issues: LocatedIssue[]): void {
+  const tls = listener.tls;
+  if (listener.redirect_https !== true || !isObject(tls) || tls.enabled !== true) return;
+  if (tls.plain_http === undefined || tls.plain_http === 'redirect') return;
+  issues.push({
+    at: ['listeners', index, 'tls', 'plain_http'],
+    expected: `"redirect" or nothing (listeners[${index}].redirect_https is true)`,
+    found: renderFound(tls.plain_http),
+  });
 }
 
 /** A client certificate needs its key and the other way round. */

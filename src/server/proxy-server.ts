@@ -6,12 +6,15 @@ import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { compileRuntime, type Runtime } from '../config/runtime.ts';
 import type { Config, HstsConfig, ListenerConfig, TlsConfig } from '../config/schema.ts';
+import { ERROR_CODES, type ErrorCode, errorBody } from '../errors.ts';
 import {
   type ConnectionContext,
   DownstreamConnection,
   type ListenerPolicy,
 } from '../http1/downstream-connection.ts';
+import { STATUS_TEXT } from '../http1/status-text.ts';
 import { Http2Downstream } from '../http2/downstream.ts';
+import { GOAWAY, PREFACE, SETTINGS, writeFrameHeader } from '../http2/frames.ts';
 import { AccessLog } from '../observe/access-log.ts';
 import type { Logger } from '../observe/logger.ts';
 import { buildChains } from '../pipeline/chain.ts';
@@ -25,11 +28,54 @@ const OVER_CAPACITY = Buffer.from(
   'latin1',
 );
 
-/** How long a connection refused for `max_connections` may stay open to receive its 503. */
+/** How long a refused connection (`max_connections`, plain HTTP on a TLS port) may stay open to read its answer. */
 const REFUSED_LINGER_MS = 2000;
 
 /** The content type of a TLS handshake record: the first byte a TLS client sends. */
 const TLS_HANDSHAKE_RECORD = 0x16;
+
+/** A whole zproxy error response (JSON body, `Connection: close`), built once. */
+function prebuiltErrorResponse(code: ErrorCode): Buffer {
+  const status = ERROR_CODES[code].status;
+  const body = errorBody(code);
+  return Buffer.from(
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
+    'latin1',
+  );
+}
+
+/** The answer to a plain HTTP/1.x request on a TLS listener that refuses plain HTTP (`tls.plain_http`). */
+const PLAIN_HTTP_REFUSED = prebuiltErrorResponse('ZP_ERR_PLAIN_HTTP_ON_TLS');
+
+/** HTTP/2 error code INADEQUATE_SECURITY (RFC 9113 §7): the transport is not secure enough. */
+const INADEQUATE_SECURITY = 0xc;
+
+/**
+ * The answer to an h2c preface on a TLS listener that does not serve plain HTTP: the server preface (an
+ * empty SETTINGS frame, RFC 9113 §3.4), then GOAWAY (last stream 0, INADEQUATE_SECURITY) whose debug data
+ * says why. The connection is closed after it.
+ */
+const H2C_REFUSED = (() => {
+  const reason = Buffer.from(ERROR_CODES.ZP_ERR_PLAIN_HTTP_ON_TLS.message, 'latin1');
+  const out = Buffer.alloc(9 + 9 + 8 + reason.length);
+  writeFrameHeader(out, 0, 0, SETTINGS, 0, 0);
+  writeFrameHeader(out, 9, 8 + reason.length, GOAWAY, 0, 0);
+  out.writeUInt32BE(0, 18);
+  out.writeUInt32BE(INADEQUATE_SECURITY, 22);
+  reason.copy(out, 26);
+  return out;
+})();
+
+/** True when a connection's first bytes are the HTTP/2 preface, or enough of it to tell ("PRI"). */
+function startsWithH2Preface(chunk: Buffer): boolean {
+  const n = Math.min(chunk.length, PREFACE.length);
+  return n >= 3 && chunk.compare(PREFACE, 0, n, 0, n) === 0;
+}
+
+/** What a TLS listener does with a connection whose first byte is not a TLS record (`tls.plain_http`). */
+const PLAIN_REJECT = 0;
+const PLAIN_REDIRECT = 1;
+const PLAIN_SERVE = 2;
 
 function ignore(): void {}
 
@@ -37,11 +83,25 @@ function destroySocket(socket: net.Socket): void {
   socket.destroy();
 }
 
+/**
+ * Sends a prebuilt answer and closes. What the client sends meanwhile is read and discarded, so that its
+ * FIN is seen and the answer is not lost to a reset; a client that never closes is dropped after a linger.
+ */
+function refuse(socket: net.Socket, answer: Buffer): void {
+  socket.resume();
+  setTimeout(destroySocket, REFUSED_LINGER_MS, socket).unref();
+  socket.end(answer);
+}
+
 /** What a listener decides for each connection it accepts. */
 interface ListenerState {
   /** Certificates when the listener accepts TLS; it then detects TLS or plain HTTP per connection. */
   readonly tls: TlsContexts | null;
   readonly policy: ListenerPolicy;
+  /** On a TLS listener, plain-HTTP connections are refused, redirected or served (PLAIN_*). */
+  readonly plain: number;
+  /** The https redirect names this listener's own port (`tls.plain_http: "redirect"`), not the first TLS one's. */
+  readonly redirectToSelf: boolean;
 }
 
 /** The Strict-Transport-Security value for a TLS block (`max-age=...`), or null when HSTS is off. */
@@ -166,20 +226,29 @@ export class ProxyServer {
     // Redirects go to the first TLS listener's port (known once bound), else to 443.
     const httpsIndex = config.listeners.findIndex((l) => l.tls.enabled);
     const httpsPort = httpsIndex === -1 ? 443 : addresses[httpsIndex]!.port;
-    for (const state of states) {
-      if (state.policy.redirectPort !== null)
-        state.policy.redirectPort = httpsPort === 443 ? '' : `:${httpsPort}`;
-    }
+    states.forEach((state, i) => {
+      if (state.policy.redirectPort === null) return;
+      const port = state.redirectToSelf ? addresses[i]!.port : httpsPort;
+      state.policy.redirectPort = port === 443 ? '' : `:${port}`;
+    });
     return addresses;
   }
 
   private listenerState(l: ListenerConfig): ListenerState {
+    const secure = l.tls.enabled;
+    // redirect_https takes the place of tls.plain_http (and keeps redirecting to the first TLS listener).
+    const redirectToSelf = secure && !l.redirect_https && l.tls.plain_http === 'redirect';
+    let plain = PLAIN_SERVE;
+    if (l.redirect_https || redirectToSelf) plain = PLAIN_REDIRECT;
+    else if (secure && l.tls.plain_http === 'reject') plain = PLAIN_REJECT;
     return {
-      tls: l.tls.enabled ? this.tlsContexts.get(l.tls)! : null,
+      tls: secure ? this.tlsContexts.get(l.tls)! : null,
       policy: {
-        hsts: l.tls.enabled ? hstsValue(l.tls.hsts) : null,
-        redirectPort: l.redirect_https ? '' : null,
+        hsts: secure ? hstsValue(l.tls.hsts) : null,
+        redirectPort: l.redirect_https || redirectToSelf ? '' : null,
       },
+      plain,
+      redirectToSelf,
     };
   }
 
@@ -202,8 +271,9 @@ export class ProxyServer {
   }
 
   /**
-   * One port, both protocols: the first byte of a connection tells a TLS ClientHello (0x16, a handshake
-   * record) from plain HTTP. The bytes read to decide are put back before the connection is handed on.
+   * A TLS listener: the first byte of a connection tells a TLS ClientHello (0x16, a handshake record) from
+   * plain HTTP, which is then refused, redirected or served as the listener says (`tls.plain_http`). The
+   * bytes read to decide are put back before the connection is handed on.
    */
   private detect(socket: net.Socket, listener: ListenerState): void {
     socket.on('error', ignore);
@@ -212,13 +282,22 @@ export class ProxyServer {
     socket.setTimeout(this.ctx.runtime.connectionTimeoutMs, () => socket.destroy());
     socket.once('data', (chunk: Buffer) => {
       socket.setTimeout(0);
-      socket.pause();
-      socket.unshift(chunk);
-      if (chunk[0] === TLS_HANDSHAKE_RECORD) this.handshake(socket, listener);
-      else {
+      if (chunk[0] === TLS_HANDSHAKE_RECORD) {
+        socket.pause();
+        socket.unshift(chunk);
+        this.handshake(socket, listener);
+        return;
+      }
+      const plain = listener.plain;
+      // HTTP/2 with prior knowledge cannot be redirected: only a listener that serves plain HTTP takes it.
+      if (plain === PLAIN_SERVE || (plain === PLAIN_REDIRECT && !startsWithH2Preface(chunk))) {
+        socket.pause();
+        socket.unshift(chunk);
         this.pending.delete(socket);
         new DownstreamConnection(socket, this.ctx, listener.policy);
         socket.resume();
+      } else {
+        refuse(socket, startsWithH2Preface(chunk) ? H2C_REFUSED : PLAIN_HTTP_REFUSED);
       }
     });
   }

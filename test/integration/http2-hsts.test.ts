@@ -89,6 +89,8 @@ describe('HSTS on HTTP/2 responses over TLS', () => {
             cert_file: cert.cert,
             key_file: cert.key,
             hsts: { enabled: true, max_age_seconds: 600, include_subdomains: true, preload: true },
+            // h2c on this TLS port, asked for explicitly (a TLS listener refuses plain HTTP by default).
+            plain_http: 'serve',
           },
         },
       ],

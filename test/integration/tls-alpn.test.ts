@@ -46,7 +46,8 @@ describe('ALPN over TLS: h2 and http/1.1 on the same port as plain HTTP', () => 
       res.end(req.method === 'POST' ? req.body : `${req.method} ${req.url}`);
     });
     proxy = await startProxy({
-      tls: { enabled: true, cert_file: cert.cert, key_file: cert.key },
+      // Plain HTTP/1.1 and h2c on the TLS port too, asked for explicitly.
+      tls: { enabled: true, cert_file: cert.cert, key_file: cert.key, plain_http: 'serve' },
       routes: [{ path: '/', upstream: upstream.url }],
     });
   });
@@ -176,7 +177,11 @@ describe('per-listener TLS', () => {
     proxy = await startProxy({
       listeners: [
         { host: '127.0.0.1', port: 0 },
-        { host: '127.0.0.1', port: 0, tls: { enabled: true, cert_file: own.cert, key_file: own.key } },
+        {
+          host: '127.0.0.1',
+          port: 0,
+          tls: { enabled: true, cert_file: own.cert, key_file: own.key, plain_http: 'serve' },
+        },
         { host: '127.0.0.1', port: 0, tls: { enabled: false } },
       ],
       tls: { enabled: true, cert_file: top.cert, key_file: top.key },
@@ -204,9 +209,15 @@ describe('per-listener TLS', () => {
     assert.equal(await commonName(first), 'top.test');
     assert.equal(await commonName(second), 'own.test');
     await assert.rejects(commonName(third));
-    for (const port of proxy.ports) {
+    // Plain HTTP: refused by the top-level block (the default), served where the listener's block asks.
+    const expected = [
+      [first, /^HTTP\/1\.1 400 [\s\S]*ZP_ERR_PLAIN_HTTP_ON_TLS/],
+      [second, /^HTTP\/1\.1 200 /],
+      [third, /^HTTP\/1\.1 200 /],
+    ] as const;
+    for (const [port, answer] of expected) {
       const r = await rawRequest(port, 'GET / HTTP/1.1\r\nHost: l.test\r\nConnection: close\r\n\r\n');
-      assert.match(r.text, /^HTTP\/1\.1 200 /, `plain HTTP on listener port ${port}`);
+      assert.match(r.text, answer, `plain HTTP on listener port ${port}`);
     }
   });
 });
@@ -221,7 +232,7 @@ describe('protocols without http1', () => {
     upstream = await startHttpUpstream();
     proxy = await startProxy({
       protocols: ['http2'],
-      tls: { enabled: true, cert_file: cert.cert, key_file: cert.key },
+      tls: { enabled: true, cert_file: cert.cert, key_file: cert.key, plain_http: 'serve' },
       routes: [{ path: '/', upstream: upstream.url }],
     });
   });

@@ -50,6 +50,8 @@ describe('HTTP to HTTPS redirect listener and HSTS', () => {
             cert_file: cert.cert,
             key_file: cert.key,
             hsts: { enabled: true, max_age_seconds: 600, include_subdomains: true },
+            // Plain HTTP on the TLS port too, asked for explicitly (the last test).
+            plain_http: 'serve',
           },
         },
       ],

@@ -74,6 +74,7 @@ describe('TLS on the same port as plain HTTP', () => {
         enabled: true,
         cert_file: fallback.cert,
         key_file: fallback.key,
+        plain_http: 'serve',
         certificates: [
           { server_names: ['a.test'], cert_file: a.cert, key_file: a.key },
           { server_names: ['*.b.test'], cert_file: wild.cert, key_file: wild.key },

@@ -406,7 +406,8 @@ describe('wss: WebSocket over a TLS listener, and to an https:// upstream', () =
     const cert = certs.make('proxy', ['proxy.test']);
     const upstream = await startWsUpstream();
     const proxy = await startProxy({
-      tls: { enabled: true, cert_file: cert.cert, key_file: cert.key },
+      // ws:// on the same port too, asked for explicitly.
+      tls: { enabled: true, cert_file: cert.cert, key_file: cert.key, plain_http: 'serve' },
       routes: [{ path: '/', upstream: upstream.url }],
     });
     try {

@@ -21,6 +21,7 @@ const DEFAULT_TLS = {
   min_version: 'TLSv1.2',
   ciphers: null,
   hsts: { enabled: false, max_age_seconds: 31536000, include_subdomains: false, preload: false },
+  plain_http: 'reject',
 };
 const DEFAULT_UPSTREAM_TLS = {
   verify: true,
@@ -198,6 +199,7 @@ test('a config using every field', () => {
     min_version: 'TLSv1.3',
     ciphers: 'ECDHE+AESGCM',
     hsts: { enabled: true, max_age_seconds: 600, include_subdomains: true, preload: false },
+    plain_http: 'redirect',
   };
   assert.deepStrictEqual((plain(config) as { tls: unknown }).tls, topTls);
   assert.deepStrictEqual(JSON.parse(JSON.stringify(config.listeners)), [
