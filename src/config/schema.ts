@@ -598,7 +598,8 @@ export const ConfigSchema = Type.Object(
     max_connections: Type.Optional(
       integerField({
         minimum: 1,
-        description: 'Most open downstream connections; connections beyond it are closed cleanly.',
+        description:
+          'Most open downstream connections of the whole instance (every accepted connection counts until it closes: HTTP/1.x, h2c, HTTP/2 over TLS, TLS handshakes in progress); with thread_count workers, each holds its share. Beyond it, plain connections get 503 and TLS ones are closed before any handshake.',
         default: D.max_connections,
       }),
     ),

@@ -84,6 +84,19 @@ function destroySocket(socket: net.Socket): void {
 }
 
 /**
+ * The first bytes of a connection refused for `max_connections` on a TLS listener: a TLS client is closed
+ * without a handshake; plain text gets the 503. Registered as a listener, so `this` is the socket.
+ */
+function refuseOverCapacityOnTls(this: net.Socket, chunk: Buffer): void {
+  if (chunk[0] === TLS_HANDSHAKE_RECORD) {
+    this.destroy();
+    return;
+  }
+  this.resume(); // the linger timer is already set
+  this.end(OVER_CAPACITY);
+}
+
+/**
  * Sends a prebuilt answer and closes. What the client sends meanwhile is read and discarded, so that its
  * FIN is seen and the answer is not lost to a reset; a client that never closes is dropped after a linger.
  */
@@ -119,6 +132,11 @@ export interface ProxyServerOptions {
   readonly reusePort?: boolean;
   /** Relative paths in filter configs (user filter modules) are resolved against this (the config file's directory). */
   readonly baseDir?: string;
+  /**
+   * The most connections this process holds open: a worker's share of `max_connections` (see
+   * `connectionShare` in supervisor.ts). Default: `max_connections` itself (one process).
+   */
+  readonly maxConnections?: number;
 }
 
 export class ProxyServer {
@@ -129,7 +147,18 @@ export class ProxyServer {
   private readonly accessLog: AccessLog;
   private readonly servers: net.Server[] = [];
   private readonly ctx: ConnectionContext;
+  /** This process's bound on open connections (`max_connections`, or a worker's share of it). */
   private readonly maxConnections: number;
+  /**
+   * Accepted connections not yet closed, whatever they became: being detected, in their TLS handshake,
+   * refused plain HTTP, HTTP/1.x, HTTP/2 (h2c or over TLS), WebSocket tunnels. Counted once per accepted
+   * socket: up at accept, down on that socket's `close` (a TLS socket or an engine that takes the
+   * connection over keeps the same underlying socket, which closes once).
+   */
+  private open = 0;
+  private readonly release = (): void => {
+    this.open--;
+  };
   private drainWaiter: (() => void) | null = null;
   /** Certificates of each TLS block in use; listeners without their own `tls` share the top-level one. */
   private readonly tlsContexts = new Map<TlsConfig, TlsContexts>();
@@ -144,7 +173,7 @@ export class ProxyServer {
     this.pools.logger = options.logger;
     this.reusePort = options.reusePort ?? false;
     this.baseDir = options.baseDir;
-    this.maxConnections = config.max_connections;
+    this.maxConnections = options.maxConnections ?? config.max_connections;
     for (const l of config.listeners) {
       if (l.tls.enabled && !this.tlsContexts.has(l.tls)) {
         const contexts = new TlsContexts(l.tls, options.logger);
@@ -176,9 +205,9 @@ export class ProxyServer {
     return this.ctx.runtime;
   }
 
-  /** Live client connections. */
+  /** Open downstream connections, as counted against `max_connections` (every accepted one until it closes). */
   get connectionCount(): number {
-    return this.liveConnections;
+    return this.open;
   }
 
   /** Open WebSocket tunnels. */
@@ -221,7 +250,10 @@ export class ProxyServer {
       this.servers.push(server);
       const address = server.address() as AddressInfo;
       addresses.push(address);
-      this.logger.info({ address: address.address, port: address.port }, 'listening');
+      this.logger.info(
+        { address: address.address, port: address.port, max_connections: this.maxConnections },
+        'listening',
+      );
     }
     // Redirects go to the first TLS listener's port (known once bound), else to 443.
     const httpsIndex = config.listeners.findIndex((l) => l.tls.enabled);
@@ -257,15 +289,19 @@ export class ProxyServer {
       socket.destroy();
       return;
     }
-    if (this.ctx.connections.size >= this.maxConnections) {
-      socket.on('error', () => {});
-      // Discard what the client sends so that its FIN is seen and the socket closes; a client that never
-      // closes may not hold it (it is not counted in max_connections) beyond a short linger.
-      socket.resume();
-      setTimeout(destroySocket, REFUSED_LINGER_MS, socket).unref();
-      socket.end(OVER_CAPACITY);
+    if (this.open >= this.maxConnections) {
+      // Refused connections are not counted; they linger at most REFUSED_LINGER_MS.
+      socket.on('error', ignore);
+      if (listener.tls === null) refuse(socket, OVER_CAPACITY);
+      else {
+        // A TLS client gets no handshake (no work spent on it): the first byte decides.
+        setTimeout(destroySocket, REFUSED_LINGER_MS, socket).unref();
+        socket.once('data', refuseOverCapacityOnTls);
+      }
       return;
     }
+    this.open++;
+    socket.on('close', this.release);
     if (listener.tls === null) new DownstreamConnection(socket, this.ctx, listener.policy);
     else this.detect(socket, listener);
   }

@@ -8,7 +8,13 @@ import type { ConfigWarning } from '../config/warnings.ts';
 import { startDemoOrigin } from '../demo/origin.ts';
 import { createLogger, flushLogs, type Logger } from '../observe/logger.ts';
 import { ProxyServer } from './proxy-server.ts';
-import { isWorkerProcess, REUSE_PORT_SUPPORTED, runSupervisor, WORKER_ENV } from './supervisor.ts';
+import {
+  connectionShare,
+  isWorkerProcess,
+  REUSE_PORT_SUPPORTED,
+  runSupervisor,
+  WORKER_ENV,
+} from './supervisor.ts';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -32,7 +38,8 @@ function flushLogger(logger: Logger): void {
 
 export async function run(config: Config, options: RunOptions): Promise<void> {
   const worker = isWorkerProcess();
-  const logger = createLogger(options.logLevel, worker ? { worker: Number(process.env[WORKER_ENV]) } : {});
+  const workerId = Number(process.env[WORKER_ENV]);
+  const logger = createLogger(options.logLevel, worker ? { worker: workerId } : {});
   // The log destination buffers until 4 KiB: flush it now and then so that lines are seen while they matter.
   setInterval(flushLogger, LOG_FLUSH_INTERVAL_MS, logger).unref();
   // Workers load the same file: only the supervisor (or the single process) reports its warnings.
@@ -64,6 +71,10 @@ export async function run(config: Config, options: RunOptions): Promise<void> {
   const server = new ProxyServer(config, {
     logger,
     reusePort: worker && REUSE_PORT_SUPPORTED,
+    // max_connections bounds the instance: a worker holds its share.
+    maxConnections: worker
+      ? connectionShare(config.max_connections, workerId, config.thread_count)
+      : config.max_connections,
     // Relative paths in filter configs (user filter modules) are the config file's.
     baseDir: options.configPath === null ? process.cwd() : dirname(resolve(options.configPath)),
   });

@@ -2,7 +2,8 @@
  * Multi-core: `thread_count` worker processes share each listening port. On Linux and FreeBSD every
  * worker binds its own socket with SO_REUSEPORT (Node's `reusePort`) and the kernel spreads connections;
  * elsewhere node:cluster shares one handle. The supervisor restarts a worker that dies and, on SIGTERM or
- * SIGINT, asks every worker to stop gracefully and exits 0 once they have.
+ * SIGINT, asks every worker to stop gracefully and exits 0 once they have. `max_connections` bounds the
+ * instance: each worker enforces its share (connectionShare).
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import cluster from 'node:cluster';
@@ -24,6 +25,18 @@ export interface WorkerMessage {
 
 export function isWorkerProcess(): boolean {
   return process.env[WORKER_ENV] !== undefined;
+}
+
+/**
+ * Worker `id`'s share (1 to `workers`) of the instance's `max_connections`: an equal part, the remainder
+ * spread one by one over the first workers, so that the shares add up to `total` exactly. Workers share no
+ * memory: each one holds to its own share, so the instance never holds more than `total`, while one worker
+ * may refuse a connection when another still has room (the kernel, not zproxy, picks the worker).
+ */
+export function connectionShare(total: number, id: number, workers: number): number {
+  const base = Math.floor(total / workers);
+  if (!Number.isInteger(id) || id < 1 || id > workers) return base;
+  return id <= total % workers ? base + 1 : base;
 }
 
 function spawnWorker(id: number): ChildProcess {
@@ -114,6 +127,12 @@ export function runSupervisor(config: Config, logger: Logger, onStopped: () => v
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 
+  if (config.max_connections < count) {
+    logger.warn(
+      { max_connections: config.max_connections, workers: count },
+      'max_connections is smaller than thread_count: some workers accept no connection',
+    );
+  }
   for (let id = 1; id <= count; id++) start(id);
   return ready;
 }
