@@ -32,6 +32,7 @@ import {
   FIELD_HOST,
   FIELD_STRICT_TRANSPORT_SECURITY,
   FIELD_TE,
+  FIELD_UPGRADE,
   FIELD_X_FORWARDED_FOR,
   FIELD_X_FORWARDED_HOST,
   FIELD_X_FORWARDED_PORT,
@@ -63,6 +64,8 @@ export const RESPONSE_DROP_MASK = HOP_BY_HOP_MASK | kindBit(FIELD_DUPLICATE_CONT
 export const HOST_BIT = kindBit(FIELD_HOST);
 export const CONTENT_LENGTH_BIT = kindBit(FIELD_CONTENT_LENGTH);
 export const HSTS_BIT = kindBit(FIELD_STRICT_TRANSPORT_SECURITY);
+/** Cleared from a request's drop mask for a WebSocket handshake: its Upgrade field is forwarded. */
+export const UPGRADE_BIT = kindBit(FIELD_UPGRADE);
 
 /** Fields never forwarded in a trailer section (RFC 9110 §6.5.1: framing, routing and connection fields). */
 export const TRAILER_DROP_MASK = RESPONSE_DROP_MASK | CONTENT_LENGTH_BIT | HOST_BIT;

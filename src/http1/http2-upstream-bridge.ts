@@ -22,7 +22,6 @@ import {
   http1Lines,
   http1ResponseAdded,
   http1TrailerLines,
-  http2TrailerList,
 } from '../http/forwarding.ts';
 import { HeldUpstreamResponse } from '../http2/held-upstream-response.ts';
 import { HeadFieldReader } from '../pipeline/field-readers.ts';
@@ -98,7 +97,7 @@ export class Http2UpstreamBridge implements UpstreamHandler, ChunkSink, Timed {
   private finished = false;
   /** The last write to the stream returned false (until onUpstreamDrain). */
   blocked = false;
-  private requestTrailers: string[] | null = null;
+  private requestTrailers: FieldSource | null = null;
   deadline = 0;
 
   constructor(
@@ -148,7 +147,7 @@ export class Http2UpstreamBridge implements UpstreamHandler, ChunkSink, Timed {
     }
     this.attempt = stream;
     this.deadline = 0;
-    stream.send(this.headers, this.requestDone, this.headRequest, this.chunkedRequest);
+    stream.sendList(this.headers, this.requestDone, this.headRequest, this.chunkedRequest);
     if (!this.requestDone && !this.finished) this.host.bridgeStreamReady();
   }
 
@@ -177,7 +176,7 @@ export class Http2UpstreamBridge implements UpstreamHandler, ChunkSink, Timed {
 
   /** ChunkSink: the trailer section of a chunked request, sent as HTTP/2 trailers. */
   chunkTrailers(fields: string): void {
-    this.requestTrailers = http2TrailerList(parseTrailerSection(fields));
+    this.requestTrailers = parseTrailerSection(fields);
   }
 
   /** The whole request body was forwarded. */

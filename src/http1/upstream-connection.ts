@@ -14,16 +14,28 @@ import tls from 'node:tls';
 import { ZpError } from '../errors.ts';
 import type { FieldSource } from '../http/fields.ts';
 import {
+  CONTENT_LENGTH_BIT,
+  http1Lines,
+  http1RequestAdded,
+  http1TrailerLines,
+  UPGRADE_BIT,
+} from '../http/forwarding.ts';
+import {
   BODY_CHUNKED,
   BODY_LENGTH,
   BODY_NONE,
   BODY_UNTIL_END,
+  type ProxyRequest,
+  REQUEST_BODY_CHUNKED,
+  REQUEST_BODY_NONE,
+  REQUEST_BODY_STREAM,
   type UpstreamAttempt,
   type UpstreamHandler,
 } from '../upstream/contract.ts';
 import type { Pool } from '../upstream/pool.ts';
 import { isTlsError, upstreamTlsError } from '../upstream/tls-options.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
+import { acceptValue, switchesToWebSocket } from '../websocket/handshake.ts';
 import { CHUNKED_ERROR, CHUNKED_MORE, ChunkedDecoder, type ChunkSink } from './chunked.ts';
 import { parseTrailerSection } from './fields.ts';
 import {
@@ -31,8 +43,10 @@ import {
   HEAD_INCOMPLETE,
   type HeadLimits,
   parseResponseHead,
+  RequestHead,
   ResponseHead,
 } from './parse-head.ts';
+import { buildEditedHead, buildHead, buildHeadFromRaw } from './serialize.ts';
 
 /**
  * What an upgrade connection also reports: the upstream answered `101 Switching Protocols`. The connection
@@ -40,7 +54,7 @@ import {
  * the 101 head and buf[rest, ...) the bytes that followed it. The handler now owns `conn.socket`.
  */
 export interface UpgradeHandler extends UpstreamHandler {
-  onUpgraded(conn: UpstreamConnection, head: ResponseHead, buf: Buffer, rest: number): void;
+  onUpgraded?(conn: UpstreamConnection, head: ResponseHead, buf: Buffer, rest: number): void;
 }
 
 const ST_CONNECTING = 0;
@@ -63,9 +77,13 @@ const INLINE_BODY_MAX = 16 * 1024;
  */
 const READ_BUFFER_SIZE = 64 * 1024;
 
+const CRLF = Buffer.from('\r\n', 'latin1');
+const LAST_CHUNK = '0\r\n\r\n';
+
 const RESPONSE_LIMITS: HeadLimits = { maxHeaderBytes: 65536, maxHeaderCount: 256, maxUriBytes: 0 };
 
 export class UpstreamConnection implements Timed, ChunkSink, UpstreamAttempt {
+  readonly http1 = true;
   readonly pool: Pool;
   readonly socket: net.Socket;
   private state = ST_CONNECTING;
@@ -90,6 +108,14 @@ export class UpstreamConnection implements Timed, ChunkSink, UpstreamAttempt {
   private readBuffer: Buffer | null = null;
   /** Slices of the read buffer were handed to the requester during the current read. */
   private handedOut = false;
+  /** The Sec-WebSocket-Key zproxy sent on a client's behalf (its 101 must answer it), else ''. */
+  private websocketKey = '';
+  /** send() corked the socket: the head waits for flush() (or the end of the body). */
+  private corked = false;
+  /** The request body is sent chunked by this connection (write frames, end writes the last chunk). */
+  private chunkedRequest = false;
+  /** send() sent a head whose body is not complete yet. */
+  private requestOpen = false;
   /** The trailer section of the current (decoded) chunked response, until its end is reported. */
   private trailers: FieldSource | null = null;
   /** The last socket error (its code tells a TLS failure from a TCP one). */
@@ -189,15 +215,117 @@ export class UpstreamConnection implements Timed, ChunkSink, UpstreamAttempt {
     this.pending = null;
     this.scanFrom = 0;
     this.trailers = null;
+    this.chunkedRequest = false;
+    this.requestOpen = false;
+  }
+
+  /**
+   * Sends a request head rendered from the forwarding decisions: the client's field lines copied as they
+   * came when they arrived over HTTP/1.1 (the request line too when it is unchanged), else written as
+   * lines; then zproxy's fields and the framing. A body of unknown length is sent chunked (write() frames
+   * each piece, end() writes the last chunk with the trailers).
+   */
+  send(req: ProxyRequest): void {
+    this.beginRequest(req.headRequest, req.decodeResponse);
+    const fields = req.fields!;
+    const fwd = req.forwarded;
+    const edits = req.edits;
+    const body = req.body;
+    let dropMask = fwd.dropMask;
+    let suffix = http1RequestAdded(fwd, edits);
+    const websocket = req.websocket;
+    this.websocketKey = websocket === 'forward' ? '' : websocket;
+    if (websocket === 'forward') {
+      dropMask &= ~UPGRADE_BIT;
+      suffix += 'Connection: Upgrade\r\n';
+    } else if (websocket !== '') {
+      suffix += `Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${websocket}\r\n`;
+    }
+    if (body === REQUEST_BODY_CHUNKED || body === REQUEST_BODY_STREAM) {
+      dropMask |= CONTENT_LENGTH_BIT;
+      suffix += 'Transfer-Encoding: chunked\r\n\r\n';
+    } else suffix += '\r\n';
+    this.chunkedRequest = body === REQUEST_BODY_STREAM;
+    this.requestOpen = body !== REQUEST_BODY_NONE;
+    const socket = this.socket;
+    if (this.requestOpen) {
+      socket.cork();
+      this.corked = true;
+    }
+    if (fields instanceof RequestHead) {
+      const raw = req.rawLine;
+      const line = raw ? '' : `${req.method} ${req.path} HTTP/1.1\r\n`;
+      const from = raw ? fields.start : 0;
+      const to = raw ? fields.fieldsStart : 0;
+      socket.write(
+        edits === null
+          ? raw
+            ? buildHeadFromRaw('', fields, from, to, dropMask, suffix)
+            : buildHead(line, fields, dropMask, suffix)
+          : buildEditedHead(line, fields, from, to, dropMask, edits.dropped, suffix),
+      );
+    } else {
+      socket.write(
+        `${req.method} ${req.path} HTTP/1.1\r\n${http1Lines(fields, dropMask, edits)}${suffix}`,
+        'latin1',
+      );
+    }
+    if (!this.requestOpen) this.requestSent();
+  }
+
+  /** Sends the head and the body bytes written since send() in one write. */
+  flush(): void {
+    if (this.corked) {
+      this.corked = false;
+      this.socket.uncork();
+    }
   }
 
   /**
    * Writes request bytes, a Buffer or a string of byte values (latin1: written from the string by Node's
    * native stream code, without a Buffer); false when the socket buffer is full (wait for the requester's
-   * resume).
+   * resume). A body of unknown length (send) is framed as one chunk per write.
    */
   write(data: Buffer | string): boolean {
-    return typeof data === 'string' ? this.socket.write(data, 'latin1') : this.socket.write(data);
+    const socket = this.socket;
+    if (typeof data === 'string') return socket.write(data, 'latin1');
+    if (!this.chunkedRequest) return socket.write(data);
+    if (data.length === 0) return true;
+    const corked = this.corked;
+    if (!corked) socket.cork();
+    socket.write(`${data.length.toString(16)}\r\n`, 'latin1');
+    socket.write(data);
+    const ok = socket.write(CRLF);
+    if (!corked) socket.uncork();
+    return ok;
+  }
+
+  /** The request body is complete (the last chunk, with the trailers, when it is sent chunked). */
+  end(trailers: FieldSource | null): void {
+    if (!this.requestOpen) return;
+    this.requestOpen = false;
+    if (this.chunkedRequest) {
+      this.socket.write(trailers === null ? LAST_CHUNK : `0\r\n${http1TrailerLines(trailers)}\r\n`, 'latin1');
+    }
+    this.flush();
+    this.requestSent();
+  }
+
+  /** The response is complete: back to the pool, unless the request was not sent whole (closed). */
+  release(): void {
+    if (this.requestOpen) this.destroy();
+    else this.pool.release(this);
+  }
+
+  /** The handler keeps the response head: it gets a buffer of its own (the read buffer is reused). */
+  keepHead(): void {
+    const head = this.head;
+    head.buf = Buffer.from(head.buf);
+  }
+
+  /** HTTP/1.1 has no stream resets. */
+  get resetCode(): number {
+    return 0;
   }
 
   /** The request has been sent completely: start the response-header timeout. */
@@ -361,6 +489,22 @@ export class UpstreamConnection implements Timed, ChunkSink, UpstreamAttempt {
 
   /** A 101 on an upgrade connection: the socket leaves this connection for the requester's tunnel. */
   private handOver(head: ResponseHead, buf: Buffer, rest: number): void {
+    const key = this.websocketKey;
+    if (
+      this.requester?.onUpstreamSwitched !== undefined &&
+      (!switchesToWebSocket(head) ||
+        (key !== '' && head.get('sec-websocket-accept')?.trim() !== acceptValue(key)))
+    ) {
+      this.failBeforeHead(
+        new ZpError(
+          'ZP_ERR_UPSTREAM_BAD_RESPONSE',
+          key === ''
+            ? 'The upstream answered 101 without switching to websocket'
+            : 'The upstream answered 101 without switching to websocket for this handshake',
+        ),
+      );
+      return;
+    }
     const socket = this.socket;
     socket.pause();
     socket.off('data', this.onData!);
@@ -377,7 +521,9 @@ export class UpstreamConnection implements Timed, ChunkSink, UpstreamAttempt {
     unwatchDeadline(this);
     const r = this.requester as UpgradeHandler | null;
     this.requester = null;
-    if (r?.onUpgraded === undefined) socket.destroy();
+    if (r?.onUpstreamSwitched !== undefined)
+      r.onUpstreamSwitched(this, head, socket, rest < buf.length ? buf.subarray(rest) : null);
+    else if (r?.onUpgraded === undefined) socket.destroy();
     else r.onUpgraded(this, head, buf, rest);
   }
 

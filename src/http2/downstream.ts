@@ -12,6 +12,7 @@
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from '../config/schema.ts';
+import { errorBody } from '../errors.ts';
 import type { ConnectionContext } from '../http1/downstream-connection.ts';
 import type { Logger } from '../observe/logger.ts';
 import { plainAddress } from '../util/address.ts';
@@ -19,7 +20,7 @@ import { SlotSet } from '../util/slot-set.ts';
 import { ENHANCE_YOUR_CALM, INTERNAL_ERROR } from './frames.ts';
 import { H2ServerConnection, type H2ServerOptions, type H2ServerStream } from './server-connection.ts';
 import { h2ServerOptions } from './session-limits.ts';
-import { StreamExchange, sendError } from './stream-exchange.ts';
+import { StreamDownstream } from './stream-downstream.ts';
 
 export class Http2Downstream {
   private readonly ctx: ConnectionContext;
@@ -95,7 +96,7 @@ export class Http2Downstream {
       respondHeadersTooLarge(stream, hsts);
       return;
     }
-    new StreamExchange(this.ctx.runtime, stream, clientAddress, scheme, hsts, this.ctx.tunnels ?? null);
+    new StreamDownstream(this.ctx, stream, clientAddress, scheme, hsts).start();
   }
 
   /** Graceful stop: GOAWAY on every connection; streams in progress may finish. */
@@ -110,5 +111,16 @@ export class Http2Downstream {
 
 /** 431 with the usual JSON error body (not forwarded, so no upstream and no exchange). */
 function respondHeadersTooLarge(stream: H2ServerStream, hsts: string | null): void {
-  sendError(stream, 'ZP_ERR_HEADERS_TOO_LARGE', undefined, false, hsts);
+  const body = Buffer.from(errorBody('ZP_ERR_HEADERS_TOO_LARGE'));
+  const fields = [
+    'content-type',
+    'application/json',
+    'content-length',
+    String(body.length),
+    'cache-control',
+    'no-store',
+  ];
+  if (hsts !== null) fields.push('strict-transport-security', hsts);
+  stream.respond(431, fields, false);
+  stream.end(body);
 }

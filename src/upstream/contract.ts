@@ -10,8 +10,10 @@
  * error: before the head (onUpstreamError, which says whether the request may have been processed) or
  * after it (onResponseAborted).
  */
+import type { Duplex } from 'node:stream';
 import type { ZpError } from '../errors.ts';
-import type { FieldSource } from '../http/fields.ts';
+import type { FieldSource, MessageEdits } from '../http/fields.ts';
+import { ForwardedRequest } from '../http/forwarding.ts';
 
 /** Response body framing as the upstream sent it. */
 export const BODY_NONE = 0;
@@ -21,6 +23,47 @@ export const BODY_LENGTH = 1;
 export const BODY_CHUNKED = 2;
 /** Data until the end, of unknown length: a close-delimited HTTP/1.x body, or HTTP/2 DATA frames. */
 export const BODY_UNTIL_END = 3;
+
+/** The request has no body. */
+export const REQUEST_BODY_NONE = 0;
+/** Content-Length bytes, as they arrived. */
+export const REQUEST_BODY_LENGTH = 1;
+/** An HTTP/1.1 client's chunked body as it arrived, chunk framing included (HTTP/1.1 upstreams only). */
+export const REQUEST_BODY_CHUNKED = 2;
+/** Data of unknown length (an HTTP/2 client's DATA, or a decoded chunked body): framed by the attempt. */
+export const REQUEST_BODY_STREAM = 3;
+
+/**
+ * The request as an attempt sends it: filled by whoever drives the attempt (the request flow), rendered
+ * by the attempt for its protocol with the forwarding policy's serializers (src/http/forwarding.ts).
+ */
+export class ProxyRequest {
+  method = '';
+  /** The path and query sent upstream. */
+  path = '';
+  /** The client's request line may be copied as it came (an HTTP/1.1 head whose target is sent unchanged). */
+  rawLine = false;
+  /** The client's fields (a parsed HTTP/1.1 head, copied in runs by an HTTP/1.1 attempt, or a FieldList). */
+  fields: FieldSource | null = null;
+  /** The forwarding decisions (what the fields lose and gain). */
+  readonly forwarded = new ForwardedRequest();
+  /** The filters' edits to the forwarded fields, or null. */
+  edits: MessageEdits | null = null;
+  /** How the body is written: REQUEST_BODY_*. */
+  body = REQUEST_BODY_NONE;
+  /** The body may end with trailer fields (chunked to an HTTP/1.1 upstream, a trailing HEADERS in HTTP/2). */
+  trailers = false;
+  /** A HEAD request: the response has no body. */
+  headRequest = false;
+  /** Chunked response bodies are decoded for the handler (else handed over with their framing). */
+  decodeResponse = false;
+  /**
+   * A WebSocket handshake: '' when not; 'forward' when the client's own Upgrade fields are forwarded
+   * (HTTP/1.1), else the Sec-WebSocket-Key zproxy sends on the client's behalf (RFC 8441: HTTP/2 clients
+   * have none).
+   */
+  websocket = '';
+}
 
 /** A final response head as an attempt hands it over. */
 export interface UpstreamResponseHead extends FieldSource {
@@ -61,6 +104,17 @@ export interface UpstreamHandler {
   /** The attempt can take request body again after a write returned false. */
   onUpstreamDrain(): void;
   /**
+   * A WebSocket handshake was answered `101 Switching Protocols` to websocket (checked, with the accept
+   * value when zproxy sent the key): `socket` is the upstream's end of the tunnel from now on, `rest` the
+   * bytes it sent past its head. Only attempts opened for a handshake report it.
+   */
+  onUpstreamSwitched?(
+    attempt: UpstreamAttempt,
+    head: UpstreamResponseHead,
+    socket: Duplex,
+    rest: Buffer | null,
+  ): void;
+  /**
    * True while bytes handed over by onResponseBody may still be referenced (queued in a socket's write
    * buffer): an HTTP/1.1 connection then reads into a fresh buffer instead of reusing its own.
    */
@@ -71,11 +125,31 @@ export interface UpstreamHandler {
 export interface UpstreamAttempt {
   /** 'host:port' of the target, for logs. */
   readonly authority: string;
+  /** True for an HTTP/1.1 attempt: it takes a chunked body with its framing (REQUEST_BODY_CHUNKED). */
+  readonly http1: boolean;
+  /**
+   * Sends the request head. Body bytes written before flush() go out with it in one write; a request
+   * without a body is complete (the response-header timeout starts).
+   */
+  send(request: ProxyRequest): void;
+  /** Sends what send() and the writes since held back. */
+  flush(): void;
   /** Writes request body bytes; false when the handler should wait for onUpstreamDrain. */
   write(buf: Buffer): boolean;
+  /** The request body is complete, with trailer fields when it has them. */
+  end(trailers: FieldSource | null): void;
+  /**
+   * The handler keeps the response head (and the body bytes handed over with it) past the callback: a
+   * response filter waits. The attempt stops reusing the memory they live in.
+   */
+  keepHead(): void;
   /** Stops reading the response until resume(). */
   pause(): void;
   resume(): void;
   /** Abandons the attempt (the client went away, the request failed): never reused. */
   cancel(): void;
+  /** The response is complete: the attempt goes back to its pool (a connection still sending is closed). */
+  release(): void;
+  /** The RST_STREAM code of an HTTP/2 upstream's reset after the head, else 0. */
+  readonly resetCode: number;
 }

@@ -2,6 +2,7 @@
  * An upstream group: the targets of one route and the balancer that picks one per exchange (round-robin
  * for now; health-aware balancing comes with health checks).
  */
+import type { UpstreamAttempt, UpstreamHandler } from './contract.ts';
 import { Http2Pool } from './http2-pool.ts';
 import type { Pool } from './pool.ts';
 
@@ -17,6 +18,20 @@ export class UpstreamTarget {
   readonly authority: string;
   /** The Host value to send when the client's Host is not preserved: 'host' or 'host:port'. */
   readonly hostHeader: string;
+
+  /**
+   * Takes a connection or stream for `handler`: returns it now, or null when the handler will hear
+   * (onUpstreamReady or onUpstreamError). `fresh` skips idle connections (a retry after a stale one).
+   */
+  acquire(handler: UpstreamHandler, fresh: boolean): UpstreamAttempt | null {
+    return this.pool !== null ? this.pool.acquire(handler, fresh) : this.http2!.acquire(handler);
+  }
+
+  /** Withdraws a handler still waiting for a connection or stream. */
+  cancel(handler: UpstreamHandler): void {
+    if (this.pool !== null) this.pool.cancel(handler);
+    else this.http2!.cancel(handler);
+  }
 
   /** Exactly one of `pool` and `http2` is given. */
   constructor(pool: Pool | Http2Pool, hostHeader: string) {

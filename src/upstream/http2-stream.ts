@@ -13,11 +13,14 @@
 import http2, { type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { ZpError } from '../errors.ts';
 import { FieldList, type FieldSource, fieldObject } from '../http/fields.ts';
+import { http2RequestList, http2TrailerList } from '../http/forwarding.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import {
   BODY_LENGTH,
   BODY_NONE,
   BODY_UNTIL_END,
+  type ProxyRequest,
+  REQUEST_BODY_NONE,
   type UpstreamAttempt,
   type UpstreamHandler,
   type UpstreamResponseHead,
@@ -44,6 +47,7 @@ const kAttempt = Symbol('zproxy.upstream.attempt');
 type AttemptStream = ClientHttp2Stream & { [kAttempt]: Http2UpstreamStream };
 
 export class Http2UpstreamStream implements UpstreamAttempt, Timed {
+  readonly http1 = false;
   readonly session: Http2UpstreamSession;
   handler: UpstreamHandler | null;
   private stream: ClientHttp2Stream | null = null;
@@ -75,7 +79,7 @@ export class Http2UpstreamStream implements UpstreamAttempt, Timed {
    * With `endStream` the request has no body; else the body follows (write) and ends (end), with trailers
    * only when `trailers` says some may come (otherwise the last DATA frame ends the stream).
    */
-  send(headers: string[], endStream: boolean, headRequest: boolean, trailers = true): void {
+  sendList(headers: string[], endStream: boolean, headRequest: boolean, trailers = true): void {
     if (this.done) return;
     this.headRequest = headRequest;
     let stream: ClientHttp2Stream;
@@ -107,6 +111,24 @@ export class Http2UpstreamStream implements UpstreamAttempt, Timed {
     else if (trailers) stream.on('wantTrailers', onWantTrailers);
   }
 
+  /** Sends a request head rendered from the forwarding decisions (http2RequestList). */
+  send(req: ProxyRequest): void {
+    const pool = this.session.pool;
+    const list = http2RequestList(req.forwarded, req.fields!, req.method, pool.scheme, req.path, req.edits);
+    this.sendList(list, req.body === REQUEST_BODY_NONE, req.headRequest, req.trailers);
+  }
+
+  /** HTTP/2 frames go out as they are written. */
+  flush(): void {}
+
+  /** node:http2 hands over objects of its own: nothing to copy. */
+  keepHead(): void {}
+
+  /** The response is complete: a request body still being sent is not sent further. */
+  release(): void {
+    this.cancelRequest();
+  }
+
   write(buf: Buffer): boolean {
     const stream = this.stream;
     if (stream === null || this.done || stream.destroyed) return true;
@@ -118,11 +140,11 @@ export class Http2UpstreamStream implements UpstreamAttempt, Timed {
     return false;
   }
 
-  /** Ends the request body, with trailer fields (names and values alternately) when given. */
-  end(trailers: readonly string[] | null): void {
+  /** Ends the request body, with trailer fields when given. */
+  end(trailers: FieldSource | null): void {
     const stream = this.stream;
     if (stream === null || this.done || !this.requestOpen || stream.destroyed) return;
-    this.requestTrailers = trailers;
+    this.requestTrailers = trailers === null ? null : http2TrailerList(trailers);
     // 'wantTrailers' follows: the trailers (or none) close the request.
     stream.end();
     this.requestOpen = false;
@@ -155,6 +177,8 @@ export class Http2UpstreamStream implements UpstreamAttempt, Timed {
     }
     this.stopTimer();
     if (!stream.closed && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
+    // A paused stream whose upstream already ended reports its close only once what it holds is read.
+    stream.resume();
   }
 
   /** Stops sending the rest of the request body (the response is complete). */

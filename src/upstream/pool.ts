@@ -95,6 +95,14 @@ export class Pool {
     new UpstreamConnection(this, requester);
   }
 
+  /**
+   * A connection of its own for one WebSocket handshake (never pooled, not counted): the handler hears
+   * onUpstreamReady when it is connected, then onUpstreamSwitched on a 101.
+   */
+  upgrade(requester: UpstreamHandler): UpstreamConnection {
+    return new UpstreamConnection(this, requester, true);
+  }
+
   /** Withdraws a requester that is still waiting for a connection. */
   cancel(requester: UpstreamHandler): void {
     const i = this.waiters.indexOf(requester);

@@ -97,7 +97,7 @@ class Subrequest implements UpstreamHandler {
       const headers = [':method', 'GET', ':path', o.path, ':scheme', o.scheme, ':authority', o.host];
       for (const [name, value] of o.fields) headers.push(name, value);
       headers.push('via', '2 zproxy');
-      attempt.send(headers, true, false);
+      attempt.sendList(headers, true, false);
       return;
     }
     const conn = attempt as UpstreamConnection;

@@ -1,0 +1,705 @@
+/**
+ * The request flow: what happens to one exchange once its request head is parsed, whatever protocol the
+ * client and the upstream speak. route -> onRequest / onUpstreamRequest filters -> choose a target ->
+ * forward (an attempt, through the upstream client contract) -> onResponse filters (the response held
+ * while they wait) or onUpstreamError filters -> answer -> one access-log record.
+ *
+ * The engines are transport: the HTTP/1.1 connection and the HTTP/2 stream each implement Downstream
+ * (downstream.ts) and hand the flow the request and its body; the HTTP/1.1 connection and the HTTP/2
+ * stream of an upstream each implement UpstreamAttempt (src/upstream/contract.ts). The flow decides what
+ * is forwarded (the forwarding policy, src/http/forwarding.ts), never how it is framed.
+ *
+ * One ProxyFlow per exchange. It is its attempts' UpstreamHandler (callbacks, no closure per request) and
+ * watches the coarse deadline sweep only while it waits (for a filter's I/O or for a connection).
+ */
+
+import { randomBytes } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import type { Runtime } from '../config/runtime.ts';
+import { forwardPathFor } from '../config/runtime.ts';
+import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.ts';
+import type { Exchange } from '../exchange.ts';
+import type { LocalResponse } from '../filters/contract.ts';
+import type { FieldSource } from '../http/fields.ts';
+import { ForwardedResponse } from '../http/forwarding.ts';
+import { HeadFieldReader } from '../pipeline/field-readers.ts';
+import { FilterExchange, isPending } from '../pipeline/filter-exchange.ts';
+import { renderLocal } from '../pipeline/local-response.ts';
+import {
+  BODY_CHUNKED,
+  BODY_UNTIL_END,
+  ProxyRequest,
+  REQUEST_BODY_CHUNKED,
+  REQUEST_BODY_NONE,
+  REQUEST_BODY_STREAM,
+  type UpstreamAttempt,
+  type UpstreamHandler,
+  type UpstreamResponseHead,
+} from '../upstream/contract.ts';
+import type { UpstreamTarget } from '../upstream/group.ts';
+import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
+import type { Downstream } from './downstream.ts';
+import { HeldResponse } from './held-response.ts';
+
+/** What the flow needs of the process it runs in (the listener's ConnectionContext is one). */
+export interface FlowContext {
+  readonly runtime: Runtime;
+  readonly shuttingDown: boolean;
+  /** The WebSocket tunnels' places; null when WebSocket is not in `protocols`. */
+  readonly tunnels?: { reserve(max: number): boolean; release(): void } | null;
+}
+
+/** Methods whose requests may be sent again when the upstream certainly did not process them. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** Statuses that mean the request itself was malformed: the answer closes an HTTP/1.1 connection. */
+function closesConnection(code: ErrorCode): boolean {
+  const s = ERROR_CODES[code].status;
+  return s === 400 || s === 408 || s === 413 || s === 414 || s === 417 || s === 431 || s === 501 || s === 505;
+}
+
+/** zproxy's JSON error answer as fields and body (`extra`: fields to add, names and values alternately). */
+function errorAnswer(code: ErrorCode, message: string | undefined, extra: readonly string[]): LocalAnswer {
+  const body = Buffer.from(errorBody(code, message), 'utf8');
+  const fields = [
+    ...extra,
+    'content-type',
+    'application/json',
+    'content-length',
+    String(body.length),
+    'cache-control',
+    'no-store',
+  ];
+  return { status: ERROR_CODES[code].status, fields, body };
+}
+
+interface LocalAnswer {
+  readonly status: number;
+  readonly fields: readonly string[];
+  readonly body: Buffer;
+}
+
+const NO_FIELDS: readonly string[] = [];
+
+export class ProxyFlow implements UpstreamHandler, Timed {
+  private readonly ctx: FlowContext;
+  private readonly runtime: Runtime;
+  readonly downstream: Downstream;
+  readonly exchange: Exchange;
+  /** The request as it goes upstream (filled by the downstream, then by the flow). */
+  readonly request = new ProxyRequest();
+
+  // ---------------------------------------------------------------- set by the downstream before start()
+  /** The client's Host line when it may be kept as it came (HTTP/1.1), else null. */
+  hostField: string | null = null;
+  /** The request body as the client sends it: REQUEST_BODY_NONE, _LENGTH, _CHUNKED or _STREAM. */
+  requestBody = REQUEST_BODY_NONE;
+  /** The Content-Length the client announced, or -1. */
+  contentLength = -1;
+  /** The request is a WebSocket handshake (an HTTP/1.1 Upgrade, or an RFC 8441 extended CONNECT). */
+  websocket = false;
+  /** The client's request line may be copied as it came when the path is forwarded unchanged. */
+  rawTarget = false;
+  /** The client's fields. */
+  fieldsSource: FieldSource | null = null;
+  /** The request body may end with trailer fields. */
+  requestTrailers = false;
+
+  private target: UpstreamTarget | null = null;
+  private attempt: UpstreamAttempt | null = null;
+  /** Waiting for the target's pool to hand over a connection or a stream. */
+  private waiting = false;
+  /** A filter phase waits for I/O. */
+  private filtering = false;
+  /** The client's whole request body has been received (or it has none). */
+  private requestDone = true;
+  /** The upstream's response, held while a response filter waits. */
+  private held: HeldResponse | null = null;
+  /** A place among the WebSocket tunnels is reserved for this handshake. */
+  private tunnelReserved = false;
+  private retried = false;
+  private finished = false;
+  deadline = 0;
+  private watching = false;
+
+  constructor(ctx: FlowContext, downstream: Downstream, exchange: Exchange) {
+    this.ctx = ctx;
+    this.runtime = ctx.runtime;
+    this.downstream = downstream;
+    this.exchange = exchange;
+  }
+
+  /** The exchange is over (answered, aborted or handed to a tunnel). */
+  get done(): boolean {
+    return this.finished;
+  }
+
+  // ---------------------------------------------------------------- route and filters
+
+  /** Routes the request (ex.path, ex.host, ex.method set) and runs its filters, then forwards it. */
+  start(): void {
+    const rt = this.runtime;
+    const ex = this.exchange;
+    this.requestDone = this.requestBody === REQUEST_BODY_NONE;
+    if (rt.maxBodyBytes > 0 && this.contentLength > rt.maxBodyBytes) {
+      this.fail('ZP_ERR_BODY_TOO_LARGE');
+      return;
+    }
+    // A WebSocket is routed as the GET it is over HTTP/1.1, so method rules apply the same to both.
+    const method = this.websocket ? 'GET' : ex.method;
+    const m = rt.router.match(ex.host, method, ex.path);
+    if (m.status !== 200) {
+      if (m.status === 405) this.fail('ZP_ERR_METHOD_NOT_ALLOWED', undefined, ['allow', m.allow]);
+      else this.fail('ZP_ERR_NOT_FOUND');
+      return;
+    }
+    const route = m.value;
+    ex.route = route;
+    ex.params = m.params;
+    const request = this.request;
+    const forwardPath = forwardPathFor(route, ex.path, m.matchedLength);
+    request.method = method;
+    request.path = `${forwardPath}${ex.query}`;
+    request.rawLine = this.rawTarget && forwardPath === ex.path;
+    const target = route.group.pick();
+    this.target = target;
+    ex.upstream = target.authority;
+    const chain = route.filters;
+    if (chain === null) {
+      this.forward();
+      return;
+    }
+    const fx = new FilterExchange(chain, ex, this.downstream.filterRequest(this.websocket), request.path);
+    ex.filters = fx;
+    if (route.filterOnlyMethods?.has(ex.method) === true) fx.methodNotAllowed = route.allow;
+    const outcome = fx.runRequest();
+    if (isPending(outcome)) {
+      this.waitFor();
+      outcome.then(
+        (local) => {
+          if (this.settleWait()) this.afterRequestFilters(fx, local);
+        },
+        () => {
+          if (this.settleWait()) this.afterRequestFilters(fx, undefined);
+        },
+      );
+      return;
+    }
+    this.afterRequestFilters(fx, outcome);
+  }
+
+  private afterRequestFilters(fx: FilterExchange, local: LocalResponse | undefined): void {
+    const ex = this.exchange;
+    if (local !== undefined) {
+      ex.upstream = '';
+      this.answerWith(local);
+      return;
+    }
+    const allow = fx.methodNotAllowed;
+    if (allow !== null) {
+      ex.upstream = '';
+      this.fail('ZP_ERR_METHOD_NOT_ALLOWED', undefined, ['allow', allow]);
+      return;
+    }
+    this.forward();
+  }
+
+  // ---------------------------------------------------------------- forward
+
+  /** Decides what is forwarded and asks the target for a connection or a stream. */
+  private forward(): void {
+    const ex = this.exchange;
+    const target = this.target!;
+    const request = this.request;
+    const fx = ex.filters;
+    if (fx !== null) {
+      request.edits = fx.upstreamEditsOrNull;
+      if (fx.targetOverride !== null) {
+        request.path = fx.targetOverride;
+        request.rawLine = false;
+      }
+    }
+    request.fields = this.fieldsSource;
+    this.runtime.forwarding.request(
+      request.forwarded,
+      request.fields!,
+      this.downstream.clientAddress,
+      this.downstream.scheme,
+      ex.host,
+      this.hostField,
+      ex.httpVersion,
+      target.hostHeader,
+    );
+    request.headRequest = ex.method === 'HEAD';
+    request.trailers = this.requestTrailers;
+    if (this.websocket) {
+      this.forwardWebSocket(target);
+      return;
+    }
+    const attempt = target.acquire(this, false);
+    if (attempt !== null) this.onUpstreamReady(attempt);
+    else this.waitForConnection();
+  }
+
+  /**
+   * A WebSocket handshake: checked by the rules of the client's protocol, given a place among the tunnels,
+   * and sent to the upstream as an HTTP/1.1 Upgrade on a connection of its own.
+   */
+  private forwardWebSocket(target: UpstreamTarget): void {
+    const tunnels = this.ctx.tunnels;
+    if (!tunnels) {
+      this.fail('ZP_ERR_WEBSOCKET_DISABLED', 'WebSocket is not enabled (protocols)');
+      return;
+    }
+    const refusal = this.downstream.checkWebSocket();
+    if (refusal !== null) {
+      this.fail(refusal.code, refusal.message, refusal.fields);
+      return;
+    }
+    if (target.pool === null) {
+      this.fail('ZP_ERR_WEBSOCKET_UPSTREAM_UNSUPPORTED');
+      return;
+    }
+    if (this.ctx.shuttingDown) {
+      this.fail('ZP_ERR_SHUTTING_DOWN');
+      return;
+    }
+    if (!tunnels.reserve(this.runtime.maxTunnels)) {
+      this.fail('ZP_ERR_TUNNEL_LIMIT');
+      return;
+    }
+    this.tunnelReserved = true;
+    const request = this.request;
+    // An HTTP/1.1 client's own Upgrade fields go on; an HTTP/2 client has none: zproxy makes the handshake.
+    request.websocket = this.hostField !== null ? 'forward' : randomBytes(16).toString('base64');
+    request.body = REQUEST_BODY_NONE;
+    request.trailers = false;
+    // The handshake has no body; what the client sends afterwards belongs to the tunnel.
+    this.requestDone = true;
+    this.attempt = target.pool.upgrade(this);
+  }
+
+  private waitForConnection(): void {
+    if (this.finished) return;
+    this.waiting = true;
+    const settings = this.target!.pool?.settings ?? this.target!.http2!.settings;
+    this.watch(Date.now() + settings.connectTimeoutMs + 1000);
+  }
+
+  onUpstreamReady(attempt: UpstreamAttempt): void {
+    if (this.finished || (this.attempt !== null && this.attempt !== attempt)) {
+      attempt.cancel();
+      return;
+    }
+    if (this.waiting) {
+      this.waiting = false;
+      this.unwatch();
+    }
+    this.attempt = attempt;
+    const request = this.request;
+    const ds = this.downstream;
+    let body = this.requestBody;
+    // An HTTP/1.1 client's chunked body goes on as it came to an HTTP/1.1 upstream; any other body is data.
+    const decode = body === REQUEST_BODY_CHUNKED && !attempt.http1;
+    if (decode) body = REQUEST_BODY_STREAM;
+    if (request.websocket === '') request.body = this.requestDone ? REQUEST_BODY_NONE : body;
+    // Chunked response bodies pass as they came to an HTTP/1.1 client whose filters do not read them.
+    request.decodeResponse =
+      !ds.acceptsChunked || !attempt.http1 || (this.exchange.filters?.chain.onResponseBody ?? null) !== null;
+    attempt.send(request);
+    if (this.finished) return;
+    if (!this.requestDone) ds.resumeRequest(decode);
+    if (this.attempt === attempt) attempt.flush();
+  }
+
+  // ---------------------------------------------------------------- request body (from the downstream)
+
+  /** Request body bytes (as the client sent them, or decoded: see resumeRequest). */
+  onRequestBody(buf: Buffer): void {
+    const attempt = this.attempt;
+    if (attempt === null || this.finished) return;
+    if (!attempt.write(buf)) this.downstream.pauseRequest();
+  }
+
+  /** The request body is complete, with the client's trailers when it sent some. */
+  onRequestEnd(trailers: FieldSource | null): void {
+    this.requestDone = true;
+    const attempt = this.attempt;
+    if (attempt === null || this.finished) return;
+    attempt.end(trailers);
+  }
+
+  onUpstreamDrain(): void {
+    if (!this.finished && !this.requestDone) this.downstream.resumeRequest(false);
+  }
+
+  /**
+   * The request cannot go on (a malformed or oversized body, a client too slow to send it): answered when
+   * nothing was sent yet, else the response is aborted.
+   */
+  onRequestError(code: ErrorCode, message?: string): void {
+    if (this.finished) return;
+    this.dropAttempt();
+    if (this.downstream.responseStarted) {
+      this.abort(code);
+      return;
+    }
+    this.answerError(code, message, NO_FIELDS);
+  }
+
+  /** The client went away (closed, reset, stopped reading): everything stops; logged as 499. */
+  onClientGone(): void {
+    if (this.finished) return;
+    this.dropAttempt();
+    const ex = this.exchange;
+    if (ex.status === 0) ex.status = 499;
+    this.finish('ZP_ERR_CLIENT_ABORTED', true);
+  }
+
+  /** The client reads again after a write returned false. */
+  onClientDrain(): void {
+    if (this.finished || this.held !== null) return;
+    this.attempt?.resume();
+  }
+
+  // ---------------------------------------------------------------- response (UpstreamHandler)
+
+  onResponseHead(
+    attempt: UpstreamAttempt,
+    head: UpstreamResponseHead,
+    framing: number,
+    buf: Buffer,
+    bodyStart: number,
+    bodyEnd: number,
+  ): void {
+    if (attempt !== this.attempt || this.finished) return;
+    if (this.request.websocket !== '' && this.hostField === null && head.status < 300) {
+      // To an HTTP/2 client a 2xx answer to the extended CONNECT would mean the tunnel is open.
+      this.dropAttempt();
+      this.fail('ZP_ERR_UPSTREAM_BAD_RESPONSE', 'The upstream did not switch to websocket');
+      return;
+    }
+    const fx = this.exchange.filters;
+    if (fx !== null) {
+      const outcome = fx.runResponse(head.status, new HeadFieldReader(head));
+      if (outcome !== undefined) {
+        if (isPending(outcome)) {
+          const held = new HeldResponse(attempt, head, framing, buf, bodyStart, bodyEnd);
+          this.held = held;
+          this.waitFor();
+          outcome.then(
+            (local) => this.release(held, local),
+            () => this.release(held, undefined),
+          );
+          return;
+        }
+        // A filter answers instead (a cache entry refreshed by this 304, ...): the upstream's body is not read.
+        this.dropAttempt();
+        this.answerWith(outcome);
+        return;
+      }
+    }
+    this.sendHead(attempt, head, framing, buf, bodyStart, bodyEnd);
+  }
+
+  /** Sends the upstream's head (the filters' edits applied) and the body bytes that came with it. */
+  private sendHead(
+    attempt: UpstreamAttempt,
+    head: UpstreamResponseHead,
+    framing: number,
+    buf: Buffer,
+    bodyStart: number,
+    bodyEnd: number,
+  ): void {
+    const ex = this.exchange;
+    const ds = this.downstream;
+    const fx = ex.filters;
+    const fr = new ForwardedResponse();
+    this.runtime.forwarding.response(fr, head.status, head.httpVersion, ds.hsts, framing === BODY_CHUNKED);
+    ex.status = head.status;
+    if (fx !== null && bodyEnd > bodyStart) fx.body(buf.subarray(bodyStart, bodyEnd));
+    const out = framing === BODY_CHUNKED && this.request.decodeResponse ? BODY_UNTIL_END : framing;
+    if (!ds.respond(head, out, fr, fx === null ? null : fx.responseEditsOrNull, buf, bodyStart, bodyEnd))
+      attempt.pause();
+  }
+
+  /** The response filters are done: send the held response and replay what arrived (or their answer). */
+  private release(held: HeldResponse, local: LocalResponse | undefined): void {
+    if (this.held !== held || !this.settleWait()) return;
+    this.held = null;
+    const attempt = this.attempt;
+    if (local !== undefined || attempt === null) {
+      this.dropAttempt();
+      if (local !== undefined) this.answerWith(local);
+      else this.fail(held.aborted?.code ?? 'ZP_ERR_UPSTREAM_RESET', held.aborted?.message);
+      return;
+    }
+    const inline = held.inline;
+    this.sendHead(attempt, held.head, held.framing, inline, 0, inline.length);
+    let more = true;
+    for (const chunk of held.chunks) {
+      if (this.finished) return;
+      more = this.onResponseBody(chunk, 0, chunk.length);
+    }
+    if (this.finished) return;
+    if (held.ended) this.onResponseEnd(attempt, held.trailers);
+    else if (held.aborted !== null) this.onResponseAborted(held.aborted);
+    else if (more) attempt.resume();
+  }
+
+  onResponseBody(buf: Buffer, start: number, end: number): boolean {
+    const held = this.held;
+    if (held !== null) return held.hold(buf, start, end);
+    if (this.finished) return true;
+    const fx = this.exchange.filters;
+    if (fx !== null) fx.body(start === 0 && end === buf.length ? buf : buf.subarray(start, end));
+    return this.downstream.write(buf, start, end);
+  }
+
+  holdsResponseBytes(): boolean {
+    return this.held === null && !this.finished && this.downstream.holdsResponseBytes();
+  }
+
+  onResponseEnd(attempt: UpstreamAttempt, trailers: FieldSource | null): void {
+    if (attempt !== this.attempt || this.finished) return;
+    const held = this.held;
+    if (held !== null) {
+      held.ended = true;
+      held.trailers = trailers;
+      return;
+    }
+    this.attempt = null;
+    this.downstream.end(trailers);
+    attempt.release();
+    this.finish(null, false);
+  }
+
+  onResponseAborted(error: ZpError): void {
+    if (this.finished) return;
+    const held = this.held;
+    if (held !== null) {
+      // Nothing was sent yet (a response filter is waiting): the answer is an error once it is done.
+      held.aborted = error;
+      return;
+    }
+    const attempt = this.attempt;
+    this.attempt = null;
+    this.abort(error.code, attempt === null ? 0 : attempt.resetCode);
+  }
+
+  onUpstreamError(error: ZpError, attempt: UpstreamAttempt | null): void {
+    if (this.finished || (attempt !== null && this.attempt !== null && attempt !== this.attempt)) return;
+    this.attempt = null;
+    if (this.waiting) {
+      this.waiting = false;
+      this.unwatch();
+    }
+    if (this.downstream.responseStarted) {
+      this.abort(error.code);
+      return;
+    }
+    const target = this.target!;
+    if (
+      error.retryable &&
+      !this.retried &&
+      this.requestBody === REQUEST_BODY_NONE &&
+      this.request.websocket === '' &&
+      IDEMPOTENT.has(this.exchange.method)
+    ) {
+      // A reused connection failed before any response byte (the upstream closed it while idle), or the
+      // upstream refused the stream: the request certainly was not processed. Once more, on a fresh one.
+      this.retried = true;
+      const next = target.acquire(this, true);
+      if (next !== null) this.onUpstreamReady(next);
+      else this.waitForConnection();
+      return;
+    }
+    this.fail(error.code, error.message);
+  }
+
+  /** The upstream switched to WebSocket: the client is answered and both are joined in a tunnel. */
+  onUpstreamSwitched(
+    attempt: UpstreamAttempt,
+    head: UpstreamResponseHead,
+    socket: Duplex,
+    rest: Buffer | null,
+  ): void {
+    if (attempt !== this.attempt || this.finished) {
+      socket.destroy();
+      return;
+    }
+    this.attempt = null;
+    const ex = this.exchange;
+    const fr = new ForwardedResponse();
+    this.runtime.forwarding.response(fr, 101, head.httpVersion, this.downstream.hsts, false);
+    // The exchange's filters are done: the tunnel carries frames they do not see.
+    ex.filters?.finish(false);
+    // From here on the tunnel owns both ends, its place among the tunnels and the access log line.
+    this.tunnelReserved = false;
+    this.finished = true;
+    this.unwatch();
+    this.downstream.switchToTunnel(head, fr, socket, rest, ex.route!.websocketIdleTimeoutMs);
+    this.downstream.finished();
+  }
+
+  // ---------------------------------------------------------------- waits
+
+  onDeadline(): void {
+    this.watching = false;
+    unwatchDeadline(this);
+    if (this.finished) return;
+    if (this.filtering || this.held !== null) {
+      this.filtering = false;
+      this.held = null;
+      this.dropAttempt();
+      this.answerError('ZP_ERR_FILTER_TIMEOUT', undefined, NO_FIELDS);
+    } else if (this.waiting) {
+      this.waiting = false;
+      this.target?.cancel(this);
+      this.fail('ZP_ERR_UPSTREAM_UNAVAILABLE');
+    }
+  }
+
+  /** A filter phase waits for I/O: for at most connection_timeout_ms (then 504 ZP_ERR_FILTER_TIMEOUT). */
+  private waitFor(): void {
+    this.filtering = true;
+    this.watch(Date.now() + this.runtime.connectionTimeoutMs);
+  }
+
+  /** The filter phase settled: false when the exchange ended meanwhile (or the wait timed out). */
+  private settleWait(): boolean {
+    if (this.finished || !this.filtering) return false;
+    this.filtering = false;
+    this.unwatch();
+    return true;
+  }
+
+  private watch(deadline: number): void {
+    this.deadline = deadline;
+    if (!this.watching) {
+      this.watching = true;
+      watchDeadline(this);
+    }
+  }
+
+  private unwatch(): void {
+    this.deadline = 0;
+    if (this.watching) {
+      this.watching = false;
+      unwatchDeadline(this);
+    }
+  }
+
+  // ---------------------------------------------------------------- answers and the end
+
+  /**
+   * Answers with zproxy's error for `code`; an upstream failure first lets filters answer instead (the
+   * cache's stale-if-error). `extra`: fields to add (names and values alternately).
+   */
+  private fail(code: ErrorCode, message?: string, extra: readonly string[] = NO_FIELDS): void {
+    if (this.finished) return;
+    const fx = this.exchange.filters;
+    const info = ERROR_CODES[code];
+    if (
+      fx !== null &&
+      info.side === 'upstream' &&
+      !this.downstream.responseStarted &&
+      fx.wantsUpstreamError
+    ) {
+      this.dropAttempt();
+      const outcome = fx.runUpstreamError(info.status);
+      if (isPending(outcome)) {
+        this.waitFor();
+        outcome.then(
+          (local) => {
+            if (this.settleWait()) this.afterUpstreamError(code, message, extra, local);
+          },
+          () => {
+            if (this.settleWait()) this.afterUpstreamError(code, message, extra, undefined);
+          },
+        );
+        return;
+      }
+      this.afterUpstreamError(code, message, extra, outcome);
+      return;
+    }
+    this.answerError(code, message, extra);
+  }
+
+  /** After onUpstreamError: the filters' answer (the upstream's failure stays in the log), or zproxy's. */
+  private afterUpstreamError(
+    code: ErrorCode,
+    message: string | undefined,
+    extra: readonly string[],
+    local: LocalResponse | undefined,
+  ): void {
+    if (local === undefined) {
+      this.answerError(code, message, extra);
+      return;
+    }
+    this.exchange.errorCode = code;
+    this.answerWith(local, closesConnection(code));
+  }
+
+  private answerError(code: ErrorCode, message: string | undefined, extra: readonly string[]): void {
+    if (this.finished) return;
+    this.dropAttempt();
+    if (this.downstream.responseStarted) {
+      this.abort(code);
+      return;
+    }
+    const answer = errorAnswer(code, message, extra);
+    this.exchange.status = answer.status;
+    this.downstream.respondLocal(answer.status, answer.fields, answer.body, closesConnection(code));
+    this.finish(code, false);
+  }
+
+  /** Answers with a filter's LocalResponse (the chain's response edits applied). */
+  private answerWith(local: LocalResponse, close = false): void {
+    if (this.finished) return;
+    this.dropAttempt();
+    const ex = this.exchange;
+    const r = renderLocal(local, ex.filters?.responseEditsOrNull ?? null, ex.method === 'HEAD');
+    ex.status = r.status;
+    this.downstream.respondLocal(r.status, r.fields, r.body, close);
+    this.finish(null, false);
+  }
+
+  /** The response started and cannot be completed. */
+  private abort(code: ErrorCode, resetCode = 0): void {
+    const ex = this.exchange;
+    if (ex.status === 0) ex.status = code === 'ZP_ERR_CLIENT_ABORTED' ? 499 : ERROR_CODES[code].status;
+    this.dropAttempt();
+    this.downstream.abort(code, resetCode);
+    this.finish(code, true);
+  }
+
+  /** Lets go of the attempt in progress, or of the place in its pool's queue. */
+  private dropAttempt(): void {
+    const attempt = this.attempt;
+    this.attempt = null;
+    if (attempt !== null) attempt.cancel();
+    if (this.waiting) {
+      this.waiting = false;
+      this.target?.cancel(this);
+    }
+    this.held = null;
+  }
+
+  private finish(code: ErrorCode | null, aborted: boolean): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.unwatch();
+    if (this.tunnelReserved) {
+      // A WebSocket handshake that did not become a tunnel gives its place back.
+      this.tunnelReserved = false;
+      this.ctx.tunnels?.release();
+    }
+    const ex = this.exchange;
+    if (code !== null) ex.errorCode = code;
+    ex.endTime = performance.now();
+    ex.filters?.finish(aborted);
+    this.runtime.accessLog?.write(ex);
+    this.downstream.finished();
+  }
+}
