@@ -44,12 +44,13 @@ export const METHOD_CHAR = table((c) => (c >= 0x41 && c <= 0x5a) || isDigit(c) |
 export const TARGET_CHAR = table((c) => c > 0x20 && c < 0x7f && c !== 0x5c && c !== 0x23);
 
 /**
- * Characters of a URI host with its port (RFC 3986 §3.2.2-3.2.3): unreserved, pct-encoded, sub-delims,
- * ':' and the IP-literal brackets. Used for Host values and the authority of a request-target; no
- * userinfo '@', no '/', '?', '#', '\', quotes, braces or anything outside visible ASCII.
+ * reg-name characters (RFC 3986 §3.2.2): unreserved, pct-encoded and sub-delims. With ':' before a port and
+ * the brackets of an IP-literal (checked in parse-head.ts, validAuthority), they make Host values and the
+ * authority of a request-target: no userinfo '@', no '/', '?', '#', '\', quotes, braces or anything
+ * outside visible ASCII.
  */
-export const HOST_CHAR = table(
-  (c) => isAlpha(c) || isDigit(c) || "-._~%!$&'()*+,;=:[]".includes(String.fromCharCode(c)),
+export const REG_NAME_CHAR = table(
+  (c) => isAlpha(c) || isDigit(c) || "-._~%!$&'()*+,;=".includes(String.fromCharCode(c)),
 );
 
 /** ALPHA (RFC 5234). */

@@ -11,7 +11,8 @@
  * Anything ambiguous is rejected rather than guessed: bare LF, obs-fold, whitespace before the colon,
  * control characters in values, several or malformed Content-Length, Transfer-Encoding other than a lone
  * final `chunked`, Transfer-Encoding together with Content-Length, Transfer-Encoding in HTTP/1.0, several
- * Host fields, a missing Host in HTTP/1.1.
+ * Host fields, a missing Host in HTTP/1.1, a Host value or target authority that is not a host with an
+ * optional port of digits.
  */
 
 import {
@@ -29,11 +30,11 @@ import {
   COLON,
   CR,
   FIELD_VALUE_CHAR,
-  HOST_CHAR,
   HTAB,
   LF,
   METHOD_CHAR,
   REASON_CHAR,
+  REG_NAME_CHAR,
   SP,
   stringEqualsLower,
   TARGET_CHAR,
@@ -342,10 +343,42 @@ function markConnectionNames(head: MessageHead): void {
   }
 }
 
-/** Valid Host value characters (RFC 9110 §7.2): reg-name / IP-literal with an optional port, see HOST_CHAR. */
-function validHost(buf: Buffer, start: number, end: number): boolean {
-  for (let i = start; i < end; i++) {
-    if (HOST_CHAR[buf[i]!] !== 1) return false;
+const LEFT_BRACKET = 0x5b;
+const RIGHT_BRACKET = 0x5d;
+
+/**
+ * Checks uri-host [ ":" port ] (RFC 3986 §3.2.2-3.2.3, RFC 9110 §7.2) in buf[start, end): an IP-literal in
+ * brackets or a reg-name, then optionally ":" and digits only. `requireHost` rejects an empty host,
+ * `requirePort` a missing or empty port. Used for Host values and the authority of absolute-form and
+ * authority-form targets, so that "a:b", "a:1:2" or "[::1" never reach routing or an upstream.
+ */
+function validAuthority(
+  buf: Buffer,
+  start: number,
+  end: number,
+  requireHost: boolean,
+  requirePort: boolean,
+): boolean {
+  let p = start;
+  if (p < end && buf[p] === LEFT_BRACKET) {
+    p++;
+    while (p < end && buf[p] !== RIGHT_BRACKET) {
+      const c = buf[p]!;
+      if (REG_NAME_CHAR[c] !== 1 && c !== COLON) return false;
+      p++;
+    }
+    if (p === end || p === start + 1) return false;
+    p++;
+  } else {
+    while (p < end && REG_NAME_CHAR[buf[p]!] === 1) p++;
+    if (requireHost && p === start) return false;
+  }
+  if (p === end) return !requirePort;
+  if (buf[p] !== COLON) return false;
+  p++;
+  if (requirePort && p === end) return false;
+  for (; p < end; p++) {
+    if (buf[p]! < 0x30 || buf[p]! > 0x39) return false;
   }
   return true;
 }
@@ -353,23 +386,11 @@ function validHost(buf: Buffer, start: number, end: number): boolean {
 /**
  * Checks the form of a request-target whose characters are TARGET_CHAR (RFC 9112 §3.2): origin-form
  * ("/" ...) for any method but CONNECT; asterisk-form ("*") for OPTIONS only; authority-form (host ":"
- * port) for CONNECT only; otherwise absolute-form: a scheme of letters, "://", a non-empty authority
- * without userinfo (RFC 9110 §4.2.1, §4.2.4), then an optional path or query.
+ * port) for CONNECT only; otherwise absolute-form: a scheme of letters, "://", an authority with a
+ * non-empty host and no userinfo (RFC 9110 §4.2.1, §4.2.4), then an optional path or query.
  */
 function validTargetForm(method: string, buf: Buffer, start: number, end: number): boolean {
-  if (method === 'CONNECT') {
-    let colon = -1;
-    for (let i = start; i < end; i++) {
-      const c = buf[i]!;
-      if (HOST_CHAR[c] !== 1) return false;
-      if (c === COLON) colon = i;
-    }
-    if (colon <= start || colon === end - 1) return false;
-    for (let i = colon + 1; i < end; i++) {
-      if (buf[i]! < 0x30 || buf[i]! > 0x39) return false;
-    }
-    return true;
-  }
+  if (method === 'CONNECT') return validAuthority(buf, start, end, true, true);
   const first = buf[start];
   if (first === 0x2f) return true;
   if (first === 0x2a) return end - start === 1 && method === 'OPTIONS';
@@ -380,11 +401,8 @@ function validTargetForm(method: string, buf: Buffer, start: number, end: number
   }
   p += 3;
   const authorityStart = p;
-  while (p < end && buf[p] !== 0x2f && buf[p] !== 0x3f) {
-    if (HOST_CHAR[buf[p]!] !== 1) return false;
-    p++;
-  }
-  return p > authorityStart;
+  while (p < end && buf[p] !== 0x2f && buf[p] !== 0x3f) p++;
+  return validAuthority(buf, authorityStart, p, true, false);
 }
 
 /**
@@ -518,7 +536,7 @@ function parseFields(
           req.error = 'several Host fields';
           return -400;
         }
-        if (!validHost(buf, valueStart, valueEnd)) {
+        if (!validAuthority(buf, valueStart, valueEnd, false, false)) {
           req.error = 'invalid Host';
           return -400;
         }
