@@ -32,7 +32,7 @@ export const TCHAR = table(
   (c) => isAlpha(c) || isDigit(c) || "!#$%&'*+-.^_`|~".includes(String.fromCharCode(c)),
 );
 
-/** Method characters zproxy accepts: uppercase letters, digits, '-' and '_' (what nginx accepts). */
+/** Method characters zproxy accepts: uppercase letters, digits, '-' and '_' (nginx 1.22 takes the same but digits). */
 export const METHOD_CHAR = table((c) => (c >= 0x41 && c <= 0x5a) || isDigit(c) || c === 0x2d || c === 0x5f);
 
 /**
