@@ -7,7 +7,7 @@
  *
  * nginx and HAProxy are required in CI (CI set): missing, the tests fail. Elsewhere they are skipped
  * with the reason. ZP_DIFF_SEED and ZP_DIFF_INPUTS change the seed and the number of generated inputs;
- * ZP_DIFF_REPORT names a file for the JSON report.
+ * ZP_DIFF_REPORT names a file for the JSON report. Longer runs: `npm run fuzz:diff` (cli.ts).
  */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
