@@ -1,13 +1,16 @@
 /**
- * One pooled HTTP/1.1 connection to an upstream target. It sends request bytes given by its current
- * requester, parses the response head strictly, tracks the response body's framing byte by byte and
- * hands body bytes to the requester as the buffers that arrived. Socket handlers are bound once per
- * connection, never per request. An https:// pool's connections are TLS sockets (the choice is made once,
- * when the connection opens; reading and writing are the same afterwards).
+ * One pooled HTTP/1.1 connection to an upstream target: the HTTP/1.1 side of the upstream client contract
+ * (src/upstream/contract.ts). It renders the request head from the forwarding decisions (the client's
+ * field lines copied as they came when they arrived over HTTP/1.1), frames a body of unknown length as
+ * chunks, parses the response head strictly, tracks the response body's framing byte by byte and hands
+ * body bytes to its handler as the buffers that arrived. Socket handlers are bound once per connection,
+ * never per request. An https:// pool's connections are TLS sockets (the choice is made once, when the
+ * connection opens; reading and writing are the same afterwards).
  *
  * An *upgrade* connection is opened for one WebSocket handshake and is never pooled: it accepts a `101`
- * answer, and then gives its socket (and the bytes read past the head) to the requester, which joins it
- * into a tunnel (src/websocket/). Any other answer is read like a normal response.
+ * that switches to websocket (and answers zproxy's key when zproxy made the handshake), and then gives
+ * its socket (and the bytes read past the head) to the handler, which joins it into a tunnel
+ * (src/websocket/). Any other answer is read like a normal response.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -47,15 +50,6 @@ import {
   ResponseHead,
 } from './parse-head.ts';
 import { buildEditedHead, buildHead, buildHeadFromRaw } from './serialize.ts';
-
-/**
- * What an upgrade connection also reports: the upstream answered `101 Switching Protocols`. The connection
- * has let go of its socket (no listener of its own left but a no-op 'error', reading paused); `head` is
- * the 101 head and buf[rest, ...) the bytes that followed it. The handler now owns `conn.socket`.
- */
-export interface UpgradeHandler extends UpstreamHandler {
-  onUpgraded?(conn: UpstreamConnection, head: ResponseHead, buf: Buffer, rest: number): void;
-}
 
 const ST_CONNECTING = 0;
 const ST_IDLE = 1;
@@ -491,9 +485,8 @@ export class UpstreamConnection implements Timed, ChunkSink, UpstreamAttempt {
   private handOver(head: ResponseHead, buf: Buffer, rest: number): void {
     const key = this.websocketKey;
     if (
-      this.requester?.onUpstreamSwitched !== undefined &&
-      (!switchesToWebSocket(head) ||
-        (key !== '' && head.get('sec-websocket-accept')?.trim() !== acceptValue(key)))
+      !switchesToWebSocket(head) ||
+      (key !== '' && head.get('sec-websocket-accept')?.trim() !== acceptValue(key))
     ) {
       this.failBeforeHead(
         new ZpError(
@@ -519,12 +512,10 @@ export class UpstreamConnection implements Timed, ChunkSink, UpstreamAttempt {
     this.phase = PH_DONE;
     this.deadline = 0;
     unwatchDeadline(this);
-    const r = this.requester as UpgradeHandler | null;
+    const r = this.requester;
     this.requester = null;
-    if (r?.onUpstreamSwitched !== undefined)
-      r.onUpstreamSwitched(this, head, socket, rest < buf.length ? buf.subarray(rest) : null);
-    else if (r?.onUpgraded === undefined) socket.destroy();
-    else r.onUpgraded(this, head, buf, rest);
+    if (r?.onUpstreamSwitched === undefined) socket.destroy();
+    else r.onUpstreamSwitched(this, head, socket, rest < buf.length ? buf.subarray(rest) : null);
   }
 
   private startBody(head: ResponseHead, buf: Buffer, bodyStart: number): void {

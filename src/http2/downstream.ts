@@ -13,17 +13,22 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from '../config/schema.ts';
 import { errorBody } from '../errors.ts';
-import type { ConnectionContext } from '../http1/downstream-connection.ts';
 import type { Logger } from '../observe/logger.ts';
 import { plainAddress } from '../util/address.ts';
 import { SlotSet } from '../util/slot-set.ts';
 import { ENHANCE_YOUR_CALM, INTERNAL_ERROR } from './frames.ts';
 import { H2ServerConnection, type H2ServerOptions, type H2ServerStream } from './server-connection.ts';
 import { h2ServerOptions } from './session-limits.ts';
-import { StreamDownstream } from './stream-downstream.ts';
+import { type StreamContext, StreamDownstream } from './stream-downstream.ts';
+
+/** What the HTTP/2 engine needs of its listener (the listener's Http2Context is one). */
+export interface Http2Context extends StreamContext {
+  /** Called when a connection has closed (used to finish a graceful shutdown). */
+  onConnectionClosed(): void;
+}
 
 export class Http2Downstream {
-  private readonly ctx: ConnectionContext;
+  private readonly ctx: Http2Context;
   private readonly logger: Logger | null;
   /** The frame layer's options for the current runtime's config (recomputed when a reload changes it). */
   private options: H2ServerOptions;
@@ -31,7 +36,7 @@ export class Http2Downstream {
   readonly sessions = new SlotSet<H2ServerConnection>();
 
   /** `logger` receives the warn line of a connection closed for flooding (none when omitted). */
-  constructor(ctx: ConnectionContext, logger?: Logger) {
+  constructor(ctx: Http2Context, logger?: Logger) {
     this.ctx = ctx;
     this.logger = logger ?? null;
     this.optionsConfig = ctx.runtime.config;

@@ -274,7 +274,7 @@ export class StreamDownstream implements Downstream, StreamOwner {
     }
     const out: string[] = [];
     for (let i = 0; i < fields.length; i += 2) {
-      const name = fields[i]!;
+      const name = fields[i]!.toLowerCase();
       // Fields an HTTP/1.1 answer would carry (a 426's Upgrade) have no place in HTTP/2.
       if ((CONNECTION_SPECIFIC_MASK & (1 << kindOfName(name))) === 0) out.push(name, fields[i + 1]!);
     }

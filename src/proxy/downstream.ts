@@ -16,7 +16,7 @@ import type { UpstreamResponseHead } from '../upstream/contract.ts';
 export interface HandshakeRefusal {
   readonly code: ErrorCode;
   readonly message: string;
-  /** Fields to add to the answer: lowercase names and values alternately. */
+  /** Fields to add to the answer: names and values alternately. */
   readonly fields: readonly string[];
 }
 
@@ -64,8 +64,8 @@ export interface Downstream {
   /** The response body is complete, with trailers when the upstream sent some. */
   end(trailers: FieldSource | null): void;
   /**
-   * Answers from zproxy itself: `fields` are lowercase names and values alternately, Content-Length
-   * included when a body may follow; `close` asks an HTTP/1.1 connection not to take another request.
+   * Answers from zproxy itself: `fields` are names and values alternately (an HTTP/2 downstream
+   * lowercases the names), Content-Length included when a body may follow; `close` asks an HTTP/1.1 connection not to take another request.
    */
   respondLocal(status: number, fields: readonly string[], body: Buffer | null, close: boolean): void;
   /** The response cannot be completed (it has started): the client must not take it as complete. */

@@ -61,13 +61,14 @@ function closesConnection(code: ErrorCode): boolean {
 /** zproxy's JSON error answer as fields and body (`extra`: fields to add, names and values alternately). */
 function errorAnswer(code: ErrorCode, message: string | undefined, extra: readonly string[]): LocalAnswer {
   const body = Buffer.from(errorBody(code, message), 'utf8');
+  // zproxy's own answers name their fields as HTTP/1.1 usually spells them (an HTTP/2 downstream lowercases).
   const fields = [
     ...extra,
-    'content-type',
+    'Content-Type',
     'application/json',
-    'content-length',
+    'Content-Length',
     String(body.length),
-    'cache-control',
+    'Cache-Control',
     'no-store',
   ];
   return { status: ERROR_CODES[code].status, fields, body };
@@ -149,7 +150,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     const method = this.websocket ? 'GET' : ex.method;
     const m = rt.router.match(ex.host, method, ex.path);
     if (m.status !== 200) {
-      if (m.status === 405) this.fail('ZP_ERR_METHOD_NOT_ALLOWED', undefined, ['allow', m.allow]);
+      if (m.status === 405) this.fail('ZP_ERR_METHOD_NOT_ALLOWED', undefined, ['Allow', m.allow]);
       else this.fail('ZP_ERR_NOT_FOUND');
       return;
     }
@@ -198,7 +199,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     const allow = fx.methodNotAllowed;
     if (allow !== null) {
       ex.upstream = '';
-      this.fail('ZP_ERR_METHOD_NOT_ALLOWED', undefined, ['allow', allow]);
+      this.fail('ZP_ERR_METHOD_NOT_ALLOWED', undefined, ['Allow', allow]);
       return;
     }
     this.forward();
@@ -345,6 +346,23 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       return;
     }
     this.answerError(code, message, NO_FIELDS);
+  }
+
+  /**
+   * An answer the transport gives itself without routing (a `redirect_https` listener's 308):
+   * `fields` as names and values alternately, Content-Length and Cache-Control added.
+   */
+  respondFromTransport(status: number, fields: readonly string[], body: string): void {
+    if (this.finished) return;
+    const bytes = Buffer.from(body, 'utf8');
+    this.exchange.status = status;
+    this.downstream.respondLocal(
+      status,
+      [...fields, 'Content-Length', String(bytes.length), 'Cache-Control', 'no-store'],
+      bytes,
+      false,
+    );
+    this.finish(null, false);
   }
 
   /** The client went away (closed, reset, stopped reading): everything stops; logged as 499. */

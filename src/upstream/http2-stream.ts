@@ -11,6 +11,7 @@
  * has started there is no idle timeout (long-lived gRPC streams may stay quiet).
  */
 import http2, { type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import { addAbortSignal, PassThrough } from 'node:stream';
 import { ZpError } from '../errors.ts';
 import { FieldList, type FieldSource, fieldObject } from '../http/fields.ts';
 import { http2RequestList, http2TrailerList } from '../http/forwarding.ts';
@@ -27,9 +28,22 @@ import {
 } from './contract.ts';
 import type { Http2UpstreamSession } from './http2-pool.ts';
 
-const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+const { NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * Destroying a stream with node's own AbortError resets it with CANCEL at once. (close(CANCEL) first ends
+ * the request body with END_STREAM, which an upstream that was promised a Content-Length takes as a
+ * malformed request and resets with PROTOCOL_ERROR: it would not see a cancel.) A stream aborted by an
+ * already-aborted signal carries that error, made here without waiting.
+ */
+const CANCELLED: Error = (() => {
+  const probe = new PassThrough();
+  probe.on('error', ignore);
+  addAbortSignal(AbortSignal.abort(), probe);
+  return probe.errored!;
+})();
 
 /** A response head from an HTTP/2 upstream: its status and fields (pseudo-header fields left out). */
 export class Http2ResponseHead extends FieldList implements UpstreamResponseHead {
@@ -176,16 +190,13 @@ export class Http2UpstreamStream implements UpstreamAttempt, Timed {
       return;
     }
     this.stopTimer();
-    if (!stream.closed && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
-    // A paused stream whose upstream already ended reports its close only once what it holds is read.
-    stream.resume();
+    if (!stream.destroyed) stream.destroy(CANCELLED);
   }
 
   /** Stops sending the rest of the request body (the response is complete). */
   cancelRequest(): void {
     const stream = this.stream;
-    if (stream !== null && this.requestOpen && !stream.closed && !stream.destroyed)
-      stream.close(NGHTTP2_CANCEL);
+    if (stream !== null && this.requestOpen && !stream.destroyed) stream.destroy(CANCELLED);
   }
 
   private startHeaderTimer(): void {

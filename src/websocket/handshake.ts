@@ -53,11 +53,11 @@ export function isWebSocketUpgrade(head: RequestHead): boolean {
 export interface HandshakeProblem {
   readonly code: ErrorCode;
   readonly message: string;
-  /** Field lines (each ending in CRLF) added to the error response, or ''. */
-  readonly fields: string;
+  /** Fields added to the error response: names and values alternately. */
+  readonly fields: readonly string[];
 }
 
-function problem(code: ErrorCode, message: string, fields = ''): HandshakeProblem {
+function problem(code: ErrorCode, message: string, fields: readonly string[] = []): HandshakeProblem {
   return { code, message, fields };
 }
 
@@ -82,7 +82,7 @@ export function checkUpgradeRequest(head: RequestHead): HandshakeProblem | null 
     return problem(
       'ZP_ERR_WEBSOCKET_VERSION',
       `Sec-WebSocket-Version ${JSON.stringify(versions.join(', '))} is not supported; use 13`,
-      `Sec-WebSocket-Version: ${WEBSOCKET_VERSION}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`,
+      ['Sec-WebSocket-Version', WEBSOCKET_VERSION, 'Upgrade', 'websocket', 'Connection', 'Upgrade'],
     );
   }
   const keys = head.getAll('sec-websocket-key');
