@@ -43,8 +43,12 @@ export class Exchange {
   /** Bytes received from and sent to the client for this exchange (heads included). */
   bytesIn = 0;
   bytesOut = 0;
-  /** 'host:port' of the upstream target used, '' when none. */
+  /** 'host:port' of the upstream target used (the last one tried), '' when none. */
   upstream = '';
+  /** Attempts at an upstream (0 when none was made: a local answer). */
+  attempts = 0;
+  /** Every target tried, in order, when there was more than one attempt; else null. */
+  tried: string[] | null = null;
   errorCode: ErrorCode | null = null;
   /** Set when the exchange became a WebSocket tunnel, once the tunnel has ended. */
   tunnel: TunnelRecord | null = null;

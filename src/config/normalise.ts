@@ -9,6 +9,7 @@ import {
   CONFIG_DEFAULTS as D,
   type MiddlewareConfig,
   type MiddlewareInput,
+  type RetryConfig,
   type RouteConfig,
   type RouteInput,
   type TlsConfig,
@@ -28,6 +29,7 @@ export function normaliseConfig(input: ConfigInput): Config {
   };
   const topTls = normaliseTls(input.tls ?? {});
   const upstreamTls = normaliseUpstreamTls(upstream.tls ?? {}, D.upstream_defaults.tls);
+  const retry = normaliseRetry(upstream.retry ?? {}, D.upstream_defaults.retry);
   const config: Config = {
     listeners:
       input.listeners === undefined
@@ -59,7 +61,7 @@ export function normaliseConfig(input: ConfigInput): Config {
       max_resets_per_second: http2.max_resets_per_second ?? D.http2.max_resets_per_second,
     },
     websocket,
-    routes: input.routes.map((route) => normaliseRoute(route, upstreamTls, websocket.idle_timeout_ms)),
+    routes: input.routes.map((route) => normaliseRoute(route, upstreamTls, retry, websocket.idle_timeout_ms)),
     middlewares: (input.middlewares ?? []).map(normaliseMiddleware),
     limits: {
       max_header_bytes: limits.max_header_bytes ?? D.limits.max_header_bytes,
@@ -76,6 +78,7 @@ export function normaliseConfig(input: ConfigInput): Config {
         upstream.max_connections_per_target ?? D.upstream_defaults.max_connections_per_target,
       max_idle_per_target: upstream.max_idle_per_target ?? D.upstream_defaults.max_idle_per_target,
       tls: upstreamTls,
+      retry,
     },
     preserve_host: input.preserve_host ?? D.preserve_host,
     trusted_proxies: [...(input.trusted_proxies ?? D.trusted_proxies)],
@@ -127,9 +130,25 @@ function normaliseUpstreamTls(input: UpstreamTlsInput, base: UpstreamTlsConfig):
   };
 }
 
+type RetryInput = NonNullable<RouteInput['retry']>;
+
+/** `given` laid over `base` (upstream_defaults.retry over the built-in defaults, a route's over those). */
+function normaliseRetry(given: RetryInput, base: RetryConfig): RetryConfig {
+  return {
+    attempts: given.attempts ?? base.attempts,
+    on: [...(given.on ?? base.on)],
+    statuses: [...(given.statuses ?? base.statuses)],
+    per_try_timeout_ms: given.per_try_timeout_ms ?? base.per_try_timeout_ms,
+    budget_percent: given.budget_percent ?? base.budget_percent,
+    min_concurrent: given.min_concurrent ?? base.min_concurrent,
+    buffer_bytes: given.buffer_bytes ?? base.buffer_bytes,
+  };
+}
+
 function normaliseRoute(
   route: RouteInput,
   upstreamTls: UpstreamTlsConfig,
+  retry: RetryConfig,
   websocketIdleTimeoutMs: number,
 ): RouteConfig {
   const upstreams = typeof route.upstream === 'string' ? [route.upstream] : route.upstream;
@@ -147,6 +166,7 @@ function normaliseRoute(
     middlewares: (route.middlewares ?? []).map(normaliseMiddleware),
     inherit_middlewares: route.inherit_middlewares ?? D.route.inherit_middlewares,
     upstream_tls: normaliseUpstreamTls(route.upstream_tls ?? {}, upstreamTls),
+    retry: normaliseRetry(route.retry ?? {}, retry),
     websocket_idle_timeout_ms: route.websocket_idle_timeout_ms ?? websocketIdleTimeoutMs,
   };
 }

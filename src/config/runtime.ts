@@ -11,6 +11,7 @@ import type { FilterChain } from '../pipeline/chain.ts';
 import { Router } from '../router/router.ts';
 import { UpstreamGroup, UpstreamTarget } from '../upstream/group.ts';
 import type { PoolRegistry, PoolSettings } from '../upstream/pool.ts';
+import { RetryPolicy } from '../upstream/retry.ts';
 import { compileUpstreamTls, type UpstreamTls } from '../upstream/tls-options.ts';
 import type { Config, RouteConfig } from './schema.ts';
 import { UPSTREAM_DEFAULT_PORTS, type UpstreamScheme } from './upstream-schemes.ts';
@@ -22,6 +23,8 @@ export interface CompiledRoute {
   readonly pattern: string;
   readonly stripPrefix: boolean;
   readonly group: UpstreamGroup;
+  /** Retries and failover (`retry`). */
+  readonly retry: RetryPolicy;
   /** Idle timeout of this route's WebSocket tunnels. */
   readonly websocketIdleTimeoutMs: number;
   /** The route's filters (docs/filters.md), null when it has none. */
@@ -128,6 +131,7 @@ function compileRoute(
     pattern: route.path,
     stripPrefix: route.strip_prefix,
     group: new UpstreamGroup(targets),
+    retry: new RetryPolicy(route.retry),
     websocketIdleTimeoutMs: route.websocket_idle_timeout_ms,
     filters,
     filterOnlyMethods: filterOnlyMethods(route, filters),

@@ -18,6 +18,14 @@ import { WARNING_CODES } from './warning-codes.ts';
 export const PROTOCOLS = ['http1', 'http2', 'websocket'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
 
+/**
+ * When a failed attempt is tried again (`retry.on`): a connection that could not be made, an HTTP/2
+ * stream the upstream refused (never processed), a connection that failed before any response byte, an
+ * attempt past `retry.per_try_timeout_ms` (or the response-header timeout).
+ */
+export const RETRY_CONDITIONS = ['connect-failure', 'refused-stream', 'reset', 'timeout'] as const;
+export type RetryCondition = (typeof RETRY_CONDITIONS)[number];
+
 /** What a TLS listener does with connections that speak plain HTTP on its port (`tls.plain_http`). */
 export const PLAIN_HTTP_MODES = ['reject', 'redirect', 'serve'] as const;
 export type PlainHttpMode = (typeof PLAIN_HTTP_MODES)[number];
@@ -62,6 +70,15 @@ export const CONFIG_DEFAULTS = {
     max_connections_per_target: 1024,
     max_idle_per_target: 64,
     tls: { verify: true, ca_file: null, server_name: null, cert_file: null, key_file: null },
+    retry: {
+      attempts: 2,
+      on: ['connect-failure', 'refused-stream', 'reset'] as RetryCondition[],
+      statuses: [] as number[],
+      per_try_timeout_ms: 0,
+      budget_percent: 20,
+      min_concurrent: 3,
+      buffer_bytes: 65536,
+    },
   },
   preserve_host: true,
   trusted_proxies: [],
@@ -272,6 +289,87 @@ const OptionalFile = (description: string) =>
       'x-expected': 'a file path or null',
     }),
   );
+
+const RetrySchema = (defaults: boolean) => {
+  const R = D.upstream_defaults.retry;
+  const d = <T>(value: T) => (defaults ? { default: value } : {});
+  return Type.Object(
+    {
+      attempts: Type.Optional(
+        integerField({
+          minimum: 1,
+          maximum: 10,
+          description:
+            'Attempts in all, the first one included: 1 never retries. A retry goes to another target of the route when it has one.',
+          ...d(R.attempts),
+        }),
+      ),
+      on: Type.Optional(
+        Type.Array(stringEnum(RETRY_CONDITIONS), {
+          uniqueItems: true,
+          ...annotate({
+            description:
+              'Failures that are retried. connect-failure and refused-stream (the upstream never processed the request) are retried for every method; reset (a connection that failed before any response byte) and timeout only for idempotent methods.',
+            ...d(R.on),
+            expected: `a list of unique conditions from ${RETRY_CONDITIONS.join(', ')}`,
+          }),
+        }),
+      ),
+      statuses: Type.Optional(
+        Type.Array(Type.Integer({ minimum: 500, maximum: 599 }), {
+          uniqueItems: true,
+          ...annotate({
+            description:
+              'Upstream answers with one of these statuses are retried (idempotent methods only; the answer is dropped unless it is the last attempt).',
+            ...d(R.statuses),
+            expected: 'a list of unique statuses from 500 to 599, such as [502, 503, 504]',
+          }),
+        }),
+      ),
+      per_try_timeout_ms: Type.Optional(
+        integerField({
+          minimum: 0,
+          description:
+            'Time allowed for each attempt, from sending the request to the response head (0: only response_header_timeout_ms). An attempt past it is a timeout.',
+          ...d(R.per_try_timeout_ms),
+        }),
+      ),
+      budget_percent: Type.Optional(
+        integerField({
+          minimum: 0,
+          maximum: 100,
+          description:
+            "Retries in flight allowed as a percentage of the route's requests in flight (a failing upstream is not hit with a retry storm).",
+          ...d(R.budget_percent),
+        }),
+      ),
+      min_concurrent: Type.Optional(
+        integerField({
+          minimum: 0,
+          description:
+            'Retries in flight always allowed, whatever the budget says (so a quiet route can retry).',
+          ...d(R.min_concurrent),
+        }),
+      ),
+      buffer_bytes: Type.Optional(
+        integerField({
+          minimum: 0,
+          description:
+            'Request body bytes kept so that a request whose body was already sent can be sent again; a larger body is not retried once a byte of it reached an upstream.',
+          ...d(R.buffer_bytes),
+        }),
+      ),
+    },
+    {
+      additionalProperties: false,
+      ...annotate(
+        defaults
+          ? { description: 'Retries and failover for every route.', default: R }
+          : { description: "This route's retries; fields not given come from upstream_defaults.retry." },
+      ),
+    },
+  );
+};
 
 const UpstreamTlsSchema = (defaults: boolean) =>
   Type.Object(
@@ -500,6 +598,7 @@ const RouteSchema = Type.Object(
       }),
     ),
     upstream_tls: Type.Optional(UpstreamTlsSchema(false)),
+    retry: Type.Optional(RetrySchema(false)),
     websocket_idle_timeout_ms: Type.Optional(
       integerField({
         minimum: 1,
@@ -550,6 +649,7 @@ const UpstreamDefaultsSchema = Type.Object(
       }),
     ),
     tls: Type.Optional(UpstreamTlsSchema(true)),
+    retry: Type.Optional(RetrySchema(true)),
   },
   {
     additionalProperties: false,
@@ -728,6 +828,8 @@ export interface RouteConfig {
   readonly inherit_middlewares: boolean;
   /** `upstream_defaults.tls` with the route's `upstream_tls` fields laid over it. */
   readonly upstream_tls: UpstreamTlsConfig;
+  /** `upstream_defaults.retry` with the route's `retry` fields laid over it. */
+  readonly retry: RetryConfig;
   /** The route's own value, else `websocket.idle_timeout_ms`. */
   readonly websocket_idle_timeout_ms: number;
 }
@@ -747,6 +849,18 @@ export interface UpstreamDefaultsConfig {
   readonly max_connections_per_target: number;
   readonly max_idle_per_target: number;
   readonly tls: UpstreamTlsConfig;
+  readonly retry: RetryConfig;
+}
+
+export interface RetryConfig {
+  readonly attempts: number;
+  readonly on: readonly RetryCondition[];
+  readonly statuses: readonly number[];
+  /** 0 = none. */
+  readonly per_try_timeout_ms: number;
+  readonly budget_percent: number;
+  readonly min_concurrent: number;
+  readonly buffer_bytes: number;
 }
 
 export interface UpstreamTlsConfig {

@@ -19,6 +19,10 @@ export interface AccessLogRecord {
   readonly duration_ms: number;
   readonly route: string | null;
   readonly upstream: string | null;
+  /** Attempts at an upstream (retries included); 0 when none was made. */
+  readonly attempts: number;
+  /** The targets tried, in order, when there was more than one attempt. */
+  readonly upstreams?: readonly string[];
   readonly error: string | null;
   /** The request id, when the `headers` filter gives or passes one. */
   readonly request_id?: string;
@@ -48,6 +52,8 @@ export class AccessLog {
       duration_ms: Math.round((ex.endTime - ex.startTime) * 1000) / 1000,
       route: ex.route === null ? null : ex.route.pattern,
       upstream: ex.upstream === '' ? null : ex.upstream,
+      attempts: ex.attempts,
+      upstreams: ex.tried ?? undefined,
       error: ex.errorCode,
       request_id: ex.requestId ?? undefined,
       // Undefined (left out of the line) for every exchange but a tunnel's.

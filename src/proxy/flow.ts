@@ -17,6 +17,7 @@ import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { Runtime } from '../config/runtime.ts';
 import { forwardPathFor } from '../config/runtime.ts';
+import type { RetryCondition } from '../config/schema.ts';
 import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.ts';
 import type { Exchange } from '../exchange.ts';
 import type { LocalResponse } from '../filters/contract.ts';
@@ -82,6 +83,10 @@ interface LocalAnswer {
 
 const NO_FIELDS: readonly string[] = [];
 
+function authorityOf(target: UpstreamTarget): string {
+  return target.authority;
+}
+
 export class ProxyFlow implements UpstreamHandler, Timed {
   private readonly ctx: FlowContext;
   private readonly runtime: Runtime;
@@ -118,7 +123,26 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   private held: HeldResponse | null = null;
   /** A place among the WebSocket tunnels is reserved for this handshake. */
   private tunnelReserved = false;
-  private retried = false;
+  /** The targets tried so far (the last one is `target`); null before the first attempt. */
+  private tried: UpstreamTarget[] | null = null;
+  /** The exchange is counted in its group's requests in flight (and retries, when `retrying`). */
+  private counted = false;
+  private retrying = false;
+  /** The current attempt was given the request head (its bytes may have reached the upstream). */
+  private sent = false;
+  /** The current attempt's per-try timeout is being watched. */
+  private tryTimer = false;
+  /** How the body goes to the current attempt: REQUEST_BODY_* (decided when the first attempt is ready). */
+  private bodyAs = REQUEST_BODY_NONE;
+  /** A byte of the request body was handed to an attempt. */
+  private bodyStarted = false;
+  /**
+   * The request body so far, kept (by reference) for a retry while it fits `retry.buffer_bytes`; null when
+   * it does not (or retries are off): a request whose body started then cannot be sent again.
+   */
+  private bodyKept: Buffer[] | null = null;
+  private bodyKeptBytes = 0;
+  private requestTrailerFields: FieldSource | null = null;
   private finished = false;
   deadline = 0;
   private watching = false;
@@ -221,6 +245,25 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       }
     }
     request.fields = this.fieldsSource;
+    request.headRequest = ex.method === 'HEAD';
+    request.trailers = this.requestTrailers;
+    this.decideForwarding(target);
+    if (this.websocket) {
+      this.forwardWebSocket(target);
+      return;
+    }
+    const route = ex.route!;
+    route.group.budget.inFlight++;
+    this.counted = true;
+    if (this.requestBody !== REQUEST_BODY_NONE && route.retry.bufferBytes > 0) this.bodyKept = [];
+    this.tried = [target];
+    this.startAttempt(target, false);
+  }
+
+  /** The forwarding decisions for `target` (its authority is the Host without `preserve_host`). */
+  private decideForwarding(target: UpstreamTarget): void {
+    const request = this.request;
+    const ex = this.exchange;
     this.runtime.forwarding.request(
       request.forwarded,
       request.fields!,
@@ -231,13 +274,13 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       ex.httpVersion,
       target.hostHeader,
     );
-    request.headRequest = ex.method === 'HEAD';
-    request.trailers = this.requestTrailers;
-    if (this.websocket) {
-      this.forwardWebSocket(target);
-      return;
-    }
-    const attempt = target.acquire(this, false);
+  }
+
+  /** Asks `target` for a connection or a stream (`fresh`: not an idle one, after a stale one failed). */
+  private startAttempt(target: UpstreamTarget, fresh: boolean): void {
+    this.exchange.attempts++;
+    this.sent = false;
+    const attempt = target.acquire(this, fresh);
     if (attempt !== null) this.onUpstreamReady(attempt);
     else this.waitForConnection();
   }
@@ -299,17 +342,33 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.attempt = attempt;
     const request = this.request;
     const ds = this.downstream;
-    let body = this.requestBody;
-    // An HTTP/1.1 client's chunked body goes on as it came to an HTTP/1.1 upstream; any other body is data.
-    const decode = body === REQUEST_BODY_CHUNKED && !attempt.http1;
-    if (decode) body = REQUEST_BODY_STREAM;
-    if (request.websocket === '') request.body = this.requestDone ? REQUEST_BODY_NONE : body;
+    const first = this.bodyAs === REQUEST_BODY_NONE;
+    let decode = false;
+    if (first) {
+      // An HTTP/1.1 client's chunked body goes on as it came to an HTTP/1.1 upstream; any other body is data.
+      const body = this.requestBody;
+      decode = body === REQUEST_BODY_CHUNKED && !attempt.http1;
+      this.bodyAs = decode ? REQUEST_BODY_STREAM : body;
+    }
+    if (request.websocket === '') request.body = this.bodyAs;
     // Chunked response bodies pass as they came to an HTTP/1.1 client whose filters do not read them.
     request.decodeResponse =
       !ds.acceptsChunked || !attempt.http1 || (this.exchange.filters?.chain.onResponseBody ?? null) !== null;
+    this.sent = true;
     attempt.send(request);
-    if (this.finished) return;
-    if (!this.requestDone) ds.resumeRequest(decode);
+    if (this.finished || this.attempt !== attempt) return;
+    const perTry = this.exchange.route?.retry.perTryTimeoutMs ?? 0;
+    if (perTry > 0 && request.websocket === '') {
+      this.tryTimer = true;
+      this.watch(Date.now() + perTry);
+    }
+    const kept = this.bodyKept;
+    if (!first && kept !== null) {
+      // A retry: the body so far again, then the rest as it comes.
+      for (let i = 0; i < kept.length; i++) attempt.write(kept[i]!);
+      if (this.requestDone) attempt.end(this.requestTrailerFields);
+    }
+    if (!this.requestDone && this.requestBody !== REQUEST_BODY_NONE) ds.resumeRequest(decode);
     if (this.attempt === attempt) attempt.flush();
   }
 
@@ -317,14 +376,24 @@ export class ProxyFlow implements UpstreamHandler, Timed {
 
   /** Request body bytes (as the client sent them, or decoded: see resumeRequest). */
   onRequestBody(buf: Buffer): void {
+    if (this.finished) return;
+    const kept = this.bodyKept;
+    if (kept !== null) {
+      // Chunks the downstream hands over are not reused: kept by reference.
+      this.bodyKeptBytes += buf.length;
+      if (this.bodyKeptBytes > this.exchange.route!.retry.bufferBytes) this.bodyKept = null;
+      else kept.push(buf);
+    }
     const attempt = this.attempt;
-    if (attempt === null || this.finished) return;
+    if (attempt === null) return;
+    this.bodyStarted = true;
     if (!attempt.write(buf)) this.downstream.pauseRequest();
   }
 
   /** The request body is complete, with the client's trailers when it sent some. */
   onRequestEnd(trailers: FieldSource | null): void {
     this.requestDone = true;
+    this.requestTrailerFields = trailers;
     const attempt = this.attempt;
     if (attempt === null || this.finished) return;
     attempt.end(trailers);
@@ -391,6 +460,17 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     bodyEnd: number,
   ): void {
     if (attempt !== this.attempt || this.finished) return;
+    this.stopTryTimer();
+    const retry = this.exchange.route?.retry;
+    if (retry?.retriesStatus(head.status) && this.exchange.attempts < retry.attempts) {
+      // A status the route retries: this answer is dropped if another attempt may be made.
+      this.attempt = null;
+      if (this.retryAfter('status')) {
+        attempt.cancel();
+        return;
+      }
+      this.attempt = attempt;
+    }
     if (this.request.websocket !== '' && this.hostField === null && head.status < 300) {
       // To an HTTP/2 client a 2xx answer to the extended CONNECT would mean the tunnel is open.
       this.dropAttempt();
@@ -508,6 +588,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   onUpstreamError(error: ZpError, attempt: UpstreamAttempt | null): void {
     if (this.finished || (attempt !== null && this.attempt !== null && attempt !== this.attempt)) return;
     this.attempt = null;
+    this.stopTryTimer();
     if (this.waiting) {
       this.waiting = false;
       this.unwatch();
@@ -516,23 +597,73 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       this.abort(error.code);
       return;
     }
-    const target = this.target!;
-    if (
-      error.retryable &&
-      !this.retried &&
-      this.requestBody === REQUEST_BODY_NONE &&
-      this.request.websocket === '' &&
-      IDEMPOTENT.has(this.exchange.method)
-    ) {
-      // A reused connection failed before any response byte (the upstream closed it while idle), or the
-      // upstream refused the stream: the request certainly was not processed. Once more, on a fresh one.
-      this.retried = true;
-      const next = target.acquire(this, true);
-      if (next !== null) this.onUpstreamReady(next);
-      else this.waitForConnection();
-      return;
-    }
+    if (this.retryAfter(this.failureOf(error, attempt))) return;
     this.fail(error.code, error.message);
+  }
+
+  /** Which retry condition a failure before the response head is, or null when none applies. */
+  private failureOf(error: ZpError, attempt: UpstreamAttempt | null): RetryCondition | null {
+    switch (error.code) {
+      case 'ZP_ERR_UPSTREAM_CONNECT':
+      case 'ZP_ERR_UPSTREAM_TLS':
+      case 'ZP_ERR_UPSTREAM_PROTOCOL':
+        return this.sent ? null : 'connect-failure';
+      case 'ZP_ERR_UPSTREAM_TIMEOUT':
+        return this.sent ? 'timeout' : 'connect-failure';
+      case 'ZP_ERR_UPSTREAM_RESET':
+        // An HTTP/2 upstream that refused the stream (or sent GOAWAY below it) never processed it.
+        return error.retryable && attempt !== null && !attempt.http1 ? 'refused-stream' : 'reset';
+      default:
+        return null;
+    }
+  }
+
+  /**
+   * Tries again when the route's `retry` allows it for `condition` (a failure, or 'status'): attempts
+   * left, the method and the body safe to send again, and the retry budget not spent. Another target of
+   * the route when it has one; a fresh connection to the same one otherwise. False when not retried.
+   */
+  private retryAfter(condition: RetryCondition | 'status' | null): boolean {
+    const ex = this.exchange;
+    const route = ex.route;
+    if (condition === null || route === null || this.websocket || this.tried === null) return false;
+    const policy = route.retry;
+    if (ex.attempts >= policy.attempts) return false;
+    switch (condition) {
+      case 'connect-failure':
+        if (!policy.onConnectFailure) return false;
+        break;
+      case 'refused-stream':
+        if (!policy.onRefusedStream) return false;
+        break;
+      case 'reset':
+        if (!policy.onReset) return false;
+        break;
+      case 'timeout':
+        if (!policy.onTimeout) return false;
+        break;
+    }
+    // Sent (or maybe processed): only an idempotent request may go again. Never processed: any.
+    const processed = condition === 'reset' || condition === 'timeout' || condition === 'status';
+    if (processed && !IDEMPOTENT.has(ex.method)) return false;
+    // A body that started going out goes again only from what was kept, and only in the same framing.
+    if (this.bodyStarted && this.bodyKept === null) return false;
+    const group = route.group;
+    if (!this.retrying && !group.budget.admits(policy)) return false;
+    const failed = this.tried[this.tried.length - 1]!;
+    const target = group.pickOther(this.tried);
+    if (this.bodyStarted && this.bodyAs === REQUEST_BODY_CHUNKED && target.pool === null) return false;
+    if (!this.retrying) {
+      this.retrying = true;
+      group.budget.retries++;
+    }
+    if (this.requestBody !== REQUEST_BODY_NONE && !this.requestDone) this.downstream.pauseRequest();
+    this.target = target;
+    this.tried.push(target);
+    ex.upstream = target.authority;
+    if (target !== failed) this.decideForwarding(target);
+    this.startAttempt(target, target === failed);
+    return true;
   }
 
   /** The upstream switched to WebSocket: the client is answered and both are joined in a tunnel. */
@@ -566,6 +697,16 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.watching = false;
     unwatchDeadline(this);
     if (this.finished) return;
+    if (this.tryTimer) {
+      // The attempt took longer than retry.per_try_timeout_ms.
+      this.tryTimer = false;
+      const attempt = this.attempt;
+      this.attempt = null;
+      attempt?.cancel();
+      if (this.retryAfter('timeout')) return;
+      this.fail('ZP_ERR_UPSTREAM_TIMEOUT', 'The upstream did not answer within retry.per_try_timeout_ms');
+      return;
+    }
     if (this.filtering || this.held !== null) {
       this.filtering = false;
       this.held = null;
@@ -590,6 +731,13 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.filtering = false;
     this.unwatch();
     return true;
+  }
+
+  private stopTryTimer(): void {
+    if (this.tryTimer) {
+      this.tryTimer = false;
+      this.unwatch();
+    }
   }
 
   private watch(deadline: number): void {
@@ -694,6 +842,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
 
   /** Lets go of the attempt in progress, or of the place in its pool's queue. */
   private dropAttempt(): void {
+    this.stopTryTimer();
     const attempt = this.attempt;
     this.attempt = null;
     if (attempt !== null) attempt.cancel();
@@ -708,6 +857,13 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     if (this.finished) return;
     this.finished = true;
     this.unwatch();
+    if (this.counted) {
+      const budget = this.exchange.route!.group.budget;
+      budget.inFlight--;
+      if (this.retrying) budget.retries--;
+    }
+    const tried = this.tried;
+    if (tried !== null && tried.length > 1) this.exchange.tried = tried.map(authorityOf);
     if (this.tunnelReserved) {
       // A WebSocket handshake that did not become a tunnel gives its place back.
       this.tunnelReserved = false;

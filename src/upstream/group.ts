@@ -1,10 +1,12 @@
 /**
- * An upstream group: the targets of one route and the balancer that picks one per exchange (round-robin
- * for now; health-aware balancing comes with health checks).
+ * An upstream group: the targets of one route, the balancer that picks one per exchange (round-robin
+ * for now; health-aware balancing comes with health checks), another one for a retry, and the retry
+ * budget's counters.
  */
 import type { UpstreamAttempt, UpstreamHandler } from './contract.ts';
 import { Http2Pool } from './http2-pool.ts';
 import type { Pool } from './pool.ts';
+import { RetryBudget } from './retry.ts';
 
 export class UpstreamTarget {
   /** The HTTP/1.1 connection pool of an http:// or https:// target; null for HTTP/2 targets. */
@@ -45,6 +47,8 @@ export class UpstreamTarget {
 
 export class UpstreamGroup {
   readonly targets: readonly UpstreamTarget[];
+  /** Requests and retries in flight to these targets (the retry budget). */
+  readonly budget = new RetryBudget();
   private next = 0;
 
   constructor(targets: readonly UpstreamTarget[]) {
@@ -58,5 +62,19 @@ export class UpstreamGroup {
     const t = targets[this.next]!;
     this.next = this.next + 1 === targets.length ? 0 : this.next + 1;
     return t;
+  }
+
+  /**
+   * The target for a retry: the next one in turn that was not tried yet (`tried`), so a failing target
+   * is left for another; when every target was tried, the next one in turn.
+   */
+  pickOther(tried: readonly UpstreamTarget[]): UpstreamTarget {
+    const targets = this.targets;
+    if (targets.length === 1) return targets[0]!;
+    for (let n = 0; n < targets.length; n++) {
+      const t = this.pick();
+      if (!tried.includes(t)) return t;
+    }
+    return this.pick();
   }
 }

@@ -38,6 +38,15 @@ const DEFAULT_HTTP2 = {
   max_resets_per_second: 100,
 };
 const listener = (host: string, port: number) => ({ host, port, tls: DEFAULT_TLS, redirect_https: false });
+const DEFAULT_RETRY = {
+  attempts: 2,
+  on: ['connect-failure', 'refused-stream', 'reset'],
+  statuses: [],
+  per_try_timeout_ms: 0,
+  budget_percent: 20,
+  min_concurrent: 3,
+  buffer_bytes: 65536,
+};
 const DEFAULT_UPSTREAM = {
   connect_timeout_ms: 5000,
   response_header_timeout_ms: 60000,
@@ -45,6 +54,7 @@ const DEFAULT_UPSTREAM = {
   max_connections_per_target: 1024,
   max_idle_per_target: 64,
   tls: DEFAULT_UPSTREAM_TLS,
+  retry: DEFAULT_RETRY,
 };
 const SEED_API_ROUTE = {
   path: '/api',
@@ -55,6 +65,7 @@ const SEED_API_ROUTE = {
   middlewares: [],
   inherit_middlewares: true,
   upstream_tls: DEFAULT_UPSTREAM_TLS,
+  retry: DEFAULT_RETRY,
   websocket_idle_timeout_ms: 300000,
 };
 /** The fields the seed files do not set, with their defaults. */
@@ -70,7 +81,8 @@ const EXTENSION_DEFAULTS = {
 };
 
 /** Strips the frozen/readonly-ness so deepStrictEqual compares plain shapes. */
-const plain = (config: Config): unknown => JSON.parse(JSON.stringify(config));
+// biome-ignore lint/suspicious/noExplicitAny: a plain copy of a config, read by shape
+const plain = (config: Config): any => JSON.parse(JSON.stringify(config));
 
 describe('seed examples load unchanged', () => {
   test('basic_proxy.json', () => {
@@ -171,6 +183,7 @@ test('a minimal config gets every default', () => {
         middlewares: [],
         inherit_middlewares: true,
         upstream_tls: DEFAULT_UPSTREAM_TLS,
+        retry: DEFAULT_RETRY,
         websocket_idle_timeout_ms: 300000,
       },
     ],
@@ -356,4 +369,54 @@ test('CONFIG_DEFAULTS match the documented defaults', () => {
   assert.equal(CONFIG_DEFAULTS.backlog, 511);
   assert.equal(CONFIG_DEFAULTS.upstream_defaults.idle_timeout_ms, 4000);
   assert.ok(CONFIG_DEFAULTS.upstream_defaults.idle_timeout_ms < 5000, "below Node's 5 s keep-alive");
+});
+
+describe('retry', () => {
+  test("upstream_defaults.retry lies under each route's retry, field by field", () => {
+    const config = parseConfig({
+      upstream_defaults: { retry: { attempts: 3, statuses: [502, 503] } },
+      routes: [
+        { path: '/a', upstream: 'http://127.0.0.1:8080' },
+        { path: '/b', upstream: 'http://127.0.0.1:8080', retry: { attempts: 1, per_try_timeout_ms: 250 } },
+      ],
+    });
+    assert.deepStrictEqual(plain(config).routes[0].retry, {
+      ...DEFAULT_RETRY,
+      attempts: 3,
+      statuses: [502, 503],
+    });
+    assert.deepStrictEqual(plain(config).routes[1].retry, {
+      ...DEFAULT_RETRY,
+      attempts: 1,
+      statuses: [502, 503],
+      per_try_timeout_ms: 250,
+    });
+  });
+
+  test('bad retry settings name their JSON path', () => {
+    assert.throws(
+      () =>
+        parseConfig({
+          routes: [
+            {
+              path: '/',
+              upstream: 'http://127.0.0.1:8080',
+              retry: { attempts: 0, on: ['conect-failure'], statuses: [404], budget_percent: 120 },
+            },
+          ],
+        }),
+      (error: Error & { issues?: { message: string }[] }) => {
+        assert.deepStrictEqual(
+          error.issues?.map((i) => i.message),
+          [
+            'routes[0].retry.attempts: expected an integer from 1 to 10, found 0',
+            'routes[0].retry.on[0]: expected one of connect-failure, refused-stream, reset, timeout, found "conect-failure"; did you mean "connect-failure"?',
+            'routes[0].retry.statuses[0]: expected an integer from 500 to 599, found 404',
+            'routes[0].retry.budget_percent: expected an integer from 0 to 100, found 120',
+          ],
+        );
+        return true;
+      },
+    );
+  });
 });
