@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { type ScriptedUpstream, startScriptedUpstream } from '../helpers/http1-wire.ts';
 import { type StartedProxy, startProxy } from '../helpers/proxy.ts';
@@ -104,7 +104,47 @@ async function startUpstreams(): Promise<Upstreams> {
   return up;
 }
 
+/**
+ * An HTTP/2 upstream whose first connection answers the first request with GOAWAY, last stream id 0
+ * (RFC 9113 §6.8: the stream was not processed); later connections are passed through to `up.h2`.
+ */
+async function startGoawayUpstream(h2port: number): Promise<net.Server> {
+  let connections = 0;
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {});
+    if (connections++ > 0) {
+      const inner = net.connect(h2port, '127.0.0.1');
+      inner.on('error', () => socket.destroy());
+      socket.pipe(inner).pipe(socket);
+      return;
+    }
+    const frame = (type: number, payload: Buffer) => {
+      const b = Buffer.alloc(9 + payload.length);
+      b.writeUIntBE(payload.length, 0, 3);
+      b[3] = type;
+      payload.copy(b, 9);
+      return b;
+    };
+    socket.write(frame(0x4, Buffer.alloc(0))); // SETTINGS
+    let received = Buffer.alloc(0);
+    let goneAway = false;
+    socket.on('data', (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      // After the 24-byte preface, frames: answer the first HEADERS with GOAWAY(last stream 0, NO_ERROR).
+      for (let p = 24; !goneAway && p + 9 <= received.length; p += 9 + received.readUIntBE(p, 3)) {
+        if (received[p + 3] === 0x1) {
+          goneAway = true;
+          socket.write(frame(0x7, Buffer.alloc(8)));
+        }
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return server;
+}
+
 let up: Upstreams;
+let goaway: net.Server;
 let proxy: StartedProxy;
 let session: http2.ClientHttp2Session;
 let dead: number;
@@ -120,7 +160,10 @@ function deadTarget(side: Side): string {
 before(async () => {
   up = await startUpstreams();
   dead = await freePort();
-  const routes: Record<string, unknown>[] = [];
+  goaway = await startGoawayUpstream(up.h2port);
+  const routes: Record<string, unknown>[] = [
+    { path: '/goaway', upstream: `h2c://127.0.0.1:${(goaway.address() as AddressInfo).port}` },
+  ];
   for (const side of ['h1', 'h2'] as const) {
     // The dead target first: round-robin gives every other request to it.
     routes.push({ path: `/${side}-failover`, upstream: [deadTarget(side), target(side)] });
@@ -156,7 +199,7 @@ after(async () => {
   session.close();
   await proxy.close(200);
   await up.h1.close();
-  for (const s of [up.h2]) await new Promise<void>((resolve) => s.close(() => resolve()));
+  for (const s of [up.h2, goaway]) await new Promise<void>((resolve) => s.close(() => resolve()));
 });
 
 async function send(client: Side, method: string, path: string, body?: string): Promise<Answer> {
@@ -305,3 +348,11 @@ for (const client of ['h1', 'h2'] as const) {
     assert.equal(logOf(path).attempts, 2);
   });
 }
+
+test('a stream above the last stream id of an upstream GOAWAY goes again on a new session, whatever the method', async () => {
+  const res = await send('h1', 'POST', '/goaway/first', 'after goaway');
+  assert.equal(res.status, 200, res.body);
+  assert.equal(res.body, 'h2 POST /goaway/first');
+  assert.deepEqual(up.seen.get('h2 /goaway/first'), ['after goaway']);
+  assert.equal(logOf('/goaway/first').attempts, 2);
+});
