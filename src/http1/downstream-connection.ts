@@ -92,6 +92,8 @@ export const DEFAULT_LISTENER_POLICY: ListenerPolicy = Object.freeze({ hsts: nul
 
 /** The HTTP/2 connection preface (RFC 9113 §3.4). */
 const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+/** Bytes of its request line, `PRI * HTTP/2.0` and CRLF: what says a client speaks HTTP/2. */
+const HTTP2_PREFACE_LINE = 16;
 
 const ST_HEAD = 0;
 const ST_FORWARD = 1;
@@ -301,11 +303,16 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
     }
   }
 
-  /** Gives the connection to the HTTP/2 server when it opened with the preface (or a prefix of it). */
+  /**
+   * Gives the connection to the HTTP/2 server when it opened with the preface's request line
+   * (`PRI * HTTP/2.0`): the HTTP/2 engine checks the rest, and answers a preface that goes wrong after it
+   * with GOAWAY PROTOCOL_ERROR (RFC 9113 §3.4) rather than this engine's 400.
+   */
   private handOverHttp2(buf: Buffer): boolean {
+    const line = Math.min(buf.length, HTTP2_PREFACE_LINE);
+    if (buf.compare(HTTP2_PREFACE, 0, line, 0, line) !== 0) return false;
     const n = Math.min(buf.length, HTTP2_PREFACE.length);
-    if (buf.compare(HTTP2_PREFACE, 0, n, 0, n) !== 0) return false;
-    if (buf.length < HTTP2_PREFACE.length) {
+    if (buf.length < HTTP2_PREFACE.length && buf.compare(HTTP2_PREFACE, 0, n, 0, n) === 0) {
       // Only part of the preface so far: wait for the rest.
       this.scanFrom = buf.length > 4 ? buf.length - 3 : 1;
       return true;

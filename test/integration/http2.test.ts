@@ -111,6 +111,23 @@ describe('HTTP/2 with prior knowledge (h2c) on the HTTP/1.1 port', () => {
     assert.equal(r.stdout, '200 2');
   });
 
+  test('a preface that starts like HTTP/2 but goes wrong is a connection error: GOAWAY PROTOCOL_ERROR, then close', async () => {
+    for (const wrong of ['PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\n\n']) {
+      const seen = upstream.requests.length;
+      const r = await rawRequest(proxy.port, wrong);
+      assert.equal(r.closedByServer, true);
+      const bytes = Buffer.from(r.text, 'latin1');
+      assert.doesNotMatch(r.text, /^HTTP\/1\.1/, 'not an HTTP/1.1 answer');
+      // Frames: find the GOAWAY (type 7) and read its error code.
+      let code = -1;
+      for (let p = 0; p + 9 <= bytes.length; p += 9 + bytes.readUIntBE(p, 3)) {
+        if (bytes[p + 3] === 0x7) code = bytes.readUInt32BE(p + 13);
+      }
+      assert.equal(code, 1, `GOAWAY PROTOCOL_ERROR for ${JSON.stringify(wrong)}`);
+      assert.equal(upstream.requests.length, seen);
+    }
+  });
+
   test('HTTP/1.1 keeps working on the same port', async () => {
     const r = await rawRequest(proxy.port, 'GET /h1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
     assert.match(r.text, /^HTTP\/1\.1 200 /);
