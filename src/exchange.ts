@@ -2,9 +2,10 @@
  * One request/response, whatever protocol carried it. Every field is declared here so each exchange has
  * one object shape. Filters (later) and the log phase read it; the protocol engines fill it.
  */
-import type { CompiledRoute } from './config/runtime.ts';
+
 import type { ErrorCode } from './errors.ts';
 import type { FilterExchange } from './pipeline/filter-exchange.ts';
+import type { CompiledRoute } from './runtime/compile.ts';
 
 let nextId = 1;
 

@@ -34,5 +34,5 @@ export type {
   FilterResponse,
   LocalResponse,
   PhaseResult,
-} from './filters/contract.ts';
+} from './pipeline/contract.ts';
 export { ProxyServer, type ProxyServerOptions } from './server/proxy-server.ts';

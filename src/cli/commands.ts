@@ -71,7 +71,8 @@ async function buildFilters(config: Config, file: string): Promise<string | null
   if (config.middlewares.length === 0 && config.routes.every((r) => r.middlewares.length === 0)) return null;
   const { buildChains } = await import('../pipeline/chain.ts');
   try {
-    await buildChains(config, { baseDir: dirname(resolve(file)) });
+    const { BUILT_IN_FILTERS } = await import('../filters/index.ts');
+    await buildChains(config, { filters: BUILT_IN_FILTERS, baseDir: dirname(resolve(file)) });
     return null;
   } catch (error) {
     return error instanceof Error ? error.message : String(error);

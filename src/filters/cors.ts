@@ -24,7 +24,7 @@ import type {
   FilterResponse,
   LocalResponse,
   PhaseResult,
-} from './contract.ts';
+} from '../pipeline/contract.ts';
 
 export const DEFAULT_CORS_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
 
@@ -68,6 +68,8 @@ function patternSource(pattern: string): string {
 }
 
 export class CorsFilter implements Filter {
+  /** Preflights (OPTIONS) are answered here whatever the route's methods. */
+  readonly answersMethods: readonly string[] = ['OPTIONS'];
   readonly origins: OriginMatcher;
   readonly #credentials: boolean;
   /** The answers depend on Origin (so Vary: Origin), unless any origin is allowed without credentials. */

@@ -22,7 +22,7 @@ import type {
   FilterEnvironment,
   FilterFactory,
   PhaseResult,
-} from './contract.ts';
+} from '../pipeline/contract.ts';
 
 /** Fields zproxy manages itself: the rules may not touch them. */
 export const MANAGED_FIELDS: ReadonlySet<string> = new Set([

@@ -23,7 +23,7 @@
  * - the filters' edits (MessageEdits) come last: they apply to the fields as forwarded, zproxy's
  *   included, so a `headers` rule that sets `x-forwarded-proto` replaces zproxy's.
  */
-import type { BlockList } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 import {
   FIELD_CONTENT_LENGTH,
   FIELD_DUPLICATE_CONTENT_LENGTH,
@@ -69,6 +69,30 @@ export const UPGRADE_BIT = kindBit(FIELD_UPGRADE);
 
 /** Fields never forwarded in a trailer section (RFC 9110 §6.5.1: framing, routing and connection fields). */
 export const TRAILER_DROP_MASK = RESPONSE_DROP_MASK | CONTENT_LENGTH_BIT | HOST_BIT;
+
+/** `trusted_proxies` (addresses and CIDR ranges) as a BlockList to check peers against; null when empty. */
+export function compileTrustedProxies(entries: readonly string[]): BlockList | null {
+  if (entries.length === 0) return null;
+  const list = new BlockList();
+  for (const entry of entries) {
+    const slash = entry.indexOf('/');
+    const address = slash === -1 ? entry : entry.slice(0, slash);
+    const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
+    if (slash === -1) list.addAddress(address, family);
+    else list.addSubnet(address, Number(entry.slice(slash + 1)), family);
+  }
+  return list;
+}
+
+/**
+ * The path sent upstream for a request whose route matched `matchedLength` characters of its path (from
+ * the router): with `strip_prefix` the matched part is removed and the rest keeps a leading '/'.
+ */
+export function forwardPath(stripPrefix: boolean, path: string, matchedLength: number): string {
+  if (!stripPrefix || matchedLength === 0) return path;
+  const rest = path.slice(matchedLength);
+  return rest.charCodeAt(0) === 0x2f ? rest : `/${rest}`;
+}
 
 /** True when a TE field value lists `trailers` (RFC 9110 §10.1.4). */
 export function acceptsTrailers(te: string): boolean {

@@ -13,10 +13,8 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import type { Runtime } from '../config/runtime.ts';
 import type { ErrorCode } from '../errors.ts';
 import { Exchange } from '../exchange.ts';
-import type { FilterRequest } from '../filters/contract.ts';
 import { FIELD_TE, type FieldSource, joinedValues, type MessageEdits } from '../http/fields.ts';
 import {
   acceptsTrailers,
@@ -27,11 +25,13 @@ import {
   statusForbidsLength,
   UPGRADE_BIT,
 } from '../http/forwarding.ts';
+import type { FilterRequest } from '../pipeline/contract.ts';
 import { HeadFieldReader } from '../pipeline/field-readers.ts';
 import { FilterRequestView } from '../pipeline/filter-exchange.ts';
 import type { Downstream, HandshakeRefusal } from '../proxy/downstream.ts';
 import { ProxyFlow } from '../proxy/flow.ts';
 import { normalizePath } from '../router/normalize-path.ts';
+import type { Runtime } from '../runtime/compile.ts';
 import {
   BODY_CHUNKED,
   BODY_LENGTH,

@@ -35,7 +35,6 @@ import {
   type UpstreamAttempt,
   type UpstreamHandler,
 } from '../upstream/contract.ts';
-import type { Pool } from '../upstream/pool.ts';
 import { isTlsError, upstreamTlsError } from '../upstream/tls-options.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import { acceptValue, switchesToWebSocket } from '../websocket/handshake.ts';
@@ -50,6 +49,7 @@ import {
   ResponseHead,
 } from './parse-head.ts';
 import { buildEditedHead, buildHead, buildHeadFromRaw } from './serialize.ts';
+import type { Pool } from './upstream-pool.ts';
 
 const ST_CONNECTING = 0;
 const ST_IDLE = 1;

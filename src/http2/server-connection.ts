@@ -21,6 +21,7 @@
 import type { Socket } from 'node:net';
 import { CONNECTION_SPECIFIC_MASK, kindOfName } from '../http/fields.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
+import { StreamIdTable } from '../util/stream-id-table.ts';
 import {
   CANCEL,
   COMPRESSION_ERROR,
@@ -63,7 +64,6 @@ import {
 } from './frames.ts';
 import { DECODED_OK, HpackDecoder, HpackEncoder, HpackError } from './hpack.ts';
 import { RateBudget } from './session-limits.ts';
-import { StreamIdTable } from './stream-table.ts';
 
 export interface H2ServerOptions {
   /** SETTINGS_MAX_CONCURRENT_STREAMS: streams past it are refused (REFUSED_STREAM). */

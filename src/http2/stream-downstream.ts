@@ -9,7 +9,6 @@
 import type { Duplex } from 'node:stream';
 import type { ErrorCode } from '../errors.ts';
 import { Exchange } from '../exchange.ts';
-import type { FilterRequest } from '../filters/contract.ts';
 import {
   CONNECTION_SPECIFIC_MASK,
   FieldList,
@@ -19,6 +18,7 @@ import {
 } from '../http/fields.ts';
 import { type ForwardedResponse, http2ResponseList, http2TrailerList } from '../http/forwarding.ts';
 import type { AccessLog } from '../observe/access-log.ts';
+import type { FilterRequest } from '../pipeline/contract.ts';
 import { FieldEditList } from '../pipeline/field-edits.ts';
 import { HeadFieldReader } from '../pipeline/field-readers.ts';
 import { FilterRequestView } from '../pipeline/filter-exchange.ts';

@@ -8,11 +8,11 @@
  *   where it stands; the route's other entries are appended in their order.
  */
 import type { Logger } from 'pino';
-import { compileTrustedProxies } from '../config/runtime.ts';
 import type { Config, MiddlewareConfig } from '../config/schema.ts';
 import { ZpError } from '../errors.ts';
-import type { Filter } from '../filters/contract.ts';
-import { createFilter } from './registry.ts';
+import { compileTrustedProxies, ForwardingPolicy } from '../http/forwarding.ts';
+import type { Filter } from './contract.ts';
+import { createFilter, type FilterLoaders } from './registry.ts';
 
 /** One middleware entry of a route's chain and where it was written (for error messages). */
 export interface ChainEntry {
@@ -99,10 +99,7 @@ export class FilterChain {
     this.onResponseEnd = withPhase(filters, 'onResponseEnd');
     this.onLog = withPhase(filters, 'onLog');
     const extra = new Set<string>();
-    for (const e of entries) {
-      if (e.middleware.type === 'cors') extra.add('OPTIONS');
-      if (e.middleware.type === 'cache' && e.middleware.config.purge !== undefined) extra.add('PURGE');
-    }
+    for (const f of filters) for (const method of f.answersMethods ?? []) extra.add(method);
     this.extraMethods = extra;
   }
 
@@ -112,6 +109,8 @@ export class FilterChain {
 }
 
 export interface ChainOptions {
+  /** The filter types to build from (the built-in ones are src/filters/index.ts's BUILT_IN_FILTERS). */
+  readonly filters: FilterLoaders;
   readonly logger?: Logger | null;
   /** Relative paths in filter configs (user filter modules) are resolved against this directory. */
   readonly baseDir?: string;
@@ -121,11 +120,9 @@ export interface ChainOptions {
  * Builds every route's chain (null for a route without filters). A factory that fails becomes a
  * ZP_ERR_CONFIG error naming the entry's JSON path.
  */
-export async function buildChains(
-  config: Config,
-  options: ChainOptions = {},
-): Promise<(FilterChain | null)[]> {
+export async function buildChains(config: Config, options: ChainOptions): Promise<(FilterChain | null)[]> {
   const trustedProxies = compileTrustedProxies(config.trusted_proxies);
+  const forwarding = new ForwardingPolicy(trustedProxies, config.preserve_host);
   const logger = options.logger ?? null;
   const chains: (FilterChain | null)[] = [];
   for (let r = 0; r < config.routes.length; r++) {
@@ -140,14 +137,19 @@ export async function buildChains(
       const entry = entries[i]!;
       try {
         filters.push(
-          await createFilter(entry.middleware, {
-            index: i,
-            route,
-            trustedProxies,
-            ...(logger === null ? {} : { logger }),
-            baseDir: options.baseDir ?? process.cwd(),
-            preserveHost: config.preserve_host,
-          }),
+          await createFilter(
+            entry.middleware,
+            {
+              index: i,
+              route,
+              trustedProxies,
+              ...(logger === null ? {} : { logger }),
+              baseDir: options.baseDir ?? process.cwd(),
+              preserveHost: config.preserve_host,
+              forwarding,
+            },
+            options.filters,
+          ),
         );
       } catch (error) {
         if (error instanceof ZpError) throw error;

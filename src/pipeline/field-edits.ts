@@ -3,7 +3,7 @@
  * whose received fields are dropped and the fields added, in order. The engines apply them when they
  * write the message: received fields whose name is in `dropped` are skipped, then `added` is written.
  */
-import type { FieldEdits } from '../filters/contract.ts';
+import type { FieldEdits } from './contract.ts';
 
 /** RFC 9110 §5.1 token characters. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;

@@ -3,8 +3,8 @@
  * a message's fields (FieldSource: a parsed HTTP/1.1 head, a FieldList), or a node:http2 header object.
  */
 import type { IncomingHttpHeaders } from 'node:http2';
-import type { FieldReader } from '../filters/contract.ts';
 import type { FieldSource } from '../http/fields.ts';
+import type { FieldReader } from './contract.ts';
 
 function joined(name: string, values: readonly string[]): string | undefined {
   if (values.length === 0) return undefined;

@@ -11,6 +11,7 @@
 
 import { errorBody } from '../errors.ts';
 import type { Exchange } from '../exchange.ts';
+import type { FilterChain } from './chain.ts';
 import type {
   FieldReader,
   Filter,
@@ -18,8 +19,7 @@ import type {
   FilterRequest,
   FilterResponse,
   LocalResponse,
-} from '../filters/contract.ts';
-import type { FilterChain } from './chain.ts';
+} from './contract.ts';
 import { FieldEditList } from './field-edits.ts';
 
 export type RequestOutcome = undefined | LocalResponse | Promise<undefined | LocalResponse>;

@@ -4,7 +4,7 @@
  * Content-Length for the body. Framing and connection fields are the engine's.
  */
 import { errorBody } from '../errors.ts';
-import type { LocalResponse } from '../filters/contract.ts';
+import type { LocalResponse } from './contract.ts';
 import type { FieldEditList } from './field-edits.ts';
 
 const FRAMING = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive']);

@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Filter, FilterEnvironment } from '../filters/contract.ts';
+import type { Filter, FilterEnvironment } from './contract.ts';
 
 const PHASES = [
   'onRequest',

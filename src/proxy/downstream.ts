@@ -7,9 +7,9 @@
  */
 import type { Duplex } from 'node:stream';
 import type { ErrorCode } from '../errors.ts';
-import type { FilterRequest } from '../filters/contract.ts';
 import type { FieldSource, MessageEdits } from '../http/fields.ts';
 import type { ForwardedResponse } from '../http/forwarding.ts';
+import type { FilterRequest } from '../pipeline/contract.ts';
 import type { UpstreamResponseHead } from '../upstream/contract.ts';
 
 /** Fields to add to a local answer about a refused WebSocket handshake, and why it was refused. */

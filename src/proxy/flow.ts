@@ -15,17 +15,16 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import type { Runtime } from '../config/runtime.ts';
-import { forwardPathFor } from '../config/runtime.ts';
 import type { RetryCondition } from '../config/schema.ts';
 import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.ts';
 import type { Exchange } from '../exchange.ts';
-import type { LocalResponse } from '../filters/contract.ts';
 import type { FieldSource } from '../http/fields.ts';
-import { ForwardedResponse } from '../http/forwarding.ts';
+import { ForwardedResponse, forwardPath } from '../http/forwarding.ts';
+import type { LocalResponse } from '../pipeline/contract.ts';
 import { HeadFieldReader } from '../pipeline/field-readers.ts';
 import { FilterExchange, isPending } from '../pipeline/filter-exchange.ts';
 import { renderLocal } from '../pipeline/local-response.ts';
+import type { Runtime } from '../runtime/compile.ts';
 import {
   BODY_CHUNKED,
   BODY_UNTIL_END,
@@ -182,10 +181,10 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     ex.route = route;
     ex.params = m.params;
     const request = this.request;
-    const forwardPath = forwardPathFor(route, ex.path, m.matchedLength);
+    const upstreamPath = forwardPath(route.stripPrefix, ex.path, m.matchedLength);
     request.method = method;
-    request.path = `${forwardPath}${ex.query}`;
-    request.rawLine = this.rawTarget && forwardPath === ex.path;
+    request.path = `${upstreamPath}${ex.query}`;
+    request.rawLine = this.rawTarget && upstreamPath === ex.path;
     const target = route.group.pick();
     this.target = target;
     ex.upstream = target.authority;
@@ -300,7 +299,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       this.fail(refusal.code, refusal.message, refusal.fields);
       return;
     }
-    if (target.pool === null) {
+    if (!target.client.http1 || target.client.upgrade === undefined) {
       this.fail('ZP_ERR_WEBSOCKET_UPSTREAM_UNSUPPORTED');
       return;
     }
@@ -320,13 +319,13 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     request.trailers = false;
     // The handshake has no body; what the client sends afterwards belongs to the tunnel.
     this.requestDone = true;
-    this.attempt = target.pool.upgrade(this);
+    this.attempt = target.client.upgrade(this);
   }
 
   private waitForConnection(): void {
     if (this.finished) return;
     this.waiting = true;
-    const settings = this.target!.pool?.settings ?? this.target!.http2!.settings;
+    const settings = this.target!.client.settings;
     this.watch(Date.now() + settings.connectTimeoutMs + 1000);
   }
 
@@ -652,7 +651,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     if (!this.retrying && !group.budget.admits(policy)) return false;
     const failed = this.tried[this.tried.length - 1]!;
     const target = group.pickOther(this.tried);
-    if (this.bodyStarted && this.bodyAs === REQUEST_BODY_CHUNKED && target.pool === null) return false;
+    if (this.bodyStarted && this.bodyAs === REQUEST_BODY_CHUNKED && !target.client.http1) return false;
     if (!this.retrying) {
       this.retrying = true;
       group.budget.retries++;

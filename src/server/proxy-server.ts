@@ -4,9 +4,9 @@
  */
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
-import { compileRuntime, type Runtime } from '../config/runtime.ts';
 import type { Config, HstsConfig, ListenerConfig, TlsConfig } from '../config/schema.ts';
 import { ERROR_CODES, type ErrorCode, errorBody } from '../errors.ts';
+import { BUILT_IN_FILTERS } from '../filters/index.ts';
 import {
   type ConnectionContext,
   DownstreamConnection,
@@ -18,7 +18,8 @@ import { GOAWAY, PREFACE, SETTINGS, writeFrameHeader } from '../http2/frames.ts'
 import { AccessLog } from '../observe/access-log.ts';
 import type { Logger } from '../observe/logger.ts';
 import { buildChains } from '../pipeline/chain.ts';
-import { PoolRegistry } from '../upstream/pool.ts';
+import { compileRuntime, type Runtime } from '../runtime/compile.ts';
+import { PoolRegistry } from '../runtime/pools.ts';
 import { SlotSet } from '../util/slot-set.ts';
 import { TunnelRegistry } from '../websocket/registry.ts';
 import { TlsContexts } from './tls-contexts.ts';
@@ -225,6 +226,7 @@ export class ProxyServer {
     // Filters are built before the first connection (a factory may do I/O: a JWKS, a user module).
     if (config.middlewares.length > 0 || config.routes.some((r) => r.middlewares.length > 0)) {
       const chains = await buildChains(config, {
+        filters: BUILT_IN_FILTERS,
         logger: this.logger,
         ...(this.baseDir === undefined ? {} : { baseDir: this.baseDir }),
       });

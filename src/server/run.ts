@@ -7,14 +7,9 @@ import type { Config } from '../config/schema.ts';
 import type { ConfigWarning } from '../config/warnings.ts';
 import { startDemoOrigin } from '../demo/origin.ts';
 import { createLogger, flushLogs, type Logger } from '../observe/logger.ts';
+import { isWorkerProcess, WORKER_ENV } from '../util/worker.ts';
 import { ProxyServer } from './proxy-server.ts';
-import {
-  connectionShare,
-  isWorkerProcess,
-  REUSE_PORT_SUPPORTED,
-  runSupervisor,
-  WORKER_ENV,
-} from './supervisor.ts';
+import { connectionShare, REUSE_PORT_SUPPORTED, runSupervisor } from './supervisor.ts';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 

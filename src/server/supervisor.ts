@@ -10,8 +10,7 @@ import cluster from 'node:cluster';
 import type { Config } from '../config/schema.ts';
 import { answerRateLimitMessage } from '../filters/rate-limit/store-ipc.ts';
 import type { Logger } from '../observe/logger.ts';
-
-export const WORKER_ENV = 'ZPROXY_WORKER_ID';
+import { WORKER_ENV } from '../util/worker.ts';
 
 export const REUSE_PORT_SUPPORTED = process.platform === 'linux' || process.platform === 'freebsd';
 
@@ -21,10 +20,6 @@ const MAX_RESTARTS_IN_WINDOW = 10;
 
 export interface WorkerMessage {
   readonly type: 'listening';
-}
-
-export function isWorkerProcess(): boolean {
-  return process.env[WORKER_ENV] !== undefined;
 }
 
 /**

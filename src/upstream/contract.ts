@@ -14,6 +14,47 @@ import type { Duplex } from 'node:stream';
 import type { ZpError } from '../errors.ts';
 import type { FieldSource, MessageEdits } from '../http/fields.ts';
 import { ForwardedRequest } from '../http/forwarding.ts';
+import type { Logger } from '../observe/logger.ts';
+
+/** How a target's pool opens, keeps and times its connections (compiled from `upstream_defaults`). */
+export interface PoolSettings {
+  readonly connectTimeoutMs: number;
+  readonly responseHeaderTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly maxConnections: number;
+  readonly maxIdle: number;
+}
+
+/** Where pools report what a client response cannot explain alone (TLS and session failures). */
+export interface PoolLog {
+  logger: Logger | null;
+}
+
+/**
+ * The pool of one upstream target, whatever its protocol: the HTTP/1.1 pool of keep-alive connections
+ * (src/http1/upstream-pool.ts) and the HTTP/2 pool of multiplexed sessions (http2-pool.ts) both are one.
+ */
+export interface UpstreamClient {
+  /** 'host:port', for logs. */
+  readonly authority: string;
+  readonly settings: PoolSettings;
+  /** An HTTP/1.1 target: it takes a chunked body with its framing, and WebSocket handshakes. */
+  readonly http1: boolean;
+  /**
+   * Takes a connection or stream for `handler`: returns it now, or null when the handler will hear
+   * (onUpstreamReady or onUpstreamError). `fresh` skips idle connections (a retry after a stale one).
+   */
+  acquire(handler: UpstreamHandler, fresh: boolean): UpstreamAttempt | null;
+  /** Withdraws a handler still waiting for a connection or stream. */
+  cancel(handler: UpstreamHandler): void;
+  /**
+   * A connection of its own for one WebSocket handshake (never pooled; HTTP/1.1 targets only): the
+   * handler hears onUpstreamReady, then onUpstreamSwitched on a 101.
+   */
+  upgrade?(handler: UpstreamHandler): UpstreamAttempt;
+  /** Closes the connections nobody uses (shutdown). */
+  closeIdle(): void;
+}
 
 /** Response body framing as the upstream sent it. */
 export const BODY_NONE = 0;

@@ -3,45 +3,34 @@
  * for now; health-aware balancing comes with health checks), another one for a retry, and the retry
  * budget's counters.
  */
-import type { UpstreamAttempt, UpstreamHandler } from './contract.ts';
-import { Http2Pool } from './http2-pool.ts';
-import type { Pool } from './pool.ts';
+import type { UpstreamAttempt, UpstreamClient, UpstreamHandler } from './contract.ts';
 import { RetryBudget } from './retry.ts';
 
 export class UpstreamTarget {
-  /** The HTTP/1.1 connection pool of an http:// or https:// target; null for HTTP/2 targets. */
-  readonly pool: Pool | null;
-  /**
-   * The HTTP/2 session pool of an h2c:// or h2:// target (its exchanges, HTTP/1.1 ones included, go
-   * there); null for HTTP/1.1 targets.
-   */
-  readonly http2: Http2Pool | null;
+  /** The target's pool: keep-alive HTTP/1.1 connections or multiplexed HTTP/2 sessions. */
+  readonly client: UpstreamClient;
   /** 'host:port' of the target, for logs. */
   readonly authority: string;
   /** The Host value to send when the client's Host is not preserved: 'host' or 'host:port'. */
   readonly hostHeader: string;
+
+  constructor(client: UpstreamClient, hostHeader: string) {
+    this.client = client;
+    this.authority = client.authority;
+    this.hostHeader = hostHeader;
+  }
 
   /**
    * Takes a connection or stream for `handler`: returns it now, or null when the handler will hear
    * (onUpstreamReady or onUpstreamError). `fresh` skips idle connections (a retry after a stale one).
    */
   acquire(handler: UpstreamHandler, fresh: boolean): UpstreamAttempt | null {
-    return this.pool !== null ? this.pool.acquire(handler, fresh) : this.http2!.acquire(handler);
+    return this.client.acquire(handler, fresh);
   }
 
   /** Withdraws a handler still waiting for a connection or stream. */
   cancel(handler: UpstreamHandler): void {
-    if (this.pool !== null) this.pool.cancel(handler);
-    else this.http2!.cancel(handler);
-  }
-
-  /** Exactly one of `pool` and `http2` is given. */
-  constructor(pool: Pool | Http2Pool, hostHeader: string) {
-    const h2 = pool instanceof Http2Pool;
-    this.pool = h2 ? null : pool;
-    this.http2 = h2 ? pool : null;
-    this.authority = pool.authority;
-    this.hostHeader = hostHeader;
+    this.client.cancel(handler);
   }
 }
 

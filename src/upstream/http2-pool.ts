@@ -13,11 +13,10 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import { ZpError } from '../errors.ts';
-import { installStreamTables } from '../http2/stream-table.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
-import type { UpstreamHandler } from './contract.ts';
+import type { PoolLog, PoolSettings, UpstreamClient, UpstreamHandler } from './contract.ts';
 import { Http2UpstreamStream } from './http2-stream.ts';
-import type { PoolLog, PoolSettings } from './pool.ts';
+import { installStreamTables } from './session-tables.ts';
 import { isTlsError, type UpstreamTls, upstreamTlsError } from './tls-options.ts';
 
 /** Streams allowed on a session whose peer announces no limit. */
@@ -257,7 +256,8 @@ export class Http2UpstreamSession implements Timed {
   }
 }
 
-export class Http2Pool {
+export class Http2Pool implements UpstreamClient {
+  readonly http1 = false;
   readonly host: string;
   readonly port: number;
   /** 'host:port', for logs. */
@@ -294,7 +294,7 @@ export class Http2Pool {
    * Reserves a stream slot: returns the attempt on a ready session now, or null when the requester will be
    * called back (onUpstreamReady with the attempt, or onUpstreamError).
    */
-  acquire(requester: UpstreamHandler): Http2UpstreamStream | null {
+  acquire(requester: UpstreamHandler, _fresh = false): Http2UpstreamStream | null {
     const sessions = this.sessions;
     for (let i = 0; i < sessions.length; i++) {
       const s = sessions[i]!;

@@ -1,27 +1,37 @@
 /**
  * A GET that zproxy makes on its own to one of a route's upstream targets, outside any client exchange:
- * the cache's background revalidation (stale-while-revalidate, src/filters/cache/filter.ts). It takes the
- * same pools as forwarded requests (a keep-alive HTTP/1.1 connection, or a stream on an HTTP/2 session)
- * and hears of the answer through the upstream client contract like any exchange: it reads the whole
- * response (at most `maxBytes` of body) and resolves with it. Any failure, a body over `maxBytes` or no
- * complete answer within `timeoutMs` rejects; the connection is then not reused.
+ * the cache's background revalidation (stale-while-revalidate, src/filters/cache/filter.ts). It is
+ * forwarded like any exchange (the forwarding policy decides what the client's fields keep and gain, the
+ * filters' edits apply last) and takes the same pools through the upstream client contract (a keep-alive
+ * HTTP/1.1 connection, or a stream on an HTTP/2 session): it reads the whole response (at most `maxBytes`
+ * of body) and resolves with it. Any failure, a body over `maxBytes` or no complete answer within
+ * `timeoutMs` rejects; the connection is then not reused.
  */
 import type { ZpError } from '../errors.ts';
-import type { FieldSource } from '../http/fields.ts';
-import { UpstreamConnection } from '../http1/upstream-connection.ts';
-import type { UpstreamAttempt, UpstreamHandler, UpstreamResponseHead } from './contract.ts';
+import type { FieldSource, MessageEdits } from '../http/fields.ts';
+import type { ForwardingPolicy } from '../http/forwarding.ts';
+import {
+  ProxyRequest,
+  REQUEST_BODY_NONE,
+  type UpstreamAttempt,
+  type UpstreamHandler,
+  type UpstreamResponseHead,
+} from './contract.ts';
 import type { UpstreamTarget } from './group.ts';
-import { Http2UpstreamStream } from './http2-stream.ts';
 
 export interface SubrequestOptions {
   /** Path and query. */
   readonly path: string;
-  /** The Host (`:authority`) to send. */
+  /** The client request's fields the request is made for (forwarded as the policy says). */
+  readonly fields: FieldSource;
+  /** Edits applied last (the route's filters' upstream edits, the cache's validators), or null. */
+  readonly edits: MessageEdits | null;
+  /** Who the request is made for: its address, scheme, the authority it addressed, its HTTP version. */
+  readonly clientAddress: string;
+  readonly scheme: string;
   readonly host: string;
-  /** `:scheme` for an HTTP/2 upstream. */
-  readonly scheme: 'http' | 'https';
-  /** End-to-end request fields (lowercase names; no Host, no hop-by-hop fields). */
-  readonly fields: readonly (readonly [string, string])[];
+  readonly httpVersion: string;
+  readonly forwarding: ForwardingPolicy;
   readonly timeoutMs: number;
   readonly maxBytes: number;
 }
@@ -68,8 +78,7 @@ class Subrequest implements UpstreamHandler {
       this.options.timeoutMs,
     );
     this.timer.unref();
-    const t = this.target;
-    const attempt = t.pool !== null ? t.pool.acquire(this, false) : t.http2!.acquire(this);
+    const attempt = this.target.acquire(this, false);
     if (attempt !== null) this.onUpstreamReady(attempt);
   }
 
@@ -81,8 +90,7 @@ class Subrequest implements UpstreamHandler {
     const attempt = this.attempt;
     this.attempt = null;
     if (attempt !== null) attempt.cancel();
-    else if (this.target.pool !== null) this.target.pool.cancel(this);
-    else this.target.http2!.cancel(this);
+    else this.target.cancel(this);
     this.rejectWith(error);
   }
 
@@ -93,20 +101,25 @@ class Subrequest implements UpstreamHandler {
     }
     this.attempt = attempt;
     const o = this.options;
-    if (attempt instanceof Http2UpstreamStream) {
-      const headers = [':method', 'GET', ':path', o.path, ':scheme', o.scheme, ':authority', o.host];
-      for (const [name, value] of o.fields) headers.push(name, value);
-      headers.push('via', '2 zproxy');
-      attempt.sendList(headers, true, false);
-      return;
-    }
-    const conn = attempt as UpstreamConnection;
-    let head = `GET ${o.path} HTTP/1.1\r\nHost: ${o.host}\r\n`;
-    for (const [name, value] of o.fields) head += `${name}: ${value}\r\n`;
-    head += 'Via: 1.1 zproxy\r\n\r\n';
-    conn.beginRequest(false, true);
-    conn.write(head);
-    conn.requestSent();
+    const request = new ProxyRequest();
+    request.method = 'GET';
+    request.path = o.path;
+    request.fields = o.fields;
+    request.edits = o.edits;
+    request.body = REQUEST_BODY_NONE;
+    request.decodeResponse = true;
+    o.forwarding.request(
+      request.forwarded,
+      o.fields,
+      o.clientAddress,
+      o.scheme,
+      o.host,
+      null,
+      o.httpVersion,
+      this.target.hostHeader,
+    );
+    attempt.send(request);
+    attempt.flush();
   }
 
   onUpstreamError(error: ZpError): void {
@@ -145,7 +158,7 @@ class Subrequest implements UpstreamHandler {
     this.attempt = null;
     this.done = true;
     if (this.timer !== null) clearTimeout(this.timer);
-    if (attempt instanceof UpstreamConnection) attempt.pool.release(attempt);
+    attempt.release();
     this.resolveWith({ status: this.status, fields: this.fields, body: Buffer.concat(this.chunks) });
   }
 

@@ -12,10 +12,10 @@ import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { parseConfig } from '../../src/config/load.ts';
-import { compileRuntime } from '../../src/config/runtime.ts';
 import type { ConnectionContext } from '../../src/http1/downstream-connection.ts';
 import { Http2Downstream } from '../../src/http2/downstream.ts';
-import { PoolRegistry } from '../../src/upstream/pool.ts';
+import { compileRuntime } from '../../src/runtime/compile.ts';
+import { PoolRegistry } from '../../src/runtime/pools.ts';
 import { SlotSet } from '../../src/util/slot-set.ts';
 import { startCli } from '../helpers/cli-process.ts';
 import {

@@ -9,7 +9,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { answerRateLimitMessage } from '../../src/filters/rate-limit/store-ipc.ts';
-import { WORKER_ENV } from '../../src/server/supervisor.ts';
+import { WORKER_ENV } from '../../src/util/worker.ts';
 
 const WORKER = fileURLToPath(new URL('../fixtures/rate-limit-worker.ts', import.meta.url));
 

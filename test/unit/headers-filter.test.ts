@@ -11,6 +11,7 @@ import type { HeadersConfig } from '../../src/config/headers-schema.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { Exchange } from '../../src/exchange.ts';
 import { compileTemplate, HeadersFilter, headersFactory, Rewrite } from '../../src/filters/headers.ts';
+import { BUILT_IN_FILTERS } from '../../src/filters/index.ts';
 import { buildChains, FilterChain } from '../../src/pipeline/chain.ts';
 import { ObjectFieldReader } from '../../src/pipeline/field-readers.ts';
 import { FilterExchange, FilterRequestView } from '../../src/pipeline/filter-exchange.ts';
@@ -190,7 +191,7 @@ describe('config errors', () => {
 
   test('buildChains names the entry: routes[0].middlewares[0].config.request.set.x-user', async () => {
     const config = parseConfig(configWith({ request: { set: { 'x-user': '${foo}' } } }));
-    await assert.rejects(buildChains(config), (e: Error) => {
+    await assert.rejects(buildChains(config, { filters: BUILT_IN_FILTERS }), (e: Error) => {
       assert.match(
         e.message,
         /^routes\[0\]\.middlewares\[0\]\.config\.request\.set\.x-user: unknown variable \$\{foo\}/,
@@ -201,7 +202,7 @@ describe('config errors', () => {
 
   test('buildChains builds a valid headers entry from the registry', async () => {
     const config = parseConfig(configWith({ request_id: {}, rewrite: { prefix: '/r', replacement: '/' } }));
-    const [chain] = await buildChains(config);
+    const [chain] = await buildChains(config, { filters: BUILT_IN_FILTERS });
     assert.ok(chain?.filters[0] instanceof HeadersFilter);
     assert.equal(chain.onRequest?.length, 1);
     assert.equal(chain.onResponse, null);
@@ -209,7 +210,7 @@ describe('config errors', () => {
 
   test('a filter without request-side work has no onRequest phase (null in the chain)', async () => {
     const config = parseConfig(configWith({ request: { remove: ['x-a'] } }));
-    const [chain] = await buildChains(config);
+    const [chain] = await buildChains(config, { filters: BUILT_IN_FILTERS });
     assert.equal(chain?.onRequest, null);
     assert.equal(chain?.onUpstreamRequest?.length, 1);
   });

@@ -27,7 +27,7 @@ test('the modules `zproxy run` serves with do not load TypeBox, ajv or the schem
   });
   const urls = JSON.parse(out) as string[];
   assert.ok(
-    urls.some((u) => u.endsWith('/src/config/runtime.ts')),
+    urls.some((u) => u.endsWith('/src/runtime/compile.ts')),
     'the graph includes the runtime compiler',
   );
   const heavy = urls.filter((u) =>
@@ -43,8 +43,9 @@ test('the serving modules load a built-in filter (and its libraries) only when a
     registerHooks({ resolve(specifier, context, next) { const r = next(specifier, context); seen.push(r.url); return r; } });
     await import('./src/server/run.ts');
     const { createFilter } = await import('./src/pipeline/registry.ts');
+    const { BUILT_IN_FILTERS } = await import('./src/filters/index.ts');
     const before = seen.length;
-    await createFilter({ type: 'cors', config: { allowed_origins: ['*'] } }, { index: 0, route: '/' });
+    await createFilter({ type: 'cors', config: { allowed_origins: ['*'] } }, { index: 0, route: '/' }, BUILT_IN_FILTERS);
     console.log(JSON.stringify({ serving: seen.slice(0, before), cors: seen.slice(before) }));
   `;
   const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {

@@ -9,8 +9,9 @@ import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { installStreamTables, StreamIdTable } from '../../src/http2/stream-table.ts';
+import { installStreamTables } from '../../src/upstream/session-tables.ts';
 import { SlotSet } from '../../src/util/slot-set.ts';
+import { StreamIdTable } from '../../src/util/stream-id-table.ts';
 
 function stateOf(session: object): { streams: unknown; pendingStreams: unknown } {
   const symbol = Object.getOwnPropertySymbols(session).find((s) => s.description === 'state');

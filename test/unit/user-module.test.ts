@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import type { FilterContext, FilterEnvironment } from '../../src/filters/contract.ts';
+import type { FilterContext, FilterEnvironment } from '../../src/pipeline/contract.ts';
 import { createUserFilter } from '../../src/pipeline/user-module.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'zproxy-user-module-'));

@@ -5,7 +5,7 @@
  * what the client sent, so no credential can leak into an answer (or a log line).
  */
 import { errorBody } from '../../errors.ts';
-import type { LocalResponse } from '../contract.ts';
+import type { LocalResponse } from '../../pipeline/contract.ts';
 
 const JSON_TYPE = 'application/json';
 

@@ -15,7 +15,13 @@ import { readFileSync } from 'node:fs';
 import type { JWTPayload } from 'jose';
 import { LRUCache } from 'lru-cache';
 import type { AuthConfig } from '../../config/auth-schema.ts';
-import type { Filter, FilterContext, FilterFactory, LocalResponse, PhaseResult } from '../contract.ts';
+import type {
+  Filter,
+  FilterContext,
+  FilterFactory,
+  LocalResponse,
+  PhaseResult,
+} from '../../pipeline/contract.ts';
 import { ApiKeySet, parseKeysFile, queryParam, withoutQueryParam } from './api-key.ts';
 import { forbidden, quoted, unauthorized, unavailable } from './challenge.ts';
 import { type JwtOutcome, JwtVerifier } from './jwt.ts';

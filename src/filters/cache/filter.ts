@@ -18,9 +18,8 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import CachePolicy from 'http-cache-semantics';
-import type { FieldEditList } from '../../pipeline/field-edits.ts';
-import { ObjectFieldReader } from '../../pipeline/field-readers.ts';
-import { subrequest } from '../../upstream/subrequest.ts';
+import { FIELD_CONTENT_LENGTH, FieldList, isHopByHop, kindOfName } from '../../http/fields.ts';
+import { ForwardingPolicy } from '../../http/forwarding.ts';
 import type {
   FieldReader,
   Filter,
@@ -31,7 +30,10 @@ import type {
   FilterResponse,
   LocalResponse,
   PhaseResult,
-} from '../contract.ts';
+} from '../../pipeline/contract.ts';
+import { FieldEditList } from '../../pipeline/field-edits.ts';
+import { ObjectFieldReader } from '../../pipeline/field-readers.ts';
+import { subrequest } from '../../upstream/subrequest.ts';
 import { RedisCacheStore } from './redis-store.ts';
 import { type CacheEntry, type CacheStore, MemoryCacheStore } from './store.ts';
 
@@ -95,17 +97,14 @@ export function clearCacheStores(): void {
   stores.clear();
 }
 
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'content-length',
-  'cache-status',
-]);
+/**
+ * Response fields never stored: the hop-by-hop ones (RFC 9111 §3.1: the one field table of
+ * src/http/fields.ts), the framing (each answer frames its own body) and the cache's own Cache-Status.
+ */
+function notStored(name: string): boolean {
+  const kind = kindOfName(name);
+  return isHopByHop(kind) || kind === FIELD_CONTENT_LENGTH || name === 'cache-status';
+}
 
 /**
  * Response fields read when the engine's FieldReader cannot list its names (the contract has no
@@ -166,22 +165,8 @@ class CacheExchange {
   status = 0;
 }
 
-/** Request fields a background revalidation does not copy from the client's request. */
-const NOT_FORWARDED = new Set([
-  'host',
-  'content-length',
-  'expect',
-  'if-none-match',
-  'if-modified-since',
-  'if-match',
-  'if-unmodified-since',
-  'if-range',
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
-  'forwarded',
-  'via',
-]);
+/** The client's conditionals: a background revalidation sends the entry's validators instead. */
+const CONDITIONALS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range'];
 
 /** How long a background revalidation may take before the stale entry is simply left as it is. */
 const BACKGROUND_TIMEOUT_MS = 30_000;
@@ -218,7 +203,7 @@ function responseFields(headers: FieldReader): [string, string][] {
   const out: [string, string][] = [];
   for (const raw of names) {
     const name = raw.toLowerCase();
-    if (HOP_BY_HOP.has(name)) continue;
+    if (notStored(name)) continue;
     for (const value of headers.getAll(name)) out.push([name, value]);
   }
   return out;
@@ -440,9 +425,11 @@ export class CacheFilter implements Filter {
   readonly shared: boolean;
   readonly coalesceTimeoutMs: number;
   readonly purgeHeader: string;
-  /** The top-level preserve_host: a background revalidation sends the client's Host. */
-  readonly preserveHost: boolean;
+  /** The forwarding policy a background revalidation is forwarded with (trusted_proxies, preserve_host). */
+  readonly forwarding: ForwardingPolicy;
   readonly purgeDigest: Buffer | null;
+  /** PURGE is answered here (when `purge` is configured) whatever the route's methods. */
+  readonly answersMethods: readonly string[];
 
   constructor(config: CacheConfig, env: FilterEnvironment) {
     this.index = env.index;
@@ -457,7 +444,8 @@ export class CacheFilter implements Filter {
     this.coalesceTimeoutMs = config.coalesce_timeout_ms ?? CACHE_DEFAULTS.coalesce_timeout_ms;
     this.purgeHeader = (config.purge?.header ?? CACHE_DEFAULTS.purge_header).toLowerCase();
     this.purgeDigest = config.purge === undefined ? null : tokenDigest(config.purge.token);
-    this.preserveHost = env.preserveHost ?? false;
+    this.answersMethods = config.purge === undefined ? [] : ['PURGE'];
+    this.forwarding = env.forwarding ?? new ForwardingPolicy(null, env.preserveHost ?? true);
   }
 
   onRequest(ctx: FilterContext): PhaseResult {
@@ -639,30 +627,35 @@ export class CacheFilter implements Filter {
     this.handle.inflight.set(key, { waiters: [] });
     // The exchange's request may be gone by the time the upstream answers: keep what is needed now.
     const snapshot = snapshotRequest(ctx.request);
+    // The request goes upstream as the client's would (the forwarding policy), its conditionals replaced
+    // by the entry's validators, with the chain's upstream edits.
     const flat: string[] = [];
     for (const name of snapshot.headers.names()) {
-      if (HOP_BY_HOP.has(name) || NOT_FORWARDED.has(name)) continue;
       for (const value of snapshot.headers.getAll(name)) flat.push(name, value);
     }
-    const edited = (ctx.upstreamHeaders as FieldEditList).applyToList(flat);
-    const fields: [string, string][] = [];
-    for (let i = 0; i < edited.length; i += 2) fields.push([edited[i]!, edited[i + 1]!]);
+    const edits = new FieldEditList();
+    for (const name of CONDITIONALS) edits.remove(name);
+    const chainEdits = ctx.upstreamHeaders as FieldEditList;
+    for (const name of chainEdits.dropped) edits.remove(name);
+    for (let i = 0; i < chainEdits.added.length; i += 2)
+      edits.add(chainEdits.added[i]!, chainEdits.added[i + 1]!);
     const validators = policy.revalidationHeaders(req);
     for (const name of ['if-none-match', 'if-modified-since'] as const) {
       const value = validators[name];
-      if (typeof value === 'string') fields.push([name, value]);
+      if (typeof value === 'string') edits.add(name, value);
     }
-    fields.push(['x-forwarded-for', snapshot.clientAddress]);
-    fields.push(['x-forwarded-proto', snapshot.scheme]);
-    if (snapshot.host !== '') fields.push(['x-forwarded-host', snapshot.host]);
     const target = ctx.exchange.route!.group.pick();
     const urlKey = state.urlKey;
     const storedVary = state.vary;
     subrequest(target, {
       path: ctx.upstreamTarget,
-      host: this.preserveHost && snapshot.host !== '' ? snapshot.host : target.hostHeader,
+      fields: new FieldList(flat),
+      edits,
+      clientAddress: snapshot.clientAddress,
       scheme: snapshot.scheme,
-      fields,
+      host: snapshot.host,
+      httpVersion: snapshot.httpVersion,
+      forwarding: this.forwarding,
       timeoutMs: BACKGROUND_TIMEOUT_MS,
       maxBytes: this.maxEntryBytes,
     })
@@ -681,7 +674,7 @@ export class CacheFilter implements Filter {
     req: CachePolicy.Request,
     answer: { status: number; fields: [string, string][]; body: Buffer },
   ): Promise<void> | undefined {
-    const fields = answer.fields.filter(([name]) => !HOP_BY_HOP.has(name));
+    const fields = answer.fields.filter(([name]) => !notStored(name));
     if (answer.status === 304) {
       const fresh = this.refreshedEntry(entry, req, fields);
       if (fresh === null) return undefined;

@@ -16,7 +16,7 @@ import type {
   FilterFactory,
   LocalResponse,
   PhaseResult,
-} from '../contract.ts';
+} from '../../pipeline/contract.ts';
 import { type Decision, type RateLimitPolicy, ratePolicy } from './gcra.ts';
 import type { RateLimitStore } from './store.ts';
 import { memoryStore, redisStore } from './stores.ts';

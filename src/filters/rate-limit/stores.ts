@@ -4,7 +4,7 @@
  * limit (`<requests_per_minute>:<burst>`) and the request's key. In a worker process the memory store is
  * the supervisor's, reached over IPC (store-ipc.ts).
  */
-import { WORKER_ENV } from '../../server/supervisor.ts';
+import { hasSupervisor } from '../../util/worker.ts';
 import type { RateLimitStore } from './store.ts';
 import { IpcRateLimitStore } from './store-ipc.ts';
 import { MemoryRateLimitStore } from './store-memory.ts';
@@ -13,13 +13,8 @@ import { RedisRateLimitStore } from './store-redis.ts';
 let memory: RateLimitStore | null = null;
 const redisStores = new Map<string, RedisRateLimitStore>();
 
-/** True in a worker process started by the supervisor (thread_count > 1). */
-function inWorker(): boolean {
-  return process.env[WORKER_ENV] !== undefined && process.send !== undefined;
-}
-
 export function memoryStore(): RateLimitStore {
-  memory ??= inWorker() ? new IpcRateLimitStore() : new MemoryRateLimitStore();
+  memory ??= hasSupervisor() ? new IpcRateLimitStore() : new MemoryRateLimitStore();
   return memory;
 }
 

@@ -3,18 +3,18 @@
  * Everything that can be decided from the configuration is decided here, once. Long-lived state (upstream
  * pools) comes from registries keyed by identity, so it survives a new runtime.
  */
-import { BlockList, isIP } from 'node:net';
-import { ForwardingPolicy } from '../http/forwarding.ts';
+import type { Config, RouteConfig } from '../config/schema.ts';
+import { UPSTREAM_DEFAULT_PORTS, type UpstreamScheme } from '../config/upstream-schemes.ts';
+import { compileTrustedProxies, ForwardingPolicy } from '../http/forwarding.ts';
 import type { HeadLimits } from '../http1/parse-head.ts';
 import type { AccessLog } from '../observe/access-log.ts';
 import type { FilterChain } from '../pipeline/chain.ts';
 import { Router } from '../router/router.ts';
+import type { PoolSettings } from '../upstream/contract.ts';
 import { UpstreamGroup, UpstreamTarget } from '../upstream/group.ts';
-import type { PoolRegistry, PoolSettings } from '../upstream/pool.ts';
 import { RetryPolicy } from '../upstream/retry.ts';
 import { compileUpstreamTls, type UpstreamTls } from '../upstream/tls-options.ts';
-import type { Config, RouteConfig } from './schema.ts';
-import { UPSTREAM_DEFAULT_PORTS, type UpstreamScheme } from './upstream-schemes.ts';
+import type { PoolRegistry } from './pools.ts';
 
 export interface CompiledRoute {
   /** Position in `routes`. */
@@ -53,16 +53,6 @@ function filterOnlyMethods(route: RouteConfig, filters: FilterChain | null): Set
   const extra = new Set<string>();
   for (const method of filters.extraMethods) if (!route.methods.includes(method)) extra.add(method);
   return extra.size === 0 ? null : extra;
-}
-
-/**
- * The path sent upstream for a request matched by `route`: with `strip_prefix`, the matched part of the
- * path (`matchedLength` characters, from the router) is removed and the rest keeps a leading '/'.
- */
-export function forwardPathFor(route: CompiledRoute, path: string, matchedLength: number): string {
-  if (!route.stripPrefix || matchedLength === 0) return path;
-  const rest = path.slice(matchedLength);
-  return rest.charCodeAt(0) === 0x2f ? rest : `/${rest}`;
 }
 
 export interface Runtime {
@@ -137,19 +127,6 @@ function compileRoute(
     filterOnlyMethods: filterOnlyMethods(route, filters),
     allow: allowOf(route.methods),
   };
-}
-
-export function compileTrustedProxies(entries: readonly string[]): BlockList | null {
-  if (entries.length === 0) return null;
-  const list = new BlockList();
-  for (const entry of entries) {
-    const slash = entry.indexOf('/');
-    const address = slash === -1 ? entry : entry.slice(0, slash);
-    const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
-    if (slash === -1) list.addAddress(address, family);
-    else list.addSubnet(address, Number(entry.slice(slash + 1)), family);
-  }
-  return list;
 }
 
 /**

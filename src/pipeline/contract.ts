@@ -107,6 +107,12 @@ export interface FilterContext {
 export type PhaseResult = undefined | LocalResponse | Promise<undefined | LocalResponse>;
 
 export interface Filter {
+  /**
+   * Methods this filter answers itself although the route's `methods` may not list them (a CORS
+   * preflight's OPTIONS, the cache's PURGE): the router lets them reach the route's filters, and one that
+   * no filter answers gets 405.
+   */
+  readonly answersMethods?: readonly string[];
   onRequest?(ctx: FilterContext): PhaseResult;
   onUpstreamRequest?(ctx: FilterContext): undefined | Promise<undefined>;
   /**
@@ -142,6 +148,8 @@ export interface FilterEnvironment {
   readonly baseDir?: string;
   /** The top-level `preserve_host`: a filter making requests of its own sends the client's Host when true. */
   readonly preserveHost?: boolean;
+  /** The forwarding policy (trusted_proxies, preserve_host): what a request of a filter's own keeps and gains. */
+  readonly forwarding?: import('../http/forwarding.ts').ForwardingPolicy;
 }
 
 /** Builds a filter from its (validated) config. */

@@ -1,32 +1,20 @@
 /**
- * Keep-alive connections to one upstream target: reused LIFO (the most recently used connection is the
- * warmest and the least likely to have been closed by the upstream), bounded in total and in idle count,
- * idle ones closed after `idleTimeoutMs`. Requesters beyond the bound wait in FIFO order.
+ * Keep-alive connections to one HTTP/1.1 upstream target (`http://`, `https://`): the HTTP/1.1 side of
+ * the upstream client contract's pools (src/upstream/contract.ts, UpstreamClient). Connections are reused
+ * LIFO (the most recently used connection is the warmest and the least likely to have been closed by the
+ * upstream), bounded in total and in idle count, idle ones closed after `idleTimeoutMs`. Requesters beyond
+ * the bound wait in FIFO order. `https://` pools open TLS connections.
  *
- * Pools live in a registry keyed by scheme, target, settings and TLS settings, so they outlive a runtime
- * (config reload) and two routes with different TLS settings (CA, client certificate, SNI) never share a
- * connection. `https://` pools open TLS connections; HTTP/2 upstreams have their own pool (Http2Pool).
+ * Pools live in a registry keyed by scheme, target, settings and TLS settings (src/runtime/pools.ts), so
+ * they outlive a runtime (config reload) and two routes with different TLS settings (CA, client
+ * certificate, SNI) never share a connection.
  */
-import { UpstreamConnection } from '../http1/upstream-connection.ts';
-import type { Logger } from '../observe/logger.ts';
-import type { UpstreamHandler } from './contract.ts';
-import { Http2Pool } from './http2-pool.ts';
-import type { UpstreamTls } from './tls-options.ts';
+import type { PoolLog, PoolSettings, UpstreamClient, UpstreamHandler } from '../upstream/contract.ts';
+import type { UpstreamTls } from '../upstream/tls-options.ts';
+import { UpstreamConnection } from './upstream-connection.ts';
 
-export interface PoolSettings {
-  readonly connectTimeoutMs: number;
-  readonly responseHeaderTimeoutMs: number;
-  readonly idleTimeoutMs: number;
-  readonly maxConnections: number;
-  readonly maxIdle: number;
-}
-
-/** Where the registry reports what a client response cannot explain alone (TLS failures). */
-export interface PoolLog {
-  logger: Logger | null;
-}
-
-export class Pool {
+export class Pool implements UpstreamClient {
+  readonly http1 = true;
   readonly host: string;
   readonly port: number;
   /** 'host:port', for logs and metrics. */
@@ -148,52 +136,4 @@ export class Pool {
 
 function handOver(requester: UpstreamHandler, conn: UpstreamConnection): void {
   requester.onUpstreamReady(conn);
-}
-
-function settingsKey(host: string, port: number, s: PoolSettings, tls: UpstreamTls | null): string {
-  const base = `${host}|${port}|${s.connectTimeoutMs}|${s.responseHeaderTimeoutMs}|${s.idleTimeoutMs}|${s.maxConnections}|${s.maxIdle}`;
-  return tls === null ? base : `${base}|${tls.key}`;
-}
-
-/** Pools keyed by scheme, target, settings and TLS settings; survives reloads. */
-export class PoolRegistry implements PoolLog {
-  private readonly pools = new Map<string, Pool>();
-  private readonly http2Pools = new Map<string, Http2Pool>();
-  /** Set by the server: TLS and HTTP/2 session failures are logged here (with their reason). */
-  logger: Logger | null = null;
-
-  /** An HTTP/1.1 pool: plain TCP when `tls` is null (http://), else TLS (https://). */
-  get(host: string, port: number, settings: PoolSettings, tls: UpstreamTls | null = null): Pool {
-    const key = `${tls === null ? 'http' : 'https'}|${settingsKey(host, port, settings, tls)}`;
-    let pool = this.pools.get(key);
-    if (pool === undefined) {
-      pool = new Pool(host, port, settings, tls, this);
-      this.pools.set(key, pool);
-    }
-    return pool;
-  }
-
-  /** A pool of multiplexed HTTP/2 sessions: h2c:// when `tls` is null, else h2:// (ALPN h2). */
-  getHttp2(host: string, port: number, settings: PoolSettings, tls: UpstreamTls | null): Http2Pool {
-    const key = `${tls === null ? 'h2c' : 'h2'}|${settingsKey(host, port, settings, tls)}`;
-    let pool = this.http2Pools.get(key);
-    if (pool === undefined) {
-      pool = new Http2Pool(host, port, settings, tls, this);
-      this.http2Pools.set(key, pool);
-    }
-    return pool;
-  }
-
-  all(): IterableIterator<Pool> {
-    return this.pools.values();
-  }
-
-  allHttp2(): IterableIterator<Http2Pool> {
-    return this.http2Pools.values();
-  }
-
-  closeIdle(): void {
-    for (const pool of this.pools.values()) pool.closeIdle();
-    for (const pool of this.http2Pools.values()) pool.closeIdle();
-  }
 }
