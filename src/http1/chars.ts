@@ -1,6 +1,7 @@
 /**
- * Byte classes and small byte helpers for the HTTP/1.1 engine (RFC 9110 §5.6.2, RFC 9112, RFC 3986).
- * Tables are built once; lookups are one array read per byte.
+ * Byte classes and small byte helpers for the HTTP/1.1 engine (RFC 9110 §5.6.2, RFC 9112). Tables are
+ * built once; lookups are one array read per byte. The request-target, authority and token tables that
+ * the HTTP/2 frame layer shares are in src/http/syntax.ts.
  */
 
 declare global {
@@ -24,37 +25,10 @@ function table(predicate: (c: number) => boolean): Uint8Array {
   return t;
 }
 
-const isAlpha = (c: number) => (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
 const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
-
-/** tchar (RFC 9110 §5.6.2): the characters of a token, e.g. a field name. */
-export const TCHAR = table(
-  (c) => isAlpha(c) || isDigit(c) || "!#$%&'*+-.^_`|~".includes(String.fromCharCode(c)),
-);
 
 /** Method characters zproxy accepts: uppercase letters, digits, '-' and '_' (nginx 1.22 takes the same but digits). */
 export const METHOD_CHAR = table((c) => (c >= 0x41 && c <= 0x5a) || isDigit(c) || c === 0x2d || c === 0x5f);
-
-/**
- * Request-target characters: visible ASCII except '\' (never valid in a URI, and some upstreams treat it
- * as '/', which would allow path confusion) and '#' (a fragment is never part of a request-target, RFC 9112
- * §3.2; components that strip it and components that do not would see different paths). Bytes above 0x7e,
- * controls, SP and DEL are rejected.
- */
-export const TARGET_CHAR = table((c) => c > 0x20 && c < 0x7f && c !== 0x5c && c !== 0x23);
-
-/**
- * reg-name characters (RFC 3986 §3.2.2): unreserved, pct-encoded and sub-delims. With ':' before a port and
- * the brackets of an IP-literal (checked in parse-head.ts, validAuthority), they make Host values and the
- * authority of a request-target: no userinfo '@', no '/', '?', '#', '\', quotes, braces or anything
- * outside visible ASCII.
- */
-export const REG_NAME_CHAR = table(
-  (c) => isAlpha(c) || isDigit(c) || "-._~%!$&'()*+,;=".includes(String.fromCharCode(c)),
-);
-
-/** ALPHA (RFC 5234). */
-export const ALPHA = table(isAlpha);
 
 /** field-vchar / SP / HTAB (RFC 9110 §5.5): anything else in a field value (CR, LF, NUL, controls) is invalid. */
 export const FIELD_VALUE_CHAR = table((c) => c === HTAB || (c >= 0x20 && c !== 0x7f));

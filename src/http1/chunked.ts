@@ -12,7 +12,8 @@
  * and, when the sink has `chunkTrailers`, the trailer section (validated as above) is handed to it as text
  * just before the body ends (used to turn HTTP/1.1 trailers into HTTP/2 trailers).
  */
-import { CR, FIELD_VALUE_CHAR, HEX_VALUE, HTAB, LF, SP, TCHAR } from './chars.ts';
+import { TCHAR } from '../http/syntax.ts';
+import { CR, FIELD_VALUE_CHAR, HEX_VALUE, HTAB, LF, SP } from './chars.ts';
 
 export const CHUNKED_MORE = -1;
 export const CHUNKED_ERROR = -2;

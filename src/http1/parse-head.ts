@@ -25,8 +25,8 @@ import {
   FIELD_OTHER,
   FIELD_TRANSFER_ENCODING,
 } from '../http/fields.ts';
+import { ALPHA, TARGET_CHAR, TCHAR, validAuthority } from '../http/syntax.ts';
 import {
-  ALPHA,
   COLON,
   CR,
   FIELD_VALUE_CHAR,
@@ -34,11 +34,8 @@ import {
   LF,
   METHOD_CHAR,
   REASON_CHAR,
-  REG_NAME_CHAR,
   SP,
   stringEqualsLower,
-  TARGET_CHAR,
-  TCHAR,
 } from './chars.ts';
 import { classifyField, lowerFieldName } from './fields.ts';
 
@@ -343,66 +340,34 @@ function markConnectionNames(head: MessageHead): void {
   }
 }
 
-const LEFT_BRACKET = 0x5b;
-const RIGHT_BRACKET = 0x5d;
-
-/**
- * Checks uri-host [ ":" port ] (RFC 3986 §3.2.2-3.2.3, RFC 9110 §7.2) in buf[start, end): an IP-literal in
- * brackets or a reg-name, then optionally ":" and digits only. `requireHost` rejects an empty host,
- * `requirePort` a missing or empty port. Used for Host values and the authority of absolute-form and
- * authority-form targets, so that "a:b", "a:1:2" or "[::1" never reach routing or an upstream.
- */
-function validAuthority(
-  buf: Buffer,
-  start: number,
-  end: number,
-  requireHost: boolean,
-  requirePort: boolean,
-): boolean {
-  let p = start;
-  if (p < end && buf[p] === LEFT_BRACKET) {
-    p++;
-    while (p < end && buf[p] !== RIGHT_BRACKET) {
-      const c = buf[p]!;
-      if (REG_NAME_CHAR[c] !== 1 && c !== COLON) return false;
-      p++;
-    }
-    if (p === end || p === start + 1) return false;
-    p++;
-  } else {
-    while (p < end && REG_NAME_CHAR[buf[p]!] === 1) p++;
-    if (requireHost && p === start) return false;
-  }
-  if (p === end) return !requirePort;
-  if (buf[p] !== COLON) return false;
-  p++;
-  if (requirePort && p === end) return false;
-  for (; p < end; p++) {
-    if (buf[p]! < 0x30 || buf[p]! > 0x39) return false;
-  }
-  return true;
-}
-
 /**
  * Checks the form of a request-target whose characters are TARGET_CHAR (RFC 9112 §3.2): origin-form
  * ("/" ...) for any method but CONNECT; asterisk-form ("*") for OPTIONS only; authority-form (host ":"
  * port) for CONNECT only; otherwise absolute-form: a scheme of letters, "://", an authority with a
- * non-empty host and no userinfo (RFC 9110 §4.2.1, §4.2.4), then an optional path or query.
+ * non-empty host and no userinfo (RFC 9110 §4.2.1, §4.2.4), then an optional path or query. Authorities
+ * are checked by the rule HTTP/2 shares (src/http/syntax.ts, validAuthority).
  */
-function validTargetForm(method: string, buf: Buffer, start: number, end: number): boolean {
-  if (method === 'CONNECT') return validAuthority(buf, start, end, true, true);
-  const first = buf[start];
+function validTargetForm(method: string, target: string): boolean {
+  const end = target.length;
+  if (method === 'CONNECT') return validAuthority(target, 0, end, true, true);
+  const first = target.charCodeAt(0);
   if (first === 0x2f) return true;
-  if (first === 0x2a) return end - start === 1 && method === 'OPTIONS';
-  let p = start;
-  while (p < end && ALPHA[buf[p]!] === 1) p++;
-  if (p === start || p + 3 > end || buf[p] !== COLON || buf[p + 1] !== 0x2f || buf[p + 2] !== 0x2f) {
+  if (first === 0x2a) return end === 1 && method === 'OPTIONS';
+  let p = 0;
+  while (p < end && ALPHA[target.charCodeAt(p)] === 1) p++;
+  if (
+    p === 0 ||
+    p + 3 > end ||
+    target.charCodeAt(p) !== COLON ||
+    target.charCodeAt(p + 1) !== 0x2f ||
+    target.charCodeAt(p + 2) !== 0x2f
+  ) {
     return false;
   }
   p += 3;
   const authorityStart = p;
-  while (p < end && buf[p] !== 0x2f && buf[p] !== 0x3f) p++;
-  return validAuthority(buf, authorityStart, p, true, false);
+  while (p < end && target.charCodeAt(p) !== 0x2f && target.charCodeAt(p) !== 0x3f) p++;
+  return validAuthority(target, authorityStart, p, true, false);
 }
 
 /**
@@ -536,11 +501,12 @@ function parseFields(
           req.error = 'several Host fields';
           return -400;
         }
-        if (!validAuthority(buf, valueStart, valueEnd, false, false)) {
+        const host = buf.latin1Slice(valueStart, valueEnd);
+        if (!validAuthority(host, 0, host.length, false, false)) {
           req.error = 'invalid Host';
           return -400;
         }
-        req.host = buf.latin1Slice(valueStart, valueEnd);
+        req.host = host;
       } else if (kind === FIELD_EXPECT) {
         const v = buf.latin1Slice(valueStart, valueEnd);
         if (!stringEqualsLower(v, '100-continue')) {
@@ -609,11 +575,12 @@ export function parseRequestHead(
     head.error = 'invalid request-target';
     return -400;
   }
-  if (!validTargetForm(head.method, buf, targetStart, p)) {
+  const target = buf.latin1Slice(targetStart, p);
+  if (!validTargetForm(head.method, target)) {
     head.error = 'request-target not in origin, absolute, authority or asterisk form';
     return -400;
   }
-  head.target = buf.latin1Slice(targetStart, p);
+  head.target = target;
   p++;
 
   if (p + 10 > end) {

@@ -11,7 +11,7 @@ import {
   FIELD_UPGRADE,
   FIELD_X_FORWARDED_FOR,
 } from '../../src/http/fields.ts';
-import { TCHAR } from '../../src/http1/chars.ts';
+import { TCHAR } from '../../src/http/syntax.ts';
 import {
   F_LINE_END,
   F_NAME_END,
