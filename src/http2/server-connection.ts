@@ -20,6 +20,7 @@
 
 import type { Socket } from 'node:net';
 import { CONNECTION_SPECIFIC_MASK, kindOfName } from '../http/fields.ts';
+import { TCHAR, validAuthority, validOriginForm } from '../http/syntax.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import { StreamIdTable } from '../util/stream-id-table.ts';
 import {
@@ -821,12 +822,21 @@ export class H2ServerConnection implements Timed {
       if (seen & bit || !validValue(value)) return REQUEST_MALFORMED;
       seen |= bit;
     }
-    if (stream.method === 'CONNECT' && (seen & 16) === 0) {
-      if (seen !== (1 | 4)) return REQUEST_MALFORMED;
+    const method = stream.method;
+    const authority = stream.authority;
+    if (method === 'CONNECT' && (seen & 16) === 0) {
+      // RFC 9113 §8.5: only :method and :authority, which is the host and port to connect to.
+      if (seen !== (1 | 4) || !validAuthority(authority, 0, authority.length, true, true))
+        return REQUEST_MALFORMED;
     } else {
-      if ((seen & (1 | 2 | 8)) !== (1 | 2 | 8) || stream.path === '') return REQUEST_MALFORMED;
-      if (seen & 16 && (stream.method !== 'CONNECT' || (seen & 4) === 0)) return REQUEST_MALFORMED;
-      if (!validToken(stream.method)) return REQUEST_MALFORMED;
+      if ((seen & (1 | 2 | 8)) !== (1 | 2 | 8)) return REQUEST_MALFORMED;
+      if (seen & 16 && (method !== 'CONNECT' || (seen & 4) === 0)) return REQUEST_MALFORMED;
+      if (!validToken(method)) return REQUEST_MALFORMED;
+      // The request-target and Host grammar of the HTTP/1.1 parser (src/http/syntax.ts): an HTTP/1.1
+      // upstream gets :path as its request-target and :authority as its Host.
+      if (!validPath(method, stream.path)) return REQUEST_MALFORMED;
+      if ((seen & 4) !== 0 && !validAuthority(authority, 0, authority.length, false, false))
+        return REQUEST_MALFORMED;
     }
     const fields: string[] = [];
     let count = 0;
@@ -843,8 +853,13 @@ export class H2ServerConnection implements Timed {
         if (stream.contentLength >= 0 && stream.contentLength !== n) return REQUEST_MALFORMED;
         stream.contentLength = n;
       }
-      if (name === 'host' && (seen & 4) !== 0 && value.toLowerCase() !== stream.authority.toLowerCase())
-        return REQUEST_MALFORMED; // routing and the upstream must see one host (RFC 9113 §8.3.1)
+      if (name === 'host') {
+        // Routing and the upstream must see one host (RFC 9113 §8.3.1); without :authority, the host
+        // field is the authority and obeys the same grammar.
+        if ((seen & 4) !== 0) {
+          if (value.toLowerCase() !== authority.toLowerCase()) return REQUEST_MALFORMED;
+        } else if (!validAuthority(value, 0, value.length, false, false)) return REQUEST_MALFORMED;
+      }
       if (++count > this.options.maxHeaderFields) tooMany = true;
       else fields.push(name, value);
     }
@@ -1299,11 +1314,18 @@ function validName(name: string): boolean {
 
 function validToken(s: string): boolean {
   if (s.length === 0) return false;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c > 0x7f || TOKEN[c] !== 1) return false;
-  }
+  for (let i = 0; i < s.length; i++) if (TCHAR[s.charCodeAt(i)] !== 1) return false;
   return true;
+}
+
+/**
+ * A `:path` (RFC 9113 §8.3.1): origin-form with the characters an HTTP/1.1 request-target may hold, or
+ * `*` for OPTIONS (answered 400 later, as over HTTP/1.1). The path of an extended CONNECT (RFC 8441 §4)
+ * is origin-form too.
+ */
+function validPath(method: string, path: string): boolean {
+  if (path.length === 1 && path.charCodeAt(0) === 0x2a) return method === 'OPTIONS';
+  return validOriginForm(path);
 }
 
 /** A field value: no NUL, CR or LF, and no whitespace at either end (RFC 9113 §8.2.1). */
@@ -1321,8 +1343,6 @@ function validValue(value: string): boolean {
   return true;
 }
 
-const TOKEN = new Uint8Array(128);
-for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-  TOKEN[c.charCodeAt(0)] = 1;
+/** tchar without uppercase letters: the characters of an HTTP/2 field name. */
 const TOKEN_LOWER = new Uint8Array(256);
-for (let c = 0; c < 128; c++) if (TOKEN[c] === 1 && !(c >= 0x41 && c <= 0x5a)) TOKEN_LOWER[c] = 1;
+for (let c = 0; c < 256; c++) if (TCHAR[c] === 1 && !(c >= 0x41 && c <= 0x5a)) TOKEN_LOWER[c] = 1;

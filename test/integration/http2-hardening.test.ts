@@ -154,6 +154,22 @@ describe('HTTP/2 hardening', () => {
     ['an unknown pseudo-header', (p) => [...G(p), [':foo', 'bar']]],
     ['a :status in a request', (p) => [...G(p), [':status', '200']]],
     ['a host that differs from :authority', (p) => [...G(p), ['host', 'elsewhere.example']]],
+    // The request-target and Host grammar of HTTP/1.1 (docs/security.md): each of these used to reach
+    // the HTTP/1.1 upstream, the first as the request line `GET <path> HTTP/1.0 HTTP/1.1`.
+    ['a :path with a space and a version', (p) => G(`${p} HTTP/1.0`)],
+    ['a :path with a backslash', (p) => G(`${p}\\x`)],
+    ['a :path with a fragment', (p) => G(`${p}#f`)],
+    ['a :path with a byte above 0x7f', (p) => G(`${p}\xe9`)],
+    ['a :path with a control character', (p) => G(`${p}\x01`)],
+    ['a :path in absolute-form', (p) => G(`http://localhost${p}`)],
+    ['an :authority with userinfo', (p) => getFields(p, 'user@a.test')],
+    ['an :authority with a path', (p) => getFields(p, 'a.test/x')],
+    ['an :authority with a port that is not digits', (p) => getFields(p, 'a:b')],
+    ['an :authority with a control character', (p) => getFields(p, '\x01ctl')],
+    [
+      'a host with userinfo and no :authority',
+      (p) => [...G(p).filter(([n]) => n !== ':authority'), ['host', 'user@a.test']],
+    ],
     ['an invalid content-length', (p) => post(p, [['content-length', 'abc']])],
     [
       'two different content-lengths',
@@ -169,6 +185,7 @@ describe('HTTP/2 hardening', () => {
     test(`malformed: ${name} is RST_STREAM PROTOCOL_ERROR, never forwarded; the connection still serves`, async () => {
       const path = `/malformed-${name.replace(/\W+/g, '-')}`;
       const c = await RawH2Client.connect(proxy.port);
+      const before = upstream.requests.length;
       try {
         const o = await c.outcome(c.request(fields(path)));
         assert.equal(o.status, 0);
@@ -178,6 +195,7 @@ describe('HTTP/2 hardening', () => {
         assert.equal(ok.status, 200);
         assert.equal(seen(path).length, 0);
         assert.equal(seen(`/after${path}`).length, 1);
+        assert.equal(upstream.requests.length, before + 1, 'only the request after it reached the upstream');
       } finally {
         c.close();
       }

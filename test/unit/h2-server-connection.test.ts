@@ -9,6 +9,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { after, test } from 'node:test';
 import fc from 'fast-check';
+import { parseRequestHead, RequestHead } from '../../src/http1/parse-head.ts';
 import {
   type H2ConnectionError,
   H2ServerConnection,
@@ -312,6 +313,195 @@ test('malformed requests are refused (RFC 9113 §8.2, §8.3)', async () => {
     ],
   ];
   for (const fields of cases) await refused(fields);
+});
+
+/**
+ * `:path` values that are not origin-form request-targets of the characters an HTTP/1.1 request-target may
+ * hold (src/http/syntax.ts): over HTTP/2 they used to reach an HTTP/1.1 upstream as its request line
+ * ("/x HTTP/1.0" became `GET /x HTTP/1.0 HTTP/1.1`).
+ */
+const BAD_PATHS = [
+  '/x HTTP/1.0',
+  '/x\\y',
+  '/x#fragment',
+  '/x\x80',
+  '/caf\xe9',
+  '/x\x01',
+  '/x\x7f',
+  '/x\ty',
+  'x',
+  'http://a.test/x',
+  '*',
+];
+
+/** `:authority` or `host` values that are not a host with an optional port of digits (as HTTP/1.1's Host). */
+const BAD_AUTHORITIES = [
+  'user@a.test',
+  'a.test/x',
+  'a:b',
+  '\x01ctl',
+  'a:1:2',
+  '[::1',
+  '[]',
+  'a.test\\x',
+  'a b',
+  'a.test?x',
+  'a.test#x',
+  'caf\xe9.test',
+];
+
+test('a :path that is not an origin-form request-target of HTTP/1.1 characters is refused, never delivered', async () => {
+  for (const path of BAD_PATHS) await refused(getFields(path));
+  // `*` is for OPTIONS only.
+  await refused([
+    [':method', 'GET'],
+    [':scheme', 'http'],
+    [':path', '*'],
+  ]);
+});
+
+test('an :authority or host that is not a valid HTTP/1.1 Host is refused, never delivered', async () => {
+  for (const authority of BAD_AUTHORITIES) {
+    await refused(getFields('/', authority));
+    await refused([...getFields('/').filter(([n]) => n !== ':authority'), ['host', authority]]);
+  }
+  // A plain CONNECT names a host and a port (RFC 9113 §8.5).
+  for (const authority of ['a.test', 'a.test:', ':443', 'user@a.test:443']) {
+    await refused([
+      [':method', 'CONNECT'],
+      [':authority', authority],
+    ]);
+  }
+});
+
+test('origin-form paths of every request-target character, OPTIONS *, and valid authorities are delivered', async () => {
+  const server = await startServer();
+  const client = await RawH2Client.connect(server.port);
+  const delivered: [string, string, string][] = [
+    ['GET', '/a-._~!$&\'()*+,;=:@%2F/b?q=[x]{y}|^`"<>/?', 'a.test'],
+    ['OPTIONS', '*', 'a.test'],
+    ['GET', '/', '[::1]:8080'],
+    ['GET', '/', 'A.Test:'],
+    ['GET', '/', "sub-delims!$&'()*+,;=%41~_.-:80"],
+    ['GET', '/', ''],
+  ];
+  try {
+    for (const [method, path, authority] of delivered) {
+      const fields: [string, string][] = [
+        [':method', method],
+        [':scheme', 'http'],
+        [':path', path],
+        [':authority', authority],
+      ];
+      assert.equal((await client.outcome(client.request(fields))).status, 200, `${path} ${authority}`);
+    }
+    const viaHost: [string, string][] = [
+      ...getFields('/h').filter(([n]) => n !== ':authority'),
+      ['host', 'a.test:81'],
+    ];
+    assert.equal((await client.outcome(client.request(viaHost))).status, 200);
+    const connect: [string, string][] = [
+      [':method', 'CONNECT'],
+      [':authority', 'a.test:443'],
+    ];
+    assert.equal((await client.outcome(client.request(connect))).status, 200);
+    assert.deepEqual(server.seen, [...delivered.map(([m, p]) => `${m} ${p}`), 'GET /h', 'CONNECT ']);
+  } finally {
+    client.close();
+  }
+});
+
+test('an extended CONNECT (RFC 8441) needs an origin-form :path and a valid :authority', async () => {
+  const server = await startServer({ enableConnectProtocol: true });
+  const client = await RawH2Client.connect(server.port);
+  const connect = (path: string, authority: string): [string, string][] => [
+    [':method', 'CONNECT'],
+    [':protocol', 'websocket'],
+    [':scheme', 'http'],
+    [':path', path],
+    [':authority', authority],
+  ];
+  try {
+    assert.equal((await client.outcome(client.request(connect('/chat?room=1', 'a.test')))).status, 200);
+    for (const [path, authority] of [
+      ['chat', 'a.test'],
+      ['*', 'a.test'],
+      ['/chat x', 'a.test'],
+      ['/chat', 'user@a.test'],
+    ] as const) {
+      const o = await client.outcome(client.request(connect(path, authority)));
+      assert.equal(o.resetCode, ERROR.PROTOCOL_ERROR, `${path} ${authority}`);
+    }
+    assert.deepEqual(server.seen, ['CONNECT /chat?room=1']);
+  } finally {
+    client.close();
+  }
+});
+
+/** What the HTTP/1.1 parser makes of a request-target and a Host: accepted as sent, or not. */
+function http1Accepts(target: string, host: string): boolean {
+  const raw = Buffer.from(`GET ${target} HTTP/1.1\r\nHost: ${host}\r\n\r\n`, 'latin1');
+  const head = new RequestHead();
+  const limits = { maxHeaderBytes: 1 << 20, maxHeaderCount: 100, maxUriBytes: 1 << 20 };
+  return (
+    parseRequestHead(raw, 0, raw.length, limits, head) > 0 && head.target === target && head.host === host
+  );
+}
+
+test('differential: the frame layer takes a :path exactly when the HTTP/1.1 parser takes it as an origin-form target, and an :authority exactly when it takes it as Host', async () => {
+  const server = await startServer({ maxResetsPerSecond: 1e9 });
+  const client = await RawH2Client.connect(server.port);
+  /** The frame layer's verdict: delivered (true) or refused as malformed (false). */
+  const h2Accepts = async (path: string, authority: string): Promise<boolean> => {
+    const o = await client.outcome(client.request(getFields(path, authority)));
+    if (o.status === 200) return true;
+    assert.equal(o.resetCode, ERROR.PROTOCOL_ERROR, JSON.stringify([path, authority]));
+    return false;
+  };
+  const char = fc.oneof(
+    fc.constantFrom(..."/?=&%.-_~!$'()*+,;:@[]aZ09"),
+    fc.constantFrom(
+      ' ',
+      '\\',
+      '#',
+      '\t',
+      '"',
+      '<',
+      '>',
+      '{',
+      '}',
+      '|',
+      '^',
+      '`',
+      '\x7f',
+      '\x01',
+      '\x80',
+      '\xff',
+    ),
+    fc.integer({ min: 0, max: 255 }).map((c) => String.fromCharCode(c)),
+  );
+  const text = fc.array(char, { maxLength: 24 }).map((chars) => chars.join(''));
+  try {
+    await fc.assert(
+      fc.asyncProperty(text, fc.boolean(), async (rest, slash) => {
+        const path = slash ? `/${rest}` : rest;
+        const h2 = await h2Accepts(path, 'a.test');
+        const h1 = http1Accepts(path, 'a.test');
+        if (h2) assert.ok(h1, `the frame layer took ${JSON.stringify(path)}, the HTTP/1.1 parser did not`);
+        if (slash) assert.equal(h2, h1, JSON.stringify(path));
+      }),
+      { seed: 0x5eed, numRuns: 400 },
+    );
+    await fc.assert(
+      fc.asyncProperty(text, async (authority) => {
+        const h2 = await h2Accepts('/', authority);
+        assert.equal(h2, http1Accepts('/', authority), JSON.stringify(authority));
+      }),
+      { seed: 0x5eed, numRuns: 400 },
+    );
+  } finally {
+    client.close();
+  }
 });
 
 test('content-length that disagrees with the DATA received is refused', async () => {
