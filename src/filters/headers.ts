@@ -15,6 +15,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { HeaderRulesConfig, HeadersConfig, RewriteConfig } from '../config/headers-schema.ts';
+import { isManagedName } from '../http/fields.ts';
 import type {
   FieldEdits,
   Filter,
@@ -23,18 +24,6 @@ import type {
   FilterFactory,
   PhaseResult,
 } from '../pipeline/contract.ts';
-
-/** Fields zproxy manages itself: the rules may not touch them. */
-export const MANAGED_FIELDS: ReadonlySet<string> = new Set([
-  'connection',
-  'keep-alive',
-  'transfer-encoding',
-  'te',
-  'upgrade',
-  'proxy-connection',
-  'host',
-  'content-length',
-]);
 
 // Variable codes of a compiled template.
 const V_CLIENT_IP = 0;
@@ -199,9 +188,14 @@ export function compileTemplate(text: string, field: string, route: string): Tem
   return new Template(kinds, texts);
 }
 
+/**
+ * A rule's field name in lowercase. The fields zproxy manages itself (framing, Host, hop-by-hop: the one
+ * rule of src/http/fields.ts, which FieldEditList applies to every filter at run time) are refused here,
+ * when the config is loaded.
+ */
 function checkName(name: string, field: string): string {
   const lower = name.toLowerCase();
-  if (MANAGED_FIELDS.has(lower)) {
+  if (isManagedName(lower)) {
     throw new HeadersConfigError(
       field,
       `${lower} is a hop-by-hop or framing field that zproxy manages itself; the headers filter cannot change it`,

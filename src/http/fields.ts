@@ -93,6 +93,21 @@ export const CONNECTION_SPECIFIC_MASK =
   kindBit(FIELD_TRANSFER_ENCODING) |
   kindBit(FIELD_UPGRADE);
 
+/**
+ * Fields zproxy writes itself on every hop: the framing fields (Content-Length, Transfer-Encoding), Host,
+ * and the hop-by-hop and connection-specific ones. An edit of one by a filter could make the next hop read
+ * the message differently (request smuggling toward the upstream, response splitting toward the client),
+ * so filters cannot set, add or remove them (src/pipeline/field-edits.ts, the `headers` filter's config),
+ * and a filter's local answer does not carry them (src/pipeline/local-response.ts).
+ */
+export const MANAGED_MASK =
+  HOP_BY_HOP_MASK | CONNECTION_SPECIFIC_MASK | kindBit(FIELD_CONTENT_LENGTH) | kindBit(FIELD_HOST);
+
+/** True for the lowercase name of a field zproxy manages (see MANAGED_MASK). */
+export function isManagedName(lowerName: string): boolean {
+  return (MANAGED_MASK & kindBit(kindOfName(lowerName))) !== 0;
+}
+
 /** True for a hop-by-hop kind (see HOP_BY_HOP_MASK). */
 export function isHopByHop(kind: number): boolean {
   return (HOP_BY_HOP_MASK & (1 << kind)) !== 0;

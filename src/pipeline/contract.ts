@@ -70,7 +70,9 @@ export interface FilterResponse {
 
 /**
  * Changes to a message's fields, applied in order by the engine when it writes the message. Names are
- * case-insensitive; values must be valid field values (no CR, LF or NUL).
+ * case-insensitive; values must be valid field values (no CR, LF or NUL). The fields zproxy manages
+ * (Content-Length, Transfer-Encoding, Host, Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
+ * Upgrade, HTTP2-Settings) cannot be edited. Anything else throws a TypeError.
  */
 export interface FieldEdits {
   /** Replaces every field of that name with one. */

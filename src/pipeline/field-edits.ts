@@ -2,7 +2,12 @@
  * The edits filters make to a message's fields (FieldEdits of the contract), kept as the set of names
  * whose received fields are dropped and the fields added, in order. The engines apply them when they
  * write the message: received fields whose name is in `dropped` are skipped, then `added` is written.
+ *
+ * An edit throws a TypeError (the phase runner answers 500 ZP_ERR_FILTER_FAILED and logs it) for a name
+ * that is not a token, a value with CR, LF or NUL, and a field zproxy manages: the framing fields, Host and
+ * the hop-by-hop ones (isManagedName, src/http/fields.ts), which the engines write themselves.
  */
+import { isManagedName } from '../http/fields.ts';
 import type { FieldEdits } from './contract.ts';
 
 /** RFC 9110 §5.1 token characters. */
@@ -19,6 +24,11 @@ function checkName(name: string): string {
   if (known !== undefined) return known;
   const lower = name.toLowerCase();
   if (!TOKEN.test(lower)) throw new TypeError(`invalid field name ${JSON.stringify(name)}`);
+  if (isManagedName(lower)) {
+    throw new TypeError(
+      `field ${lower} is managed by zproxy (framing, Host or hop-by-hop): filters cannot set, add or remove it`,
+    );
+  }
   if (CHECKED_NAMES.size < 1024) CHECKED_NAMES.set(name, lower);
   return lower;
 }

@@ -1,13 +1,14 @@
 /**
  * A filter's LocalResponse as the fields and body an engine writes: the filter's fields, then the
  * chain's response edits (CORS fields set in the request phase reach a 401 or a 429 this way), and a
- * Content-Length for the body. Framing and connection fields are the engine's.
+ * Content-Length for the body. The fields zproxy manages (framing, Host, hop-by-hop: isManagedName,
+ * src/http/fields.ts) are the engine's: a LocalResponse's are left out.
  */
 import { errorBody } from '../errors.ts';
+import { isManagedName } from '../http/fields.ts';
 import type { LocalResponse } from './contract.ts';
 import type { FieldEditList } from './field-edits.ts';
 
-const FRAMING = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive']);
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 const FORBIDDEN_VALUE = /[\r\n\0]/;
 
@@ -55,7 +56,7 @@ export function renderLocal(given: LocalResponse, edits: FieldEditList | null, h
   if (headers !== undefined) {
     for (const raw of Object.keys(headers)) {
       const name = raw.toLowerCase();
-      if (FRAMING.has(name)) {
+      if (isManagedName(name)) {
         const value = headers[raw];
         if (head && name === 'content-length' && typeof value === 'string' && /^\d{1,15}$/.test(value)) {
           headLength = value;

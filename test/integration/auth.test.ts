@@ -111,14 +111,22 @@ async function runCases(
 
 /** zproxy must refuse to start with `config`: a config error whose message matches `message`. */
 async function refused(config: AuthConfig, message: RegExp): Promise<void> {
-  await assert.rejects(
-    () => proxyWith(config),
-    (error: Error & { code?: string }) => {
-      assert.equal(error.code, 'ZP_ERR_CONFIG', error.message);
-      assert.match(error.message, message);
-      return true;
-    },
-  );
+  let started: StartedProxy | null = null;
+  try {
+    await assert.rejects(
+      async () => {
+        started = await proxyWith(config);
+      },
+      (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'ZP_ERR_CONFIG', error.message);
+        assert.match(error.message, message);
+        return true;
+      },
+    );
+  } finally {
+    // A proxy that started anyway (the test fails) is stopped, so that the failure is reported.
+    await (started as StartedProxy | null)?.close(100);
+  }
 }
 
 describe('api_key', () => {
@@ -230,6 +238,15 @@ describe('api_key', () => {
     await refused(
       { api_keys: ['k'], secret: 'x'.repeat(32) },
       /^routes\[0\]\.middlewares\[0\]\.config\.secret: only for kind "jwt"/,
+    );
+    // Fields zproxy manages cannot be edited by filters (docs/filters.md, "Edits").
+    await refused(
+      { api_keys: ['k'], header: 'Host' },
+      /^routes\[0\]\.middlewares\[0\]\.config\.header: host is a hop-by-hop or framing field/,
+    );
+    await refused(
+      { kind: 'jwt', secret: 'x'.repeat(32), forward_claims: { sub: 'x-user', size: 'Content-Length' } },
+      /^routes\[0\]\.middlewares\[0\]\.config\.forward_claims\.size: content-length is a hop-by-hop/,
     );
   });
 });

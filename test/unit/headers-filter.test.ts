@@ -170,6 +170,12 @@ describe('config errors', () => {
     ],
     [{ request: { remove: ['host'] } }, /^config\.request\.remove\[0\]: host is a/],
     [{ request_id: { header: 'TE' } }, /^config\.request_id\.header: te is a/],
+    // The one rule of src/http/fields.ts (isManagedName), which FieldEditList applies at run time too.
+    [{ response: { set: { Trailer: 'x' } } }, /^config\.response\.set\.Trailer: trailer is a hop-by-hop/],
+    [{ request: { remove: ['HTTP2-Settings'] } }, /^config\.request\.remove\[0\]: http2-settings is a/],
+    [{ request: { add: { upgrade: 'h2c' } } }, /^config\.request\.add\.upgrade: upgrade is a/],
+    [{ request: { set: { 'Keep-Alive': '1' } } }, /^config\.request\.set\.Keep-Alive: keep-alive is a/],
+    [{ response: { remove: ['proxy-connection'] } }, /^config\.response\.remove\[0\]: proxy-connection is a/],
     [
       { request: { add: { 'x-a': ['ok', 'bad ${nope}'] } } },
       /^config\.request\.add\.x-a\[1\]: unknown variable \$\{nope\}/,

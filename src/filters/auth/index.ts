@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import type { JWTPayload } from 'jose';
 import { LRUCache } from 'lru-cache';
 import type { AuthConfig } from '../../config/auth-schema.ts';
+import { isManagedName } from '../../http/fields.ts';
 import type {
   Filter,
   FilterContext,
@@ -57,6 +58,19 @@ const KIND_FIELDS: Record<string, readonly string[]> = {
   ],
 };
 
+/**
+ * A field the filter edits on the forwarded request (the credential's header, a claim's header): never one
+ * zproxy manages itself (framing, Host, hop-by-hop), which filters cannot edit (src/http/fields.ts).
+ */
+function checkEditedName(path: string, lowerName: string): void {
+  if (isManagedName(lowerName)) {
+    throw new AuthConfigError(
+      path,
+      `${lowerName} is a hop-by-hop or framing field that zproxy manages itself; the auth filter cannot use it`,
+    );
+  }
+}
+
 function checkKindFields(config: AuthConfig, kind: string): void {
   for (const [other, fields] of Object.entries(KIND_FIELDS)) {
     if (other === kind) continue;
@@ -97,6 +111,7 @@ export class ApiKeyFilter implements Filter {
     this.keys = new ApiKeySet(entries);
     this.#queryParam = config.query_param ?? null;
     this.#header = config.header?.toLowerCase() ?? (this.#queryParam === null ? 'x-api-key' : null);
+    if (this.#header !== null) checkEditedName('header', this.#header);
     this.#strip = config.strip_credentials ?? true;
     // RFC 9110 needs a challenge with a 401; API keys have no registered scheme, so one named after them.
     const challenge = `ApiKey realm=${quoted(config.realm ?? 'zproxy')}`;
@@ -232,9 +247,11 @@ export class JwtFilter implements Filter {
     this.#realm = config.realm ?? 'zproxy';
     this.#skew = config.clock_skew_seconds ?? 30;
     this.#strip = config.strip_credentials ?? true;
-    this.#forward = Object.entries(config.forward_claims ?? {}).map(
-      ([c, h]) => [c, h.toLowerCase()] as const,
-    );
+    this.#forward = Object.entries(config.forward_claims ?? {}).map(([c, h]) => {
+      const header = h.toLowerCase();
+      checkEditedName(`forward_claims.${c}`, header);
+      return [c, header] as const;
+    });
     this.#scopes = [...(config.required_scopes ?? [])];
     this.#missing = unauthorized(`Bearer realm=${quoted(this.#realm)}`, 'A bearer token is required');
     this.#insufficient =
