@@ -26,7 +26,7 @@ import type {
 import { ApiKeySet, parseKeysFile, queryParam, withoutQueryParam } from './api-key.ts';
 import { forbidden, quoted, unauthorized, unavailable } from './challenge.ts';
 import { type JwtOutcome, JwtVerifier } from './jwt.ts';
-import { type PasswordVerifier, parseHtpasswd, passwordVerifier } from './password-hash.ts';
+import { dummyHashLike, type PasswordVerifier, parseHtpasswd, passwordVerifier } from './password-hash.ts';
 
 /** A config the filter cannot be built from; `path` is relative to the middleware's `config`. */
 export class AuthConfigError extends Error {
@@ -150,12 +150,15 @@ export class ApiKeyFilter implements Filter {
 // ---------------------------------------------------------------------------------------------
 
 const BASIC_PREFIX = /^basic +/i;
-/** A hash no password matches, checked for unknown users so their answer takes as long as a known one's. */
-const DUMMY = passwordVerifier(
-  '$2b$10$CwTycUXWue0Thq9StjUM0uJ8DPLKXt1FYlwYpQW2G3cAwjKoh2WZu',
-) as PasswordVerifier;
 
 export class BasicFilter implements Filter {
+  /**
+   * A hash no password matches, with the algorithm and cost of the first configured user's (built once,
+   * here): an unknown user's password is checked against it, so that the answer takes as long as a known
+   * user's and does not tell which users exist.
+   */
+  readonly dummyHash: string;
+  readonly #dummy: PasswordVerifier;
   readonly #users: Map<string, PasswordVerifier>;
   readonly #strip: boolean;
   readonly #missing: LocalResponse;
@@ -188,6 +191,8 @@ export class BasicFilter implements Filter {
       if (typeof verifier === 'string') throw new AuthConfigError(where, `expected ${verifier}`);
       this.#users.set(user, verifier);
     }
+    this.dummyHash = dummyHashLike(pairs[0]![1]);
+    this.#dummy = passwordVerifier(this.dummyHash) as PasswordVerifier;
     this.#strip = config.strip_credentials ?? true;
     const challenge = `Basic realm=${quoted(config.realm ?? 'zproxy')}, charset="UTF-8"`;
     this.#missing = unauthorized(challenge, 'Credentials are required');
@@ -205,7 +210,7 @@ export class BasicFilter implements Filter {
     const digest = createHash('sha256').update(user).update('\0').update(password).digest('hex');
     if (this.#verified.get(digest) === user) return this.#accept(ctx, user);
     const verifier = this.#users.get(user);
-    if (verifier === undefined) return DUMMY.verify(password).then(() => this.#invalid);
+    if (verifier === undefined) return this.#dummy.verify(password).then(() => this.#invalid);
     return verifier.verify(password).then((ok) => {
       if (!ok) return this.#invalid;
       this.#verified.set(digest, user);

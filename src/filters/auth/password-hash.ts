@@ -6,7 +6,7 @@
  *   the stored one (16 to 128 bytes); N up to 2^20.
  * Both are checked asynchronously (bcryptjs yields between rounds, scrypt runs on the thread pool).
  */
-import { scrypt, timingSafeEqual } from 'node:crypto';
+import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import bcrypt from 'bcryptjs';
 
 export interface PasswordVerifier {
@@ -67,6 +67,41 @@ export function passwordVerifier(hash: string): PasswordVerifier | string {
     return new ScryptVerifier(ln, r, p, salt, key);
   }
   return 'a bcrypt ($2a$, $2b$, $2y$) or scrypt ($scrypt$ln=..,r=..,p=..$salt$key) hash';
+}
+
+/**
+ * The algorithm and cost of an accepted hash, as text (`bcrypt cost=10`, `scrypt ln=15,r=8,p=1 key=32
+ * salt=16`): two hashes with the same parameters cost the same to check. Null for any other string.
+ */
+export function hashParameters(hash: string): string | null {
+  if (BCRYPT.test(hash)) return `bcrypt cost=${Number(hash.slice(4, 6))}`;
+  const m = SCRYPT.exec(hash);
+  if (m === null) return null;
+  const salt = base64(m[4] as string).length;
+  const key = base64(m[5] as string).length;
+  return `scrypt ln=${Number(m[1])},r=${Number(m[2])},p=${Number(m[3])} key=${key} salt=${salt}`;
+}
+
+/** The characters of bcrypt's base64 (64 of them, so `byte & 63` picks one uniformly). */
+const BCRYPT_ALPHABET = './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+
+/**
+ * A hash with the algorithm and parameters of `hash` (an accepted one, see passwordVerifier) that no
+ * password matches: a random salt and digest under the same bcrypt cost, or the same scrypt N, r, p and
+ * lengths with a random salt and key. Checking a password against it costs what checking it against `hash`
+ * does, which is what an unknown user must cost (nothing is hashed to build it).
+ */
+export function dummyHashLike(hash: string): string {
+  if (BCRYPT.test(hash)) {
+    let tail = '';
+    for (const b of randomBytes(53)) tail += BCRYPT_ALPHABET[b & 63];
+    return `$2b$${hash.slice(4, 6)}$${tail}`;
+  }
+  const m = SCRYPT.exec(hash);
+  if (m === null) throw new TypeError('not a bcrypt or scrypt hash');
+  const salt = randomBytes(base64(m[4] as string).length).toString('base64');
+  const key = randomBytes(base64(m[5] as string).length).toString('base64');
+  return `$scrypt$ln=${m[1]},r=${m[2]},p=${m[3]}$${salt}$${key}`;
 }
 
 /** `user:hash` lines of an htpasswd file (blank lines and `#` comments skipped). */
