@@ -445,11 +445,14 @@ function parseFields(
     while (valueEnd > valueStart && (buf[valueEnd - 1] === SP || buf[valueEnd - 1] === HTAB)) valueEnd--;
     p += 2;
     if (p > headLimit) {
-      head.error = 'head larger than limits.max_header_bytes';
+      // An upstream's response head has fixed limits (src/http1/upstream-connection.ts), not the config's.
+      head.error = request ? 'head larger than limits.max_header_bytes' : 'response head too large';
       return -431;
     }
     if (count >= limits.maxHeaderCount) {
-      head.error = 'more field lines than limits.max_header_count';
+      head.error = request
+        ? 'more field lines than limits.max_header_count'
+        : 'too many field lines in the response head';
       return -431;
     }
     const kind = classifyField(buf, nameStart, nameEnd);

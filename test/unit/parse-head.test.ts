@@ -550,3 +550,18 @@ describe('the head parsers on arbitrary input', () => {
     );
   });
 });
+
+test('a response head over its limits is refused (502) with a reason that names no configuration key', () => {
+  // The limits of an upstream's response head are fixed (64 KiB, 256 field lines), not limits.max_header_*.
+  const limits = { maxHeaderBytes: 64, maxHeaderCount: 2, maxUriBytes: 0 };
+  const heads = [
+    [`HTTP/1.1 200 OK\r\nX-Big: ${'b'.repeat(100)}\r\n\r\n`, 'response head too large'],
+    ['HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n', 'too many field lines in the response head'],
+  ];
+  for (const [raw, reason] of heads) {
+    const buf = Buffer.from(raw!, 'latin1');
+    const head = new ResponseHead();
+    assert.equal(parseResponseHead(buf, 0, buf.length, limits, head), -502);
+    assert.equal(head.error, reason);
+  }
+});
