@@ -188,7 +188,7 @@ function trustedProxiesTooWide(input: ConfigInput, found: LocatedWarning[]): voi
     found.push({
       code: 'ZP_WARN_TRUSTED_PROXIES_TOO_WIDE',
       at: ['trusted_proxies', index],
-      message: `${JSON.stringify(entry)} covers ${scope}, so clients there can forge X-Forwarded-For and Forwarded and pass for any address in logs, rate limits and upstream headers; list only the proxies in front of zproxy`,
+      message: `${JSON.stringify(entry)} covers ${scope}, so clients there can forge X-Forwarded-For and Forwarded and pass for any address in rate limits and upstream headers (logs show the TCP peer); list only the proxies in front of zproxy`,
     });
   });
 }

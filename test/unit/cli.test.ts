@@ -149,7 +149,7 @@ describe('zproxy check: warnings', () => {
     assert.equal(result.status, 0);
     assert.equal(result.stdout, `ok: ${file} (1 route, 1 listener, 2 warnings)\n`);
     assert.deepStrictEqual(lines(result.stderr), [
-      'warning: trusted_proxies[0]: "::/0" covers every address, so clients there can forge X-Forwarded-For and Forwarded and pass for any address in logs, rate limits and upstream headers; list only the proxies in front of zproxy (ZP_WARN_TRUSTED_PROXIES_TOO_WIDE)',
+      'warning: trusted_proxies[0]: "::/0" covers every address, so clients there can forge X-Forwarded-For and Forwarded and pass for any address in rate limits and upstream headers (logs show the TCP peer); list only the proxies in front of zproxy (ZP_WARN_TRUSTED_PROXIES_TOO_WIDE)',
       'warning: routes[0].upstream_tls.verify: the certificates of https:// and h2:// upstreams are not verified, so anyone able to intercept those connections can pose as the upstream and read or change the traffic; remove verify: false (give ca_file for a private CA) (ZP_WARN_UPSTREAM_TLS_UNVERIFIED)',
     ]);
   });

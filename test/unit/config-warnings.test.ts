@@ -21,7 +21,7 @@ const CORS_MESSAGE = (origins: string) =>
 const UNVERIFIED_MESSAGE =
   'the certificates of https:// and h2:// upstreams are not verified, so anyone able to intercept those connections can pose as the upstream and read or change the traffic; remove verify: false (give ca_file for a private CA)';
 const TRUSTED_MESSAGE = (entry: string, scope: string) =>
-  `"${entry}" covers ${scope}, so clients there can forge X-Forwarded-For and Forwarded and pass for any address in logs, rate limits and upstream headers; list only the proxies in front of zproxy`;
+  `"${entry}" covers ${scope}, so clients there can forge X-Forwarded-For and Forwarded and pass for any address in rate limits and upstream headers (logs show the TCP peer); list only the proxies in front of zproxy`;
 const BASIC_MESSAGE =
   'no listener accepts TLS, so Basic auth user names and passwords cross the network in clear text; enable tls, or accept this risk only when a TLS-terminating proxy sits in front of zproxy';
 const CACHE_MESSAGE =
