@@ -18,7 +18,7 @@ import { Exchange } from '../exchange.ts';
 import { FIELD_TE, type FieldSource, joinedValues, type MessageEdits } from '../http/fields.ts';
 import {
   acceptsTrailers,
-  type ForwardedResponse,
+  ForwardedResponse,
   http1Lines,
   http1ResponseAdded,
   http1TrailerLines,
@@ -36,6 +36,7 @@ import {
   BODY_CHUNKED,
   BODY_LENGTH,
   BODY_NONE,
+  ProxyRequest,
   REQUEST_BODY_CHUNKED,
   REQUEST_BODY_LENGTH,
   REQUEST_BODY_NONE,
@@ -183,6 +184,11 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
   private waitingDrain = false;
   /** True while parseNext runs (a request answered locally inside it must not re-enter it). */
   private parsing = false;
+  /** The flow of the last exchange, reused for the next one when it can be (ProxyFlow.reuse). */
+  private spareFlow: ProxyFlow | null = null;
+  /** What the exchanges' flows fill and read, reused: one exchange at a time. */
+  private readonly proxyRequest = new ProxyRequest();
+  private readonly forwardedResponse = new ForwardedResponse();
   /** Filters' view of the request head's fields (one per connection: the head object is reused). */
   private requestReader: HeadFieldReader | null = null;
 
@@ -364,7 +370,14 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
     this.responseHeadSent = false;
     this.bodyFlowing = false;
     this.out = OUT_NONE;
-    const flow = new ProxyFlow(this.ctx, this, ex);
+    // The previous exchange's flow takes this one when nothing can call it any more (the common case).
+    const spare = this.spareFlow;
+    let flow: ProxyFlow;
+    if (spare?.reuse(ex)) flow = spare;
+    else {
+      flow = new ProxyFlow(this.ctx, this, ex, this.proxyRequest, this.forwardedResponse);
+      this.spareFlow = flow;
+    }
     this.flow = flow;
     return flow;
   }

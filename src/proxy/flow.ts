@@ -88,11 +88,13 @@ function authorityOf(target: UpstreamTarget): string {
 
 export class ProxyFlow implements UpstreamHandler, Timed {
   private readonly ctx: FlowContext;
-  private readonly runtime: Runtime;
+  private runtime: Runtime;
   readonly downstream: Downstream;
-  readonly exchange: Exchange;
-  /** The request as it goes upstream (filled by the downstream, then by the flow). */
-  readonly request = new ProxyRequest();
+  exchange: Exchange;
+  /** The request as it goes upstream (filled by the flow; a downstream may hand one in to reuse it). */
+  readonly request: ProxyRequest;
+  /** The forwarding decisions for the response (reused like `request`). */
+  private readonly forwardedResponse: ForwardedResponse;
 
   // ---------------------------------------------------------------- set by the downstream before start()
   /** The client's Host line when it may be kept as it came (HTTP/1.1), else null. */
@@ -122,7 +124,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   private held: HeldResponse | null = null;
   /** A place among the WebSocket tunnels is reserved for this handshake. */
   private tunnelReserved = false;
-  /** The targets tried so far (the last one is `target`); null before the first attempt. */
+  /** The targets tried so far, once there is a retry (the last one is `target`); null until then. */
   private tried: UpstreamTarget[] | null = null;
   /** The exchange is counted in its group's requests in flight (and retries, when `retrying`). */
   private counted = false;
@@ -145,12 +147,72 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   private finished = false;
   deadline = 0;
   private watching = false;
+  /**
+   * Something may still call this flow after its exchange ended (a pool's queue, a filter's promise, a
+   * tunnel): it is not reused for another exchange (reuse()).
+   */
+  private pinned = false;
 
-  constructor(ctx: FlowContext, downstream: Downstream, exchange: Exchange) {
+  /**
+   * `request` and `forwardedResponse`, when given, are reset and reused: an HTTP/1.1 connection, which
+   * runs one exchange at a time, hands its own in so that an exchange allocates less.
+   */
+  constructor(
+    ctx: FlowContext,
+    downstream: Downstream,
+    exchange: Exchange,
+    request: ProxyRequest | null = null,
+    forwardedResponse: ForwardedResponse | null = null,
+  ) {
     this.ctx = ctx;
     this.runtime = ctx.runtime;
     this.downstream = downstream;
     this.exchange = exchange;
+    if (request === null) this.request = new ProxyRequest();
+    else {
+      request.reset();
+      this.request = request;
+    }
+    this.forwardedResponse = forwardedResponse ?? new ForwardedResponse();
+  }
+
+  /**
+   * Takes the next exchange of the same downstream (an HTTP/1.1 connection, one exchange at a time) in
+   * this flow, which ended its own without anything left that could still call it; false when it cannot
+   * (a fresh flow is needed). Every per-exchange field goes back to its initial value here.
+   */
+  reuse(exchange: Exchange): boolean {
+    if (!this.finished || this.pinned || this.ctx.runtime !== this.runtime) return false;
+    this.exchange = exchange;
+    this.request.reset();
+    this.hostField = null;
+    this.requestBody = REQUEST_BODY_NONE;
+    this.contentLength = -1;
+    this.websocket = false;
+    this.rawTarget = false;
+    this.fieldsSource = null;
+    this.requestTrailers = false;
+    this.target = null;
+    this.attempt = null;
+    this.waiting = false;
+    this.filtering = false;
+    this.requestDone = true;
+    this.held = null;
+    this.tunnelReserved = false;
+    this.tried = null;
+    this.counted = false;
+    this.retrying = false;
+    this.sent = false;
+    this.tryTimer = false;
+    this.bodyAs = REQUEST_BODY_NONE;
+    this.bodyStarted = false;
+    this.bodyKept = null;
+    this.bodyKeptBytes = 0;
+    this.requestTrailerFields = null;
+    this.finished = false;
+    this.deadline = 0;
+    this.watching = false;
+    return true;
   }
 
   /** The exchange is over (answered, aborted or handed to a tunnel). */
@@ -255,7 +317,6 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     route.group.budget.inFlight++;
     this.counted = true;
     if (this.requestBody !== REQUEST_BODY_NONE && route.retry.bufferBytes > 0) this.bodyKept = [];
-    this.tried = [target];
     this.startAttempt(target, false);
   }
 
@@ -312,6 +373,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       return;
     }
     this.tunnelReserved = true;
+    this.pinned = true;
     const request = this.request;
     // An HTTP/1.1 client's own Upgrade fields go on; an HTTP/2 client has none: zproxy makes the handshake.
     request.websocket = this.hostField !== null ? 'forward' : randomBytes(16).toString('base64');
@@ -325,6 +387,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   private waitForConnection(): void {
     if (this.finished) return;
     this.waiting = true;
+    this.pinned = true;
     const settings = this.target!.client.settings;
     this.watch(Date.now() + settings.connectTimeoutMs + 1000);
   }
@@ -511,7 +574,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     const ex = this.exchange;
     const ds = this.downstream;
     const fx = ex.filters;
-    const fr = new ForwardedResponse();
+    const fr = this.forwardedResponse;
     this.runtime.forwarding.response(fr, head.status, head.httpVersion, ds.hsts, framing === BODY_CHUNKED);
     ex.status = head.status;
     if (fx !== null && bodyEnd > bodyStart) fx.body(buf.subarray(bodyStart, bodyEnd));
@@ -625,7 +688,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   private retryAfter(condition: RetryCondition | 'status' | null): boolean {
     const ex = this.exchange;
     const route = ex.route;
-    if (condition === null || route === null || this.websocket || this.tried === null) return false;
+    if (condition === null || route === null || this.websocket || !this.counted) return false;
     const policy = route.retry;
     if (ex.attempts >= policy.attempts) return false;
     switch (condition) {
@@ -649,8 +712,9 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     if (this.bodyStarted && this.bodyKept === null) return false;
     const group = route.group;
     if (!this.retrying && !group.budget.admits(policy)) return false;
-    const failed = this.tried[this.tried.length - 1]!;
-    const target = group.pickOther(this.tried);
+    const failed = this.target!;
+    const tried = this.tried ?? [failed];
+    const target = group.pickOther(tried);
     if (this.bodyStarted && this.bodyAs === REQUEST_BODY_CHUNKED && !target.client.http1) return false;
     if (!this.retrying) {
       this.retrying = true;
@@ -658,7 +722,8 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     }
     if (this.requestBody !== REQUEST_BODY_NONE && !this.requestDone) this.downstream.pauseRequest();
     this.target = target;
-    this.tried.push(target);
+    tried.push(target);
+    this.tried = tried;
     ex.upstream = target.authority;
     if (target !== failed) this.decideForwarding(target);
     this.startAttempt(target, target === failed);
@@ -678,7 +743,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     }
     this.attempt = null;
     const ex = this.exchange;
-    const fr = new ForwardedResponse();
+    const fr = this.forwardedResponse;
     this.runtime.forwarding.response(fr, 101, head.httpVersion, this.downstream.hsts, false);
     // The exchange's filters are done: the tunnel carries frames they do not see.
     ex.filters?.finish(false);
@@ -721,6 +786,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   /** A filter phase waits for I/O: for at most connection_timeout_ms (then 504 ZP_ERR_FILTER_TIMEOUT). */
   private waitFor(): void {
     this.filtering = true;
+    this.pinned = true;
     this.watch(Date.now() + this.runtime.connectionTimeoutMs);
   }
 

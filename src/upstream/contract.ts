@@ -104,6 +104,20 @@ export class ProxyRequest {
    * have none).
    */
   websocket = '';
+
+  /** Ready for another exchange (an HTTP/1.1 connection reuses one request for all of its exchanges). */
+  reset(): void {
+    this.method = '';
+    this.path = '';
+    this.rawLine = false;
+    this.fields = null;
+    this.edits = null;
+    this.body = REQUEST_BODY_NONE;
+    this.trailers = false;
+    this.headRequest = false;
+    this.decodeResponse = false;
+    this.websocket = '';
+  }
 }
 
 /** A final response head as an attempt hands it over. */
