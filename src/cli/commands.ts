@@ -70,16 +70,19 @@ export async function checkCommand(file: string, json: boolean, output: Output):
 async function buildFilters(config: Config, file: string): Promise<string | null> {
   if (config.middlewares.length === 0 && config.routes.every((r) => r.middlewares.length === 0)) return null;
   const { buildChains } = await import('../pipeline/chain.ts');
+  const { FilterRegistry } = await import('../pipeline/registry.ts');
+  const { BUILT_IN_FILTERS } = await import('../filters/index.ts');
+  const filters = new FilterRegistry(BUILT_IN_FILTERS);
   try {
-    const { BUILT_IN_FILTERS } = await import('../filters/index.ts');
-    await buildChains(config, { filters: BUILT_IN_FILTERS, baseDir: dirname(resolve(file)) });
+    const chains = await buildChains(config, { filters, baseDir: dirname(resolve(file)) });
+    const { disposeChains } = await import('../runtime/compile.ts');
+    await disposeChains(chains);
     return null;
   } catch (error) {
     return error instanceof Error ? error.message : String(error);
   } finally {
-    const { closeRedisClients } = await import('../filters/cache/redis-store.ts');
-    const { closeRateLimitRedisClients } = await import('../filters/rate-limit/store-redis.ts');
-    await Promise.allSettled([closeRedisClients(), closeRateLimitRedisClients()]);
+    // What the filters keep for the whole process (Redis clients) would keep `check` from exiting.
+    await filters.close();
   }
 }
 

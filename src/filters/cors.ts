@@ -25,6 +25,7 @@ import type {
   LocalResponse,
   PhaseResult,
 } from '../pipeline/contract.ts';
+import type { FilterModule } from '../pipeline/registry.ts';
 
 export const DEFAULT_CORS_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
 
@@ -172,4 +173,11 @@ export const corsFactory: FilterFactory<CorsConfig> = {
   create(config: CorsConfig): Filter {
     return new CorsFilter(config);
   },
+};
+
+/** The `cors` filter module (src/pipeline/registry.ts). */
+export const corsFilter: FilterModule<CorsConfig> = {
+  type: 'cors',
+  loadSchema: async () => (await import('../config/cors-schema.ts')).CorsConfigSchema,
+  factory: corsFactory,
 };

@@ -24,6 +24,7 @@ import type {
   FilterFactory,
   PhaseResult,
 } from '../pipeline/contract.ts';
+import type { FilterModule } from '../pipeline/registry.ts';
 
 // Variable codes of a compiled template.
 const V_CLIENT_IP = 0;
@@ -369,4 +370,11 @@ export const headersFactory: FilterFactory<HeadersConfig> = {
   create(config: HeadersConfig, env: FilterEnvironment): Filter {
     return new HeadersFilter(config, env);
   },
+};
+
+/** The `headers` filter module (src/pipeline/registry.ts). */
+export const headersFilter: FilterModule<HeadersConfig> = {
+  type: 'headers',
+  loadSchema: async () => (await import('../config/headers-schema.ts')).HeadersConfigSchema,
+  factory: headersFactory,
 };

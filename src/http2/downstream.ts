@@ -1,8 +1,8 @@
 /**
  * HTTP/2 from clients: connections are served by zproxy's own frame layer (server-connection.ts) on
  * sockets handed over either by an HTTP/1 connection that saw the connection preface (h2c with prior
- * knowledge) or by the listener after a TLS handshake that chose `h2` by ALPN. Each stream becomes a
- * StreamExchange.
+ * knowledge) or by the listener after a TLS handshake that chose `h2` by ALPN. Each stream becomes the
+ * downstream of one request flow (stream-downstream.ts).
  *
  * Hardening (docs/protocols.md, "HTTP/2 limits"): the SETTINGS and budgets come from `config.http2`
  * (session-limits.ts). The frame layer refuses malformed requests itself (they never reach an exchange),

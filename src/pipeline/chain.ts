@@ -12,7 +12,7 @@ import type { Config, MiddlewareConfig } from '../config/schema.ts';
 import { ZpError } from '../errors.ts';
 import { compileTrustedProxies, ForwardingPolicy } from '../http/forwarding.ts';
 import type { Filter } from './contract.ts';
-import { createFilter, type FilterLoaders } from './registry.ts';
+import type { FilterRegistry } from './registry.ts';
 
 /** One middleware entry of a route's chain and where it was written (for error messages). */
 export interface ChainEntry {
@@ -110,7 +110,8 @@ export class FilterChain {
 
 export interface ChainOptions {
   /** The filter types to build from (the built-in ones are src/filters/index.ts's BUILT_IN_FILTERS). */
-  readonly filters: FilterLoaders;
+  /** The filter types to build from (new FilterRegistry(BUILT_IN_FILTERS) for the built-in ones). */
+  readonly filters: FilterRegistry;
   readonly logger?: Logger | null;
   /** Relative paths in filter configs (user filter modules) are resolved against this directory. */
   readonly baseDir?: string;
@@ -137,19 +138,15 @@ export async function buildChains(config: Config, options: ChainOptions): Promis
       const entry = entries[i]!;
       try {
         filters.push(
-          await createFilter(
-            entry.middleware,
-            {
-              index: i,
-              route,
-              trustedProxies,
-              ...(logger === null ? {} : { logger }),
-              baseDir: options.baseDir ?? process.cwd(),
-              preserveHost: config.preserve_host,
-              forwarding,
-            },
-            options.filters,
-          ),
+          await options.filters.create(entry.middleware, {
+            index: i,
+            route,
+            trustedProxies,
+            ...(logger === null ? {} : { logger }),
+            baseDir: options.baseDir ?? process.cwd(),
+            preserveHost: config.preserve_host,
+            forwarding,
+          }),
         );
       } catch (error) {
         if (error instanceof ZpError) throw error;

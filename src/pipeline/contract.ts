@@ -134,6 +134,11 @@ export interface Filter {
   /** The body is complete (`aborted` false) or was cut short (`aborted` true: never store it). */
   onResponseEnd?(ctx: FilterContext, aborted: boolean): void;
   onLog?(ctx: FilterContext): void;
+  /**
+   * The runtime the filter was built for is done (zproxy stops, or a reload replaced it and its exchanges
+   * are over): let go of what this instance holds (timers, connections of its own).
+   */
+  close?(): void | Promise<void>;
 }
 
 /** What a factory gets besides its config. */

@@ -3,8 +3,7 @@
  * every filter of the chain sees, holds the edits they make, and runs the phases in chain order. A phase
  * loop stays synchronous until a filter returns a promise; only then does it continue in a `then`.
  *
- * The engines (http1/downstream-connection.ts, http2/stream-exchange.ts and the HTTP/2 upstream paths)
- * call: runRequest() once routed (onRequest, then onUpstreamRequest), runResponse() when the upstream's
+ * The request flow (src/proxy/flow.ts) calls: runRequest() once routed (onRequest, then onUpstreamRequest), runResponse() when the upstream's
  * head arrives, body() per response chunk, and finish() exactly once when the exchange ends (onResponseEnd
  * when a response phase ran, then onLog).
  */

@@ -8,7 +8,9 @@ import { UPSTREAM_DEFAULT_PORTS, type UpstreamScheme } from '../config/upstream-
 import { compileTrustedProxies, ForwardingPolicy } from '../http/forwarding.ts';
 import type { HeadLimits } from '../http1/parse-head.ts';
 import type { AccessLog } from '../observe/access-log.ts';
-import type { FilterChain } from '../pipeline/chain.ts';
+import type { Logger } from '../observe/logger.ts';
+import { buildChains, type FilterChain } from '../pipeline/chain.ts';
+import type { FilterRegistry } from '../pipeline/registry.ts';
 import { Router } from '../router/router.ts';
 import type { PoolSettings } from '../upstream/contract.ts';
 import { UpstreamGroup, UpstreamTarget } from '../upstream/group.ts';
@@ -69,6 +71,8 @@ export interface Runtime {
   readonly maxTunnels: number;
   /** On shutdown, how long tunnels keep running before they are closed. */
   readonly tunnelDrainTimeoutMs: number;
+  /** The routes' filter chains (null for a route without filters): what disposeRuntime lets go of. */
+  readonly chains: readonly (FilterChain | null)[];
 }
 
 /** Splits a normalised upstream URL (`scheme://host:port`, see normaliseUpstreamUrl). */
@@ -167,5 +171,53 @@ export function compileRuntime(
     accessLog: config.access_log.enabled ? accessLog : null,
     maxTunnels: config.websocket.max_tunnels,
     tunnelDrainTimeoutMs: config.websocket.drain_timeout_ms,
+    chains: chains ?? [],
   };
+}
+
+export interface BuildOptions {
+  readonly pools: PoolRegistry;
+  readonly accessLog: AccessLog | null;
+  /** The filter types the chains are built from (a FilterRegistry of the built-in filters). */
+  readonly filters: FilterRegistry;
+  readonly logger?: Logger | null;
+  /** Relative paths in filter configs (user filter modules) are resolved against this directory. */
+  readonly baseDir?: string;
+}
+
+/**
+ * Compiles a config into a live runtime: its filter chains are built first (a factory may do I/O: a
+ * JWKS, a user module), then the router and routes. The upstream pools come from `pools` and outlive the
+ * runtime; what the runtime owns is let go by disposeRuntime.
+ */
+export async function buildRuntime(config: Config, options: BuildOptions): Promise<Runtime> {
+  const hasFilters = config.middlewares.length > 0 || config.routes.some((r) => r.middlewares.length > 0);
+  const chains = hasFilters
+    ? await buildChains(config, {
+        filters: options.filters,
+        logger: options.logger ?? null,
+        ...(options.baseDir === undefined ? {} : { baseDir: options.baseDir }),
+      })
+    : null;
+  return compileRuntime(config, options.pools, options.accessLog, chains);
+}
+
+/**
+ * Lets go of what a runtime owns once no exchange uses it any more (a stop; a reload, once the old
+ * runtime's exchanges are done): each filter's close(). The pools are the registry's and stay.
+ */
+export async function disposeRuntime(runtime: Runtime): Promise<void> {
+  await disposeChains(runtime.chains);
+}
+
+/** Each filter's close(), for chains built outside a runtime (`zproxy check`) or by one. */
+export async function disposeChains(chains: readonly (FilterChain | null)[]): Promise<void> {
+  const closing: Promise<void>[] = [];
+  for (const chain of chains) {
+    if (chain === null) continue;
+    for (const filter of chain.filters) {
+      if (filter.close !== undefined) closing.push(Promise.resolve().then(() => filter.close!()));
+    }
+  }
+  await Promise.allSettled(closing);
 }

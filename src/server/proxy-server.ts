@@ -17,8 +17,8 @@ import { Http2Downstream } from '../http2/downstream.ts';
 import { GOAWAY, PREFACE, SETTINGS, writeFrameHeader } from '../http2/frames.ts';
 import { AccessLog } from '../observe/access-log.ts';
 import type { Logger } from '../observe/logger.ts';
-import { buildChains } from '../pipeline/chain.ts';
-import { compileRuntime, type Runtime } from '../runtime/compile.ts';
+import { FilterRegistry } from '../pipeline/registry.ts';
+import { buildRuntime, compileRuntime, disposeRuntime, type Runtime } from '../runtime/compile.ts';
 import { PoolRegistry } from '../runtime/pools.ts';
 import { SlotSet } from '../util/slot-set.ts';
 import { TunnelRegistry } from '../websocket/registry.ts';
@@ -142,6 +142,8 @@ export interface ProxyServerOptions {
 
 export class ProxyServer {
   readonly pools = new PoolRegistry();
+  /** The filter types this server builds chains from (the built-in filters and user modules). */
+  readonly filters = new FilterRegistry(BUILT_IN_FILTERS);
   private readonly logger: Logger;
   private readonly reusePort: boolean;
   private readonly baseDir: string | undefined;
@@ -224,14 +226,13 @@ export class ProxyServer {
   async start(): Promise<AddressInfo[]> {
     const config = this.ctx.runtime.config;
     // Filters are built before the first connection (a factory may do I/O: a JWKS, a user module).
-    if (config.middlewares.length > 0 || config.routes.some((r) => r.middlewares.length > 0)) {
-      const chains = await buildChains(config, {
-        filters: BUILT_IN_FILTERS,
-        logger: this.logger,
-        ...(this.baseDir === undefined ? {} : { baseDir: this.baseDir }),
-      });
-      this.ctx.runtime = compileRuntime(config, this.pools, this.accessLog, chains);
-    }
+    this.ctx.runtime = await buildRuntime(config, {
+      pools: this.pools,
+      accessLog: this.accessLog,
+      filters: this.filters,
+      logger: this.logger,
+      ...(this.baseDir === undefined ? {} : { baseDir: this.baseDir }),
+    });
     const addresses: AddressInfo[] = [];
     const states: ListenerState[] = [];
     for (const l of config.listeners) {
@@ -341,7 +342,7 @@ export class ProxyServer {
   }
 
   /**
-   * The TLS handshake; ALPN then chooses the engine: `h2` goes to node:http2, `http/1.1` (or no ALPN) to
+   * The TLS handshake; ALPN then chooses the engine: `h2` goes to the HTTP/2 engine, `http/1.1` (or no ALPN) to
    * the HTTP/1 engine. A client that stalls during the handshake is dropped after the connection timeout.
    */
   private handshake(socket: net.Socket, listener: ListenerState): void {
@@ -395,6 +396,7 @@ export class ProxyServer {
     }
     this.pools.closeIdle();
     for (const contexts of this.tlsContexts.values()) contexts.close();
+    await disposeRuntime(this.ctx.runtime);
     await closed;
   }
 }

@@ -74,6 +74,36 @@ describe('the example tenant filter through zproxy', () => {
   });
 });
 
+test("a filter's close() runs once when zproxy stops (the runtime is disposed), after its last request", async () => {
+  const { closingJournal } = await import('../fixtures/filters/closing.ts');
+  const upstream = await startHttpUpstream();
+  const server = new ProxyServer(
+    parseConfig({
+      host: '127.0.0.1',
+      port: 0,
+      routes: [
+        {
+          path: '/',
+          upstream: upstream.url,
+          middlewares: [
+            { type: 'module', path: join(ROOT, 'test/fixtures/filters/closing.ts'), config: { name: 'a' } },
+          ],
+        },
+      ],
+    }),
+    { logger: pino({ level: 'silent' }) },
+  );
+  const [address] = await server.start();
+  try {
+    for (let i = 0; i < 3; i++) assert.equal((await sendRequest(address!.port, `/x${i}`)).status, 200);
+    assert.deepEqual(closingJournal(), [], 'not closed while serving');
+  } finally {
+    await server.stop(500);
+    await upstream.close();
+  }
+  assert.deepEqual(closingJournal(), ['closed a after 3']);
+});
+
 describe('zproxy check builds the filters', () => {
   const dir = mkdtempSync(join(tmpdir(), 'zproxy-user-filter-'));
   after(() => rmSync(dir, { recursive: true, force: true }));

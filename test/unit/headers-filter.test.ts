@@ -15,6 +15,7 @@ import { BUILT_IN_FILTERS } from '../../src/filters/index.ts';
 import { buildChains, FilterChain } from '../../src/pipeline/chain.ts';
 import { ObjectFieldReader } from '../../src/pipeline/field-readers.ts';
 import { FilterExchange, FilterRequestView } from '../../src/pipeline/filter-exchange.ts';
+import { FilterRegistry } from '../../src/pipeline/registry.ts';
 
 const ENV = { index: 0, route: '/r' };
 
@@ -197,18 +198,21 @@ describe('config errors', () => {
 
   test('buildChains names the entry: routes[0].middlewares[0].config.request.set.x-user', async () => {
     const config = parseConfig(configWith({ request: { set: { 'x-user': '${foo}' } } }));
-    await assert.rejects(buildChains(config, { filters: BUILT_IN_FILTERS }), (e: Error) => {
-      assert.match(
-        e.message,
-        /^routes\[0\]\.middlewares\[0\]\.config\.request\.set\.x-user: unknown variable \$\{foo\}/,
-      );
-      return true;
-    });
+    await assert.rejects(
+      buildChains(config, { filters: new FilterRegistry(BUILT_IN_FILTERS) }),
+      (e: Error) => {
+        assert.match(
+          e.message,
+          /^routes\[0\]\.middlewares\[0\]\.config\.request\.set\.x-user: unknown variable \$\{foo\}/,
+        );
+        return true;
+      },
+    );
   });
 
   test('buildChains builds a valid headers entry from the registry', async () => {
     const config = parseConfig(configWith({ request_id: {}, rewrite: { prefix: '/r', replacement: '/' } }));
-    const [chain] = await buildChains(config, { filters: BUILT_IN_FILTERS });
+    const [chain] = await buildChains(config, { filters: new FilterRegistry(BUILT_IN_FILTERS) });
     assert.ok(chain?.filters[0] instanceof HeadersFilter);
     assert.equal(chain.onRequest?.length, 1);
     assert.equal(chain.onResponse, null);
@@ -216,7 +220,7 @@ describe('config errors', () => {
 
   test('a filter without request-side work has no onRequest phase (null in the chain)', async () => {
     const config = parseConfig(configWith({ request: { remove: ['x-a'] } }));
-    const [chain] = await buildChains(config, { filters: BUILT_IN_FILTERS });
+    const [chain] = await buildChains(config, { filters: new FilterRegistry(BUILT_IN_FILTERS) });
     assert.equal(chain?.onRequest, null);
     assert.equal(chain?.onUpstreamRequest?.length, 1);
   });

@@ -42,10 +42,11 @@ test('the serving modules load a built-in filter (and its libraries) only when a
     const seen = [];
     registerHooks({ resolve(specifier, context, next) { const r = next(specifier, context); seen.push(r.url); return r; } });
     await import('./src/server/run.ts');
-    const { createFilter } = await import('./src/pipeline/registry.ts');
+    const { FilterRegistry } = await import('./src/pipeline/registry.ts');
     const { BUILT_IN_FILTERS } = await import('./src/filters/index.ts');
+    const registry = new FilterRegistry(BUILT_IN_FILTERS);
     const before = seen.length;
-    await createFilter({ type: 'cors', config: { allowed_origins: ['*'] } }, { index: 0, route: '/' }, BUILT_IN_FILTERS);
+    await registry.create({ type: 'cors', config: { allowed_origins: ['*'] } }, { index: 0, route: '/' });
     console.log(JSON.stringify({ serving: seen.slice(0, before), cors: seen.slice(before) }));
   `;
   const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {

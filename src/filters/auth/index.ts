@@ -23,6 +23,7 @@ import type {
   LocalResponse,
   PhaseResult,
 } from '../../pipeline/contract.ts';
+import type { FilterModule } from '../../pipeline/registry.ts';
 import { ApiKeySet, parseKeysFile, queryParam, withoutQueryParam } from './api-key.ts';
 import { forbidden, quoted, unauthorized, unavailable } from './challenge.ts';
 import { type JwtOutcome, JwtVerifier } from './jwt.ts';
@@ -356,4 +357,11 @@ export const authFactory: FilterFactory<AuthConfig> = {
     if (verifier.remote !== null) await verifier.remote.reload().catch(() => undefined);
     return new JwtFilter(config, verifier);
   },
+};
+
+/** The `auth` filter module (src/pipeline/registry.ts). */
+export const authFilter: FilterModule<AuthConfig> = {
+  type: 'auth',
+  loadSchema: async () => (await import('../../config/auth-schema.ts')).AuthConfigSchema,
+  factory: authFactory,
 };

@@ -33,8 +33,9 @@ import type {
 } from '../../pipeline/contract.ts';
 import { FieldEditList } from '../../pipeline/field-edits.ts';
 import { ObjectFieldReader } from '../../pipeline/field-readers.ts';
+import type { FilterModule } from '../../pipeline/registry.ts';
 import { subrequest } from '../../upstream/subrequest.ts';
-import { RedisCacheStore } from './redis-store.ts';
+import { closeRedisClients, RedisCacheStore } from './redis-store.ts';
 import { type CacheEntry, type CacheStore, MemoryCacheStore } from './store.ts';
 
 export interface CacheConfig {
@@ -953,4 +954,12 @@ export const cacheFilterFactory: FilterFactory<CacheConfig> = {
   create(config: CacheConfig, env: FilterEnvironment): Filter {
     return new CacheFilter(config, env);
   },
+};
+
+/** The `cache` filter module (src/pipeline/registry.ts); close() ends its Redis clients. */
+export const cacheFilter: FilterModule<CacheConfig> = {
+  type: 'cache',
+  loadSchema: async () => (await import('../../config/cache-schema.ts')).CacheConfigSchema,
+  factory: cacheFilterFactory,
+  close: closeRedisClients,
 };

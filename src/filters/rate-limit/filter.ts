@@ -17,8 +17,10 @@ import type {
   LocalResponse,
   PhaseResult,
 } from '../../pipeline/contract.ts';
+import type { FilterModule } from '../../pipeline/registry.ts';
 import { type Decision, type RateLimitPolicy, ratePolicy } from './gcra.ts';
 import type { RateLimitStore } from './store.ts';
+import { closeRateLimitRedisClients } from './store-redis.ts';
 import { memoryStore, redisStore } from './stores.ts';
 
 const WARN_INTERVAL_MS = 10_000;
@@ -222,4 +224,12 @@ export const rateLimitFactory: FilterFactory<RateLimitConfig> = {
   create(config: RateLimitConfig, env: FilterEnvironment): Filter {
     return new RateLimitFilter(config, env);
   },
+};
+
+/** The `rate_limit` filter module (src/pipeline/registry.ts); close() ends its Redis clients. */
+export const rateLimitFilter: FilterModule<RateLimitConfig> = {
+  type: 'rate_limit',
+  loadSchema: async () => (await import('../../config/rate-limit-schema.ts')).RateLimitConfigSchema,
+  factory: rateLimitFactory,
+  close: closeRateLimitRedisClients,
 };
