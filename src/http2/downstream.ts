@@ -14,6 +14,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Config } from '../config/schema.ts';
 import { errorBody } from '../errors.ts';
 import type { Logger } from '../observe/logger.ts';
+import type { ProxyFlow } from '../proxy/flow.ts';
 import { plainAddress } from '../util/address.ts';
 import { SlotSet } from '../util/slot-set.ts';
 import { ENHANCE_YOUR_CALM, INTERNAL_ERROR } from './frames.ts';
@@ -69,8 +70,10 @@ export class Http2Downstream {
 
   private serve(socket: Socket, scheme: string, hsts: string | null, buffered: Buffer | undefined): void {
     const clientAddress = plainAddress(socket.remoteAddress);
+    // The flows of finished streams, reused by the connection's next streams (ProxyFlow.reuse).
+    const spareFlows: ProxyFlow[] = [];
     const connection = new H2ServerConnection(socket, this.currentOptions(), (stream) =>
-      this.onStream(stream, clientAddress, scheme, hsts),
+      this.onStream(stream, clientAddress, scheme, hsts, spareFlows),
     );
     this.sessions.add(connection);
     connection.onClose = (error) => {
@@ -96,12 +99,18 @@ export class Http2Downstream {
     connection.start(buffered);
   }
 
-  private onStream(stream: H2ServerStream, clientAddress: string, scheme: string, hsts: string | null): void {
+  private onStream(
+    stream: H2ServerStream,
+    clientAddress: string,
+    scheme: string,
+    hsts: string | null,
+    spareFlows: ProxyFlow[],
+  ): void {
     if (stream.tooLarge) {
       respondHeadersTooLarge(stream, hsts);
       return;
     }
-    new StreamDownstream(this.ctx, stream, clientAddress, scheme, hsts).start();
+    new StreamDownstream(this.ctx, stream, clientAddress, scheme, hsts, spareFlows).start();
   }
 
   /** Graceful stop: GOAWAY on every connection; streams in progress may finish. */

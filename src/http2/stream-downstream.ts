@@ -49,6 +49,9 @@ export interface StreamContext extends FlowContext {
 const WITHOUT_ACCEPT = new FieldEditList();
 WITHOUT_ACCEPT.remove('sec-websocket-accept');
 
+/** Finished flows an HTTP/2 connection keeps for its next streams. */
+const MAX_SPARE_FLOWS = 8;
+
 export class StreamDownstream implements Downstream, StreamOwner {
   private readonly ctx: StreamContext;
   private readonly stream: H2ServerStream;
@@ -59,17 +62,24 @@ export class StreamDownstream implements Downstream, StreamOwner {
   private readonly exchange: Exchange;
   private readonly fields: FieldList;
   private flow: ProxyFlow | null = null;
+  /** Flows of the connection's finished streams, for its next streams (ProxyFlow.reuse). */
+  private readonly spareFlows: ProxyFlow[];
   private requestTrailers: FieldSource | null = null;
 
-  /** `hsts` is the Strict-Transport-Security value for the stream's connection, or null. */
+  /**
+   * `hsts` is the Strict-Transport-Security value for the stream's connection, or null; `spareFlows` is
+   * the connection's list of flows its finished streams left (shared by its streams).
+   */
   constructor(
     ctx: StreamContext,
     stream: H2ServerStream,
     clientAddress: string,
     scheme: string,
     hsts: string | null,
+    spareFlows: ProxyFlow[],
   ) {
     this.ctx = ctx;
+    this.spareFlows = spareFlows;
     this.stream = stream;
     this.clientAddress = clientAddress;
     this.scheme = scheme;
@@ -93,7 +103,8 @@ export class StreamDownstream implements Downstream, StreamOwner {
   start(): void {
     const stream = this.stream;
     const ex = this.exchange;
-    const flow = new ProxyFlow(this.ctx, this, ex);
+    const spare = this.spareFlows.pop();
+    const flow = spare?.reuse(ex, this) === true ? spare : new ProxyFlow(this.ctx, this, ex);
     this.flow = flow;
     // RFC 8441: the frame layer lets `:protocol` through only on a CONNECT with :scheme, :path and
     // :authority, and only when SETTINGS_ENABLE_CONNECT_PROTOCOL was sent (WebSocket enabled).
@@ -309,7 +320,15 @@ export class StreamDownstream implements Downstream, StreamOwner {
     );
   }
 
-  finished(): void {}
+  /**
+   * The flow has finished the exchange: the stream lets go of it (what the client still sends or does
+   * is no longer the flow's), and the connection's next stream may take it.
+   */
+  finished(): void {
+    const flow = this.flow;
+    this.flow = null;
+    if (flow !== null && this.spareFlows.length < MAX_SPARE_FLOWS) this.spareFlows.push(flow);
+  }
 }
 
 function refusal(code: ErrorCode, message: string, fields: readonly string[] = []): HandshakeRefusal {

@@ -89,7 +89,7 @@ function authorityOf(target: UpstreamTarget): string {
 export class ProxyFlow implements UpstreamHandler, Timed {
   private readonly ctx: FlowContext;
   private runtime: Runtime;
-  readonly downstream: Downstream;
+  downstream: Downstream;
   exchange: Exchange;
   /** The request as it goes upstream (filled by the flow; a downstream may hand one in to reuse it). */
   readonly request: ProxyRequest;
@@ -177,13 +177,15 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   }
 
   /**
-   * Takes the next exchange of the same downstream (an HTTP/1.1 connection, one exchange at a time) in
-   * this flow, which ended its own without anything left that could still call it; false when it cannot
-   * (a fresh flow is needed). Every per-exchange field goes back to its initial value here.
+   * Takes the next exchange in this flow, which ended its own without anything left that could still call
+   * it: of the same downstream (an HTTP/1.1 connection, one exchange at a time), or of another stream of
+   * the same HTTP/2 connection (`downstream`); false when it cannot (a fresh flow is needed). Every
+   * per-exchange field goes back to its initial value here.
    */
-  reuse(exchange: Exchange): boolean {
+  reuse(exchange: Exchange, downstream: Downstream = this.downstream): boolean {
     if (!this.finished || this.pinned || this.ctx.runtime !== this.runtime) return false;
     this.exchange = exchange;
+    this.downstream = downstream;
     this.request.reset();
     this.hostField = null;
     this.requestBody = REQUEST_BODY_NONE;

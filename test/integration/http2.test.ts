@@ -91,6 +91,48 @@ describe('HTTP/2 with prior knowledge (h2c) on the HTTP/1.1 port', () => {
     assert.equal(sha256(down.body), sha256(Buffer.alloc(10 * 1024 * 1024, 'zproxy-')));
   });
 
+  test('later streams reuse the flows of finished ones: each gets its own answer and log line', async () => {
+    // One connection: a local 405, a response the client cancels mid-body, then requests in a row and
+    // in parallel. A finished stream's flow serves a later stream (ProxyFlow.reuse); nothing of the
+    // earlier exchanges may show in the later ones.
+    const session = http2.connect(proxy.url);
+    try {
+      assert.equal((await h2Request(session, { ':path': '/x', ':method': 'DELETE' })).status, 405);
+      await new Promise<void>((resolve, reject) => {
+        const req = session.request({ ':path': `/big/${4 * 1024 * 1024}` });
+        req.on('response', () => req.close(http2.constants.NGHTTP2_CANCEL));
+        req.on('close', resolve);
+        req.on('error', reject);
+        req.resume();
+      });
+      for (let round = 0; round < 3; round++) {
+        const paths = Array.from({ length: 12 }, (_, i) => `/reuse/${round}/${i}?v=${i * round}`);
+        const results = await Promise.all(paths.map((p) => h2Request(session, { ':path': p })));
+        results.forEach((res, i) => {
+          assert.equal(res.status, 200);
+          assert.equal(res.headers['x-seen-url'], paths[i]);
+        });
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      const logs = proxy.accessLogs().filter((l) => String(l.target).startsWith('/reuse/'));
+      assert.equal(logs.length, 36, 'one log line per stream');
+      for (const log of logs) {
+        assert.equal(log.status, 200);
+        assert.equal(log.error ?? null, null);
+      }
+      assert.deepEqual(
+        logs.map((l) => l.target).sort(),
+        Array.from(
+          { length: 36 },
+          (_, k) => `/reuse/${Math.floor(k / 12)}/${k % 12}?v=${(k % 12) * Math.floor(k / 12)}`,
+        ).sort(),
+        'each log line names its own stream target',
+      );
+    } finally {
+      session.close();
+    }
+  });
+
   test('405 answers with the same JSON error as HTTP/1.1', async () => {
     const res = await h2Request(client, { ':path': '/x', ':method': 'DELETE' });
     assert.equal(res.status, 405);
