@@ -1,9 +1,9 @@
-// `node bench/worker-model.ts [--rounds N] [--duration S] [--out-dir DIR]`: measures the two candidate
-// worker models of one instance on this machine, for the decision in docs/architecture.md ("Workers"):
-//   processes  what `zproxy run` does today: a supervisor and `thread_count` worker processes
-//              (SO_REUSEPORT), the rate limiter's memory store in the supervisor, reached over IPC;
-//   threads    one process, `thread_count` worker threads each binding the port with SO_REUSEPORT
-//              (bench/lib/thread-instance.ts).
+// `node bench/worker-model.ts [--rounds N] [--duration S] [--out-dir DIR]`: measures the two worker
+// models of one instance (`worker_mode`) on this machine, for docs/architecture.md ("Workers"):
+//   processes  a supervisor and `thread_count` worker processes (SO_REUSEPORT), the rate limiter's memory
+//              store in the supervisor, reached over IPC;
+//   threads    one process, `thread_count` worker threads each binding the port with SO_REUSEPORT, the
+//              rate limiter's table in shared memory.
 // For thread_count 1, 2 and 4: idle RSS, peak RSS under wrk, req/s and req/s per core (the instance pinned
 // to one CPU, wrk and the origin to the other), rounds interleaved; with 2 workers the same with a
 // rate_limit filter that never refuses (its cost, and for processes the supervisor's CPU); then a crash
@@ -93,6 +93,7 @@ const CRASH_MODULE = `export default {
 
 function writeConfig(
   dir: string,
+  model: Model,
   name: string,
   port: number,
   originPort: number,
@@ -104,6 +105,7 @@ function writeConfig(
     host: '127.0.0.1',
     port,
     thread_count: workers,
+    worker_mode: model,
     access_log: { enabled: false },
     upstream_defaults: { max_idle_per_target: 256 },
     routes: [{ path: '/', upstream: `http://127.0.0.1:${originPort}`, middlewares: filters }],
@@ -112,24 +114,15 @@ function writeConfig(
   return file;
 }
 
-/** Starts an instance of `model` pinned to the proxy CPU; the V8 heap capped at 512 MiB per worker. */
-function startInstance(model: Model, config: string, workers: number, log: string): PinnedProcess {
-  const heap = '--max-old-space-size=512';
-  const flags = ['--max-semi-space-size=2', '--heap-growing-percent=20', heap];
-  // processes: workers are forked with the supervisor's own flags (process.execArgv).
-  if (model === 'processes')
-    return new PinnedProcess(
-      model,
-      PROXY_CPU,
-      NODE,
-      [...flags, join(ROOT, 'dist/cli/main.js'), 'run', config],
-      log,
-    );
+/** Starts `zproxy run` pinned to the proxy CPU, with the bin's V8 flags and the heap capped at 512 MiB. */
+function startInstance(model: Model, config: string, log: string): PinnedProcess {
+  const flags = ['--max-semi-space-size=2', '--heap-growing-percent=20', '--max-old-space-size=512'];
+  // Worker processes are forked with the supervisor's flags (process.execArgv); threads share them.
   return new PinnedProcess(
     model,
     PROXY_CPU,
     NODE,
-    [...flags, join(ROOT, 'bench/lib/thread-instance.ts'), config, String(workers)],
+    [...flags, join(ROOT, 'dist/cli/main.js'), 'run', config],
     log,
   );
 }
@@ -158,13 +151,8 @@ async function measure(
 ): Promise<Sample> {
   const port = await freePort();
   const filters = chain ? [{ type: 'rate_limit', config: { requests_per_minute: 1_000_000_000 } }] : [];
-  const config = writeConfig(dir, `${model}-${workers}-${chain}`, port, originPort, workers, filters);
-  const instance = startInstance(
-    model,
-    config,
-    workers,
-    join(dir, `${model}-${workers}-${chain}-${round}.log`),
-  );
+  const config = writeConfig(dir, model, `${model}-${workers}-${chain}`, port, originPort, workers, filters);
+  const instance = startInstance(model, config, join(dir, `${model}-${workers}-${chain}-${round}.log`));
   try {
     await instance.waitForPort(port, 15_000);
     // Every worker listening (the kernel spreads connections only over bound sockets).
@@ -240,9 +228,11 @@ async function crash(
   const port = await freePort();
   const module = join(dir, 'crash-filter.mjs');
   writeFileSync(module, CRASH_MODULE);
-  const config = writeConfig(dir, `crash-${model}`, port, originPort, 2, [{ type: 'module', path: module }]);
+  const config = writeConfig(dir, model, `crash-${model}`, port, originPort, 2, [
+    { type: 'module', path: module },
+  ]);
   const log = join(dir, `crash-${model}-${kind.replace(/ /g, '-')}.log`);
-  const instance = startInstance(model, config, 2, log);
+  const instance = startInstance(model, config, log);
   try {
     await instance.waitForPort(port, 15_000);
     await sleep(2500);

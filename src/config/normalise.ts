@@ -48,6 +48,7 @@ export function normaliseConfig(input: ConfigInput): Config {
             redirect_https: listener.redirect_https ?? D.listener.redirect_https,
           })),
     thread_count: resolveThreadCount(input.thread_count ?? D.thread_count),
+    worker_mode: input.worker_mode ?? D.worker_mode,
     backlog: input.backlog ?? D.backlog,
     max_connections: input.max_connections ?? D.max_connections,
     connection_timeout_ms: input.connection_timeout_ms ?? D.connection_timeout_ms,

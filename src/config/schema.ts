@@ -30,10 +30,18 @@ export type RetryCondition = (typeof RETRY_CONDITIONS)[number];
 export const PLAIN_HTTP_MODES = ['reject', 'redirect', 'serve'] as const;
 export type PlainHttpMode = (typeof PLAIN_HTTP_MODES)[number];
 
+/**
+ * How the `thread_count` workers of an instance run (`worker_mode`): `auto` is threads where the platform
+ * has SO_REUSEPORT (Linux, FreeBSD), else processes.
+ */
+export const WORKER_MODES = ['auto', 'threads', 'processes'] as const;
+export type WorkerMode = (typeof WORKER_MODES)[number];
+
 export const CONFIG_DEFAULTS = {
   host: '0.0.0.0',
   port: 8000,
   thread_count: 1,
+  worker_mode: 'auto' as WorkerMode,
   backlog: 511,
   max_connections: 10000,
   connection_timeout_ms: 30000,
@@ -690,8 +698,15 @@ export const ConfigSchema = Type.Object(
     thread_count: Type.Optional(
       integerField({
         minimum: 0,
-        description: 'Worker processes sharing the listeners. 0 means one per available CPU.',
+        description: 'Workers sharing the listeners (see worker_mode). 0 means one per available CPU.',
         default: D.thread_count,
+      }),
+    ),
+    worker_mode: Type.Optional(
+      stringEnum(WORKER_MODES, {
+        description:
+          'How the workers run: threads of one process sharing the rate limiter and counters in memory (needs SO_REUSEPORT: Linux, FreeBSD), or separate processes (isolated from one another; the rate limiter answers through the supervisor). auto: threads where the platform allows, else processes.',
+        default: D.worker_mode,
       }),
     ),
     backlog: Type.Optional(integerField({ minimum: 1, description: 'Listen backlog.', default: D.backlog })),
@@ -915,6 +930,8 @@ export interface Config {
   readonly listeners: readonly ListenerConfig[];
   /** Resolved, >= 1 (0 in the file means one per available CPU). */
   readonly thread_count: number;
+  /** As written (`auto` is resolved when the instance starts: src/server/run.ts). */
+  readonly worker_mode: WorkerMode;
   readonly backlog: number;
   readonly max_connections: number;
   readonly connection_timeout_ms: number;

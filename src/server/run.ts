@@ -1,6 +1,8 @@
 /**
  * `zproxy run`: starts the proxy for a validated config, either in this process (thread_count 1, or a
- * worker) or as a supervisor of worker processes. Handles SIGTERM/SIGINT with a graceful stop.
+ * worker) or as the supervisor of `thread_count` workers: worker threads of this process where the
+ * platform has SO_REUSEPORT (src/server/thread-supervisor.ts), else worker processes
+ * (src/server/supervisor.ts). Handles SIGTERM/SIGINT with a graceful stop.
  */
 import { dirname, resolve } from 'node:path';
 import type { Config } from '../config/schema.ts';
@@ -10,6 +12,7 @@ import { createLogger, flushLogs, type Logger } from '../observe/logger.ts';
 import { isWorkerProcess, WORKER_ENV } from '../util/worker.ts';
 import { ProxyServer } from './proxy-server.ts';
 import { connectionShare, REUSE_PORT_SUPPORTED, runSupervisor } from './supervisor.ts';
+import { runThreadSupervisor } from './thread-supervisor.ts';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -31,32 +34,94 @@ function flushLogger(logger: Logger): void {
   logger.flush();
 }
 
+/**
+ * A worker of an instance as `serve` sees it: its id (1 to `count`), how it tells the supervisor it
+ * listens, and how a stop reaches it (a signal for a process, a message for a thread).
+ */
+export interface WorkerRole {
+  readonly id: number;
+  readonly count: number;
+  readonly kind: 'process' | 'thread';
+  listening(): void;
+  /** Calls `stop` when the supervisor asks this worker to stop (or is gone). */
+  onStopRequest(stop: (reason: string) => void): void;
+}
+
 export async function run(config: Config, options: RunOptions): Promise<void> {
-  const worker = isWorkerProcess();
-  const workerId = Number(process.env[WORKER_ENV]);
-  const logger = createLogger(options.logLevel, worker ? { worker: workerId } : {});
-  // The log destination buffers until 4 KiB: flush it now and then so that lines are seen while they matter.
-  setInterval(flushLogger, LOG_FLUSH_INTERVAL_MS, logger).unref();
-  // Workers load the same file: only the supervisor (or the single process) reports its warnings.
-  if (!worker) {
+  const worker = isWorkerProcess() ? processRole(config) : null;
+  if (worker === null) {
+    const logger = startLogger(options.logLevel, {});
+    // Workers load the same config: only the supervisor (or the single process) reports its warnings.
     for (const { code, path, message } of options.warnings ?? []) logger.warn({ code, path }, message);
-  }
-
-  if (!worker && options.demo) {
-    await startDemoOrigin();
-    logger.info({ url: 'http://127.0.0.1:8001' }, 'demo origin listening');
-  }
-
-  if (!worker && config.thread_count > 1) {
-    await runSupervisor(config, logger, () => {
-      logger.info('stopped');
+    if (options.demo) {
+      await startDemoOrigin();
+      logger.info({ url: 'http://127.0.0.1:8001' }, 'demo origin listening');
+    }
+    if (config.thread_count > 1) {
+      // The workers write their own lines from now on: what this thread logged comes first.
       flushLogs();
-      process.exit(0);
-    });
-    logger.flush();
+      const stopped = () => {
+        logger.info('stopped');
+        flushLogs();
+        process.exit(0);
+      };
+      if (workerMode(config) === 'threads') await runThreadSupervisor(config, options, logger, stopped);
+      else await runSupervisor(config, logger, stopped);
+      logger.flush();
+      return;
+    }
+    await serve(config, options, null, logger);
     return;
   }
+  await serve(config, options, worker, startLogger(options.logLevel, { worker: worker.id }));
+}
 
+/** `worker_mode` resolved for this platform: threads need SO_REUSEPORT. */
+export function workerMode(config: Config): 'threads' | 'processes' {
+  const mode = config.worker_mode;
+  if (mode === 'auto') return REUSE_PORT_SUPPORTED ? 'threads' : 'processes';
+  if (mode === 'threads' && !REUSE_PORT_SUPPORTED) {
+    throw new Error(
+      `worker_mode "threads" needs SO_REUSEPORT (Linux, FreeBSD), which ${process.platform} lacks: use "auto" or "processes"`,
+    );
+  }
+  return mode;
+}
+
+function startLogger(level: LogLevel, bindings: Record<string, unknown>): Logger {
+  const logger = createLogger(level, bindings);
+  // The log destination buffers until 4 KiB: flush it now and then so that lines are seen while they matter.
+  setInterval(flushLogger, LOG_FLUSH_INTERVAL_MS, logger).unref();
+  return logger;
+}
+
+/** This worker process (started by the process supervisor, src/server/supervisor.ts). */
+function processRole(config: Config): WorkerRole {
+  return {
+    id: Number(process.env[WORKER_ENV]),
+    count: config.thread_count,
+    kind: 'process',
+    listening: () => process.send?.({ type: 'listening' }),
+    onStopRequest(stop) {
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+      // The supervisor is gone (crashed or killed): a worker must not go on serving on its own.
+      process.on('disconnect', () => stop('supervisor disconnected'));
+    },
+  };
+}
+
+/**
+ * Serves `config` in this process (no `worker`) or as one worker of an instance: a worker process, or a
+ * worker thread (src/server/worker-thread.ts). Stops gracefully when asked, then ends the process (or
+ * the thread: `process.exit` in a worker thread ends that thread only).
+ */
+export async function serve(
+  config: Config,
+  options: RunOptions,
+  worker: WorkerRole | null,
+  logger: Logger = startLogger(options.logLevel, worker === null ? {} : { worker: worker.id }),
+): Promise<void> {
   process.on('uncaughtException', (err) => {
     logger.fatal({ err }, 'uncaught exception');
     flushLogs();
@@ -65,36 +130,34 @@ export async function run(config: Config, options: RunOptions): Promise<void> {
 
   const server = new ProxyServer(config, {
     logger,
-    reusePort: worker && REUSE_PORT_SUPPORTED,
+    reusePort: worker !== null && REUSE_PORT_SUPPORTED,
     // max_connections bounds the instance: a worker holds its share.
-    maxConnections: worker
-      ? connectionShare(config.max_connections, workerId, config.thread_count)
-      : config.max_connections,
+    maxConnections:
+      worker === null
+        ? config.max_connections
+        : connectionShare(config.max_connections, worker.id, worker.count),
     // Relative paths in filter configs (user filter modules) are the config file's.
     baseDir: options.configPath === null ? process.cwd() : dirname(resolve(options.configPath)),
   });
   await server.start();
   logger.flush();
-  if (worker) process.send?.({ type: 'listening' });
+  worker?.listening();
 
   let stopping = false;
-  const stop = (signal: NodeJS.Signals): void => {
+  const stop = (reason: string): void => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal, connections: server.connectionCount }, 'stopping');
+    logger.info({ signal: reason, connections: server.connectionCount }, 'stopping');
     void server.stop().then(() => {
       logger.info('stopped');
       flushLogs();
       process.exit(0);
     });
   };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-  if (worker) {
-    // The supervisor is gone (crashed or killed): a worker must not go on serving on its own.
-    process.on('disconnect', () => {
-      logger.warn('supervisor disconnected');
-      stop('SIGTERM');
-    });
+  if (worker === null) {
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  } else {
+    worker.onStopRequest(stop);
   }
 }

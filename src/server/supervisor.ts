@@ -1,7 +1,8 @@
 /**
- * Multi-core: `thread_count` worker processes share each listening port. On Linux and FreeBSD every
- * worker binds its own socket with SO_REUSEPORT (Node's `reusePort`) and the kernel spreads connections;
- * elsewhere node:cluster shares one handle. The supervisor restarts a worker that dies and, on SIGTERM or
+ * Multi-core where the platform has no SO_REUSEPORT: `thread_count` worker processes share each listening
+ * port through node:cluster's one handle. (On Linux and FreeBSD the workers are threads of one process,
+ * each binding its own socket with SO_REUSEPORT: src/server/thread-supervisor.ts. The process path can
+ * bind with SO_REUSEPORT as well, which is how the tests run it on Linux.) The supervisor restarts a worker that dies and, on SIGTERM or
  * SIGINT, asks every worker to stop gracefully and exits 0 once they have. `max_connections` bounds the
  * instance: each worker enforces its share (connectionShare).
  */
@@ -17,6 +18,23 @@ export const REUSE_PORT_SUPPORTED = process.platform === 'linux' || process.plat
 /** Restarts within this window count toward the crash-loop brake. */
 const RESTART_WINDOW_MS = 10_000;
 const MAX_RESTARTS_IN_WINDOW = 10;
+
+/**
+ * The crash-loop brake of a supervisor (processes or threads): a worker that ends is started again at
+ * once, unless more than MAX_RESTARTS_IN_WINDOW restarts happened in the last RESTART_WINDOW_MS; then
+ * each restart waits a second.
+ */
+export class RestartBrake {
+  private readonly restarts: number[] = [];
+
+  /** Counts a restart now; the delay before it, in ms. */
+  next(now: number = Date.now()): number {
+    const restarts = this.restarts;
+    while (restarts.length > 0 && restarts[0]! < now - RESTART_WINDOW_MS) restarts.shift();
+    restarts.push(now);
+    return restarts.length > MAX_RESTARTS_IN_WINDOW ? 1000 : 0;
+  }
+}
 
 export interface WorkerMessage {
   readonly type: 'listening';
@@ -46,7 +64,7 @@ function spawnWorker(id: number): ChildProcess {
 export function runSupervisor(config: Config, logger: Logger, onStopped: () => void): Promise<void> {
   const count = config.thread_count;
   const workers = new Map<number, ChildProcess>();
-  const restarts: number[] = [];
+  const brake = new RestartBrake();
   let stopping = false;
   let listening = 0;
   let resolveReady: () => void;
@@ -69,7 +87,7 @@ export function runSupervisor(config: Config, logger: Logger, onStopped: () => v
       if (message?.type !== 'listening') return;
       childListening = true;
       if (++listening === count) {
-        logger.info({ workers: count }, 'ready');
+        logger.info({ workers: count, mode: 'processes' }, 'ready');
         resolveReady();
       }
     });
@@ -91,10 +109,7 @@ export function runSupervisor(config: Config, logger: Logger, onStopped: () => v
         for (const other of workers.values()) other.kill('SIGTERM');
         return;
       }
-      const now = Date.now();
-      while (restarts.length > 0 && restarts[0]! < now - RESTART_WINDOW_MS) restarts.shift();
-      restarts.push(now);
-      const delay = restarts.length > MAX_RESTARTS_IN_WINDOW ? 1000 : 0;
+      const delay = brake.next();
       logger.error(
         { worker: id, worker_pid: child.pid, code, signal, restart_in_ms: delay },
         'worker exited',

@@ -49,14 +49,19 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
-export function startCli(config: Record<string, unknown>, extraArgs: string[] = []): CliProcess {
+/** `nodeFlags` go before the CLI's script (V8 flags such as --max-old-space-size). */
+export function startCli(
+  config: Record<string, unknown>,
+  extraArgs: string[] = [],
+  nodeFlags: string[] = [],
+): CliProcess {
   const dir = mkdtempSync(join(tmpdir(), 'zproxy-cli-'));
   const file = join(dir, 'zproxy.json');
   writeFileSync(file, JSON.stringify(config, null, 2));
   const env = { ...process.env };
   delete env.NODE_TEST_CONTEXT;
   delete env.ZPROXY_WORKER_ID;
-  const child = spawn(process.execPath, [MAIN, 'run', file, ...extraArgs], {
+  const child = spawn(process.execPath, [...nodeFlags, MAIN, 'run', file, ...extraArgs], {
     cwd: REPO,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

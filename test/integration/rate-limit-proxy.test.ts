@@ -83,37 +83,43 @@ describe('one process', () => {
   });
 });
 
-test('memory store with thread_count 2: exact across the workers', { timeout: 60_000 }, async () => {
-  const port = await freePort();
-  const cli = startCli({
-    host: '127.0.0.1',
-    port,
-    thread_count: 2,
-    protocols: ['http1'],
-    access_log: { enabled: true },
-    routes: [{ path: '/', upstream: upstream.url }],
-    middlewares: [{ type: 'rate_limit', config: { requests_per_minute: 1, burst: 29 } }],
-  });
-  try {
-    await cli.waitForLog((line) => line.msg === 'ready', 20_000, 'ready');
-    // 90 requests on new connections (the kernel spreads them over both workers) against 30 at once.
-    const statuses: number[] = [];
-    const batches = 9;
-    for (let b = 0; b < batches; b++) {
-      const batch = await Promise.all(
-        Array.from({ length: 10 }, (_, i) => sendRequest(port, `/w/${b}/${i}`)),
-      );
-      statuses.push(...batch.map((r) => r.status));
+for (const mode of ['threads', 'processes'] as const) {
+  test(`memory store with thread_count 2 (${mode}): exact across the workers`, {
+    timeout: 60_000,
+  }, async () => {
+    const port = await freePort();
+    const cli = startCli({
+      host: '127.0.0.1',
+      port,
+      thread_count: 2,
+      worker_mode: mode,
+      protocols: ['http1'],
+      access_log: { enabled: true },
+      routes: [{ path: '/', upstream: upstream.url }],
+      middlewares: [{ type: 'rate_limit', config: { requests_per_minute: 1, burst: 29 } }],
+    });
+    try {
+      await cli.waitForLog((line) => line.msg === 'ready', 20_000, 'ready');
+      // 90 requests on new connections (the kernel spreads them over both workers) against 30 at once.
+      const statuses: number[] = [];
+      const batches = 9;
+      for (let b = 0; b < batches; b++) {
+        const batch = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => sendRequest(port, `/w/${b}/${i}`)),
+        );
+        statuses.push(...batch.map((r) => r.status));
+      }
+      assert.equal(countOf(statuses, 200), 30, `200s: ${countOf(statuses, 200)}`);
+      assert.equal(countOf(statuses, 429), 60);
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      const workers = new Set(cli.logs.filter((l) => l.kind === 'access').map((l) => l.worker));
+      assert.equal(workers.size, 2, 'both workers answered requests');
+      assert.equal(cli.logs.find((l) => l.msg === 'ready')?.mode, mode);
+    } finally {
+      await cli.cleanup();
     }
-    assert.equal(countOf(statuses, 200), 30, `200s: ${countOf(statuses, 200)}`);
-    assert.equal(countOf(statuses, 429), 60);
-    await new Promise((resolve) => setTimeout(resolve, 1500));
-    const pids = new Set(cli.logs.filter((l) => l.kind === 'access').map((l) => l.pid));
-    assert.equal(pids.size, 2, 'both workers answered requests');
-  } finally {
-    await cli.cleanup();
-  }
-});
+  });
+}
 
 describe('redis store', () => {
   let redis: RedisServer;

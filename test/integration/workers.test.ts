@@ -1,5 +1,6 @@
 /**
- * Multi-process mode: the real CLI with thread_count 2 on a fixed free port. The supervisor starts two
+ * Worker processes (`worker_mode: processes`, the fallback where SO_REUSEPORT is missing): the real CLI
+ * with thread_count 2 on a fixed free port. (Worker threads, the default: worker-threads.test.ts.) The supervisor starts two
  * workers, replaces one that dies, and on SIGTERM stops them all and exits 0. Access log lines carry the
  * PID of the worker that answered.
  */
@@ -30,6 +31,7 @@ before(async () => {
     host: '127.0.0.1',
     port,
     thread_count: 2,
+    worker_mode: 'processes',
     protocols: ['http1'],
     shutdown_grace_ms: 2000,
     access_log: { enabled: true },
@@ -154,6 +156,7 @@ test('workers stop by themselves when the supervisor is killed', async () => {
     host: '127.0.0.1',
     port: orphanPort,
     thread_count: 2,
+    worker_mode: 'processes',
     protocols: ['http1'],
     shutdown_grace_ms: 1000,
     routes: [{ path: '/', upstream: upstream.url }],
@@ -181,6 +184,7 @@ test('a worker that cannot listen fails the run: exit 1, no worker left behind',
     host: '127.0.0.1',
     port: busyPort,
     thread_count: 2,
+    worker_mode: 'processes',
     protocols: ['http1'],
     routes: [{ path: '/', upstream: upstream.url }],
   });

@@ -90,6 +90,7 @@ describe('seed examples load unchanged', () => {
     assert.deepStrictEqual(plain(config), {
       listeners: [listener('0.0.0.0', 8000)],
       thread_count: 4,
+      worker_mode: 'auto',
       backlog: 128,
       max_connections: 1000,
       connection_timeout_ms: 30000,
@@ -110,6 +111,7 @@ describe('seed examples load unchanged', () => {
     assert.deepStrictEqual(plain(config), {
       listeners: [listener('0.0.0.0', 8000)],
       thread_count: 4,
+      worker_mode: 'auto',
       backlog: 128,
       max_connections: 1000,
       connection_timeout_ms: 30000,
@@ -130,6 +132,7 @@ describe('seed examples load unchanged', () => {
     assert.deepStrictEqual(plain(config), {
       listeners: [listener('0.0.0.0', 8000)],
       thread_count: 16,
+      worker_mode: 'auto',
       backlog: 1024,
       max_connections: 10000,
       connection_timeout_ms: 30000,
@@ -148,6 +151,7 @@ test('the demo config', () => {
   assert.deepStrictEqual(plain(config), {
     listeners: [listener('127.0.0.1', 8000)],
     thread_count: 1,
+    worker_mode: 'auto',
     backlog: 511,
     max_connections: 10000,
     connection_timeout_ms: 30000,
@@ -168,6 +172,7 @@ test('a minimal config gets every default', () => {
   assert.deepStrictEqual(plain(config), {
     listeners: [listener('0.0.0.0', 8000)],
     thread_count: 1,
+    worker_mode: 'auto',
     backlog: 511,
     max_connections: 10000,
     connection_timeout_ms: 30000,
@@ -215,6 +220,7 @@ test('a config using every field', () => {
     plain_http: 'redirect',
   };
   assert.deepStrictEqual((plain(config) as { tls: unknown }).tls, topTls);
+  assert.equal(config.worker_mode, 'processes');
   assert.deepStrictEqual(JSON.parse(JSON.stringify(config.listeners)), [
     { host: '0.0.0.0', port: 8080, redirect_https: true, tls: { ...DEFAULT_TLS, enabled: false } },
     { host: '::', port: 8443, redirect_https: false, tls: topTls },

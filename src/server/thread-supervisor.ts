@@ -1,0 +1,135 @@
+/**
+ * Multi-core with worker threads (the default where the platform has SO_REUSEPORT): the main thread of
+ * the process starts `thread_count` worker threads (src/server/worker-thread.ts), each of which binds
+ * every listener with SO_REUSEPORT, so the kernel spreads connections over them. The main thread makes
+ * the instance's shared memory once (src/util/instance.ts: the rate limiter's table) and hands it to
+ * every worker; it serves no request and handles no message per request. It restarts a worker that ends
+ * (an uncaught exception, running out of memory: only that thread ends, the others keep serving, the
+ * shared memory lives on), and on SIGTERM or SIGINT asks every worker to stop gracefully and resolves
+ * `onStopped` once they have.
+ */
+import { randomInt } from 'node:crypto';
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { Config } from '../config/schema.ts';
+import { createRateLimitTable } from '../filters/rate-limit/store-shared.ts';
+import type { Logger } from '../observe/logger.ts';
+import type { InstanceShared } from '../util/instance.ts';
+import type { RunOptions } from './run.ts';
+import { RestartBrake } from './supervisor.ts';
+
+/** What a worker thread is given (its workerData). */
+export interface WorkerThreadData {
+  readonly config: Config;
+  readonly options: RunOptions;
+  readonly id: number;
+  readonly count: number;
+  readonly shared: InstanceShared;
+}
+
+/** Messages between the main thread and a worker. */
+export type WorkerThreadMessage =
+  | { readonly type: 'listening' }
+  | { readonly type: 'stop' }
+  | { readonly type: 'failed'; readonly message: string };
+
+/** The worker entry next to this file: worker-thread.ts from src/, worker-thread.js from dist/. */
+const WORKER_ENTRY = new URL(`./worker-thread${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
+
+export function runThreadSupervisor(
+  config: Config,
+  options: RunOptions,
+  logger: Logger,
+  onStopped: () => void,
+): Promise<void> {
+  const count = config.thread_count;
+  const shared: InstanceShared = { rateLimit: createRateLimitTable(), seed: randomInt(2 ** 31) };
+  // The warnings were logged once by this thread; the workers do not repeat them.
+  const workerOptions: RunOptions = { ...options, warnings: [] };
+  const workers = new Map<number, Worker>();
+  const brake = new RestartBrake();
+  let stopping = false;
+  let listening = 0;
+  let startupError: Error | null = null;
+  let resolveReady: () => void;
+  let rejectReady: (error: Error) => void;
+  const ready = new Promise<void>((resolve, reject) => {
+    resolveReady = resolve;
+    rejectReady = reject;
+  });
+
+  const start = (id: number): void => {
+    const data: WorkerThreadData = { config, options: workerOptions, id, count, shared };
+    const worker = new Worker(WORKER_ENTRY, { workerData: data });
+    workers.set(id, worker);
+    logger.info({ worker: id, thread_id: worker.threadId }, 'worker started');
+    let workerListening = false;
+    let failure: Error | null = null;
+    worker.on('message', (message: WorkerThreadMessage) => {
+      if (message?.type === 'failed') failure = new Error(message.message);
+      if (message?.type !== 'listening') return;
+      workerListening = true;
+      if (++listening === count) {
+        logger.info({ workers: count, mode: 'threads' }, 'ready');
+        resolveReady();
+      }
+    });
+    // An error the worker did not handle itself (running out of memory; a failure before it listens).
+    worker.on('error', (error: Error & { code?: string }) => {
+      failure = error;
+      logger.error({ worker: id, thread_id: worker.threadId, err: error, code: error.code }, 'worker failed');
+    });
+    worker.on('exit', (code) => {
+      if (workers.get(id) === worker) workers.delete(id);
+      if (stopping) {
+        if (workers.size > 0) return;
+        if (startupError !== null) rejectReady(startupError);
+        else onStopped();
+        return;
+      }
+      if (!workerListening && listening < count) {
+        // A worker failed before listening while starting up (port in use, bad address): fail like a
+        // single process does instead of restarting it forever.
+        logger.fatal({ worker: id, code, err: failure }, 'worker failed to start');
+        startupError = failure ?? new Error(`worker ${id} exited before listening (code ${code})`);
+        stopping = true;
+        if (workers.size === 0) rejectReady(startupError);
+        for (const other of workers.values()) void other.terminate();
+        return;
+      }
+      const delay = brake.next();
+      logger.error({ worker: id, thread_id: worker.threadId, code, restart_in_ms: delay }, 'worker exited');
+      setTimeout(() => {
+        if (!stopping) start(id);
+      }, delay);
+    });
+  };
+
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping workers');
+    if (workers.size === 0) {
+      onStopped();
+      return;
+    }
+    const message: WorkerThreadMessage = { type: 'stop' };
+    for (const worker of workers.values()) worker.postMessage(message);
+    const hardStop = setTimeout(() => {
+      for (const worker of workers.values()) void worker.terminate();
+    }, config.shutdown_grace_ms + 5000);
+    hardStop.unref();
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+
+  if (config.max_connections < count) {
+    logger.warn(
+      { max_connections: config.max_connections, workers: count },
+      'max_connections is smaller than thread_count: some workers accept no connection',
+    );
+  }
+  for (let id = 1; id <= count; id++) start(id);
+  return ready;
+}
