@@ -20,6 +20,7 @@ import type { Logger } from '../observe/logger.ts';
 import { FilterRegistry } from '../pipeline/registry.ts';
 import { buildRuntime, compileRuntime, disposeRuntime, type Runtime } from '../runtime/compile.ts';
 import { PoolRegistry } from '../runtime/pools.ts';
+import type { InstanceConnections } from '../util/instance.ts';
 import { SlotSet } from '../util/slot-set.ts';
 import { TunnelRegistry } from '../websocket/registry.ts';
 import { TlsContexts } from './tls-contexts.ts';
@@ -138,6 +139,11 @@ export interface ProxyServerOptions {
    * `connectionShare` in supervisor.ts). Default: `max_connections` itself (one process).
    */
   readonly maxConnections?: number;
+  /**
+   * A worker thread's place in the instance's shared connection count: `maxConnections` then bounds the
+   * whole instance exactly (every worker checks the shared total). Without it, this process counts alone.
+   */
+  readonly instanceConnections?: { readonly counter: InstanceConnections; readonly worker: number };
 }
 
 export class ProxyServer {
@@ -161,7 +167,9 @@ export class ProxyServer {
   private open = 0;
   private readonly release = (): void => {
     this.open--;
+    this.instanceConnections?.counter.release(this.instanceConnections.worker);
   };
+  private readonly instanceConnections: NonNullable<ProxyServerOptions['instanceConnections']> | null;
   private drainWaiter: (() => void) | null = null;
   /** Certificates of each TLS block in use; listeners without their own `tls` share the top-level one. */
   private readonly tlsContexts = new Map<TlsConfig, TlsContexts>();
@@ -177,6 +185,7 @@ export class ProxyServer {
     this.reusePort = options.reusePort ?? false;
     this.baseDir = options.baseDir;
     this.maxConnections = options.maxConnections ?? config.max_connections;
+    this.instanceConnections = options.instanceConnections ?? null;
     for (const l of config.listeners) {
       if (l.tls.enabled && !this.tlsContexts.has(l.tls)) {
         const contexts = new TlsContexts(l.tls, options.logger);
@@ -292,7 +301,12 @@ export class ProxyServer {
       socket.destroy();
       return;
     }
-    if (this.open >= this.maxConnections) {
+    const shared = this.instanceConnections;
+    if (
+      shared === null
+        ? this.open >= this.maxConnections
+        : !shared.counter.tryAcquire(shared.worker, this.maxConnections)
+    ) {
       // Refused connections are not counted; they linger at most REFUSED_LINGER_MS.
       socket.on('error', ignore);
       if (listener.tls === null) refuse(socket, OVER_CAPACITY);

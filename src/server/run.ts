@@ -9,6 +9,7 @@ import type { Config } from '../config/schema.ts';
 import type { ConfigWarning } from '../config/warnings.ts';
 import { startDemoOrigin } from '../demo/origin.ts';
 import { createLogger, flushLogs, type Logger } from '../observe/logger.ts';
+import { InstanceConnections, instanceShared } from '../util/instance.ts';
 import { isWorkerProcess, WORKER_ENV } from '../util/worker.ts';
 import { ProxyServer } from './proxy-server.ts';
 import { connectionShare, REUSE_PORT_SUPPORTED, runSupervisor } from './supervisor.ts';
@@ -128,14 +129,20 @@ export async function serve(
     process.exit(1);
   });
 
+  // max_connections bounds the instance: worker threads count in shared memory, a worker process holds
+  // its share.
+  const shared = worker?.kind === 'thread' ? instanceShared() : null;
   const server = new ProxyServer(config, {
     logger,
     reusePort: worker !== null && REUSE_PORT_SUPPORTED,
-    // max_connections bounds the instance: a worker holds its share.
     maxConnections:
-      worker === null
+      worker === null || shared !== null
         ? config.max_connections
         : connectionShare(config.max_connections, worker.id, worker.count),
+    instanceConnections:
+      shared === null || worker === null
+        ? undefined
+        : { counter: new InstanceConnections(shared.connections), worker: worker.id },
     // Relative paths in filter configs (user filter modules) are the config file's.
     baseDir: options.configPath === null ? process.cwd() : dirname(resolve(options.configPath)),
   });

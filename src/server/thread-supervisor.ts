@@ -2,7 +2,8 @@
  * Multi-core with worker threads (the default where the platform has SO_REUSEPORT): the main thread of
  * the process starts `thread_count` worker threads (src/server/worker-thread.ts), each of which binds
  * every listener with SO_REUSEPORT, so the kernel spreads connections over them. The main thread makes
- * the instance's shared memory once (src/util/instance.ts: the rate limiter's table) and hands it to
+ * the instance's shared memory once (src/util/instance.ts: the rate limiter's table, the count of open
+ * connections that max_connections bounds exactly) and hands it to
  * every worker; it serves no request and handles no message per request. It restarts a worker that ends
  * (an uncaught exception, running out of memory: only that thread ends, the others keep serving, the
  * shared memory lives on), and on SIGTERM or SIGINT asks every worker to stop gracefully and resolves
@@ -15,7 +16,7 @@ import { Worker } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
 import { createRateLimitTable } from '../filters/rate-limit/store-shared.ts';
 import type { Logger } from '../observe/logger.ts';
-import type { InstanceShared } from '../util/instance.ts';
+import { InstanceConnections, type InstanceShared } from '../util/instance.ts';
 import type { RunOptions } from './run.ts';
 import { RestartBrake } from './supervisor.ts';
 
@@ -44,7 +45,12 @@ export function runThreadSupervisor(
   onStopped: () => void,
 ): Promise<void> {
   const count = config.thread_count;
-  const shared: InstanceShared = { rateLimit: createRateLimitTable(), seed: randomInt(2 ** 31) };
+  const shared: InstanceShared = {
+    rateLimit: createRateLimitTable(),
+    connections: InstanceConnections.create(count),
+    seed: randomInt(2 ** 31),
+  };
+  const connections = new InstanceConnections(shared.connections);
   // The warnings were logged once by this thread; the workers do not repeat them.
   const workerOptions: RunOptions = { ...options, warnings: [] };
   const workers = new Map<number, Worker>();
@@ -82,6 +88,8 @@ export function runThreadSupervisor(
     });
     worker.on('exit', (code) => {
       if (workers.get(id) === worker) workers.delete(id);
+      // Its connections ended with it: their places in max_connections are free again.
+      connections.reclaim(id);
       if (stopping) {
         if (workers.size > 0) return;
         if (startupError !== null) rejectReady(startupError);
@@ -124,12 +132,6 @@ export function runThreadSupervisor(
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 
-  if (config.max_connections < count) {
-    logger.warn(
-      { max_connections: config.max_connections, workers: count },
-      'max_connections is smaller than thread_count: some workers accept no connection',
-    );
-  }
   for (let id = 1; id <= count; id++) start(id);
   return ready;
 }

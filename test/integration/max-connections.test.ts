@@ -283,47 +283,72 @@ describe('max_connections counts every connection, whatever it becomes', () => {
   });
 });
 
-describe('max_connections with worker processes: a bound for the instance', () => {
-  let upstream: HttpUpstream;
-  let cli: CliProcess;
-  let port: number;
+for (const mode of ['threads', 'processes'] as const) {
+  describe(`max_connections with worker ${mode}: a bound for the instance`, () => {
+    let upstream: HttpUpstream;
+    let cli: CliProcess;
+    let port: number;
 
-  before(async () => {
-    upstream = await startHttpUpstream();
-    port = await freePort();
-    cli = startCli({
-      host: '127.0.0.1',
-      port,
-      thread_count: 2,
-      max_connections: 3,
-      connection_timeout_ms: 30_000,
-      protocols: ['http1'],
-      routes: [{ path: '/', upstream: upstream.url }],
+    before(async () => {
+      upstream = await startHttpUpstream();
+      port = await freePort();
+      cli = startCli({
+        host: '127.0.0.1',
+        port,
+        thread_count: 2,
+        worker_mode: mode,
+        max_connections: 3,
+        connection_timeout_ms: 30_000,
+        protocols: ['http1'],
+        routes: [{ path: '/', upstream: upstream.url }],
+      });
+      await cli.waitForLog((l) => l.msg === 'ready', 20_000, 'ready');
     });
-    await cli.waitForLog((l) => l.msg === 'ready', 20_000, 'ready');
-  });
-  after(async () => {
-    await cli.cleanup();
-    await upstream.close();
-  });
+    after(async () => {
+      await cli.cleanup();
+      await upstream.close();
+    });
 
-  test('thread_count 2, max_connections 3: 3 of 30 connections are served; the workers hold 2 and 1', async () => {
-    // The kernel spreads connections over the workers; with 30 of them each worker sees more than its share.
-    const clients = Array.from({ length: 30 }, () => openHttp1(port));
-    try {
-      const outcomes = await Promise.all(clients.map((c) => c.outcome));
-      assert.equal(outcomes.filter((o) => o === 'served').length, 3, 'served in the whole instance');
-      assert.equal(outcomes.filter((o) => o === 'refused').length, 27);
-    } finally {
-      for (const c of clients) c.close();
+    test(`thread_count 2, max_connections 3: 3 of 30 connections are served`, async () => {
+      // The kernel spreads connections over the workers; with 30 of them each worker sees more than 3/2.
+      const clients = Array.from({ length: 30 }, () => openHttp1(port));
+      try {
+        const outcomes = await Promise.all(clients.map((c) => c.outcome));
+        assert.equal(outcomes.filter((o) => o === 'served').length, 3, 'served in the whole instance');
+        assert.equal(outcomes.filter((o) => o === 'refused').length, 27);
+      } finally {
+        for (const c of clients) c.close();
+      }
+      const limits = cli.logs
+        .filter((l) => l.msg === 'listening')
+        .map((l) => [l.worker, l.max_connections])
+        .sort();
+      // Worker threads check one shared count against the instance's limit; worker processes share no
+      // memory, so each holds its share (2 and 1).
+      assert.deepEqual(
+        limits,
+        mode === 'threads'
+          ? [
+              [1, 3],
+              [2, 3],
+            ]
+          : [
+              [1, 2],
+              [2, 1],
+            ],
+      );
+    });
+
+    if (mode === 'threads') {
+      test('closed connections free their places in the shared count, whichever worker held them', async () => {
+        for (let round = 0; round < 3; round++) {
+          const clients = Array.from({ length: 12 }, () => openHttp1(port));
+          const outcomes = await Promise.all(clients.map((c) => c.outcome));
+          for (const c of clients) c.close();
+          assert.equal(outcomes.filter((o) => o === 'served').length, 3, `round ${round}`);
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      });
     }
-    const shares = cli.logs
-      .filter((l) => l.msg === 'listening')
-      .map((l) => [l.worker, l.max_connections])
-      .sort();
-    assert.deepEqual(shares, [
-      [1, 2],
-      [2, 1],
-    ]);
   });
-});
+}
