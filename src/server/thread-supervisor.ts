@@ -2,8 +2,8 @@
  * Multi-core with worker threads (the default where the platform has SO_REUSEPORT): the main thread of
  * the process starts `thread_count` worker threads (src/server/worker-thread.ts), each of which binds
  * every listener with SO_REUSEPORT, so the kernel spreads connections over them. The main thread makes
- * the instance's shared memory once (src/util/instance.ts: the rate limiter's table, the count of open
- * connections that max_connections bounds exactly) and hands it to
+ * the instance's shared memory once (src/util/instance.ts: the rate limiter's table, the memory caches,
+ * the count of open connections that max_connections bounds exactly) and hands it to
  * every worker; it serves no request and handles no message per request. It restarts a worker that ends
  * (an uncaught exception, running out of memory: only that thread ends, the others keep serving, the
  * shared memory lives on), and on SIGTERM or SIGINT asks every worker to stop gracefully and resolves
@@ -14,6 +14,8 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
+import { memoryCacheSizes } from '../filters/cache/filter.ts';
+import { createCacheBuffer } from '../filters/cache/store-shared.ts';
 import { createRateLimitTable } from '../filters/rate-limit/store-shared.ts';
 import type { Logger } from '../observe/logger.ts';
 import { InstanceConnections, type InstanceShared } from '../util/instance.ts';
@@ -48,6 +50,9 @@ export function runThreadSupervisor(
   const shared: InstanceShared = {
     rateLimit: createRateLimitTable(),
     connections: InstanceConnections.create(count),
+    caches: Object.fromEntries(
+      [...memoryCacheSizes(config)].map(([identity, maxBytes]) => [identity, createCacheBuffer(maxBytes)]),
+    ),
     seed: randomInt(2 ** 31),
   };
   const connections = new InstanceConnections(shared.connections);

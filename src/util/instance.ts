@@ -2,7 +2,8 @@
  * What the workers of one instance share. With worker threads (src/server/supervisor.ts), the main thread
  * makes the instance's shared memory once and hands it to every worker in its workerData; each worker
  * installs it here before it builds its runtime, and the per-instance parts of the filters read it from
- * here (the rate limiter's memory store: src/filters/rate-limit/store-shared.ts). A single process, or a
+ * here (the rate limiter's memory store: src/filters/rate-limit/store-shared.ts; the cache's memory
+ * stores: src/filters/cache/store-shared.ts). A single process, or a
  * worker process (the platforms without SO_REUSEPORT), has none: its stores are its own (or its
  * supervisor's, over IPC).
  */
@@ -12,6 +13,8 @@ export interface InstanceShared {
   readonly rateLimit: SharedArrayBuffer;
   /** The open connections of the instance (InstanceConnections). */
   readonly connections: SharedArrayBuffer;
+  /** The memory caches, by store identity (`memory:<max_bytes>`; createCacheBuffer). */
+  readonly caches: Readonly<Record<string, SharedArrayBuffer>>;
   /** The instance's hash seed (the same in every worker, unknown to clients). */
   readonly seed: number;
 }

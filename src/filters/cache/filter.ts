@@ -18,6 +18,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import CachePolicy from 'http-cache-semantics';
+import type { Config } from '../../config/schema.ts';
 import { FIELD_CONTENT_LENGTH, FieldList, isHopByHop, kindOfName } from '../../http/fields.ts';
 import { ForwardingPolicy } from '../../http/forwarding.ts';
 import type {
@@ -35,8 +36,10 @@ import { FieldEditList } from '../../pipeline/field-edits.ts';
 import { ObjectFieldReader } from '../../pipeline/field-readers.ts';
 import type { FilterModule } from '../../pipeline/registry.ts';
 import { subrequest } from '../../upstream/subrequest.ts';
+import { instanceShared } from '../../util/instance.ts';
 import { closeRedisClients, RedisCacheStore } from './redis-store.ts';
 import { type CacheEntry, type CacheStore, MemoryCacheStore } from './store.ts';
+import { SharedCacheStore } from './store-shared.ts';
 
 export interface CacheConfig {
   readonly ttl_seconds: number;
@@ -75,18 +78,52 @@ export interface StoreHandle {
 
 const stores = new Map<string, StoreHandle>();
 
-/** The store for a config, created once per identity (`memory:<max_bytes>`, `redis:<url>\n<prefix>`). */
+/** The identity of a memory store: its size (caches of the same size share one store). */
+function memoryIdentity(maxBytes: number): string {
+  return `memory:${maxBytes}`;
+}
+
+/**
+ * The memory stores a config's cache filters use, by identity, with their size: what an instance of
+ * worker threads makes in shared memory before its workers start (src/server/thread-supervisor.ts).
+ */
+export function memoryCacheSizes(config: Config): Map<string, number> {
+  const sizes = new Map<string, number>();
+  for (const list of [config.middlewares, ...config.routes.map((r) => r.middlewares)]) {
+    for (const m of list) {
+      const cache = m.config as Partial<CacheConfig>;
+      if (m.type !== 'cache' || cache.store === 'redis') continue;
+      const maxBytes = cache.max_bytes ?? CACHE_DEFAULTS.max_bytes;
+      sizes.set(memoryIdentity(maxBytes), maxBytes);
+    }
+  }
+  return sizes;
+}
+
+/**
+ * The store for a config, created once per identity (`memory:<max_bytes>`, `redis:<url>\n<prefix>`). A
+ * memory store is the instance's shared one in a worker thread (store-shared.ts), else this process's.
+ */
 export function cacheStoreFor(config: CacheConfig): StoreHandle {
   const redis = config.store === 'redis';
+  const maxBytes = config.max_bytes ?? CACHE_DEFAULTS.max_bytes;
   const identity = redis
     ? `redis:${config.redis_url}\n${config.key_prefix ?? CACHE_DEFAULTS.key_prefix}`
-    : `memory:${config.max_bytes ?? CACHE_DEFAULTS.max_bytes}`;
+    : memoryIdentity(maxBytes);
   let handle = stores.get(identity);
   if (handle === undefined) {
     if (redis && config.redis_url === undefined) throw new Error('cache: store "redis" needs redis_url');
-    const store: CacheStore = redis
-      ? new RedisCacheStore(config.redis_url as string, config.key_prefix ?? CACHE_DEFAULTS.key_prefix)
-      : new MemoryCacheStore(config.max_bytes ?? CACHE_DEFAULTS.max_bytes);
+    let store: CacheStore;
+    if (redis) {
+      store = new RedisCacheStore(config.redis_url as string, config.key_prefix ?? CACHE_DEFAULTS.key_prefix);
+    } else {
+      const shared = instanceShared();
+      const buffer = shared?.caches[identity];
+      store =
+        buffer === undefined
+          ? new MemoryCacheStore(maxBytes)
+          : new SharedCacheStore(buffer, maxBytes, shared!.seed);
+    }
     handle = { store, inflight: new Map() };
     stores.set(identity, handle);
   }

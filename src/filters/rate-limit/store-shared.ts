@@ -4,7 +4,7 @@
  * across workers and costs no message and no process in the middle — a lock, a hash and a few loads.
  *
  * The table is a set of buckets of BUCKET_SLOTS slots; a key (the limit's id and the request's key) hashes
- * to one bucket, whose lock (a futex-style word: 0 free, 1 held, 2 held with waiters) guards its slots.
+ * to one bucket, whose lock (src/util/shared-lock.ts) guards its slots.
  * A slot holds a 64-bit hash of the key (two 32-bit words, seeded per instance so that clients cannot aim
  * collisions) and the key's TAT in ms. A slot whose TAT is past is as good as empty (GCRA gives a past
  * TAT and no TAT the same answer), so expired keys need no sweep: a new key takes the first such slot.
@@ -12,13 +12,13 @@
  * forgotten — that key may then make a burst again early; size the table (`slots`) for the keys that are
  * active within one refill period (nginx's `limit_req_zone` size plays the same part).
  */
+import { hash32 } from '../../util/hash.ts';
+import { lockShared, unlockShared } from '../../util/shared-lock.ts';
 import { type Decision, gcra, newDecision, type RateLimitPolicy } from './gcra.ts';
 import type { RateLimitStore } from './store.ts';
 
 /** Slots a bucket holds (one lock each bucket). */
 const BUCKET_SLOTS = 8;
-/** Spins on a held lock before sleeping on it (critical sections are a few dozen instructions). */
-const SPINS = 64;
 
 /** The default table: 262,144 keys active at once, 4.1 MiB. */
 export const DEFAULT_RATE_LIMIT_SLOTS = 1 << 18;
@@ -41,24 +41,6 @@ export function createRateLimitTable(slots: number = DEFAULT_RATE_LIMIT_SLOTS): 
 function slotsOf(buffer: SharedArrayBuffer): number {
   // bytes = slots * 16 + slots / BUCKET_SLOTS * 4
   return Math.round(buffer.byteLength / (16 + 4 / BUCKET_SLOTS));
-}
-
-/** A seeded 32-bit hash of `a` then `b` (a multiply-xorshift mix per UTF-16 unit). */
-function hash32(a: string, b: string, seed: number): number {
-  let h = (seed ^ Math.imul(a.length + b.length, 0x9e3779b1)) | 0;
-  for (let i = 0; i < a.length; i++) {
-    h = Math.imul(h ^ a.charCodeAt(i), 0x5bd1e995);
-    h ^= h >>> 15;
-  }
-  // A separator no id contains, so ("1:2", "3") and ("1:23", "") differ.
-  h = Math.imul(h ^ 0xffff, 0x5bd1e995);
-  h ^= h >>> 15;
-  for (let i = 0; i < b.length; i++) {
-    h = Math.imul(h ^ b.charCodeAt(i), 0x5bd1e995);
-    h ^= h >>> 15;
-  }
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
 }
 
 export class SharedRateLimitStore implements RateLimitStore {
@@ -92,7 +74,7 @@ export class SharedRateLimitStore implements RateLimitStore {
     const first = bucket * BUCKET_SLOTS;
     const tats = this.tats;
     const hashes = this.hashes;
-    this.lock(bucket);
+    lockShared(this.locks, bucket);
     const now = this.now();
     let slot = -1;
     let free = -1;
@@ -115,30 +97,7 @@ export class SharedRateLimitStore implements RateLimitStore {
       hashes[2 * slot + 1] = lo;
       tats[slot] = next;
     }
-    this.unlock(bucket);
+    unlockShared(this.locks, bucket);
     return this.decision;
-  }
-
-  private lock(bucket: number): void {
-    const locks = this.locks;
-    let c = Atomics.compareExchange(locks, bucket, 0, 1);
-    if (c === 0) return;
-    for (let spin = 0; spin < SPINS; spin++) {
-      c = Atomics.compareExchange(locks, bucket, 0, 1);
-      if (c === 0) return;
-    }
-    // Held: mark it contended and sleep until the holder wakes a waiter.
-    if (c !== 2) c = Atomics.exchange(locks, bucket, 2);
-    while (c !== 0) {
-      Atomics.wait(locks, bucket, 2, 10);
-      c = Atomics.exchange(locks, bucket, 2);
-    }
-  }
-
-  private unlock(bucket: number): void {
-    if (Atomics.sub(this.locks, bucket, 1) !== 1) {
-      Atomics.store(this.locks, bucket, 0);
-      Atomics.notify(this.locks, bucket, 1);
-    }
   }
 }

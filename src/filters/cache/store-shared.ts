@@ -1,0 +1,255 @@
+/**
+ * The memory cache of an instance whose workers are threads: one store in a SharedArrayBuffer that every
+ * worker maps (src/util/instance.ts hands it over), so a response stored by one worker is a hit on every
+ * worker, `max_bytes` bounds the instance, and a purge reaches every worker.
+ *
+ * The buffer holds an index and an arena. Records (a key and its value: an encoded entry, or a URL's
+ * Vary names) are appended to the arena as to a ring: when the write position comes round, the oldest
+ * records are overwritten, so the store forgets first what was stored first (FIFO: a cheap stand-in for
+ * LRU that needs no bookkeeping on a hit). The index maps a seeded 64-bit hash of the key to the
+ * record's position, length and expiry time, in buckets of INDEX_BUCKET slots. Positions are logical
+ * (bytes written since the start), so a record is intact exactly while the write position has not moved
+ * more than the arena's size past it.
+ *
+ * One lock (src/util/shared-lock.ts) guards the index and every write into the arena; a lookup holds it
+ * only to read one bucket. The record's bytes are then copied without it and checked afterwards: if a
+ * writer came round over them meanwhile, or the key in the record is not the one asked for, it is a miss.
+ * Each worker keeps the entries it decoded (by position) in a small LRU of its own, so a hot entry is
+ * decoded once per worker and keeps its identity (the filter caches what it derives from an entry).
+ */
+import { LRUCache } from 'lru-cache';
+import { hash32 } from '../../util/hash.ts';
+import { lockShared, unlockShared } from '../../util/shared-lock.ts';
+import { type CacheEntry, type CacheStore, decodeEntry, encodeEntry, entrySize } from './store.ts';
+
+/** Slots per index bucket. */
+const INDEX_BUCKET = 8;
+/** One index slot per this many bytes of arena (entries are rarely smaller). */
+const BYTES_PER_SLOT = 1024;
+/** A record larger than this share of the arena is not stored. */
+const MAX_RECORD_SHARE = 4;
+/** What a worker keeps of the entries it decoded. */
+const DECODED_BYTES = 16 * 1024 * 1024;
+/** The control words: the lock (int32 0), then the write position (float64 at byte 8). */
+const CONTROL_BYTES = 16;
+/** Bytes of one index slot: hash (2 × u32), position (f64), expiry (f64), length (u32), padding. */
+const SLOT_BYTES = 32;
+
+function indexSlots(arenaBytes: number): number {
+  let slots = INDEX_BUCKET * 16;
+  while (slots * BYTES_PER_SLOT < arenaBytes) slots *= 2;
+  return slots;
+}
+
+/** A new, empty store of `maxBytes` of arena (plus its index), to hand to every worker. */
+export function createCacheBuffer(maxBytes: number): SharedArrayBuffer {
+  return new SharedArrayBuffer(CONTROL_BYTES + indexSlots(maxBytes) * SLOT_BYTES + maxBytes);
+}
+
+/** A value as decoded in this worker, with the key it was stored under. */
+interface Decoded {
+  readonly key: string;
+  readonly value: CacheEntry | string;
+}
+
+const VARY = 0;
+const ENTRY = 1;
+
+export class SharedCacheStore implements CacheStore {
+  private readonly control: Int32Array;
+  /** Float64 view of the control words: [1] is the write position. */
+  private readonly position: Float64Array;
+  private readonly hashes: Uint32Array;
+  private readonly positions: Float64Array;
+  private readonly expiries: Float64Array;
+  private readonly lengths: Uint32Array;
+  private readonly arena: Uint8Array;
+  private readonly capacity: number;
+  private readonly bucketMask: number;
+  private readonly seedA: number;
+  private readonly seedB: number;
+  private readonly decoded = new LRUCache<number, Decoded>({
+    maxSize: DECODED_BYTES,
+    sizeCalculation: (d) =>
+      d.key.length + (typeof d.value === 'string' ? d.value.length + 16 : entrySize(d.value)),
+  });
+  private readonly now: () => number;
+
+  /** `maxBytes` as given to createCacheBuffer; `seed` the instance's. */
+  constructor(buffer: SharedArrayBuffer, maxBytes: number, seed: number, now: () => number = Date.now) {
+    const slots = indexSlots(maxBytes);
+    this.control = new Int32Array(buffer, 0, 2);
+    this.position = new Float64Array(buffer, 0, 2);
+    const index = CONTROL_BYTES;
+    this.hashes = new Uint32Array(buffer, index, slots * 2);
+    this.positions = new Float64Array(buffer, index + slots * 8, slots);
+    this.expiries = new Float64Array(buffer, index + slots * 16, slots);
+    this.lengths = new Uint32Array(buffer, index + slots * 24, slots);
+    this.arena = new Uint8Array(buffer, index + slots * SLOT_BYTES, maxBytes);
+    this.capacity = maxBytes;
+    this.bucketMask = slots / INDEX_BUCKET - 1;
+    this.seedA = seed | 0;
+    this.seedB = Math.imul(seed ^ 0x85ebca6b, 0xcc9e2d51) | 0;
+    this.now = now;
+  }
+
+  getVary(urlKey: string): string | undefined {
+    const value = this.read(`${urlKey}\nV`);
+    return typeof value === 'string' ? value : undefined;
+  }
+
+  get(variantKey: string): CacheEntry | undefined {
+    const value = this.read(variantKey);
+    return typeof value === 'string' ? undefined : value;
+  }
+
+  set(urlKey: string, vary: string, variantKey: string, entry: CacheEntry, ttlMs: number): void {
+    const expires = this.now() + Math.max(1, Math.ceil(ttlMs));
+    const body = encodeEntry(entry);
+    // The entry first: a reader that finds the Vary names then finds the variant.
+    if (!this.write(variantKey, ENTRY, body, expires)) return;
+    this.write(`${urlKey}\nV`, VARY, Buffer.from(vary, 'utf8'), expires);
+  }
+
+  purge(prefix: string): number {
+    let removed = 0;
+    const lengths = this.lengths;
+    lockShared(this.control, 0);
+    try {
+      const end = this.position[1]!;
+      for (let slot = 0; slot < lengths.length; slot++) {
+        if (lengths[slot] === 0 || !this.intact(this.positions[slot]!, end)) continue;
+        const key = this.keyAt(this.positions[slot]!);
+        if (!key.startsWith(prefix)) continue;
+        this.clear(slot);
+        if (key.includes('\nE')) removed++;
+      }
+    } finally {
+      unlockShared(this.control, 0);
+    }
+    return removed;
+  }
+
+  // ---------------------------------------------------------------- records
+
+  /** Record layout: u32 key length, u8 kind, the key (UTF-8), the value. */
+  private write(key: string, kind: number, value: Uint8Array, expires: number): boolean {
+    const keyBytes = Buffer.from(key, 'utf8');
+    const length = 5 + keyBytes.length + value.byteLength;
+    if (length > this.capacity / MAX_RECORD_SHARE) return false;
+    const hi = hash32(key, '', this.seedA);
+    const lo = hash32(key, '', this.seedB) || 1;
+    lockShared(this.control, 0);
+    try {
+      let at = this.position[1]!;
+      let offset = at % this.capacity;
+      // A record never wraps: the rest of the ring is skipped.
+      if (offset + length > this.capacity) {
+        at += this.capacity - offset;
+        offset = 0;
+      }
+      this.position[1] = at + length;
+      const slot = this.slotFor(hi, lo, at + length);
+      const arena = this.arena;
+      arena[offset] = keyBytes.length >>> 24;
+      arena[offset + 1] = (keyBytes.length >>> 16) & 0xff;
+      arena[offset + 2] = (keyBytes.length >>> 8) & 0xff;
+      arena[offset + 3] = keyBytes.length & 0xff;
+      arena[offset + 4] = kind;
+      arena.set(keyBytes, offset + 5);
+      arena.set(value, offset + 5 + keyBytes.length);
+      this.hashes[2 * slot] = hi;
+      this.hashes[2 * slot + 1] = lo;
+      this.positions[slot] = at;
+      this.lengths[slot] = length;
+      this.expiries[slot] = expires;
+    } finally {
+      unlockShared(this.control, 0);
+    }
+    return true;
+  }
+
+  /** The value stored under `key`, or undefined. */
+  private read(key: string): CacheEntry | string | undefined {
+    const hi = hash32(key, '', this.seedA);
+    const lo = hash32(key, '', this.seedB) || 1;
+    const first = (hi & this.bucketMask) * INDEX_BUCKET;
+    let at = -1;
+    let length = 0;
+    lockShared(this.control, 0);
+    const end = this.position[1]!;
+    for (let slot = first; slot < first + INDEX_BUCKET; slot++) {
+      if (this.hashes[2 * slot] !== hi || this.hashes[2 * slot + 1] !== lo || this.lengths[slot] === 0)
+        continue;
+      if (this.expiries[slot]! > this.now() && this.intact(this.positions[slot]!, end)) {
+        at = this.positions[slot]!;
+        length = this.lengths[slot]!;
+      }
+      break;
+    }
+    unlockShared(this.control, 0);
+    if (at === -1) return undefined;
+    const known = this.decoded.get(at);
+    if (known !== undefined) return known.key === key ? known.value : undefined;
+    const offset = at % this.capacity;
+    const record = Buffer.from(this.arena.subarray(offset, offset + length));
+    // Copied without the lock: a writer may have come round over it meanwhile.
+    if (!this.intact(at, this.writePosition())) return undefined;
+    const keyLength = record.readUInt32BE(0);
+    if (record.toString('utf8', 5, 5 + keyLength) !== key) return undefined;
+    const data = record.subarray(5 + keyLength);
+    const value = record[4] === VARY ? data.toString('utf8') : decodeEntry(data);
+    if (value === undefined) return undefined;
+    this.decoded.set(at, { key, value });
+    return value;
+  }
+
+  private writePosition(): number {
+    lockShared(this.control, 0);
+    const end = this.position[1]!;
+    unlockShared(this.control, 0);
+    return end;
+  }
+
+  /** True while the record at logical position `at` has not been written over (`end`: the write position). */
+  private intact(at: number, end: number): boolean {
+    return end - at <= this.capacity;
+  }
+
+  /** The key of the record at `at` (under the lock). */
+  private keyAt(at: number): string {
+    const offset = at % this.capacity;
+    const a = this.arena;
+    const keyLength =
+      ((a[offset]! << 24) | (a[offset + 1]! << 16) | (a[offset + 2]! << 8) | a[offset + 3]!) >>> 0;
+    return Buffer.from(a.buffer, a.byteOffset + offset + 5, keyLength).toString('utf8');
+  }
+
+  /**
+   * The slot for a key (under the lock): its own, else a free one (empty, expired, or written over once
+   * the write position reaches `end`), else the bucket's oldest record's.
+   */
+  private slotFor(hi: number, lo: number, end: number): number {
+    const first = (hi & this.bucketMask) * INDEX_BUCKET;
+    const now = this.now();
+    let free = -1;
+    let oldest = first;
+    for (let slot = first; slot < first + INDEX_BUCKET; slot++) {
+      if (this.hashes[2 * slot] === hi && this.hashes[2 * slot + 1] === lo) return slot;
+      if (
+        free === -1 &&
+        (this.lengths[slot] === 0 || this.expiries[slot]! <= now || !this.intact(this.positions[slot]!, end))
+      ) {
+        free = slot;
+      }
+      if (this.positions[slot]! < this.positions[oldest]!) oldest = slot;
+    }
+    return free !== -1 ? free : oldest;
+  }
+
+  private clear(slot: number): void {
+    this.hashes[2 * slot] = 0;
+    this.hashes[2 * slot + 1] = 0;
+    this.lengths[slot] = 0;
+  }
+}
