@@ -14,8 +14,6 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
-import { memoryCacheSizes } from '../filters/cache/filter.ts';
-import { createCacheBuffer } from '../filters/cache/store-shared.ts';
 import { createRateLimitTable } from '../filters/rate-limit/store-shared.ts';
 import type { Logger } from '../observe/logger.ts';
 import { InstanceConnections, type InstanceShared } from '../util/instance.ts';
@@ -40,7 +38,23 @@ export type WorkerThreadMessage =
 /** The worker entry next to this file: worker-thread.ts from src/, worker-thread.js from dist/. */
 const WORKER_ENTRY = new URL(`./worker-thread${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
 
-export function runThreadSupervisor(
+/**
+ * The memory caches the config's cache filters use, made in shared memory; the cache's modules are
+ * loaded only when the config has a cache filter (the serving process loads a filter only when used).
+ */
+async function memoryCaches(config: Config): Promise<Record<string, SharedArrayBuffer>> {
+  const uses = [config.middlewares, ...config.routes.map((r) => r.middlewares)].some((list) =>
+    list.some((m) => m.type === 'cache'),
+  );
+  if (!uses) return {};
+  const { memoryCacheSizes } = await import('../filters/cache/filter.ts');
+  const { createCacheBuffer } = await import('../filters/cache/store-shared.ts');
+  return Object.fromEntries(
+    [...memoryCacheSizes(config)].map(([identity, maxBytes]) => [identity, createCacheBuffer(maxBytes)]),
+  );
+}
+
+export async function runThreadSupervisor(
   config: Config,
   options: RunOptions,
   logger: Logger,
@@ -50,9 +64,7 @@ export function runThreadSupervisor(
   const shared: InstanceShared = {
     rateLimit: createRateLimitTable(),
     connections: InstanceConnections.create(count),
-    caches: Object.fromEntries(
-      [...memoryCacheSizes(config)].map(([identity, maxBytes]) => [identity, createCacheBuffer(maxBytes)]),
-    ),
+    caches: await memoryCaches(config),
     seed: randomInt(2 ** 31),
   };
   const connections = new InstanceConnections(shared.connections);

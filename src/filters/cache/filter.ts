@@ -197,6 +197,8 @@ class CacheExchange {
   vary = '';
   chunks: Buffer[] | null = null;
   bytes = 0;
+  /** The body's length when the upstream announced it (a GET), else -1: stored once that much came. */
+  expectedBytes = -1;
   pending: Promise<void> | null = null;
   /** What Cache-Status says about the forward (`uri-miss`, `vary-miss`, `stale`, `request`, `method`). */
   fwd = 'uri-miss';
@@ -816,6 +818,7 @@ export class CacheFilter implements Filter {
       vary === '' ? `${state.urlKey}\nE` : variantKeyOf(state.urlKey, vary, ctx.request.headers);
     state.chunks = [];
     state.bytes = 0;
+    state.expectedBytes = length !== undefined && ctx.request.method === 'GET' ? Number(length) : -1;
     return undefined;
   }
 
@@ -913,15 +916,27 @@ export class CacheFilter implements Filter {
       return;
     }
     (state.chunks as Buffer[]).push(Buffer.from(chunk));
+    // The whole announced body is here: stored now, before its last bytes go to the client, so that the
+    // client's next request finds it whichever worker thread takes it.
+    if (state.bytes === state.expectedBytes) this.storeRecorded(state);
   }
 
   onResponseEnd(ctx: FilterContext, aborted: boolean): void {
     const state = ctx.state[this.index] as CacheExchange | undefined;
     if (state === undefined || !state.recording) return;
+    if (aborted) {
+      state.recording = false;
+      state.chunks = null;
+      return;
+    }
+    this.storeRecorded(state);
+  }
+
+  /** Stores the recorded response. */
+  storeRecorded(state: CacheExchange): void {
     state.recording = false;
     const chunks = state.chunks as Buffer[];
     state.chunks = null;
-    if (aborted) return;
     const policy = state.policy as CachePolicy;
     const entry: CacheEntry = {
       status: state.status,
