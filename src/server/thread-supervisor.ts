@@ -86,7 +86,9 @@ export async function runThreadSupervisor(
     const data: WorkerThreadData = { config, options: workerOptions, id, count, shared };
     const worker = new Worker(WORKER_ENTRY, { workerData: data });
     workers.set(id, worker);
-    logger.info({ worker: id, thread_id: worker.threadId }, 'worker started');
+    // threadId reads -1 once the thread has ended: kept for the lines about its end.
+    const threadId = worker.threadId;
+    logger.info({ worker: id, thread_id: threadId }, 'worker started');
     let workerListening = false;
     let failure: Error | null = null;
     worker.on('message', (message: WorkerThreadMessage) => {
@@ -101,7 +103,7 @@ export async function runThreadSupervisor(
     // An error the worker did not handle itself (running out of memory; a failure before it listens).
     worker.on('error', (error: Error & { code?: string }) => {
       failure = error;
-      logger.error({ worker: id, thread_id: worker.threadId, err: error, code: error.code }, 'worker failed');
+      logger.error({ worker: id, thread_id: threadId, err: error, code: error.code }, 'worker failed');
     });
     worker.on('exit', (code) => {
       if (workers.get(id) === worker) workers.delete(id);
@@ -124,7 +126,7 @@ export async function runThreadSupervisor(
         return;
       }
       const delay = brake.next();
-      logger.error({ worker: id, thread_id: worker.threadId, code, restart_in_ms: delay }, 'worker exited');
+      logger.error({ worker: id, thread_id: threadId, code, restart_in_ms: delay }, 'worker exited');
       setTimeout(() => {
         if (!stopping) start(id);
       }, delay);

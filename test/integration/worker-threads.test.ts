@@ -125,6 +125,8 @@ describe('two worker threads', () => {
       'worker exited',
     );
     assert.equal(exited.code, 1);
+    const started = cli.logs.filter((l) => l.msg === 'worker started' && l.worker === exited.worker);
+    assert.equal(exited.thread_id, started[0]!.thread_id, 'the line names the thread that ended');
     const fatal = cli.logs.find((l) => l.msg === 'uncaught exception' && cli.logs.indexOf(l) >= before);
     assert.equal(fatal?.worker, exited.worker);
     assert.equal((fatal?.err as LogLine | undefined)?.message, 'crash test');
