@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
+import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -322,7 +323,7 @@ describe('zproxy bench against raw HTTP/1.1 framings', () => {
   });
 });
 
-describe('zproxy bench over HTTP/2', () => {
+describe('zproxy bench over TLS: HTTP/2 and HTTP/1.1', () => {
   const certs = new CertDir();
   let served = 0;
   const handler = (_req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void => {
@@ -331,17 +332,46 @@ describe('zproxy bench over HTTP/2', () => {
   };
   const h2c = http2.createServer(handler);
   let tlsServer: http2.Http2SecureServer;
-  const ports = { h2c: 0, tls: 0 };
+  let h1TlsServer: https.Server;
+  let h1Served = 0;
+  const ports = { h2c: 0, tls: 0, h1Tls: 0 };
   before(async () => {
     const { cert, key } = certs.make('localhost', ['localhost']);
-    tlsServer = http2.createSecureServer({ cert: readFileSync(cert), key: readFileSync(key) }, handler);
+    const pem = { cert: readFileSync(cert), key: readFileSync(key) };
+    tlsServer = http2.createSecureServer(pem, handler);
+    h1TlsServer = https.createServer(pem, (_req, res) => {
+      h1Served++;
+      res.end('hello tls\n');
+    });
+    h1TlsServer.keepAliveTimeout = 30_000;
     ports.h2c = await listen(h2c);
     ports.tls = await listen(tlsServer);
+    ports.h1Tls = await listen(h1TlsServer);
   });
   after(async () => {
     await close(h2c);
     await close(tlsServer);
+    await close(h1TlsServer);
     certs.remove();
+  });
+
+  test('HTTP/1.1 over TLS with -k', async () => {
+    h1Served = 0;
+    const r = await bench([
+      '-k',
+      '-c',
+      '2',
+      '--concurrency',
+      '2',
+      '-d',
+      '700ms',
+      `https://localhost:${ports.h1Tls}/`,
+    ]);
+    await settle();
+    assertConsistent(r, h1Served);
+    assert.equal(r.protocol, 'http1');
+    assert.equal(r.connections_opened, 2);
+    assert.equal(r.errors.total, 0);
   });
 
   test('h2c: streams per session, counts match', async () => {
