@@ -58,15 +58,25 @@ async function bench(args: string[], cli = CLI): Promise<BenchReport> {
 
 const settle = (ms = 150): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** The TCP sockets each server accepted, destroyed when it closes (whatever protocol ran on them). */
+const accepted = new WeakMap<net.Server, Set<net.Socket>>();
+
 function listen(server: net.Server | http.Server | http2.Http2Server): Promise<number> {
+  const sockets = new Set<net.Socket>();
+  accepted.set(server, sockets);
+  server.on('connection', (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
   return new Promise((resolve) => {
     server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port));
   });
 }
 
 function close(server: net.Server | http.Server | http2.Http2Server): Promise<void> {
-  (server as http.Server).closeAllConnections?.();
-  return new Promise((resolve) => server.close(() => resolve()));
+  const done = new Promise<void>((resolve) => server.close(() => resolve()));
+  for (const socket of accepted.get(server) ?? []) socket.destroy();
+  return done;
 }
 
 /** The bench counted only what the server served, and missed at most what was in flight at the stop. */
