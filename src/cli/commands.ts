@@ -1,6 +1,7 @@
 /** What each command does once the command line is parsed. Server logic stays in src/server. */
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import type { BenchOptions } from '../bench/options.ts';
 import { ConfigError } from '../config/errors.ts';
 import { loadConfigIsolated } from '../config/load-isolated.ts';
 import type { Config } from '../config/schema.ts';
@@ -115,6 +116,32 @@ export async function runCommand(given: string | null, logLevel: LogLevel, outpu
     await run(config, { logLevel, configPath: demo ? null : path, demo, warnings });
   } catch (error) {
     output.err(`zproxy: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  }
+  return 0;
+}
+
+/**
+ * `zproxy bench URL`: runs the load and prints the report (a table, or JSON with `--json`). Exit status 0
+ * when at least one request completed, 1 when none did (every one failed) or the body file is unreadable.
+ */
+export async function benchCommand(options: BenchOptions, output: Output): Promise<number> {
+  // Loaded on demand: the other commands never load the generator.
+  const { loadBody, runBench } = await import('../bench/bench.ts');
+  const { formatReport } = await import('../bench/report.ts');
+  let body: Uint8Array | null;
+  try {
+    body = await loadBody(options);
+  } catch (error) {
+    output.err(
+      `zproxy: cannot read --body-file: ${error instanceof Error ? error.message : String(error)}\n`,
+    );
+    return 1;
+  }
+  const report = await runBench(options, body);
+  output.out(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+  if (report.requests === 0) {
+    if (!options.json) output.err('zproxy: no request completed\n');
     return 1;
   }
   return 0;

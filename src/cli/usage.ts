@@ -7,10 +7,31 @@ Commands:
     --log-level LEVEL    fatal, error, warn, info, debug, trace or silent (default: info)
   check CONFIG           Validate a configuration file; list every problem and warning.
     --json               Print the result as JSON on stdout.
+  bench URL              Load a URL (http://, https://, ws://, wss://) and report req/s, latency
+                         percentiles, statuses, errors and the generator's own CPU.
+    -c, --connections N  Connections (default 10)
+    -d, --duration D     How long: 10s, 500ms, 1m or seconds (default 10s)
+    --concurrency N      Requests in flight per connection: HTTP/1.1 pipelining depth,
+                         HTTP/2 streams, WebSocket messages (default 1; 10 for http2)
+    --no-keepalive       HTTP/1.1: one connection per request
+    --protocol P         http1, http2 (TLS for https://, h2c for http://) or websocket
+                         (default: websocket for ws:// and wss://, else http1)
+    --rate N             Constant rate, N requests per second in all; latencies corrected
+                         for coordinated omission (default: closed loop, as fast as answered)
+    --method M           Request method (default GET; POST with a body)
+    -H "name: value"     A request field (repeatable)
+    --body TEXT          The request body (WebSocket: the message)
+    --body-file FILE     The request body from a file
+    --message-bytes N    WebSocket message size (default 64)
+    -t, --threads N      Worker threads, each running its share of the connections (default 1)
+    --timeout D          A request unanswered this long is an error (default 10s)
+    -k, --insecure       Do not verify the target's TLS certificate
+    --json               Print every figure as JSON on stdout.
 
 Options:
   -h, --help             Show this help (also: zproxy help, zproxy <command> --help).
   -v, --version          Show the version.
 
-Exit status: 0 success, 1 invalid configuration or failure, 2 bad command line.
+Exit status: 0 success, 1 invalid configuration or failure (bench: no request completed),
+2 bad command line.
 `;

@@ -1,0 +1,42 @@
+/**
+ * The constant-rate schedule of one connection, as wrk2 keeps it: request n of the connection is meant to
+ * go at `start + (phase + n) × interval`, whatever happened to the requests before it. A request that goes
+ * late (because the connection was still waiting for an answer) keeps its intended time, and its latency
+ * is counted from then: the coordinated-omission correction.
+ */
+export class Schedule {
+  /** When the next request is meant to go (ms, performance.now() clock). */
+  next: number;
+  /** Milliseconds between two requests of this connection. */
+  readonly interval: number;
+
+  /**
+   * @param start when the run started (ms)
+   * @param rate requests per second for this connection
+   * @param phase 0..1: where in the first interval this connection starts (spreads connections evenly)
+   */
+  constructor(start: number, rate: number, phase: number) {
+    this.interval = 1000 / rate;
+    this.next = start + phase * this.interval;
+  }
+
+  /** The intended time of the next request, which is then taken. */
+  take(): number {
+    const at = this.next;
+    this.next += this.interval;
+    return at;
+  }
+}
+
+/** The phase of connection `index` of `total`: connections spread evenly over one interval. */
+export function phaseOf(index: number, total: number): number {
+  return total <= 1 ? 0 : index / total;
+}
+
+/**
+ * A request due within this many milliseconds goes now rather than after a timer: Node's timers have a
+ * resolution of one millisecond, so a timer for less would fire late anyway. It then counts as sent on
+ * time (its intended time is the actual one). The requests that do wait for a timer may go up to about
+ * 1 ms late, and that lateness is part of their corrected latency.
+ */
+export const EARLY_MS = 0.5;
