@@ -192,7 +192,7 @@ for (const preserveHost of [true, false])
           { path: '/static', upstream: [b.url, c.url], strip_prefix: true },
           { path: '/', host: '*.example.test', upstream: a.url },
           { path: '/orders', host: 'api.example.test', upstream: b.url, methods: ['POST'] },
-        { path: '/pay', host: 'pay.other.test', upstream: b.url, methods: ['POST'] },
+          { path: '/pay', host: 'pay.other.test', upstream: b.url, methods: ['POST'] },
         ],
       };
       proxy = await startProxy(config);
