@@ -1,4 +1,5 @@
 /** Command line -> a command description. Parsing only: nothing here reads files or starts anything. */
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import {
   BENCH_PROTOCOLS,
@@ -10,6 +11,7 @@ import {
   protocolForUrl,
 } from '../bench/options.ts';
 import type { LogLevel } from '../server/run.ts';
+import { type ExplainRequest, splitUrl } from './explain-request.ts';
 
 export const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -19,6 +21,12 @@ export type Command =
   | { readonly kind: 'run'; readonly config: string | null; readonly logLevel: LogLevel }
   | { readonly kind: 'check'; readonly config: string; readonly json: boolean }
   | { readonly kind: 'bench'; readonly options: BenchOptions }
+  | {
+      readonly kind: 'explain';
+      readonly config: string;
+      readonly request: ExplainRequest;
+      readonly json: boolean;
+    }
   /** The command line is wrong: print the message and the usage, exit 2. */
   | { readonly kind: 'usage-error'; readonly message: string };
 
@@ -50,6 +58,8 @@ export function parseCommandLine(argv: readonly string[]): Command {
         return parseCheck(rest);
       case 'bench':
         return parseBench(rest);
+      case 'explain':
+        return parseExplain(rest);
       default:
         return usageError(`unknown command ${first}`);
     }
@@ -223,5 +233,44 @@ function parseBench(args: string[]): Command {
       insecure: values.insecure,
       json: values.json,
     },
+  };
+}
+
+function parseExplain(args: string[]): Command {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      header: { type: 'string', short: 'H', multiple: true, default: [] },
+      client: { type: 'string', default: '127.0.0.1' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) return { kind: 'help' };
+  if (positionals.length !== 3) {
+    return usageError(`explain takes CONFIG METHOD URL, got ${positionals.length} argument(s)`);
+  }
+  const [config, method, url] = positionals as [string, string, string];
+  if (!METHOD.test(method))
+    return usageError(`explain: METHOD must be a method name such as GET, got ${method}`);
+  if (splitUrl(url) === null) {
+    return usageError(
+      `explain: URL must be http://, https://, ws:// or wss:// with a host and no user info, got ${url}`,
+    );
+  }
+  if (isIP(values.client) === 0) return usageError(`--client must be an IP address, got ${values.client}`);
+  const fields: [string, string][] = [];
+  for (const text of values.header) {
+    const field = parseHeader(text);
+    if (field === null) return usageError(`-H must be "name: value", got ${JSON.stringify(text)}`);
+    fields.push(field);
+  }
+  return {
+    kind: 'explain',
+    config,
+    json: values.json,
+    request: { method, url, fields, clientAddress: values.client },
   };
 }

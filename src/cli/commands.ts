@@ -7,6 +7,7 @@ import { loadConfigIsolated } from '../config/load-isolated.ts';
 import type { Config } from '../config/schema.ts';
 import type { ConfigWarning } from '../config/warnings.ts';
 import type { LogLevel } from '../server/run.ts';
+import type { ExplainRequest } from './explain-request.ts';
 import { demoConfigPath } from './package-files.ts';
 
 /** Where output goes (the process streams, or buffers in tests). */
@@ -144,5 +145,34 @@ export async function benchCommand(options: BenchOptions, output: Output): Promi
     if (!options.json) output.err('zproxy: no request completed\n');
     return 1;
   }
+  return 0;
+}
+
+/**
+ * `zproxy explain CONFIG METHOD URL`: what zproxy would do with the request, without sending anything
+ * (src/cli/explain.ts). Exit status 0 whatever the answer would be (404 included), 1 when the config is
+ * invalid or cannot be compiled.
+ */
+export async function explainCommand(
+  file: string,
+  request: ExplainRequest,
+  json: boolean,
+  output: Output,
+): Promise<number> {
+  const { checkConfigFile } = await import('../config/load.ts');
+  const checked = checkConfigFile(file);
+  if (checked.config === null) {
+    output.err(checked.issues.map((issue) => `${issue.message}\n`).join(''));
+    return 1;
+  }
+  const { explainConfig, formatExplanation } = await import('./explain.ts');
+  let explanation: Awaited<ReturnType<typeof explainConfig>>;
+  try {
+    explanation = await explainConfig(checked.config, file, request);
+  } catch (error) {
+    output.err(`zproxy: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  }
+  output.out(json ? `${JSON.stringify(explanation, null, 2)}\n` : formatExplanation(explanation));
   return 0;
 }

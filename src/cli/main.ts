@@ -9,7 +9,7 @@
  * in req/s (docs/performance.md). `npm start` and the benchmark read the same flags from this line.
  */
 import { parseCommandLine } from './args.ts';
-import { benchCommand, checkCommand, type Output, runCommand } from './commands.ts';
+import { benchCommand, checkCommand, explainCommand, type Output, runCommand } from './commands.ts';
 import { packageVersion } from './package-files.ts';
 import { USAGE } from './usage.ts';
 
@@ -36,6 +36,8 @@ async function main(argv: readonly string[]): Promise<number> {
       return runCommand(command.config, command.logLevel, output);
     case 'bench':
       return benchCommand(command.options, output);
+    case 'explain':
+      return explainCommand(command.config, command.request, command.json, output);
   }
 }
 

@@ -7,6 +7,13 @@ Commands:
     --log-level LEVEL    fatal, error, warn, info, debug, trace or silent (default: info)
   check CONFIG           Validate a configuration file; list every problem and warning.
     --json               Print the result as JSON on stdout.
+  explain CONFIG METHOD URL
+                         Show, without sending anything, what zproxy does with the request:
+                         listener, route (or why 404/405), filters, upstream targets and the
+                         head the upstream would receive.
+    -H "name: value"     A request field (repeatable; Host replaces the URL's authority)
+    --client ADDRESS     The client's IP address (default 127.0.0.1)
+    --json               Print the explanation as JSON on stdout.
   bench URL              Load a URL (http://, https://, ws://, wss://) and report req/s, latency
                          percentiles, statuses, errors and the generator's own CPU.
     -c, --connections N  Connections (default 10)
@@ -33,5 +40,5 @@ Options:
   -v, --version          Show the version.
 
 Exit status: 0 success, 1 invalid configuration or failure (bench: no request completed),
-2 bad command line.
+2 bad command line. explain exits 0 whatever the answer would be.
 `;
