@@ -77,7 +77,12 @@ export function normaliseConfig(input: ConfigInput): Config {
       idle_timeout_ms: upstream.idle_timeout_ms ?? D.upstream_defaults.idle_timeout_ms,
       max_connections_per_target:
         upstream.max_connections_per_target ?? D.upstream_defaults.max_connections_per_target,
-      max_idle_per_target: upstream.max_idle_per_target ?? D.upstream_defaults.max_idle_per_target,
+      // Unset: as many as the pool may open (Envoy caps connections, not idle ones). Reused LIFO, the
+      // connections recent concurrency needed stay warm and idle_timeout_ms closes the others.
+      max_idle_per_target:
+        upstream.max_idle_per_target ??
+        upstream.max_connections_per_target ??
+        D.upstream_defaults.max_connections_per_target,
       tls: upstreamTls,
       retry,
     },

@@ -76,7 +76,7 @@ export const CONFIG_DEFAULTS = {
     response_header_timeout_ms: 60000,
     idle_timeout_ms: 4000,
     max_connections_per_target: 1024,
-    max_idle_per_target: 64,
+    max_idle_per_target: 1024,
     tls: { verify: true, ca_file: null, server_name: null, cert_file: null, key_file: null },
     retry: {
       attempts: 2,
@@ -652,7 +652,8 @@ const UpstreamDefaultsSchema = Type.Object(
     max_idle_per_target: Type.Optional(
       integerField({
         minimum: 1,
-        description: 'Most idle connections kept in the pool of one upstream target.',
+        description:
+          'Most idle connections kept in the pool of one upstream target. Default: max_connections_per_target (the pool keeps what recent concurrency needed; idle_timeout_ms closes what it no longer needs).',
         default: D.upstream_defaults.max_idle_per_target,
       }),
     ),

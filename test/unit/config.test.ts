@@ -52,7 +52,7 @@ const DEFAULT_UPSTREAM = {
   response_header_timeout_ms: 60000,
   idle_timeout_ms: 4000,
   max_connections_per_target: 1024,
-  max_idle_per_target: 64,
+  max_idle_per_target: 1024,
   tls: DEFAULT_UPSTREAM_TLS,
   retry: DEFAULT_RETRY,
 };
