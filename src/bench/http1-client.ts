@@ -17,7 +17,7 @@ import {
   serverName,
 } from './client.ts';
 import { ResponseParser, type ResponseSink } from './http1-response.ts';
-import { EARLY_MS, phaseOf, Schedule } from './schedule.ts';
+import { connectionSchedule, EARLY_MS, type Schedule } from './schedule.ts';
 import { classifyError, type ErrorKind } from './stats.ts';
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
@@ -130,15 +130,7 @@ export class Http1Connection implements LoadConnection, ResponseSink {
     this.parser = new ResponseParser(this, target.headRequests);
     this.intended = new Float64Array(target.depth);
     this.sent = new Float64Array(target.depth);
-    const plan = ctx.plan;
-    this.schedule =
-      plan.rate === null
-        ? null
-        : new Schedule(
-            ctx.start,
-            plan.rate / plan.connections,
-            phaseOf(plan.firstConnection + index, plan.totalConnections),
-          );
+    this.schedule = connectionSchedule(ctx.plan, ctx.start, index);
   }
 
   start(): void {

@@ -6,7 +6,7 @@
 import http2 from 'node:http2';
 import { performance } from 'node:perf_hooks';
 import { type LoadConnection, RECONNECT_DELAY_MS, type RunContext, serverName } from './client.ts';
-import { EARLY_MS, phaseOf, Schedule } from './schedule.ts';
+import { connectionSchedule, EARLY_MS, type Schedule } from './schedule.ts';
 import { classifyError, type ErrorKind } from './stats.ts';
 
 /** What the sessions of one thread share: the origin, the request headers and body. */
@@ -71,15 +71,7 @@ export class Http2Connection implements LoadConnection {
   constructor(ctx: RunContext, target: Http2Target, index: number) {
     this.ctx = ctx;
     this.target = target;
-    const plan = ctx.plan;
-    this.schedule =
-      plan.rate === null
-        ? null
-        : new Schedule(
-            ctx.start,
-            plan.rate / plan.connections,
-            phaseOf(plan.firstConnection + index, plan.totalConnections),
-          );
+    this.schedule = connectionSchedule(ctx.plan, ctx.start, index);
   }
 
   start(): void {

@@ -28,6 +28,28 @@ export class Schedule {
   }
 }
 
+/** What a connection's schedule depends on (a thread's plan). */
+export interface RatePlan {
+  /** The thread's share of the rate (requests per second), or null for closed-loop. */
+  readonly rate: number | null;
+  readonly connections: number;
+  readonly firstConnection: number;
+  readonly totalConnections: number;
+}
+
+/**
+ * The schedule of connection `index` of a thread (its share of the thread's rate, its phase among all
+ * connections of the run), or null in closed-loop mode.
+ */
+export function connectionSchedule(plan: RatePlan, start: number, index: number): Schedule | null {
+  if (plan.rate === null) return null;
+  return new Schedule(
+    start,
+    plan.rate / plan.connections,
+    phaseOf(plan.firstConnection + index, plan.totalConnections),
+  );
+}
+
 /** The phase of connection `index` of `total`: connections spread evenly over one interval. */
 export function phaseOf(index: number, total: number): number {
   return total <= 1 ? 0 : index / total;

@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { type LoadConnection, RECONNECT_DELAY_MS, type RunContext } from './client.ts';
-import { EARLY_MS, phaseOf, Schedule } from './schedule.ts';
+import { connectionSchedule, EARLY_MS, type Schedule } from './schedule.ts';
 import { classifyError, type ErrorKind } from './stats.ts';
 
 export class WebSocketTarget {
@@ -49,15 +49,7 @@ export class WebSocketConnection implements LoadConnection {
   constructor(ctx: RunContext, target: WebSocketTarget, index: number) {
     this.ctx = ctx;
     this.target = target;
-    const plan = ctx.plan;
-    this.schedule =
-      plan.rate === null
-        ? null
-        : new Schedule(
-            ctx.start,
-            plan.rate / plan.connections,
-            phaseOf(plan.firstConnection + index, plan.totalConnections),
-          );
+    this.schedule = connectionSchedule(ctx.plan, ctx.start, index);
   }
 
   start(): void {
