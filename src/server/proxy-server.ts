@@ -136,7 +136,7 @@ export interface ProxyServerOptions {
   readonly baseDir?: string;
   /**
    * The most connections this process holds open: a worker's share of `max_connections` (see
-   * `connectionShare` in supervisor.ts). Default: `max_connections` itself (one process).
+   * `connectionShare` in workers.ts). Default: `max_connections` itself (one process).
    */
   readonly maxConnections?: number;
   /**

@@ -7,13 +7,10 @@
 import { dirname, resolve } from 'node:path';
 import type { Config } from '../config/schema.ts';
 import type { ConfigWarning } from '../config/warnings.ts';
-import { startDemoOrigin } from '../demo/origin.ts';
 import { createLogger, flushLogs, type Logger } from '../observe/logger.ts';
 import { InstanceConnections, instanceShared } from '../util/instance.ts';
 import { isWorkerProcess, WORKER_ENV } from '../util/worker.ts';
-import { ProxyServer } from './proxy-server.ts';
-import { connectionShare, REUSE_PORT_SUPPORTED, runSupervisor } from './supervisor.ts';
-import { runThreadSupervisor } from './thread-supervisor.ts';
+import { connectionShare, REUSE_PORT_SUPPORTED, workerMode } from './workers.ts';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -55,6 +52,7 @@ export async function run(config: Config, options: RunOptions): Promise<void> {
     // Workers load the same config: only the supervisor (or the single process) reports its warnings.
     for (const { code, path, message } of options.warnings ?? []) logger.warn({ code, path }, message);
     if (options.demo) {
+      const { startDemoOrigin } = await import('../demo/origin.ts');
       await startDemoOrigin();
       logger.info({ url: 'http://127.0.0.1:8001' }, 'demo origin listening');
     }
@@ -66,8 +64,14 @@ export async function run(config: Config, options: RunOptions): Promise<void> {
         flushLogs();
         process.exit(0);
       };
-      if (workerMode(config) === 'threads') await runThreadSupervisor(config, options, logger, stopped);
-      else await runSupervisor(config, logger, stopped);
+      // Each supervisor is loaded only when it runs (the main thread keeps little in memory).
+      if (workerMode(config) === 'threads') {
+        const { runThreadSupervisor } = await import('./thread-supervisor.ts');
+        await runThreadSupervisor(config, options, logger, stopped);
+      } else {
+        const { runSupervisor } = await import('./supervisor.ts');
+        await runSupervisor(config, logger, stopped);
+      }
       logger.flush();
       return;
     }
@@ -75,18 +79,6 @@ export async function run(config: Config, options: RunOptions): Promise<void> {
     return;
   }
   await serve(config, options, worker, startLogger(options.logLevel, { worker: worker.id }));
-}
-
-/** `worker_mode` resolved for this platform: threads need SO_REUSEPORT. */
-export function workerMode(config: Config): 'threads' | 'processes' {
-  const mode = config.worker_mode;
-  if (mode === 'auto') return REUSE_PORT_SUPPORTED ? 'threads' : 'processes';
-  if (mode === 'threads' && !REUSE_PORT_SUPPORTED) {
-    throw new Error(
-      `worker_mode "threads" needs SO_REUSEPORT (Linux, FreeBSD), which ${process.platform} lacks: use "auto" or "processes"`,
-    );
-  }
-  return mode;
 }
 
 function startLogger(level: LogLevel, bindings: Record<string, unknown>): Logger {
@@ -132,6 +124,8 @@ export async function serve(
   // max_connections bounds the instance: worker threads count in shared memory, a worker process holds
   // its share.
   const shared = worker?.kind === 'thread' ? instanceShared() : null;
+  // Loaded here, not at the top: the main thread of worker threads serves nothing and does not load it.
+  const { ProxyServer } = await import('./proxy-server.ts');
   const server = new ProxyServer(config, {
     logger,
     reusePort: worker !== null && REUSE_PORT_SUPPORTED,

@@ -18,7 +18,7 @@ import { createRateLimitTable } from '../filters/rate-limit/store-shared.ts';
 import type { Logger } from '../observe/logger.ts';
 import { InstanceConnections, type InstanceShared } from '../util/instance.ts';
 import type { RunOptions } from './run.ts';
-import { RestartBrake } from './supervisor.ts';
+import { RestartBrake } from './workers.ts';
 
 /** What a worker thread is given (its workerData). */
 export interface WorkerThreadData {

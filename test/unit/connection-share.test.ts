@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { connectionShare } from '../../src/server/supervisor.ts';
+import { connectionShare } from '../../src/server/workers.ts';
 
 test('worker shares of max_connections add up to the total and differ by at most one', () => {
   for (let workers = 1; workers <= 16; workers++) {
