@@ -238,13 +238,14 @@ export function http1RequestAdded(fwd: ForwardedRequest, edits: MessageEdits | n
  * lines. Repeated `cookie` fields become one line joined with "; " (RFC 9113 §8.2.3: HTTP/1.1 allows one).
  */
 export function http1Lines(source: FieldSource, dropMask: number, edits: MessageEdits | null): string {
-  const kept: string[] = [];
-  appendKept(kept, source, dropMask, edits);
+  const dropped = droppedNames(edits);
   let out = '';
   let cookies: string | null = null;
-  for (let i = 0; i < kept.length; i += 2) {
-    const name = kept[i]!;
-    const value = kept[i + 1]!;
+  const n = source.fieldCount;
+  for (let i = 0; i < n; i++) {
+    const name = keptName(source, i, dropMask, dropped);
+    if (name === null) continue;
+    const value = source.fieldValue(i);
     if (name === 'cookie') cookies = cookies === null ? value : `${cookies}; ${value}`;
     else out += `${name}: ${value}\r\n`;
   }
@@ -267,15 +268,30 @@ export function http1ResponseAdded(fwd: ForwardedResponse, edits: MessageEdits |
 
 // ---------------------------------------------------------------- field lists (HTTP/2)
 
+/** The names a filter's edits remove from every field (lowercase), or null when none. */
+function droppedNames(edits: MessageEdits | null): readonly string[] | null {
+  return edits !== null && edits.dropped.length > 0 ? edits.dropped : null;
+}
+
+/** The lowercase name of field `i` of `source` when it is kept (its kind not in `dropMask`, its name not dropped by a filter), else null. */
+function keptName(
+  source: FieldSource,
+  i: number,
+  dropMask: number,
+  dropped: readonly string[] | null,
+): string | null {
+  if ((dropMask & (1 << source.fieldKind(i))) !== 0) return null;
+  const name = source.lowerFieldName(i);
+  return dropped?.includes(name) === true ? null : name;
+}
+
 /** Appends the kept fields of `source` to `out` (a flat list of lowercase names and values). */
 function appendKept(out: string[], source: FieldSource, dropMask: number, edits: MessageEdits | null): void {
-  const dropped = edits !== null && edits.dropped.length > 0 ? edits.dropped : null;
+  const dropped = droppedNames(edits);
   const n = source.fieldCount;
   for (let i = 0; i < n; i++) {
-    if ((dropMask & (1 << source.fieldKind(i))) !== 0) continue;
-    const name = source.lowerFieldName(i);
-    if (dropped?.includes(name)) continue;
-    out.push(name, source.fieldValue(i));
+    const name = keptName(source, i, dropMask, dropped);
+    if (name !== null) out.push(name, source.fieldValue(i));
   }
 }
 
