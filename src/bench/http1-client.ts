@@ -17,7 +17,7 @@ import {
   serverName,
 } from './client.ts';
 import { ResponseParser, type ResponseSink } from './http1-response.ts';
-import { connectionSchedule, EARLY_MS, type Schedule } from './schedule.ts';
+import { connectionSchedule, Pacer } from './schedule.ts';
 import { classifyError, type ErrorKind } from './stats.ts';
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
@@ -99,7 +99,7 @@ export class Http1Connection implements LoadConnection, ResponseSink {
   private readonly ctx: RunContext;
   private readonly target: Http1Target;
   private readonly parser: ResponseParser;
-  private readonly schedule: Schedule | null;
+  private readonly pacer: Pacer;
   private socket: net.Socket | null = null;
   private connected = false;
   private connectStart = 0;
@@ -108,21 +108,17 @@ export class Http1Connection implements LoadConnection, ResponseSink {
   private readonly sent: Float64Array;
   private head = 0;
   private count = 0;
-  /** Intended times of requests to send again first (unanswered when the target closed the connection). */
-  private readonly backlog: number[] = [];
   /** Keep-alive off: the request of the connection being opened (its intended and start times), or -1. */
   private pendingIntended = -1;
   private pendingSent = 0;
   /** Requests queued by this turn of the data handler, written together at its end. */
   private batched = 0;
   private inData = false;
-  private timer: NodeJS.Timeout | null = null;
   private readonly onConnect = (): void => this.connectedNow();
   private readonly onData = (chunk: Buffer): void => this.received(chunk);
   private readonly onEnd = (): void => this.ended();
   private readonly onError = (error: Error): void => this.fail(classifyError(error, this.connected), true);
   private readonly onClose = (): void => this.closed();
-  private readonly onTimer = (): void => this.timerFired();
 
   constructor(ctx: RunContext, target: Http1Target, index: number) {
     this.ctx = ctx;
@@ -130,7 +126,10 @@ export class Http1Connection implements LoadConnection, ResponseSink {
     this.parser = new ResponseParser(this, target.headRequests);
     this.intended = new Float64Array(target.depth);
     this.sent = new Float64Array(target.depth);
-    this.schedule = connectionSchedule(ctx.plan, ctx.start, index);
+    this.pacer = new Pacer(connectionSchedule(ctx.plan, ctx.start, index), () => {
+      if (this.socket === null) this.open();
+      else this.fill();
+    });
   }
 
   start(): void {
@@ -141,8 +140,7 @@ export class Http1Connection implements LoadConnection, ResponseSink {
     const inFlight = this.count + (this.pendingIntended >= 0 ? 1 : 0);
     this.count = 0;
     this.pendingIntended = -1;
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
+    this.pacer.stop();
     this.dropSocket();
     return inFlight;
   }
@@ -162,16 +160,8 @@ export class Http1Connection implements LoadConnection, ResponseSink {
     if (!this.ctx.running) return;
     const now = performance.now();
     if (!this.target.keepAlive) {
-      let intended = now;
-      if (this.backlog.length > 0) {
-        intended = this.backlog.shift()!;
-      } else if (this.schedule !== null) {
-        if (this.schedule.next > now + EARLY_MS) {
-          this.arm(this.schedule.next - now);
-          return;
-        }
-        intended = Math.min(this.schedule.take(), now);
-      }
+      const intended = this.pacer.next(now);
+      if (intended < 0) return;
       this.pendingIntended = intended;
       this.pendingSent = now;
     }
@@ -215,16 +205,8 @@ export class Http1Connection implements LoadConnection, ResponseSink {
       let now = -1;
       while (this.count < depth) {
         if (now < 0) now = performance.now();
-        let intended = now;
-        if (this.backlog.length > 0) {
-          intended = this.backlog.shift()!;
-        } else if (this.schedule !== null) {
-          if (this.schedule.next > now + EARLY_MS) {
-            this.arm(this.schedule.next - now);
-            break;
-          }
-          intended = Math.min(this.schedule.take(), now);
-        }
+        const intended = this.pacer.next(now);
+        if (intended < 0) break;
         this.push(intended, now);
       }
     }
@@ -247,17 +229,6 @@ export class Http1Connection implements LoadConnection, ResponseSink {
     this.ctx.stats.bytesSent += n * this.target.request.length;
   }
 
-  private arm(delayMs: number): void {
-    if (this.timer !== null) return;
-    this.timer = setTimeout(this.onTimer, Math.max(0, Math.floor(delayMs)));
-  }
-
-  private timerFired(): void {
-    this.timer = null;
-    if (this.socket === null) this.open();
-    else this.fill();
-  }
-
   private received(chunk: Buffer): void {
     this.ctx.stats.bytesReceived += chunk.length;
     this.inData = true;
@@ -277,11 +248,8 @@ export class Http1Connection implements LoadConnection, ResponseSink {
     this.ctx.stats.complete(status, this.intended[slot]!, this.sent[slot]!, performance.now());
     if (close || !this.target.keepAlive) {
       // The unanswered requests go again on the next connection, at their intended times.
-      if (this.schedule !== null) {
-        for (let k = 0; k < this.count; k++) {
-          this.backlog.push(this.intended[(this.head + k) % this.target.depth]!);
-        }
-      }
+      for (let k = 0; k < this.count; k++)
+        this.pacer.again(this.intended[(this.head + k) % this.target.depth]!);
       this.count = 0;
       this.batched = 0;
       const socket = this.socket;
@@ -332,7 +300,7 @@ export class Http1Connection implements LoadConnection, ResponseSink {
     this.dropSocket();
     if (!this.ctx.running) return;
     if (wasConnected) this.open();
-    else if (this.timer === null) this.timer = setTimeout(this.onTimer, RECONNECT_DELAY_MS);
+    else this.pacer.wakeIn(RECONNECT_DELAY_MS);
   }
 
   private dropSocket(): void {

@@ -6,7 +6,7 @@
 import http2 from 'node:http2';
 import { performance } from 'node:perf_hooks';
 import { type LoadConnection, RECONNECT_DELAY_MS, type RunContext, serverName } from './client.ts';
-import { connectionSchedule, EARLY_MS, type Schedule } from './schedule.ts';
+import { connectionSchedule, Pacer } from './schedule.ts';
 import { classifyError, type ErrorKind } from './stats.ts';
 
 /** What the sessions of one thread share: the origin, the request headers and body. */
@@ -54,24 +54,24 @@ export class Http2Target {
 export class Http2Connection implements LoadConnection {
   private readonly ctx: RunContext;
   private readonly target: Http2Target;
-  private readonly schedule: Schedule | null;
+  private readonly pacer: Pacer;
   private session: http2.ClientHttp2Session | null = null;
   private connected = false;
   private connectStart = 0;
   /** The open streams and their times. */
   private readonly streams = new Set<Stream>();
-  private readonly backlog: number[] = [];
-  private timer: NodeJS.Timeout | null = null;
   /** Bytes of the current session's socket already counted. */
   private countedBytes = 0;
   /** The target sent GOAWAY on the current session: no new stream on it. */
   private goingAway = false;
-  private readonly onTimer = (): void => this.timerFired();
 
   constructor(ctx: RunContext, target: Http2Target, index: number) {
     this.ctx = ctx;
     this.target = target;
-    this.schedule = connectionSchedule(ctx.plan, ctx.start, index);
+    this.pacer = new Pacer(connectionSchedule(ctx.plan, ctx.start, index), () => {
+      if (this.session === null) this.open();
+      else this.fill();
+    });
   }
 
   start(): void {
@@ -80,8 +80,7 @@ export class Http2Connection implements LoadConnection {
 
   stop(): number {
     const inFlight = this.streams.size;
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
+    this.pacer.stop();
     this.countBytes();
     this.drop();
     return inFlight;
@@ -141,16 +140,8 @@ export class Http2Connection implements LoadConnection {
     let now = -1;
     while (this.streams.size < this.target.depth) {
       if (now < 0) now = performance.now();
-      let intended = now;
-      if (this.backlog.length > 0) {
-        intended = this.backlog.shift()!;
-      } else if (this.schedule !== null) {
-        if (this.schedule.next > now + EARLY_MS) {
-          this.arm(this.schedule.next - now);
-          break;
-        }
-        intended = Math.min(this.schedule.take(), now);
-      }
+      const intended = this.pacer.next(now);
+      if (intended < 0) break;
       this.send(session, intended, now);
     }
   }
@@ -189,17 +180,6 @@ export class Http2Connection implements LoadConnection {
     this.fill();
   }
 
-  private arm(delayMs: number): void {
-    if (this.timer !== null) return;
-    this.timer = setTimeout(this.onTimer, Math.max(0, Math.floor(delayMs)));
-  }
-
-  private timerFired(): void {
-    this.timer = null;
-    if (this.session === null) this.open();
-    else this.fill();
-  }
-
   private countBytes(): void {
     const socket = this.session?.socket;
     if (socket === undefined) return;
@@ -225,7 +205,7 @@ export class Http2Connection implements LoadConnection {
     this.drop();
     if (!this.ctx.running) return;
     if (wasConnected) this.open();
-    else if (this.timer === null) this.timer = setTimeout(this.onTimer, RECONNECT_DELAY_MS);
+    else this.pacer.wakeIn(RECONNECT_DELAY_MS);
   }
 
   private drop(): void {

@@ -62,3 +62,54 @@ export function phaseOf(index: number, total: number): number {
  * 1 ms late, and that lateness is part of their corrected latency.
  */
 export const EARLY_MS = 0.5;
+
+/**
+ * When a connection sends its next request: at once in closed-loop mode, else when its schedule says;
+ * requests that must go again (their connection closed before the answer) go first, at their intended
+ * times. One per connection; its timer calls `wake` when a scheduled request is due or a reconnect delay
+ * is over.
+ */
+export class Pacer {
+  private readonly schedule: Schedule | null;
+  private readonly backlog: number[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private readonly onTimer: () => void;
+
+  constructor(schedule: Schedule | null, wake: () => void) {
+    this.schedule = schedule;
+    this.onTimer = () => {
+      this.timer = null;
+      wake();
+    };
+  }
+
+  /**
+   * The intended send time of a request that may go at `now`, or -1 when none is due yet (the timer then
+   * wakes the connection when one is).
+   */
+  next(now: number): number {
+    if (this.backlog.length > 0) return this.backlog.shift()!;
+    const schedule = this.schedule;
+    if (schedule === null) return now;
+    if (schedule.next > now + EARLY_MS) {
+      this.wakeIn(schedule.next - now);
+      return -1;
+    }
+    return Math.min(schedule.take(), now);
+  }
+
+  /** A request sent at its `intended` time got no answer and goes again (at a constant rate only). */
+  again(intended: number): void {
+    if (this.schedule !== null) this.backlog.push(intended);
+  }
+
+  /** Wakes the connection in `delayMs`, unless a wake is already set. */
+  wakeIn(delayMs: number): void {
+    if (this.timer === null) this.timer = setTimeout(this.onTimer, Math.max(0, Math.floor(delayMs)));
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}

@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { type LoadConnection, RECONNECT_DELAY_MS, type RunContext } from './client.ts';
-import { connectionSchedule, EARLY_MS, type Schedule } from './schedule.ts';
+import { connectionSchedule, Pacer } from './schedule.ts';
 import { classifyError, type ErrorKind } from './stats.ts';
 
 export class WebSocketTarget {
@@ -36,20 +36,20 @@ export class WebSocketTarget {
 export class WebSocketConnection implements LoadConnection {
   private readonly ctx: RunContext;
   private readonly target: WebSocketTarget;
-  private readonly schedule: Schedule | null;
+  private readonly pacer: Pacer;
   private ws: WebSocket | null = null;
   private connected = false;
   private connectStart = 0;
   /** Messages in flight, oldest first: intended and actual send times, in pairs. */
   private readonly inFlight: number[] = [];
-  private readonly backlog: number[] = [];
-  private timer: NodeJS.Timeout | null = null;
-  private readonly onTimer = (): void => this.timerFired();
 
   constructor(ctx: RunContext, target: WebSocketTarget, index: number) {
     this.ctx = ctx;
     this.target = target;
-    this.schedule = connectionSchedule(ctx.plan, ctx.start, index);
+    this.pacer = new Pacer(connectionSchedule(ctx.plan, ctx.start, index), () => {
+      if (this.ws === null) this.open();
+      else this.fill();
+    });
   }
 
   start(): void {
@@ -58,8 +58,7 @@ export class WebSocketConnection implements LoadConnection {
 
   stop(): number {
     const inFlight = this.inFlight.length / 2;
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
+    this.pacer.stop();
     this.drop();
     return inFlight;
   }
@@ -117,16 +116,8 @@ export class WebSocketConnection implements LoadConnection {
     let now = -1;
     while (this.inFlight.length / 2 < this.target.depth) {
       if (now < 0) now = performance.now();
-      let intended = now;
-      if (this.backlog.length > 0) {
-        intended = this.backlog.shift()!;
-      } else if (this.schedule !== null) {
-        if (this.schedule.next > now + EARLY_MS) {
-          this.arm(this.schedule.next - now);
-          break;
-        }
-        intended = Math.min(this.schedule.take(), now);
-      }
+      const intended = this.pacer.next(now);
+      if (intended < 0) break;
       this.inFlight.push(intended, now);
       ws.send(this.target.message, { binary: true });
       this.ctx.stats.bytesSent += this.target.message.length;
@@ -142,17 +133,6 @@ export class WebSocketConnection implements LoadConnection {
     this.fill();
   }
 
-  private arm(delayMs: number): void {
-    if (this.timer !== null) return;
-    this.timer = setTimeout(this.onTimer, Math.max(0, Math.floor(delayMs)));
-  }
-
-  private timerFired(): void {
-    this.timer = null;
-    if (this.ws === null) this.open();
-    else this.fill();
-  }
-
   private fail(kind: ErrorKind): void {
     if (this.ws === null) return;
     const wasConnected = this.connected;
@@ -160,7 +140,7 @@ export class WebSocketConnection implements LoadConnection {
     this.drop();
     if (!this.ctx.running) return;
     if (wasConnected) this.open();
-    else if (this.timer === null) this.timer = setTimeout(this.onTimer, RECONNECT_DELAY_MS);
+    else this.pacer.wakeIn(RECONNECT_DELAY_MS);
   }
 
   private drop(): void {
