@@ -98,7 +98,19 @@ export function resolveRunConfig(given: string | null, cwd: string): { path: str
 
 /** `zproxy run [CONFIG]`: resolves once the server is up; returns an exit code on failure. */
 export async function runCommand(given: string | null, logLevel: LogLevel, output: Output): Promise<number> {
-  const { path, demo } = resolveRunConfig(given, process.cwd());
+  let { path, demo } = resolveRunConfig(given, process.cwd());
+  if (demo) {
+    // The demo runs a copy of examples/demo.json pointing at a throw-away certificate made now.
+    const { prepareDemo } = await import('../demo/prepare.ts');
+    try {
+      path = prepareDemo(path);
+    } catch (error) {
+      output.err(
+        `zproxy: the demo could not start: ${error instanceof Error ? error.message : String(error)}\n`,
+      );
+      return 1;
+    }
+  }
   let config: Config;
   let warnings: readonly ConfigWarning[];
   try {
@@ -114,7 +126,7 @@ export async function runCommand(given: string | null, logLevel: LogLevel, outpu
   // Loaded on demand so that `check` and `--help` never load the server.
   const { run } = await import('../server/run.ts');
   try {
-    await run(config, { logLevel, configPath: demo ? null : path, demo, warnings });
+    await run(config, { logLevel, configPath: path, demo, warnings });
   } catch (error) {
     output.err(`zproxy: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;

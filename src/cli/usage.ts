@@ -3,7 +3,8 @@ export const USAGE = `Usage: zproxy <command> [options]
 
 Commands:
   run [CONFIG]           Start the proxy. CONFIG defaults to ./zproxy.json when it exists,
-                         otherwise the built-in demo (proxy on 127.0.0.1:8000, demo origin on :8001).
+                         otherwise the built-in demo (proxy on 127.0.0.1:8000 and, with TLS,
+                         :8443; demo origin on :8001).
     --log-level LEVEL    fatal, error, warn, info, debug, trace or silent (default: info)
   check CONFIG           Validate a configuration file; list every problem and warning.
     --json               Print the result as JSON on stdout.

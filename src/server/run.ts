@@ -17,7 +17,7 @@ export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' |
 export interface RunOptions {
   /** pino level for the process logger. */
   readonly logLevel: LogLevel;
-  /** The file the config came from (null for the built-in demo). */
+  /** The file the config came from (for the built-in demo: its copy in a temporary folder). */
   readonly configPath: string | null;
   /** Start the demo origin next to the proxy (the demo configuration routes to it). */
   readonly demo: boolean;
@@ -54,7 +54,7 @@ export async function run(config: Config, options: RunOptions): Promise<void> {
     if (options.demo) {
       const { startDemoOrigin } = await import('../demo/origin.ts');
       await startDemoOrigin();
-      logger.info({ url: 'http://127.0.0.1:8001' }, 'demo origin listening');
+      logger.info({ url: 'http://127.0.0.1:8001', config: options.configPath }, 'demo origin listening');
     }
     if (config.thread_count > 1) {
       // The workers write their own lines from now on: what this thread logged comes first.

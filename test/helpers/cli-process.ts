@@ -3,6 +3,7 @@
  * src/cli/main.ts), with the config written to a temporary file. Its stdout JSON log lines are parsed as
  * they arrive; `waitForLog()` waits for one. `cleanup()` kills the process and every worker it logged (by
  * PID) if they are still alive, and removes the temporary directory.
+ * startCommand(): the same for any command line that writes zproxy's log lines (the demo, an installed bin).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+export const CLI_MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
 export type LogLine = Record<string, unknown>;
@@ -58,15 +59,31 @@ export function startCli(
   const dir = mkdtempSync(join(tmpdir(), 'zproxy-cli-'));
   const file = join(dir, 'zproxy.json');
   writeFileSync(file, JSON.stringify(config, null, 2));
-  const env = { ...process.env };
+  return startCommand(process.execPath, [...nodeFlags, CLI_MAIN, 'run', file, ...extraArgs], REPO, () =>
+    rmSync(dir, { recursive: true, force: true }),
+  );
+}
+
+/**
+ * Any command that writes zproxy's JSON log lines (`zproxy run` from source, an installed `zproxy`
+ * bin, ...), started in `cwd`; `removeFiles` runs at cleanup.
+ */
+export function startCommand(
+  command: string,
+  args: readonly string[],
+  cwd: string,
+  removeFiles: () => void = () => {},
+  extraEnv: Record<string, string> = {},
+): CliProcess {
+  const env = { ...process.env, ...extraEnv };
   delete env.NODE_TEST_CONTEXT;
   delete env.ZPROXY_WORKER_ID;
-  const child = spawn(process.execPath, [...nodeFlags, MAIN, 'run', file, ...extraArgs], {
-    cwd: REPO,
+  const child = spawn(command, args, {
+    cwd,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  if (child.pid === undefined) throw new Error('could not spawn the zproxy CLI');
+  if (child.pid === undefined) throw new Error(`could not spawn ${command}`);
   const pid = child.pid;
   const logs: LogLine[] = [];
   const otherOutput: string[] = [];
@@ -146,7 +163,7 @@ export function startCli(
         }
       }
     }
-    rmSync(dir, { recursive: true, force: true });
+    removeFiles();
   };
 
   return { child, pid, logs, otherOutput, exited, waitForLog, workerPids, cleanup };

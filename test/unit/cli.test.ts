@@ -78,8 +78,8 @@ describe('zproxy check', () => {
     assert.deepStrictEqual(JSON.parse(good.stdout), {
       ok: true,
       file: 'examples/demo.json',
-      routes: 3,
-      listeners: 1,
+      routes: 7,
+      listeners: 2,
       issues: [],
       warnings: [],
     });
