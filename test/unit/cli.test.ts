@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { parseCommandLine } from '../../src/cli/args.ts';
 import { resolveRunConfig } from '../../src/cli/commands.ts';
 import { demoConfigPath } from '../../src/cli/package-files.ts';
+import { missingV8Flags, V8_FLAGS } from '../../src/cli/v8-flags.ts';
 import { startCli } from '../helpers/cli-process.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -351,15 +352,53 @@ describe('parseCommandLine', () => {
   });
 });
 
-test('npm start runs the bin with the Node flags named in its shebang', () => {
+test('npm start runs the bin with its V8 flags; the bin needs no `env -S`', () => {
   const root = new URL('../../', import.meta.url);
   const shebang = readFileSync(new URL('src/cli/main.ts', root), 'utf8').split('\n', 1)[0]!;
-  const flags = /^#!\/usr\/bin\/env -S node(.*)$/.exec(shebang)?.[1]?.trim();
-  assert.ok(flags, `unexpected shebang: ${shebang}`);
+  assert.equal(shebang, '#!/usr/bin/env node');
   const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as {
     scripts: Record<string, string>;
   };
-  assert.equal(pkg.scripts.start, `node ${flags} dist/cli/main.js run`);
+  assert.equal(pkg.scripts.start, `node ${V8_FLAGS.join(' ')} dist/cli/main.js run`);
+});
+
+test('missingV8Flags: the flags not given already, by name', () => {
+  assert.deepEqual(missingV8Flags([]), [...V8_FLAGS]);
+  assert.deepEqual(missingV8Flags(['--max-old-space-size=512']), [...V8_FLAGS]);
+  assert.deepEqual(missingV8Flags(['--max-semi-space-size=16']), ['--heap-growing-percent=20']);
+  assert.deepEqual(missingV8Flags(['--heap-growing-percent=50', '--max-semi-space-size=2']), []);
+});
+
+test('a process started without the V8 flags replaces itself with one that has them (same PID)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'zproxy-flags-'));
+  try {
+    const script = join(dir, 'show.ts');
+    const module = JSON.stringify(new URL('../../src/cli/v8-flags.ts', import.meta.url).href);
+    writeFileSync(
+      script,
+      `import { ensureV8Flags } from ${module};\nensureV8Flags();\n` +
+        'process.stdout.write(JSON.stringify({ pid: process.pid, execArgv: process.execArgv, args: process.argv.slice(2) }));\n',
+    );
+    const run = (env: Record<string, string>) => {
+      const result = spawnSync(process.execPath, ['--max-old-space-size=300', script, 'run', 'x y'], {
+        encoding: 'utf8',
+        env: { ...process.env, ...env },
+      });
+      assert.equal(result.status, 0, result.stderr);
+      return {
+        pid: result.pid,
+        seen: JSON.parse(result.stdout) as { pid: number; execArgv: string[]; args: string[] },
+      };
+    };
+    const { pid, seen } = run({});
+    assert.equal(seen.pid, pid);
+    assert.deepEqual(seen.execArgv, [...V8_FLAGS, '--max-old-space-size=300']);
+    assert.deepEqual(seen.args, ['run', 'x y']);
+    // The way out, for a platform where it would misbehave.
+    assert.deepEqual(run({ ZPROXY_V8_FLAGS: 'off' }).seen.execArgv, ['--max-old-space-size=300']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 describe('run refuses to start rather than serve without what the config asks for', () => {
