@@ -157,7 +157,8 @@ export class InstanceReload {
     }
     const hash = configHash(this.path);
     const refused =
-      fixedSettingsChanged(this.config, next, this.target.singleProcess) ?? (await this.target.precheck?.(next));
+      fixedSettingsChanged(this.config, next, this.target.singleProcess) ??
+      (await this.target.precheck?.(next));
     if (refused != null) return fail([refused]);
     const workers = this.target.participants(next);
     const prepared: ReloadParticipant[] = [];

@@ -10,7 +10,13 @@ import type { ConfigWarning } from '../config/warnings.ts';
 import { createLogger, flushLogs, type Logger } from '../observe/logger.ts';
 import { InstanceConnections, instanceShared } from '../util/instance.ts';
 import { isWorkerProcess, WORKER_ENV } from '../util/worker.ts';
-import { InstanceReload, isReloadMessage, LocalParticipant, type ReloadMessage, WorkerReload } from './reload.ts';
+import {
+  InstanceReload,
+  isReloadMessage,
+  LocalParticipant,
+  type ReloadMessage,
+  WorkerReload,
+} from './reload.ts';
 import { connectionShare, REUSE_PORT_SUPPORTED, workerMode } from './workers.ts';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
