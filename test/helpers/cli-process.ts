@@ -19,8 +19,6 @@ export type LogLine = Record<string, unknown>;
 export interface CliProcess {
   readonly child: ChildProcess;
   readonly pid: number;
-  /** The config file the process runs (rewrite it, then SIGHUP, to reload). */
-  readonly configFile: string;
   /** Every JSON line written to stdout so far. */
   readonly logs: LogLine[];
   /** stdout lines that are not JSON, and everything written to stderr. */
@@ -32,6 +30,12 @@ export interface CliProcess {
   /** Worker PIDs named in `worker started` lines. */
   workerPids(): number[];
   cleanup(): Promise<void>;
+}
+
+/** `zproxy run CONFIG` started by startCli. */
+export interface CliRun extends CliProcess {
+  /** The config file the process runs (rewrite it, then SIGHUP, to reload). */
+  readonly configFile: string;
 }
 
 /**
@@ -57,13 +61,14 @@ export function startCli(
   config: Record<string, unknown>,
   extraArgs: string[] = [],
   nodeFlags: string[] = [],
-): CliProcess {
+): CliRun {
   const dir = mkdtempSync(join(tmpdir(), 'zproxy-cli-'));
   const file = join(dir, 'zproxy.json');
   writeFileSync(file, JSON.stringify(config, null, 2));
-  return startCommand(process.execPath, [...nodeFlags, CLI_MAIN, 'run', file, ...extraArgs], REPO, () =>
+  const cli = startCommand(process.execPath, [...nodeFlags, CLI_MAIN, 'run', file, ...extraArgs], REPO, () =>
     rmSync(dir, { recursive: true, force: true }),
   );
+  return { ...cli, configFile: file };
 }
 
 /**
@@ -168,5 +173,5 @@ export function startCommand(
     removeFiles();
   };
 
-  return { child, pid, configFile: file, logs, otherOutput, exited, waitForLog, workerPids, cleanup };
+  return { child, pid, logs, otherOutput, exited, waitForLog, workerPids, cleanup };
 }

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { type CliProcess, startCli } from '../helpers/cli-process.ts';
+import { type CliRun, startCli } from '../helpers/cli-process.ts';
 import { sendRequest } from '../helpers/simple-request.ts';
 import { freePort, type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
 
@@ -44,7 +44,7 @@ async function answers(port: number, path: string, count = 12): Promise<string[]
 
 /** Rewrites the running config file, sends SIGHUP and waits for the outcome's log line (the `nth` one). */
 async function hup(
-  cli: CliProcess,
+  cli: CliRun,
   config: Record<string, unknown>,
   outcome: 'reloaded' | 'reload failed',
   nth: number,
