@@ -9,7 +9,7 @@
  * Two containers from the image, as compose.yaml runs them: the demo origin (its entrypoint replaced) and
  * zproxy with a configuration mounted at /etc/zproxy, read-only root file system, no capabilities. A
  * request goes through zproxy to the origin; zproxy runs as uid 10001 and cannot write its file system;
- * SIGTERM stops it with exit status 0 after its drain.
+ * SIGHUP reloads the mounted file; SIGTERM stops it with exit status 0 after its drain.
  *
  * Needs root, podman, runc and debootstrap (Debian packages; .ci/run installs them). Outside CI a machine
  * without them skips this file with the reason; in CI it fails.
@@ -98,6 +98,13 @@ describe('the container image (Dockerfile) built and run with podman', { skip },
   const names = { proxy: `zproxy-test-proxy-${process.pid}`, origin: `zproxy-test-origin-${process.pid}` };
   let proxyPort: number;
   let originPort: number;
+  /** zproxy's config: the routes given (to the origin), then `/` to the origin. */
+  const configFor = (routes: Record<string, unknown>[]) => ({
+    host: '127.0.0.1',
+    port: proxyPort,
+    shutdown_grace_ms: 3000,
+    routes: [...routes, { path: '/' }].map((r) => ({ ...r, upstream: `http://127.0.0.1:${originPort}` })),
+  });
 
   before(
     async () => {
@@ -116,15 +123,7 @@ describe('the container image (Dockerfile) built and run with podman', { skip },
 
       originPort = await freePort();
       proxyPort = await freePort();
-      writeFileSync(
-        join(dir, 'zproxy.json'),
-        JSON.stringify({
-          host: '127.0.0.1',
-          port: proxyPort,
-          shutdown_grace_ms: 3000,
-          routes: [{ path: '/', upstream: `http://127.0.0.1:${originPort}` }],
-        }),
-      );
+      writeFileSync(join(dir, 'zproxy.json'), JSON.stringify(configFor([])));
       const hardened = ['--network', 'host', ...LIMITS, '--read-only', '--cap-drop', 'ALL'];
       const origin = await podman([
         'run',
@@ -208,6 +207,25 @@ describe('the container image (Dockerfile) built and run with podman', { skip },
     ]);
     assert.equal(check.code, 0, check.stderr);
     assert.equal(check.stdout, 'ok: /etc/zproxy/zproxy.json (1 route, 1 listener)\n');
+  });
+
+  test('SIGHUP reaches zproxy (PID 1): it reloads the mounted configuration and keeps serving', async () => {
+    const before = await sendRequest(proxyPort, '/v2/users');
+    assert.equal((JSON.parse(before.text) as { url: string }).url, '/v2/users');
+    // A route added to the file on the host (the folder is mounted read-only in the container).
+    writeFileSync(join(dir, 'zproxy.json'), JSON.stringify(configFor([{ path: '/v2', strip_prefix: true }])));
+    const hup = await podman(['kill', '--signal', 'HUP', names.proxy]);
+    assert.equal(hup.code, 0, hup.stderr);
+    const end = Date.now() + 20_000;
+    while (!(await podman(['logs', names.proxy])).stdout.includes('"msg":"reloaded"')) {
+      assert.ok(Date.now() < end, `no reload logged:\n${(await podman(['logs', names.proxy])).stdout}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const after = await sendRequest(proxyPort, '/v2/users');
+    assert.equal(after.status, 200);
+    assert.equal((JSON.parse(after.text) as { url: string }).url, '/users');
+    const state = await podman(['inspect', '--format', '{{.State.Running}}', names.proxy]);
+    assert.equal(state.stdout.trim(), 'true');
   });
 
   test('SIGTERM reaches zproxy (PID 1): it drains and exits 0', async () => {
