@@ -16,7 +16,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,8 +114,24 @@ describe('the container image (Dockerfile) built and run with podman', { skip },
       assert.equal(base.code, 0, `make-base-image.sh failed:\n${base.stderr}`);
       const baseTag = base.stdout.trim();
       const started = Date.now();
+      // The machine's CA bundle, for a registry reached through a proxy that re-signs TLS.
+      const caFile = [process.env.NODE_EXTRA_CA_CERTS, '/etc/ssl/certs/ca-certificates.crt'].find(
+        (f) => f !== undefined && f !== '' && existsSync(f),
+      );
+      const secret = caFile === undefined ? [] : ['--secret', `id=npm_ca,src=${caFile}`];
       const build = await podman(
-        ['build', '--network', 'host', ...LIMITS, '--build-arg', `NODE_IMAGE=${baseTag}`, '-t', IMAGE, '.'],
+        [
+          'build',
+          '--network',
+          'host',
+          ...LIMITS,
+          ...secret,
+          '--build-arg',
+          `NODE_IMAGE=${baseTag}`,
+          '-t',
+          IMAGE,
+          '.',
+        ],
         600_000,
       );
       assert.equal(build.code, 0, `podman build failed:\n${build.stdout}\n${build.stderr}`);
