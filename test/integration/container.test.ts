@@ -16,7 +16,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -140,6 +140,8 @@ describe('the container image (Dockerfile) built and run with podman', { skip },
       originPort = await freePort();
       proxyPort = await freePort();
       writeFileSync(join(dir, 'zproxy.json'), JSON.stringify(configFor([])));
+      // mkdtemp makes the folder 0700: the container's user (10001) must be able to read the config.
+      chmodSync(dir, 0o755);
       const hardened = ['--network', 'host', ...LIMITS, '--read-only', '--cap-drop', 'ALL'];
       const origin = await podman([
         'run',
@@ -172,8 +174,14 @@ describe('the container image (Dockerfile) built and run with podman', { skip },
         IMAGE,
       ]);
       assert.equal(proxy.code, 0, proxy.stderr);
-      const logs = async () => (await podman(['logs', names.proxy])).stdout;
-      await waitForPort(originPort, 30_000, async () => (await podman(['logs', names.origin])).stdout);
+      const logs = async () => {
+        const l = await podman(['logs', names.proxy]);
+        return l.stdout + l.stderr;
+      };
+      await waitForPort(originPort, 30_000, async () => {
+        const l = await podman(['logs', names.origin]);
+        return l.stdout + l.stderr;
+      });
       await waitForPort(proxyPort, 30_000, logs);
     },
     { timeout: 1_500_000 },
