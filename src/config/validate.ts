@@ -7,7 +7,7 @@ import type { ErrorObject, ValidateFunction } from 'ajv';
 import validateConfig from './config-validator.generated.js';
 import { renderFound } from './errors.ts';
 import { EXPECTED_KEYWORD } from './fields.ts';
-import { type ConfigInput, ConfigSchema } from './schema.ts';
+import type { ConfigInput } from './schema.ts';
 import { closestName } from './suggest.ts';
 
 /** An issue before its path is formatted: the location as segments, plus the words. */
