@@ -20,7 +20,7 @@ RUN --mount=type=secret,id=npm_ca \
   npm ci --no-fund --no-audit --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN node node_modules/typescript/bin/tsc -p tsconfig.build.json \
+RUN npm run build \
   && find dist -name '*.map' -delete \
   && npm prune --omit=dev --ignore-scripts --no-fund --no-audit
 
