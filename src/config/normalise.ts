@@ -55,6 +55,8 @@ export function normaliseConfig(input: ConfigInput): Config {
     backlog: input.backlog ?? D.backlog,
     max_connections: input.max_connections ?? D.max_connections,
     connection_timeout_ms: input.connection_timeout_ms ?? D.connection_timeout_ms,
+    request_body_timeout_ms:
+      input.request_body_timeout_ms ?? input.connection_timeout_ms ?? D.connection_timeout_ms,
     protocols: [...(input.protocols ?? D.protocols)],
     tls: topTls,
     http2: {

@@ -801,6 +801,13 @@ export const ConfigSchema = Type.Object(
         default: D.connection_timeout_ms,
       }),
     ),
+    request_body_timeout_ms: Type.Optional(
+      integerField({
+        minimum: 1,
+        description:
+          "Time allowed between two reads of a request body (nginx's client_body_timeout), over HTTP/1.1 and on each HTTP/2 stream; past it the request is answered 408 (or aborted once the response started) and its upstream request is aborted. Not counted while zproxy itself holds the body back (the upstream is slow to take it). Default: connection_timeout_ms.",
+      }),
+    ),
     protocols: Type.Optional(
       Type.Array(stringEnum(PROTOCOLS), {
         minItems: 1,
@@ -1028,6 +1035,8 @@ export interface Config {
   readonly backlog: number;
   readonly max_connections: number;
   readonly connection_timeout_ms: number;
+  /** Resolved: connection_timeout_ms when not given. */
+  readonly request_body_timeout_ms: number;
   readonly protocols: readonly Protocol[];
   /** The top-level block (each listener has its resolved own in `listeners[].tls`). */
   readonly tls: TlsConfig;

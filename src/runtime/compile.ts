@@ -67,6 +67,8 @@ export interface Runtime {
   /** 0 = unlimited. */
   readonly maxBodyBytes: number;
   readonly connectionTimeoutMs: number;
+  /** Time allowed between two reads of a request body (`request_body_timeout_ms`). */
+  readonly requestBodyTimeoutMs: number;
   /** What requests and responses keep, lose and gain on the way (trusted_proxies, preserve_host). */
   readonly forwarding: ForwardingPolicy;
   readonly accessLog: AccessLog | null;
@@ -202,6 +204,7 @@ export function compileRuntime(
     },
     maxBodyBytes: config.limits.max_body_bytes,
     connectionTimeoutMs: config.connection_timeout_ms,
+    requestBodyTimeoutMs: config.request_body_timeout_ms,
     forwarding: new ForwardingPolicy(compileTrustedProxies(config.trusted_proxies), config.preserve_host),
     accessLog: config.access_log.enabled ? accessLog : null,
     maxTunnels: config.websocket.max_tunnels,

@@ -99,6 +99,7 @@ describe('seed examples load unchanged', () => {
       backlog: 128,
       max_connections: 1000,
       connection_timeout_ms: 30000,
+      request_body_timeout_ms: 30000,
       protocols: ['http1', 'http2', 'websocket'],
       tls: DEFAULT_TLS,
       routes: [
@@ -125,6 +126,7 @@ describe('seed examples load unchanged', () => {
       backlog: 128,
       max_connections: 1000,
       connection_timeout_ms: 30000,
+      request_body_timeout_ms: 30000,
       protocols: ['http1', 'http2', 'websocket'],
       tls: DEFAULT_TLS,
       routes: [SEED_API_ROUTE],
@@ -146,6 +148,7 @@ describe('seed examples load unchanged', () => {
       backlog: 1024,
       max_connections: 10000,
       connection_timeout_ms: 30000,
+      request_body_timeout_ms: 30000,
       protocols: ['http1', 'http2'],
       tls: DEFAULT_TLS,
       routes: [SEED_API_ROUTE],
@@ -165,6 +168,7 @@ test('the demo config', () => {
     backlog: 511,
     max_connections: 10000,
     connection_timeout_ms: 30000,
+    request_body_timeout_ms: 30000,
     protocols: ['http1'],
     tls: DEFAULT_TLS,
     routes: [
@@ -186,6 +190,7 @@ test('a minimal config gets every default', () => {
     backlog: 511,
     max_connections: 10000,
     connection_timeout_ms: 30000,
+    request_body_timeout_ms: 30000,
     protocols: ['http1', 'http2', 'websocket'],
     tls: DEFAULT_TLS,
     routes: [
