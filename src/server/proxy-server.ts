@@ -518,10 +518,6 @@ export class ProxyServer {
   }
 
   private accept(socket: net.Socket, listener: ListenerState): void {
-    if (this.ctx.shuttingDown) {
-      socket.destroy();
-      return;
-    }
     const shared = this.instanceConnections;
     if (
       shared === null
@@ -540,8 +536,17 @@ export class ProxyServer {
     }
     this.open++;
     socket.on('close', this.release);
-    if (listener.tls === null) new DownstreamConnection(socket, this.ctx, listener.policy);
+    if (listener.tls === null) this.serveHttp1(socket, listener);
     else this.detect(socket, listener);
+  }
+
+  /**
+   * An HTTP/1.x connection (or h2c, which it hands over). One accepted while zproxy stops (it was already
+   * in the listener's queue) is served one request, with Connection: close, rather than dropped.
+   */
+  private serveHttp1(socket: net.Socket, listener: ListenerState): void {
+    const connection = new DownstreamConnection(socket, this.ctx, listener.policy);
+    if (this.ctx.shuttingDown) connection.shutdown();
   }
 
   /**
@@ -568,7 +573,7 @@ export class ProxyServer {
         socket.pause();
         socket.unshift(chunk);
         this.pending.delete(socket);
-        new DownstreamConnection(socket, this.ctx, listener.policy);
+        this.serveHttp1(socket, listener);
         socket.resume();
       } else {
         refuse(socket, startsWithH2Preface(chunk) ? H2C_REFUSED : PLAIN_HTTP_REFUSED);
@@ -593,10 +598,10 @@ export class ProxyServer {
     secure.once('secure', () => {
       clearTimeout(timer);
       this.pending.delete(socket);
-      if (this.ctx.shuttingDown) secure.destroy();
-      else if (secure.alpnProtocol === 'h2' && this.http2 !== null)
+      // During a graceful stop too: HTTP/2 gets GOAWAY at once, HTTP/1.1 one request and Connection: close.
+      if (secure.alpnProtocol === 'h2' && this.http2 !== null)
         this.http2.acceptSecure(secure, listener.policy.hsts);
-      else new DownstreamConnection(secure, this.ctx, listener.policy);
+      else this.serveHttp1(secure, listener);
     });
     secure.once('close', () => {
       clearTimeout(timer);
