@@ -144,6 +144,8 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   private bodyKept: Buffer[] | null = null;
   private bodyKeptBytes = 0;
   private requestTrailerFields: FieldSource | null = null;
+  /** performance.now() when the current attempt was sent (metrics on only: the upstream's response time). */
+  private sentAt = 0;
   private finished = false;
   deadline = 0;
   private watching = false;
@@ -211,6 +213,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.bodyKept = null;
     this.bodyKeptBytes = 0;
     this.requestTrailerFields = null;
+    this.sentAt = 0;
     this.finished = false;
     this.deadline = 0;
     this.watching = false;
@@ -419,6 +422,11 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     request.decodeResponse =
       !ds.acceptsChunked || !attempt.http1 || (this.exchange.filters?.chain.onResponseBody ?? null) !== null;
     this.sent = true;
+    const tm = this.target!.metrics;
+    if (tm !== null) {
+      tm.attempt();
+      this.sentAt = performance.now();
+    }
     attempt.send(request);
     if (this.finished || this.attempt !== attempt) return;
     const perTry = this.exchange.route?.retry.perTryTimeoutMs ?? 0;
@@ -525,6 +533,8 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   ): void {
     if (attempt !== this.attempt || this.finished) return;
     this.stopTryTimer();
+    const tm = this.target!.metrics;
+    if (tm !== null) tm.responded(performance.now() - this.sentAt);
     const retry = this.exchange.route?.retry;
     if (retry?.retriesStatus(head.status) && this.exchange.attempts < retry.attempts) {
       // A status the route retries: this answer is dropped if another attempt may be made.
@@ -653,6 +663,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     if (this.finished || (attempt !== null && this.attempt !== null && attempt !== this.attempt)) return;
     this.attempt = null;
     this.stopTryTimer();
+    this.target?.metrics?.error(error.code);
     if (this.waiting) {
       this.waiting = false;
       this.unwatch();
@@ -722,6 +733,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       this.retrying = true;
       group.budget.retries++;
     }
+    route.metrics?.retried();
     if (this.requestBody !== REQUEST_BODY_NONE && !this.requestDone) this.downstream.pauseRequest();
     this.target = target;
     tried.push(target);
@@ -749,6 +761,8 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.runtime.forwarding.response(fr, 101, head.httpVersion, this.downstream.hsts, false);
     // The exchange's filters are done: the tunnel carries frames they do not see.
     ex.filters?.finish(false);
+    // Counted as an exchange answered 101 now; the tunnel's own line is logged when it ends.
+    ex.route!.metrics?.record(ex.method, 101, ex.httpVersion, performance.now() - ex.startTime);
     // From here on the tunnel owns both ends, its place among the tunnels and the access log line.
     this.tunnelReserved = false;
     this.finished = true;
@@ -769,6 +783,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       const attempt = this.attempt;
       this.attempt = null;
       attempt?.cancel();
+      this.target?.metrics?.error('ZP_ERR_UPSTREAM_TIMEOUT');
       if (this.retryAfter('timeout')) return;
       this.fail('ZP_ERR_UPSTREAM_TIMEOUT', 'The upstream did not answer within retry.per_try_timeout_ms');
       return;
@@ -781,6 +796,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     } else if (this.waiting) {
       this.waiting = false;
       this.target?.cancel(this);
+      this.target?.metrics?.error('ZP_ERR_UPSTREAM_UNAVAILABLE');
       this.fail('ZP_ERR_UPSTREAM_UNAVAILABLE');
     }
   }
@@ -941,6 +957,8 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     ex.endTime = performance.now();
     ex.filters?.finish(aborted);
     this.runtime.accessLog?.write(ex);
+    const metrics = ex.route === null ? this.runtime.unmatchedMetrics : ex.route.metrics;
+    if (metrics !== null) metrics.record(ex.method, ex.status, ex.httpVersion, ex.endTime - ex.startTime);
     this.downstream.finished();
   }
 }

@@ -9,6 +9,7 @@ import { compileTrustedProxies, ForwardingPolicy } from '../http/forwarding.ts';
 import type { HeadLimits } from '../http1/parse-head.ts';
 import type { AccessLog } from '../observe/access-log.ts';
 import type { Logger } from '../observe/logger.ts';
+import type { MetricRegistry, RouteMetrics } from '../observe/metrics.ts';
 import { buildChains, type FilterChain } from '../pipeline/chain.ts';
 import type { FilterRegistry } from '../pipeline/registry.ts';
 import { Router } from '../router/router.ts';
@@ -39,6 +40,8 @@ export interface CompiledRoute {
   readonly filterOnlyMethods: ReadonlySet<string> | null;
   /** The Allow value of a 405 for this route (its `methods`). */
   readonly allow: string;
+  /** The route's metric slots (by its host and pattern), null when metrics are off. */
+  readonly metrics: RouteMetrics | null;
 }
 
 /** The methods a route's `methods` allow, as the router lists them in Allow (GET implies HEAD). */
@@ -73,6 +76,13 @@ export interface Runtime {
   readonly tunnelDrainTimeoutMs: number;
   /** The routes' filter chains (null for a route without filters): what disposeRuntime lets go of. */
   readonly chains: readonly (FilterChain | null)[];
+  /** Where exchanges no route matched are counted (route `(none)`), null when metrics are off. */
+  readonly unmatchedMetrics: RouteMetrics | null;
+}
+
+/** The route label of metrics: the pattern, after its host when it has one. */
+export function routeName(route: RouteConfig): string {
+  return route.host === null ? route.path : `${route.host}${route.path}`;
 }
 
 /** Splits a normalised upstream URL (`scheme://host:port`, see normaliseUpstreamUrl). */
@@ -98,6 +108,7 @@ function compileRoute(
   config: Config,
   pools: PoolRegistry,
   filters: FilterChain | null,
+  metrics: MetricRegistry | null,
 ): CompiledRoute {
   const d = config.upstream_defaults;
   const settings: PoolSettings = {
@@ -115,10 +126,18 @@ function compileRoute(
       scheme === 'https' || scheme === 'h2'
         ? compileUpstreamTls(route.upstream_tls, host, scheme === 'h2' ? 'h2' : 'http/1.1', where)
         : null;
-    if (scheme === 'http' || scheme === 'https') {
-      return new UpstreamTarget(pools.get(host, port, settings, tls), hostHeader);
+    const pool =
+      scheme === 'http' || scheme === 'https'
+        ? pools.get(host, port, settings, tls)
+        : pools.getHttp2(host, port, settings, tls);
+    const target = new UpstreamTarget(pool, hostHeader);
+    if (metrics !== null) {
+      const m = metrics.target(url);
+      target.metrics = m;
+      pool.connectTime = m;
+      if (!m.pools.includes(pool)) m.pools.push(pool);
     }
-    return new UpstreamTarget(pools.getHttp2(host, port, settings, tls), hostHeader);
+    return target;
   });
   return {
     index,
@@ -130,6 +149,7 @@ function compileRoute(
     filters,
     filterOnlyMethods: filterOnlyMethods(route, filters),
     allow: allowOf(route.methods),
+    metrics: metrics === null ? null : metrics.route(routeName(route)),
   };
 }
 
@@ -142,9 +162,10 @@ export function compileRuntime(
   pools: PoolRegistry,
   accessLog: AccessLog | null,
   chains: readonly (FilterChain | null)[] | null = null,
+  metrics: MetricRegistry | null = null,
 ): Runtime {
   const routes = config.routes.map((route, index) =>
-    compileRoute(route, index, config, pools, chains?.[index] ?? null),
+    compileRoute(route, index, config, pools, chains?.[index] ?? null, metrics),
   );
   const router = new Router(
     config.routes.map((route, index) => {
@@ -172,6 +193,7 @@ export function compileRuntime(
     maxTunnels: config.websocket.max_tunnels,
     tunnelDrainTimeoutMs: config.websocket.drain_timeout_ms,
     chains: chains ?? [],
+    unmatchedMetrics: metrics === null ? null : metrics.route('(none)'),
   };
 }
 
@@ -183,6 +205,8 @@ export interface BuildOptions {
   readonly logger?: Logger | null;
   /** Relative paths in filter configs (user filter modules) are resolved against this directory. */
   readonly baseDir?: string;
+  /** The worker's metric slots the routes and targets bind to (null or absent: metrics off). */
+  readonly metrics?: MetricRegistry | null;
 }
 
 /**
@@ -199,7 +223,7 @@ export async function buildRuntime(config: Config, options: BuildOptions): Promi
         ...(options.baseDir === undefined ? {} : { baseDir: options.baseDir }),
       })
     : null;
-  return compileRuntime(config, options.pools, options.accessLog, chains);
+  return compileRuntime(config, options.pools, options.accessLog, chains, options.metrics ?? null);
 }
 
 /**

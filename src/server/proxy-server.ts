@@ -17,6 +17,7 @@ import { Http2Downstream } from '../http2/downstream.ts';
 import { GOAWAY, PREFACE, SETTINGS, writeFrameHeader } from '../http2/frames.ts';
 import { AccessLog } from '../observe/access-log.ts';
 import type { Logger } from '../observe/logger.ts';
+import { MetricRegistry } from '../observe/metrics.ts';
 import { FilterRegistry } from '../pipeline/registry.ts';
 import { buildRuntime, compileRuntime, disposeRuntime, type Runtime } from '../runtime/compile.ts';
 import { PoolRegistry } from '../runtime/pools.ts';
@@ -144,12 +145,30 @@ export interface ProxyServerOptions {
    * whole instance exactly (every worker checks the shared total). Without it, this process counts alone.
    */
   readonly instanceConnections?: { readonly counter: InstanceConnections; readonly worker: number };
+  /**
+   * The worker's metric slots (src/observe/metrics.ts); absent: made here when `admin.metrics` is on;
+   * null: metrics off.
+   */
+  readonly metrics?: MetricRegistry | null;
+}
+
+/** How often the metric gauges (connections, pools, event-loop delay) are sampled. */
+const METRICS_SAMPLE_MS = 1000;
+
+function sampleMetrics(server: ProxyServer): void {
+  server.sampleMetrics();
 }
 
 export class ProxyServer {
   readonly pools = new PoolRegistry();
   /** The filter types this server builds chains from (the built-in filters and user modules). */
   readonly filters = new FilterRegistry(BUILT_IN_FILTERS);
+  /**
+   * This worker's metric slots, null when metrics are off. Like the pools, they belong to the server, not
+   * to a runtime: a runtime compiled from another config binds the same slots for the routes it keeps.
+   */
+  readonly metrics: MetricRegistry | null;
+  private sampler: NodeJS.Timeout | null = null;
   private readonly logger: Logger;
   private readonly reusePort: boolean;
   private readonly baseDir: string | undefined;
@@ -195,9 +214,15 @@ export class ProxyServer {
     }
     const accessLog = new AccessLog(options.logger);
     this.accessLog = accessLog;
+    this.metrics =
+      options.metrics !== undefined
+        ? options.metrics
+        : config.admin?.metrics === true
+          ? new MetricRegistry(false, 1)
+          : null;
     const http2Enabled = config.protocols.includes('http2');
     this.ctx = {
-      runtime: compileRuntime(config, this.pools, accessLog),
+      runtime: compileRuntime(config, this.pools, accessLog, null, this.metrics),
       connections: new SlotSet(),
       shuttingDown: false,
       onConnectionClosed: () => {
@@ -240,8 +265,14 @@ export class ProxyServer {
       accessLog: this.accessLog,
       filters: this.filters,
       logger: this.logger,
+      metrics: this.metrics,
       ...(this.baseDir === undefined ? {} : { baseDir: this.baseDir }),
     });
+    if (this.metrics !== null) {
+      this.metrics.sampleLoop();
+      this.sampler = setInterval(sampleMetrics, METRICS_SAMPLE_MS, this);
+      this.sampler.unref();
+    }
     const addresses: AddressInfo[] = [];
     const states: ListenerState[] = [];
     for (const l of config.listeners) {
@@ -308,6 +339,7 @@ export class ProxyServer {
         : !shared.counter.tryAcquire(shared.worker, this.maxConnections)
     ) {
       // Refused connections are not counted; they linger at most REFUSED_LINGER_MS.
+      this.metrics?.server.refused();
       socket.on('error', ignore);
       if (listener.tls === null) refuse(socket, OVER_CAPACITY);
       else {
@@ -369,7 +401,10 @@ export class ProxyServer {
     });
     secure.on('error', ignore);
     const timer = setTimeout(destroySocket, this.ctx.runtime.connectionTimeoutMs, secure);
+    let secured = false;
     secure.once('secure', () => {
+      secured = true;
+      this.metrics?.server.handshake(true);
       clearTimeout(timer);
       this.pending.delete(socket);
       if (this.ctx.shuttingDown) secure.destroy();
@@ -378,9 +413,25 @@ export class ProxyServer {
       else new DownstreamConnection(secure, this.ctx, listener.policy);
     });
     secure.once('close', () => {
+      if (!secured) this.metrics?.server.handshake(false);
       clearTimeout(timer);
       this.pending.delete(socket);
     });
+  }
+
+  /** Writes the metric gauges: open connections by protocol, HTTP/2 streams, tunnels, pools, the event loop. */
+  sampleMetrics(): void {
+    const m = this.metrics;
+    if (m === null) return;
+    let streams = 0;
+    let sessions = 0;
+    if (this.http2 !== null) {
+      for (const session of this.http2.sessions) streams += session.streamCount;
+      sessions = this.http2.sessions.size;
+    }
+    m.server.connections(this.ctx.connections.size, sessions, this.pending.size, streams, this.tunnelCount);
+    for (const target of m.allTargets()) target.sample();
+    m.sampleLoop();
   }
 
   /**
@@ -390,6 +441,9 @@ export class ProxyServer {
    */
   async stop(graceMs = this.ctx.runtime.config.shutdown_grace_ms): Promise<void> {
     this.ctx.shuttingDown = true;
+    if (this.sampler !== null) clearInterval(this.sampler);
+    this.sampler = null;
+    this.metrics?.stop();
     const closed = Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     for (const socket of this.pending) socket.destroy();
     for (const conn of this.ctx.connections) conn.shutdown();

@@ -7,7 +7,10 @@
 import { dirname, resolve } from 'node:path';
 import type { Config } from '../config/schema.ts';
 import type { ConfigWarning } from '../config/warnings.ts';
+import { drainThen, InstanceView } from '../observe/instance-view.ts';
 import { createLogger, flushLogs, type Logger } from '../observe/logger.ts';
+import { MetricRegistry } from '../observe/metrics.ts';
+import { LocalMetrics, type MetricSnapshotMessage } from '../observe/metrics-view.ts';
 import { InstanceConnections, instanceShared } from '../util/instance.ts';
 import { isWorkerProcess, WORKER_ENV } from '../util/worker.ts';
 import { connectionShare, REUSE_PORT_SUPPORTED, workerMode } from './workers.ts';
@@ -43,6 +46,28 @@ export interface WorkerRole {
   listening(): void;
   /** Calls `stop` when the supervisor asks this worker to stop (or is gone). */
   onStopRequest(stop: (reason: string) => void): void;
+  /** A worker thread tells the main thread what its metric slots mean (once per allocation). */
+  readonly publishMetrics?: MetricRegistry['publish'];
+  /** A worker process answers its supervisor's metric requests with snapshots of `registry`. */
+  answerMetrics?(registry: MetricRegistry): void;
+}
+
+/**
+ * The admin listener of the instance (`admin`), started in the per-instance place; null when the config
+ * has none. The view is what it reads; the supervisors feed it.
+ */
+async function startAdmin(
+  config: Config,
+  options: RunOptions,
+  logger: Logger,
+  mode: InstanceView['mode'],
+): Promise<InstanceView | null> {
+  if (config.admin === null) return null;
+  const { packageVersion } = await import('../observe/version.ts');
+  const view = new InstanceView(config, options.configPath, packageVersion(), mode);
+  const { AdminServer } = await import('../observe/admin.ts');
+  await new AdminServer(config.admin, view, logger).start();
+  return view;
 }
 
 export async function run(config: Config, options: RunOptions): Promise<void> {
@@ -66,16 +91,18 @@ export async function run(config: Config, options: RunOptions): Promise<void> {
       };
       // Each supervisor is loaded only when it runs (the main thread keeps little in memory).
       if (workerMode(config) === 'threads') {
+        const view = await startAdmin(config, options, logger, 'threads');
         const { runThreadSupervisor } = await import('./thread-supervisor.ts');
-        await runThreadSupervisor(config, options, logger, stopped);
+        await runThreadSupervisor(config, options, logger, stopped, view);
       } else {
+        const view = await startAdmin(config, options, logger, 'processes');
         const { runSupervisor } = await import('./supervisor.ts');
-        await runSupervisor(config, logger, stopped);
+        await runSupervisor(config, logger, stopped, view);
       }
       logger.flush();
       return;
     }
-    await serve(config, options, null, logger);
+    await serve(config, options, null, logger, await startAdmin(config, options, logger, 'single'));
     return;
   }
   await serve(config, options, worker, startLogger(options.logLevel, { worker: worker.id }));
@@ -101,6 +128,17 @@ function processRole(config: Config): WorkerRole {
       // The supervisor is gone (crashed or killed): a worker must not go on serving on its own.
       process.on('disconnect', () => stop('supervisor disconnected'));
     },
+    answerMetrics(registry) {
+      process.on('message', (message: { type?: string; seq?: number } | null) => {
+        if (message?.type !== 'metric-request') return;
+        const answer: MetricSnapshotMessage = {
+          type: 'metric-snapshot',
+          seq: message.seq ?? 0,
+          snapshot: registry.snapshot(),
+        };
+        process.send?.(answer);
+      });
+    },
   };
 }
 
@@ -114,6 +152,7 @@ export async function serve(
   options: RunOptions,
   worker: WorkerRole | null,
   logger: Logger = startLogger(options.logLevel, worker === null ? {} : { worker: worker.id }),
+  view: InstanceView | null = null,
 ): Promise<void> {
   process.on('uncaughtException', (err) => {
     logger.fatal({ err }, 'uncaught exception');
@@ -126,7 +165,16 @@ export async function serve(
   const shared = worker?.kind === 'thread' ? instanceShared() : null;
   // Loaded here, not at the top: the main thread of worker threads serves nothing and does not load it.
   const { ProxyServer } = await import('./proxy-server.ts');
+  // This worker's metric slots: shared memory the main thread reads (threads), snapshots for the
+  // supervisor (processes), or read here by the admin listener (one process).
+  const metrics =
+    config.admin?.metrics === true
+      ? new MetricRegistry(worker?.kind === 'thread', worker?.id ?? 1, worker?.publishMetrics ?? null)
+      : null;
+  if (metrics !== null) worker?.answerMetrics?.(metrics);
+  if (view !== null && metrics !== null) view.metrics = new LocalMetrics(metrics);
   const server = new ProxyServer(config, {
+    metrics,
     logger,
     reusePort: worker !== null && REUSE_PORT_SUPPORTED,
     maxConnections:
@@ -143,6 +191,7 @@ export async function serve(
   await server.start();
   logger.flush();
   worker?.listening();
+  if (view !== null) view.listening = true;
 
   let stopping = false;
   const stop = (reason: string): void => {
@@ -156,8 +205,9 @@ export async function serve(
     });
   };
   if (worker === null) {
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    // /readyz answers 503 first; the listeners serve on for shutdown_delay_ms, then the graceful stop.
+    process.on('SIGTERM', () => drainThen(config.shutdown_delay_ms, view, () => stop('SIGTERM')));
+    process.on('SIGINT', () => drainThen(config.shutdown_delay_ms, view, () => stop('SIGINT')));
   } else {
     worker.onStopRequest(stop);
   }

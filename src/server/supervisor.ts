@@ -10,7 +10,9 @@ import { type ChildProcess, fork } from 'node:child_process';
 import cluster from 'node:cluster';
 import type { Config } from '../config/schema.ts';
 import { answerRateLimitMessage } from '../filters/rate-limit/store-ipc.ts';
+import { drainThen, type InstanceView } from '../observe/instance-view.ts';
 import type { Logger } from '../observe/logger.ts';
+import { ProcessMetrics } from '../observe/metrics-view.ts';
 import { WORKER_ENV } from '../util/worker.ts';
 import { REUSE_PORT_SUPPORTED, RestartBrake } from './workers.ts';
 
@@ -27,8 +29,16 @@ function spawnWorker(id: number): ChildProcess {
   return cluster.fork(env).process;
 }
 
-export function runSupervisor(config: Config, logger: Logger, onStopped: () => void): Promise<void> {
+export function runSupervisor(
+  config: Config,
+  logger: Logger,
+  onStopped: () => void,
+  view: InstanceView | null = null,
+): Promise<void> {
   const count = config.thread_count;
+  // The workers' metrics: a snapshot from each worker at every scrape (no message per request).
+  const metrics = view !== null && config.admin?.metrics === true ? new ProcessMetrics() : null;
+  if (view !== null) view.metrics = metrics;
   const workers = new Map<number, ChildProcess>();
   const brake = new RestartBrake();
   let stopping = false;
@@ -47,18 +57,24 @@ export function runSupervisor(config: Config, logger: Logger, onStopped: () => v
     workers.set(id, child);
     logger.info({ worker: id, worker_pid: child.pid }, 'worker started');
     let childListening = false;
+    if (view !== null) view.workers = workers.size;
+    metrics?.add(id, (m) => child.send(m));
     child.on('message', (message: WorkerMessage) => {
       // The workers' rate-limit decisions: the supervisor holds the memory store of the instance.
       if (answerRateLimitMessage(child, message)) return;
+      if (metrics?.onMessage(id, message) === true) return;
       if (message?.type !== 'listening') return;
       childListening = true;
       if (++listening === count) {
         logger.info({ workers: count, mode: 'processes' }, 'ready');
+        if (view !== null) view.listening = true;
         resolveReady();
       }
     });
     child.on('exit', (code, signal) => {
       if (workers.get(id) === child) workers.delete(id);
+      if (view !== null) view.workers = workers.size;
+      metrics?.onExit(id);
       if (stopping) {
         if (workers.size > 0) return;
         if (startupError !== null) rejectReady(startupError);
@@ -100,8 +116,13 @@ export function runSupervisor(config: Config, logger: Logger, onStopped: () => v
     }, config.shutdown_grace_ms + 5000);
     hardStop.unref();
   };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  // /readyz answers 503 first; the workers serve on for shutdown_delay_ms, then stop gracefully.
+  process.on('SIGTERM', (signal: NodeJS.Signals) =>
+    drainThen(config.shutdown_delay_ms, view, () => stop(signal)),
+  );
+  process.on('SIGINT', (signal: NodeJS.Signals) =>
+    drainThen(config.shutdown_delay_ms, view, () => stop(signal)),
+  );
 
   if (config.max_connections < count) {
     logger.warn(

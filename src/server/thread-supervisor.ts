@@ -15,7 +15,9 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
 import { createRateLimitTable } from '../filters/rate-limit/store-shared.ts';
+import { drainThen, type InstanceView } from '../observe/instance-view.ts';
 import type { Logger } from '../observe/logger.ts';
+import { type MetricSeriesMessage, ThreadMetrics } from '../observe/metrics-view.ts';
 import { InstanceConnections, type InstanceShared } from '../util/instance.ts';
 import type { RunOptions } from './run.ts';
 import { RestartBrake } from './workers.ts';
@@ -33,7 +35,8 @@ export interface WorkerThreadData {
 export type WorkerThreadMessage =
   | { readonly type: 'listening' }
   | { readonly type: 'stop' }
-  | { readonly type: 'failed'; readonly message: string };
+  | { readonly type: 'failed'; readonly message: string }
+  | MetricSeriesMessage;
 
 /** The worker entry next to this file: worker-thread.ts from src/, worker-thread.js from dist/. */
 const WORKER_ENTRY = new URL(`./worker-thread${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
@@ -59,8 +62,12 @@ export async function runThreadSupervisor(
   options: RunOptions,
   logger: Logger,
   onStopped: () => void,
+  view: InstanceView | null = null,
 ): Promise<void> {
   const count = config.thread_count;
+  // The workers' metrics: their shared slots, read at a scrape; a worker that ends leaves its counters.
+  const metrics = view !== null && config.admin?.metrics === true ? new ThreadMetrics() : null;
+  if (view !== null) view.metrics = metrics;
   const shared: InstanceShared = {
     rateLimit: createRateLimitTable(),
     connections: InstanceConnections.create(count),
@@ -91,12 +98,18 @@ export async function runThreadSupervisor(
     logger.info({ worker: id, thread_id: threadId }, 'worker started');
     let workerListening = false;
     let failure: Error | null = null;
+    if (view !== null) view.workers = workers.size;
     worker.on('message', (message: WorkerThreadMessage) => {
+      if (message?.type === 'metric-series') {
+        metrics?.onSeries(id, message);
+        return;
+      }
       if (message?.type === 'failed') failure = new Error(message.message);
       if (message?.type !== 'listening') return;
       workerListening = true;
       if (++listening === count) {
         logger.info({ workers: count, mode: 'threads' }, 'ready');
+        if (view !== null) view.listening = true;
         resolveReady();
       }
     });
@@ -107,6 +120,8 @@ export async function runThreadSupervisor(
     });
     worker.on('exit', (code) => {
       if (workers.get(id) === worker) workers.delete(id);
+      if (view !== null) view.workers = workers.size;
+      metrics?.onExit(id);
       // Its connections ended with it: their places in max_connections are free again.
       connections.reclaim(id);
       if (stopping) {
@@ -148,8 +163,13 @@ export async function runThreadSupervisor(
     }, config.shutdown_grace_ms + 5000);
     hardStop.unref();
   };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  // /readyz answers 503 first; the workers serve on for shutdown_delay_ms, then stop gracefully.
+  process.on('SIGTERM', (signal: NodeJS.Signals) =>
+    drainThen(config.shutdown_delay_ms, view, () => stop(signal)),
+  );
+  process.on('SIGINT', (signal: NodeJS.Signals) =>
+    drainThen(config.shutdown_delay_ms, view, () => stop(signal)),
+  );
 
   for (let id = 1; id <= count; id++) start(id);
   return ready;

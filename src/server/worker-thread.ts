@@ -23,6 +23,10 @@ const role: WorkerRole = {
       if (message?.type === 'stop') stop('stop');
     });
   },
+  publishMetrics(series, chunk) {
+    const message: WorkerThreadMessage = { type: 'metric-series', series, chunk };
+    port.postMessage(message);
+  },
 };
 try {
   await serve(data.config, data.options, role);

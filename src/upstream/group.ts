@@ -3,6 +3,7 @@
  * for now; health-aware balancing comes with health checks), another one for a retry, and the retry
  * budget's counters.
  */
+import type { TargetMetrics } from '../observe/metrics.ts';
 import type { UpstreamAttempt, UpstreamClient, UpstreamHandler } from './contract.ts';
 import { RetryBudget } from './retry.ts';
 
@@ -13,6 +14,8 @@ export class UpstreamTarget {
   readonly authority: string;
   /** The Host value to send when the client's Host is not preserved: 'host' or 'host:port'. */
   readonly hostHeader: string;
+  /** The target's metric slots (set when a runtime is compiled with metrics on), else null. */
+  metrics: TargetMetrics | null = null;
 
   constructor(client: UpstreamClient, hostHeader: string) {
     this.client = client;

@@ -1,0 +1,397 @@
+/**
+ * The admin listener and the metrics (docs/operations.md), through the real CLI: one process, two worker
+ * threads and two worker processes each answer /healthz, /readyz, /status and /metrics on the admin
+ * address, refuse requests without the bearer token, and count exactly the requests sent, summed over the
+ * workers (and kept when a worker thread crashes and is replaced). `promtool check metrics` finds no problem
+ * in the exposition, and a real Prometheus server scrapes it and answers a query with the request count.
+ * On SIGTERM, /readyz answers 503 while the listeners still serve for `shutdown_delay_ms`.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { type CliProcess, startCli } from '../helpers/cli-process.ts';
+import { errorCodeOf, type SimpleResponse, sendRequest, waitUntil } from '../helpers/simple-request.ts';
+import { freePort, type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
+
+const TOKEN = 'test-admin-token-0123456789';
+const AUTH = { authorization: `Bearer ${TOKEN}` };
+const inCi = (process.env.CI ?? '') !== '' && process.env.CI !== 'false';
+
+/** Ends a worker thread on demand: /crash throws outside any request. */
+const CRASH_FILTER = `export default {
+  create() {
+    return {
+      onRequest(ctx) {
+        if (ctx.request.path === '/crash') setImmediate(() => { throw new Error('crash test'); });
+        return undefined;
+      },
+    };
+  },
+};
+`;
+
+let upstream: HttpUpstream;
+let dir: string;
+
+before(async () => {
+  upstream = await startHttpUpstream((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 2 });
+    res.end('ok');
+  });
+  dir = mkdtempSync(join(tmpdir(), 'zproxy-admin-'));
+  writeFileSync(join(dir, 'crash.mjs'), CRASH_FILTER);
+});
+
+after(async () => {
+  await upstream.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+interface Started {
+  readonly cli: CliProcess;
+  readonly port: number;
+  readonly admin: number;
+}
+
+async function start(extra: Record<string, unknown>, routes?: unknown[]): Promise<Started> {
+  const port = await freePort();
+  const admin = await freePort();
+  const cli = startCli({
+    host: '127.0.0.1',
+    port,
+    protocols: ['http1', 'http2'],
+    access_log: { enabled: true },
+    shutdown_grace_ms: 2000,
+    admin: { port: admin, token: TOKEN },
+    routes: routes ?? [
+      { path: '/api', upstream: upstream.url },
+      { path: '/', upstream: upstream.url },
+    ],
+    ...extra,
+  });
+  await cli.waitForLog((l) => l.msg === 'ready' || (l.msg === 'listening' && l.worker === undefined), 20_000);
+  return { cli, port, admin };
+}
+
+function adminGet(
+  admin: number,
+  path: string,
+  headers: Record<string, string> = AUTH,
+): Promise<SimpleResponse> {
+  return sendRequest(admin, path, { headers });
+}
+
+/** The value of one series in an exposition (`name{labels}`), summed over matching lines; 0 when absent. */
+function seriesSum(text: string, name: string, labelMatch: (labels: string) => boolean = () => true): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || line === '') continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (m === null) throw new Error(`not an exposition line: ${line}`);
+    if (m[1] === name && labelMatch(m[2] ?? '')) sum += Number(m[3]);
+  }
+  return sum;
+}
+
+async function metricsText(admin: number): Promise<string> {
+  const res = await adminGet(admin, '/metrics');
+  assert.equal(res.status, 200, res.text);
+  assert.match(String(res.headers['content-type']), /^text\/plain; version=0\.0\.4/);
+  return res.text;
+}
+
+/** Requests on new connections (spread over the workers by the kernel); asserts each is answered 200. */
+async function sendMany(port: number, path: string, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    const res = await sendRequest(port, `${path}/${i}`);
+    assert.equal(res.status, 200);
+  }
+}
+
+function promtoolCheck(text: string): void {
+  if (!existsSync('/usr/bin/promtool')) {
+    if (inCi) assert.fail('promtool is not installed (Debian package prometheus)');
+    return;
+  }
+  // Exit status 0 and nothing said: no problem found (a lint problem exits 3 and names it).
+  const out = execFileSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  assert.equal(out.trim(), '');
+}
+
+interface StatusBody {
+  version: string;
+  uptime_seconds: number;
+  config: { file: string; sha256: string; loaded_at: string };
+  workers: unknown;
+  connections: { http1: number };
+  routes: { path: string; upstream: { url: string }[] }[];
+}
+
+/** Checks the endpoints every mode answers the same way. */
+async function checkEndpoints(s: Started, mode: string, workers: number): Promise<void> {
+  const health = await adminGet(s.admin, '/healthz');
+  assert.equal(health.status, 200);
+  assert.deepEqual(JSON.parse(health.text), { status: 'ok' });
+  const ready = await adminGet(s.admin, '/readyz');
+  assert.equal(ready.status, 200);
+
+  const status = JSON.parse((await adminGet(s.admin, '/status')).text) as StatusBody;
+  assert.match(status.version, /^\d+\.\d+\.\d+/);
+  assert.equal(typeof status.uptime_seconds, 'number');
+  assert.match(status.config.file, /zproxy\.json$/);
+  assert.match(status.config.sha256, /^[0-9a-f]{64}$/);
+  assert.ok(!Number.isNaN(Date.parse(status.config.loaded_at)));
+  assert.deepEqual(status.workers, { mode, configured: workers, running: workers });
+  assert.deepEqual(
+    status.routes.map((r) => [r.path, r.upstream[0]!.url]),
+    [
+      ['/api', upstream.url],
+      ['/', upstream.url],
+    ],
+  );
+  assert.equal(typeof status.connections.http1, 'number');
+
+  // Without the token, or with another one: 401, whatever the endpoint.
+  for (const path of ['/metrics', '/healthz', '/status', '/readyz']) {
+    const none = await sendRequest(s.admin, path);
+    assert.equal(none.status, 401);
+    assert.equal(errorCodeOf(none), 'ZP_ERR_UNAUTHORIZED');
+    assert.match(String(none.headers['www-authenticate']), /^Bearer/);
+    const wrong = await adminGet(s.admin, path, { authorization: `Bearer ${TOKEN}x` });
+    assert.equal(wrong.status, 401);
+  }
+  const reload = await sendRequest(s.admin, '/reload', { method: 'POST', headers: AUTH });
+  assert.equal(reload.status, 501);
+  assert.equal(errorCodeOf(reload), 'ZP_ERR_NOT_IMPLEMENTED');
+  assert.equal((await adminGet(s.admin, '/nothing')).status, 404);
+  // The admin endpoints are not served on the proxy's listener: /metrics there is routed like any path.
+  const onProxy = await sendRequest(s.port, '/metrics', { headers: AUTH });
+  assert.equal(onProxy.status, 200);
+  assert.equal(onProxy.text, 'ok');
+}
+
+/** Sends 30 + 12 requests and checks the summed counts. */
+async function checkCounts(s: Started): Promise<void> {
+  const before = seriesSum(await metricsText(s.admin), 'zproxy_requests_total');
+  await sendMany(s.port, '/api/x', 30);
+  await sendMany(s.port, '/y', 12);
+  const text = await metricsText(s.admin);
+  promtoolCheck(text);
+  const api = seriesSum(
+    text,
+    'zproxy_requests_total',
+    (l) => l.includes('route="/api"') && l.includes('method="GET"') && l.includes('status="2xx"'),
+  );
+  assert.equal(api, 30);
+  assert.equal(seriesSum(text, 'zproxy_requests_total') - before, 42);
+  assert.equal(
+    seriesSum(text, 'zproxy_request_duration_seconds_count', (l) => l === 'route="/api"'),
+    30,
+  );
+  assert.equal(
+    seriesSum(text, 'zproxy_request_duration_seconds_bucket', (l) => l === 'route="/api",le="+Inf"'),
+    30,
+  );
+  // Every exchange went to the upstream once (the /metrics request on the proxy listener included).
+  assert.equal(seriesSum(text, 'zproxy_upstream_requests_total'), seriesSum(text, 'zproxy_requests_total'));
+  assert.equal(
+    seriesSum(text, 'zproxy_upstream_response_seconds_count'),
+    seriesSum(text, 'zproxy_requests_total'),
+  );
+  assert.ok(seriesSum(text, 'zproxy_upstream_connect_seconds_count') >= 1);
+}
+
+describe('admin listener, one process (thread_count 1)', () => {
+  let s: Started;
+  before(async () => {
+    s = await start({ thread_count: 1 });
+  });
+  after(() => s.cli.cleanup());
+
+  test('endpoints, token and status', () => checkEndpoints(s, 'single', 1));
+  test('/metrics counts the requests sent; promtool finds no problem', () => checkCounts(s));
+});
+
+describe('admin listener, two worker threads', () => {
+  let s: Started;
+  before(async () => {
+    s = await start({ thread_count: 2, worker_mode: 'threads' }, [
+      { path: '/api', upstream: upstream.url },
+      { path: '/', upstream: upstream.url, middlewares: [{ type: 'module', path: join(dir, 'crash.mjs') }] },
+    ]);
+  });
+  after(() => s.cli.cleanup());
+
+  test('endpoints, token and status', () => checkEndpoints(s, 'threads', 2));
+
+  test('/metrics sums both workers: the counts equal the requests sent', async () => {
+    await checkCounts(s);
+    // Both workers served some of them (else the sum would prove nothing).
+    const workers = new Set(s.cli.logs.filter((l) => l.msg === 'access').map((l) => l.worker));
+    assert.deepEqual([...workers].sort(), [1, 2]);
+  });
+
+  test('a worker that crashes and is replaced leaves its counts in the sum', async () => {
+    const before = seriesSum(await metricsText(s.admin), 'zproxy_requests_total');
+    const exitsBefore = s.cli.logs.filter((l) => l.msg === 'worker exited').length;
+    const logsBefore = s.cli.logs.length;
+    await sendRequest(s.port, '/crash').catch(() => undefined);
+    await waitUntil(
+      () => s.cli.logs.filter((l) => l.msg === 'worker exited').length > exitsBefore,
+      10_000,
+      'a worker to exit',
+    );
+    await waitUntil(
+      () => s.cli.logs.filter((l) => l.msg === 'worker started').length >= 3,
+      10_000,
+      'the worker to be replaced',
+    );
+    const afterCrash = seriesSum(await metricsText(s.admin), 'zproxy_requests_total');
+    assert.ok(afterCrash >= before, `the count went back from ${before} to ${afterCrash}`);
+    // Once the new worker listens, both serve again and the count goes on from there.
+    await s.cli.waitForLog((l) => l.msg === 'listening' && s.cli.logs.indexOf(l) >= logsBefore, 10_000);
+    await sendMany(s.port, '/after', 10);
+    const end = seriesSum(await metricsText(s.admin), 'zproxy_requests_total');
+    assert.equal(end - afterCrash, 10);
+    const status = JSON.parse((await adminGet(s.admin, '/status')).text) as { workers: { running: number } };
+    assert.equal(status.workers.running, 2);
+  });
+
+  test('a real Prometheus server scrapes /metrics and a query returns the request count', async (t) => {
+    if (!existsSync('/usr/bin/prometheus')) {
+      if (inCi) assert.fail('prometheus is not installed (Debian package prometheus)');
+      t.skip('prometheus is not installed');
+      return;
+    }
+    await sendMany(s.port, '/prom', 25);
+    const expected = seriesSum(await metricsText(s.admin), 'zproxy_requests_total', (l) =>
+      l.startsWith('route="/"'),
+    );
+    const promDir = mkdtempSync(join(tmpdir(), 'zproxy-prometheus-'));
+    const promPort = await freePort();
+    writeFileSync(
+      join(promDir, 'prometheus.yml'),
+      [
+        'global:',
+        '  scrape_interval: 1s',
+        'scrape_configs:',
+        '  - job_name: zproxy',
+        '    scrape_interval: 1s',
+        '    scrape_timeout: 900ms',
+        '    authorization:',
+        '      type: Bearer',
+        `      credentials: ${TOKEN}`,
+        '    static_configs:',
+        `      - targets: ['127.0.0.1:${s.admin}']`,
+        '',
+      ].join('\n'),
+    );
+    const prom: ChildProcess = spawn(
+      '/usr/bin/prometheus',
+      [
+        `--config.file=${join(promDir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(promDir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${promPort}`,
+        '--log.level=warn',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let promLog = '';
+    prom.stderr!.on('data', (c: Buffer) => {
+      promLog += c.toString();
+    });
+    const exited = new Promise<void>((resolve) => prom.once('exit', () => resolve()));
+    try {
+      const query = `sum(zproxy_requests_total{job="zproxy",route="/"})`;
+      let value: number | null = null;
+      const deadline = Date.now() + 30_000;
+      while (Date.now() < deadline) {
+        value = await promQuery(promPort, query).catch(() => null);
+        if (value === expected) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      assert.equal(value, expected, `Prometheus answered ${value}; its log: ${promLog}`);
+      // Prometheus saw the target up (the scrape succeeded with the token).
+      assert.equal(await promQuery(promPort, 'up{job="zproxy"}'), 1);
+    } finally {
+      prom.kill('SIGTERM');
+      await exited;
+      rmSync(promDir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** One instant query on Prometheus's HTTP API: the single sample's value, or null when there is none. */
+function promQuery(port: number, query: string): Promise<number | null> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path: `/api/v1/query?query=${encodeURIComponent(query)}` }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          body += c;
+        });
+        res.on('end', () => {
+          try {
+            const parsed = JSON.parse(body) as { data?: { result?: { value: [number, string] }[] } };
+            const result = parsed.data?.result ?? [];
+            resolve(result.length === 0 ? null : Number(result[0]!.value[1]));
+          } catch (error) {
+            reject(error);
+          }
+        });
+      })
+      .on('error', reject);
+  });
+}
+
+describe('admin listener, two worker processes', () => {
+  let s: Started;
+  before(async () => {
+    s = await start({ thread_count: 2, worker_mode: 'processes' });
+  });
+  after(() => s.cli.cleanup());
+
+  test('endpoints, token and status', () => checkEndpoints(s, 'processes', 2));
+
+  test('/metrics sums both worker processes: the counts equal the requests sent', async () => {
+    await checkCounts(s);
+    const workers = new Set(s.cli.logs.filter((l) => l.msg === 'access').map((l) => l.worker));
+    assert.deepEqual([...workers].sort(), [1, 2]);
+  });
+});
+
+describe('readiness on a graceful stop', () => {
+  for (const mode of ['single', 'threads'] as const) {
+    test(`${mode}: /readyz answers 503 at once on SIGTERM while the listeners still serve for shutdown_delay_ms`, async () => {
+      const s = await start({ thread_count: mode === 'single' ? 1 : 2, shutdown_delay_ms: 1500 });
+      try {
+        const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+        assert.equal((await sendRequest(s.port, '/a', { agent })).status, 200);
+        assert.equal((await adminGet(s.admin, '/readyz')).status, 200);
+        s.cli.child.kill('SIGTERM');
+        // The signal is delivered at once; the first /readyz after it may still race it.
+        let ready = await adminGet(s.admin, '/readyz');
+        for (let i = 0; i < 50 && ready.status !== 503; i++) ready = await adminGet(s.admin, '/readyz');
+        assert.equal(ready.status, 503);
+        assert.deepEqual(JSON.parse(ready.text), { status: 'draining' });
+        // The graceful stop has not begun: the kept-alive connection and new ones are still served.
+        assert.equal(
+          s.cli.logs.some((l) => l.msg === 'stopping' || l.msg === 'stopping workers'),
+          false,
+        );
+        assert.equal((await sendRequest(s.port, '/b', { agent })).status, 200);
+        assert.equal((await sendRequest(s.port, '/c')).status, 200);
+        agent.destroy();
+        const { code } = await s.cli.exited;
+        assert.equal(code, 0);
+      } finally {
+        await s.cli.cleanup();
+      }
+    });
+  }
+});
