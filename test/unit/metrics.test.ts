@@ -5,9 +5,10 @@
  * counters in the sum and takes its gauges; the exposition's histograms are cumulative.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { parseConfig } from '../../src/config/load.ts';
-import { MetricRegistry, type SeriesEntry } from '../../src/observe/metrics.ts';
+import { FAMILIES, MetricRegistry, type SeriesEntry } from '../../src/observe/metrics.ts';
 import { type MetricSeriesMessage, MetricSum, ThreadMetrics } from '../../src/observe/metrics-view.ts';
 
 const ROUTES = [{ path: '/', upstream: 'http://127.0.0.1:1' }];
@@ -153,4 +154,11 @@ describe('admin config', () => {
     ]);
     assert.deepEqual(issues({ shutdown_delay_ms: -1, routes: ROUTES }).length, 1);
   });
+});
+
+test('docs/operations.md lists every metric family with its type', () => {
+  const doc = readFileSync(new URL('../../docs/operations.md', import.meta.url), 'utf8');
+  for (const [name, { type }] of Object.entries(FAMILIES)) {
+    assert.match(doc, new RegExp(`^\\| \`${name}\` +\\| ${type} +\\|`, 'm'), `${name} (${type})`);
+  }
 });
