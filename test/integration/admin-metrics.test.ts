@@ -10,10 +10,12 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type CliProcess, startCli } from '../helpers/cli-process.ts';
+import { h2Request } from '../helpers/h2-client.ts';
 import { errorCodeOf, type SimpleResponse, sendRequest, waitUntil } from '../helpers/simple-request.ts';
 import { freePort, type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
 
@@ -214,6 +216,37 @@ describe('admin listener, one process (thread_count 1)', () => {
 
   test('endpoints, token and status', () => checkEndpoints(s, 'single', 1));
   test('/metrics counts the requests sent; promtool finds no problem', () => checkCounts(s));
+
+  test('HTTP/2 requests and the open HTTP/2 connection are counted', async () => {
+    const client = http2.connect(`http://127.0.0.1:${s.port}`);
+    try {
+      for (let i = 0; i < 7; i++) {
+        const res = await h2Request(client, { ':method': 'POST', ':path': `/api/h2/${i}` }, Buffer.from('x'));
+        assert.equal(res.status, 200);
+      }
+      // The gauges are sampled once a second: the open HTTP/2 connection shows within two.
+      let text = '';
+      for (let i = 0; i < 30; i++) {
+        text = await metricsText(s.admin);
+        if (seriesSum(text, 'zproxy_downstream_connections', (l) => l === 'protocol="http2"') === 1) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(
+        seriesSum(text, 'zproxy_downstream_connections', (l) => l === 'protocol="http2"'),
+        1,
+      );
+      assert.equal(
+        seriesSum(
+          text,
+          'zproxy_requests_total',
+          (l) => l === 'route="/api",method="POST",status="2xx",protocol="http2"',
+        ),
+        7,
+      );
+    } finally {
+      client.close();
+    }
+  });
 });
 
 describe('admin listener, two worker threads', () => {
