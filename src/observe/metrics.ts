@@ -59,6 +59,10 @@ export const FAMILIES = {
     type: 'counter',
     help: 'Downstream TLS handshakes by result (ok, failed).',
   },
+  zproxy_filter_outcomes_total: {
+    type: 'counter',
+    help: 'What filters decided, by route and outcome (auth_refused, rate_limited, cors_refused, cache_hit, cache_miss, cache_stale).',
+  },
   zproxy_reloads_total: { type: 'counter', help: 'Configuration reloads by result (success, failure).' },
   zproxy_reload_last_success_timestamp_seconds: {
     type: 'gauge',
@@ -194,12 +198,14 @@ export class RouteMetrics {
   private readonly requests: number;
   private readonly duration: number;
   private readonly retries: number;
+  private readonly outcomes: number;
 
   constructor(block: Block) {
     this.values = block.values;
     this.requests = block.base;
     this.duration = block.base + REQUEST_SLOTS;
     this.retries = this.duration + HISTOGRAM_SLOTS;
+    this.outcomes = this.retries + 1;
   }
 
   static specs(route: string): SeriesSpec[] {
@@ -220,6 +226,17 @@ export class RouteMetrics {
     const l = labels([['route', route]]);
     out.push(...histogramSpecs('zproxy_request_duration_seconds', l));
     out.push(['zproxy_retries_total', l, VALUE, COUNTER]);
+    for (const outcome of FILTER_OUTCOMES) {
+      out.push([
+        'zproxy_filter_outcomes_total',
+        labels([
+          ['route', route],
+          ['outcome', outcome],
+        ]),
+        VALUE,
+        COUNTER,
+      ]);
+    }
     return out;
   }
 
@@ -236,7 +253,28 @@ export class RouteMetrics {
   retried(): void {
     this.values[this.retries]!++;
   }
+
+  /** A filter outcome (AUTH_REFUSED ... CACHE_STALE). */
+  filterOutcome(outcome: number): void {
+    this.values[this.outcomes + outcome]!++;
+  }
 }
+
+/** Outcomes of filters counted by zproxy_filter_outcomes_total, in slot order. */
+export const FILTER_OUTCOMES = [
+  'auth_refused',
+  'rate_limited',
+  'cors_refused',
+  'cache_hit',
+  'cache_miss',
+  'cache_stale',
+] as const;
+export const AUTH_REFUSED = 0;
+export const RATE_LIMITED = 1;
+export const CORS_REFUSED = 2;
+export const CACHE_HIT = 3;
+export const CACHE_MISS = 4;
+export const CACHE_STALE = 5;
 
 /** Kinds of upstream failure (the error codes grouped). */
 export const UPSTREAM_ERROR_KINDS = [

@@ -20,6 +20,15 @@ import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.
 import type { Exchange } from '../exchange.ts';
 import type { FieldSource } from '../http/fields.ts';
 import { ForwardedResponse, forwardPath } from '../http/forwarding.ts';
+import {
+  AUTH_REFUSED,
+  CACHE_HIT,
+  CACHE_MISS,
+  CACHE_STALE,
+  CORS_REFUSED,
+  RATE_LIMITED,
+  type RouteMetrics,
+} from '../observe/metrics.ts';
 import type { LocalResponse } from '../pipeline/contract.ts';
 import { HeadFieldReader } from '../pipeline/field-readers.ts';
 import { FilterExchange, isPending } from '../pipeline/filter-exchange.ts';
@@ -84,6 +93,35 @@ const NO_FIELDS: readonly string[] = [];
 
 function authorityOf(target: UpstreamTarget): string {
   return target.authority;
+}
+
+/**
+ * What the filters decided, for the metrics: the filter that answered (auth 401/403, rate_limit 429, cors
+ * 403) and what the cache said in its Cache-Status (a hit, a stale answer, or a forward to the upstream).
+ */
+function countFilterOutcome(metrics: RouteMetrics, fx: FilterExchange, status: number): void {
+  const by = fx.answeredBy;
+  if (by !== null) {
+    const type = fx.chain.typeOf(by);
+    if (type === 'auth' && (status === 401 || status === 403)) metrics.filterOutcome(AUTH_REFUSED);
+    else if (type === 'rate_limit' && status === 429) metrics.filterOutcome(RATE_LIMITED);
+    else if (type === 'cors' && status === 403) metrics.filterOutcome(CORS_REFUSED);
+  }
+  const edits = fx.responseEditsOrNull;
+  if (edits === null) return;
+  const added = edits.added;
+  for (let i = 0; i < added.length; i += 2) {
+    if (added[i] !== 'cache-status') continue;
+    const value = added[i + 1]!;
+    // `zproxy; hit`, `zproxy; hit; ...; detail=stale-while-revalidate`, `zproxy; fwd=stale; ...;
+    // detail=stale-if-error`, `zproxy; fwd=uri-miss` ...; a request the cache does not serve (fwd=method,
+    // fwd=request) is none of them.
+    if (value.includes('detail=stale-')) metrics.filterOutcome(CACHE_STALE);
+    else if (value.includes('; hit')) metrics.filterOutcome(CACHE_HIT);
+    else if (!value.includes('fwd=method') && !value.includes('fwd=request'))
+      metrics.filterOutcome(CACHE_MISS);
+    return;
+  }
 }
 
 export class ProxyFlow implements UpstreamHandler, Timed {
@@ -958,7 +996,10 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     ex.filters?.finish(aborted);
     this.runtime.accessLog?.write(ex);
     const metrics = ex.route === null ? this.runtime.unmatchedMetrics : ex.route.metrics;
-    if (metrics !== null) metrics.record(ex.method, ex.status, ex.httpVersion, ex.endTime - ex.startTime);
+    if (metrics !== null) {
+      metrics.record(ex.method, ex.status, ex.httpVersion, ex.endTime - ex.startTime);
+      if (ex.filters !== null) countFilterOutcome(metrics, ex.filters, ex.status);
+    }
     this.downstream.finished();
   }
 }

@@ -249,6 +249,61 @@ describe('admin listener, one process (thread_count 1)', () => {
   });
 });
 
+describe('filter outcomes', () => {
+  let s: Started;
+  before(async () => {
+    s = await start({ thread_count: 1 }, [
+      {
+        path: '/auth',
+        upstream: upstream.url,
+        middlewares: [{ type: 'auth', config: { api_keys: [TOKEN] } }],
+      },
+      {
+        path: '/limited',
+        upstream: upstream.url,
+        middlewares: [{ type: 'rate_limit', config: { requests_per_minute: 1, burst: 1 } }],
+      },
+      {
+        path: '/cors',
+        upstream: upstream.url,
+        middlewares: [{ type: 'cors', config: { allowed_origins: ['https://app.example'] } }],
+      },
+      {
+        path: '/cached',
+        upstream: upstream.url,
+        middlewares: [{ type: 'cache', config: { ttl_seconds: 60 } }],
+      },
+    ]);
+  });
+  after(() => s.cli.cleanup());
+
+  test('auth refusals, rate limiting, CORS refusals, cache hits and misses are counted by route', async () => {
+    for (let i = 0; i < 3; i++) assert.equal((await sendRequest(s.port, '/auth')).status, 401);
+    assert.equal((await sendRequest(s.port, '/auth', { headers: { 'x-api-key': TOKEN } })).status, 200);
+    const limited = [];
+    for (let i = 0; i < 4; i++) limited.push((await sendRequest(s.port, '/limited')).status);
+    const preflight = await sendRequest(s.port, '/cors', {
+      method: 'OPTIONS',
+      headers: { origin: 'https://evil.example', 'access-control-request-method': 'GET' },
+    });
+    assert.equal(preflight.status, 403);
+    const cached = [];
+    for (let i = 0; i < 3; i++) cached.push((await sendRequest(s.port, '/cached')).headers['cache-status']);
+    const text = await metricsText(s.admin);
+    promtoolCheck(text);
+    const outcome = (route: string, name: string) =>
+      seriesSum(text, 'zproxy_filter_outcomes_total', (l) => l === `route="${route}",outcome="${name}"`);
+    assert.equal(outcome('/auth', 'auth_refused'), 3);
+    assert.equal(outcome('/limited', 'rate_limited'), limited.filter((x) => x === 429).length);
+    assert.ok(outcome('/limited', 'rate_limited') >= 2, `statuses ${limited.join(' ')}`);
+    assert.equal(outcome('/cors', 'cors_refused'), 1);
+    assert.equal(outcome('/cached', 'cache_miss'), 1, `Cache-Status ${cached.join(' | ')}`);
+    assert.equal(outcome('/cached', 'cache_hit'), 2, `Cache-Status ${cached.join(' | ')}`);
+    assert.equal(outcome('/cached', 'cache_stale'), 0);
+    assert.equal(outcome('/auth', 'cache_hit') + outcome('/cached', 'auth_refused'), 0);
+  });
+});
+
 describe('admin listener, two worker threads', () => {
   let s: Started;
   before(async () => {
