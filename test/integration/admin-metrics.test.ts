@@ -18,6 +18,7 @@ import { type CliProcess, startCli } from '../helpers/cli-process.ts';
 import { h2Request } from '../helpers/h2-client.ts';
 import { errorCodeOf, type SimpleResponse, sendRequest, waitUntil } from '../helpers/simple-request.ts';
 import { freePort, type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
+import { closed, openWs, startWsUpstream, type WsUpstream } from '../helpers/websocket.ts';
 
 const TOKEN = 'test-admin-token-0123456789';
 const AUTH = { authorization: `Bearer ${TOKEN}` };
@@ -65,7 +66,7 @@ async function start(extra: Record<string, unknown>, routes?: unknown[]): Promis
   const cli = startCli({
     host: '127.0.0.1',
     port,
-    protocols: ['http1', 'http2'],
+    protocols: ['http1', 'http2', 'websocket'],
     access_log: { enabled: true },
     shutdown_grace_ms: 2000,
     admin: { port: admin, token: TOKEN },
@@ -249,10 +250,13 @@ describe('admin listener, one process (thread_count 1)', () => {
   });
 });
 
-describe('filter outcomes', () => {
+describe('filter outcomes and WebSocket tunnels', () => {
   let s: Started;
+  let ws: WsUpstream;
   before(async () => {
+    ws = await startWsUpstream();
     s = await start({ thread_count: 1 }, [
+      { path: '/ws', upstream: ws.url },
       {
         path: '/auth',
         upstream: upstream.url,
@@ -275,7 +279,34 @@ describe('filter outcomes', () => {
       },
     ]);
   });
-  after(() => s.cli.cleanup());
+  after(async () => {
+    await s.cli.cleanup();
+    await ws.close();
+  });
+
+  test('a WebSocket handshake counts as a 1xx exchange; the open tunnel shows in the gauge', async () => {
+    const client = await openWs(`ws://127.0.0.1:${s.port}/ws`);
+    try {
+      let text = '';
+      for (let i = 0; i < 30; i++) {
+        text = await metricsText(s.admin);
+        if (seriesSum(text, 'zproxy_websocket_tunnels') === 1) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(seriesSum(text, 'zproxy_websocket_tunnels'), 1);
+      assert.equal(
+        seriesSum(
+          text,
+          'zproxy_requests_total',
+          (l) => l === 'route="/ws",method="GET",status="1xx",protocol="http1"',
+        ),
+        1,
+      );
+    } finally {
+      client.close();
+      await closed(client);
+    }
+  });
 
   test('auth refusals, rate limiting, CORS refusals, cache hits and misses are counted by route', async () => {
     for (let i = 0; i < 3; i++) assert.equal((await sendRequest(s.port, '/auth')).status, 401);
