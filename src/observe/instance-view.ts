@@ -4,8 +4,6 @@
  * (the single process, the main thread of worker threads, the process supervisor) by src/server/run.ts;
  * the supervisors feed it the workers' metrics and their count.
  */
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { Config } from '../config/schema.ts';
 import type { ErrorCode } from '../errors.ts';
 import { labels, VALUE } from './metrics.ts';
@@ -34,6 +32,21 @@ function reloadUnavailable(): Promise<ReloadResult> {
   });
 }
 
+/**
+ * The instance's reload (src/server/reload.ts, InstanceReload): what it serves now and what it counted.
+ * The admin listener's POST /reload calls it; /status and /metrics read it.
+ */
+export interface ReloadSource {
+  readonly config: Config;
+  readonly loadedAt: Date;
+  /** The config file's digest (its SHA-256's first 16 hex digits). */
+  readonly hash: string;
+  readonly succeeded: number;
+  readonly failed: number;
+  readonly lastSuccess: Date | null;
+  reload(reason: string): Promise<ReloadResult>;
+}
+
 /** How the workers run: one process, worker threads or worker processes. */
 export type InstanceMode = 'single' | 'threads' | 'processes';
 
@@ -41,12 +54,11 @@ export class InstanceView {
   readonly startedAt = Date.now();
   readonly version: string;
   readonly mode: InstanceMode;
-  config: Config;
+  /** The config the instance started with (the reload's, once attached, is the one serving). */
+  private readonly startConfig: Config;
   readonly configPath: string | null;
-  /** SHA-256 of the config file's bytes (of the config's JSON for the built-in demo). */
-  configHash: string;
-  /** When the running config was loaded (ms since the epoch). */
-  loadedAt = Date.now();
+  /** The instance's reload, once the supervisor (or the single process) has made it. */
+  private reloads: ReloadSource | null = null;
   /** Every listener is bound (set by the supervisor, or the single process, once they listen). */
   listening = false;
   /** A graceful stop has begun: /readyz answers 503. */
@@ -55,18 +67,25 @@ export class InstanceView {
   workers = 1;
   /** The workers' metrics; null when metrics are off. */
   metrics: WorkerMetrics | null = null;
-  /** POST /reload: replaced by the reload's implementation. */
-  reload: () => Promise<ReloadResult> = reloadUnavailable;
-  private reloadsSucceeded = 0;
-  private reloadsFailed = 0;
-  private lastReloadSuccess = Date.now() / 1000;
-
   constructor(config: Config, configPath: string | null, version: string, mode: InstanceMode) {
-    this.config = config;
+    this.startConfig = config;
     this.configPath = configPath;
     this.version = version;
     this.mode = mode;
-    this.configHash = hashConfig(config, configPath);
+  }
+
+  attachReload(source: ReloadSource): void {
+    this.reloads = source;
+  }
+
+  /** The config serving now. */
+  get config(): Config {
+    return this.reloads?.config ?? this.startConfig;
+  }
+
+  /** POST /reload (501 until the instance's reload is attached). */
+  reload(): Promise<ReloadResult> {
+    return this.reloads === null ? reloadUnavailable() : this.reloads.reload('POST /reload');
   }
 
   /** Ready for traffic: listening and not stopping. */
@@ -74,28 +93,16 @@ export class InstanceView {
     return this.listening && !this.draining;
   }
 
-  /** A reload ended (the reload's implementation calls this): counted, and the new config recorded. */
-  recordReload(ok: boolean, config?: Config): void {
-    if (!ok) {
-      this.reloadsFailed++;
-      return;
-    }
-    this.reloadsSucceeded++;
-    this.lastReloadSuccess = Date.now() / 1000;
-    if (config !== undefined) {
-      this.config = config;
-      this.configHash = hashConfig(config, this.configPath);
-      this.loadedAt = Date.now();
-    }
-  }
-
   /** Every worker's series summed, with the instance's own. */
   async collect(): Promise<MetricSumType> {
     const sum = new MetricSum();
     if (this.metrics !== null) await this.metrics.collect(sum);
-    sum.add('zproxy_reloads_total', labels([['result', 'success']]), VALUE, this.reloadsSucceeded);
-    sum.add('zproxy_reloads_total', labels([['result', 'failure']]), VALUE, this.reloadsFailed);
-    sum.add('zproxy_reload_last_success_timestamp_seconds', '', VALUE, this.lastReloadSuccess);
+    const r = this.reloads;
+    sum.add('zproxy_reloads_total', labels([['result', 'success']]), VALUE, r?.succeeded ?? 0);
+    sum.add('zproxy_reloads_total', labels([['result', 'failure']]), VALUE, r?.failed ?? 0);
+    // Until a reload succeeds, the time the running config was loaded: the start.
+    const last = r?.lastSuccess ?? r?.loadedAt ?? new Date(this.startedAt);
+    sum.add('zproxy_reload_last_success_timestamp_seconds', '', VALUE, last.getTime() / 1000);
     // Worker processes sent their own CPU time and memory; this process adds its own (with worker threads,
     // or one process, that is the whole instance).
     const cpu = process.cpuUsage();
@@ -136,9 +143,17 @@ export class InstanceView {
       draining: this.draining,
       config: {
         file: this.configPath,
-        sha256: this.configHash,
-        loaded_at: new Date(this.loadedAt).toISOString(),
+        hash: this.reloads?.hash ?? null,
+        loaded_at: (this.reloads?.loadedAt ?? new Date(this.startedAt)).toISOString(),
       },
+      reloads:
+        this.reloads === null
+          ? null
+          : {
+              succeeded: this.reloads.succeeded,
+              failed: this.reloads.failed,
+              last_success: this.reloads.lastSuccess?.toISOString() ?? null,
+            },
       workers: { mode: this.mode, configured: this.config.thread_count, running: this.workers },
       connections,
       routes: this.config.routes.map((route) => ({
@@ -170,16 +185,6 @@ export class InstanceView {
       })),
     };
   }
-}
-
-function hashConfig(config: Config, path: string | null): string {
-  let bytes: Buffer | string;
-  try {
-    bytes = path === null ? JSON.stringify(config) : readFileSync(path);
-  } catch {
-    bytes = JSON.stringify(config);
-  }
-  return createHash('sha256').update(bytes).digest('hex');
 }
 
 /**

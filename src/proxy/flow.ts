@@ -206,6 +206,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   ) {
     this.ctx = ctx;
     this.runtime = ctx.runtime;
+    this.runtime.use.begin();
     this.downstream = downstream;
     this.exchange = exchange;
     if (request === null) this.request = new ProxyRequest();
@@ -224,6 +225,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
    */
   reuse(exchange: Exchange, downstream: Downstream = this.downstream): boolean {
     if (!this.finished || this.pinned || this.ctx.runtime !== this.runtime) return false;
+    this.runtime.use.begin();
     this.exchange = exchange;
     this.downstream = downstream;
     this.request.reset();
@@ -805,6 +807,8 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.tunnelReserved = false;
     this.finished = true;
     this.unwatch();
+    // A tunnel uses nothing of the runtime a reload would let go of (its filters are done).
+    this.runtime.use.end();
     this.downstream.switchToTunnel(head, fr, socket, rest, ex.route!.websocketIdleTimeoutMs);
     this.downstream.finished();
   }
@@ -1000,6 +1004,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       metrics.record(ex.method, ex.status, ex.httpVersion, ex.endTime - ex.startTime);
       if (ex.filters !== null) countFilterOutcome(metrics, ex.filters, ex.status);
     }
+    this.runtime.use.end();
     this.downstream.finished();
   }
 }

@@ -11,6 +11,7 @@ import type { AccessLog } from '../observe/access-log.ts';
 import type { Logger } from '../observe/logger.ts';
 import type { MetricRegistry, RouteMetrics } from '../observe/metrics.ts';
 import { buildChains, type FilterChain } from '../pipeline/chain.ts';
+import type { Filter } from '../pipeline/contract.ts';
 import type { FilterRegistry } from '../pipeline/registry.ts';
 import { Router } from '../router/router.ts';
 import type { PoolSettings } from '../upstream/contract.ts';
@@ -63,6 +64,8 @@ function filterOnlyMethods(route: RouteConfig, filters: FilterChain | null): Set
 export interface Runtime {
   readonly config: Config;
   readonly router: Router<CompiledRoute>;
+  /** The compiled routes, in config order. */
+  readonly routes: readonly CompiledRoute[];
   readonly headLimits: HeadLimits;
   /** 0 = unlimited. */
   readonly maxBodyBytes: number;
@@ -78,11 +81,42 @@ export interface Runtime {
   readonly chains: readonly (FilterChain | null)[];
   /** Where exchanges no route matched are counted (route `(none)`), null when metrics are off. */
   readonly unmatchedMetrics: RouteMetrics | null;
+  /** The exchanges running on this runtime, and what to do once a retired one has none left. */
+  readonly use: RuntimeUse;
 }
 
 /** The route label of metrics: the pattern, after its host when it has one. */
 export function routeName(route: RouteConfig): string {
   return route.host === null ? route.path : `${route.host}${route.path}`;
+}
+
+/**
+ * The exchanges that began on a runtime and have not ended: a reload swaps in a new runtime at once, and
+ * the old one is let go of (retireRuntime) only when the exchanges that began on it have ended, so that
+ * each exchange finishes with the routes and filters it started with.
+ */
+export class RuntimeUse {
+  exchanges = 0;
+  /** Set when the runtime is retired: called once its last exchange has ended. */
+  private onIdle: (() => void) | null = null;
+
+  begin(): void {
+    this.exchanges++;
+  }
+
+  end(): void {
+    if (--this.exchanges === 0 && this.onIdle !== null) {
+      const idle = this.onIdle;
+      this.onIdle = null;
+      idle();
+    }
+  }
+
+  /** Calls `idle` once no exchange runs on the runtime (at once when none does). */
+  whenIdle(idle: () => void): void {
+    if (this.exchanges <= 0) idle();
+    else this.onIdle = idle;
+  }
 }
 
 /** Splits a normalised upstream URL (`scheme://host:port`, see normaliseUpstreamUrl). */
@@ -181,6 +215,7 @@ export function compileRuntime(
   return {
     config,
     router,
+    routes,
     headLimits: {
       maxHeaderBytes: config.limits.max_header_bytes,
       maxHeaderCount: config.limits.max_header_count,
@@ -194,6 +229,7 @@ export function compileRuntime(
     tunnelDrainTimeoutMs: config.websocket.drain_timeout_ms,
     chains: chains ?? [],
     unmatchedMetrics: metrics === null ? null : metrics.route('(none)'),
+    use: new RuntimeUse(),
   };
 }
 
@@ -207,6 +243,8 @@ export interface BuildOptions {
   readonly baseDir?: string;
   /** The worker's metric slots the routes and targets bind to (null or absent: metrics off). */
   readonly metrics?: MetricRegistry | null;
+  /** The running runtime (a reload): its filters whose entries did not change are taken over (buildChains). */
+  readonly previous?: Runtime;
 }
 
 /**
@@ -221,6 +259,7 @@ export async function buildRuntime(config: Config, options: BuildOptions): Promi
         filters: options.filters,
         logger: options.logger ?? null,
         ...(options.baseDir === undefined ? {} : { baseDir: options.baseDir }),
+        ...(options.previous === undefined ? {} : { previous: options.previous.chains }),
       })
     : null;
   return compileRuntime(config, options.pools, options.accessLog, chains, options.metrics ?? null);
@@ -234,14 +273,28 @@ export async function disposeRuntime(runtime: Runtime): Promise<void> {
   await disposeChains(runtime.chains);
 }
 
-/** Each filter's close(), for chains built outside a runtime (`zproxy check`) or by one. */
-export async function disposeChains(chains: readonly (FilterChain | null)[]): Promise<void> {
+/**
+ * Each filter's close(), for chains built outside a runtime (`zproxy check`) or by one; the filters in
+ * `keep` (taken over by a newer runtime) are left alone.
+ */
+export async function disposeChains(
+  chains: readonly (FilterChain | null)[],
+  keep: ReadonlySet<Filter> | null = null,
+): Promise<void> {
   const closing: Promise<void>[] = [];
   for (const chain of chains) {
     if (chain === null) continue;
     for (const filter of chain.filters) {
+      if (keep?.has(filter) === true) continue;
       if (filter.close !== undefined) closing.push(Promise.resolve().then(() => filter.close!()));
     }
   }
   await Promise.allSettled(closing);
+}
+
+/** Every filter of a runtime's chains. */
+export function filtersOf(runtime: Runtime): Set<Filter> {
+  const all = new Set<Filter>();
+  for (const chain of runtime.chains) if (chain !== null) for (const filter of chain.filters) all.add(filter);
+  return all;
 }

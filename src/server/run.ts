@@ -13,6 +13,13 @@ import { MetricRegistry } from '../observe/metrics.ts';
 import { LocalMetrics, type MetricSnapshotMessage } from '../observe/metrics-view.ts';
 import { InstanceConnections, instanceShared } from '../util/instance.ts';
 import { isWorkerProcess, WORKER_ENV } from '../util/worker.ts';
+import {
+  InstanceReload,
+  isReloadMessage,
+  LocalParticipant,
+  type ReloadMessage,
+  WorkerReload,
+} from './reload.ts';
 import { connectionShare, REUSE_PORT_SUPPORTED, workerMode } from './workers.ts';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -50,6 +57,10 @@ export interface WorkerRole {
   readonly publishMetrics?: MetricRegistry['publish'];
   /** A worker process answers its supervisor's metric requests with snapshots of `registry`. */
   answerMetrics?(registry: MetricRegistry): void;
+  /** Hands each reload message of the instance to `handle` (src/server/reload.ts). */
+  onReloadMessage(handle: (message: ReloadMessage) => void): void;
+  /** Answers the instance during a reload. */
+  sendReloadMessage(message: ReloadMessage): void;
 }
 
 /**
@@ -71,6 +82,8 @@ async function startAdmin(
 }
 
 export async function run(config: Config, options: RunOptions): Promise<void> {
+  // SIGHUP never stops zproxy: until the instance can reload, it is ignored.
+  process.on('SIGHUP', ignoreSignal);
   const worker = isWorkerProcess() ? processRole(config) : null;
   if (worker === null) {
     const logger = startLogger(options.logLevel, {});
@@ -97,7 +110,7 @@ export async function run(config: Config, options: RunOptions): Promise<void> {
       } else {
         const view = await startAdmin(config, options, logger, 'processes');
         const { runSupervisor } = await import('./supervisor.ts');
-        await runSupervisor(config, logger, stopped, view);
+        await runSupervisor(config, options, logger, stopped, view);
       }
       logger.flush();
       return;
@@ -127,6 +140,8 @@ function processRole(config: Config): WorkerRole {
       process.on('SIGINT', () => stop('SIGINT'));
       // The supervisor is gone (crashed or killed): a worker must not go on serving on its own.
       process.on('disconnect', () => stop('supervisor disconnected'));
+      // A SIGHUP sent to the whole process group is the supervisor's to act on (a reload).
+      process.on('SIGHUP', ignoreSignal);
     },
     answerMetrics(registry) {
       process.on('message', (message: { type?: string; seq?: number } | null) => {
@@ -139,8 +154,16 @@ function processRole(config: Config): WorkerRole {
         process.send?.(answer);
       });
     },
+    onReloadMessage(handle) {
+      process.on('message', (message: unknown) => {
+        if (isReloadMessage(message)) handle(message);
+      });
+    },
+    sendReloadMessage: (message) => process.send?.(message),
   };
 }
+
+function ignoreSignal(): void {}
 
 /**
  * Serves `config` in this process (no `worker`) or as one worker of an instance: a worker process, or a
@@ -190,6 +213,29 @@ export async function serve(
   });
   await server.start();
   logger.flush();
+  /** The config serving now (a reload replaces it). */
+  let running = (): Config => config;
+  if (worker === null) {
+    // This process is the instance: it reloads itself on SIGHUP.
+    const reload = new InstanceReload(options.configPath, config, logger, {
+      singleProcess: true,
+      participants: () => [new LocalParticipant(server)],
+      committed: () => {},
+    });
+    process.on('SIGHUP', () => {
+      if (!stopping) void reload.reload('SIGHUP');
+    });
+    view?.attachReload(reload);
+    running = () => reload.config;
+  } else {
+    // Worker threads count connections in shared memory; a worker process holds its share.
+    const maxConnections = (next: Config) =>
+      shared !== null
+        ? next.max_connections
+        : connectionShare(next.max_connections, worker.id, next.thread_count);
+    const reload = new WorkerReload(server, maxConnections, (message) => worker.sendReloadMessage(message));
+    worker.onReloadMessage((message) => reload.handle(message));
+  }
   worker?.listening();
   if (view !== null) view.listening = true;
 
@@ -206,8 +252,8 @@ export async function serve(
   };
   if (worker === null) {
     // /readyz answers 503 first; the listeners serve on for shutdown_delay_ms, then the graceful stop.
-    process.on('SIGTERM', () => drainThen(config.shutdown_delay_ms, view, () => stop('SIGTERM')));
-    process.on('SIGINT', () => drainThen(config.shutdown_delay_ms, view, () => stop('SIGINT')));
+    process.on('SIGTERM', () => drainThen(running().shutdown_delay_ms, view, () => stop('SIGTERM')));
+    process.on('SIGINT', () => drainThen(running().shutdown_delay_ms, view, () => stop('SIGINT')));
   } else {
     worker.onStopRequest(stop);
   }

@@ -14,6 +14,8 @@ import { drainThen, type InstanceView } from '../observe/instance-view.ts';
 import type { Logger } from '../observe/logger.ts';
 import { ProcessMetrics } from '../observe/metrics-view.ts';
 import { WORKER_ENV } from '../util/worker.ts';
+import { InstanceReload, isReloadMessage, MessageParticipant, type ReloadMessage } from './reload.ts';
+import type { RunOptions } from './run.ts';
 import { REUSE_PORT_SUPPORTED, RestartBrake } from './workers.ts';
 
 export interface WorkerMessage {
@@ -29,23 +31,27 @@ function spawnWorker(id: number): ChildProcess {
   return cluster.fork(env).process;
 }
 
-export function runSupervisor(
+export async function runSupervisor(
   config: Config,
+  options: RunOptions,
   logger: Logger,
   onStopped: () => void,
   view: InstanceView | null = null,
-): Promise<void> {
-  const count = config.thread_count;
+): Promise<InstanceReload> {
+  let count = config.thread_count;
   // The workers' metrics: a snapshot from each worker at every scrape (no message per request).
   const metrics = view !== null && config.admin?.metrics === true ? new ProcessMetrics() : null;
   if (view !== null) view.metrics = metrics;
   const workers = new Map<number, ChildProcess>();
+  /** Each listening worker as a reload reaches it. */
+  const reloadable = new Map<number, MessageParticipant>();
   const brake = new RestartBrake();
   let stopping = false;
+  let ready = false;
   let listening = 0;
   let resolveReady: () => void;
   let rejectReady: (error: Error) => void;
-  const ready = new Promise<void>((resolve, reject) => {
+  const started = new Promise<void>((resolve, reject) => {
     resolveReady = resolve;
     rejectReady = reject;
   });
@@ -59,13 +65,20 @@ export function runSupervisor(
     let childListening = false;
     if (view !== null) view.workers = workers.size;
     metrics?.add(id, (m) => child.send(m));
-    child.on('message', (message: WorkerMessage) => {
+    const participant = new MessageParticipant(id, (message) => child.send(message));
+    child.on('message', (message: WorkerMessage | ReloadMessage) => {
       // The workers' rate-limit decisions: the supervisor holds the memory store of the instance.
       if (answerRateLimitMessage(child, message)) return;
       if (metrics?.onMessage(id, message) === true) return;
+      if (isReloadMessage(message)) {
+        participant.onReply(message);
+        return;
+      }
       if (message?.type !== 'listening') return;
       childListening = true;
-      if (++listening === count) {
+      reloadable.set(id, participant);
+      if (++listening === count && !ready) {
+        ready = true;
         logger.info({ workers: count, mode: 'processes' }, 'ready');
         if (view !== null) view.listening = true;
         resolveReady();
@@ -75,13 +88,16 @@ export function runSupervisor(
       if (workers.get(id) === child) workers.delete(id);
       if (view !== null) view.workers = workers.size;
       metrics?.onExit(id);
+      if (reloadable.get(id) === participant) reloadable.delete(id);
+      if (childListening) listening--;
+      participant.gone();
       if (stopping) {
         if (workers.size > 0) return;
         if (startupError !== null) rejectReady(startupError);
         else onStopped();
         return;
       }
-      if (!childListening && listening < count) {
+      if (!childListening && !ready) {
         // A worker failed before listening while starting up (port in use, bad address): fail like a
         // single process does instead of restarting it forever.
         logger.fatal({ worker: id, worker_pid: child.pid, code, signal }, 'worker failed to start');
@@ -97,10 +113,27 @@ export function runSupervisor(
         'worker exited',
       );
       setTimeout(() => {
-        if (!stopping) start(id);
+        // A reload may have lowered thread_count meanwhile.
+        if (!stopping && id <= count) start(id);
       }, delay);
     });
   };
+
+  // A worker process reads the config file when it starts: after a reload, the file it reads is the new
+  // one (unless it changed again since; a restarted worker then serves what the file says).
+  const reload = new InstanceReload(options.configPath, config, logger, {
+    singleProcess: false,
+    participants: (next) =>
+      [...reloadable.values()].filter((p) => p.id <= next.thread_count).sort((a, b) => a.id - b.id),
+    committed(next) {
+      const previous = count;
+      count = next.thread_count;
+      for (const [id, child] of workers) if (id > count) child.kill('SIGTERM');
+      for (let id = previous + 1; id <= count; id++) if (!workers.has(id)) start(id);
+      if (count !== previous) logger.info({ from: previous, to: count }, 'thread_count changed');
+    },
+  });
+  view?.attachReload(reload);
 
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return;
@@ -118,11 +151,15 @@ export function runSupervisor(
   };
   // /readyz answers 503 first; the workers serve on for shutdown_delay_ms, then stop gracefully.
   process.on('SIGTERM', (signal: NodeJS.Signals) =>
-    drainThen(config.shutdown_delay_ms, view, () => stop(signal)),
+    drainThen(reload.config.shutdown_delay_ms, view, () => stop(signal)),
   );
   process.on('SIGINT', (signal: NodeJS.Signals) =>
-    drainThen(config.shutdown_delay_ms, view, () => stop(signal)),
+    drainThen(reload.config.shutdown_delay_ms, view, () => stop(signal)),
   );
+  // SIGHUP reloads the config file (never stops zproxy).
+  process.on('SIGHUP', () => {
+    if (!stopping) void reload.reload('SIGHUP');
+  });
 
   if (config.max_connections < count) {
     logger.warn(
@@ -131,5 +168,6 @@ export function runSupervisor(
     );
   }
   for (let id = 1; id <= count; id++) start(id);
-  return ready;
+  await started;
+  return reload;
 }

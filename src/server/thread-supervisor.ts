@@ -19,6 +19,7 @@ import { drainThen, type InstanceView } from '../observe/instance-view.ts';
 import type { Logger } from '../observe/logger.ts';
 import { type MetricSeriesMessage, ThreadMetrics } from '../observe/metrics-view.ts';
 import { InstanceConnections, type InstanceShared } from '../util/instance.ts';
+import { InstanceReload, isReloadMessage, MessageParticipant, type ReloadMessage } from './reload.ts';
 import type { RunOptions } from './run.ts';
 import { RestartBrake } from './workers.ts';
 
@@ -31,12 +32,16 @@ export interface WorkerThreadData {
   readonly shared: InstanceShared;
 }
 
-/** Messages between the main thread and a worker. */
+/** Messages between the main thread and a worker (and those of a reload: ReloadMessage). */
 export type WorkerThreadMessage =
   | { readonly type: 'listening' }
   | { readonly type: 'stop' }
   | { readonly type: 'failed'; readonly message: string }
-  | MetricSeriesMessage;
+  | MetricSeriesMessage
+  | ReloadMessage;
+
+/** Workers the instance's shared connection count has room for: a reload may raise thread_count up to it. */
+const MAX_WORKERS = 1024;
 
 /** The worker entry next to this file: worker-thread.ts from src/, worker-thread.js from dist/. */
 const WORKER_ENTRY = new URL(`./worker-thread${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
@@ -45,16 +50,21 @@ const WORKER_ENTRY = new URL(`./worker-thread${extname(fileURLToPath(import.meta
  * The memory caches the config's cache filters use, made in shared memory; the cache's modules are
  * loaded only when the config has a cache filter (the serving process loads a filter only when used).
  */
-async function memoryCaches(config: Config): Promise<Record<string, SharedArrayBuffer>> {
+async function memoryCaches(
+  config: Config,
+  existing: Readonly<Record<string, SharedArrayBuffer>> = {},
+): Promise<Record<string, SharedArrayBuffer>> {
   const uses = [config.middlewares, ...config.routes.map((r) => r.middlewares)].some((list) =>
     list.some((m) => m.type === 'cache'),
   );
-  if (!uses) return {};
+  if (!uses) return { ...existing };
   const { memoryCacheSizes } = await import('../filters/cache/filter.ts');
   const { createCacheBuffer } = await import('../filters/cache/store-shared.ts');
-  return Object.fromEntries(
-    [...memoryCacheSizes(config)].map(([identity, maxBytes]) => [identity, createCacheBuffer(maxBytes)]),
-  );
+  const caches = { ...existing };
+  for (const [identity, maxBytes] of memoryCacheSizes(config)) {
+    caches[identity] ??= createCacheBuffer(maxBytes);
+  }
+  return caches;
 }
 
 export async function runThreadSupervisor(
@@ -63,14 +73,16 @@ export async function runThreadSupervisor(
   logger: Logger,
   onStopped: () => void,
   view: InstanceView | null = null,
-): Promise<void> {
-  const count = config.thread_count;
+): Promise<InstanceReload> {
+  let count = config.thread_count;
+  /** The config workers start with (a reload replaces it). */
+  let current = config;
   // The workers' metrics: their shared slots, read at a scrape; a worker that ends leaves its counters.
   const metrics = view !== null && config.admin?.metrics === true ? new ThreadMetrics() : null;
   if (view !== null) view.metrics = metrics;
-  const shared: InstanceShared = {
+  let shared: InstanceShared = {
     rateLimit: createRateLimitTable(),
-    connections: InstanceConnections.create(count),
+    connections: InstanceConnections.create(Math.max(count, MAX_WORKERS)),
     caches: await memoryCaches(config),
     seed: randomInt(2 ** 31),
   };
@@ -78,21 +90,29 @@ export async function runThreadSupervisor(
   // The warnings were logged once by this thread; the workers do not repeat them.
   const workerOptions: RunOptions = { ...options, warnings: [] };
   const workers = new Map<number, Worker>();
+  /** Each listening worker as a reload reaches it. */
+  const reloadable = new Map<number, MessageParticipant>();
   const brake = new RestartBrake();
   let stopping = false;
+  let ready = false;
   let listening = 0;
   let startupError: Error | null = null;
   let resolveReady: () => void;
   let rejectReady: (error: Error) => void;
-  const ready = new Promise<void>((resolve, reject) => {
+  const started = new Promise<void>((resolve, reject) => {
     resolveReady = resolve;
     rejectReady = reject;
   });
 
   const start = (id: number): void => {
-    const data: WorkerThreadData = { config, options: workerOptions, id, count, shared };
+    const data: WorkerThreadData = { config: current, options: workerOptions, id, count, shared };
     const worker = new Worker(WORKER_ENTRY, { workerData: data });
     workers.set(id, worker);
+    const participant = new MessageParticipant(
+      id,
+      (message) => worker.postMessage(message),
+      () => ({ caches: shared.caches }),
+    );
     // threadId reads -1 once the thread has ended: kept for the lines about its end.
     const threadId = worker.threadId;
     logger.info({ worker: id, thread_id: threadId }, 'worker started');
@@ -104,10 +124,16 @@ export async function runThreadSupervisor(
         metrics?.onSeries(id, message);
         return;
       }
+      if (isReloadMessage(message)) {
+        participant.onReply(message);
+        return;
+      }
       if (message?.type === 'failed') failure = new Error(message.message);
       if (message?.type !== 'listening') return;
       workerListening = true;
-      if (++listening === count) {
+      reloadable.set(id, participant);
+      if (++listening === count && !ready) {
+        ready = true;
         logger.info({ workers: count, mode: 'threads' }, 'ready');
         if (view !== null) view.listening = true;
         resolveReady();
@@ -122,6 +148,9 @@ export async function runThreadSupervisor(
       if (workers.get(id) === worker) workers.delete(id);
       if (view !== null) view.workers = workers.size;
       metrics?.onExit(id);
+      if (reloadable.get(id) === participant) reloadable.delete(id);
+      if (workerListening) listening--;
+      participant.gone();
       // Its connections ended with it: their places in max_connections are free again.
       connections.reclaim(id);
       if (stopping) {
@@ -130,7 +159,7 @@ export async function runThreadSupervisor(
         else onStopped();
         return;
       }
-      if (!workerListening && listening < count) {
+      if (!workerListening && !ready) {
         // A worker failed before listening while starting up (port in use, bad address): fail like a
         // single process does instead of restarting it forever.
         logger.fatal({ worker: id, code, err: failure }, 'worker failed to start');
@@ -143,10 +172,37 @@ export async function runThreadSupervisor(
       const delay = brake.next();
       logger.error({ worker: id, thread_id: threadId, code, restart_in_ms: delay }, 'worker exited');
       setTimeout(() => {
-        if (!stopping) start(id);
+        // A reload may have lowered thread_count meanwhile.
+        if (!stopping && id <= count) start(id);
       }, delay);
     });
   };
+
+  const reload = new InstanceReload(options.configPath, config, logger, {
+    singleProcess: false,
+    async precheck(next) {
+      if (next.thread_count > MAX_WORKERS) {
+        return `thread_count: at most ${MAX_WORKERS} workers can run after a reload (found ${next.thread_count}); restart zproxy`;
+      }
+      // The memory caches a new cache filter needs, in shared memory before any worker builds it.
+      shared = { ...shared, caches: await memoryCaches(next, shared.caches) };
+      return null;
+    },
+    participants: (next) =>
+      [...reloadable.values()].filter((p) => p.id <= next.thread_count).sort((a, b) => a.id - b.id),
+    committed(next) {
+      current = next;
+      const previous = count;
+      count = next.thread_count;
+      // thread_count: workers beyond it stop gracefully; new ones start with the new config.
+      for (const [id, worker] of workers) {
+        if (id > count) worker.postMessage({ type: 'stop' } satisfies WorkerThreadMessage);
+      }
+      for (let id = previous + 1; id <= count; id++) if (!workers.has(id)) start(id);
+      if (count !== previous) logger.info({ from: previous, to: count }, 'thread_count changed');
+    },
+  });
+  view?.attachReload(reload);
 
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return;
@@ -165,12 +221,17 @@ export async function runThreadSupervisor(
   };
   // /readyz answers 503 first; the workers serve on for shutdown_delay_ms, then stop gracefully.
   process.on('SIGTERM', (signal: NodeJS.Signals) =>
-    drainThen(config.shutdown_delay_ms, view, () => stop(signal)),
+    drainThen(reload.config.shutdown_delay_ms, view, () => stop(signal)),
   );
   process.on('SIGINT', (signal: NodeJS.Signals) =>
-    drainThen(config.shutdown_delay_ms, view, () => stop(signal)),
+    drainThen(reload.config.shutdown_delay_ms, view, () => stop(signal)),
   );
+  // SIGHUP reloads the config file (never stops zproxy).
+  process.on('SIGHUP', () => {
+    if (!stopping) void reload.reload('SIGHUP');
+  });
 
   for (let id = 1; id <= count; id++) start(id);
-  return ready;
+  await started;
+  return reload;
 }

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
@@ -128,7 +128,8 @@ function promtoolCheck(text: string): void {
 interface StatusBody {
   version: string;
   uptime_seconds: number;
-  config: { file: string; sha256: string; loaded_at: string };
+  config: { file: string; hash: string; loaded_at: string };
+  reloads: { succeeded: number; failed: number };
   workers: unknown;
   connections: { http1: number };
   routes: { path: string; upstream: { url: string }[] }[];
@@ -146,7 +147,7 @@ async function checkEndpoints(s: Started, mode: string, workers: number): Promis
   assert.match(status.version, /^\d+\.\d+\.\d+/);
   assert.equal(typeof status.uptime_seconds, 'number');
   assert.match(status.config.file, /zproxy\.json$/);
-  assert.match(status.config.sha256, /^[0-9a-f]{64}$/);
+  assert.match(status.config.hash, /^[0-9a-f]{16}$/);
   assert.ok(!Number.isNaN(Date.parse(status.config.loaded_at)));
   assert.deepEqual(status.workers, { mode, configured: workers, running: workers });
   assert.deepEqual(
@@ -167,9 +168,8 @@ async function checkEndpoints(s: Started, mode: string, workers: number): Promis
     const wrong = await adminGet(s.admin, path, { authorization: `Bearer ${TOKEN}x` });
     assert.equal(wrong.status, 401);
   }
-  const reload = await sendRequest(s.admin, '/reload', { method: 'POST', headers: AUTH });
-  assert.equal(reload.status, 501);
-  assert.equal(errorCodeOf(reload), 'ZP_ERR_NOT_IMPLEMENTED');
+  assert.equal((await sendRequest(s.admin, '/reload', { method: 'POST' })).status, 401);
+  assert.equal((await adminGet(s.admin, '/reload')).status, 405);
   assert.equal((await adminGet(s.admin, '/nothing')).status, 404);
   // The admin endpoints are not served on the proxy's listener: /metrics there is routed like any path.
   const onProxy = await sendRequest(s.port, '/metrics', { headers: AUTH });
@@ -208,6 +208,53 @@ async function checkCounts(s: Started): Promise<void> {
   assert.ok(seriesSum(text, 'zproxy_upstream_connect_seconds_count') >= 1);
 }
 
+/**
+ * POST /reload: the unchanged file reloads (200), a broken one is refused with its JSON path (422) and
+ * changes nothing; both are counted in /metrics and /status.
+ */
+async function checkReload(s: Started): Promise<void> {
+  const status = JSON.parse((await adminGet(s.admin, '/status')).text) as StatusBody;
+  const ok = await sendRequest(s.admin, '/reload', { method: 'POST', headers: AUTH, timeoutMs: 20_000 });
+  assert.equal(ok.status, 200, ok.text);
+  const body = JSON.parse(ok.text) as { ok: boolean; config_hash: string };
+  assert.equal(body.ok, true);
+  assert.equal(body.config_hash, status.config.hash);
+  const file = status.config.file;
+  const original = readFileSync(file, 'utf8');
+  const broken = JSON.parse(original) as { routes: { path: string }[] };
+  broken.routes[0]!.path = 'no-slash';
+  writeFileSync(file, JSON.stringify(broken));
+  try {
+    const refused = await sendRequest(s.admin, '/reload', {
+      method: 'POST',
+      headers: AUTH,
+      timeoutMs: 20_000,
+    });
+    assert.equal(refused.status, 422, refused.text);
+    assert.equal(errorCodeOf(refused), 'ZP_ERR_CONFIG');
+    const errors = (JSON.parse(refused.text) as { errors: string[] }).errors;
+    assert.ok(
+      errors.some((e) => e.startsWith('routes[0].path:')),
+      errors.join('; '),
+    );
+  } finally {
+    writeFileSync(file, original);
+  }
+  // The running config still serves.
+  assert.equal((await sendRequest(s.port, '/after-reload')).status, 200);
+  const text = await metricsText(s.admin);
+  assert.equal(
+    seriesSum(text, 'zproxy_reloads_total', (l) => l === 'result="success"'),
+    1,
+  );
+  assert.equal(
+    seriesSum(text, 'zproxy_reloads_total', (l) => l === 'result="failure"'),
+    1,
+  );
+  const after = JSON.parse((await adminGet(s.admin, '/status')).text) as StatusBody;
+  assert.deepEqual([after.reloads.succeeded, after.reloads.failed], [1, 1]);
+}
+
 describe('admin listener, one process (thread_count 1)', () => {
   let s: Started;
   before(async () => {
@@ -217,6 +264,7 @@ describe('admin listener, one process (thread_count 1)', () => {
 
   test('endpoints, token and status', () => checkEndpoints(s, 'single', 1));
   test('/metrics counts the requests sent; promtool finds no problem', () => checkCounts(s));
+  test('POST /reload reloads, refuses a broken file, and counts both', () => checkReload(s));
 
   test('HTTP/2 requests and the open HTTP/2 connection are counted', async () => {
     const client = http2.connect(`http://127.0.0.1:${s.port}`);
@@ -347,6 +395,8 @@ describe('admin listener, two worker threads', () => {
 
   test('endpoints, token and status', () => checkEndpoints(s, 'threads', 2));
 
+  test('POST /reload reloads, refuses a broken file, and counts both', () => checkReload(s));
+
   test('/metrics sums both workers: the counts equal the requests sent', async () => {
     await checkCounts(s);
     // Both workers served some of them (else the sum would prove nothing).
@@ -476,6 +526,8 @@ describe('admin listener, two worker processes', () => {
   after(() => s.cli.cleanup());
 
   test('endpoints, token and status', () => checkEndpoints(s, 'processes', 2));
+
+  test('POST /reload reloads, refuses a broken file, and counts both', () => checkReload(s));
 
   test('/metrics sums both worker processes: the counts equal the requests sent', async () => {
     await checkCounts(s);
