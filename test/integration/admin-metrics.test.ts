@@ -210,7 +210,7 @@ async function checkCounts(s: Started): Promise<void> {
 
 /**
  * POST /reload: the unchanged file reloads (200), a broken one is refused with its JSON path (422) and
- * changes nothing; both are counted in /metrics and /status.
+ * changes nothing, so is a changed `admin` block; all are counted in /metrics and /status.
  */
 async function checkReload(s: Started): Promise<void> {
   const status = JSON.parse((await adminGet(s.admin, '/status')).text) as StatusBody;
@@ -237,6 +237,13 @@ async function checkReload(s: Started): Promise<void> {
       errors.some((e) => e.startsWith('routes[0].path:')),
       errors.join('; '),
     );
+    // The admin block cannot change while zproxy runs.
+    const otherAdmin = JSON.parse(original) as { admin: { token: string } };
+    otherAdmin.admin.token = `${TOKEN}-changed`;
+    writeFileSync(file, JSON.stringify(otherAdmin));
+    const fixed = await sendRequest(s.admin, '/reload', { method: 'POST', headers: AUTH, timeoutMs: 20_000 });
+    assert.equal(fixed.status, 422, fixed.text);
+    assert.match((JSON.parse(fixed.text) as { errors: string[] }).errors[0]!, /^admin: cannot change/);
   } finally {
     writeFileSync(file, original);
   }
@@ -249,10 +256,10 @@ async function checkReload(s: Started): Promise<void> {
   );
   assert.equal(
     seriesSum(text, 'zproxy_reloads_total', (l) => l === 'result="failure"'),
-    1,
+    2,
   );
   const after = JSON.parse((await adminGet(s.admin, '/status')).text) as StatusBody;
-  assert.deepEqual([after.reloads.succeeded, after.reloads.failed], [1, 1]);
+  assert.deepEqual([after.reloads.succeeded, after.reloads.failed], [1, 2]);
 }
 
 describe('admin listener, one process (thread_count 1)', () => {
