@@ -31,6 +31,8 @@ function spawnWorker(id: number): ChildProcess {
   return cluster.fork(env).process;
 }
 
+function ignoreSendError(): void {}
+
 export async function runSupervisor(
   config: Config,
   options: RunOptions,
@@ -64,7 +66,8 @@ export async function runSupervisor(
     logger.info({ worker: id, worker_pid: child.pid }, 'worker started');
     let childListening = false;
     if (view !== null) view.workers = workers.size;
-    metrics?.add(id, (m) => child.send(m));
+    // A worker that is gone cannot answer: the scrape uses its last snapshot (no 'error' event for it).
+    metrics?.add(id, (m) => child.send(m, ignoreSendError));
     const participant = new MessageParticipant(id, (message) => child.send(message));
     child.on('message', (message: WorkerMessage | ReloadMessage) => {
       // The workers' rate-limit decisions: the supervisor holds the memory store of the instance.
