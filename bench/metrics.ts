@@ -307,6 +307,11 @@ export async function runMetricsBench(argv: readonly string[]): Promise<number> 
 
   // ------------------------------------------------------------------ the report
   const counting = countingCostNs();
+  const fmt = (n: number, d = 0) =>
+    n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+  const spread = (xs: readonly number[], d = 0) =>
+    `${fmt(median(xs), d)} (${fmt(Math.min(...xs), d)}–${fmt(Math.max(...xs), d)})`;
+
   const of = (scenario: Scenario, variant: Variant) =>
     runs.filter((r) => r.scenario === scenario && r.variant === variant);
   const pairs = (scenario: Scenario) =>
@@ -335,10 +340,6 @@ export async function runMetricsBench(argv: readonly string[]): Promise<number> 
     );
     return `| ${sc} | ${used} | **${perCoreCell}** | ${rpsCell} | ${fmt(median(ratios(sc, (r) => r.cpuUsPerRequest)), 3)} |`;
   });
-  const fmt = (n: number, d = 0) =>
-    n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
-  const spread = (xs: readonly number[], d = 0) =>
-    `${fmt(median(xs), d)} (${fmt(Math.min(...xs), d)}–${fmt(Math.max(...xs), d)})`;
   const perCore = Object.fromEntries(
     SCENARIOS.map((s) => [s, median(ratios(s, (r) => r.rpsPerCore))]),
   ) as Record<Scenario, number>;
