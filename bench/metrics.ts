@@ -36,7 +36,7 @@ const ROOT = resolve(import.meta.dirname, '..');
 
 type Variant = 'off' | 'on';
 type Scenario = 'small' | 'h2c-small';
-const SCENARIOS: readonly Scenario[] = ['small', 'h2c-small'];
+const ALL_SCENARIOS: readonly Scenario[] = ['small', 'h2c-small'];
 
 interface Run {
   readonly round: number;
@@ -125,8 +125,13 @@ export async function runMetricsBench(argv: readonly string[]): Promise<number> 
       install: { type: 'boolean', default: false },
       'keep-tmp': { type: 'boolean', default: false },
       quick: { type: 'boolean', default: false },
+      scenarios: { type: 'string', default: ALL_SCENARIOS.join(',') },
     },
   });
+  const SCENARIOS = String(values.scenarios).split(',') as Scenario[];
+  for (const s of SCENARIOS) if (!ALL_SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}`);
+  // A run of some workloads only gets a report of its own.
+  const suffix = SCENARIOS.length === ALL_SCENARIOS.length ? '' : `-${SCENARIOS.join('-')}`;
   const quick = values.quick === true;
   const rounds = quick ? 1 : Number(values.rounds);
   const durationS = quick ? 3 : Number(values.duration);
@@ -325,7 +330,7 @@ export async function runMetricsBench(argv: readonly string[]): Promise<number> 
   };
   const ratios = (scenario: Scenario, f: (r: Run) => number) =>
     cleanPairs(scenario).map((p) => f(p.on) / f(p.off));
-  const offCpu = median(of('small', 'off').map((r) => r.cpuUsPerRequest));
+  const offCpu = median(of(SCENARIOS[0]!, 'off').map((r) => r.cpuUsPerRequest));
   const targetRows = SCENARIOS.map((sc) => {
     const used = cleanPairs(sc)
       .map((p) => p.on.round)
@@ -395,7 +400,7 @@ The target ${holds ? 'holds' : '**does not hold**'}.
 
 Counting one proxied exchange alone (two clock reads, the target's attempt and response time, the route's
 request and duration; timed in the bench process, median of 5 batches of 2,000,000): **${fmt(counting, 1)} ns**,
-${fmt((100 * counting) / 1000 / offCpu, 2)} % of the CPU time an exchange of \`small\` takes with metrics off
+${fmt((100 * counting) / 1000 / offCpu, 2)} % of the CPU time an exchange of \`${SCENARIOS[0]}\` takes with metrics off
 (${fmt(offCpu, 2)} µs).
 
 ## Results
@@ -419,7 +424,7 @@ ${roundRows.join('\n')}
 - Disturbed runs (†: other processes used more than ${fmt(100 * DISTURBANCE_LIMIT)} % of a bench CPU): ${disturbed.length === 0 ? 'none' : disturbed.map((r) => `round ${r.round} ${r.scenario} ${r.variant}`).join(', ')}.
 `;
   const outDir = resolve(String(values['out-dir']));
-  const base = join(outDir, `${date}-metrics-overhead`);
+  const base = join(outDir, `${date}-metrics-overhead${suffix}`);
   writeFileSync(`${base}.md`, md);
   writeFileSync(
     `${base}.json`,

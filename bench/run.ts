@@ -82,7 +82,7 @@ Options:
                       without filters (bench/filters.ts, its own options: --rounds --duration --warmup
                       --connections --proxy-cpu --load-cpu --quick --keep-tmp --out-dir); or metrics:
                       zproxy with metrics on against off, HTTP/1.1 and h2c small (bench/metrics.ts, the
-                      same options and --h2-clients --h2-streams)
+                      same options and --h2-clients --h2-streams --scenarios)
   --scenarios LIST    scenarios, comma-separated: small,64k,close,h2c-small,h2c-64k,h2-small,h2-64k,
                       ws-small,ws-16k (default: all, or all of --only's group)
   --targets LIST      targets to measure, comma-separated: direct,nginx,zproxy (default: all; direct is
