@@ -536,12 +536,14 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
       this.input = null;
       this.forwardBody(input);
       if (this.state !== ST_FORWARD || this.reqDone) return;
-    } else this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
+    } else this.deadline = Date.now() + this.runtime.requestBodyTimeoutMs;
     if (this.input === null) this.resumeReading();
   }
 
   pauseRequest(): void {
     this.pauseReading();
+    // zproxy holds the body back (the upstream is slow to take it): the client is not late meanwhile.
+    if (this.state === ST_FORWARD && !this.reqDone) this.deadline = 0;
   }
 
   /** Body bytes for the flow (content-length: as they arrived; chunked: as they arrived, or decoded). */
@@ -558,7 +560,7 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
     if (this.reqDone) {
       this.deadline = 0;
       flow.onRequestEnd(this.reqTrailers);
-    } else this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
+    } else this.deadline = Date.now() + this.runtime.requestBodyTimeoutMs;
   }
 
   /** ChunkSink: decoded data of a chunked request body. */

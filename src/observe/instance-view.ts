@@ -160,8 +160,8 @@ export class InstanceView {
         path: route.path,
         host: route.host,
         methods: route.methods,
-        upstream: route.upstream.map((target) => ({
-          url: target,
+        upstream: route.upstream.map(({ url }) => ({
+          url,
           pool:
             sum === null
               ? null
@@ -169,14 +169,14 @@ export class InstanceView {
                   idle: gauge(
                     'zproxy_upstream_pool_connections',
                     labels([
-                      ['target', target],
+                      ['target', url],
                       ['state', 'idle'],
                     ]),
                   ),
                   busy: gauge(
                     'zproxy_upstream_pool_connections',
                     labels([
-                      ['target', target],
+                      ['target', url],
                       ['state', 'busy'],
                     ]),
                   ),

@@ -70,6 +70,8 @@ export interface Runtime {
   /** 0 = unlimited. */
   readonly maxBodyBytes: number;
   readonly connectionTimeoutMs: number;
+  /** Time allowed between two reads of a request body (`request_body_timeout_ms`). */
+  readonly requestBodyTimeoutMs: number;
   /** What requests and responses keep, lose and gain on the way (trusted_proxies, preserve_host). */
   readonly forwarding: ForwardingPolicy;
   readonly accessLog: AccessLog | null;
@@ -153,7 +155,7 @@ function compileRoute(
     maxIdle: d.max_idle_per_target,
   };
   const where = `routes[${index}].upstream_tls`;
-  const targets = route.upstream.map((url) => {
+  const targets = route.upstream.map(({ url, weight, backup }) => {
     const { scheme, host, port, hostHeader } = parseUpstreamUrl(url);
     // TLS files are read here, once per route compile; the pools are keyed by their contents too.
     const tls: UpstreamTls | null =
@@ -164,7 +166,7 @@ function compileRoute(
       scheme === 'http' || scheme === 'https'
         ? pools.get(host, port, settings, tls)
         : pools.getHttp2(host, port, settings, tls);
-    const target = new UpstreamTarget(pool, hostHeader);
+    const target = new UpstreamTarget(pool, hostHeader, weight, backup);
     if (metrics !== null) {
       const m = metrics.target(url);
       target.metrics = m;
@@ -177,7 +179,7 @@ function compileRoute(
     index,
     pattern: route.path,
     stripPrefix: route.strip_prefix,
-    group: new UpstreamGroup(targets),
+    group: new UpstreamGroup(targets, route.load_balancing),
     retry: new RetryPolicy(route.retry),
     websocketIdleTimeoutMs: route.websocket_idle_timeout_ms,
     filters,
@@ -223,6 +225,7 @@ export function compileRuntime(
     },
     maxBodyBytes: config.limits.max_body_bytes,
     connectionTimeoutMs: config.connection_timeout_ms,
+    requestBodyTimeoutMs: config.request_body_timeout_ms,
     forwarding: new ForwardingPolicy(compileTrustedProxies(config.trusted_proxies), config.preserve_host),
     accessLog: config.access_log.enabled ? accessLog : null,
     maxTunnels: config.websocket.max_tunnels,
