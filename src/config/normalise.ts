@@ -98,6 +98,16 @@ export function normaliseConfig(input: ConfigInput): Config {
     trusted_proxies: [...(input.trusted_proxies ?? D.trusted_proxies)],
     access_log: { enabled: input.access_log?.enabled ?? D.access_log.enabled },
     shutdown_grace_ms: input.shutdown_grace_ms ?? D.shutdown_grace_ms,
+    shutdown_delay_ms: input.shutdown_delay_ms ?? D.shutdown_delay_ms,
+    admin:
+      input.admin === undefined
+        ? null
+        : {
+            host: input.admin.host ?? D.admin.host,
+            port: input.admin.port,
+            token: input.admin.token ?? null,
+            metrics: input.admin.metrics ?? D.admin.metrics,
+          },
   };
   return deepFreeze(config);
 }

@@ -101,6 +101,8 @@ export const CONFIG_DEFAULTS = {
   trusted_proxies: [],
   access_log: { enabled: true },
   shutdown_grace_ms: 10000,
+  shutdown_delay_ms: 0,
+  admin: { host: '127.0.0.1', metrics: true },
   accept_risks: [],
   listener: { redirect_https: false },
   route: { strip_prefix: false, middlewares: [], inherit_middlewares: true },
@@ -543,6 +545,44 @@ const Http2Schema = Type.Object(
   },
 );
 
+const AdminSchema = Type.Object(
+  {
+    host: Type.Optional(
+      Type.String({
+        minLength: 1,
+        ...annotate({
+          description: 'Address of the admin listener (keep it on loopback or a private network).',
+          default: D.admin.host,
+        }),
+        'x-expected': 'an address such as 127.0.0.1',
+      }),
+    ),
+    port: PortSchema({
+      description: 'Port of the admin listener (required; never one of the proxy listeners).',
+    }),
+    token: Type.Optional(
+      Type.String({
+        minLength: 16,
+        description: 'When set, every admin request must carry `Authorization: Bearer <token>` (else 401).',
+        'x-expected': 'a secret of at least 16 characters',
+      }),
+    ),
+    metrics: Type.Optional(
+      booleanField({
+        description:
+          'Count the metrics that GET /metrics exposes (false: nothing is counted and /metrics answers 404).',
+        default: D.admin.metrics,
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description:
+      'The admin listener (docs/operations.md): /metrics, /healthz, /readyz, /status, POST /reload. Off when absent.',
+    'x-expected': 'an object such as {"port": 9901}',
+  },
+);
+
 const WebSocketSchema = Type.Object(
   {
     idle_timeout_ms: Type.Optional(
@@ -870,6 +910,15 @@ export const ConfigSchema = Type.Object(
         default: D.shutdown_grace_ms,
       }),
     ),
+    shutdown_delay_ms: Type.Optional(
+      integerField({
+        minimum: 0,
+        description:
+          'On SIGTERM, how long the listeners keep serving while /readyz already answers 503 (so that load balancers stop sending first), before the graceful stop begins.',
+        default: D.shutdown_delay_ms,
+      }),
+    ),
+    admin: Type.Optional(AdminSchema),
     accept_risks: Type.Optional(
       Type.Array(stringEnum(WARNING_CODES), {
         uniqueItems: true,
@@ -1025,6 +1074,15 @@ export interface TlsConfig {
   readonly plain_http: PlainHttpMode;
 }
 
+export interface AdminConfig {
+  readonly host: string;
+  readonly port: number;
+  /** null = no token required. */
+  readonly token: string | null;
+  /** Metrics are counted (and /metrics served). */
+  readonly metrics: boolean;
+}
+
 export interface Config {
   /** Resolved: `listeners` if given, else `[{ host, port }]`. */
   readonly listeners: readonly ListenerConfig[];
@@ -1050,4 +1108,8 @@ export interface Config {
   readonly trusted_proxies: readonly string[];
   readonly access_log: { readonly enabled: boolean };
   readonly shutdown_grace_ms: number;
+  /** On SIGTERM, how long /readyz answers 503 while the listeners still serve. */
+  readonly shutdown_delay_ms: number;
+  /** The admin listener, null when off. */
+  readonly admin: AdminConfig | null;
 }

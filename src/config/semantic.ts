@@ -140,6 +140,7 @@ export function checkSemantics(root: unknown): LocatedIssue[] {
   if (!isObject(root)) return issues;
 
   checkListeners(root.listeners, issues);
+  checkAdmin(root, issues);
 
   if (
     Array.isArray(root.protocols) &&
@@ -250,6 +251,27 @@ function checkListeners(listeners: unknown, issues: LocatedIssue[]): void {
         at: ['listeners', index],
         expected: `a listener that does not repeat listeners[${first}]`,
         found: renderFound(listener),
+      });
+    }
+  });
+}
+
+/** The admin listener is never one of the proxy's listeners (same port on the same or a wildcard address). */
+function checkAdmin(root: Json, issues: LocatedIssue[]): void {
+  const admin = root.admin;
+  if (!isObject(admin) || typeof admin.port !== 'number' || admin.port === 0) return;
+  const adminHost = typeof admin.host === 'string' ? admin.host : '127.0.0.1';
+  const listeners = Array.isArray(root.listeners)
+    ? root.listeners
+    : [{ host: root.host ?? '0.0.0.0', port: root.port ?? 8000 }];
+  const wildcard = (host: unknown) => host === '0.0.0.0' || host === '::' || host === '';
+  listeners.forEach((listener, index) => {
+    if (!isObject(listener) || listener.port !== admin.port) return;
+    if (listener.host === adminHost || wildcard(listener.host) || wildcard(adminHost)) {
+      issues.push({
+        at: ['admin', 'port'],
+        expected: `a port that no proxy listener uses (${Array.isArray(root.listeners) ? `listeners[${index}]` : 'port'} has it)`,
+        found: renderFound(admin.port),
       });
     }
   });

@@ -397,6 +397,11 @@ export class H2ServerConnection implements Timed {
   private readonly encoder = new HpackEncoder();
   /** Open streams by id (not a Map: see stream-table.ts on churned collections). */
   private readonly streams = new StreamIdTable<H2ServerStream>();
+
+  /** Open streams (metrics). */
+  get streamCount(): number {
+    return this.streams.size;
+  }
   private readonly resets: RateBudget;
   private readonly controlFrames: RateBudget;
   private readonly decoded: string[] = [];

@@ -18,6 +18,7 @@ import { Http2Downstream } from '../http2/downstream.ts';
 import { GOAWAY, PREFACE, SETTINGS, writeFrameHeader } from '../http2/frames.ts';
 import { AccessLog } from '../observe/access-log.ts';
 import type { Logger } from '../observe/logger.ts';
+import { MetricRegistry } from '../observe/metrics.ts';
 import type { Filter } from '../pipeline/contract.ts';
 import { FilterRegistry } from '../pipeline/registry.ts';
 import {
@@ -211,12 +212,30 @@ export interface ProxyServerOptions {
    * whole instance exactly (every worker checks the shared total). Without it, this process counts alone.
    */
   readonly instanceConnections?: { readonly counter: InstanceConnections; readonly worker: number };
+  /**
+   * The worker's metric slots (src/observe/metrics.ts); absent: made here when `admin.metrics` is on;
+   * null: metrics off.
+   */
+  readonly metrics?: MetricRegistry | null;
+}
+
+/** How often the metric gauges (connections, pools, event-loop delay) are sampled. */
+const METRICS_SAMPLE_MS = 1000;
+
+function sampleMetrics(server: ProxyServer): void {
+  server.sampleMetrics();
 }
 
 export class ProxyServer {
   readonly pools = new PoolRegistry();
   /** The filter types this server builds chains from (the built-in filters and user modules). */
   readonly filters = new FilterRegistry(BUILT_IN_FILTERS);
+  /**
+   * This worker's metric slots, null when metrics are off. Like the pools, they belong to the server, not
+   * to a runtime: a runtime compiled from another config binds the same slots for the routes it keeps.
+   */
+  readonly metrics: MetricRegistry | null;
+  private sampler: NodeJS.Timeout | null = null;
   private readonly logger: Logger;
   private readonly reusePort: boolean;
   private readonly baseDir: string | undefined;
@@ -261,8 +280,14 @@ export class ProxyServer {
     for (const contexts of this.tlsContexts.values()) contexts.watch();
     const accessLog = new AccessLog(options.logger);
     this.accessLog = accessLog;
+    this.metrics =
+      options.metrics !== undefined
+        ? options.metrics
+        : config.admin?.metrics === true
+          ? new MetricRegistry(false, 1)
+          : null;
     this.ctx = {
-      runtime: compileRuntime(config, this.pools, accessLog),
+      runtime: compileRuntime(config, this.pools, accessLog, null, this.metrics),
       connections: new SlotSet(),
       shuttingDown: false,
       onConnectionClosed: () => {
@@ -319,8 +344,14 @@ export class ProxyServer {
       accessLog: this.accessLog,
       filters: this.filters,
       logger: this.logger,
+      metrics: this.metrics,
       ...(this.baseDir === undefined ? {} : { baseDir: this.baseDir }),
     });
+    if (this.metrics !== null) {
+      this.metrics.sampleLoop();
+      this.sampler = setInterval(sampleMetrics, METRICS_SAMPLE_MS, this);
+      this.sampler.unref();
+    }
     const listeners: BoundListener[] = [];
     try {
       for (const l of config.listeners)
@@ -391,6 +422,8 @@ export class ProxyServer {
         accessLog: this.accessLog,
         filters: this.filters,
         logger: this.logger,
+        // The same metric slots: routes and targets the new config keeps go on counting where they were.
+        metrics: this.metrics,
         previous: this.ctx.runtime,
         ...(this.baseDir === undefined ? {} : { baseDir: this.baseDir }),
       });
@@ -525,6 +558,7 @@ export class ProxyServer {
         : !shared.counter.tryAcquire(shared.worker, this.maxConnections)
     ) {
       // Refused connections are not counted; they linger at most REFUSED_LINGER_MS.
+      this.metrics?.server.refused();
       socket.on('error', ignore);
       if (listener.tls === null) refuse(socket, OVER_CAPACITY);
       else {
@@ -595,7 +629,10 @@ export class ProxyServer {
     });
     secure.on('error', ignore);
     const timer = setTimeout(destroySocket, this.ctx.runtime.connectionTimeoutMs, secure);
+    let secured = false;
     secure.once('secure', () => {
+      secured = true;
+      this.metrics?.server.handshake(true);
       clearTimeout(timer);
       this.pending.delete(socket);
       // During a graceful stop too: HTTP/2 gets GOAWAY at once, HTTP/1.1 one request and Connection: close.
@@ -604,9 +641,25 @@ export class ProxyServer {
       else this.serveHttp1(secure, listener);
     });
     secure.once('close', () => {
+      if (!secured) this.metrics?.server.handshake(false);
       clearTimeout(timer);
       this.pending.delete(socket);
     });
+  }
+
+  /** Writes the metric gauges: open connections by protocol, HTTP/2 streams, tunnels, pools, the event loop. */
+  sampleMetrics(): void {
+    const m = this.metrics;
+    if (m === null) return;
+    let streams = 0;
+    let sessions = 0;
+    if (this.http2 !== null) {
+      for (const session of this.http2.sessions) streams += session.streamCount;
+      sessions = this.http2.sessions.size;
+    }
+    m.server.connections(this.ctx.connections.size, sessions, this.pending.size, streams, this.tunnelCount);
+    for (const target of m.allTargets()) target.sample();
+    m.sampleLoop();
   }
 
   /**
@@ -616,6 +669,9 @@ export class ProxyServer {
    */
   async stop(graceMs = this.ctx.runtime.config.shutdown_grace_ms): Promise<void> {
     this.ctx.shuttingDown = true;
+    if (this.sampler !== null) clearInterval(this.sampler);
+    this.sampler = null;
+    this.metrics?.stop();
     const closed = Promise.all(
       this.listeners.map((l) => new Promise<void>((r) => l.server.close(() => r()))),
     );

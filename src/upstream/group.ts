@@ -6,6 +6,7 @@
 import type { LoadBalancingConfig } from '../config/schema.ts';
 import type { Exchange } from '../exchange.ts';
 import type { FieldSource } from '../http/fields.ts';
+import type { TargetMetrics } from '../observe/metrics.ts';
 import { type Balancer, createBalancer } from './balancer.ts';
 import type { UpstreamAttempt, UpstreamClient, UpstreamHandler } from './contract.ts';
 import { RetryBudget } from './retry.ts';
@@ -17,6 +18,8 @@ export class UpstreamTarget {
   readonly authority: string;
   /** The Host value to send when the client's Host is not preserved: 'host' or 'host:port'. */
   readonly hostHeader: string;
+  /** The target's metric slots (set when a runtime is compiled with metrics on), else null. */
+  metrics: TargetMetrics | null = null;
   /** Its share relative to the route's other targets. */
   readonly weight: number;
   /** Taken only by a retry once every primary target of the route was tried. */

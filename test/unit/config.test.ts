@@ -83,6 +83,8 @@ const EXTENSION_DEFAULTS = {
   trusted_proxies: [],
   access_log: { enabled: true },
   shutdown_grace_ms: 10000,
+  shutdown_delay_ms: 0,
+  admin: null,
 };
 
 /** Strips the frozen/readonly-ness so deepStrictEqual compares plain shapes. */
