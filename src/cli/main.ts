@@ -9,7 +9,14 @@
  * in req/s (docs/performance.md). `npm start` and the benchmark read the same flags from this line.
  */
 import { parseCommandLine } from './args.ts';
-import { benchCommand, checkCommand, explainCommand, type Output, runCommand } from './commands.ts';
+import {
+  benchCommand,
+  checkCommand,
+  explainCommand,
+  type Output,
+  reloadCommand,
+  runCommand,
+} from './commands.ts';
 import { packageVersion } from './package-files.ts';
 import { USAGE } from './usage.ts';
 
@@ -34,6 +41,8 @@ async function main(argv: readonly string[]): Promise<number> {
       return checkCommand(command.config, command.json, output);
     case 'run':
       return runCommand(command.config, command.logLevel, output);
+    case 'reload':
+      return reloadCommand(command.config, command.json, output);
     case 'bench':
       return benchCommand(command.options, output);
     case 'explain':
