@@ -123,7 +123,7 @@ export interface ChainOptions {
  */
 export async function buildChains(config: Config, options: ChainOptions): Promise<(FilterChain | null)[]> {
   const trustedProxies = compileTrustedProxies(config.trusted_proxies);
-  const forwarding = new ForwardingPolicy(trustedProxies, config.preserve_host);
+  const forwarding = new ForwardingPolicy(trustedProxies, config.preserve_host, config.tracing.traceparent);
   const logger = options.logger ?? null;
   const chains: (FilterChain | null)[] = [];
   for (let r = 0; r < config.routes.length; r++) {
