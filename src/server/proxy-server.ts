@@ -3,9 +3,10 @@
  * connections. Used by `zproxy run` (once per worker) and by tests and embedders.
  */
 import net, { type AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
 import tls from 'node:tls';
 import type { Config, HstsConfig, ListenerConfig, TlsConfig } from '../config/schema.ts';
-import { ERROR_CODES, type ErrorCode, errorBody } from '../errors.ts';
+import { ERROR_CODES, type ErrorCode, errorBody, ZpError } from '../errors.ts';
 import { BUILT_IN_FILTERS } from '../filters/index.ts';
 import {
   type ConnectionContext,
@@ -16,7 +17,8 @@ import { STATUS_TEXT } from '../http1/status-text.ts';
 import { Http2Downstream } from '../http2/downstream.ts';
 import { GOAWAY, PREFACE, SETTINGS, writeFrameHeader } from '../http2/frames.ts';
 import { AccessLog } from '../observe/access-log.ts';
-import type { Logger } from '../observe/logger.ts';
+import type { LogFile } from '../observe/log-file.ts';
+import { closeLogFile, type Logger, openFileLogger } from '../observe/logger.ts';
 import { FilterRegistry } from '../pipeline/registry.ts';
 import { buildRuntime, compileRuntime, disposeRuntime, type Runtime } from '../runtime/compile.ts';
 import { PoolRegistry } from '../runtime/pools.ts';
@@ -154,6 +156,8 @@ export class ProxyServer {
   private readonly reusePort: boolean;
   private readonly baseDir: string | undefined;
   private readonly accessLog: AccessLog;
+  /** The file the access log goes to (`access_log.file`), null when it goes to stdout. */
+  private readonly accessLogFile: LogFile | null;
   private readonly servers: net.Server[] = [];
   private readonly ctx: ConnectionContext;
   /** This process's bound on open connections (`max_connections`, or a worker's share of it). */
@@ -186,6 +190,27 @@ export class ProxyServer {
     this.baseDir = options.baseDir;
     this.maxConnections = options.maxConnections ?? config.max_connections;
     this.instanceConnections = options.instanceConnections ?? null;
+    // Opened first: a file that cannot be opened stops the start before anything else is set up.
+    let accessLogger = options.logger;
+    this.accessLogFile = null;
+    if (config.access_log.enabled && config.access_log.file !== null) {
+      const path = resolve(this.baseDir ?? process.cwd(), config.access_log.file);
+      try {
+        const opened = openFileLogger(path, options.logger);
+        accessLogger = opened.logger;
+        this.accessLogFile = opened.file;
+      } catch (error) {
+        throw new ZpError(
+          'ZP_ERR_CONFIG',
+          `access_log.file: cannot open ${path}: ${(error as Error).message}`,
+          {
+            cause: error,
+          },
+        );
+      }
+      this.accessLogFile.onWriteError = (err) =>
+        this.logger.error({ err, file: path }, 'access log write failed');
+    }
     for (const l of config.listeners) {
       if (l.tls.enabled && !this.tlsContexts.has(l.tls)) {
         const contexts = new TlsContexts(l.tls, options.logger);
@@ -193,7 +218,7 @@ export class ProxyServer {
         this.tlsContexts.set(l.tls, contexts);
       }
     }
-    const accessLog = new AccessLog(options.logger);
+    const accessLog = new AccessLog(accessLogger);
     this.accessLog = accessLog;
     const http2Enabled = config.protocols.includes('http2');
     this.ctx = {
@@ -220,6 +245,23 @@ export class ProxyServer {
   /** Open downstream connections, as counted against `max_connections` (every accepted one until it closes). */
   get connectionCount(): number {
     return this.open;
+  }
+
+  /**
+   * Reopens the access log file (SIGUSR1, after logrotate renamed it): the lines logged so far go to the
+   * old file, the next ones to a new file at the same path. When the path cannot be opened, the error is
+   * logged and the old file stays in use.
+   */
+  reopenLogs(): void {
+    const file = this.accessLogFile;
+    if (file === null) return;
+    const error = file.reopen();
+    if (error === null) this.logger.info({ file: file.path }, 'access log reopened');
+    else
+      this.logger.error(
+        { err: error, file: file.path },
+        'access log not reopened: the old file stays in use',
+      );
   }
 
   /** Open WebSocket tunnels. */
@@ -412,5 +454,6 @@ export class ProxyServer {
     for (const contexts of this.tlsContexts.values()) contexts.close();
     await disposeRuntime(this.ctx.runtime);
     await closed;
+    if (this.accessLogFile !== null) closeLogFile(this.accessLogFile);
   }
 }

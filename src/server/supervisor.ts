@@ -4,7 +4,9 @@
  * each binding its own socket with SO_REUSEPORT: src/server/thread-supervisor.ts. The process path can
  * bind with SO_REUSEPORT as well, which is how the tests run it on Linux.) The supervisor restarts a worker that dies and, on SIGTERM or
  * SIGINT, asks every worker to stop gracefully and exits 0 once they have. `max_connections` bounds the
- * instance: each worker enforces its share (connectionShare).
+ * instance: each worker enforces its share (connectionShare). SIGUSR1 (reopen the access log file) is
+ * passed on to every worker that listens (one still starting may not handle it yet: Node would take it
+ * as the signal to start its inspector; it opens the file anew anyway).
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import cluster from 'node:cluster';
@@ -30,6 +32,8 @@ function spawnWorker(id: number): ChildProcess {
 export function runSupervisor(config: Config, logger: Logger, onStopped: () => void): Promise<void> {
   const count = config.thread_count;
   const workers = new Map<number, ChildProcess>();
+  /** The workers that have told they listen (and so handle SIGUSR1). */
+  const serving = new Set<ChildProcess>();
   const brake = new RestartBrake();
   let stopping = false;
   let listening = 0;
@@ -52,12 +56,14 @@ export function runSupervisor(config: Config, logger: Logger, onStopped: () => v
       if (answerRateLimitMessage(child, message)) return;
       if (message?.type !== 'listening') return;
       childListening = true;
+      serving.add(child);
       if (++listening === count) {
         logger.info({ workers: count, mode: 'processes' }, 'ready');
         resolveReady();
       }
     });
     child.on('exit', (code, signal) => {
+      serving.delete(child);
       if (workers.get(id) === child) workers.delete(id);
       if (stopping) {
         if (workers.size > 0) return;
@@ -102,6 +108,9 @@ export function runSupervisor(config: Config, logger: Logger, onStopped: () => v
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  process.on('SIGUSR1', () => {
+    for (const child of serving) child.kill('SIGUSR1');
+  });
 
   if (config.max_connections < count) {
     logger.warn(

@@ -7,7 +7,8 @@
  * every worker; it serves no request and handles no message per request. It restarts a worker that ends
  * (an uncaught exception, running out of memory: only that thread ends, the others keep serving, the
  * shared memory lives on), and on SIGTERM or SIGINT asks every worker to stop gracefully and resolves
- * `onStopped` once they have.
+ * `onStopped` once they have. SIGUSR1 (reopen the access log file) is passed on to every worker as a
+ * message: signals reach the main thread only.
  */
 import { randomInt } from 'node:crypto';
 import { extname } from 'node:path';
@@ -33,6 +34,8 @@ export interface WorkerThreadData {
 export type WorkerThreadMessage =
   | { readonly type: 'listening' }
   | { readonly type: 'stop' }
+  /** SIGUSR1 reached the process: reopen the log files. */
+  | { readonly type: 'reopen' }
   | { readonly type: 'failed'; readonly message: string };
 
 /** The worker entry next to this file: worker-thread.ts from src/, worker-thread.js from dist/. */
@@ -150,6 +153,10 @@ export async function runThreadSupervisor(
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  process.on('SIGUSR1', () => {
+    const message: WorkerThreadMessage = { type: 'reopen' };
+    for (const worker of workers.values()) worker.postMessage(message);
+  });
 
   for (let id = 1; id <= count; id++) start(id);
   return ready;

@@ -23,6 +23,11 @@ const role: WorkerRole = {
       if (message?.type === 'stop') stop('stop');
     });
   },
+  onReopenRequest(reopen) {
+    port.on('message', (message: WorkerThreadMessage) => {
+      if (message?.type === 'reopen') reopen();
+    });
+  },
 };
 try {
   await serve(data.config, data.options, role);
