@@ -57,8 +57,8 @@ export function traceFlagsOf(traceparent: string): string {
 }
 
 /**
- * Random lowercase hex, drawn in bulk: one `randomFillSync` of POOL_BYTES fills the pool for 256 spans
- * (or about 85 new traces), and each id is a slice of it.
+ * Random lowercase hex, drawn in bulk: one `randomFillSync` of POOL_BYTES (8,192 hex digits) fills the pool for
+ * 512 span ids (or about 170 new traces: a trace id and a span id each), and each id is a slice of it.
  */
 const POOL_BYTES = 4096;
 const poolBytes = Buffer.allocUnsafe(POOL_BYTES);

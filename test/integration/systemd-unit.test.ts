@@ -118,6 +118,8 @@ describe('deploy/systemd/zproxy.service', { skip }, () => {
     };
     assert.equal(one('ExecStart'), `${BIN} run /etc/zproxy/zproxy.json`);
     assert.equal(one('ConfigurationDirectory'), 'zproxy');
+    // Where access_log.file goes under ProtectSystem=strict (docs/operations.md).
+    assert.equal(one('LogsDirectory'), 'zproxy');
     assert.equal(one('ExecReload'), '/bin/kill -HUP $MAINPID');
     // SIGHUP reload is issue 16's: the unit says so where ExecReload is, until it is built.
     assert.match(UNIT, /NOT BUILT YET: reloading the configuration on SIGHUP is issue 16/);
