@@ -65,14 +65,14 @@ export interface ConnectionContext {
    * Takes over a connection that opened with the HTTP/2 preface (`buffered` holds what was read), or null
    * when HTTP/2 is not enabled.
    */
-  readonly http2: ((socket: Socket, buffered: Buffer) => void) | null;
+  http2: ((socket: Socket, buffered: Buffer) => void) | null;
   /** False when `http1` is not in `protocols`: HTTP/1.x requests are answered 505 and nothing is forwarded. */
-  readonly http1: boolean;
+  http1: boolean;
   /**
    * The process's WebSocket tunnels; absent or null when `websocket` is not in `protocols` (upgrade
    * requests are then answered 400 and nothing is forwarded).
    */
-  readonly tunnels?: TunnelRegistry | null;
+  tunnels?: TunnelRegistry | null;
 }
 
 /** What one listener decides for the connections it accepts (see ProxyServer). */
@@ -81,7 +81,7 @@ export interface ListenerPolicy {
    * On TLS connections: the `Strict-Transport-Security` value (`max-age=...`) sent with every response,
    * replacing the upstream's; null when `tls.hsts` is off.
    */
-  readonly hsts: string | null;
+  hsts: string | null;
   /**
    * On plain connections of a `redirect_https` listener: what follows the host in the redirect's
    * Location (":8443", or "" for 443); null when requests are served.
@@ -186,6 +186,8 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
   private parsing = false;
   /** The flow of the last exchange, reused for the next one when it can be (ProxyFlow.reuse). */
   private spareFlow: ProxyFlow | null = null;
+  /** The policy of the listener that accepted the connection (a reload that removes it closes the connection). */
+  readonly listener: ListenerPolicy;
   /** What the exchanges' flows fill and read, reused: one exchange at a time. */
   private readonly proxyRequest = new ProxyRequest();
   private readonly forwardedResponse = new ForwardedResponse();
@@ -195,6 +197,7 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
   constructor(socket: Socket, ctx: ConnectionContext, policy: ListenerPolicy = DEFAULT_LISTENER_POLICY) {
     this.socket = socket;
     this.ctx = ctx;
+    this.listener = policy;
     this.runtime = ctx.runtime;
     this.clientAddress = plainAddress(socket.remoteAddress);
     const encrypted = (socket as TLSSocket).encrypted === true;

@@ -29,6 +29,8 @@ export class Pool implements UpstreamClient {
   private total = 0;
   /** Connections opened over the pool's life (for tests and metrics). */
   opened = 0;
+  /** No route uses the target any more (a reload removed it): connections close instead of idling. */
+  private retired = false;
 
   constructor(
     host: string,
@@ -100,7 +102,7 @@ export class Pool implements UpstreamClient {
   /** A connection finished an exchange cleanly: hand it to a waiter, keep it idle, or close it. */
   release(conn: UpstreamConnection): void {
     // An upgrade connection (a WebSocket handshake answered without 101) is never pooled.
-    if ((!conn.reusable && conn.served > 0) || conn.upgrade) {
+    if ((!conn.reusable && conn.served > 0) || conn.upgrade || this.retired) {
       conn.destroy();
       return;
     }
@@ -131,6 +133,12 @@ export class Pool implements UpstreamClient {
   closeIdle(): void {
     const stack = this.idleStack.splice(0);
     for (const conn of stack) conn.destroy();
+  }
+
+  /** No route uses this target any more: idle connections close now, busy ones when their exchange ends. */
+  retire(): void {
+    this.retired = true;
+    this.closeIdle();
   }
 }
 

@@ -13,6 +13,7 @@ import { ZpError } from '../errors.ts';
 import { compileTrustedProxies, ForwardingPolicy } from '../http/forwarding.ts';
 import type { Filter } from './contract.ts';
 import type { FilterRegistry } from './registry.ts';
+import { moduleDigest } from './user-module.ts';
 
 /** One middleware entry of a route's chain and where it was written (for error messages). */
 export interface ChainEntry {
@@ -80,14 +81,21 @@ export class FilterChain {
   /** The route's pattern (log lines). */
   readonly route: string;
   readonly logger: Logger | null;
+  /**
+   * What each filter was built from (its entry, route, position and the settings its factory reads; a
+   * user module's file contents too): a reload builds a filter anew only when this changed (buildChains).
+   */
+  readonly buildKeys: readonly string[];
 
   constructor(
     filters: readonly Filter[],
     entries: readonly ChainEntry[],
     route: string,
     logger: Logger | null,
+    buildKeys: readonly string[] = [],
   ) {
     this.filters = filters;
+    this.buildKeys = buildKeys;
     this.types = entries.map((e) => e.middleware.type);
     this.route = route;
     this.logger = logger;
@@ -115,6 +123,43 @@ export interface ChainOptions {
   readonly logger?: Logger | null;
   /** Relative paths in filter configs (user filter modules) are resolved against this directory. */
   readonly baseDir?: string;
+  /**
+   * The chains of the running runtime (a reload): a filter whose build key (FilterChain.buildKeys) is
+   * unchanged is taken over as it is, with its state, instead of being built anew.
+   */
+  readonly previous?: readonly (FilterChain | null)[];
+}
+
+/**
+ * What a filter is built from, as one string: two entries with the same key build the same filter. A
+ * user module's key holds a digest of its file, so an edited module is built (and loaded) anew.
+ */
+function buildKey(entry: ChainEntry, route: string, index: number, shared: string, baseDir: string): string {
+  const m = entry.middleware;
+  let key = `${route}\n${index}\n${shared}\n${baseDir}\n${m.type}\n${m.path ?? ''}\n${JSON.stringify(m.config)}`;
+  if (m.type === 'module' && m.path !== undefined) key += `\n${moduleDigest(m.path, baseDir)}`;
+  return key;
+}
+
+/**
+ * The filters of `chains` by build key, in chain order: two routes with the same pattern and entries have
+ * the same keys, and each takes over one filter of its own (takeFilter).
+ */
+function filtersByKey(chains: readonly (FilterChain | null)[] | undefined): Map<string, Filter[]> {
+  const byKey = new Map<string, Filter[]>();
+  for (const chain of chains ?? []) {
+    if (chain === null) continue;
+    chain.buildKeys.forEach((key, i) => {
+      const list = byKey.get(key);
+      if (list === undefined) byKey.set(key, [chain.filters[i]!]);
+      else list.push(chain.filters[i]!);
+    });
+  }
+  return byKey;
+}
+
+function takeFilter(byKey: Map<string, Filter[]>, key: string): Filter | undefined {
+  return byKey.get(key)?.shift();
 }
 
 /**
@@ -125,6 +170,9 @@ export async function buildChains(config: Config, options: ChainOptions): Promis
   const trustedProxies = compileTrustedProxies(config.trusted_proxies);
   const forwarding = new ForwardingPolicy(trustedProxies, config.preserve_host, config.tracing.traceparent);
   const logger = options.logger ?? null;
+  const baseDir = options.baseDir ?? process.cwd();
+  const shared = `${JSON.stringify(config.trusted_proxies)}\n${config.preserve_host}`;
+  const previous = filtersByKey(options.previous);
   const chains: (FilterChain | null)[] = [];
   for (let r = 0; r < config.routes.length; r++) {
     const entries = chainEntries(config, r);
@@ -134,16 +182,24 @@ export async function buildChains(config: Config, options: ChainOptions): Promis
     }
     const route = config.routes[r]!.path;
     const filters: Filter[] = [];
+    const keys: string[] = [];
     for (let i = 0; i < entries.length; i++) {
       const entry = entries[i]!;
       try {
+        const key = buildKey(entry, route, i, shared, baseDir);
+        keys.push(key);
+        const kept = takeFilter(previous, key);
+        if (kept !== undefined) {
+          filters.push(kept);
+          continue;
+        }
         filters.push(
           await options.filters.create(entry.middleware, {
             index: i,
             route,
             trustedProxies,
             ...(logger === null ? {} : { logger }),
-            baseDir: options.baseDir ?? process.cwd(),
+            baseDir,
             preserveHost: config.preserve_host,
             forwarding,
           }),
@@ -158,7 +214,7 @@ export async function buildChains(config: Config, options: ChainOptions): Promis
         throw new ZpError('ZP_ERR_CONFIG', text, { cause: error });
       }
     }
-    chains.push(new FilterChain(filters, entries, route, logger));
+    chains.push(new FilterChain(filters, entries, route, logger, keys));
   }
   return chains;
 }

@@ -6,7 +6,7 @@
  * process (Redis clients, sweep timers) is let go by close(). A `module` entry names a user filter
  * loaded from a TypeScript file (user-module.ts).
  */
-import type { MiddlewareConfig } from '../config/schema.ts';
+import type { MiddlewareConfig, Config as ZproxyConfig } from '../config/schema.ts';
 import type { Filter, FilterEnvironment, FilterFactory } from './contract.ts';
 import { createUserFilter } from './user-module.ts';
 
@@ -20,6 +20,11 @@ export interface FilterModule<Config = unknown> {
   readonly type: string;
   loadSchema(): Promise<object>;
   readonly factory: FilterFactory<Config>;
+  /**
+   * After a reload, once no exchange uses the old filters: keeps what the filters of these configs (every
+   * entry of this type in the new config) use and lets go of the rest (a Redis client no entry names).
+   */
+  retain?(configs: readonly Config[]): Promise<void>;
   close?(): Promise<void>;
 }
 
@@ -48,6 +53,16 @@ export class FilterRegistry {
       this.loaded.set(middleware.type, module);
     }
     return await module.factory.create(middleware.config, env);
+  }
+
+  /** After a reload: each loaded module keeps what `config`'s entries of its type use (their retain()). */
+  async retain(config: ZproxyConfig): Promise<void> {
+    const lists = [config.middlewares, ...config.routes.map((r) => r.middlewares)];
+    await Promise.allSettled(
+      [...this.loaded.values()].map((m) =>
+        m.retain?.(lists.flatMap((list) => list.filter((e) => e.type === m.type).map((e) => e.config))),
+      ),
+    );
   }
 
   /** Lets go of what the loaded modules keep for the whole process (their close()). */

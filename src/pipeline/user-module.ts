@@ -5,7 +5,8 @@
  * return a promise. Every failure is an Error saying what is wrong with the module, so that `zproxy check`
  * and `zproxy run` can report it with the entry's JSON path.
  */
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Filter, FilterEnvironment } from './contract.ts';
@@ -32,17 +33,52 @@ function factoryOf(exported: unknown): CreateFunction | string {
   return 'its default export must be a filter factory ({ create(config, env) }) or a function (config, env) => filter';
 }
 
+/** The absolute file of a module entry's `path`. */
+function moduleFile(path: string, baseDir: string | undefined): string {
+  return isAbsolute(path) ? path : resolve(baseDir ?? process.cwd(), path);
+}
+
+/** A digest of a module's file ('' when it cannot be read): what tells an edited module from the loaded one. */
+export function moduleDigest(path: string, baseDir: string | undefined): string {
+  try {
+    return createHash('sha256')
+      .update(readFileSync(moduleFile(path, baseDir)))
+      .digest('hex')
+      .slice(0, 16);
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * The digest of each module file when it was first imported. Node keeps an imported module for the life
+ * of the process: a file edited since is imported again under a URL carrying its new digest (a reload
+ * then builds its filters from the new code; the files it imports itself are not loaded again).
+ */
+const firstLoaded = new Map<string, string>();
+
+function moduleUrl(file: string): string {
+  const url = pathToFileURL(file).href;
+  const digest = moduleDigest(file, undefined);
+  const first = firstLoaded.get(file);
+  if (first === undefined) {
+    firstLoaded.set(file, digest);
+    return url;
+  }
+  return first === digest ? url : `${url}?digest=${digest}`;
+}
+
 /** Loads the module at `path` (relative to env.baseDir) and builds its filter from `config`. */
 export async function createUserFilter(
   path: string,
   config: Readonly<Record<string, unknown>>,
   env: FilterEnvironment,
 ): Promise<Filter> {
-  const file = isAbsolute(path) ? path : resolve(env.baseDir ?? process.cwd(), path);
+  const file = moduleFile(path, env.baseDir);
   if (!existsSync(file)) throw new Error(`user filter module ${file} does not exist`);
   let module: { default?: unknown };
   try {
-    module = (await import(pathToFileURL(file).href)) as { default?: unknown };
+    module = (await import(moduleUrl(file))) as { default?: unknown };
   } catch (error) {
     throw new Error(`user filter module ${file} cannot be loaded: ${(error as Error).message}`);
   }

@@ -166,6 +166,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   ) {
     this.ctx = ctx;
     this.runtime = ctx.runtime;
+    this.runtime.use.begin();
     this.downstream = downstream;
     this.exchange = exchange;
     if (request === null) this.request = new ProxyRequest();
@@ -184,6 +185,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
    */
   reuse(exchange: Exchange, downstream: Downstream = this.downstream): boolean {
     if (!this.finished || this.pinned || this.ctx.runtime !== this.runtime) return false;
+    this.runtime.use.begin();
     this.exchange = exchange;
     this.downstream = downstream;
     this.request.reset();
@@ -760,6 +762,8 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.tunnelReserved = false;
     this.finished = true;
     this.unwatch();
+    // A tunnel uses nothing of the runtime a reload would let go of (its filters are done).
+    this.runtime.use.end();
     this.downstream.switchToTunnel(head, fr, socket, rest, ex.route!.websocketIdleTimeoutMs);
     this.downstream.finished();
   }
@@ -948,6 +952,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     ex.endTime = performance.now();
     ex.filters?.finish(aborted);
     this.runtime.accessLog?.write(ex);
+    this.runtime.use.end();
     this.downstream.finished();
   }
 }

@@ -10,6 +10,7 @@ import type { HeadLimits } from '../http1/parse-head.ts';
 import type { AccessLog } from '../observe/access-log.ts';
 import type { Logger } from '../observe/logger.ts';
 import { buildChains, type FilterChain } from '../pipeline/chain.ts';
+import type { Filter } from '../pipeline/contract.ts';
 import type { FilterRegistry } from '../pipeline/registry.ts';
 import { Router } from '../router/router.ts';
 import type { PoolSettings } from '../upstream/contract.ts';
@@ -60,6 +61,8 @@ function filterOnlyMethods(route: RouteConfig, filters: FilterChain | null): Set
 export interface Runtime {
   readonly config: Config;
   readonly router: Router<CompiledRoute>;
+  /** The compiled routes, in config order. */
+  readonly routes: readonly CompiledRoute[];
   readonly headLimits: HeadLimits;
   /** 0 = unlimited. */
   readonly maxBodyBytes: number;
@@ -73,6 +76,37 @@ export interface Runtime {
   readonly tunnelDrainTimeoutMs: number;
   /** The routes' filter chains (null for a route without filters): what disposeRuntime lets go of. */
   readonly chains: readonly (FilterChain | null)[];
+  /** The exchanges running on this runtime, and what to do once a retired one has none left. */
+  readonly use: RuntimeUse;
+}
+
+/**
+ * The exchanges that began on a runtime and have not ended: a reload swaps in a new runtime at once, and
+ * the old one is let go of (retireRuntime) only when the exchanges that began on it have ended, so that
+ * each exchange finishes with the routes and filters it started with.
+ */
+export class RuntimeUse {
+  exchanges = 0;
+  /** Set when the runtime is retired: called once its last exchange has ended. */
+  private onIdle: (() => void) | null = null;
+
+  begin(): void {
+    this.exchanges++;
+  }
+
+  end(): void {
+    if (--this.exchanges === 0 && this.onIdle !== null) {
+      const idle = this.onIdle;
+      this.onIdle = null;
+      idle();
+    }
+  }
+
+  /** Calls `idle` once no exchange runs on the runtime (at once when none does). */
+  whenIdle(idle: () => void): void {
+    if (this.exchanges <= 0) idle();
+    else this.onIdle = idle;
+  }
 }
 
 /** Splits a normalised upstream URL (`scheme://host:port`, see normaliseUpstreamUrl). */
@@ -160,6 +194,7 @@ export function compileRuntime(
   return {
     config,
     router,
+    routes,
     headLimits: {
       maxHeaderBytes: config.limits.max_header_bytes,
       maxHeaderCount: config.limits.max_header_count,
@@ -176,6 +211,7 @@ export function compileRuntime(
     maxTunnels: config.websocket.max_tunnels,
     tunnelDrainTimeoutMs: config.websocket.drain_timeout_ms,
     chains: chains ?? [],
+    use: new RuntimeUse(),
   };
 }
 
@@ -187,6 +223,8 @@ export interface BuildOptions {
   readonly logger?: Logger | null;
   /** Relative paths in filter configs (user filter modules) are resolved against this directory. */
   readonly baseDir?: string;
+  /** The running runtime (a reload): its filters whose entries did not change are taken over (buildChains). */
+  readonly previous?: Runtime;
 }
 
 /**
@@ -201,6 +239,7 @@ export async function buildRuntime(config: Config, options: BuildOptions): Promi
         filters: options.filters,
         logger: options.logger ?? null,
         ...(options.baseDir === undefined ? {} : { baseDir: options.baseDir }),
+        ...(options.previous === undefined ? {} : { previous: options.previous.chains }),
       })
     : null;
   return compileRuntime(config, options.pools, options.accessLog, chains);
@@ -214,14 +253,28 @@ export async function disposeRuntime(runtime: Runtime): Promise<void> {
   await disposeChains(runtime.chains);
 }
 
-/** Each filter's close(), for chains built outside a runtime (`zproxy check`) or by one. */
-export async function disposeChains(chains: readonly (FilterChain | null)[]): Promise<void> {
+/**
+ * Each filter's close(), for chains built outside a runtime (`zproxy check`) or by one; the filters in
+ * `keep` (taken over by a newer runtime) are left alone.
+ */
+export async function disposeChains(
+  chains: readonly (FilterChain | null)[],
+  keep: ReadonlySet<Filter> | null = null,
+): Promise<void> {
   const closing: Promise<void>[] = [];
   for (const chain of chains) {
     if (chain === null) continue;
     for (const filter of chain.filters) {
+      if (keep?.has(filter) === true) continue;
       if (filter.close !== undefined) closing.push(Promise.resolve().then(() => filter.close!()));
     }
   }
   await Promise.allSettled(closing);
+}
+
+/** Every filter of a runtime's chains. */
+export function filtersOf(runtime: Runtime): Set<Filter> {
+  const all = new Set<Filter>();
+  for (const chain of runtime.chains) if (chain !== null) for (const filter of chain.filters) all.add(filter);
+  return all;
 }

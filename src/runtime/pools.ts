@@ -57,4 +57,21 @@ export class PoolRegistry implements PoolLog {
     for (const pool of this.pools.values()) pool.closeIdle();
     for (const pool of this.http2Pools.values()) pool.closeIdle();
   }
+
+  /**
+   * Keeps the pools in `used` (the targets of the runtimes still serving) and retires the others, which a
+   * reload removed: their idle connections close, the busy ones when their exchange ends.
+   */
+  retain(used: ReadonlySet<Pool | Http2Pool>): void {
+    for (const [key, pool] of this.pools) {
+      if (used.has(pool)) continue;
+      this.pools.delete(key);
+      pool.retire();
+    }
+    for (const [key, pool] of this.http2Pools) {
+      if (used.has(pool)) continue;
+      this.http2Pools.delete(key);
+      pool.retire();
+    }
+  }
 }

@@ -14,14 +14,24 @@ import {
   type ListenerPolicy,
 } from '../http1/downstream-connection.ts';
 import { STATUS_TEXT } from '../http1/status-text.ts';
+import type { Pool } from '../http1/upstream-pool.ts';
 import { Http2Downstream } from '../http2/downstream.ts';
 import { GOAWAY, PREFACE, SETTINGS, writeFrameHeader } from '../http2/frames.ts';
 import { AccessLog } from '../observe/access-log.ts';
 import type { LogFile } from '../observe/log-file.ts';
 import { closeLogFile, type Logger, openFileLogger } from '../observe/logger.ts';
+import type { Filter } from '../pipeline/contract.ts';
 import { FilterRegistry } from '../pipeline/registry.ts';
-import { buildRuntime, compileRuntime, disposeRuntime, type Runtime } from '../runtime/compile.ts';
+import {
+  buildRuntime,
+  compileRuntime,
+  disposeChains,
+  disposeRuntime,
+  filtersOf,
+  type Runtime,
+} from '../runtime/compile.ts';
 import { PoolRegistry } from '../runtime/pools.ts';
+import type { Http2Pool } from '../upstream/http2-pool.ts';
 import type { InstanceConnections } from '../util/instance.ts';
 import { SlotSet } from '../util/slot-set.ts';
 import { TunnelRegistry } from '../websocket/registry.ts';
@@ -110,6 +120,34 @@ function refuse(socket: net.Socket, answer: Buffer): void {
   socket.end(answer);
 }
 
+/** A bound listener: its address, and what it decides for each connection (replaced by a reload). */
+interface BoundListener {
+  /** `host|port` as configured: what a reload compares listeners by. */
+  readonly key: string;
+  readonly server: net.Server;
+  readonly address: AddressInfo;
+  state: ListenerState;
+}
+
+/** What a reload compares listeners by. */
+function listenerKey(l: ListenerConfig): string {
+  return `${l.host}|${l.port}`;
+}
+
+/**
+ * A reload made ready in this process (ProxyServer.prepareReload), to be committed or aborted: the new
+ * runtime (its filters built, the unchanged ones taken over), the certificates of its TLS blocks and the
+ * listeners it adds, already bound.
+ */
+export interface PreparedReload {
+  readonly config: Config;
+  readonly runtime: Runtime;
+  readonly tlsContexts: Map<TlsConfig, TlsContexts>;
+  readonly added: BoundListener[];
+  /** This process's bound on open connections under the new config. */
+  readonly maxConnections: number;
+}
+
 /** What a listener decides for each connection it accepts. */
 interface ListenerState {
   /** Certificates when the listener accepts TLS; it then detects TLS or plain HTTP per connection. */
@@ -128,6 +166,35 @@ export function hstsValue(hsts: HstsConfig): string | null {
   if (hsts.include_subdomains) value += '; includeSubDomains';
   if (hsts.preload) value += '; preload';
   return value;
+}
+
+/** The certificates of each TLS block of a config (listeners without their own `tls` share the top-level one). */
+function tlsContextsOf(config: Config, logger: Logger): Map<TlsConfig, TlsContexts> {
+  const contexts = new Map<TlsConfig, TlsContexts>();
+  try {
+    for (const l of config.listeners) {
+      if (l.tls.enabled && !contexts.has(l.tls)) contexts.set(l.tls, new TlsContexts(l.tls, logger));
+    }
+  } catch (error) {
+    for (const c of contexts.values()) c.close();
+    throw error;
+  }
+  return contexts;
+}
+
+/**
+ * Where redirects to https go (known once the listeners are bound): the first TLS listener's port, else
+ * 443; a TLS listener that redirects its own plain HTTP (`tls.plain_http: "redirect"`) names itself.
+ */
+function settleRedirects(config: Config, listeners: readonly BoundListener[]): void {
+  const httpsIndex = config.listeners.findIndex((l) => l.tls.enabled);
+  const httpsPort = httpsIndex === -1 ? 443 : listeners[httpsIndex]!.address.port;
+  for (const listener of listeners) {
+    const state = listener.state;
+    if (state.policy.redirectPort === null) continue;
+    const port = state.redirectToSelf ? listener.address.port : httpsPort;
+    state.policy.redirectPort = port === 443 ? '' : `:${port}`;
+  }
 }
 
 export interface ProxyServerOptions {
@@ -155,13 +222,17 @@ export class ProxyServer {
   private readonly logger: Logger;
   private readonly reusePort: boolean;
   private readonly baseDir: string | undefined;
-  private readonly accessLog: AccessLog;
-  /** The file the access log goes to (`access_log.file`), null when it goes to stdout. */
-  private readonly accessLogFile: LogFile | null;
-  private readonly servers: net.Server[] = [];
+  /**
+   * The access logs of the configs this server has run, by the file they write to (null: stdout with the
+   * process log); a file stays open while a runtime that logs to it serves exchanges.
+   */
+  private readonly accessLogs = new Map<string | null, { log: AccessLog; file: LogFile | null }>();
+  private listeners: BoundListener[] = [];
   private readonly ctx: ConnectionContext;
   /** This process's bound on open connections (`max_connections`, or a worker's share of it). */
-  private readonly maxConnections: number;
+  private maxConnections: number;
+  /** Runtimes a reload replaced whose exchanges have not all ended (their pools stay meanwhile). */
+  private readonly retiring = new Set<Runtime>();
   /**
    * Accepted connections not yet closed, whatever they became: being detected, in their TLS handshake,
    * refused plain HTTP, HTTP/1.x, HTTP/2 (h2c or over TLS), WebSocket tunnels. Counted once per accepted
@@ -176,10 +247,12 @@ export class ProxyServer {
   private readonly instanceConnections: NonNullable<ProxyServerOptions['instanceConnections']> | null;
   private drainWaiter: (() => void) | null = null;
   /** Certificates of each TLS block in use; listeners without their own `tls` share the top-level one. */
-  private readonly tlsContexts = new Map<TlsConfig, TlsContexts>();
-  private readonly http2: Http2Downstream | null;
+  private tlsContexts = new Map<TlsConfig, TlsContexts>();
+  private http2: Http2Downstream | null;
   /** Protocols offered by ALPN on TLS connections, in order of preference. */
-  private readonly alpn: string[];
+  private alpn: string[];
+  /** Reloads are made ready one at a time. */
+  private reloading = false;
   /** Connections still being detected or in their TLS handshake (not yet owned by an engine). */
   private readonly pending = new SlotSet<net.Socket>();
 
@@ -191,36 +264,9 @@ export class ProxyServer {
     this.maxConnections = options.maxConnections ?? config.max_connections;
     this.instanceConnections = options.instanceConnections ?? null;
     // Opened first: a file that cannot be opened stops the start before anything else is set up.
-    let accessLogger = options.logger;
-    this.accessLogFile = null;
-    if (config.access_log.enabled && config.access_log.file !== null) {
-      const path = resolve(this.baseDir ?? process.cwd(), config.access_log.file);
-      try {
-        const opened = openFileLogger(path, options.logger);
-        accessLogger = opened.logger;
-        this.accessLogFile = opened.file;
-      } catch (error) {
-        throw new ZpError(
-          'ZP_ERR_CONFIG',
-          `access_log.file: cannot open ${path}: ${(error as Error).message}`,
-          {
-            cause: error,
-          },
-        );
-      }
-      this.accessLogFile.onWriteError = (err) =>
-        this.logger.error({ err, file: path }, 'access log write failed');
-    }
-    for (const l of config.listeners) {
-      if (l.tls.enabled && !this.tlsContexts.has(l.tls)) {
-        const contexts = new TlsContexts(l.tls, options.logger);
-        contexts.watch();
-        this.tlsContexts.set(l.tls, contexts);
-      }
-    }
-    const accessLog = new AccessLog(accessLogger);
-    this.accessLog = accessLog;
-    const http2Enabled = config.protocols.includes('http2');
+    const accessLog = this.accessLogFor(config);
+    this.tlsContexts = tlsContextsOf(config, options.logger);
+    for (const contexts of this.tlsContexts.values()) contexts.watch();
     this.ctx = {
       runtime: compileRuntime(config, this.pools, accessLog),
       connections: new SlotSet(),
@@ -228,14 +274,28 @@ export class ProxyServer {
       onConnectionClosed: () => {
         if (this.drainWaiter !== null && this.liveConnections === 0) this.drainWaiter();
       },
-      http2: http2Enabled ? (socket, buffered) => this.http2!.accept(socket, buffered) : null,
-      http1: config.protocols.includes('http1'),
-      tunnels: config.protocols.includes('websocket') ? new TunnelRegistry() : null,
+      http2: null,
+      http1: false,
+      tunnels: null,
     };
-    this.http2 = http2Enabled ? new Http2Downstream(this.ctx, options.logger) : null;
+    this.http2 = null;
     this.alpn = [];
-    if (http2Enabled) this.alpn.push('h2');
-    if (this.ctx.http1) this.alpn.push('http/1.1');
+    this.applyProtocols(config);
+  }
+
+  /** Turns the engines on and off as `protocols` says (at start and on a reload). */
+  private applyProtocols(config: Config): void {
+    const http2Enabled = config.protocols.includes('http2');
+    if (http2Enabled && this.http2 === null) this.http2 = new Http2Downstream(this.ctx, this.logger);
+    this.ctx.http2 = http2Enabled ? (socket, buffered) => this.http2!.accept(socket, buffered) : null;
+    this.ctx.http1 = config.protocols.includes('http1');
+    const websocket = config.protocols.includes('websocket');
+    if (websocket && this.ctx.tunnels == null) this.ctx.tunnels = new TunnelRegistry();
+    else if (!websocket && this.ctx.tunnels != null && this.ctx.tunnels.active === 0) this.ctx.tunnels = null;
+    const alpn: string[] = [];
+    if (http2Enabled) alpn.push('h2');
+    if (this.ctx.http1) alpn.push('http/1.1');
+    this.alpn = alpn;
   }
 
   get runtime(): Runtime {
@@ -248,20 +308,53 @@ export class ProxyServer {
   }
 
   /**
+   * The access log for `config` (`access_log.file`, or stdout), opened when no config before used that
+   * file. Throws a ZP_ERR_CONFIG error naming the path when the file cannot be opened.
+   */
+  private accessLogFor(config: Config): AccessLog {
+    const file = config.access_log.enabled ? config.access_log.file : null;
+    const path = file === null ? null : resolve(this.baseDir ?? process.cwd(), file);
+    const known = this.accessLogs.get(path);
+    if (known !== undefined) return known.log;
+    if (path === null) {
+      const log = new AccessLog(this.logger);
+      this.accessLogs.set(null, { log, file: null });
+      return log;
+    }
+    let opened: ReturnType<typeof openFileLogger>;
+    try {
+      opened = openFileLogger(path, this.logger);
+    } catch (error) {
+      throw new ZpError(
+        'ZP_ERR_CONFIG',
+        `access_log.file: cannot open ${path}: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
+    }
+    opened.file.onWriteError = (err) => this.logger.error({ err, file: path }, 'access log write failed');
+    const log = new AccessLog(opened.logger);
+    this.accessLogs.set(path, { log, file: opened.file });
+    return log;
+  }
+
+  /**
    * Reopens the access log file (SIGUSR1, after logrotate renamed it): the lines logged so far go to the
    * old file, the next ones to a new file at the same path. When the path cannot be opened, the error is
    * logged and the old file stays in use.
    */
   reopenLogs(): void {
-    const file = this.accessLogFile;
-    if (file === null) return;
-    const error = file.reopen();
-    if (error === null) this.logger.info({ file: file.path }, 'access log reopened');
-    else
-      this.logger.error(
-        { err: error, file: file.path },
-        'access log not reopened: the old file stays in use',
-      );
+    for (const { file } of this.accessLogs.values()) {
+      if (file === null) continue;
+      const error = file.reopen();
+      if (error === null) this.logger.info({ file: file.path }, 'access log reopened');
+      else
+        this.logger.error(
+          { err: error, file: file.path },
+          'access log not reopened: the old file stays in use',
+        );
+    }
   }
 
   /** Open WebSocket tunnels. */
@@ -279,60 +372,209 @@ export class ProxyServer {
     // Filters are built before the first connection (a factory may do I/O: a JWKS, a user module).
     this.ctx.runtime = await buildRuntime(config, {
       pools: this.pools,
-      accessLog: this.accessLog,
+      accessLog: this.accessLogFor(config),
       filters: this.filters,
       logger: this.logger,
       ...(this.baseDir === undefined ? {} : { baseDir: this.baseDir }),
     });
-    const addresses: AddressInfo[] = [];
-    const states: ListenerState[] = [];
-    for (const l of config.listeners) {
-      const state = this.listenerState(l);
-      states.push(state);
-      const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket, state));
-      server.on('error', (err) => this.logger.error({ err }, 'listener error'));
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(
-          { host: l.host, port: l.port, backlog: config.backlog, reusePort: this.reusePort },
-          () => {
-            server.off('error', reject);
-            resolve();
-          },
-        );
-      });
-      this.servers.push(server);
-      const address = server.address() as AddressInfo;
-      addresses.push(address);
-      this.logger.info(
-        { address: address.address, port: address.port, max_connections: this.maxConnections },
-        'listening',
-      );
+    const listeners: BoundListener[] = [];
+    try {
+      for (const l of config.listeners)
+        listeners.push(await this.bind(l, this.listenerState(l, this.tlsContexts), config));
+    } catch (error) {
+      for (const bound of listeners) bound.server.close();
+      throw error;
     }
-    // Redirects go to the first TLS listener's port (known once bound), else to 443.
-    const httpsIndex = config.listeners.findIndex((l) => l.tls.enabled);
-    const httpsPort = httpsIndex === -1 ? 443 : addresses[httpsIndex]!.port;
-    states.forEach((state, i) => {
-      if (state.policy.redirectPort === null) return;
-      const port = state.redirectToSelf ? addresses[i]!.port : httpsPort;
-      state.policy.redirectPort = port === 443 ? '' : `:${port}`;
-    });
-    return addresses;
+    this.listeners = listeners;
+    settleRedirects(config, listeners);
+    return listeners.map((l) => l.address);
   }
 
-  private listenerState(l: ListenerConfig): ListenerState {
+  /** The addresses of the listeners, in config order. */
+  get addresses(): AddressInfo[] {
+    return this.listeners.map((l) => l.address);
+  }
+
+  /** Binds one listener; its connections are decided by its `state` at the time each arrives. */
+  private async bind(l: ListenerConfig, state: ListenerState, config: Config): Promise<BoundListener> {
+    const server = net.createServer({ noDelay: true });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(
+        { host: l.host, port: l.port, backlog: config.backlog, reusePort: this.reusePort },
+        () => {
+          server.off('error', reject);
+          resolve();
+        },
+      );
+    });
+    server.on('error', (err) => this.logger.error({ err }, 'listener error'));
+    const bound: BoundListener = {
+      key: listenerKey(l),
+      server,
+      address: server.address() as AddressInfo,
+      state,
+    };
+    server.on('connection', (socket: net.Socket) => this.accept(socket, bound.state));
+    this.logger.info(
+      { address: bound.address.address, port: bound.address.port, max_connections: this.maxConnections },
+      'listening',
+    );
+    return bound;
+  }
+
+  // ---------------------------------------------------------------- reload
+
+  /**
+   * Makes a reload ready without changing what serves: builds the new runtime (the filters whose entries
+   * did not change are taken over with their state; the others are built, which may do I/O and fail),
+   * loads the certificates of its TLS blocks and binds the listeners it adds. Throws, having changed
+   * nothing, when any of that fails. Then commitReload swaps it in, or abortReload lets it go.
+   */
+  async prepareReload(
+    config: Config,
+    maxConnections: number = config.max_connections,
+  ): Promise<PreparedReload> {
+    if (this.reloading) throw new Error('a reload is already in progress');
+    if (this.ctx.shuttingDown) throw new Error('the server is stopping');
+    this.reloading = true;
+    let runtime: Runtime | null = null;
+    let tlsContexts: Map<TlsConfig, TlsContexts> | null = null;
+    const added: BoundListener[] = [];
+    try {
+      runtime = await buildRuntime(config, {
+        pools: this.pools,
+        accessLog: this.accessLogFor(config),
+        filters: this.filters,
+        logger: this.logger,
+        previous: this.ctx.runtime,
+        ...(this.baseDir === undefined ? {} : { baseDir: this.baseDir }),
+      });
+      tlsContexts = tlsContextsOf(config, this.logger);
+      const kept = new Set(this.listeners.map((l) => l.key));
+      for (const l of config.listeners) {
+        if (kept.has(listenerKey(l))) continue;
+        added.push(await this.bind(l, this.listenerState(l, tlsContexts), config));
+      }
+      return { config, runtime, tlsContexts, added, maxConnections };
+    } catch (error) {
+      this.reloading = false;
+      for (const bound of added) bound.server.close();
+      for (const contexts of tlsContexts?.values() ?? []) contexts.close();
+      if (runtime !== null) await disposeChains(runtime.chains, filtersOf(this.ctx.runtime));
+      throw error;
+    }
+  }
+
+  /**
+   * Swaps a prepared reload in: new exchanges use the new runtime from now on (on the connections already
+   * open too: keep-alive, HTTP/2 and WebSocket connections stay open), the exchanges in progress finish
+   * on the runtime they began with, which is let go of once they have. Listeners the new config no longer
+   * has stop accepting and their connections close once idle; kept listeners take the new TLS settings for
+   * new handshakes. Pools of targets no route uses any more close once the old exchanges are done.
+   */
+  commitReload(prepared: PreparedReload): void {
+    this.reloading = false;
+    const config = prepared.config;
+    const old = this.ctx.runtime;
+    this.ctx.runtime = prepared.runtime;
+    this.maxConnections = prepared.maxConnections;
+    this.applyProtocols(config);
+    // Listeners: kept ones take their new state; removed ones close; added ones join in config order.
+    const byKey = new Map(this.listeners.map((l) => [l.key, l]));
+    const addedByKey = new Map(prepared.added.map((l) => [l.key, l]));
+    const next: BoundListener[] = [];
+    for (const l of config.listeners) {
+      const key = listenerKey(l);
+      const existing = byKey.get(key);
+      if (existing !== undefined) {
+        byKey.delete(key);
+        existing.state = this.listenerState(l, prepared.tlsContexts, existing.state.policy);
+        next.push(existing);
+      } else next.push(addedByKey.get(key)!);
+    }
+    for (const removed of byKey.values()) this.closeListener(removed);
+    this.listeners = next;
+    settleRedirects(config, next);
+    // Certificates: the new TLS blocks' contexts serve new handshakes; the old ones stop watching files.
+    for (const contexts of this.tlsContexts.values()) contexts.close();
+    this.tlsContexts = prepared.tlsContexts;
+    for (const contexts of this.tlsContexts.values()) contexts.watch();
+    this.retiring.add(old);
+    old.use.whenIdle(() => this.retired(old));
+  }
+
+  /** Lets go of a prepared reload that will not be committed (another worker could not prepare it). */
+  async abortReload(prepared: PreparedReload): Promise<void> {
+    this.reloading = false;
+    for (const bound of prepared.added) bound.server.close();
+    for (const contexts of prepared.tlsContexts.values()) contexts.close();
+    await disposeChains(prepared.runtime.chains, filtersOf(this.ctx.runtime));
+  }
+
+  /** prepareReload then commitReload: a reload of this process alone (thread_count 1, tests). */
+  async reload(config: Config, maxConnections: number = config.max_connections): Promise<void> {
+    this.commitReload(await this.prepareReload(config, maxConnections));
+  }
+
+  /**
+   * The last exchange on a replaced runtime has ended: its filters that neither the running runtime nor
+   * another retiring one uses are closed, so are the pools of targets none of them uses, and the filter
+   * modules let go of what no entry of the running config uses (a Redis client).
+   */
+  private retired(old: Runtime): void {
+    this.retiring.delete(old);
+    const live = [this.ctx.runtime, ...this.retiring];
+    // An access log file no runtime writes to any more (a reload changed access_log.file) is closed.
+    for (const [path, entry] of this.accessLogs) {
+      if (entry.file !== null && !live.some((runtime) => runtime.accessLog === entry.log)) {
+        this.accessLogs.delete(path);
+        closeLogFile(entry.file);
+      }
+    }
+    const filters = new Set<Filter>();
+    const pools = new Set<Pool | Http2Pool>();
+    for (const runtime of live) {
+      for (const filter of filtersOf(runtime)) filters.add(filter);
+      for (const route of runtime.routes) {
+        for (const target of route.group.targets) pools.add(target.client as Pool | Http2Pool);
+      }
+    }
+    this.pools.retain(pools);
+    void disposeChains(old.chains, filters).then(() => {
+      if (this.retiring.size === 0 && !this.ctx.shuttingDown)
+        return this.filters.retain(this.ctx.runtime.config);
+    });
+  }
+
+  /** A listener a reload removed: it accepts no more, and its connections close after their exchange. */
+  private closeListener(listener: BoundListener): void {
+    listener.server.close();
+    const policy = listener.state.policy;
+    for (const conn of this.ctx.connections) if (conn.listener === policy) conn.shutdown();
+    this.logger.info({ address: listener.address.address, port: listener.address.port }, 'listener closed');
+  }
+
+  /**
+   * What a listener decides, from its config. A listener kept by a reload keeps its `policy` object (its
+   * fields change for the connections to come), by which its connections are known (closeListener).
+   */
+  private listenerState(
+    l: ListenerConfig,
+    tlsContexts: Map<TlsConfig, TlsContexts>,
+    policy: ListenerPolicy = { hsts: null, redirectPort: null },
+  ): ListenerState {
     const secure = l.tls.enabled;
     // redirect_https takes the place of tls.plain_http (and keeps redirecting to the first TLS listener).
     const redirectToSelf = secure && !l.redirect_https && l.tls.plain_http === 'redirect';
     let plain = PLAIN_SERVE;
     if (l.redirect_https || redirectToSelf) plain = PLAIN_REDIRECT;
     else if (secure && l.tls.plain_http === 'reject') plain = PLAIN_REJECT;
+    policy.hsts = secure ? hstsValue(l.tls.hsts) : null;
+    policy.redirectPort = l.redirect_https || redirectToSelf ? '' : null;
     return {
-      tls: secure ? this.tlsContexts.get(l.tls)! : null,
-      policy: {
-        hsts: secure ? hstsValue(l.tls.hsts) : null,
-        redirectPort: l.redirect_https || redirectToSelf ? '' : null,
-      },
+      tls: secure ? tlsContexts.get(l.tls)! : null,
+      policy,
       plain,
       redirectToSelf,
     };
@@ -432,7 +674,9 @@ export class ProxyServer {
    */
   async stop(graceMs = this.ctx.runtime.config.shutdown_grace_ms): Promise<void> {
     this.ctx.shuttingDown = true;
-    const closed = Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    const closed = Promise.all(
+      this.listeners.map((l) => new Promise<void>((r) => l.server.close(() => r()))),
+    );
     for (const socket of this.pending) socket.destroy();
     for (const conn of this.ctx.connections) conn.shutdown();
     this.http2?.shutdown();
@@ -454,6 +698,6 @@ export class ProxyServer {
     for (const contexts of this.tlsContexts.values()) contexts.close();
     await disposeRuntime(this.ctx.runtime);
     await closed;
-    if (this.accessLogFile !== null) closeLogFile(this.accessLogFile);
+    for (const { file } of this.accessLogs.values()) if (file !== null) closeLogFile(file);
   }
 }

@@ -11,6 +11,13 @@ import type { ConfigWarning } from '../config/warnings.ts';
 import { createLogger, flushLogs, type Logger } from '../observe/logger.ts';
 import { InstanceConnections, instanceShared } from '../util/instance.ts';
 import { isWorkerProcess, WORKER_ENV } from '../util/worker.ts';
+import {
+  InstanceReload,
+  isReloadMessage,
+  LocalParticipant,
+  type ReloadMessage,
+  WorkerReload,
+} from './reload.ts';
 import { connectionShare, REUSE_PORT_SUPPORTED, workerMode } from './workers.ts';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -44,11 +51,17 @@ export interface WorkerRole {
   listening(): void;
   /** Calls `stop` when the supervisor asks this worker to stop (or is gone). */
   onStopRequest(stop: (reason: string) => void): void;
+  /** Hands each reload message of the instance to `handle` (src/server/reload.ts). */
+  onReloadMessage(handle: (message: ReloadMessage) => void): void;
+  /** Answers the instance during a reload. */
+  sendReloadMessage(message: ReloadMessage): void;
   /** Calls `reopen` when the supervisor asks this worker to reopen its log files (it had SIGUSR1). */
   onReopenRequest(reopen: () => void): void;
 }
 
 export async function run(config: Config, options: RunOptions): Promise<void> {
+  // SIGHUP never stops zproxy: until the instance can reload, it is ignored.
+  process.on('SIGHUP', ignoreSignal);
   const worker = isWorkerProcess() ? processRole(config) : null;
   if (worker === null) {
     const logger = startLogger(options.logLevel, {});
@@ -73,7 +86,7 @@ export async function run(config: Config, options: RunOptions): Promise<void> {
         await runThreadSupervisor(config, options, logger, stopped);
       } else {
         const { runSupervisor } = await import('./supervisor.ts');
-        await runSupervisor(config, logger, stopped);
+        await runSupervisor(config, options, logger, stopped);
       }
       logger.flush();
       return;
@@ -103,12 +116,22 @@ function processRole(config: Config): WorkerRole {
       process.on('SIGINT', () => stop('SIGINT'));
       // The supervisor is gone (crashed or killed): a worker must not go on serving on its own.
       process.on('disconnect', () => stop('supervisor disconnected'));
+      // A SIGHUP sent to the whole process group is the supervisor's to act on (a reload).
+      process.on('SIGHUP', ignoreSignal);
     },
+    onReloadMessage(handle) {
+      process.on('message', (message: unknown) => {
+        if (isReloadMessage(message)) handle(message);
+      });
+    },
+    sendReloadMessage: (message) => process.send?.(message),
     onReopenRequest(reopen) {
       process.on('SIGUSR1', reopen);
     },
   };
 }
+
+function ignoreSignal(): void {}
 
 /**
  * Serves `config` in this process (no `worker`) or as one worker of an instance: a worker process, or a
@@ -153,6 +176,25 @@ export async function serve(
   else worker.onReopenRequest(reopen);
   await server.start();
   logger.flush();
+  if (worker === null) {
+    // This process is the instance: it reloads itself on SIGHUP.
+    const reload = new InstanceReload(options.configPath, config, logger, {
+      singleProcess: true,
+      participants: () => [new LocalParticipant(server)],
+      committed: () => {},
+    });
+    process.on('SIGHUP', () => {
+      if (!stopping) void reload.reload('SIGHUP');
+    });
+  } else {
+    // Worker threads count connections in shared memory; a worker process holds its share.
+    const maxConnections = (next: Config) =>
+      shared !== null
+        ? next.max_connections
+        : connectionShare(next.max_connections, worker.id, next.thread_count);
+    const reload = new WorkerReload(server, maxConnections, (message) => worker.sendReloadMessage(message));
+    worker.onReloadMessage((message) => reload.handle(message));
+  }
   worker?.listening();
 
   let stopping = false;

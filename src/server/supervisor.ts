@@ -14,6 +14,8 @@ import type { Config } from '../config/schema.ts';
 import { answerRateLimitMessage } from '../filters/rate-limit/store-ipc.ts';
 import type { Logger } from '../observe/logger.ts';
 import { WORKER_ENV } from '../util/worker.ts';
+import { InstanceReload, isReloadMessage, MessageParticipant, type ReloadMessage } from './reload.ts';
+import type { RunOptions } from './run.ts';
 import { REUSE_PORT_SUPPORTED, RestartBrake } from './workers.ts';
 
 export interface WorkerMessage {
@@ -29,17 +31,25 @@ function spawnWorker(id: number): ChildProcess {
   return cluster.fork(env).process;
 }
 
-export function runSupervisor(config: Config, logger: Logger, onStopped: () => void): Promise<void> {
-  const count = config.thread_count;
+export async function runSupervisor(
+  config: Config,
+  options: RunOptions,
+  logger: Logger,
+  onStopped: () => void,
+): Promise<InstanceReload> {
+  let count = config.thread_count;
   const workers = new Map<number, ChildProcess>();
+  /** Each listening worker as a reload reaches it. */
+  const reloadable = new Map<number, MessageParticipant>();
   /** The workers that have told they listen (and so handle SIGUSR1). */
   const serving = new Set<ChildProcess>();
   const brake = new RestartBrake();
   let stopping = false;
+  let ready = false;
   let listening = 0;
   let resolveReady: () => void;
   let rejectReady: (error: Error) => void;
-  const ready = new Promise<void>((resolve, reject) => {
+  const started = new Promise<void>((resolve, reject) => {
     resolveReady = resolve;
     rejectReady = reject;
   });
@@ -51,13 +61,20 @@ export function runSupervisor(config: Config, logger: Logger, onStopped: () => v
     workers.set(id, child);
     logger.info({ worker: id, worker_pid: child.pid }, 'worker started');
     let childListening = false;
-    child.on('message', (message: WorkerMessage) => {
+    const participant = new MessageParticipant(id, (message) => child.send(message));
+    child.on('message', (message: WorkerMessage | ReloadMessage) => {
       // The workers' rate-limit decisions: the supervisor holds the memory store of the instance.
       if (answerRateLimitMessage(child, message)) return;
+      if (isReloadMessage(message)) {
+        participant.onReply(message);
+        return;
+      }
       if (message?.type !== 'listening') return;
       childListening = true;
+      reloadable.set(id, participant);
       serving.add(child);
-      if (++listening === count) {
+      if (++listening === count && !ready) {
+        ready = true;
         logger.info({ workers: count, mode: 'processes' }, 'ready');
         resolveReady();
       }
@@ -65,13 +82,16 @@ export function runSupervisor(config: Config, logger: Logger, onStopped: () => v
     child.on('exit', (code, signal) => {
       serving.delete(child);
       if (workers.get(id) === child) workers.delete(id);
+      if (reloadable.get(id) === participant) reloadable.delete(id);
+      if (childListening) listening--;
+      participant.gone();
       if (stopping) {
         if (workers.size > 0) return;
         if (startupError !== null) rejectReady(startupError);
         else onStopped();
         return;
       }
-      if (!childListening && listening < count) {
+      if (!childListening && !ready) {
         // A worker failed before listening while starting up (port in use, bad address): fail like a
         // single process does instead of restarting it forever.
         logger.fatal({ worker: id, worker_pid: child.pid, code, signal }, 'worker failed to start');
@@ -87,10 +107,26 @@ export function runSupervisor(config: Config, logger: Logger, onStopped: () => v
         'worker exited',
       );
       setTimeout(() => {
-        if (!stopping) start(id);
+        // A reload may have lowered thread_count meanwhile.
+        if (!stopping && id <= count) start(id);
       }, delay);
     });
   };
+
+  // A worker process reads the config file when it starts: after a reload, the file it reads is the new
+  // one (unless it changed again since; a restarted worker then serves what the file says).
+  const reload = new InstanceReload(options.configPath, config, logger, {
+    singleProcess: false,
+    participants: (next) =>
+      [...reloadable.values()].filter((p) => p.id <= next.thread_count).sort((a, b) => a.id - b.id),
+    committed(next) {
+      const previous = count;
+      count = next.thread_count;
+      for (const [id, child] of workers) if (id > count) child.kill('SIGTERM');
+      for (let id = previous + 1; id <= count; id++) if (!workers.has(id)) start(id);
+      if (count !== previous) logger.info({ from: previous, to: count }, 'thread_count changed');
+    },
+  });
 
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return;
@@ -111,6 +147,10 @@ export function runSupervisor(config: Config, logger: Logger, onStopped: () => v
   process.on('SIGUSR1', () => {
     for (const child of serving) child.kill('SIGUSR1');
   });
+  // SIGHUP reloads the config file (never stops zproxy).
+  process.on('SIGHUP', () => {
+    if (!stopping) void reload.reload('SIGHUP');
+  });
 
   if (config.max_connections < count) {
     logger.warn(
@@ -119,5 +159,6 @@ export function runSupervisor(config: Config, logger: Logger, onStopped: () => v
     );
   }
   for (let id = 1; id <= count; id++) start(id);
-  return ready;
+  await started;
+  return reload;
 }

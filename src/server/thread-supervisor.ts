@@ -18,6 +18,7 @@ import type { Config } from '../config/schema.ts';
 import { createRateLimitTable } from '../filters/rate-limit/store-shared.ts';
 import type { Logger } from '../observe/logger.ts';
 import { InstanceConnections, type InstanceShared } from '../util/instance.ts';
+import { InstanceReload, isReloadMessage, MessageParticipant, type ReloadMessage } from './reload.ts';
 import type { RunOptions } from './run.ts';
 import { RestartBrake } from './workers.ts';
 
@@ -30,13 +31,17 @@ export interface WorkerThreadData {
   readonly shared: InstanceShared;
 }
 
-/** Messages between the main thread and a worker. */
+/** Messages between the main thread and a worker (and those of a reload: ReloadMessage). */
 export type WorkerThreadMessage =
   | { readonly type: 'listening' }
   | { readonly type: 'stop' }
   /** SIGUSR1 reached the process: reopen the log files. */
   | { readonly type: 'reopen' }
-  | { readonly type: 'failed'; readonly message: string };
+  | { readonly type: 'failed'; readonly message: string }
+  | ReloadMessage;
+
+/** Workers the instance's shared connection count has room for: a reload may raise thread_count up to it. */
+const MAX_WORKERS = 1024;
 
 /** The worker entry next to this file: worker-thread.ts from src/, worker-thread.js from dist/. */
 const WORKER_ENTRY = new URL(`./worker-thread${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
@@ -45,16 +50,21 @@ const WORKER_ENTRY = new URL(`./worker-thread${extname(fileURLToPath(import.meta
  * The memory caches the config's cache filters use, made in shared memory; the cache's modules are
  * loaded only when the config has a cache filter (the serving process loads a filter only when used).
  */
-async function memoryCaches(config: Config): Promise<Record<string, SharedArrayBuffer>> {
+async function memoryCaches(
+  config: Config,
+  existing: Readonly<Record<string, SharedArrayBuffer>> = {},
+): Promise<Record<string, SharedArrayBuffer>> {
   const uses = [config.middlewares, ...config.routes.map((r) => r.middlewares)].some((list) =>
     list.some((m) => m.type === 'cache'),
   );
-  if (!uses) return {};
+  if (!uses) return { ...existing };
   const { memoryCacheSizes } = await import('../filters/cache/filter.ts');
   const { createCacheBuffer } = await import('../filters/cache/store-shared.ts');
-  return Object.fromEntries(
-    [...memoryCacheSizes(config)].map(([identity, maxBytes]) => [identity, createCacheBuffer(maxBytes)]),
-  );
+  const caches = { ...existing };
+  for (const [identity, maxBytes] of memoryCacheSizes(config)) {
+    caches[identity] ??= createCacheBuffer(maxBytes);
+  }
+  return caches;
 }
 
 export async function runThreadSupervisor(
@@ -62,11 +72,13 @@ export async function runThreadSupervisor(
   options: RunOptions,
   logger: Logger,
   onStopped: () => void,
-): Promise<void> {
-  const count = config.thread_count;
-  const shared: InstanceShared = {
+): Promise<InstanceReload> {
+  let count = config.thread_count;
+  /** The config workers start with (a reload replaces it). */
+  let current = config;
+  let shared: InstanceShared = {
     rateLimit: createRateLimitTable(),
-    connections: InstanceConnections.create(count),
+    connections: InstanceConnections.create(Math.max(count, MAX_WORKERS)),
     caches: await memoryCaches(config),
     seed: randomInt(2 ** 31),
   };
@@ -74,31 +86,45 @@ export async function runThreadSupervisor(
   // The warnings were logged once by this thread; the workers do not repeat them.
   const workerOptions: RunOptions = { ...options, warnings: [] };
   const workers = new Map<number, Worker>();
+  /** Each listening worker as a reload reaches it. */
+  const reloadable = new Map<number, MessageParticipant>();
   const brake = new RestartBrake();
   let stopping = false;
+  let ready = false;
   let listening = 0;
   let startupError: Error | null = null;
   let resolveReady: () => void;
   let rejectReady: (error: Error) => void;
-  const ready = new Promise<void>((resolve, reject) => {
+  const started = new Promise<void>((resolve, reject) => {
     resolveReady = resolve;
     rejectReady = reject;
   });
 
   const start = (id: number): void => {
-    const data: WorkerThreadData = { config, options: workerOptions, id, count, shared };
+    const data: WorkerThreadData = { config: current, options: workerOptions, id, count, shared };
     const worker = new Worker(WORKER_ENTRY, { workerData: data });
     workers.set(id, worker);
+    const participant = new MessageParticipant(
+      id,
+      (message) => worker.postMessage(message),
+      () => ({ caches: shared.caches }),
+    );
     // threadId reads -1 once the thread has ended: kept for the lines about its end.
     const threadId = worker.threadId;
     logger.info({ worker: id, thread_id: threadId }, 'worker started');
     let workerListening = false;
     let failure: Error | null = null;
     worker.on('message', (message: WorkerThreadMessage) => {
+      if (isReloadMessage(message)) {
+        participant.onReply(message);
+        return;
+      }
       if (message?.type === 'failed') failure = new Error(message.message);
       if (message?.type !== 'listening') return;
       workerListening = true;
-      if (++listening === count) {
+      reloadable.set(id, participant);
+      if (++listening === count && !ready) {
+        ready = true;
         logger.info({ workers: count, mode: 'threads' }, 'ready');
         resolveReady();
       }
@@ -110,6 +136,9 @@ export async function runThreadSupervisor(
     });
     worker.on('exit', (code) => {
       if (workers.get(id) === worker) workers.delete(id);
+      if (reloadable.get(id) === participant) reloadable.delete(id);
+      if (workerListening) listening--;
+      participant.gone();
       // Its connections ended with it: their places in max_connections are free again.
       connections.reclaim(id);
       if (stopping) {
@@ -118,7 +147,7 @@ export async function runThreadSupervisor(
         else onStopped();
         return;
       }
-      if (!workerListening && listening < count) {
+      if (!workerListening && !ready) {
         // A worker failed before listening while starting up (port in use, bad address): fail like a
         // single process does instead of restarting it forever.
         logger.fatal({ worker: id, code, err: failure }, 'worker failed to start');
@@ -131,10 +160,36 @@ export async function runThreadSupervisor(
       const delay = brake.next();
       logger.error({ worker: id, thread_id: threadId, code, restart_in_ms: delay }, 'worker exited');
       setTimeout(() => {
-        if (!stopping) start(id);
+        // A reload may have lowered thread_count meanwhile.
+        if (!stopping && id <= count) start(id);
       }, delay);
     });
   };
+
+  const reload = new InstanceReload(options.configPath, config, logger, {
+    singleProcess: false,
+    async precheck(next) {
+      if (next.thread_count > MAX_WORKERS) {
+        return `thread_count: at most ${MAX_WORKERS} workers can run after a reload (found ${next.thread_count}); restart zproxy`;
+      }
+      // The memory caches a new cache filter needs, in shared memory before any worker builds it.
+      shared = { ...shared, caches: await memoryCaches(next, shared.caches) };
+      return null;
+    },
+    participants: (next) =>
+      [...reloadable.values()].filter((p) => p.id <= next.thread_count).sort((a, b) => a.id - b.id),
+    committed(next) {
+      current = next;
+      const previous = count;
+      count = next.thread_count;
+      // thread_count: workers beyond it stop gracefully; new ones start with the new config.
+      for (const [id, worker] of workers) {
+        if (id > count) worker.postMessage({ type: 'stop' } satisfies WorkerThreadMessage);
+      }
+      for (let id = previous + 1; id <= count; id++) if (!workers.has(id)) start(id);
+      if (count !== previous) logger.info({ from: previous, to: count }, 'thread_count changed');
+    },
+  });
 
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return;
@@ -157,7 +212,12 @@ export async function runThreadSupervisor(
     const message: WorkerThreadMessage = { type: 'reopen' };
     for (const worker of workers.values()) worker.postMessage(message);
   });
+  // SIGHUP reloads the config file (never stops zproxy).
+  process.on('SIGHUP', () => {
+    if (!stopping) void reload.reload('SIGHUP');
+  });
 
   for (let id = 1; id <= count; id++) start(id);
-  return ready;
+  await started;
+  return reload;
 }

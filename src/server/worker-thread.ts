@@ -3,7 +3,8 @@
  * memory, then serves the config as one worker of the instance until the main thread asks it to stop.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { installInstanceShared } from '../util/instance.ts';
+import { installInstanceShared, instanceShared } from '../util/instance.ts';
+import { isReloadMessage } from './reload.ts';
 import { serve, type WorkerRole } from './run.ts';
 import type { WorkerThreadData, WorkerThreadMessage } from './thread-supervisor.ts';
 
@@ -27,6 +28,19 @@ const role: WorkerRole = {
     port.on('message', (message: WorkerThreadMessage) => {
       if (message?.type === 'reopen') reopen();
     });
+  },
+  onReloadMessage(handle) {
+    port.on('message', (message: WorkerThreadMessage) => {
+      if (!isReloadMessage(message)) return;
+      // A reload that adds a memory cache brings its shared memory, installed before the filters are built.
+      if (message.type === 'reload-prepare' && message.caches !== undefined) {
+        installInstanceShared({ ...instanceShared()!, caches: message.caches });
+      }
+      handle(message);
+    });
+  },
+  sendReloadMessage(message) {
+    port.postMessage(message);
   },
 };
 try {

@@ -373,6 +373,14 @@ export class Http2Pool implements UpstreamClient {
   closeIdle(): void {
     for (const s of this.sessions.slice()) s.closeIfIdle();
   }
+
+  /** No route uses this target any more: sessions without streams close now, the others drain. */
+  retire(): void {
+    for (const s of this.sessions.slice()) {
+      s.closeIfIdle();
+      s.drain();
+    }
+  }
 }
 
 function handOver(requester: UpstreamHandler, session: Http2UpstreamSession): void {

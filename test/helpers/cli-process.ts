@@ -18,6 +18,8 @@ export type LogLine = Record<string, unknown>;
 export interface CliProcess {
   readonly child: ChildProcess;
   readonly pid: number;
+  /** The config file the process runs (rewrite it, then SIGHUP, to reload). */
+  readonly configFile: string;
   /** Every JSON line written to stdout so far. */
   readonly logs: LogLine[];
   /** stdout lines that are not JSON, and everything written to stderr. */
@@ -149,5 +151,5 @@ export function startCli(
     rmSync(dir, { recursive: true, force: true });
   };
 
-  return { child, pid, logs, otherOutput, exited, waitForLog, workerPids, cleanup };
+  return { child, pid, configFile: file, logs, otherOutput, exited, waitForLog, workerPids, cleanup };
 }

@@ -4,13 +4,14 @@
  * worker processes (which all append to one file). Requests run while the file is rotated: every line is
  * whole JSON, none is lost or written twice, the lines before the rename stay in the old file and those
  * after the reopen go to the new one. A file that cannot be opened stops the start; one that cannot be
- * reopened is logged and the old file stays in use.
+ * reopened is logged and the old file stays in use. A reload may move the access log to another file.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { parseConfig } from '../../src/config/load.ts';
 import { type CliProcess, type LogLine, startCli } from '../helpers/cli-process.ts';
 import { startProxy } from '../helpers/proxy.ts';
 import { sendRequest, waitUntil } from '../helpers/simple-request.ts';
@@ -195,6 +196,41 @@ test('a reopen that fails is logged and the old file stays in use', async () => 
       ['/one', '/two'],
     );
     assert.equal(proxy.accessLogs().length, 0, 'the access log went to the file only');
+  } finally {
+    await proxy.close();
+  }
+});
+
+test('a reload that changes access_log.file moves the next lines to the new file; one that cannot open it changes nothing', async () => {
+  const first = join(dir, 'reload-first.log');
+  const second = join(dir, 'reload-second.log');
+  const base = {
+    host: '127.0.0.1',
+    port: 0,
+    thread_count: 1,
+    routes: [{ path: '/', upstream: upstream.url }],
+  };
+  const proxy = await startProxy({ ...base, access_log: { enabled: true, file: first } });
+  try {
+    assert.equal((await sendRequest(proxy.port, '/before')).status, 200);
+    await proxy.server.reload(parseConfig({ ...base, access_log: { enabled: true, file: second } }));
+    assert.equal((await sendRequest(proxy.port, '/after')).status, 200);
+    await assert.rejects(
+      proxy.server.reload(
+        parseConfig({ ...base, access_log: { enabled: true, file: join(dir, 'gone', 'x.log') } }),
+      ),
+      /access_log\.file: cannot open .*gone\/x\.log/,
+    );
+    assert.equal((await sendRequest(proxy.port, '/still')).status, 200);
+    await proxy.close();
+    assert.deepEqual(
+      readLines(first).map((l) => l.target),
+      ['/before'],
+    );
+    assert.deepEqual(
+      readLines(second).map((l) => l.target),
+      ['/after', '/still'],
+    );
   } finally {
     await proxy.close();
   }

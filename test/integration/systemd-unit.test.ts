@@ -1,8 +1,8 @@
 /**
  * deploy/systemd/zproxy.service: verified by systemd's own checker (`systemd-analyze verify`, which
  * prints a line for every unknown key, unparsable value or missing command and nothing otherwise), scored
- * by `systemd-analyze security --offline`, and checked for what docs/deployment.md promises: reload on
- * SIGHUP (issue 16, marked as not built yet), the open-file limit, the sandbox, a dedicated user, a stop
+ * by `systemd-analyze security --offline`, and checked for what docs/deployment.md promises: a reload
+ * on SIGHUP, the open-file limit, the sandbox, a dedicated user, a stop
  * timeout longer than zproxy's default shutdown grace.
  *
  * Outside CI a machine without systemd-analyze skips this file with the reason; in CI it fails.
@@ -121,8 +121,8 @@ describe('deploy/systemd/zproxy.service', { skip }, () => {
     // Where access_log.file goes under ProtectSystem=strict (docs/operations.md).
     assert.equal(one('LogsDirectory'), 'zproxy');
     assert.equal(one('ExecReload'), '/bin/kill -HUP $MAINPID');
-    // SIGHUP reload is issue 16's: the unit says so where ExecReload is, until it is built.
-    assert.match(UNIT, /NOT BUILT YET: reloading the configuration on SIGHUP is issue 16/);
+    // SIGHUP reloads (test/integration/reload-signal.test.ts); the unit says so where ExecReload is.
+    assert.match(UNIT, /SIGHUP reloads \/etc\/zproxy\/zproxy\.json/);
     assert.ok(Number(one('LimitNOFILE')) >= 65536);
     assert.equal(one('NoNewPrivileges'), 'yes');
     assert.equal(one('ProtectSystem'), 'strict');

@@ -37,7 +37,7 @@ import { ObjectFieldReader } from '../../pipeline/field-readers.ts';
 import type { FilterModule } from '../../pipeline/registry.ts';
 import { subrequest } from '../../upstream/subrequest.ts';
 import { instanceShared } from '../../util/instance.ts';
-import { closeRedisClients, RedisCacheStore } from './redis-store.ts';
+import { closeRedisClients, RedisCacheStore, retainRedisClients } from './redis-store.ts';
 import { type CacheEntry, type CacheStore, MemoryCacheStore } from './store.ts';
 import { SharedCacheStore } from './store-shared.ts';
 
@@ -100,6 +100,25 @@ export function memoryCacheSizes(config: Config): Map<string, number> {
   return sizes;
 }
 
+/** The identity of the store a cache config uses. */
+function storeIdentity(config: CacheConfig): string {
+  return config.store === 'redis'
+    ? `redis:${config.redis_url}\n${config.key_prefix ?? CACHE_DEFAULTS.key_prefix}`
+    : memoryIdentity(config.max_bytes ?? CACHE_DEFAULTS.max_bytes);
+}
+
+/**
+ * Keeps the stores the `configs` use and lets go of the others, which a reload removed (a memory store
+ * of this process frees its entries; a Redis store's client closes).
+ */
+function retainStores(configs: readonly CacheConfig[]): void {
+  const used = new Set(configs.map(storeIdentity));
+  for (const identity of stores.keys()) if (!used.has(identity)) stores.delete(identity);
+  retainRedisClients(
+    new Set(configs.flatMap((c) => (c.store === 'redis' && c.redis_url ? [c.redis_url] : []))),
+  );
+}
+
 /**
  * The store for a config, created once per identity (`memory:<max_bytes>`, `redis:<url>\n<prefix>`). A
  * memory store is the instance's shared one in a worker thread (store-shared.ts), else this process's.
@@ -107,9 +126,7 @@ export function memoryCacheSizes(config: Config): Map<string, number> {
 export function cacheStoreFor(config: CacheConfig): StoreHandle {
   const redis = config.store === 'redis';
   const maxBytes = config.max_bytes ?? CACHE_DEFAULTS.max_bytes;
-  const identity = redis
-    ? `redis:${config.redis_url}\n${config.key_prefix ?? CACHE_DEFAULTS.key_prefix}`
-    : memoryIdentity(maxBytes);
+  const identity = storeIdentity(config);
   let handle = stores.get(identity);
   if (handle === undefined) {
     if (redis && config.redis_url === undefined) throw new Error('cache: store "redis" needs redis_url');
@@ -1008,10 +1025,16 @@ export const cacheFilterFactory: FilterFactory<CacheConfig> = {
   },
 };
 
-/** The `cache` filter module (src/pipeline/registry.ts); close() ends its Redis clients. */
+/**
+ * The `cache` filter module (src/pipeline/registry.ts); retain() lets go of the stores a reload removed,
+ * close() ends every Redis client.
+ */
 export const cacheFilter: FilterModule<CacheConfig> = {
   type: 'cache',
   loadSchema: async () => (await import('../../config/cache-schema.ts')).CacheConfigSchema,
   factory: cacheFilterFactory,
+  async retain(configs) {
+    retainStores(configs);
+  },
   close: closeRedisClients,
 };

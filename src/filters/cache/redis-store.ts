@@ -28,6 +28,15 @@ export function redisClient(url: string): Redis {
   return client;
 }
 
+/** Closes the clients whose URL is not in `used` (a reload removed them). */
+export function retainRedisClients(used: ReadonlySet<string>): void {
+  for (const [url, client] of clients) {
+    if (used.has(url)) continue;
+    clients.delete(url);
+    client.disconnect();
+  }
+}
+
 /** Closes every Redis client of the cache (tests, shutdown). */
 export async function closeRedisClients(): Promise<void> {
   const all = [...clients.values()];

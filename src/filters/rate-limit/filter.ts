@@ -21,9 +21,11 @@ import type { FilterModule } from '../../pipeline/registry.ts';
 import { type Decision, type RateLimitPolicy, ratePolicy } from './gcra.ts';
 import type { RateLimitStore } from './store.ts';
 import { closeRateLimitRedisClients } from './store-redis.ts';
-import { memoryStore, redisStore } from './stores.ts';
+import { memoryStore, redisStore, redisStoreId, retainRedisStores } from './stores.ts';
 
 const WARN_INTERVAL_MS = 10_000;
+/** `timeout_ms` of a Redis store when the config leaves it out. */
+const REDIS_TIMEOUT_MS = 50;
 /** The name of zproxy's one policy in RateLimit-Policy and RateLimit. */
 const POLICY_NAME = '"default"';
 
@@ -95,7 +97,7 @@ export class RateLimitFilter implements Filter {
   constructor(config: RateLimitConfig, env: RateLimitEnvironment) {
     this.policy = ratePolicy(config.requests_per_minute, config.burst);
     const kind = config.store ?? 'memory';
-    const timeoutMs = config.timeout_ms ?? 50;
+    const timeoutMs = config.timeout_ms ?? REDIS_TIMEOUT_MS;
     this.store = kind === 'redis' ? redisStore(config.redis_url!, timeoutMs) : memoryStore();
     this.storeName = kind;
     const key = config.key ?? 'client_ip';
@@ -226,10 +228,22 @@ export const rateLimitFactory: FilterFactory<RateLimitConfig> = {
   },
 };
 
-/** The `rate_limit` filter module (src/pipeline/registry.ts); close() ends its Redis clients. */
+/**
+ * The `rate_limit` filter module (src/pipeline/registry.ts); retain() lets go of the Redis stores a reload
+ * removed, close() ends every Redis client.
+ */
 export const rateLimitFilter: FilterModule<RateLimitConfig> = {
   type: 'rate_limit',
   loadSchema: async () => (await import('../../config/rate-limit-schema.ts')).RateLimitConfigSchema,
   factory: rateLimitFactory,
+  async retain(configs) {
+    const used = new Set<string>();
+    for (const c of configs) {
+      if (c.store === 'redis' && c.redis_url !== undefined) {
+        used.add(redisStoreId(c.redis_url, c.timeout_ms ?? REDIS_TIMEOUT_MS));
+      }
+    }
+    retainRedisStores(used);
+  },
   close: closeRateLimitRedisClients,
 };

@@ -91,6 +91,15 @@ export class RedisRateLimitStore implements RateLimitStore {
   }
 }
 
+/** Closes the Redis clients whose id (`<timeout_ms> <url>`) is not in `used` (a reload removed them). */
+export function retainRateLimitRedisClients(used: ReadonlySet<string>): void {
+  for (const [id, redis] of clients) {
+    if (used.has(id)) continue;
+    clients.delete(id);
+    redis.disconnect();
+  }
+}
+
 /** Closes every Redis client of the rate limits (tests, shutdown). */
 export async function closeRateLimitRedisClients(): Promise<void> {
   const all = [...clients.values()];

@@ -10,7 +10,7 @@ import { hasSupervisor } from '../../util/worker.ts';
 import type { RateLimitStore } from './store.ts';
 import { IpcRateLimitStore } from './store-ipc.ts';
 import { MemoryRateLimitStore } from './store-memory.ts';
-import { RedisRateLimitStore } from './store-redis.ts';
+import { RedisRateLimitStore, retainRateLimitRedisClients } from './store-redis.ts';
 import { SharedRateLimitStore } from './store-shared.ts';
 
 let memory: RateLimitStore | null = null;
@@ -29,14 +29,28 @@ export function memoryStore(): RateLimitStore {
   return memory;
 }
 
+/** The identity of a Redis store (and of its client): its timeout and URL. */
+export function redisStoreId(url: string, timeoutMs: number): string {
+  return `${timeoutMs} ${url}`;
+}
+
 export function redisStore(url: string, timeoutMs: number): RedisRateLimitStore {
-  const id = `${timeoutMs} ${url}`;
+  const id = redisStoreId(url, timeoutMs);
   let store = redisStores.get(id);
   if (store === undefined) {
     store = new RedisRateLimitStore(url, timeoutMs);
     redisStores.set(id, store);
   }
   return store;
+}
+
+/**
+ * Keeps the Redis stores (and clients) with an identity in `used` and lets go of the others, which a
+ * reload removed. The memory store stays: its counters are the instance's whatever the config.
+ */
+export function retainRedisStores(used: ReadonlySet<string>): void {
+  for (const id of redisStores.keys()) if (!used.has(id)) redisStores.delete(id);
+  retainRateLimitRedisClients(used);
 }
 
 /** Forgets every store (tests): the next filters start from empty counters. */
