@@ -422,6 +422,11 @@ export function explainRequest(runtime: Runtime, req: ExplainRequest): Explanati
   const upstreamPath = `${forwardPath(route.stripPrefix, path, m.matchedLength)}${query}`;
   const fwd = new ForwardedRequest();
   runtime.forwarding.trace(fwd, head);
+  // The ids zproxy draws for each request are named, not drawn: explain says what any request gets.
+  if (fwd.traceparent !== '') {
+    const continued = (fwd.traceDropMask & kindBit(FIELD_TRACESTATE)) === 0;
+    fwd.traceparent = `00-${continued ? fwd.traceId : '{new trace id}'}-{new span id}-${fwd.traceparent.slice(-2)}`;
+  }
   runtime.forwarding.request(
     fwd,
     head,
