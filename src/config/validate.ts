@@ -1,11 +1,13 @@
 /**
- * Schema validation: runs the ajv validator compiled from `ConfigSchema` and turns ajv's errors
+ * Schema validation: runs the ajv validator compiled from `ConfigSchema` (ahead of time, into
+ * config-validator.generated.js) and turns ajv's errors
  * into one readable issue per location (what was expected, what was found).
  */
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import validateConfig from './config-validator.generated.js';
 import { renderFound } from './errors.ts';
 import { EXPECTED_KEYWORD } from './fields.ts';
-import { type ConfigInput, ConfigSchema } from './schema.ts';
+import type { ConfigInput } from './schema.ts';
 import { closestName } from './suggest.ts';
 
 /** An issue before its path is formatted: the location as segments, plus the words. */
@@ -21,15 +23,9 @@ export interface LocatedIssue {
 
 type SchemaNode = Record<string, unknown>;
 
-let compiled: ValidateFunction | null = null;
-
+/** ajv's validator of ConfigSchema, compiled ahead of time (validator-code.ts, `npm run schema`). */
 function validator(): ValidateFunction {
-  if (compiled === null) {
-    const ajv = new Ajv({ allErrors: true, verbose: true, strict: true });
-    ajv.addKeyword(EXPECTED_KEYWORD);
-    compiled = ajv.compile(ConfigSchema);
-  }
-  return compiled;
+  return validateConfig as unknown as ValidateFunction;
 }
 
 /** Validates `data` against the schema; returns the issues (empty when valid). */

@@ -157,7 +157,9 @@ export async function serve(
   const { ProxyServer } = await import('./proxy-server.ts');
   const server = new ProxyServer(config, {
     logger,
-    reusePort: worker !== null && REUSE_PORT_SUPPORTED,
+    // SO_REUSEPORT wherever the platform has it, a single process too: a new zproxy (a new version, a
+    // rolling restart) can bind the same port while this one drains (docs/operations.md).
+    reusePort: REUSE_PORT_SUPPORTED,
     maxConnections:
       worker === null || shared !== null
         ? config.max_connections

@@ -13,10 +13,14 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import tls from 'node:tls';
+import { Redis } from 'ioredis';
 import { parseConfig } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/schema.ts';
+import { CertDir } from '../helpers/certs.ts';
 import { h2Request } from '../helpers/h2-client.ts';
 import { startProxy } from '../helpers/proxy.ts';
+import { startRedis } from '../helpers/redis.ts';
 import { sendRequest, waitUntil } from '../helpers/simple-request.ts';
 import { type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
 import { nextMessage, openWs, startWsUpstream } from '../helpers/websocket.ts';
@@ -206,6 +210,43 @@ describe('reload of one server', () => {
     assert.equal(closedVersions().includes('two'), false);
   });
 
+  test('Redis stores: an unchanged one keeps its connection and counters; a removed one is closed', async () => {
+    const up = await named('up');
+    const redis = await startRedis();
+    const admin = new Redis(redis.url);
+    closers.push(
+      () => up.close(),
+      () => redis.stop(),
+      async () => admin.disconnect(),
+    );
+    const clients = async () =>
+      String(await admin.client('LIST'))
+        .trim()
+        .split('\n').length - 1; // the admin connection itself is not counted
+    const limited = {
+      path: '/limited',
+      upstream: [up.url],
+      middlewares: [
+        {
+          type: 'rate_limit',
+          config: { requests_per_minute: 3, burst: 2, key: 'route', store: 'redis', redis_url: redis.url },
+        },
+      ],
+    };
+    const proxy = await startProxy({ routes: [limited] });
+    closers.push(() => proxy.close());
+    for (let i = 0; i < 2; i++) assert.equal((await sendRequest(proxy.port, '/limited')).status, 200);
+    assert.equal(await clients(), 1);
+    await proxy.server.reload(configOf({ routes: [limited, { path: '/plain', upstream: [up.url] }] }));
+    assert.equal((await sendRequest(proxy.port, '/limited')).status, 200);
+    assert.equal((await sendRequest(proxy.port, '/limited')).status, 429, 'the counter went on');
+    assert.equal(await clients(), 1, 'the same Redis connection');
+    await proxy.server.reload(configOf({ routes: [{ path: '/plain', upstream: [up.url] }] }));
+    const end = Date.now() + 3000;
+    while ((await clients()) > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(await clients(), 0, 'the removed store closed its Redis connection');
+  });
+
   test('the pool of an unchanged target is kept; a removed target is closed once idle', async () => {
     const kept = await named('kept');
     const removed = await named('removed');
@@ -270,6 +311,48 @@ describe('reload of one server', () => {
     );
     await assert.rejects(sendRequest(first, '/gone'), { code: 'ECONNREFUSED' });
     assert.equal((await sendRequest(second, '/still')).text, 'up /still');
+  });
+
+  test('new TLS settings and certificates serve new handshakes; a connection already open keeps its own', async () => {
+    const up = await named('up');
+    const certs = new CertDir();
+    closers.push(
+      () => up.close(),
+      async () => certs.remove(),
+    );
+    const one = certs.make('one', ['one.test']);
+    const two = certs.make('two', ['two.test']);
+    const tlsBlock = (c: { cert: string; key: string }) => ({
+      enabled: true,
+      cert_file: c.cert,
+      key_file: c.key,
+    });
+    const proxy = await startProxy({ tls: tlsBlock(one), routes: [{ path: '/', upstream: [up.url] }] });
+    closers.push(() => proxy.close());
+    const handshake = () =>
+      new Promise<tls.TLSSocket>((resolve, reject) => {
+        const socket = tls.connect({ host: '127.0.0.1', port: proxy.port, rejectUnauthorized: false }, () =>
+          resolve(socket),
+        );
+        socket.once('error', reject);
+      });
+    const cn = (socket: tls.TLSSocket) => String(socket.getPeerCertificate().subject.CN);
+    const before = await handshake();
+    closers.push(async () => before.destroy());
+    assert.equal(cn(before), 'one.test');
+    await proxy.server.reload(configOf({ tls: tlsBlock(two), routes: [{ path: '/', upstream: [up.url] }] }));
+    const after = await handshake();
+    assert.equal(cn(after), 'two.test');
+    after.destroy();
+    assert.equal(before.destroyed, false, 'the connection set up before the reload is still open');
+    // A certificate file that cannot be read fails the reload and changes nothing.
+    const broken = { enabled: true, cert_file: `${certs.dir}/missing.crt`, key_file: two.key };
+    await assert.rejects(
+      proxy.server.reload(configOf({ tls: broken, routes: [{ path: '/', upstream: [up.url] }] })),
+    );
+    const still = await handshake();
+    assert.equal(cn(still), 'two.test');
+    still.destroy();
   });
 
   test('a reload that cannot be prepared changes nothing', async () => {

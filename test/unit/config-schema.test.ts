@@ -4,6 +4,7 @@ import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 import { configJsonSchemaText } from '../../src/config/json-schema.ts';
+import { configValidatorCode } from '../../src/config/validator-code.ts';
 
 const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
 const SCHEMA_FILE = root('schema/zproxy.schema.json');
@@ -15,6 +16,14 @@ test('the committed schema file is what `npm run schema` writes now', () => {
     readFileSync(SCHEMA_FILE, 'utf8'),
     configJsonSchemaText(),
     'schema/zproxy.schema.json is stale: run `npm run schema` and commit it',
+  );
+});
+
+test('the committed precompiled validator is what `npm run schema` writes now', () => {
+  assert.equal(
+    readFileSync(root('src/config/config-validator.generated.js'), 'utf8'),
+    configValidatorCode(),
+    'src/config/config-validator.generated.js is stale: run `npm run schema` and commit it',
   );
 });
 
