@@ -26,6 +26,14 @@ export type Protocol = (typeof PROTOCOLS)[number];
 export const RETRY_CONDITIONS = ['connect-failure', 'refused-stream', 'reset', 'timeout'] as const;
 export type RetryCondition = (typeof RETRY_CONDITIONS)[number];
 
+/** How a route chooses among its targets (`load_balancing.policy`; docs/upstreams.md). */
+export const BALANCING_POLICIES = ['round_robin', 'least_request', 'random', 'hash'] as const;
+export type BalancingPolicy = (typeof BALANCING_POLICIES)[number];
+
+/** What `hash` hashes (`load_balancing.hash_key`): the client address, the path, a header or a cookie. */
+export const HASH_KEY_PATTERN =
+  "^(?:client_ip|path|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$";
+
 /** What a TLS listener does with connections that speak plain HTTP on its port (`tls.plain_http`). */
 export const PLAIN_HTTP_MODES = ['reject', 'redirect', 'serve'] as const;
 export type PlainHttpMode = (typeof PLAIN_HTTP_MODES)[number];
@@ -87,6 +95,7 @@ export const CONFIG_DEFAULTS = {
       min_concurrent: 3,
       buffer_bytes: 65536,
     },
+    load_balancing: { policy: 'round_robin' as BalancingPolicy, hash_key: 'client_ip' },
   },
   preserve_host: true,
   trusted_proxies: [],
@@ -154,6 +163,69 @@ const UpstreamUrlSchema = Type.String({
   description: 'An upstream origin: http://host[:port] (port 80 when omitted), no path or query.',
   'x-expected': UPSTREAM_URL_EXPECTED,
 });
+
+/** A target of a route: a URL, or a URL with its weight and whether it is a backup. */
+const UpstreamTargetSchema = Type.Union(
+  [
+    UpstreamUrlSchema,
+    Type.Object(
+      {
+        url: UpstreamUrlSchema,
+        weight: Type.Optional(
+          integerField({
+            minimum: 1,
+            maximum: 1000,
+            description:
+              'Share of requests relative to the other targets (round_robin, least_request, random, hash).',
+            default: 1,
+          }),
+        ),
+        backup: Type.Optional(
+          booleanField({
+            description:
+              'A backup target gets requests only when no other target can take them: a retry after every other target was tried.',
+            default: false,
+          }),
+        ),
+      },
+      { additionalProperties: false, description: 'A target with a weight or as a backup.' },
+    ),
+  ],
+  {
+    'x-expected': `${UPSTREAM_URL_EXPECTED}, or an object {"url": ..., "weight": 2, "backup": false}`,
+  },
+);
+
+/** `load_balancing`, per route or in `upstream_defaults` (defaults given only there). */
+const LoadBalancingSchema = (defaults: boolean) => {
+  const B = D.upstream_defaults.load_balancing;
+  const d = <T>(value: T) => (defaults ? { default: value } : {});
+  return Type.Object(
+    {
+      policy: Type.Optional(
+        stringEnum(BALANCING_POLICIES, {
+          description:
+            'round_robin: in turn by weight, smoothly (no bursts to the heaviest target); least_request: the less loaded of two targets drawn at random (requests in flight over weight); random: drawn by weight; hash: the same key goes to the same target (consistent hashing: a target that leaves moves only its own keys).',
+          ...d(B.policy),
+        }),
+      ),
+      hash_key: Type.Optional(
+        Type.String({
+          pattern: HASH_KEY_PATTERN,
+          ...annotate({
+            description: 'What `hash` hashes: client_ip, path, header:<name> or cookie:<name>.',
+            expected: 'client_ip, path, header:<name> or cookie:<name>',
+            ...d(B.hash_key),
+          }),
+        }),
+      ),
+    },
+    {
+      additionalProperties: false,
+      ...annotate({ description: 'How a target is chosen for each request.', ...d(B) }),
+    },
+  );
+};
 
 const tlsSchema = (annotation: Record<string, unknown>) =>
   Type.Object(
@@ -556,14 +628,15 @@ const RouteSchema = Type.Object(
     upstream: Type.Union(
       [
         UpstreamUrlSchema,
-        Type.Array(UpstreamUrlSchema, {
+        Type.Array(UpstreamTargetSchema, {
           minItems: 1,
-          'x-expected': `a non-empty list of http:// URLs such as ["http://127.0.0.1:8080"]`,
+          'x-expected': `a non-empty list of targets such as ["http://127.0.0.1:8080", {"url": "http://127.0.0.1:8081", "weight": 2}]`,
         }),
       ],
       {
-        description: 'Where matching requests are forwarded: one URL, or a list of URLs to balance across.',
-        'x-expected': `${UPSTREAM_URL_EXPECTED}, or a non-empty list of them`,
+        description:
+          'Where matching requests are forwarded: one URL, or a list of targets to balance across (a URL, or {url, weight, backup}).',
+        'x-expected': `${UPSTREAM_URL_EXPECTED}, or a non-empty list of targets`,
       },
     ),
     methods: Type.Optional(
@@ -608,6 +681,7 @@ const RouteSchema = Type.Object(
     ),
     upstream_tls: Type.Optional(UpstreamTlsSchema(false)),
     retry: Type.Optional(RetrySchema(false)),
+    load_balancing: Type.Optional(LoadBalancingSchema(false)),
     websocket_idle_timeout_ms: Type.Optional(
       integerField({
         minimum: 1,
@@ -660,6 +734,7 @@ const UpstreamDefaultsSchema = Type.Object(
     ),
     tls: Type.Optional(UpstreamTlsSchema(true)),
     retry: Type.Optional(RetrySchema(true)),
+    load_balancing: Type.Optional(LoadBalancingSchema(true)),
   },
   {
     additionalProperties: false,
@@ -859,10 +934,26 @@ export interface MiddlewareConfig {
   readonly path?: string;
 }
 
+/** A target of a route, normalised. */
+export interface UpstreamTargetConfig {
+  /** `scheme://host:port` (http, https, h2c or h2) with the port spelled out. */
+  readonly url: string;
+  readonly weight: number;
+  readonly backup: boolean;
+}
+
+export interface LoadBalancingConfig {
+  readonly policy: BalancingPolicy;
+  /** `client_ip`, `path`, `header:<name>` or `cookie:<name>` (names as written). */
+  readonly hash_key: string;
+}
+
 export interface RouteConfig {
   readonly path: string;
-  /** Always a list; each entry is `scheme://host:port` (http, https, h2c or h2) with the port spelled out. */
-  readonly upstream: readonly string[];
+  /** Always a list of targets, in config order. */
+  readonly upstream: readonly UpstreamTargetConfig[];
+  /** `upstream_defaults.load_balancing` with the route's fields laid over it. */
+  readonly load_balancing: LoadBalancingConfig;
   /** null = any method. */
   readonly methods: readonly string[] | null;
   /** Lowercase exact host or `*.suffix` wildcard; null = any host. */
@@ -894,6 +985,7 @@ export interface UpstreamDefaultsConfig {
   readonly max_idle_per_target: number;
   readonly tls: UpstreamTlsConfig;
   readonly retry: RetryConfig;
+  readonly load_balancing: LoadBalancingConfig;
 }
 
 export interface RetryConfig {

@@ -12,6 +12,7 @@ import {
   UPSTREAM_URL_PATTERN,
 } from './schema.ts';
 import { UPSTREAM_DEFAULT_PORTS, type UpstreamScheme } from './upstream-schemes.ts';
+import { targetEntries } from './upstream-targets.ts';
 import type { LocatedIssue } from './validate.ts';
 
 type Json = Record<string, unknown>;
@@ -275,24 +276,21 @@ function checkRoutes(routes: readonly unknown[], issues: LocatedIssue[]): void {
       else issues.push({ at: ['routes', index, 'path'], expected: problem, found: renderFound(path) });
     }
 
-    const upstream = route.upstream;
-    if (typeof upstream === 'string') {
-      if (normaliseUpstreamUrl(upstream) === null) {
+    const targets = targetEntries(route.upstream);
+    for (const { url, at } of targets) {
+      if (normaliseUpstreamUrl(url) === null) {
         issues.push({
-          at: ['routes', index, 'upstream'],
+          at: ['routes', index, ...at],
           expected: UPSTREAM_URL_EXPECTED,
-          found: renderFound(upstream),
+          found: renderFound(url),
         });
       }
-    } else if (Array.isArray(upstream)) {
-      upstream.forEach((url, position) => {
-        if (typeof url === 'string' && normaliseUpstreamUrl(url) === null) {
-          issues.push({
-            at: ['routes', index, 'upstream', position],
-            expected: UPSTREAM_URL_EXPECTED,
-            found: renderFound(url),
-          });
-        }
+    }
+    if (targets.length > 0 && targets.every((t) => t.backup === true)) {
+      issues.push({
+        at: ['routes', index, 'upstream'],
+        expected: 'at least one target that is not a backup',
+        found: 'only backup targets',
       });
     }
 

@@ -152,6 +152,8 @@ export class ProxyFlow implements UpstreamHandler, Timed {
    * tunnel): it is not reused for another exchange (reuse()).
    */
   private pinned = false;
+  /** The target whose `active` count includes this exchange's attempt in flight. */
+  private activeTarget: UpstreamTarget | null = null;
 
   /**
    * `request` and `forwardedResponse`, when given, are reset and reused: an HTTP/1.1 connection, which
@@ -204,6 +206,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.held = null;
     this.tunnelReserved = false;
     this.tried = null;
+    this.activeTarget = null;
     this.counted = false;
     this.retrying = false;
     this.sent = false;
@@ -217,6 +220,13 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.deadline = 0;
     this.watching = false;
     return true;
+  }
+
+  /** The target's count of attempts in flight no longer includes this exchange's. */
+  private releaseTarget(): void {
+    if (this.activeTarget === null) return;
+    this.activeTarget.active--;
+    this.activeTarget = null;
   }
 
   /** The exchange is over (answered, aborted or handed to a tunnel). */
@@ -251,7 +261,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     request.method = method;
     request.path = `${upstreamPath}${ex.query}`;
     request.rawLine = this.rawTarget && upstreamPath === ex.path;
-    const target = route.group.pick();
+    const target = route.group.pick(ex, this.fieldsSource);
     this.target = target;
     ex.upstream = target.authority;
     const chain = route.filters;
@@ -351,6 +361,10 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   private startAttempt(target: UpstreamTarget, fresh: boolean): void {
     this.exchange.attempts++;
     this.sent = false;
+    // The attempt in flight counts toward its target's load (least_request) until the next one or the end.
+    if (this.activeTarget !== null) this.activeTarget.active--;
+    target.active++;
+    this.activeTarget = target;
     const attempt = target.acquire(this, fresh);
     if (attempt !== null) this.onUpstreamReady(attempt);
     else this.waitForConnection();
@@ -764,6 +778,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.unwatch();
     // A tunnel uses nothing of the runtime a reload would let go of (its filters are done).
     this.runtime.use.end();
+    this.releaseTarget();
     this.downstream.switchToTunnel(head, fr, socket, rest, ex.route!.websocketIdleTimeoutMs);
     this.downstream.finished();
   }
@@ -935,6 +950,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     if (this.finished) return;
     this.finished = true;
     this.unwatch();
+    this.releaseTarget();
     if (this.counted) {
       const budget = this.exchange.route!.group.budget;
       budget.inFlight--;

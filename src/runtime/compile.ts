@@ -142,7 +142,7 @@ function compileRoute(
     maxIdle: d.max_idle_per_target,
   };
   const where = `routes[${index}].upstream_tls`;
-  const targets = route.upstream.map((url) => {
+  const targets = route.upstream.map(({ url, weight, backup }) => {
     const { scheme, host, port, hostHeader } = parseUpstreamUrl(url);
     // TLS files are read here, once per route compile; the pools are keyed by their contents too.
     const tls: UpstreamTls | null =
@@ -150,15 +150,15 @@ function compileRoute(
         ? compileUpstreamTls(route.upstream_tls, host, scheme === 'h2' ? 'h2' : 'http/1.1', where)
         : null;
     if (scheme === 'http' || scheme === 'https') {
-      return new UpstreamTarget(pools.get(host, port, settings, tls), hostHeader);
+      return new UpstreamTarget(pools.get(host, port, settings, tls), hostHeader, weight, backup);
     }
-    return new UpstreamTarget(pools.getHttp2(host, port, settings, tls), hostHeader);
+    return new UpstreamTarget(pools.getHttp2(host, port, settings, tls), hostHeader, weight, backup);
   });
   return {
     index,
     pattern: route.path,
     stripPrefix: route.strip_prefix,
-    group: new UpstreamGroup(targets),
+    group: new UpstreamGroup(targets, route.load_balancing),
     retry: new RetryPolicy(route.retry),
     websocketIdleTimeoutMs: route.websocket_idle_timeout_ms,
     filters,

@@ -303,14 +303,14 @@ for (const preserveHost of [true, false])
       );
     });
 
-    test('round-robin: the next request of the route goes to the second target', async () => {
+    test('round_robin: the next request of the route goes to the second target', async () => {
       const e = await explainConfig(parseConfig(config), configFile, {
         method: 'GET',
         url: `http://127.0.0.1:${proxy.port}/static/x`,
         fields: [],
         clientAddress: '127.0.0.1',
       });
-      assert.equal(e.upstream!.selection, 'round-robin');
+      assert.equal(e.upstream!.selection, 'round_robin');
       assert.deepEqual(
         e.upstream!.targets.map((t) => t.url),
         [b.url, c.url],

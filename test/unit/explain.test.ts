@@ -277,7 +277,7 @@ describe('answers explained without an upstream', () => {
     for (const line of [
       /^route {5}routes\[0\] \/static \(host any, any method\) strip_prefix$/m,
       /^filters {3}1\. cors \(middlewares\[0\]; onRequest/m,
-      /^upstream {2}round-robin over http:\/\/127\.0\.0\.1:9001, http:\/\/127\.0\.0\.1:9003$/m,
+      /^upstream {2}round_robin over http:\/\/127\.0\.0\.1:9001, http:\/\/127\.0\.0\.1:9003$/m,
       /^ {2}GET \/app\.js HTTP\/1\.1$/m,
       /^ {2}Host: 127\.0\.0\.1:9001$/m,
       /^ {2}Connection: keep-alive {2}\(hop-by-hop/m,
