@@ -27,6 +27,8 @@ import {
   FIELD_EXPECT,
   FIELD_HOST,
   FIELD_NAMED_BY_CONNECTION,
+  FIELD_TRACEPARENT,
+  FIELD_TRACESTATE,
   FIELD_X_FORWARDED_FOR,
   FIELD_X_FORWARDED_HOST,
   FIELD_X_FORWARDED_PROTO,
@@ -214,6 +216,8 @@ function dropReason(kind: number, trusted: boolean): string {
     return trusted ? 'replaced by zproxy’s (the prior value kept in it)' : 'replaced by zproxy’s';
   if ((UNTRUSTED_DROP_MASK & bit) !== 0) return 'only a peer in trusted_proxies may set it';
   if (kind === FIELD_DUPLICATE_CONTENT_LENGTH) return 'a repeated Content-Length: forwarded once';
+  if (kind === FIELD_TRACEPARENT) return 'replaced by zproxy’s (tracing.traceparent: zproxy is a new span)';
+  if (kind === FIELD_TRACESTATE) return 'no valid traceparent came with it: zproxy starts a new trace';
   return 'written by zproxy';
 }
 
@@ -430,6 +434,12 @@ export function explainRequest(runtime: Runtime, req: ExplainRequest): Explanati
   // The forwarding decisions and the head, for the first target.
   const upstreamPath = `${forwardPath(route.stripPrefix, path, m.matchedLength)}${query}`;
   const fwd = new ForwardedRequest();
+  runtime.forwarding.trace(fwd, head);
+  // The ids zproxy draws for each request are named, not drawn: explain says what any request gets.
+  if (fwd.traceparent !== '') {
+    const continued = (fwd.traceDropMask & kindBit(FIELD_TRACESTATE)) === 0;
+    fwd.traceparent = `00-${continued ? fwd.traceId : '{new trace id}'}-{new span id}-${fwd.traceparent.slice(-2)}`;
+  }
   runtime.forwarding.request(
     fwd,
     head,

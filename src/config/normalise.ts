@@ -96,7 +96,11 @@ export function normaliseConfig(input: ConfigInput): Config {
     },
     preserve_host: input.preserve_host ?? D.preserve_host,
     trusted_proxies: [...(input.trusted_proxies ?? D.trusted_proxies)],
-    access_log: { enabled: input.access_log?.enabled ?? D.access_log.enabled },
+    access_log: {
+      enabled: input.access_log?.enabled ?? D.access_log.enabled,
+      file: input.access_log?.file ?? D.access_log.file,
+    },
+    tracing: { traceparent: input.tracing?.traceparent ?? D.tracing.traceparent },
     shutdown_grace_ms: input.shutdown_grace_ms ?? D.shutdown_grace_ms,
     shutdown_delay_ms: input.shutdown_delay_ms ?? D.shutdown_delay_ms,
     admin:

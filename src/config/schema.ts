@@ -99,7 +99,8 @@ export const CONFIG_DEFAULTS = {
   },
   preserve_host: true,
   trusted_proxies: [],
-  access_log: { enabled: true },
+  access_log: { enabled: true, file: null as string | null },
+  tracing: { traceparent: true },
   shutdown_grace_ms: 10000,
   shutdown_delay_ms: 0,
   admin: { host: '127.0.0.1', metrics: true },
@@ -896,10 +897,37 @@ export const ConfigSchema = Type.Object(
           enabled: Type.Optional(
             booleanField({ description: 'Write one log line per exchange.', default: D.access_log.enabled }),
           ),
+          file: Type.Optional(
+            Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
+              ...annotate({
+                description:
+                  "Append the access log to this file (relative paths are the config file's), reopened on SIGUSR1; null writes it to stdout with the process log.",
+                default: D.access_log.file,
+              }),
+              'x-expected': 'a file path or null',
+            }),
+          ),
         },
         {
           additionalProperties: false,
           ...annotate({ description: 'Access log settings.', default: D.access_log }),
+        },
+      ),
+    ),
+    tracing: Type.Optional(
+      Type.Object(
+        {
+          traceparent: Type.Optional(
+            booleanField({
+              description:
+                'Pass a W3C `traceparent` on to the upstream with zproxy as a new span (started when absent or invalid) and log its trace id.',
+              default: D.tracing.traceparent,
+            }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          ...annotate({ description: 'Trace context settings.', default: D.tracing }),
         },
       ),
     ),
@@ -1106,7 +1134,8 @@ export interface Config {
   readonly upstream_defaults: UpstreamDefaultsConfig;
   readonly preserve_host: boolean;
   readonly trusted_proxies: readonly string[];
-  readonly access_log: { readonly enabled: boolean };
+  readonly access_log: { readonly enabled: boolean; readonly file: string | null };
+  readonly tracing: { readonly traceparent: boolean };
   readonly shutdown_grace_ms: number;
   /** On SIGTERM, how long /readyz answers 503 while the listeners still serve. */
   readonly shutdown_delay_ms: number;

@@ -363,6 +363,13 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     request.fields = this.fieldsSource;
     request.headRequest = ex.method === 'HEAD';
     request.trailers = this.requestTrailers;
+    // The trace context is decided once per exchange: a retry to another target keeps it.
+    const forwarded = request.forwarded;
+    this.runtime.forwarding.trace(forwarded, request.fields!);
+    if (forwarded.traceId !== '') {
+      ex.traceId = forwarded.traceId;
+      ex.spanId = forwarded.spanId;
+    }
     this.decideForwarding(target);
     if (this.websocket) {
       this.forwardWebSocket(target);

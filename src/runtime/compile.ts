@@ -226,7 +226,11 @@ export function compileRuntime(
     maxBodyBytes: config.limits.max_body_bytes,
     connectionTimeoutMs: config.connection_timeout_ms,
     requestBodyTimeoutMs: config.request_body_timeout_ms,
-    forwarding: new ForwardingPolicy(compileTrustedProxies(config.trusted_proxies), config.preserve_host),
+    forwarding: new ForwardingPolicy(
+      compileTrustedProxies(config.trusted_proxies),
+      config.preserve_host,
+      config.tracing.traceparent,
+    ),
     accessLog: config.access_log.enabled ? accessLog : null,
     maxTunnels: config.websocket.max_tunnels,
     tunnelDrainTimeoutMs: config.websocket.drain_timeout_ms,

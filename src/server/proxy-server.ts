@@ -3,9 +3,10 @@
  * connections. Used by `zproxy run` (once per worker) and by tests and embedders.
  */
 import net, { type AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
 import tls from 'node:tls';
 import type { Config, HstsConfig, ListenerConfig, TlsConfig } from '../config/schema.ts';
-import { ERROR_CODES, type ErrorCode, errorBody } from '../errors.ts';
+import { ERROR_CODES, type ErrorCode, errorBody, ZpError } from '../errors.ts';
 import { BUILT_IN_FILTERS } from '../filters/index.ts';
 import {
   type ConnectionContext,
@@ -17,7 +18,8 @@ import type { Pool } from '../http1/upstream-pool.ts';
 import { Http2Downstream } from '../http2/downstream.ts';
 import { GOAWAY, PREFACE, SETTINGS, writeFrameHeader } from '../http2/frames.ts';
 import { AccessLog } from '../observe/access-log.ts';
-import type { Logger } from '../observe/logger.ts';
+import type { LogFile } from '../observe/log-file.ts';
+import { closeLogFile, type Logger, openFileLogger } from '../observe/logger.ts';
 import { MetricRegistry } from '../observe/metrics.ts';
 import type { Filter } from '../pipeline/contract.ts';
 import { FilterRegistry } from '../pipeline/registry.ts';
@@ -239,7 +241,11 @@ export class ProxyServer {
   private readonly logger: Logger;
   private readonly reusePort: boolean;
   private readonly baseDir: string | undefined;
-  private readonly accessLog: AccessLog;
+  /**
+   * The access logs of the configs this server has run, by the file they write to (null: stdout with the
+   * process log); a file stays open while a runtime that logs to it serves exchanges.
+   */
+  private readonly accessLogs = new Map<string | null, { log: AccessLog; file: LogFile | null }>();
   private listeners: BoundListener[] = [];
   private readonly ctx: ConnectionContext;
   /** This process's bound on open connections (`max_connections`, or a worker's share of it). */
@@ -276,10 +282,10 @@ export class ProxyServer {
     this.baseDir = options.baseDir;
     this.maxConnections = options.maxConnections ?? config.max_connections;
     this.instanceConnections = options.instanceConnections ?? null;
+    // Opened first: a file that cannot be opened stops the start before anything else is set up.
+    const accessLog = this.accessLogFor(config);
     this.tlsContexts = tlsContextsOf(config, options.logger);
     for (const contexts of this.tlsContexts.values()) contexts.watch();
-    const accessLog = new AccessLog(options.logger);
-    this.accessLog = accessLog;
     this.metrics =
       options.metrics !== undefined
         ? options.metrics
@@ -326,6 +332,56 @@ export class ProxyServer {
     return this.open;
   }
 
+  /**
+   * The access log for `config` (`access_log.file`, or stdout), opened when no config before used that
+   * file. Throws a ZP_ERR_CONFIG error naming the path when the file cannot be opened.
+   */
+  private accessLogFor(config: Config): AccessLog {
+    const file = config.access_log.enabled ? config.access_log.file : null;
+    const path = file === null ? null : resolve(this.baseDir ?? process.cwd(), file);
+    const known = this.accessLogs.get(path);
+    if (known !== undefined) return known.log;
+    if (path === null) {
+      const log = new AccessLog(this.logger);
+      this.accessLogs.set(null, { log, file: null });
+      return log;
+    }
+    let opened: ReturnType<typeof openFileLogger>;
+    try {
+      opened = openFileLogger(path, this.logger);
+    } catch (error) {
+      throw new ZpError(
+        'ZP_ERR_CONFIG',
+        `access_log.file: cannot open ${path}: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
+    }
+    opened.file.onWriteError = (err) => this.logger.error({ err, file: path }, 'access log write failed');
+    const log = new AccessLog(opened.logger);
+    this.accessLogs.set(path, { log, file: opened.file });
+    return log;
+  }
+
+  /**
+   * Reopens the access log file (SIGUSR1, after logrotate renamed it): the lines logged so far go to the
+   * old file, the next ones to a new file at the same path. When the path cannot be opened, the error is
+   * logged and the old file stays in use.
+   */
+  reopenLogs(): void {
+    for (const { file } of this.accessLogs.values()) {
+      if (file === null) continue;
+      const error = file.reopen();
+      if (error === null) this.logger.info({ file: file.path }, 'access log reopened');
+      else
+        this.logger.error(
+          { err: error, file: file.path },
+          'access log not reopened: the old file stays in use',
+        );
+    }
+  }
+
   /** Open WebSocket tunnels. */
   get tunnelCount(): number {
     return this.ctx.tunnels?.active ?? 0;
@@ -341,7 +397,7 @@ export class ProxyServer {
     // Filters are built before the first connection (a factory may do I/O: a JWKS, a user module).
     this.ctx.runtime = await buildRuntime(config, {
       pools: this.pools,
-      accessLog: this.accessLog,
+      accessLog: this.accessLogFor(config),
       filters: this.filters,
       logger: this.logger,
       metrics: this.metrics,
@@ -419,7 +475,7 @@ export class ProxyServer {
     try {
       runtime = await buildRuntime(config, {
         pools: this.pools,
-        accessLog: this.accessLog,
+        accessLog: this.accessLogFor(config),
         filters: this.filters,
         logger: this.logger,
         // The same metric slots: routes and targets the new config keeps go on counting where they were.
@@ -502,6 +558,13 @@ export class ProxyServer {
   private retired(old: Runtime): void {
     this.retiring.delete(old);
     const live = [this.ctx.runtime, ...this.retiring];
+    // An access log file no runtime writes to any more (a reload changed access_log.file) is closed.
+    for (const [path, entry] of this.accessLogs) {
+      if (entry.file !== null && !live.some((runtime) => runtime.accessLog === entry.log)) {
+        this.accessLogs.delete(path);
+        closeLogFile(entry.file);
+      }
+    }
     const filters = new Set<Filter>();
     const pools = new Set<Pool | Http2Pool>();
     for (const runtime of live) {
@@ -696,5 +759,6 @@ export class ProxyServer {
     for (const contexts of this.tlsContexts.values()) contexts.close();
     await disposeRuntime(this.ctx.runtime);
     await closed;
+    for (const { file } of this.accessLogs.values()) if (file !== null) closeLogFile(file);
   }
 }

@@ -2,7 +2,8 @@
  * `zproxy run`: starts the proxy for a validated config, either in this process (thread_count 1, or a
  * worker) or as the supervisor of `thread_count` workers: worker threads of this process where the
  * platform has SO_REUSEPORT (src/server/thread-supervisor.ts), else worker processes
- * (src/server/supervisor.ts). Handles SIGTERM/SIGINT with a graceful stop.
+ * (src/server/supervisor.ts). Handles SIGTERM/SIGINT with a graceful stop, and SIGUSR1 by reopening the
+ * access log file (the supervisors pass it on to each worker).
  */
 import { dirname, resolve } from 'node:path';
 import type { Config } from '../config/schema.ts';
@@ -61,6 +62,8 @@ export interface WorkerRole {
   onReloadMessage(handle: (message: ReloadMessage) => void): void;
   /** Answers the instance during a reload. */
   sendReloadMessage(message: ReloadMessage): void;
+  /** Calls `reopen` when the supervisor asks this worker to reopen its log files (it had SIGUSR1). */
+  onReopenRequest(reopen: () => void): void;
 }
 
 /**
@@ -160,6 +163,9 @@ function processRole(config: Config): WorkerRole {
       });
     },
     sendReloadMessage: (message) => process.send?.(message),
+    onReopenRequest(reopen) {
+      process.on('SIGUSR1', reopen);
+    },
   };
 }
 
@@ -213,6 +219,11 @@ export async function serve(
     // Relative paths in filter configs (user filter modules) are the config file's.
     baseDir: options.configPath === null ? process.cwd() : dirname(resolve(options.configPath)),
   });
+  // SIGUSR1 (logrotate's postrotate): the access log file is reopened. A listener also keeps Node from
+  // taking SIGUSR1 as its signal to start the inspector.
+  const reopen = (): void => server.reopenLogs();
+  if (worker === null) process.on('SIGUSR1', reopen);
+  else worker.onReopenRequest(reopen);
   await server.start();
   logger.flush();
   /** The config serving now (a reload replaces it). */

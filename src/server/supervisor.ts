@@ -4,7 +4,9 @@
  * each binding its own socket with SO_REUSEPORT: src/server/thread-supervisor.ts. The process path can
  * bind with SO_REUSEPORT as well, which is how the tests run it on Linux.) The supervisor restarts a worker that dies and, on SIGTERM or
  * SIGINT, asks every worker to stop gracefully and exits 0 once they have. `max_connections` bounds the
- * instance: each worker enforces its share (connectionShare).
+ * instance: each worker enforces its share (connectionShare). SIGUSR1 (reopen the access log file) is
+ * passed on to every worker that listens (one still starting may not handle it yet: Node would take it
+ * as the signal to start its inspector; it opens the file anew anyway).
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import cluster from 'node:cluster';
@@ -47,6 +49,8 @@ export async function runSupervisor(
   const workers = new Map<number, ChildProcess>();
   /** Each listening worker as a reload reaches it. */
   const reloadable = new Map<number, MessageParticipant>();
+  /** The workers that have told they listen (and so handle SIGUSR1). */
+  const serving = new Set<ChildProcess>();
   const brake = new RestartBrake();
   let stopping = false;
   let ready = false;
@@ -80,6 +84,7 @@ export async function runSupervisor(
       if (message?.type !== 'listening') return;
       childListening = true;
       reloadable.set(id, participant);
+      serving.add(child);
       if (++listening === count && !ready) {
         ready = true;
         logger.info({ workers: count, mode: 'processes' }, 'ready');
@@ -88,6 +93,7 @@ export async function runSupervisor(
       }
     });
     child.on('exit', (code, signal) => {
+      serving.delete(child);
       if (workers.get(id) === child) workers.delete(id);
       if (view !== null) view.workers = workers.size;
       metrics?.onExit(id);
@@ -159,6 +165,9 @@ export async function runSupervisor(
   process.on('SIGINT', (signal: NodeJS.Signals) =>
     drainThen(reload.config.shutdown_delay_ms, view, () => stop(signal)),
   );
+  process.on('SIGUSR1', () => {
+    for (const child of serving) child.kill('SIGUSR1');
+  });
   // SIGHUP reloads the config file (never stops zproxy).
   process.on('SIGHUP', () => {
     if (!stopping) void reload.reload('SIGHUP');

@@ -7,7 +7,8 @@
  * every worker; it serves no request and handles no message per request. It restarts a worker that ends
  * (an uncaught exception, running out of memory: only that thread ends, the others keep serving, the
  * shared memory lives on), and on SIGTERM or SIGINT asks every worker to stop gracefully and resolves
- * `onStopped` once they have.
+ * `onStopped` once they have. SIGUSR1 (reopen the access log file) is passed on to every worker as a
+ * message: signals reach the main thread only.
  */
 import { randomInt } from 'node:crypto';
 import { extname } from 'node:path';
@@ -36,6 +37,8 @@ export interface WorkerThreadData {
 export type WorkerThreadMessage =
   | { readonly type: 'listening' }
   | { readonly type: 'stop' }
+  /** SIGUSR1 reached the process: reopen the log files. */
+  | { readonly type: 'reopen' }
   | { readonly type: 'failed'; readonly message: string }
   | MetricSeriesMessage
   | ReloadMessage;
@@ -226,6 +229,10 @@ export async function runThreadSupervisor(
   process.on('SIGINT', (signal: NodeJS.Signals) =>
     drainThen(reload.config.shutdown_delay_ms, view, () => stop(signal)),
   );
+  process.on('SIGUSR1', () => {
+    const message: WorkerThreadMessage = { type: 'reopen' };
+    for (const worker of workers.values()) worker.postMessage(message);
+  });
   // SIGHUP reloads the config file (never stops zproxy).
   process.on('SIGHUP', () => {
     if (!stopping) void reload.reload('SIGHUP');

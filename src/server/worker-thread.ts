@@ -28,6 +28,11 @@ const role: WorkerRole = {
     const message: WorkerThreadMessage = { type: 'metric-series', series, chunk };
     port.postMessage(message);
   },
+  onReopenRequest(reopen) {
+    port.on('message', (message: WorkerThreadMessage) => {
+      if (message?.type === 'reopen') reopen();
+    });
+  },
   onReloadMessage(handle) {
     port.on('message', (message: WorkerThreadMessage) => {
       if (!isReloadMessage(message)) return;

@@ -81,7 +81,8 @@ const EXTENSION_DEFAULTS = {
   upstream_defaults: DEFAULT_UPSTREAM,
   preserve_host: true,
   trusted_proxies: [],
-  access_log: { enabled: true },
+  access_log: { enabled: true, file: null },
+  tracing: { traceparent: true },
   shutdown_grace_ms: 10000,
   shutdown_delay_ms: 0,
   admin: null,
@@ -298,7 +299,8 @@ test('a config using every field', () => {
   assert.equal(config.upstream_defaults.idle_timeout_ms, 3000);
   assert.equal(config.preserve_host, false);
   assert.deepStrictEqual(config.trusted_proxies, ['10.0.0.0/8', '192.168.1.10', '::1', 'fd00::/8']);
-  assert.deepStrictEqual(config.access_log, { enabled: false });
+  assert.deepStrictEqual(config.access_log, { enabled: false, file: 'logs/access.log' });
+  assert.deepStrictEqual(config.tracing, { traceparent: false });
   assert.equal(config.shutdown_grace_ms, 0);
 });
 
@@ -367,6 +369,7 @@ test('the loaded config is deep-frozen', () => {
     config.upstream_defaults,
     config.trusted_proxies,
     config.access_log,
+    config.tracing,
   ];
   for (const value of frozen) assert.ok(Object.isFrozen(value));
   assert.throws(() => {
