@@ -80,7 +80,11 @@ Options:
   --only GROUP        only the scenarios of one group: h1, h2 or ws (see above); or filters: zproxy with
                       a typical chain (cors + rate_limit + auth) and with cache hits against zproxy
                       without filters (bench/filters.ts, its own options: --rounds --duration --warmup
-                      --connections --proxy-cpu --load-cpu --quick --keep-tmp --out-dir)
+                      --connections --proxy-cpu --load-cpu --quick --keep-tmp --out-dir); metrics:
+                      zproxy with metrics on against off, HTTP/1.1 and h2c small (bench/metrics.ts, the
+                      same options and --h2-clients --h2-streams --scenarios); or trace:
+                      zproxy with the W3C trace context (tracing.traceparent, a trace started and one
+                      continued) against without (bench/trace-context.ts, the same options)
   --scenarios LIST    scenarios, comma-separated: small,64k,close,h2c-small,h2c-64k,h2-small,h2-64k,
                       ws-small,ws-16k (default: all, or all of --only's group)
   --targets LIST      targets to measure, comma-separated: direct,nginx,zproxy (default: all; direct is
@@ -478,6 +482,16 @@ async function main(): Promise<number> {
   if (only !== -1 && process.argv[only + 1] === 'filters') {
     const { runFiltersBench } = await import('./filters.ts');
     return runFiltersBench(process.argv.slice(2));
+  }
+  // So has the metrics group (zproxy with metrics on against off; see bench/metrics.ts).
+  if (only !== -1 && process.argv[only + 1] === 'metrics') {
+    const { runMetricsBench } = await import('./metrics.ts');
+    return runMetricsBench(process.argv.slice(2));
+  }
+  // The trace group too (zproxy with tracing.traceparent against without; see bench/trace-context.ts).
+  if (only !== -1 && process.argv[only + 1] === 'trace') {
+    const { runTraceContextBench } = await import('./trace-context.ts');
+    return runTraceContextBench(process.argv.slice(2));
   }
   let options: Options | null;
   try {

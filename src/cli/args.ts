@@ -20,6 +20,7 @@ export type Command =
   | { readonly kind: 'version' }
   | { readonly kind: 'run'; readonly config: string | null; readonly logLevel: LogLevel }
   | { readonly kind: 'check'; readonly config: string; readonly json: boolean }
+  | { readonly kind: 'reload'; readonly config: string | null; readonly json: boolean }
   | { readonly kind: 'bench'; readonly options: BenchOptions }
   | {
       readonly kind: 'explain';
@@ -56,6 +57,8 @@ export function parseCommandLine(argv: readonly string[]): Command {
         return parseRun(rest);
       case 'check':
         return parseCheck(rest);
+      case 'reload':
+        return parseReload(rest);
       case 'bench':
         return parseBench(rest);
       case 'explain':
@@ -104,6 +107,21 @@ function parseCheck(args: string[]): Command {
   if (positionals.length === 0) return usageError('check needs a CONFIG file');
   if (positionals.length > 1) return usageError(`check takes one CONFIG, got ${positionals.length}`);
   return { kind: 'check', config: positionals[0]!, json: values.json };
+}
+
+function parseReload(args: string[]): Command {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) return { kind: 'help' };
+  if (positionals.length > 1) return usageError(`reload takes one CONFIG, got ${positionals.length}`);
+  return { kind: 'reload', config: positionals[0] ?? null, json: values.json };
 }
 
 /** A whole number ≥ min from an option's text, or null. */

@@ -2,7 +2,14 @@
  * The `zproxy` commands: parses the command line and runs one (src/cli/main.ts is the bin).
  */
 import { parseCommandLine } from './args.ts';
-import { benchCommand, checkCommand, explainCommand, type Output, runCommand } from './commands.ts';
+import {
+  benchCommand,
+  checkCommand,
+  explainCommand,
+  type Output,
+  reloadCommand,
+  runCommand,
+} from './commands.ts';
 import { packageVersion } from './package-files.ts';
 import { USAGE } from './usage.ts';
 
@@ -27,6 +34,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       return checkCommand(command.config, command.json, output);
     case 'run':
       return runCommand(command.config, command.logLevel, output);
+    case 'reload':
+      return reloadCommand(command.config, command.json, output);
     case 'bench':
       return benchCommand(command.options, output);
     case 'explain':

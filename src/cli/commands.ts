@@ -96,6 +96,19 @@ export function resolveRunConfig(given: string | null, cwd: string): { path: str
   return { path: demoConfigPath(), demo: true };
 }
 
+/** `zproxy reload [CONFIG]` (src/cli/reload.ts), for the config `run` would use. */
+export async function reloadCommand(given: string | null, json: boolean, output: Output): Promise<number> {
+  const { path, demo } = resolveRunConfig(given, process.cwd());
+  if (demo) {
+    output.err(
+      'zproxy: no CONFIG given and no ./zproxy.json here: the built-in demo has no admin listener to reload\n',
+    );
+    return 1;
+  }
+  const { reloadCommand: reload } = await import('./reload.ts');
+  return reload(path, json, output);
+}
+
 /** `zproxy run [CONFIG]`: resolves once the server is up; returns an exit code on failure. */
 export async function runCommand(given: string | null, logLevel: LogLevel, output: Output): Promise<number> {
   let { path, demo } = resolveRunConfig(given, process.cwd());

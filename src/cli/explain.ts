@@ -20,13 +20,15 @@
  * fields.
  */
 import { dirname, resolve } from 'node:path';
-import type { Config, ListenerConfig } from '../config/schema.ts';
+import type { BalancingPolicy, Config, ListenerConfig } from '../config/schema.ts';
 import { ERROR_CODES, type ErrorCode } from '../errors.ts';
 import {
   FIELD_DUPLICATE_CONTENT_LENGTH,
   FIELD_EXPECT,
   FIELD_HOST,
   FIELD_NAMED_BY_CONNECTION,
+  FIELD_TRACEPARENT,
+  FIELD_TRACESTATE,
   FIELD_X_FORWARDED_FOR,
   FIELD_X_FORWARDED_HOST,
   FIELD_X_FORWARDED_PROTO,
@@ -115,8 +117,14 @@ export interface Explanation {
   readonly candidates: readonly ExplainedCandidate[];
   readonly filters: readonly { readonly type: string; readonly where: string; readonly phases: string[] }[];
   readonly upstream: {
-    readonly selection: 'single' | 'round-robin';
-    readonly targets: readonly { readonly url: string; readonly host_header: string }[];
+    /** `single` (one primary target) or the route's `load_balancing.policy`. */
+    readonly selection: 'single' | BalancingPolicy;
+    readonly targets: readonly {
+      readonly url: string;
+      readonly weight: number;
+      readonly backup: boolean;
+      readonly host_header: string;
+    }[];
     /** The target a freshly started worker sends this route's first request to. */
     readonly first: string;
     readonly retry: { readonly attempts: number; readonly on: readonly string[] };
@@ -208,6 +216,8 @@ function dropReason(kind: number, trusted: boolean): string {
     return trusted ? 'replaced by zproxy’s (the prior value kept in it)' : 'replaced by zproxy’s';
   if ((UNTRUSTED_DROP_MASK & bit) !== 0) return 'only a peer in trusted_proxies may set it';
   if (kind === FIELD_DUPLICATE_CONTENT_LENGTH) return 'a repeated Content-Length: forwarded once';
+  if (kind === FIELD_TRACEPARENT) return 'replaced by zproxy’s (tracing.traceparent: zproxy is a new span)';
+  if (kind === FIELD_TRACESTATE) return 'no valid traceparent came with it: zproxy starts a new trace';
   return 'written by zproxy';
 }
 
@@ -248,7 +258,7 @@ function inOrder(e: Explanation): Explanation {
 
 /**
  * Explains one request against a compiled runtime (buildRuntime). Pure: sends nothing, and the runtime's
- * round-robin counters are not advanced.
+ * balancers are not advanced.
  */
 export function explainRequest(runtime: Runtime, req: ExplainRequest): Explanation {
   const config = runtime.config;
@@ -406,17 +416,30 @@ export function explainRequest(runtime: Runtime, req: ExplainRequest): Explanati
     filter_only_methods: filterOnly,
   };
   const targets = route.group.targets;
-  const first = targets[0]!;
+  const primary = targets.filter((t) => !t.backup);
+  const firstIndex = targets.indexOf(primary[0]!);
+  const first = targets[firstIndex]!;
   const upstream = {
-    selection: targets.length === 1 ? ('single' as const) : ('round-robin' as const),
-    targets: targets.map((t, i) => ({ url: routeConfig.upstream[i]!, host_header: t.hostHeader })),
-    first: routeConfig.upstream[0]!,
+    selection: primary.length === 1 ? ('single' as const) : routeConfig.load_balancing.policy,
+    targets: targets.map((t, i) => ({
+      url: routeConfig.upstream[i]!.url,
+      weight: t.weight,
+      backup: t.backup,
+      host_header: t.hostHeader,
+    })),
+    first: routeConfig.upstream[firstIndex]!.url,
     retry: { attempts: routeConfig.retry.attempts, on: routeConfig.retry.on },
   };
 
   // The forwarding decisions and the head, for the first target.
   const upstreamPath = `${forwardPath(route.stripPrefix, path, m.matchedLength)}${query}`;
   const fwd = new ForwardedRequest();
+  runtime.forwarding.trace(fwd, head);
+  // The ids zproxy draws for each request are named, not drawn: explain says what any request gets.
+  if (fwd.traceparent !== '') {
+    const continued = (fwd.traceDropMask & kindBit(FIELD_TRACESTATE)) === 0;
+    fwd.traceparent = `00-${continued ? fwd.traceId : '{new trace id}'}-{new span id}-${fwd.traceparent.slice(-2)}`;
+  }
   runtime.forwarding.request(
     fwd,
     head,
@@ -474,10 +497,12 @@ export function explainRequest(runtime: Runtime, req: ExplainRequest): Explanati
       dropped,
     };
   }
-  if (targets.length > 1)
+  if (primary.length > 1)
     notes.push(
-      `round-robin: a worker sends this route's requests to its ${targets.length} targets in turn, starting with ${upstream.first}; a retry goes to a target not tried yet`,
+      `${upstream.selection}: a worker spreads this route's requests over its ${primary.length} targets (round_robin: in turn by weight, starting with ${upstream.first}; least_request, random, hash: chosen per request); the head is shown for ${upstream.first}; a retry goes to a target not tried yet`,
     );
+  if (primary.length < targets.length)
+    notes.push('a backup target gets a request only as a retry, once every other target was tried');
   if (filters.length > 0)
     notes.push(
       'filters run in the order listed and are not run by explain: one may answer the request itself (auth 401, rate_limit 429, a CORS preflight, a cache hit) or edit the fields shown',
@@ -609,7 +634,7 @@ export function formatExplanation(e: Explanation): string {
       'upstream',
       u.selection === 'single'
         ? `${u.first} (one target)`
-        : `round-robin over ${u.targets.map((t) => t.url).join(', ')}`,
+        : `${u.selection} over ${u.targets.map((t) => `${t.url}${t.weight === 1 ? '' : ` (weight ${t.weight})`}${t.backup ? ' (backup)' : ''}`).join(', ')}`,
     );
     if (u.retry.attempts > 1) more(`retry: ${u.retry.attempts} attempts on ${u.retry.on.join(', ')}`);
   }

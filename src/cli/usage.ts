@@ -8,6 +8,10 @@ Commands:
     --log-level LEVEL    fatal, error, warn, info, debug, trace or silent (default: info)
   check CONFIG           Validate a configuration file; list every problem and warning.
     --json               Print the result as JSON on stdout.
+  reload [CONFIG]        Make the zproxy running CONFIG (default ./zproxy.json) read it again, through
+                         its admin listener (the config's admin block); exit 1 with the errors when
+                         the file is refused (the running config keeps serving). SIGHUP does the same.
+    --json               Print the instance's answer as JSON on stdout.
   explain CONFIG METHOD URL
                          Show, without sending anything, what zproxy does with the request:
                          listener, route (or why 404/405), filters, upstream targets and the

@@ -7,6 +7,7 @@ import {
   type Config,
   type ConfigInput,
   CONFIG_DEFAULTS as D,
+  type LoadBalancingConfig,
   type MiddlewareConfig,
   type MiddlewareInput,
   type RetryConfig,
@@ -16,6 +17,7 @@ import {
   type UpstreamTlsConfig,
 } from './schema.ts';
 import { normaliseUpstreamUrl } from './semantic.ts';
+import { targetEntries } from './upstream-targets.ts';
 
 export function normaliseConfig(input: ConfigInput): Config {
   const limits = input.limits ?? {};
@@ -30,6 +32,7 @@ export function normaliseConfig(input: ConfigInput): Config {
   const topTls = normaliseTls(input.tls ?? {});
   const upstreamTls = normaliseUpstreamTls(upstream.tls ?? {}, D.upstream_defaults.tls);
   const retry = normaliseRetry(upstream.retry ?? {}, D.upstream_defaults.retry);
+  const balancing = normaliseBalancing(upstream.load_balancing ?? {}, D.upstream_defaults.load_balancing);
   const config: Config = {
     listeners:
       input.listeners === undefined
@@ -52,6 +55,8 @@ export function normaliseConfig(input: ConfigInput): Config {
     backlog: input.backlog ?? D.backlog,
     max_connections: input.max_connections ?? D.max_connections,
     connection_timeout_ms: input.connection_timeout_ms ?? D.connection_timeout_ms,
+    request_body_timeout_ms:
+      input.request_body_timeout_ms ?? input.connection_timeout_ms ?? D.connection_timeout_ms,
     protocols: [...(input.protocols ?? D.protocols)],
     tls: topTls,
     http2: {
@@ -62,7 +67,9 @@ export function normaliseConfig(input: ConfigInput): Config {
       max_resets_per_second: http2.max_resets_per_second ?? D.http2.max_resets_per_second,
     },
     websocket,
-    routes: input.routes.map((route) => normaliseRoute(route, upstreamTls, retry, websocket.idle_timeout_ms)),
+    routes: input.routes.map((route) =>
+      normaliseRoute(route, upstreamTls, retry, balancing, websocket.idle_timeout_ms),
+    ),
     middlewares: (input.middlewares ?? []).map(normaliseMiddleware),
     limits: {
       max_header_bytes: limits.max_header_bytes ?? D.limits.max_header_bytes,
@@ -85,11 +92,26 @@ export function normaliseConfig(input: ConfigInput): Config {
         D.upstream_defaults.max_connections_per_target,
       tls: upstreamTls,
       retry,
+      load_balancing: balancing,
     },
     preserve_host: input.preserve_host ?? D.preserve_host,
     trusted_proxies: [...(input.trusted_proxies ?? D.trusted_proxies)],
-    access_log: { enabled: input.access_log?.enabled ?? D.access_log.enabled },
+    access_log: {
+      enabled: input.access_log?.enabled ?? D.access_log.enabled,
+      file: input.access_log?.file ?? D.access_log.file,
+    },
+    tracing: { traceparent: input.tracing?.traceparent ?? D.tracing.traceparent },
     shutdown_grace_ms: input.shutdown_grace_ms ?? D.shutdown_grace_ms,
+    shutdown_delay_ms: input.shutdown_delay_ms ?? D.shutdown_delay_ms,
+    admin:
+      input.admin === undefined
+        ? null
+        : {
+            host: input.admin.host ?? D.admin.host,
+            port: input.admin.port,
+            token: input.admin.token ?? null,
+            metrics: input.admin.metrics ?? D.admin.metrics,
+          },
   };
   return deepFreeze(config);
 }
@@ -151,21 +173,29 @@ function normaliseRetry(given: RetryInput, base: RetryConfig): RetryConfig {
   };
 }
 
+function normaliseBalancing(
+  given: Partial<LoadBalancingConfig>,
+  base: LoadBalancingConfig,
+): LoadBalancingConfig {
+  return { policy: given.policy ?? base.policy, hash_key: given.hash_key ?? base.hash_key };
+}
+
 function normaliseRoute(
   route: RouteInput,
   upstreamTls: UpstreamTlsConfig,
   retry: RetryConfig,
+  balancing: LoadBalancingConfig,
   websocketIdleTimeoutMs: number,
 ): RouteConfig {
-  const upstreams = typeof route.upstream === 'string' ? [route.upstream] : route.upstream;
   return {
     path: route.path,
-    upstream: upstreams.map((url) => {
+    upstream: targetEntries(route.upstream).map(({ url, weight, backup }) => {
       const normalised = normaliseUpstreamUrl(url);
       // Unreachable after validation; kept as a guard so a bad URL can never slip through.
       if (normalised === null) throw new Error(`unvalidated upstream URL ${url}`);
-      return normalised;
+      return { url: normalised, weight: weight ?? 1, backup: backup ?? false };
     }),
+    load_balancing: normaliseBalancing(route.load_balancing ?? {}, balancing),
     methods: route.methods === undefined ? null : [...route.methods],
     host: route.host === undefined ? null : route.host.toLowerCase(),
     strip_prefix: route.strip_prefix ?? D.route.strip_prefix,

@@ -26,6 +26,14 @@ export type Protocol = (typeof PROTOCOLS)[number];
 export const RETRY_CONDITIONS = ['connect-failure', 'refused-stream', 'reset', 'timeout'] as const;
 export type RetryCondition = (typeof RETRY_CONDITIONS)[number];
 
+/** How a route chooses among its targets (`load_balancing.policy`; docs/upstreams.md). */
+export const BALANCING_POLICIES = ['round_robin', 'least_request', 'random', 'hash'] as const;
+export type BalancingPolicy = (typeof BALANCING_POLICIES)[number];
+
+/** What `hash` hashes (`load_balancing.hash_key`): the client address, the path, a header or a cookie. */
+export const HASH_KEY_PATTERN =
+  "^(?:client_ip|path|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$";
+
 /** What a TLS listener does with connections that speak plain HTTP on its port (`tls.plain_http`). */
 export const PLAIN_HTTP_MODES = ['reject', 'redirect', 'serve'] as const;
 export type PlainHttpMode = (typeof PLAIN_HTTP_MODES)[number];
@@ -87,11 +95,15 @@ export const CONFIG_DEFAULTS = {
       min_concurrent: 3,
       buffer_bytes: 65536,
     },
+    load_balancing: { policy: 'round_robin' as BalancingPolicy, hash_key: 'client_ip' },
   },
   preserve_host: true,
   trusted_proxies: [],
-  access_log: { enabled: true },
+  access_log: { enabled: true, file: null as string | null },
+  tracing: { traceparent: true },
   shutdown_grace_ms: 10000,
+  shutdown_delay_ms: 0,
+  admin: { host: '127.0.0.1', metrics: true },
   accept_risks: [],
   listener: { redirect_https: false },
   route: { strip_prefix: false, middlewares: [], inherit_middlewares: true },
@@ -153,6 +165,69 @@ const UpstreamUrlSchema = Type.String({
   description: 'An upstream origin: http://host[:port] (port 80 when omitted), no path or query.',
   'x-expected': UPSTREAM_URL_EXPECTED,
 });
+
+/** A target of a route: a URL, or a URL with its weight and whether it is a backup. */
+const UpstreamTargetSchema = Type.Union(
+  [
+    UpstreamUrlSchema,
+    Type.Object(
+      {
+        url: UpstreamUrlSchema,
+        weight: Type.Optional(
+          integerField({
+            minimum: 1,
+            maximum: 1000,
+            description:
+              'Share of requests relative to the other targets (round_robin, least_request, random, hash).',
+            default: 1,
+          }),
+        ),
+        backup: Type.Optional(
+          booleanField({
+            description:
+              'A backup target gets requests only when no other target can take them: a retry after every other target was tried.',
+            default: false,
+          }),
+        ),
+      },
+      { additionalProperties: false, description: 'A target with a weight or as a backup.' },
+    ),
+  ],
+  {
+    'x-expected': `${UPSTREAM_URL_EXPECTED}, or an object {"url": ..., "weight": 2, "backup": false}`,
+  },
+);
+
+/** `load_balancing`, per route or in `upstream_defaults` (defaults given only there). */
+const LoadBalancingSchema = (defaults: boolean) => {
+  const B = D.upstream_defaults.load_balancing;
+  const d = <T>(value: T) => (defaults ? { default: value } : {});
+  return Type.Object(
+    {
+      policy: Type.Optional(
+        stringEnum(BALANCING_POLICIES, {
+          description:
+            'round_robin: in turn by weight, smoothly (no bursts to the heaviest target); least_request: the less loaded of two targets drawn at random (requests in flight over weight); random: drawn by weight; hash: the same key goes to the same target (consistent hashing: a target that leaves moves only its own keys).',
+          ...d(B.policy),
+        }),
+      ),
+      hash_key: Type.Optional(
+        Type.String({
+          pattern: HASH_KEY_PATTERN,
+          ...annotate({
+            description: 'What `hash` hashes: client_ip, path, header:<name> or cookie:<name>.',
+            expected: 'client_ip, path, header:<name> or cookie:<name>',
+            ...d(B.hash_key),
+          }),
+        }),
+      ),
+    },
+    {
+      additionalProperties: false,
+      ...annotate({ description: 'How a target is chosen for each request.', ...d(B) }),
+    },
+  );
+};
 
 const tlsSchema = (annotation: Record<string, unknown>) =>
   Type.Object(
@@ -471,6 +546,44 @@ const Http2Schema = Type.Object(
   },
 );
 
+const AdminSchema = Type.Object(
+  {
+    host: Type.Optional(
+      Type.String({
+        minLength: 1,
+        ...annotate({
+          description: 'Address of the admin listener (keep it on loopback or a private network).',
+          default: D.admin.host,
+        }),
+        'x-expected': 'an address such as 127.0.0.1',
+      }),
+    ),
+    port: PortSchema({
+      description: 'Port of the admin listener (required; never one of the proxy listeners).',
+    }),
+    token: Type.Optional(
+      Type.String({
+        minLength: 16,
+        description: 'When set, every admin request must carry `Authorization: Bearer <token>` (else 401).',
+        'x-expected': 'a secret of at least 16 characters',
+      }),
+    ),
+    metrics: Type.Optional(
+      booleanField({
+        description:
+          'Count the metrics that GET /metrics exposes (false: nothing is counted and /metrics answers 404).',
+        default: D.admin.metrics,
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description:
+      'The admin listener (docs/operations.md): /metrics, /healthz, /readyz, /status, POST /reload. Off when absent.',
+    'x-expected': 'an object such as {"port": 9901}',
+  },
+);
+
 const WebSocketSchema = Type.Object(
   {
     idle_timeout_ms: Type.Optional(
@@ -555,14 +668,15 @@ const RouteSchema = Type.Object(
     upstream: Type.Union(
       [
         UpstreamUrlSchema,
-        Type.Array(UpstreamUrlSchema, {
+        Type.Array(UpstreamTargetSchema, {
           minItems: 1,
-          'x-expected': `a non-empty list of http:// URLs such as ["http://127.0.0.1:8080"]`,
+          'x-expected': `a non-empty list of targets such as ["http://127.0.0.1:8080", {"url": "http://127.0.0.1:8081", "weight": 2}]`,
         }),
       ],
       {
-        description: 'Where matching requests are forwarded: one URL, or a list of URLs to balance across.',
-        'x-expected': `${UPSTREAM_URL_EXPECTED}, or a non-empty list of them`,
+        description:
+          'Where matching requests are forwarded: one URL, or a list of targets to balance across (a URL, or {url, weight, backup}).',
+        'x-expected': `${UPSTREAM_URL_EXPECTED}, or a non-empty list of targets`,
       },
     ),
     methods: Type.Optional(
@@ -607,6 +721,7 @@ const RouteSchema = Type.Object(
     ),
     upstream_tls: Type.Optional(UpstreamTlsSchema(false)),
     retry: Type.Optional(RetrySchema(false)),
+    load_balancing: Type.Optional(LoadBalancingSchema(false)),
     websocket_idle_timeout_ms: Type.Optional(
       integerField({
         minimum: 1,
@@ -659,6 +774,7 @@ const UpstreamDefaultsSchema = Type.Object(
     ),
     tls: Type.Optional(UpstreamTlsSchema(true)),
     retry: Type.Optional(RetrySchema(true)),
+    load_balancing: Type.Optional(LoadBalancingSchema(true)),
   },
   {
     additionalProperties: false,
@@ -726,6 +842,13 @@ export const ConfigSchema = Type.Object(
         default: D.connection_timeout_ms,
       }),
     ),
+    request_body_timeout_ms: Type.Optional(
+      integerField({
+        minimum: 1,
+        description:
+          "Time allowed between two reads of a request body (nginx's client_body_timeout), over HTTP/1.1 and on each HTTP/2 stream; past it the request is answered 408 (or aborted once the response started) and its upstream request is aborted. Not counted while zproxy itself holds the body back (the upstream is slow to take it). Default: connection_timeout_ms.",
+      }),
+    ),
     protocols: Type.Optional(
       Type.Array(stringEnum(PROTOCOLS), {
         minItems: 1,
@@ -774,10 +897,37 @@ export const ConfigSchema = Type.Object(
           enabled: Type.Optional(
             booleanField({ description: 'Write one log line per exchange.', default: D.access_log.enabled }),
           ),
+          file: Type.Optional(
+            Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
+              ...annotate({
+                description:
+                  "Append the access log to this file (relative paths are the config file's), reopened on SIGUSR1; null writes it to stdout with the process log.",
+                default: D.access_log.file,
+              }),
+              'x-expected': 'a file path or null',
+            }),
+          ),
         },
         {
           additionalProperties: false,
           ...annotate({ description: 'Access log settings.', default: D.access_log }),
+        },
+      ),
+    ),
+    tracing: Type.Optional(
+      Type.Object(
+        {
+          traceparent: Type.Optional(
+            booleanField({
+              description:
+                'Pass a W3C `traceparent` on to the upstream with zproxy as a new span (started when absent or invalid) and log its trace id.',
+              default: D.tracing.traceparent,
+            }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          ...annotate({ description: 'Trace context settings.', default: D.tracing }),
         },
       ),
     ),
@@ -788,6 +938,15 @@ export const ConfigSchema = Type.Object(
         default: D.shutdown_grace_ms,
       }),
     ),
+    shutdown_delay_ms: Type.Optional(
+      integerField({
+        minimum: 0,
+        description:
+          'On SIGTERM, how long the listeners keep serving while /readyz already answers 503 (so that load balancers stop sending first), before the graceful stop begins.',
+        default: D.shutdown_delay_ms,
+      }),
+    ),
+    admin: Type.Optional(AdminSchema),
     accept_risks: Type.Optional(
       Type.Array(stringEnum(WARNING_CODES), {
         uniqueItems: true,
@@ -831,10 +990,26 @@ export interface MiddlewareConfig {
   readonly path?: string;
 }
 
+/** A target of a route, normalised. */
+export interface UpstreamTargetConfig {
+  /** `scheme://host:port` (http, https, h2c or h2) with the port spelled out. */
+  readonly url: string;
+  readonly weight: number;
+  readonly backup: boolean;
+}
+
+export interface LoadBalancingConfig {
+  readonly policy: BalancingPolicy;
+  /** `client_ip`, `path`, `header:<name>` or `cookie:<name>` (names as written). */
+  readonly hash_key: string;
+}
+
 export interface RouteConfig {
   readonly path: string;
-  /** Always a list; each entry is `scheme://host:port` (http, https, h2c or h2) with the port spelled out. */
-  readonly upstream: readonly string[];
+  /** Always a list of targets, in config order. */
+  readonly upstream: readonly UpstreamTargetConfig[];
+  /** `upstream_defaults.load_balancing` with the route's fields laid over it. */
+  readonly load_balancing: LoadBalancingConfig;
   /** null = any method. */
   readonly methods: readonly string[] | null;
   /** Lowercase exact host or `*.suffix` wildcard; null = any host. */
@@ -866,6 +1041,7 @@ export interface UpstreamDefaultsConfig {
   readonly max_idle_per_target: number;
   readonly tls: UpstreamTlsConfig;
   readonly retry: RetryConfig;
+  readonly load_balancing: LoadBalancingConfig;
 }
 
 export interface RetryConfig {
@@ -926,6 +1102,15 @@ export interface TlsConfig {
   readonly plain_http: PlainHttpMode;
 }
 
+export interface AdminConfig {
+  readonly host: string;
+  readonly port: number;
+  /** null = no token required. */
+  readonly token: string | null;
+  /** Metrics are counted (and /metrics served). */
+  readonly metrics: boolean;
+}
+
 export interface Config {
   /** Resolved: `listeners` if given, else `[{ host, port }]`. */
   readonly listeners: readonly ListenerConfig[];
@@ -936,6 +1121,8 @@ export interface Config {
   readonly backlog: number;
   readonly max_connections: number;
   readonly connection_timeout_ms: number;
+  /** Resolved: connection_timeout_ms when not given. */
+  readonly request_body_timeout_ms: number;
   readonly protocols: readonly Protocol[];
   /** The top-level block (each listener has its resolved own in `listeners[].tls`). */
   readonly tls: TlsConfig;
@@ -947,6 +1134,11 @@ export interface Config {
   readonly upstream_defaults: UpstreamDefaultsConfig;
   readonly preserve_host: boolean;
   readonly trusted_proxies: readonly string[];
-  readonly access_log: { readonly enabled: boolean };
+  readonly access_log: { readonly enabled: boolean; readonly file: string | null };
+  readonly tracing: { readonly traceparent: boolean };
   readonly shutdown_grace_ms: number;
+  /** On SIGTERM, how long /readyz answers 503 while the listeners still serve. */
+  readonly shutdown_delay_ms: number;
+  /** The admin listener, null when off. */
+  readonly admin: AdminConfig | null;
 }

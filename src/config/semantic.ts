@@ -12,6 +12,7 @@ import {
   UPSTREAM_URL_PATTERN,
 } from './schema.ts';
 import { UPSTREAM_DEFAULT_PORTS, type UpstreamScheme } from './upstream-schemes.ts';
+import { targetEntries } from './upstream-targets.ts';
 import type { LocatedIssue } from './validate.ts';
 
 type Json = Record<string, unknown>;
@@ -139,6 +140,7 @@ export function checkSemantics(root: unknown): LocatedIssue[] {
   if (!isObject(root)) return issues;
 
   checkListeners(root.listeners, issues);
+  checkAdmin(root, issues);
 
   if (
     Array.isArray(root.protocols) &&
@@ -254,6 +256,27 @@ function checkListeners(listeners: unknown, issues: LocatedIssue[]): void {
   });
 }
 
+/** The admin listener is never one of the proxy's listeners (same port on the same or a wildcard address). */
+function checkAdmin(root: Json, issues: LocatedIssue[]): void {
+  const admin = root.admin;
+  if (!isObject(admin) || typeof admin.port !== 'number' || admin.port === 0) return;
+  const adminHost = typeof admin.host === 'string' ? admin.host : '127.0.0.1';
+  const listeners = Array.isArray(root.listeners)
+    ? root.listeners
+    : [{ host: root.host ?? '0.0.0.0', port: root.port ?? 8000 }];
+  const wildcard = (host: unknown) => host === '0.0.0.0' || host === '::' || host === '';
+  listeners.forEach((listener, index) => {
+    if (!isObject(listener) || listener.port !== admin.port) return;
+    if (listener.host === adminHost || wildcard(listener.host) || wildcard(adminHost)) {
+      issues.push({
+        at: ['admin', 'port'],
+        expected: `a port that no proxy listener uses (${Array.isArray(root.listeners) ? `listeners[${index}]` : 'port'} has it)`,
+        found: renderFound(admin.port),
+      });
+    }
+  });
+}
+
 interface RouteKey {
   readonly index: number;
   readonly host: string | null;
@@ -275,24 +298,21 @@ function checkRoutes(routes: readonly unknown[], issues: LocatedIssue[]): void {
       else issues.push({ at: ['routes', index, 'path'], expected: problem, found: renderFound(path) });
     }
 
-    const upstream = route.upstream;
-    if (typeof upstream === 'string') {
-      if (normaliseUpstreamUrl(upstream) === null) {
+    const targets = targetEntries(route.upstream);
+    for (const { url, at } of targets) {
+      if (normaliseUpstreamUrl(url) === null) {
         issues.push({
-          at: ['routes', index, 'upstream'],
+          at: ['routes', index, ...at],
           expected: UPSTREAM_URL_EXPECTED,
-          found: renderFound(upstream),
+          found: renderFound(url),
         });
       }
-    } else if (Array.isArray(upstream)) {
-      upstream.forEach((url, position) => {
-        if (typeof url === 'string' && normaliseUpstreamUrl(url) === null) {
-          issues.push({
-            at: ['routes', index, 'upstream', position],
-            expected: UPSTREAM_URL_EXPECTED,
-            found: renderFound(url),
-          });
-        }
+    }
+    if (targets.length > 0 && targets.every((t) => t.backup === true)) {
+      issues.push({
+        at: ['routes', index, 'upstream'],
+        expected: 'at least one target that is not a backup',
+        found: 'only backup targets',
       });
     }
 

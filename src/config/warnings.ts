@@ -7,7 +7,8 @@
  */
 import { BlockList, isIP } from 'node:net';
 import { type ConfigPath, compareOrder, documentOrder, formatPath } from './errors.ts';
-import { CONFIG_DEFAULTS, type ConfigInput, type MiddlewareInput } from './schema.ts';
+import { CONFIG_DEFAULTS, type ConfigInput, type MiddlewareInput, type RouteInput } from './schema.ts';
+import { targetEntries } from './upstream-targets.ts';
 import type { WarningCode } from './warning-codes.ts';
 
 export { WARNING_CODES, type WarningCode } from './warning-codes.ts';
@@ -103,9 +104,8 @@ function corsCredentialsWildcard(
 const UNVERIFIED_MESSAGE =
   'the certificates of https:// and h2:// upstreams are not verified, so anyone able to intercept those connections can pose as the upstream and read or change the traffic; remove verify: false (give ca_file for a private CA)';
 
-function hasTlsUpstream(upstream: string | readonly string[]): boolean {
-  const urls = typeof upstream === 'string' ? [upstream] : upstream;
-  return urls.some((url) => /^(?:https|h2):\/\//i.test(url));
+function hasTlsUpstream(upstream: RouteInput['upstream']): boolean {
+  return targetEntries(upstream).some(({ url }) => /^(?:https|h2):\/\//i.test(url));
 }
 
 /**

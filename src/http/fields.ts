@@ -32,6 +32,9 @@ export const FIELD_X_FORWARDED_PORT = 18;
 export const FIELD_STRICT_TRANSPORT_SECURITY = 19;
 /** The settings of an HTTP/1.1 `Upgrade: h2c` request: connection-specific (RFC 7540 §3.2.1). */
 export const FIELD_HTTP2_SETTINGS = 20;
+/** W3C Trace Context (src/http/trace-context.ts). */
+export const FIELD_TRACEPARENT = 21;
+export const FIELD_TRACESTATE = 22;
 
 /** The names of the kinds above (lowercase), the one list every classifier is built from. */
 export const FIELD_NAMES: readonly (readonly [name: string, kind: number])[] = [
@@ -53,6 +56,8 @@ export const FIELD_NAMES: readonly (readonly [name: string, kind: number])[] = [
   ['x-forwarded-port', FIELD_X_FORWARDED_PORT],
   ['strict-transport-security', FIELD_STRICT_TRANSPORT_SECURITY],
   ['http2-settings', FIELD_HTTP2_SETTINGS],
+  ['traceparent', FIELD_TRACEPARENT],
+  ['tracestate', FIELD_TRACESTATE],
 ];
 
 const KIND_BY_NAME = new Map<string, number>(FIELD_NAMES);

@@ -20,6 +20,10 @@
  * - a response to which no body belongs carries no framing: 1xx and 204 lose Content-Length
  *   (RFC 9110 §8.6), every response loses Transfer-Encoding;
  * - with `tls.hsts` on a listener, zproxy's Strict-Transport-Security replaces the upstream's;
+ * - with `tracing.traceparent` (the default), the upstream gets a W3C `traceparent` naming zproxy as a new
+ *   span: the client's trace id and flags with a new parent id when the client sent one valid
+ *   traceparent (its `tracestate` passes unchanged), else a new trace (sampled flag set) and no
+ *   tracestate (W3C Trace Context §4: a tracestate without a valid traceparent is discarded);
  * - the filters' edits (MessageEdits) come last: they apply to the fields as forwarded, zproxy's
  *   included, so a `headers` rule that sets `x-forwarded-proto` replaces zproxy's.
  */
@@ -32,6 +36,8 @@ import {
   FIELD_HOST,
   FIELD_STRICT_TRANSPORT_SECURITY,
   FIELD_TE,
+  FIELD_TRACEPARENT,
+  FIELD_TRACESTATE,
   FIELD_UPGRADE,
   FIELD_X_FORWARDED_FOR,
   FIELD_X_FORWARDED_HOST,
@@ -44,6 +50,7 @@ import {
   kindBit,
   type MessageEdits,
 } from './fields.ts';
+import { randomHex, traceFlagsOf, traceIdOf, validTraceparent } from './trace-context.ts';
 
 /** Request fields never copied from the client: hop-by-hop, Expect, and the X-Forwarded-* zproxy rewrites. */
 export const REQUEST_DROP_MASK =
@@ -66,6 +73,11 @@ export const CONTENT_LENGTH_BIT = kindBit(FIELD_CONTENT_LENGTH);
 export const HSTS_BIT = kindBit(FIELD_STRICT_TRANSPORT_SECURITY);
 /** Cleared from a request's drop mask for a WebSocket handshake: its Upgrade field is forwarded. */
 export const UPGRADE_BIT = kindBit(FIELD_UPGRADE);
+
+/** Dropped from a request continued by zproxy's own traceparent: the client's (the tracestate passes). */
+export const TRACEPARENT_BIT = kindBit(FIELD_TRACEPARENT);
+/** Dropped from a request zproxy starts a new trace for: the client's invalid traceparent and its tracestate. */
+export const NEW_TRACE_DROP_MASK = TRACEPARENT_BIT | kindBit(FIELD_TRACESTATE);
 
 /** Fields never forwarded in a trailer section (RFC 9110 §6.5.1: framing, routing and connection fields). */
 export const TRAILER_DROP_MASK = RESPONSE_DROP_MASK | CONTENT_LENGTH_BIT | HOST_BIT;
@@ -118,6 +130,14 @@ export class ForwardedRequest {
   authority = '';
   /** The client's own Host line is kept as it came (HTTP/1.1 to HTTP/1.1 with `preserve_host`). */
   keepHostField = false;
+  /** zproxy's traceparent for the upstream; '' when tracing is off (the client's passes as it came). */
+  traceparent = '';
+  /** The trace id in `traceparent` ('' when tracing is off). */
+  traceId = '';
+  /** zproxy's span id: the parent id in `traceparent` ('' when tracing is off). */
+  spanId = '';
+  /** The client's trace fields replaced by zproxy's (0, TRACEPARENT_BIT or NEW_TRACE_DROP_MASK). */
+  traceDropMask = 0;
 }
 
 /** The decisions for one forwarded response. */
@@ -134,10 +154,49 @@ export class ForwardingPolicy {
   /** Peers whose forwarding fields are trusted (appended to); null when none are. */
   readonly trustedProxies: BlockList | null;
   readonly preserveHost: boolean;
+  /** `tracing.traceparent`: the upstream gets zproxy's traceparent. */
+  readonly traceparent: boolean;
 
-  constructor(trustedProxies: BlockList | null, preserveHost: boolean) {
+  constructor(trustedProxies: BlockList | null, preserveHost: boolean, traceparent = false) {
     this.trustedProxies = trustedProxies;
     this.preserveHost = preserveHost;
+    this.traceparent = traceparent;
+  }
+
+  /**
+   * Decides the trace context of an exchange, once (a retry to another target keeps it): the client's
+   * trace continued with a new span when `source` has exactly one valid traceparent, else a new trace.
+   * Call before request(), which drops the client's fields this replaces.
+   */
+  trace(out: ForwardedRequest, source: FieldSource): void {
+    if (!this.traceparent) {
+      out.traceparent = '';
+      out.traceId = '';
+      out.spanId = '';
+      out.traceDropMask = 0;
+      return;
+    }
+    let found = -1;
+    const n = source.fieldCount;
+    for (let i = 0; i < n; i++) {
+      if (source.fieldKind(i) !== FIELD_TRACEPARENT) continue;
+      // Two traceparent fields cannot be read as one: a new trace (W3C Trace Context §3.2).
+      found = found === -1 ? i : -2;
+    }
+    const span = randomHex(16);
+    const client = found >= 0 ? source.fieldValue(found) : '';
+    if (found >= 0 && validTraceparent(client)) {
+      const traceId = traceIdOf(client);
+      out.traceparent = `00-${traceId}-${span}-${traceFlagsOf(client)}`;
+      out.traceId = traceId;
+      out.traceDropMask = TRACEPARENT_BIT;
+    } else {
+      const traceId = randomHex(32);
+      out.traceparent = `00-${traceId}-${span}-01`;
+      out.traceId = traceId;
+      out.traceDropMask = NEW_TRACE_DROP_MASK;
+    }
+    out.spanId = span;
   }
 
   /**
@@ -176,7 +235,7 @@ export class ForwardingPolicy {
     const preserve = this.preserveHost;
     out.authority = preserve && host !== '' ? host : targetHost;
     out.keepHostField = preserve && hostField !== null && hostField === host;
-    let mask = trusted ? REQUEST_DROP_MASK : REQUEST_DROP_MASK | UNTRUSTED_DROP_MASK;
+    let mask = (trusted ? REQUEST_DROP_MASK : REQUEST_DROP_MASK | UNTRUSTED_DROP_MASK) | out.traceDropMask;
     if (!out.keepHostField) mask |= HOST_BIT;
     out.dropMask = mask;
   }
@@ -220,6 +279,7 @@ export function http1RequestAdded(fwd: ForwardedRequest, edits: MessageEdits | n
     out = `X-Forwarded-For: ${fwd.xForwardedFor}\r\nX-Forwarded-Proto: ${fwd.xForwardedProto}\r\n`;
     if (fwd.xForwardedHost !== '') out += `X-Forwarded-Host: ${fwd.xForwardedHost}\r\n`;
     out += `Via: ${fwd.via}\r\n`;
+    if (fwd.traceparent !== '') out += `traceparent: ${fwd.traceparent}\r\n`;
   } else {
     out = '';
     if (!edited(edits, 'x-forwarded-for')) out += `X-Forwarded-For: ${fwd.xForwardedFor}\r\n`;
@@ -227,6 +287,7 @@ export function http1RequestAdded(fwd: ForwardedRequest, edits: MessageEdits | n
     if (fwd.xForwardedHost !== '' && !edited(edits, 'x-forwarded-host'))
       out += `X-Forwarded-Host: ${fwd.xForwardedHost}\r\n`;
     if (!edited(edits, 'via')) out += `Via: ${fwd.via}\r\n`;
+    if (fwd.traceparent !== '' && !edited(edits, 'traceparent')) out += `traceparent: ${fwd.traceparent}\r\n`;
     out += edits.lines();
   }
   if (!fwd.keepHostField) out += `Host: ${fwd.authority}\r\n`;
@@ -322,6 +383,7 @@ export function http2RequestList(
   if (fwd.xForwardedHost !== '' && !edited(edits, 'x-forwarded-host'))
     out.push('x-forwarded-host', fwd.xForwardedHost);
   if (!edited(edits, 'via')) out.push('via', fwd.via);
+  if (fwd.traceparent !== '' && !edited(edits, 'traceparent')) out.push('traceparent', fwd.traceparent);
   appendAdded(out, edits);
   return out;
 }

@@ -91,6 +91,9 @@ export interface ListenerPolicy {
 
 export const DEFAULT_LISTENER_POLICY: ListenerPolicy = Object.freeze({ hsts: null, redirectPort: null });
 
+/** On a graceful stop, how long a connection that has sent nothing yet may take to send its request. */
+const FRESH_DRAIN_MS = 150;
+
 /** The HTTP/2 connection preface (RFC 9113 §3.4). */
 const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 /** Bytes of its request line, `PRI * HTTP/2.0` and CRLF: what says a client speaks HTTP/2. */
@@ -229,7 +232,12 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
   /** Graceful shutdown: close now if idle, otherwise after the exchange in progress. */
   shutdown(): void {
     if (this.state === ST_HEAD) {
-      if (this.input === null) this.closeGracefully();
+      if (this.input !== null) return;
+      if (this.fresh) {
+        // Accepted just now, its first request may be on its way: it gets a moment to arrive and is
+        // answered (with Connection: close) rather than lost to a close.
+        this.deadline = Math.min(this.deadline, Date.now() + FRESH_DRAIN_MS);
+      } else this.closeGracefully();
       return;
     }
     this.keepAlive = false;
@@ -536,12 +544,14 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
       this.input = null;
       this.forwardBody(input);
       if (this.state !== ST_FORWARD || this.reqDone) return;
-    } else this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
+    } else this.deadline = Date.now() + this.runtime.requestBodyTimeoutMs;
     if (this.input === null) this.resumeReading();
   }
 
   pauseRequest(): void {
     this.pauseReading();
+    // zproxy holds the body back (the upstream is slow to take it): the client is not late meanwhile.
+    if (this.state === ST_FORWARD && !this.reqDone) this.deadline = 0;
   }
 
   /** Body bytes for the flow (content-length: as they arrived; chunked: as they arrived, or decoded). */
@@ -558,7 +568,7 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
     if (this.reqDone) {
       this.deadline = 0;
       flow.onRequestEnd(this.reqTrailers);
-    } else this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
+    } else this.deadline = Date.now() + this.runtime.requestBodyTimeoutMs;
   }
 
   /** ChunkSink: decoded data of a chunked request body. */

@@ -23,6 +23,8 @@ import {
   FIELD_HOST,
   FIELD_NAMED_BY_CONNECTION,
   FIELD_OTHER,
+  FIELD_TRACEPARENT,
+  FIELD_TRACESTATE,
   FIELD_TRANSFER_ENCODING,
 } from '../http/fields.ts';
 import { ALPHA, TARGET_CHAR, TCHAR, validAuthority } from '../http/syntax.ts';
@@ -328,13 +330,17 @@ function parseConnection(head: MessageHead, buf: Buffer, start: number, end: num
   }
 }
 
-/** Marks ordinary fields named by Connection as hop-by-hop. Framing and Host fields are never affected. */
+/**
+ * Marks ordinary fields named by Connection as hop-by-hop (the trace context's too: a kind of their own
+ * only so that the forwarding policy finds them). Framing and Host fields are never affected.
+ */
 function markConnectionNames(head: MessageHead): void {
   const names = head.connectionNames!;
   const f = head.fields;
   for (let i = 0; i < head.fieldCount; i++) {
     const o = i * FIELD_STRIDE;
-    if (f[o + F_KIND] !== FIELD_OTHER) continue;
+    const kind = f[o + F_KIND];
+    if (kind !== FIELD_OTHER && kind !== FIELD_TRACEPARENT && kind !== FIELD_TRACESTATE) continue;
     const name = head.buf.latin1Slice(f[o + F_NAME_START]!, f[o + F_NAME_END]!).toLowerCase();
     if (names.includes(name)) f[o + F_KIND] = FIELD_NAMED_BY_CONNECTION;
   }

@@ -179,6 +179,8 @@ export class UpstreamConnection implements Timed, ChunkSink, UpstreamAttempt {
 
   private onConnect(): void {
     if (this.state !== ST_CONNECTING) return;
+    // The connect deadline was set when the connection was opened: what is left of it tells the time taken.
+    this.pool.connectTime?.connected(this.pool.settings.connectTimeoutMs - (this.deadline - Date.now()));
     this.state = ST_ACTIVE;
     this.deadline = 0;
     const r = this.requester;

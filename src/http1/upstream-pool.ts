@@ -9,7 +9,13 @@
  * they outlive a runtime (config reload) and two routes with different TLS settings (CA, client
  * certificate, SNI) never share a connection.
  */
-import type { PoolLog, PoolSettings, UpstreamClient, UpstreamHandler } from '../upstream/contract.ts';
+import type {
+  ConnectTimer,
+  PoolLog,
+  PoolSettings,
+  UpstreamClient,
+  UpstreamHandler,
+} from '../upstream/contract.ts';
 import type { UpstreamTls } from '../upstream/tls-options.ts';
 import { UpstreamConnection } from './upstream-connection.ts';
 
@@ -29,6 +35,8 @@ export class Pool implements UpstreamClient {
   private total = 0;
   /** Connections opened over the pool's life (for tests and metrics). */
   opened = 0;
+  /** Told how long each new connection took to open (metrics), or null. */
+  connectTime: ConnectTimer | null = null;
   /** No route uses the target any more (a reload removed it): connections close instead of idling. */
   private retired = false;
 

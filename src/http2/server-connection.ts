@@ -397,6 +397,11 @@ export class H2ServerConnection implements Timed {
   private readonly encoder = new HpackEncoder();
   /** Open streams by id (not a Map: see stream-table.ts on churned collections). */
   private readonly streams = new StreamIdTable<H2ServerStream>();
+
+  /** Open streams (metrics). */
+  get streamCount(): number {
+    return this.streams.size;
+  }
   private readonly resets: RateBudget;
   private readonly controlFrames: RateBudget;
   private readonly decoded: string[] = [];
@@ -499,9 +504,13 @@ export class H2ServerConnection implements Timed {
     if (this.streams.size === 0) this.endSocket();
   }
 
-  /** Closes at once with GOAWAY `code`. */
+  /**
+   * Closes at once with GOAWAY `code`; a connection already closing (its GOAWAY sent, its socket ended)
+   * is destroyed (the end of a graceful stop).
+   */
   destroy(code = NO_ERROR, reason = 'closed'): void {
-    this.fail(new ConnectionError(code, reason));
+    if (this.destroyed) this.socket.destroy();
+    else this.fail(new ConnectionError(code, reason));
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1270,6 +1279,8 @@ export class H2ServerConnection implements Timed {
     this.flush();
     this.finish(NO_ERROR);
     this.socket.end();
+    // A client that never closes its side does not keep the socket.
+    setTimeout(() => this.socket.destroy(), GOAWAY_LINGER_MS).unref();
   }
 
   private onSocketGone(_: null): void {

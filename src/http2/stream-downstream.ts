@@ -33,6 +33,7 @@ import {
   REQUEST_BODY_STREAM,
   type UpstreamResponseHead,
 } from '../upstream/contract.ts';
+import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import { WEBSOCKET_VERSION } from '../websocket/handshake.ts';
 import type { TunnelRegistry } from '../websocket/registry.ts';
 import { Tunnel } from '../websocket/tunnel.ts';
@@ -52,7 +53,7 @@ WITHOUT_ACCEPT.remove('sec-websocket-accept');
 /** Finished flows an HTTP/2 connection keeps for its next streams. */
 const MAX_SPARE_FLOWS = 8;
 
-export class StreamDownstream implements Downstream, StreamOwner {
+export class StreamDownstream implements Downstream, StreamOwner, Timed {
   private readonly ctx: StreamContext;
   private readonly stream: H2ServerStream;
   readonly clientAddress: string;
@@ -65,6 +66,12 @@ export class StreamDownstream implements Downstream, StreamOwner {
   /** Flows of the connection's finished streams, for its next streams (ProxyFlow.reuse). */
   private readonly spareFlows: ProxyFlow[];
   private requestTrailers: FieldSource | null = null;
+  /**
+   * While the request body is coming: when the next piece of it is due (`request_body_timeout_ms`), else
+   * 0. A stream is watched (the shared coarse timer) only while its body is coming.
+   */
+  deadline = 0;
+  private watched = false;
 
   /**
    * `hsts` is the Strict-Transport-Security value for the stream's connection, or null; `spareFlows` is
@@ -145,7 +152,28 @@ export class StreamDownstream implements Downstream, StreamOwner {
           ? REQUEST_BODY_STREAM
           : REQUEST_BODY_LENGTH;
     flow.requestTrailers = flow.requestBody !== REQUEST_BODY_NONE;
+    if (flow.requestBody !== REQUEST_BODY_NONE && !websocket && !this.stream.remoteEnded) {
+      this.watched = true;
+      this.deadline = Date.now() + this.ctx.runtime.requestBodyTimeoutMs;
+      watchDeadline(this);
+    }
     flow.start();
+  }
+
+  /** The request body is complete, or the stream is over: its timer stops. */
+  private unwatchBody(): void {
+    if (!this.watched) return;
+    this.watched = false;
+    this.deadline = 0;
+    unwatchDeadline(this);
+  }
+
+  /** The client sent no piece of the request body for request_body_timeout_ms: 408, the upstream request aborted. */
+  onDeadline(): void {
+    this.unwatchBody();
+    const flow = this.flow;
+    if (flow === null || flow.done) return;
+    flow.onRequestError('ZP_ERR_REQUEST_TIMEOUT', 'The request body did not arrive in time');
   }
 
   // ---------------------------------------------------------------- request (Downstream)
@@ -167,10 +195,13 @@ export class StreamDownstream implements Downstream, StreamOwner {
 
   resumeRequest(): void {
     this.stream.resume();
+    if (this.watched) this.deadline = Date.now() + this.ctx.runtime.requestBodyTimeoutMs;
   }
 
   pauseRequest(): void {
     this.stream.pause();
+    // zproxy holds the body back (the upstream is slow to take it): the client is not late meanwhile.
+    if (this.watched) this.deadline = 0;
   }
 
   /** RFC 8441 §5: `sec-websocket-version: 13` and no body. */
@@ -201,9 +232,11 @@ export class StreamDownstream implements Downstream, StreamOwner {
     ex.bytesIn += chunk.length;
     const max = this.ctx.runtime.maxBodyBytes;
     if (max > 0 && ex.bytesIn > max) {
+      this.unwatchBody();
       flow.onRequestError('ZP_ERR_BODY_TOO_LARGE');
       return;
     }
+    if (this.deadline !== 0) this.deadline = Date.now() + this.ctx.runtime.requestBodyTimeoutMs;
     flow.onRequestBody(chunk);
   }
 
@@ -212,6 +245,7 @@ export class StreamDownstream implements Downstream, StreamOwner {
   }
 
   onRequestEnd(): void {
+    this.unwatchBody();
     this.flow?.onRequestEnd(this.requestTrailers);
   }
 
@@ -221,6 +255,7 @@ export class StreamDownstream implements Downstream, StreamOwner {
   }
 
   onStreamClose(code: number): void {
+    this.unwatchBody();
     const flow = this.flow;
     // A clean close after zproxy ended the response: the flow has finished the exchange.
     if (flow === null || flow.done || (code === NO_ERROR && this.stream.localEnded)) return;
@@ -325,6 +360,7 @@ export class StreamDownstream implements Downstream, StreamOwner {
    * is no longer the flow's), and the connection's next stream may take it.
    */
   finished(): void {
+    this.unwatchBody();
     const flow = this.flow;
     this.flow = null;
     if (flow !== null && this.spareFlows.length < MAX_SPARE_FLOWS) this.spareFlows.push(flow);

@@ -26,6 +26,10 @@ export interface AccessLogRecord {
   readonly error: string | null;
   /** The request id, when the `headers` filter gives or passes one. */
   readonly request_id?: string;
+  /** The W3C trace id the upstream was given (`tracing.traceparent`): the client's, or a new one. */
+  readonly trace_id?: string;
+  /** zproxy's span in that trace: the parent id the upstream was given. */
+  readonly span_id?: string;
   /** Only for an exchange that became a WebSocket tunnel. */
   readonly tunnel?: TunnelRecord;
 }
@@ -56,6 +60,8 @@ export class AccessLog {
       upstreams: ex.tried ?? undefined,
       error: ex.errorCode,
       request_id: ex.requestId ?? undefined,
+      trace_id: ex.traceId ?? undefined,
+      span_id: ex.spanId ?? undefined,
       // Undefined (left out of the line) for every exchange but a tunnel's.
       tunnel: ex.tunnel ?? undefined,
     };

@@ -168,7 +168,7 @@ function takeFilter(byKey: Map<string, Filter[]>, key: string): Filter | undefin
  */
 export async function buildChains(config: Config, options: ChainOptions): Promise<(FilterChain | null)[]> {
   const trustedProxies = compileTrustedProxies(config.trusted_proxies);
-  const forwarding = new ForwardingPolicy(trustedProxies, config.preserve_host);
+  const forwarding = new ForwardingPolicy(trustedProxies, config.preserve_host, config.tracing.traceparent);
   const logger = options.logger ?? null;
   const baseDir = options.baseDir ?? process.cwd();
   const shared = `${JSON.stringify(config.trusted_proxies)}\n${config.preserve_host}`;

@@ -90,6 +90,8 @@ export class FilterExchange implements FilterContext {
   private ended = false;
   private finished = false;
   private upstreamErrorRan = false;
+  /** The filter whose local response answers the exchange (metrics: its outcome), else null. */
+  answeredBy: Filter | null = null;
 
   constructor(chain: FilterChain, exchange: Exchange, request: FilterRequest, defaultTarget: string) {
     this.chain = chain;
@@ -162,14 +164,25 @@ export class FilterExchange implements FilterContext {
         if (isThenable(result)) {
           return result.then(
             // The exchange may have ended meanwhile (the client left): the later filters do not run.
-            (value) => (value !== undefined || this.finished ? value : this.requestFrom(i + 1)),
+            (value) =>
+              value !== undefined
+                ? this.answered(filter, value)
+                : this.finished
+                  ? value
+                  : this.requestFrom(i + 1),
             (error: unknown) => this.failed(filter, 'onRequest', error),
           );
         }
-        return result;
+        return this.answered(filter, result);
       }
     }
     return this.upstreamFrom(0);
+  }
+
+  /** `filter` answers the exchange with `local` (recorded for the metrics' filter outcomes). */
+  private answered(filter: Filter, local: LocalResponse): LocalResponse {
+    this.answeredBy = filter;
+    return local;
   }
 
   private upstreamFrom(from: number): RequestOutcome {
@@ -221,11 +234,16 @@ export class FilterExchange implements FilterContext {
       if (isThenable(result)) {
         return result.then(
           // The client may have left meanwhile: the later filters do not run.
-          (value) => (value !== undefined || this.finished ? value : this.responseFrom(i + 1, response)),
+          (value) =>
+            value !== undefined
+              ? this.answered(filter, value)
+              : this.finished
+                ? value
+                : this.responseFrom(i + 1, response),
           (error: unknown) => this.failed(filter, 'onResponse', error),
         );
       }
-      return result;
+      return this.answered(filter, result);
     }
     return undefined;
   }
@@ -259,14 +277,19 @@ export class FilterExchange implements FilterContext {
       if (result === undefined) continue;
       if (isThenable(result)) {
         return result.then(
-          (value) => (value !== undefined || this.finished ? value : this.upstreamErrorFrom(i + 1, status)),
+          (value) =>
+            value !== undefined
+              ? this.answered(filter, value)
+              : this.finished
+                ? value
+                : this.upstreamErrorFrom(i + 1, status),
           (error: unknown) => {
             this.report(filter, 'onUpstreamError', error);
             return this.finished ? undefined : this.upstreamErrorFrom(i + 1, status);
           },
         );
       }
-      return result;
+      return this.answered(filter, result);
     }
     return undefined;
   }

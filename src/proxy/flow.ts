@@ -20,6 +20,15 @@ import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.
 import type { Exchange } from '../exchange.ts';
 import type { FieldSource } from '../http/fields.ts';
 import { ForwardedResponse, forwardPath } from '../http/forwarding.ts';
+import {
+  AUTH_REFUSED,
+  CACHE_HIT,
+  CACHE_MISS,
+  CACHE_STALE,
+  CORS_REFUSED,
+  RATE_LIMITED,
+  type RouteMetrics,
+} from '../observe/metrics.ts';
 import type { LocalResponse } from '../pipeline/contract.ts';
 import { HeadFieldReader } from '../pipeline/field-readers.ts';
 import { FilterExchange, isPending } from '../pipeline/filter-exchange.ts';
@@ -86,6 +95,35 @@ function authorityOf(target: UpstreamTarget): string {
   return target.authority;
 }
 
+/**
+ * What the filters decided, for the metrics: the filter that answered (auth 401/403, rate_limit 429, cors
+ * 403) and what the cache said in its Cache-Status (a hit, a stale answer, or a forward to the upstream).
+ */
+function countFilterOutcome(metrics: RouteMetrics, fx: FilterExchange, status: number): void {
+  const by = fx.answeredBy;
+  if (by !== null) {
+    const type = fx.chain.typeOf(by);
+    if (type === 'auth' && (status === 401 || status === 403)) metrics.filterOutcome(AUTH_REFUSED);
+    else if (type === 'rate_limit' && status === 429) metrics.filterOutcome(RATE_LIMITED);
+    else if (type === 'cors' && status === 403) metrics.filterOutcome(CORS_REFUSED);
+  }
+  const edits = fx.responseEditsOrNull;
+  if (edits === null) return;
+  const added = edits.added;
+  for (let i = 0; i < added.length; i += 2) {
+    if (added[i] !== 'cache-status') continue;
+    const value = added[i + 1]!;
+    // `zproxy; hit`, `zproxy; hit; ...; detail=stale-while-revalidate`, `zproxy; fwd=stale; ...;
+    // detail=stale-if-error`, `zproxy; fwd=uri-miss` ...; a request the cache does not serve (fwd=method,
+    // fwd=request) is none of them.
+    if (value.includes('detail=stale-')) metrics.filterOutcome(CACHE_STALE);
+    else if (value.includes('; hit')) metrics.filterOutcome(CACHE_HIT);
+    else if (!value.includes('fwd=method') && !value.includes('fwd=request'))
+      metrics.filterOutcome(CACHE_MISS);
+    return;
+  }
+}
+
 export class ProxyFlow implements UpstreamHandler, Timed {
   private readonly ctx: FlowContext;
   private runtime: Runtime;
@@ -144,6 +182,8 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   private bodyKept: Buffer[] | null = null;
   private bodyKeptBytes = 0;
   private requestTrailerFields: FieldSource | null = null;
+  /** performance.now() when the current attempt was sent (metrics on only: the upstream's response time). */
+  private sentAt = 0;
   private finished = false;
   deadline = 0;
   private watching = false;
@@ -152,6 +192,8 @@ export class ProxyFlow implements UpstreamHandler, Timed {
    * tunnel): it is not reused for another exchange (reuse()).
    */
   private pinned = false;
+  /** The target whose `active` count includes this exchange's attempt in flight. */
+  private activeTarget: UpstreamTarget | null = null;
 
   /**
    * `request` and `forwardedResponse`, when given, are reset and reused: an HTTP/1.1 connection, which
@@ -204,6 +246,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.held = null;
     this.tunnelReserved = false;
     this.tried = null;
+    this.activeTarget = null;
     this.counted = false;
     this.retrying = false;
     this.sent = false;
@@ -213,10 +256,18 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.bodyKept = null;
     this.bodyKeptBytes = 0;
     this.requestTrailerFields = null;
+    this.sentAt = 0;
     this.finished = false;
     this.deadline = 0;
     this.watching = false;
     return true;
+  }
+
+  /** The target's count of attempts in flight no longer includes this exchange's. */
+  private releaseTarget(): void {
+    if (this.activeTarget === null) return;
+    this.activeTarget.active--;
+    this.activeTarget = null;
   }
 
   /** The exchange is over (answered, aborted or handed to a tunnel). */
@@ -251,7 +302,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     request.method = method;
     request.path = `${upstreamPath}${ex.query}`;
     request.rawLine = this.rawTarget && upstreamPath === ex.path;
-    const target = route.group.pick();
+    const target = route.group.pick(ex, this.fieldsSource);
     this.target = target;
     ex.upstream = target.authority;
     const chain = route.filters;
@@ -312,6 +363,13 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     request.fields = this.fieldsSource;
     request.headRequest = ex.method === 'HEAD';
     request.trailers = this.requestTrailers;
+    // The trace context is decided once per exchange: a retry to another target keeps it.
+    const forwarded = request.forwarded;
+    this.runtime.forwarding.trace(forwarded, request.fields!);
+    if (forwarded.traceId !== '') {
+      ex.traceId = forwarded.traceId;
+      ex.spanId = forwarded.spanId;
+    }
     this.decideForwarding(target);
     if (this.websocket) {
       this.forwardWebSocket(target);
@@ -344,6 +402,10 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   private startAttempt(target: UpstreamTarget, fresh: boolean): void {
     this.exchange.attempts++;
     this.sent = false;
+    // The attempt in flight counts toward its target's load (least_request) until the next one or the end.
+    if (this.activeTarget !== null) this.activeTarget.active--;
+    target.active++;
+    this.activeTarget = target;
     const attempt = target.acquire(this, fresh);
     if (attempt !== null) this.onUpstreamReady(attempt);
     else this.waitForConnection();
@@ -421,6 +483,11 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     request.decodeResponse =
       !ds.acceptsChunked || !attempt.http1 || (this.exchange.filters?.chain.onResponseBody ?? null) !== null;
     this.sent = true;
+    const tm = this.target!.metrics;
+    if (tm !== null) {
+      tm.attempt();
+      this.sentAt = performance.now();
+    }
     attempt.send(request);
     if (this.finished || this.attempt !== attempt) return;
     const perTry = this.exchange.route?.retry.perTryTimeoutMs ?? 0;
@@ -527,6 +594,8 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   ): void {
     if (attempt !== this.attempt || this.finished) return;
     this.stopTryTimer();
+    const tm = this.target!.metrics;
+    if (tm !== null) tm.responded(performance.now() - this.sentAt);
     const retry = this.exchange.route?.retry;
     if (retry?.retriesStatus(head.status) && this.exchange.attempts < retry.attempts) {
       // A status the route retries: this answer is dropped if another attempt may be made.
@@ -655,6 +724,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     if (this.finished || (attempt !== null && this.attempt !== null && attempt !== this.attempt)) return;
     this.attempt = null;
     this.stopTryTimer();
+    this.target?.metrics?.error(error.code);
     if (this.waiting) {
       this.waiting = false;
       this.unwatch();
@@ -724,6 +794,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       this.retrying = true;
       group.budget.retries++;
     }
+    route.metrics?.retried();
     if (this.requestBody !== REQUEST_BODY_NONE && !this.requestDone) this.downstream.pauseRequest();
     this.target = target;
     tried.push(target);
@@ -751,12 +822,15 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.runtime.forwarding.response(fr, 101, head.httpVersion, this.downstream.hsts, false);
     // The exchange's filters are done: the tunnel carries frames they do not see.
     ex.filters?.finish(false);
+    // Counted as an exchange answered 101 now; the tunnel's own line is logged when it ends.
+    ex.route!.metrics?.record(ex.method, 101, ex.httpVersion, performance.now() - ex.startTime);
     // From here on the tunnel owns both ends, its place among the tunnels and the access log line.
     this.tunnelReserved = false;
     this.finished = true;
     this.unwatch();
     // A tunnel uses nothing of the runtime a reload would let go of (its filters are done).
     this.runtime.use.end();
+    this.releaseTarget();
     this.downstream.switchToTunnel(head, fr, socket, rest, ex.route!.websocketIdleTimeoutMs);
     this.downstream.finished();
   }
@@ -773,6 +847,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       const attempt = this.attempt;
       this.attempt = null;
       attempt?.cancel();
+      this.target?.metrics?.error('ZP_ERR_UPSTREAM_TIMEOUT');
       if (this.retryAfter('timeout')) return;
       this.fail('ZP_ERR_UPSTREAM_TIMEOUT', 'The upstream did not answer within retry.per_try_timeout_ms');
       return;
@@ -785,6 +860,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     } else if (this.waiting) {
       this.waiting = false;
       this.target?.cancel(this);
+      this.target?.metrics?.error('ZP_ERR_UPSTREAM_UNAVAILABLE');
       this.fail('ZP_ERR_UPSTREAM_UNAVAILABLE');
     }
   }
@@ -928,6 +1004,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     if (this.finished) return;
     this.finished = true;
     this.unwatch();
+    this.releaseTarget();
     if (this.counted) {
       const budget = this.exchange.route!.group.budget;
       budget.inFlight--;
@@ -945,6 +1022,11 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     ex.endTime = performance.now();
     ex.filters?.finish(aborted);
     this.runtime.accessLog?.write(ex);
+    const metrics = ex.route === null ? this.runtime.unmatchedMetrics : ex.route.metrics;
+    if (metrics !== null) {
+      metrics.record(ex.method, ex.status, ex.httpVersion, ex.endTime - ex.startTime);
+      if (ex.filters !== null) countFilterOutcome(metrics, ex.filters, ex.status);
+    }
     this.runtime.use.end();
     this.downstream.finished();
   }

@@ -9,6 +9,7 @@ import { compileTrustedProxies, ForwardingPolicy } from '../http/forwarding.ts';
 import type { HeadLimits } from '../http1/parse-head.ts';
 import type { AccessLog } from '../observe/access-log.ts';
 import type { Logger } from '../observe/logger.ts';
+import type { MetricRegistry, RouteMetrics } from '../observe/metrics.ts';
 import { buildChains, type FilterChain } from '../pipeline/chain.ts';
 import type { Filter } from '../pipeline/contract.ts';
 import type { FilterRegistry } from '../pipeline/registry.ts';
@@ -40,6 +41,8 @@ export interface CompiledRoute {
   readonly filterOnlyMethods: ReadonlySet<string> | null;
   /** The Allow value of a 405 for this route (its `methods`). */
   readonly allow: string;
+  /** The route's metric slots (by its host and pattern), null when metrics are off. */
+  readonly metrics: RouteMetrics | null;
 }
 
 /** The methods a route's `methods` allow, as the router lists them in Allow (GET implies HEAD). */
@@ -67,6 +70,8 @@ export interface Runtime {
   /** 0 = unlimited. */
   readonly maxBodyBytes: number;
   readonly connectionTimeoutMs: number;
+  /** Time allowed between two reads of a request body (`request_body_timeout_ms`). */
+  readonly requestBodyTimeoutMs: number;
   /** What requests and responses keep, lose and gain on the way (trusted_proxies, preserve_host). */
   readonly forwarding: ForwardingPolicy;
   readonly accessLog: AccessLog | null;
@@ -76,8 +81,15 @@ export interface Runtime {
   readonly tunnelDrainTimeoutMs: number;
   /** The routes' filter chains (null for a route without filters): what disposeRuntime lets go of. */
   readonly chains: readonly (FilterChain | null)[];
+  /** Where exchanges no route matched are counted (route `(none)`), null when metrics are off. */
+  readonly unmatchedMetrics: RouteMetrics | null;
   /** The exchanges running on this runtime, and what to do once a retired one has none left. */
   readonly use: RuntimeUse;
+}
+
+/** The route label of metrics: the pattern, after its host when it has one. */
+export function routeName(route: RouteConfig): string {
+  return route.host === null ? route.path : `${route.host}${route.path}`;
 }
 
 /**
@@ -132,6 +144,7 @@ function compileRoute(
   config: Config,
   pools: PoolRegistry,
   filters: FilterChain | null,
+  metrics: MetricRegistry | null,
 ): CompiledRoute {
   const d = config.upstream_defaults;
   const settings: PoolSettings = {
@@ -142,28 +155,37 @@ function compileRoute(
     maxIdle: d.max_idle_per_target,
   };
   const where = `routes[${index}].upstream_tls`;
-  const targets = route.upstream.map((url) => {
+  const targets = route.upstream.map(({ url, weight, backup }) => {
     const { scheme, host, port, hostHeader } = parseUpstreamUrl(url);
     // TLS files are read here, once per route compile; the pools are keyed by their contents too.
     const tls: UpstreamTls | null =
       scheme === 'https' || scheme === 'h2'
         ? compileUpstreamTls(route.upstream_tls, host, scheme === 'h2' ? 'h2' : 'http/1.1', where)
         : null;
-    if (scheme === 'http' || scheme === 'https') {
-      return new UpstreamTarget(pools.get(host, port, settings, tls), hostHeader);
+    const pool =
+      scheme === 'http' || scheme === 'https'
+        ? pools.get(host, port, settings, tls)
+        : pools.getHttp2(host, port, settings, tls);
+    const target = new UpstreamTarget(pool, hostHeader, weight, backup);
+    if (metrics !== null) {
+      const m = metrics.target(url);
+      target.metrics = m;
+      pool.connectTime = m;
+      if (!m.pools.includes(pool)) m.pools.push(pool);
     }
-    return new UpstreamTarget(pools.getHttp2(host, port, settings, tls), hostHeader);
+    return target;
   });
   return {
     index,
     pattern: route.path,
     stripPrefix: route.strip_prefix,
-    group: new UpstreamGroup(targets),
+    group: new UpstreamGroup(targets, route.load_balancing),
     retry: new RetryPolicy(route.retry),
     websocketIdleTimeoutMs: route.websocket_idle_timeout_ms,
     filters,
     filterOnlyMethods: filterOnlyMethods(route, filters),
     allow: allowOf(route.methods),
+    metrics: metrics === null ? null : metrics.route(routeName(route)),
   };
 }
 
@@ -176,9 +198,10 @@ export function compileRuntime(
   pools: PoolRegistry,
   accessLog: AccessLog | null,
   chains: readonly (FilterChain | null)[] | null = null,
+  metrics: MetricRegistry | null = null,
 ): Runtime {
   const routes = config.routes.map((route, index) =>
-    compileRoute(route, index, config, pools, chains?.[index] ?? null),
+    compileRoute(route, index, config, pools, chains?.[index] ?? null, metrics),
   );
   const router = new Router(
     config.routes.map((route, index) => {
@@ -202,11 +225,17 @@ export function compileRuntime(
     },
     maxBodyBytes: config.limits.max_body_bytes,
     connectionTimeoutMs: config.connection_timeout_ms,
-    forwarding: new ForwardingPolicy(compileTrustedProxies(config.trusted_proxies), config.preserve_host),
+    requestBodyTimeoutMs: config.request_body_timeout_ms,
+    forwarding: new ForwardingPolicy(
+      compileTrustedProxies(config.trusted_proxies),
+      config.preserve_host,
+      config.tracing.traceparent,
+    ),
     accessLog: config.access_log.enabled ? accessLog : null,
     maxTunnels: config.websocket.max_tunnels,
     tunnelDrainTimeoutMs: config.websocket.drain_timeout_ms,
     chains: chains ?? [],
+    unmatchedMetrics: metrics === null ? null : metrics.route('(none)'),
     use: new RuntimeUse(),
   };
 }
@@ -219,6 +248,8 @@ export interface BuildOptions {
   readonly logger?: Logger | null;
   /** Relative paths in filter configs (user filter modules) are resolved against this directory. */
   readonly baseDir?: string;
+  /** The worker's metric slots the routes and targets bind to (null or absent: metrics off). */
+  readonly metrics?: MetricRegistry | null;
   /** The running runtime (a reload): its filters whose entries did not change are taken over (buildChains). */
   readonly previous?: Runtime;
 }
@@ -238,7 +269,7 @@ export async function buildRuntime(config: Config, options: BuildOptions): Promi
         ...(options.previous === undefined ? {} : { previous: options.previous.chains }),
       })
     : null;
-  return compileRuntime(config, options.pools, options.accessLog, chains);
+  return compileRuntime(config, options.pools, options.accessLog, chains, options.metrics ?? null);
 }
 
 /**

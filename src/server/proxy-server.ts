@@ -3,9 +3,10 @@
  * connections. Used by `zproxy run` (once per worker) and by tests and embedders.
  */
 import net, { type AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
 import tls from 'node:tls';
 import type { Config, HstsConfig, ListenerConfig, TlsConfig } from '../config/schema.ts';
-import { ERROR_CODES, type ErrorCode, errorBody } from '../errors.ts';
+import { ERROR_CODES, type ErrorCode, errorBody, ZpError } from '../errors.ts';
 import { BUILT_IN_FILTERS } from '../filters/index.ts';
 import {
   type ConnectionContext,
@@ -17,7 +18,9 @@ import type { Pool } from '../http1/upstream-pool.ts';
 import { Http2Downstream } from '../http2/downstream.ts';
 import { GOAWAY, PREFACE, SETTINGS, writeFrameHeader } from '../http2/frames.ts';
 import { AccessLog } from '../observe/access-log.ts';
-import type { Logger } from '../observe/logger.ts';
+import type { LogFile } from '../observe/log-file.ts';
+import { closeLogFile, type Logger, openFileLogger } from '../observe/logger.ts';
+import { MetricRegistry } from '../observe/metrics.ts';
 import type { Filter } from '../pipeline/contract.ts';
 import { FilterRegistry } from '../pipeline/registry.ts';
 import {
@@ -211,16 +214,38 @@ export interface ProxyServerOptions {
    * whole instance exactly (every worker checks the shared total). Without it, this process counts alone.
    */
   readonly instanceConnections?: { readonly counter: InstanceConnections; readonly worker: number };
+  /**
+   * The worker's metric slots (src/observe/metrics.ts); absent: made here when `admin.metrics` is on;
+   * null: metrics off.
+   */
+  readonly metrics?: MetricRegistry | null;
+}
+
+/** How often the metric gauges (connections, pools, event-loop delay) are sampled. */
+const METRICS_SAMPLE_MS = 1000;
+
+function sampleMetrics(server: ProxyServer): void {
+  server.sampleMetrics();
 }
 
 export class ProxyServer {
   readonly pools = new PoolRegistry();
   /** The filter types this server builds chains from (the built-in filters and user modules). */
   readonly filters = new FilterRegistry(BUILT_IN_FILTERS);
+  /**
+   * This worker's metric slots, null when metrics are off. Like the pools, they belong to the server, not
+   * to a runtime: a runtime compiled from another config binds the same slots for the routes it keeps.
+   */
+  readonly metrics: MetricRegistry | null;
+  private sampler: NodeJS.Timeout | null = null;
   private readonly logger: Logger;
   private readonly reusePort: boolean;
   private readonly baseDir: string | undefined;
-  private readonly accessLog: AccessLog;
+  /**
+   * The access logs of the configs this server has run, by the file they write to (null: stdout with the
+   * process log); a file stays open while a runtime that logs to it serves exchanges.
+   */
+  private readonly accessLogs = new Map<string | null, { log: AccessLog; file: LogFile | null }>();
   private listeners: BoundListener[] = [];
   private readonly ctx: ConnectionContext;
   /** This process's bound on open connections (`max_connections`, or a worker's share of it). */
@@ -257,12 +282,18 @@ export class ProxyServer {
     this.baseDir = options.baseDir;
     this.maxConnections = options.maxConnections ?? config.max_connections;
     this.instanceConnections = options.instanceConnections ?? null;
+    // Opened first: a file that cannot be opened stops the start before anything else is set up.
+    const accessLog = this.accessLogFor(config);
     this.tlsContexts = tlsContextsOf(config, options.logger);
     for (const contexts of this.tlsContexts.values()) contexts.watch();
-    const accessLog = new AccessLog(options.logger);
-    this.accessLog = accessLog;
+    this.metrics =
+      options.metrics !== undefined
+        ? options.metrics
+        : config.admin?.metrics === true
+          ? new MetricRegistry(false, 1)
+          : null;
     this.ctx = {
-      runtime: compileRuntime(config, this.pools, accessLog),
+      runtime: compileRuntime(config, this.pools, accessLog, null, this.metrics),
       connections: new SlotSet(),
       shuttingDown: false,
       onConnectionClosed: () => {
@@ -301,6 +332,56 @@ export class ProxyServer {
     return this.open;
   }
 
+  /**
+   * The access log for `config` (`access_log.file`, or stdout), opened when no config before used that
+   * file. Throws a ZP_ERR_CONFIG error naming the path when the file cannot be opened.
+   */
+  private accessLogFor(config: Config): AccessLog {
+    const file = config.access_log.enabled ? config.access_log.file : null;
+    const path = file === null ? null : resolve(this.baseDir ?? process.cwd(), file);
+    const known = this.accessLogs.get(path);
+    if (known !== undefined) return known.log;
+    if (path === null) {
+      const log = new AccessLog(this.logger);
+      this.accessLogs.set(null, { log, file: null });
+      return log;
+    }
+    let opened: ReturnType<typeof openFileLogger>;
+    try {
+      opened = openFileLogger(path, this.logger);
+    } catch (error) {
+      throw new ZpError(
+        'ZP_ERR_CONFIG',
+        `access_log.file: cannot open ${path}: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
+    }
+    opened.file.onWriteError = (err) => this.logger.error({ err, file: path }, 'access log write failed');
+    const log = new AccessLog(opened.logger);
+    this.accessLogs.set(path, { log, file: opened.file });
+    return log;
+  }
+
+  /**
+   * Reopens the access log file (SIGUSR1, after logrotate renamed it): the lines logged so far go to the
+   * old file, the next ones to a new file at the same path. When the path cannot be opened, the error is
+   * logged and the old file stays in use.
+   */
+  reopenLogs(): void {
+    for (const { file } of this.accessLogs.values()) {
+      if (file === null) continue;
+      const error = file.reopen();
+      if (error === null) this.logger.info({ file: file.path }, 'access log reopened');
+      else
+        this.logger.error(
+          { err: error, file: file.path },
+          'access log not reopened: the old file stays in use',
+        );
+    }
+  }
+
   /** Open WebSocket tunnels. */
   get tunnelCount(): number {
     return this.ctx.tunnels?.active ?? 0;
@@ -316,11 +397,17 @@ export class ProxyServer {
     // Filters are built before the first connection (a factory may do I/O: a JWKS, a user module).
     this.ctx.runtime = await buildRuntime(config, {
       pools: this.pools,
-      accessLog: this.accessLog,
+      accessLog: this.accessLogFor(config),
       filters: this.filters,
       logger: this.logger,
+      metrics: this.metrics,
       ...(this.baseDir === undefined ? {} : { baseDir: this.baseDir }),
     });
+    if (this.metrics !== null) {
+      this.metrics.sampleLoop();
+      this.sampler = setInterval(sampleMetrics, METRICS_SAMPLE_MS, this);
+      this.sampler.unref();
+    }
     const listeners: BoundListener[] = [];
     try {
       for (const l of config.listeners)
@@ -388,9 +475,11 @@ export class ProxyServer {
     try {
       runtime = await buildRuntime(config, {
         pools: this.pools,
-        accessLog: this.accessLog,
+        accessLog: this.accessLogFor(config),
         filters: this.filters,
         logger: this.logger,
+        // The same metric slots: routes and targets the new config keeps go on counting where they were.
+        metrics: this.metrics,
         previous: this.ctx.runtime,
         ...(this.baseDir === undefined ? {} : { baseDir: this.baseDir }),
       });
@@ -469,6 +558,13 @@ export class ProxyServer {
   private retired(old: Runtime): void {
     this.retiring.delete(old);
     const live = [this.ctx.runtime, ...this.retiring];
+    // An access log file no runtime writes to any more (a reload changed access_log.file) is closed.
+    for (const [path, entry] of this.accessLogs) {
+      if (entry.file !== null && !live.some((runtime) => runtime.accessLog === entry.log)) {
+        this.accessLogs.delete(path);
+        closeLogFile(entry.file);
+      }
+    }
     const filters = new Set<Filter>();
     const pools = new Set<Pool | Http2Pool>();
     for (const runtime of live) {
@@ -518,10 +614,6 @@ export class ProxyServer {
   }
 
   private accept(socket: net.Socket, listener: ListenerState): void {
-    if (this.ctx.shuttingDown) {
-      socket.destroy();
-      return;
-    }
     const shared = this.instanceConnections;
     if (
       shared === null
@@ -529,6 +621,7 @@ export class ProxyServer {
         : !shared.counter.tryAcquire(shared.worker, this.maxConnections)
     ) {
       // Refused connections are not counted; they linger at most REFUSED_LINGER_MS.
+      this.metrics?.server.refused();
       socket.on('error', ignore);
       if (listener.tls === null) refuse(socket, OVER_CAPACITY);
       else {
@@ -540,8 +633,17 @@ export class ProxyServer {
     }
     this.open++;
     socket.on('close', this.release);
-    if (listener.tls === null) new DownstreamConnection(socket, this.ctx, listener.policy);
+    if (listener.tls === null) this.serveHttp1(socket, listener);
     else this.detect(socket, listener);
+  }
+
+  /**
+   * An HTTP/1.x connection (or h2c, which it hands over). One accepted while zproxy stops (it was already
+   * in the listener's queue) is served one request, with Connection: close, rather than dropped.
+   */
+  private serveHttp1(socket: net.Socket, listener: ListenerState): void {
+    const connection = new DownstreamConnection(socket, this.ctx, listener.policy);
+    if (this.ctx.shuttingDown) connection.shutdown();
   }
 
   /**
@@ -568,7 +670,7 @@ export class ProxyServer {
         socket.pause();
         socket.unshift(chunk);
         this.pending.delete(socket);
-        new DownstreamConnection(socket, this.ctx, listener.policy);
+        this.serveHttp1(socket, listener);
         socket.resume();
       } else {
         refuse(socket, startsWithH2Preface(chunk) ? H2C_REFUSED : PLAIN_HTTP_REFUSED);
@@ -590,18 +692,37 @@ export class ProxyServer {
     });
     secure.on('error', ignore);
     const timer = setTimeout(destroySocket, this.ctx.runtime.connectionTimeoutMs, secure);
+    let secured = false;
     secure.once('secure', () => {
+      secured = true;
+      this.metrics?.server.handshake(true);
       clearTimeout(timer);
       this.pending.delete(socket);
-      if (this.ctx.shuttingDown) secure.destroy();
-      else if (secure.alpnProtocol === 'h2' && this.http2 !== null)
+      // During a graceful stop too: HTTP/2 gets GOAWAY at once, HTTP/1.1 one request and Connection: close.
+      if (secure.alpnProtocol === 'h2' && this.http2 !== null)
         this.http2.acceptSecure(secure, listener.policy.hsts);
-      else new DownstreamConnection(secure, this.ctx, listener.policy);
+      else this.serveHttp1(secure, listener);
     });
     secure.once('close', () => {
+      if (!secured) this.metrics?.server.handshake(false);
       clearTimeout(timer);
       this.pending.delete(socket);
     });
+  }
+
+  /** Writes the metric gauges: open connections by protocol, HTTP/2 streams, tunnels, pools, the event loop. */
+  sampleMetrics(): void {
+    const m = this.metrics;
+    if (m === null) return;
+    let streams = 0;
+    let sessions = 0;
+    if (this.http2 !== null) {
+      for (const session of this.http2.sessions) streams += session.streamCount;
+      sessions = this.http2.sessions.size;
+    }
+    m.server.connections(this.ctx.connections.size, sessions, this.pending.size, streams, this.tunnelCount);
+    for (const target of m.allTargets()) target.sample();
+    m.sampleLoop();
   }
 
   /**
@@ -611,6 +732,9 @@ export class ProxyServer {
    */
   async stop(graceMs = this.ctx.runtime.config.shutdown_grace_ms): Promise<void> {
     this.ctx.shuttingDown = true;
+    if (this.sampler !== null) clearInterval(this.sampler);
+    this.sampler = null;
+    this.metrics?.stop();
     const closed = Promise.all(
       this.listeners.map((l) => new Promise<void>((r) => l.server.close(() => r()))),
     );
@@ -635,5 +759,6 @@ export class ProxyServer {
     for (const contexts of this.tlsContexts.values()) contexts.close();
     await disposeRuntime(this.ctx.runtime);
     await closed;
+    for (const { file } of this.accessLogs.values()) if (file !== null) closeLogFile(file);
   }
 }

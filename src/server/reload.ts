@@ -73,6 +73,10 @@ export function fixedSettingsChanged(running: Config, next: Config, singleProces
   if (next.worker_mode !== running.worker_mode) {
     return `worker_mode: cannot change while zproxy runs (from "${running.worker_mode}" to "${next.worker_mode}"); restart zproxy`;
   }
+  // The admin listener, its token and whether metrics are counted are set when the instance starts.
+  if (JSON.stringify(next.admin) !== JSON.stringify(running.admin)) {
+    return 'admin: cannot change while zproxy runs (the admin listener, its token and the metrics are set at start); restart zproxy';
+  }
   // (With workers, thread_count 1 leaves one worker: the instance keeps its main thread or supervisor.)
   if (singleProcess && next.thread_count !== running.thread_count) {
     return `thread_count: zproxy started with thread_count ${running.thread_count} serves in one process and cannot start workers while it runs (to ${next.thread_count}); restart zproxy`;

@@ -2,12 +2,16 @@
  * `zproxy run`: starts the proxy for a validated config, either in this process (thread_count 1, or a
  * worker) or as the supervisor of `thread_count` workers: worker threads of this process where the
  * platform has SO_REUSEPORT (src/server/thread-supervisor.ts), else worker processes
- * (src/server/supervisor.ts). Handles SIGTERM/SIGINT with a graceful stop.
+ * (src/server/supervisor.ts). Handles SIGTERM/SIGINT with a graceful stop, and SIGUSR1 by reopening the
+ * access log file (the supervisors pass it on to each worker).
  */
 import { dirname, resolve } from 'node:path';
 import type { Config } from '../config/schema.ts';
 import type { ConfigWarning } from '../config/warnings.ts';
+import { drainThen, InstanceView } from '../observe/instance-view.ts';
 import { createLogger, flushLogs, type Logger } from '../observe/logger.ts';
+import { MetricRegistry } from '../observe/metrics.ts';
+import { LocalMetrics, type MetricSnapshotMessage } from '../observe/metrics-view.ts';
 import { InstanceConnections, instanceShared } from '../util/instance.ts';
 import { isWorkerProcess, WORKER_ENV } from '../util/worker.ts';
 import {
@@ -50,10 +54,34 @@ export interface WorkerRole {
   listening(): void;
   /** Calls `stop` when the supervisor asks this worker to stop (or is gone). */
   onStopRequest(stop: (reason: string) => void): void;
+  /** A worker thread tells the main thread what its metric slots mean (once per allocation). */
+  readonly publishMetrics?: MetricRegistry['publish'];
+  /** A worker process answers its supervisor's metric requests with snapshots of `registry`. */
+  answerMetrics?(registry: MetricRegistry): void;
   /** Hands each reload message of the instance to `handle` (src/server/reload.ts). */
   onReloadMessage(handle: (message: ReloadMessage) => void): void;
   /** Answers the instance during a reload. */
   sendReloadMessage(message: ReloadMessage): void;
+  /** Calls `reopen` when the supervisor asks this worker to reopen its log files (it had SIGUSR1). */
+  onReopenRequest(reopen: () => void): void;
+}
+
+/**
+ * The admin listener of the instance (`admin`), started in the per-instance place; null when the config
+ * has none. The view is what it reads; the supervisors feed it.
+ */
+async function startAdmin(
+  config: Config,
+  options: RunOptions,
+  logger: Logger,
+  mode: InstanceView['mode'],
+): Promise<InstanceView | null> {
+  if (config.admin === null) return null;
+  const { packageVersion } = await import('../observe/version.ts');
+  const view = new InstanceView(config, options.configPath, packageVersion(), mode);
+  const { AdminServer } = await import('../observe/admin.ts');
+  await new AdminServer(config.admin, view, logger).start();
+  return view;
 }
 
 export async function run(config: Config, options: RunOptions): Promise<void> {
@@ -79,16 +107,18 @@ export async function run(config: Config, options: RunOptions): Promise<void> {
       };
       // Each supervisor is loaded only when it runs (the main thread keeps little in memory).
       if (workerMode(config) === 'threads') {
+        const view = await startAdmin(config, options, logger, 'threads');
         const { runThreadSupervisor } = await import('./thread-supervisor.ts');
-        await runThreadSupervisor(config, options, logger, stopped);
+        await runThreadSupervisor(config, options, logger, stopped, view);
       } else {
+        const view = await startAdmin(config, options, logger, 'processes');
         const { runSupervisor } = await import('./supervisor.ts');
-        await runSupervisor(config, options, logger, stopped);
+        await runSupervisor(config, options, logger, stopped, view);
       }
       logger.flush();
       return;
     }
-    await serve(config, options, null, logger);
+    await serve(config, options, null, logger, await startAdmin(config, options, logger, 'single'));
     return;
   }
   await serve(config, options, worker, startLogger(options.logLevel, { worker: worker.id }));
@@ -116,12 +146,26 @@ function processRole(config: Config): WorkerRole {
       // A SIGHUP sent to the whole process group is the supervisor's to act on (a reload).
       process.on('SIGHUP', ignoreSignal);
     },
+    answerMetrics(registry) {
+      process.on('message', (message: { type?: string; seq?: number } | null) => {
+        if (message?.type !== 'metric-request') return;
+        const answer: MetricSnapshotMessage = {
+          type: 'metric-snapshot',
+          seq: message.seq ?? 0,
+          snapshot: registry.snapshot(),
+        };
+        process.send?.(answer);
+      });
+    },
     onReloadMessage(handle) {
       process.on('message', (message: unknown) => {
         if (isReloadMessage(message)) handle(message);
       });
     },
     sendReloadMessage: (message) => process.send?.(message),
+    onReopenRequest(reopen) {
+      process.on('SIGUSR1', reopen);
+    },
   };
 }
 
@@ -137,6 +181,7 @@ export async function serve(
   options: RunOptions,
   worker: WorkerRole | null,
   logger: Logger = startLogger(options.logLevel, worker === null ? {} : { worker: worker.id }),
+  view: InstanceView | null = null,
 ): Promise<void> {
   process.on('uncaughtException', (err) => {
     logger.fatal({ err }, 'uncaught exception');
@@ -149,7 +194,16 @@ export async function serve(
   const shared = worker?.kind === 'thread' ? instanceShared() : null;
   // Loaded here, not at the top: the main thread of worker threads serves nothing and does not load it.
   const { ProxyServer } = await import('./proxy-server.ts');
+  // This worker's metric slots: shared memory the main thread reads (threads), snapshots for the
+  // supervisor (processes), or read here by the admin listener (one process).
+  const metrics =
+    config.admin?.metrics === true
+      ? new MetricRegistry(worker?.kind === 'thread', worker?.id ?? 1, worker?.publishMetrics ?? null)
+      : null;
+  if (metrics !== null) worker?.answerMetrics?.(metrics);
+  if (view !== null && metrics !== null) view.metrics = new LocalMetrics(metrics);
   const server = new ProxyServer(config, {
+    metrics,
     logger,
     // SO_REUSEPORT wherever the platform has it, a single process too: a new zproxy (a new version, a
     // rolling restart) can bind the same port while this one drains (docs/operations.md).
@@ -165,8 +219,15 @@ export async function serve(
     // Relative paths in filter configs (user filter modules) are the config file's.
     baseDir: options.configPath === null ? process.cwd() : dirname(resolve(options.configPath)),
   });
+  // SIGUSR1 (logrotate's postrotate): the access log file is reopened. A listener also keeps Node from
+  // taking SIGUSR1 as its signal to start the inspector.
+  const reopen = (): void => server.reopenLogs();
+  if (worker === null) process.on('SIGUSR1', reopen);
+  else worker.onReopenRequest(reopen);
   await server.start();
   logger.flush();
+  /** The config serving now (a reload replaces it). */
+  let running = (): Config => config;
   if (worker === null) {
     // This process is the instance: it reloads itself on SIGHUP.
     const reload = new InstanceReload(options.configPath, config, logger, {
@@ -177,6 +238,8 @@ export async function serve(
     process.on('SIGHUP', () => {
       if (!stopping) void reload.reload('SIGHUP');
     });
+    view?.attachReload(reload);
+    running = () => reload.config;
   } else {
     // Worker threads count connections in shared memory; a worker process holds its share.
     const maxConnections = (next: Config) =>
@@ -187,6 +250,7 @@ export async function serve(
     worker.onReloadMessage((message) => reload.handle(message));
   }
   worker?.listening();
+  if (view !== null) view.listening = true;
 
   let stopping = false;
   const stop = (reason: string): void => {
@@ -200,8 +264,9 @@ export async function serve(
     });
   };
   if (worker === null) {
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    // /readyz answers 503 first; the listeners serve on for shutdown_delay_ms, then the graceful stop.
+    process.on('SIGTERM', () => drainThen(running().shutdown_delay_ms, view, () => stop('SIGTERM')));
+    process.on('SIGINT', () => drainThen(running().shutdown_delay_ms, view, () => stop('SIGINT')));
   } else {
     worker.onStopRequest(stop);
   }

@@ -4,13 +4,17 @@
  * each binding its own socket with SO_REUSEPORT: src/server/thread-supervisor.ts. The process path can
  * bind with SO_REUSEPORT as well, which is how the tests run it on Linux.) The supervisor restarts a worker that dies and, on SIGTERM or
  * SIGINT, asks every worker to stop gracefully and exits 0 once they have. `max_connections` bounds the
- * instance: each worker enforces its share (connectionShare).
+ * instance: each worker enforces its share (connectionShare). SIGUSR1 (reopen the access log file) is
+ * passed on to every worker that listens (one still starting may not handle it yet: Node would take it
+ * as the signal to start its inspector; it opens the file anew anyway).
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import cluster from 'node:cluster';
 import type { Config } from '../config/schema.ts';
 import { answerRateLimitMessage } from '../filters/rate-limit/store-ipc.ts';
+import { drainThen, type InstanceView } from '../observe/instance-view.ts';
 import type { Logger } from '../observe/logger.ts';
+import { ProcessMetrics } from '../observe/metrics-view.ts';
 import { WORKER_ENV } from '../util/worker.ts';
 import { InstanceReload, isReloadMessage, MessageParticipant, type ReloadMessage } from './reload.ts';
 import type { RunOptions } from './run.ts';
@@ -29,16 +33,24 @@ function spawnWorker(id: number): ChildProcess {
   return cluster.fork(env).process;
 }
 
+function ignoreSendError(): void {}
+
 export async function runSupervisor(
   config: Config,
   options: RunOptions,
   logger: Logger,
   onStopped: () => void,
+  view: InstanceView | null = null,
 ): Promise<InstanceReload> {
   let count = config.thread_count;
+  // The workers' metrics: a snapshot from each worker at every scrape (no message per request).
+  const metrics = view !== null && config.admin?.metrics === true ? new ProcessMetrics() : null;
+  if (view !== null) view.metrics = metrics;
   const workers = new Map<number, ChildProcess>();
   /** Each listening worker as a reload reaches it. */
   const reloadable = new Map<number, MessageParticipant>();
+  /** The workers that have told they listen (and so handle SIGUSR1). */
+  const serving = new Set<ChildProcess>();
   const brake = new RestartBrake();
   let stopping = false;
   let ready = false;
@@ -57,10 +69,14 @@ export async function runSupervisor(
     workers.set(id, child);
     logger.info({ worker: id, worker_pid: child.pid }, 'worker started');
     let childListening = false;
+    if (view !== null) view.workers = workers.size;
+    // A worker that is gone cannot answer: the scrape uses its last snapshot (no 'error' event for it).
+    metrics?.add(id, (m) => child.send(m, ignoreSendError));
     const participant = new MessageParticipant(id, (message) => child.send(message));
     child.on('message', (message: WorkerMessage | ReloadMessage) => {
       // The workers' rate-limit decisions: the supervisor holds the memory store of the instance.
       if (answerRateLimitMessage(child, message)) return;
+      if (metrics?.onMessage(id, message) === true) return;
       if (isReloadMessage(message)) {
         participant.onReply(message);
         return;
@@ -68,14 +84,19 @@ export async function runSupervisor(
       if (message?.type !== 'listening') return;
       childListening = true;
       reloadable.set(id, participant);
+      serving.add(child);
       if (++listening === count && !ready) {
         ready = true;
         logger.info({ workers: count, mode: 'processes' }, 'ready');
+        if (view !== null) view.listening = true;
         resolveReady();
       }
     });
     child.on('exit', (code, signal) => {
+      serving.delete(child);
       if (workers.get(id) === child) workers.delete(id);
+      if (view !== null) view.workers = workers.size;
+      metrics?.onExit(id);
       if (reloadable.get(id) === participant) reloadable.delete(id);
       if (childListening) listening--;
       participant.gone();
@@ -121,6 +142,7 @@ export async function runSupervisor(
       if (count !== previous) logger.info({ from: previous, to: count }, 'thread_count changed');
     },
   });
+  view?.attachReload(reload);
 
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return;
@@ -136,8 +158,16 @@ export async function runSupervisor(
     }, config.shutdown_grace_ms + 5000);
     hardStop.unref();
   };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  // /readyz answers 503 first; the workers serve on for shutdown_delay_ms, then stop gracefully.
+  process.on('SIGTERM', (signal: NodeJS.Signals) =>
+    drainThen(reload.config.shutdown_delay_ms, view, () => stop(signal)),
+  );
+  process.on('SIGINT', (signal: NodeJS.Signals) =>
+    drainThen(reload.config.shutdown_delay_ms, view, () => stop(signal)),
+  );
+  process.on('SIGUSR1', () => {
+    for (const child of serving) child.kill('SIGUSR1');
+  });
   // SIGHUP reloads the config file (never stops zproxy).
   process.on('SIGHUP', () => {
     if (!stopping) void reload.reload('SIGHUP');

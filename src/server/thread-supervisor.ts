@@ -7,7 +7,8 @@
  * every worker; it serves no request and handles no message per request. It restarts a worker that ends
  * (an uncaught exception, running out of memory: only that thread ends, the others keep serving, the
  * shared memory lives on), and on SIGTERM or SIGINT asks every worker to stop gracefully and resolves
- * `onStopped` once they have.
+ * `onStopped` once they have. SIGUSR1 (reopen the access log file) is passed on to every worker as a
+ * message: signals reach the main thread only.
  */
 import { randomInt } from 'node:crypto';
 import { extname } from 'node:path';
@@ -15,7 +16,9 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
 import { createRateLimitTable } from '../filters/rate-limit/store-shared.ts';
+import { drainThen, type InstanceView } from '../observe/instance-view.ts';
 import type { Logger } from '../observe/logger.ts';
+import { type MetricSeriesMessage, ThreadMetrics } from '../observe/metrics-view.ts';
 import { InstanceConnections, type InstanceShared } from '../util/instance.ts';
 import { InstanceReload, isReloadMessage, MessageParticipant, type ReloadMessage } from './reload.ts';
 import type { RunOptions } from './run.ts';
@@ -34,7 +37,10 @@ export interface WorkerThreadData {
 export type WorkerThreadMessage =
   | { readonly type: 'listening' }
   | { readonly type: 'stop' }
+  /** SIGUSR1 reached the process: reopen the log files. */
+  | { readonly type: 'reopen' }
   | { readonly type: 'failed'; readonly message: string }
+  | MetricSeriesMessage
   | ReloadMessage;
 
 /** Workers the instance's shared connection count has room for: a reload may raise thread_count up to it. */
@@ -69,10 +75,14 @@ export async function runThreadSupervisor(
   options: RunOptions,
   logger: Logger,
   onStopped: () => void,
+  view: InstanceView | null = null,
 ): Promise<InstanceReload> {
   let count = config.thread_count;
   /** The config workers start with (a reload replaces it). */
   let current = config;
+  // The workers' metrics: their shared slots, read at a scrape; a worker that ends leaves its counters.
+  const metrics = view !== null && config.admin?.metrics === true ? new ThreadMetrics() : null;
+  if (view !== null) view.metrics = metrics;
   let shared: InstanceShared = {
     rateLimit: createRateLimitTable(),
     connections: InstanceConnections.create(Math.max(count, MAX_WORKERS)),
@@ -111,7 +121,12 @@ export async function runThreadSupervisor(
     logger.info({ worker: id, thread_id: threadId }, 'worker started');
     let workerListening = false;
     let failure: Error | null = null;
+    if (view !== null) view.workers = workers.size;
     worker.on('message', (message: WorkerThreadMessage) => {
+      if (message?.type === 'metric-series') {
+        metrics?.onSeries(id, message);
+        return;
+      }
       if (isReloadMessage(message)) {
         participant.onReply(message);
         return;
@@ -123,6 +138,7 @@ export async function runThreadSupervisor(
       if (++listening === count && !ready) {
         ready = true;
         logger.info({ workers: count, mode: 'threads' }, 'ready');
+        if (view !== null) view.listening = true;
         resolveReady();
       }
     });
@@ -133,6 +149,8 @@ export async function runThreadSupervisor(
     });
     worker.on('exit', (code) => {
       if (workers.get(id) === worker) workers.delete(id);
+      if (view !== null) view.workers = workers.size;
+      metrics?.onExit(id);
       if (reloadable.get(id) === participant) reloadable.delete(id);
       if (workerListening) listening--;
       participant.gone();
@@ -187,6 +205,7 @@ export async function runThreadSupervisor(
       if (count !== previous) logger.info({ from: previous, to: count }, 'thread_count changed');
     },
   });
+  view?.attachReload(reload);
 
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return;
@@ -203,8 +222,17 @@ export async function runThreadSupervisor(
     }, config.shutdown_grace_ms + 5000);
     hardStop.unref();
   };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  // /readyz answers 503 first; the workers serve on for shutdown_delay_ms, then stop gracefully.
+  process.on('SIGTERM', (signal: NodeJS.Signals) =>
+    drainThen(reload.config.shutdown_delay_ms, view, () => stop(signal)),
+  );
+  process.on('SIGINT', (signal: NodeJS.Signals) =>
+    drainThen(reload.config.shutdown_delay_ms, view, () => stop(signal)),
+  );
+  process.on('SIGUSR1', () => {
+    const message: WorkerThreadMessage = { type: 'reopen' };
+    for (const worker of workers.values()) worker.postMessage(message);
+  });
   // SIGHUP reloads the config file (never stops zproxy).
   process.on('SIGHUP', () => {
     if (!stopping) void reload.reload('SIGHUP');

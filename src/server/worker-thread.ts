@@ -24,6 +24,15 @@ const role: WorkerRole = {
       if (message?.type === 'stop') stop('stop');
     });
   },
+  publishMetrics(series, chunk) {
+    const message: WorkerThreadMessage = { type: 'metric-series', series, chunk };
+    port.postMessage(message);
+  },
+  onReopenRequest(reopen) {
+    port.on('message', (message: WorkerThreadMessage) => {
+      if (message?.type === 'reopen') reopen();
+    });
+  },
   onReloadMessage(handle) {
     port.on('message', (message: WorkerThreadMessage) => {
       if (!isReloadMessage(message)) return;

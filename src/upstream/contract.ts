@@ -26,6 +26,11 @@ export interface PoolSettings {
 }
 
 /** Where pools report what a client response cannot explain alone (TLS and session failures). */
+/** Where a pool reports how long opening a connection took (a target's metrics), in milliseconds. */
+export interface ConnectTimer {
+  connected(ms: number): void;
+}
+
 export interface PoolLog {
   logger: Logger | null;
 }

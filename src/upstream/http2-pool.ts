@@ -14,7 +14,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { ZpError } from '../errors.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
-import type { PoolLog, PoolSettings, UpstreamClient, UpstreamHandler } from './contract.ts';
+import type { ConnectTimer, PoolLog, PoolSettings, UpstreamClient, UpstreamHandler } from './contract.ts';
 import { Http2UpstreamStream } from './http2-stream.ts';
 import { installStreamTables } from './session-tables.ts';
 import { isTlsError, type UpstreamTls, upstreamTlsError } from './tls-options.ts';
@@ -121,6 +121,8 @@ export class Http2UpstreamSession implements Timed {
   private onReady(): void {
     if (this.state !== S_CONNECTING) return;
     this.state = S_READY;
+    // The connect deadline was set when the session was opened: what is left of it tells the time taken.
+    this.pool.connectTime?.connected(this.pool.settings.connectTimeoutMs - (this.deadline - Date.now()));
     this.deadline = 0;
     this.session!.setLocalWindowSize(SESSION_WINDOW);
     const pending = this.pending.splice(0);
@@ -274,6 +276,8 @@ export class Http2Pool implements UpstreamClient {
   private readonly waiters: UpstreamHandler[] = [];
   /** Sessions opened over the pool's life (for tests and metrics). */
   opened = 0;
+  /** Told how long each new session took to be ready (metrics), or null. */
+  connectTime: ConnectTimer | null = null;
 
   constructor(host: string, port: number, settings: PoolSettings, t: UpstreamTls | null, log: PoolLog) {
     this.host = host;
@@ -284,6 +288,13 @@ export class Http2Pool implements UpstreamClient {
     this.settings = settings;
     this.tls = t;
     this.log = log;
+  }
+
+  /** Sessions with no stream in use (metrics). */
+  get idleCount(): number {
+    let n = 0;
+    for (const s of this.sessions) if (s.active === 0) n++;
+    return n;
   }
 
   get size(): number {

@@ -38,6 +38,22 @@ const defaultHandler: UpstreamHandler = (req, res) => {
   res.end(body);
 };
 
+/**
+ * An upstream that answers `<name> <request target>` (text/plain), after `delayMs`: which upstream served
+ * a request is then in its response.
+ */
+export function startNamedUpstream(name: string, delayMs = 0): Promise<HttpUpstream> {
+  return startHttpUpstream((req, res) => {
+    const body = `${name} ${req.url}`;
+    const answer = () => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    };
+    if (delayMs > 0) setTimeout(answer, delayMs);
+    else answer();
+  });
+}
+
 export async function startHttpUpstream(handler: UpstreamHandler = defaultHandler): Promise<HttpUpstream> {
   const requests: RecordedRequest[] = [];
   const server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {

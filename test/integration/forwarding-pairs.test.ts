@@ -218,6 +218,33 @@ function expected(value: string, client: Side, upstream: Side, target: string): 
     .replace('{target}', target);
 }
 
+/** Random ids zproxy draws (`{trace}`, `{span}` in the table) as patterns: lowercase hex, not all zeros. */
+const RANDOM_IDS: Record<string, string> = {
+  '{trace}': '(?!0{32})[0-9a-f]{32}',
+  '{span}': '(?!0{16})[0-9a-f]{16}',
+};
+
+/** Checks a field value against the table's expectation (with `{trace}` and `{span}` as patterns). */
+function assertField(actual: string | undefined, want: string | undefined, message: string): void {
+  if (want === undefined || !/\{(trace|span)\}/.test(want)) {
+    assert.equal(actual, want, message);
+    return;
+  }
+  const pattern = want
+    .split(/(\{trace\}|\{span\})/)
+    .map((part) => RANDOM_IDS[part] ?? part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+    .join('');
+  assert.match(actual ?? '<absent>', new RegExp(`^${pattern}$`), message);
+}
+
+/** A traceparent zproxy wrote, with its random span (and a new trace's id) as placeholders. */
+function traceparentShape(value: string, clientFields: readonly (readonly [string, string])[]): string {
+  const sent = clientFields.find(([name]) => name === 'traceparent')?.[1] ?? '';
+  const traceId = value.slice(3, 35);
+  const kept = sent.includes(traceId);
+  return `00-${kept ? traceId : '{trace}'}-{span}-${value.slice(53)}`;
+}
+
 let upstreams: Upstreams;
 const proxies = new Map<ProxyKind, StartedProxy>();
 const sessions = new Map<ProxyKind, http2.ClientHttp2Session>();
@@ -234,6 +261,7 @@ before(async () => {
   proxies.set('plain', await startProxy(base));
   proxies.set('trusted', await startProxy({ ...base, trusted_proxies: ['127.0.0.1'] }));
   proxies.set('rewrite', await startProxy({ ...base, preserve_host: false }));
+  proxies.set('untraced', await startProxy({ ...base, tracing: { traceparent: false } }));
   proxies.set(
     'edits',
     await startProxy({
@@ -293,7 +321,7 @@ describe('one forwarding policy for the four protocol pairs', () => {
             upstreamSide === 'h1' ? `127.0.0.1:${upstreams.h1.port}` : `127.0.0.1:${upstreams.h2port}`;
           for (const [name, value] of Object.entries(c.upstreamSees ?? {})) {
             const want = value === null ? undefined : expected(value, clientSide, upstreamSide, target);
-            assert.equal(seen.fields[name], want, `${pair}: the upstream's ${name}`);
+            assertField(seen.fields[name], want, `${pair}: the upstream's ${name}`);
           }
           assert.equal(seen.path, c.upstreamPath ?? c.request.path, `${pair}: the upstream's path`);
           assert.equal(seen.body, c.upstreamBody ?? '', `${pair}: the upstream's body`);
@@ -305,6 +333,13 @@ describe('one forwarding policy for the four protocol pairs', () => {
           if (c.clientBody !== undefined)
             assert.equal(client.body, c.clientBody, `${pair}: the client's body`);
           const upstreamView = comparable(seen, clientSide);
+          // zproxy's span id is new for each request, and so is the trace id of a trace it starts.
+          const traceparent = upstreamView.fields.traceparent;
+          if (traceparent !== undefined && kind !== 'untraced')
+            (upstreamView.fields as Record<string, string>).traceparent = traceparentShape(
+              traceparent,
+              c.request.fields ?? [],
+            );
           // The host an upstream sees names its own port when it is rewritten.
           if (kind === 'rewrite') delete (upstreamView.fields as Record<string, string>).host;
           views.push({

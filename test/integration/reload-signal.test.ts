@@ -9,22 +9,14 @@ import { writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { type CliRun, startCli } from '../helpers/cli-process.ts';
 import { sendRequest } from '../helpers/simple-request.ts';
-import { freePort, type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
+import { freePort, type HttpUpstream, startNamedUpstream } from '../helpers/upstream.ts';
 
 let a: HttpUpstream;
 let b: HttpUpstream;
 
-function named(name: string): Promise<HttpUpstream> {
-  return startHttpUpstream((req, res) => {
-    const body = `${name} ${req.url}`;
-    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
-    res.end(body);
-  });
-}
-
 before(async () => {
-  a = await named('a');
-  b = await named('b');
+  a = await startNamedUpstream('a');
+  b = await startNamedUpstream('b');
 });
 
 after(async () => {

@@ -14,7 +14,7 @@ import type { WebSocket } from 'ws';
 import { startCli } from '../helpers/cli-process.ts';
 import { h2Request } from '../helpers/h2-client.ts';
 import { sendRequest } from '../helpers/simple-request.ts';
-import { freePort, type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
+import { freePort, type HttpUpstream, startNamedUpstream } from '../helpers/upstream.ts';
 import { nextMessage, openWs, startWsUpstream, type WsUpstream } from '../helpers/websocket.ts';
 
 const RELOADS = 20;
@@ -25,17 +25,9 @@ let a: HttpUpstream;
 let b: HttpUpstream;
 let echo: WsUpstream;
 
-function named(name: string): Promise<HttpUpstream> {
-  return startHttpUpstream((req, res) => {
-    const body = `${name} ${req.url}`;
-    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
-    res.end(body);
-  });
-}
-
 before(async () => {
-  a = await named('a');
-  b = await named('b');
+  a = await startNamedUpstream('a');
+  b = await startNamedUpstream('b');
   echo = await startWsUpstream();
 });
 

@@ -22,19 +22,8 @@ import { h2Request } from '../helpers/h2-client.ts';
 import { startProxy } from '../helpers/proxy.ts';
 import { startRedis } from '../helpers/redis.ts';
 import { sendRequest, waitUntil } from '../helpers/simple-request.ts';
-import { type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
+import { startNamedUpstream } from '../helpers/upstream.ts';
 import { nextMessage, openWs, startWsUpstream } from '../helpers/websocket.ts';
-
-/** An upstream answering its own name, so a response tells which upstream served it. */
-function named(name: string, delayMs = 0): Promise<HttpUpstream> {
-  return startHttpUpstream((req, res) => {
-    const body = `${name} ${req.url}`;
-    setTimeout(() => {
-      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
-      res.end(body);
-    }, delayMs);
-  });
-}
 
 /** A config as the test proxies start with (127.0.0.1, port 0, one thread) with `changes`. */
 function configOf(changes: Record<string, unknown>): Config {
@@ -48,8 +37,8 @@ after(async () => {
 
 describe('reload of one server', () => {
   test('keep-alive connections get the new routes on their next request; removed routes answer 404', async () => {
-    const a = await named('a');
-    const b = await named('b');
+    const a = await startNamedUpstream('a');
+    const b = await startNamedUpstream('b');
     closers.push(
       () => a.close(),
       () => b.close(),
@@ -72,8 +61,8 @@ describe('reload of one server', () => {
   });
 
   test('an exchange in progress finishes on the runtime it began with', async () => {
-    const slow = await named('slow', 300);
-    const fast = await named('fast');
+    const slow = await startNamedUpstream('slow', 300);
+    const fast = await startNamedUpstream('fast');
     closers.push(
       () => slow.close(),
       () => fast.close(),
@@ -92,8 +81,8 @@ describe('reload of one server', () => {
   });
 
   test('an HTTP/2 connection stays open and its next stream uses the new routes', async () => {
-    const a = await named('a');
-    const b = await named('b');
+    const a = await startNamedUpstream('a');
+    const b = await startNamedUpstream('b');
     closers.push(
       () => a.close(),
       () => b.close(),
@@ -117,7 +106,7 @@ describe('reload of one server', () => {
 
   test('a WebSocket tunnel stays open across reloads and keeps carrying messages', async () => {
     const ws = await startWsUpstream();
-    const other = await named('other');
+    const other = await startNamedUpstream('other');
     closers.push(
       () => ws.close(),
       () => other.close(),
@@ -152,7 +141,7 @@ describe('reload of one server', () => {
   });
 
   test('an unchanged filter is taken over with its state; a changed one is built anew', async () => {
-    const up = await named('up');
+    const up = await startNamedUpstream('up');
     closers.push(() => up.close());
     const limit = { type: 'rate_limit', config: { requests_per_minute: 3, burst: 2, key: 'route' } };
     const routes = (extra: Record<string, unknown>[]) => [
@@ -180,7 +169,7 @@ describe('reload of one server', () => {
   });
 
   test('an edited user filter module is loaded anew and its old filter closed', async () => {
-    const up = await named('up');
+    const up = await startNamedUpstream('up');
     closers.push(() => up.close());
     const dir = mkdtempSync(join(tmpdir(), 'zproxy-reload-'));
     closers.push(async () => rmSync(dir, { recursive: true, force: true }));
@@ -211,7 +200,7 @@ describe('reload of one server', () => {
   });
 
   test('Redis stores: an unchanged one keeps its connection and counters; a removed one is closed', async () => {
-    const up = await named('up');
+    const up = await startNamedUpstream('up');
     const redis = await startRedis();
     const admin = new Redis(redis.url);
     closers.push(
@@ -248,8 +237,8 @@ describe('reload of one server', () => {
   });
 
   test('the pool of an unchanged target is kept; a removed target is closed once idle', async () => {
-    const kept = await named('kept');
-    const removed = await named('removed');
+    const kept = await startNamedUpstream('kept');
+    const removed = await startNamedUpstream('removed');
     closers.push(
       () => kept.close(),
       () => removed.close(),
@@ -275,7 +264,7 @@ describe('reload of one server', () => {
   });
 
   test('listeners are added and removed; a removed listener accepts no more', async () => {
-    const up = await named('up');
+    const up = await startNamedUpstream('up');
     closers.push(() => up.close());
     const proxy = await startProxy({
       listeners: [{ host: '127.0.0.1', port: 0 }],
@@ -314,7 +303,7 @@ describe('reload of one server', () => {
   });
 
   test('new TLS settings and certificates serve new handshakes; a connection already open keeps its own', async () => {
-    const up = await named('up');
+    const up = await startNamedUpstream('up');
     const certs = new CertDir();
     closers.push(
       () => up.close(),
@@ -356,7 +345,7 @@ describe('reload of one server', () => {
   });
 
   test('a reload that cannot be prepared changes nothing', async () => {
-    const a = await named('a');
+    const a = await startNamedUpstream('a');
     closers.push(() => a.close());
     const proxy = await startProxy({ routes: [{ path: '/', upstream: [a.url] }] });
     closers.push(() => proxy.close());

@@ -116,7 +116,7 @@ test('a new instance takes over from an old one without a lost request', { skip 
             req.on('end', () => resolve(String(h[':status'])));
           });
           req.on('error', (error: Error & { code?: string }) =>
-            resolve(`error ${error.code ?? error.message}`),
+            resolve(`error ${error.code}: ${error.message}`),
           );
         });
         if (outcome === '200') sent++;

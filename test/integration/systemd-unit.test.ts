@@ -118,6 +118,8 @@ describe('deploy/systemd/zproxy.service', { skip }, () => {
     };
     assert.equal(one('ExecStart'), `${BIN} run /etc/zproxy/zproxy.json`);
     assert.equal(one('ConfigurationDirectory'), 'zproxy');
+    // Where access_log.file goes under ProtectSystem=strict (docs/operations.md).
+    assert.equal(one('LogsDirectory'), 'zproxy');
     assert.equal(one('ExecReload'), '/bin/kill -HUP $MAINPID');
     // SIGHUP reloads (test/integration/reload-signal.test.ts); the unit says so where ExecReload is.
     assert.match(UNIT, /SIGHUP reloads \/etc\/zproxy\/zproxy\.json/);

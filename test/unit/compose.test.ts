@@ -45,7 +45,11 @@ test('compose.yaml: the zproxy config it mounts is valid and points at the origi
   assert.equal(config.listeners[0]!.host, '0.0.0.0');
   assert.deepEqual(zproxy.ports, [`${config.listeners[0]!.port}:${config.listeners[0]!.port}`]);
   const originPort = Number(origin.environment.DEMO_ORIGIN_PORT);
-  for (const route of config.routes) assert.deepEqual(route.upstream, [`http://origin:${originPort}`]);
+  for (const route of config.routes)
+    assert.deepEqual(
+      route.upstream.map((t) => t.url),
+      [`http://origin:${originPort}`],
+    );
   const redisUrls = config.routes.flatMap((r) =>
     r.middlewares.map((m) => (m.config as { redis_url?: string }).redis_url).filter((u) => u !== undefined),
   );

@@ -94,7 +94,7 @@ describe('issue shape', () => {
 
   test('keys that are not identifiers are quoted in paths', () => {
     assert.deepStrictEqual(issuesOf({ routes: [ROUTE], 'my key': 1 }), [
-      '["my key"]: unknown key (allowed keys: $schema, host, port, listeners, thread_count, worker_mode, backlog, max_connections, connection_timeout_ms, protocols, tls, http2, websocket, routes, middlewares, limits, upstream_defaults, preserve_host, trusted_proxies, access_log, shutdown_grace_ms, accept_risks)',
+      '["my key"]: unknown key (allowed keys: $schema, host, port, listeners, thread_count, worker_mode, backlog, max_connections, connection_timeout_ms, request_body_timeout_ms, protocols, tls, http2, websocket, routes, middlewares, limits, upstream_defaults, preserve_host, trusted_proxies, access_log, tracing, shutdown_grace_ms, shutdown_delay_ms, admin, accept_risks)',
     ]);
   });
 
@@ -138,9 +138,9 @@ function parseConfigIssues(json: unknown) {
 }
 
 const TOP_LEVEL_KEYS =
-  '$schema, host, port, listeners, thread_count, worker_mode, backlog, max_connections, connection_timeout_ms, protocols, tls, http2, websocket, routes, middlewares, limits, upstream_defaults, preserve_host, trusted_proxies, access_log, shutdown_grace_ms, accept_risks';
+  '$schema, host, port, listeners, thread_count, worker_mode, backlog, max_connections, connection_timeout_ms, request_body_timeout_ms, protocols, tls, http2, websocket, routes, middlewares, limits, upstream_defaults, preserve_host, trusted_proxies, access_log, tracing, shutdown_grace_ms, shutdown_delay_ms, admin, accept_risks';
 const ROUTE_KEYS =
-  'path, upstream, methods, host, strip_prefix, middlewares, inherit_middlewares, upstream_tls, retry, websocket_idle_timeout_ms';
+  'path, upstream, methods, host, strip_prefix, middlewares, inherit_middlewares, upstream_tls, retry, load_balancing, websocket_idle_timeout_ms';
 const MIDDLEWARE_TYPES = 'auth, rate_limit, cors, cache, headers, module';
 
 describe('did-you-mean hints', () => {
@@ -241,7 +241,7 @@ describe('did-you-mean hints', () => {
 describe('anyOf locations give one readable issue', () => {
   test('upstream of the wrong type', () => {
     assert.deepStrictEqual(issuesOf({ routes: [{ path: '/', upstream: { url: 'http://a' } }] }), [
-      'routes[0].upstream: expected an http://, https://, h2c:// or h2:// URL without path, query or user info, such as http://127.0.0.1:8080, or a non-empty list of them, found {"url":"http://a"}',
+      'routes[0].upstream: expected an http://, https://, h2c:// or h2:// URL without path, query or user info, such as http://127.0.0.1:8080, or a non-empty list of targets, found {"url":"http://a"}',
     ]);
   });
 
@@ -256,7 +256,7 @@ describe('anyOf locations give one readable issue', () => {
       }),
       [
         'routes[0].upstream: expected an http://, https://, h2c:// or h2:// URL without path, query or user info, such as http://127.0.0.1:8080, found "ftp://a"',
-        'routes[1].upstream: expected a non-empty list of http:// URLs such as ["http://127.0.0.1:8080"], found []',
+        'routes[1].upstream: expected a non-empty list of targets such as ["http://127.0.0.1:8080", {"url": "http://127.0.0.1:8081", "weight": 2}], found []',
         'routes[2].upstream[1]: expected an http://, https://, h2c:// or h2:// URL without path, query or user info, such as http://127.0.0.1:8080, found "http://c/x"',
       ],
     );

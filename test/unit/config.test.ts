@@ -47,6 +47,9 @@ const DEFAULT_RETRY = {
   min_concurrent: 3,
   buffer_bytes: 65536,
 };
+const DEFAULT_BALANCING = { policy: 'round_robin', hash_key: 'client_ip' };
+/** A normalised target of weight 1, not a backup. */
+const target = (url: string) => ({ url, weight: 1, backup: false });
 const DEFAULT_UPSTREAM = {
   connect_timeout_ms: 5000,
   response_header_timeout_ms: 60000,
@@ -55,10 +58,11 @@ const DEFAULT_UPSTREAM = {
   max_idle_per_target: 1024,
   tls: DEFAULT_UPSTREAM_TLS,
   retry: DEFAULT_RETRY,
+  load_balancing: DEFAULT_BALANCING,
 };
 const SEED_API_ROUTE = {
   path: '/api',
-  upstream: ['http://localhost:8080'],
+  upstream: [target('http://localhost:8080')],
   methods: ['GET', 'POST', 'PUT', 'DELETE'],
   host: null,
   strip_prefix: false,
@@ -66,6 +70,7 @@ const SEED_API_ROUTE = {
   inherit_middlewares: true,
   upstream_tls: DEFAULT_UPSTREAM_TLS,
   retry: DEFAULT_RETRY,
+  load_balancing: DEFAULT_BALANCING,
   websocket_idle_timeout_ms: 300000,
 };
 /** The fields the seed files do not set, with their defaults. */
@@ -76,8 +81,11 @@ const EXTENSION_DEFAULTS = {
   upstream_defaults: DEFAULT_UPSTREAM,
   preserve_host: true,
   trusted_proxies: [],
-  access_log: { enabled: true },
+  access_log: { enabled: true, file: null },
+  tracing: { traceparent: true },
   shutdown_grace_ms: 10000,
+  shutdown_delay_ms: 0,
+  admin: null,
 };
 
 /** Strips the frozen/readonly-ness so deepStrictEqual compares plain shapes. */
@@ -94,12 +102,18 @@ describe('seed examples load unchanged', () => {
       backlog: 128,
       max_connections: 1000,
       connection_timeout_ms: 30000,
+      request_body_timeout_ms: 30000,
       protocols: ['http1', 'http2', 'websocket'],
       tls: DEFAULT_TLS,
       routes: [
         SEED_API_ROUTE,
-        { ...SEED_API_ROUTE, path: '/static', upstream: ['http://localhost:8081'], methods: ['GET'] },
-        { ...SEED_API_ROUTE, path: '/', upstream: ['http://localhost:8082'], methods: ['GET', 'POST'] },
+        { ...SEED_API_ROUTE, path: '/static', upstream: [target('http://localhost:8081')], methods: ['GET'] },
+        {
+          ...SEED_API_ROUTE,
+          path: '/',
+          upstream: [target('http://localhost:8082')],
+          methods: ['GET', 'POST'],
+        },
       ],
       middlewares: [],
       ...EXTENSION_DEFAULTS,
@@ -115,6 +129,7 @@ describe('seed examples load unchanged', () => {
       backlog: 128,
       max_connections: 1000,
       connection_timeout_ms: 30000,
+      request_body_timeout_ms: 30000,
       protocols: ['http1', 'http2', 'websocket'],
       tls: DEFAULT_TLS,
       routes: [SEED_API_ROUTE],
@@ -136,6 +151,7 @@ describe('seed examples load unchanged', () => {
       backlog: 1024,
       max_connections: 10000,
       connection_timeout_ms: 30000,
+      request_body_timeout_ms: 30000,
       protocols: ['http1', 'http2'],
       tls: DEFAULT_TLS,
       routes: [SEED_API_ROUTE],
@@ -147,7 +163,7 @@ describe('seed examples load unchanged', () => {
 
 test('the demo config', () => {
   const config = loadConfigFile(root('examples/demo.json'));
-  const origin = ['http://127.0.0.1:8001'];
+  const origin = [target('http://127.0.0.1:8001')];
   // The TLS listener names the files the demo writes (src/demo/prepare.ts replaces them).
   assert.deepStrictEqual(plain(config).listeners, [
     listener('127.0.0.1', 8000),
@@ -183,12 +199,13 @@ test('a minimal config gets every default', () => {
     backlog: 511,
     max_connections: 10000,
     connection_timeout_ms: 30000,
+    request_body_timeout_ms: 30000,
     protocols: ['http1', 'http2', 'websocket'],
     tls: DEFAULT_TLS,
     routes: [
       {
         path: '/',
-        upstream: ['http://127.0.0.1:8080'],
+        upstream: [target('http://127.0.0.1:8080')],
         methods: null,
         host: null,
         strip_prefix: false,
@@ -196,6 +213,7 @@ test('a minimal config gets every default', () => {
         inherit_middlewares: true,
         upstream_tls: DEFAULT_UPSTREAM_TLS,
         retry: DEFAULT_RETRY,
+        load_balancing: DEFAULT_BALANCING,
         websocket_idle_timeout_ms: 300000,
       },
     ],
@@ -251,18 +269,20 @@ test('a config using every field', () => {
     'a route without its own gets websocket.idle_timeout_ms',
   );
   assert.equal(files!.websocket_idle_timeout_ms, 15000);
-  assert.deepStrictEqual(api!.upstream, ['http://10.0.0.1:9000', 'http://10.0.0.2:80', 'http://[::1]:9001']);
+  assert.deepStrictEqual(
+    api!.upstream.map((t) => t.url),
+    ['http://10.0.0.1:9000', 'http://10.0.0.2:80', 'http://[::1]:9001'],
+  );
   assert.equal(api!.host, 'api.example.com', 'host is lowercased');
   assert.deepStrictEqual(api!.middlewares, [
     { type: 'auth', config: { api_keys: ['k1', 'k2'], header: 'x-api-key' } },
   ]);
   assert.equal(files!.host, '*.example.com');
   assert.equal(files!.strip_prefix, true);
-  assert.deepStrictEqual(files!.upstream, [
-    'https://files.internal:443',
-    'h2://files2.internal:8443',
-    'h2c://files3.internal:80',
-  ]);
+  assert.deepStrictEqual(
+    files!.upstream.map((t) => t.url),
+    ['https://files.internal:443', 'h2://files2.internal:8443', 'h2c://files3.internal:80'],
+  );
   const defaultsTls = { ...DEFAULT_UPSTREAM_TLS, verify: false, ca_file: 'certs/ca.pem' };
   assert.deepStrictEqual(config.upstream_defaults.tls, defaultsTls);
   assert.deepStrictEqual(api!.upstream_tls, defaultsTls, 'a route without upstream_tls gets the defaults');
@@ -272,7 +292,10 @@ test('a config using every field', () => {
     cert_file: 'certs/client.pem',
     key_file: 'certs/client-key.pem',
   });
-  assert.deepStrictEqual(web!.upstream, ['http://web_1:3000']);
+  assert.deepStrictEqual(
+    web!.upstream.map((t) => t.url),
+    ['http://web_1:3000'],
+  );
   assert.deepStrictEqual(
     config.middlewares.map((m) => m.type),
     ['rate_limit', 'cors', 'cache', 'auth'],
@@ -282,7 +305,8 @@ test('a config using every field', () => {
   assert.equal(config.upstream_defaults.idle_timeout_ms, 3000);
   assert.equal(config.preserve_host, false);
   assert.deepStrictEqual(config.trusted_proxies, ['10.0.0.0/8', '192.168.1.10', '::1', 'fd00::/8']);
-  assert.deepStrictEqual(config.access_log, { enabled: false });
+  assert.deepStrictEqual(config.access_log, { enabled: false, file: 'logs/access.log' });
+  assert.deepStrictEqual(config.tracing, { traceparent: false });
   assert.equal(config.shutdown_grace_ms, 0);
 });
 
@@ -319,7 +343,7 @@ test('upstream URLs are normalised to http://host:port', () => {
     ],
   });
   assert.deepStrictEqual(
-    config.routes.map((route) => route.upstream),
+    config.routes.map((route) => route.upstream.map((t) => t.url)),
     [
       ['http://localhost:80'],
       ['http://127.0.0.1:80'],
@@ -351,6 +375,7 @@ test('the loaded config is deep-frozen', () => {
     config.upstream_defaults,
     config.trusted_proxies,
     config.access_log,
+    config.tracing,
   ];
   for (const value of frozen) assert.ok(Object.isFrozen(value));
   assert.throws(() => {

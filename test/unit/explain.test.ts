@@ -180,11 +180,40 @@ describe('answers explained without an upstream', () => {
       ur.head,
       'POST /a HTTP/1.1\r\nHost: www.example.test:8000\r\nX-Forwarded-For: 192.0.2.10\r\n' +
         'X-Forwarded-Proto: http\r\nX-Forwarded-Host: www.example.test:8000\r\nVia: 1.1 zproxy\r\n' +
+        'traceparent: 00-{new trace id}-{new span id}-01\r\n' +
         'Transfer-Encoding: chunked\r\n\r\n',
     );
     assert.deepEqual(
       ur.dropped.map((d) => d.name),
       ['Expect', 'Transfer-Encoding'],
+    );
+  });
+
+  test("the trace context: a client's valid traceparent continued, an invalid one replaced with its tracestate", async () => {
+    const config = { routes: [{ path: '/', upstream: ORIGIN }] };
+    const continued = await explain(config, 'http://www.example.test:8000/a', [
+      ['traceparent', '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00'],
+      ['tracestate', 'congo=t61rcWkgMzE'],
+    ]);
+    const fields = continued.upstream_request!.fields;
+    assert.deepEqual(
+      fields.filter(([n]) => n.toLowerCase().startsWith('trace')),
+      [
+        ['tracestate', 'congo=t61rcWkgMzE'],
+        ['traceparent', '00-0af7651916cd43dd8448eb211c80319c-{new span id}-00'],
+      ],
+    );
+    const replaced = await explain(config, 'http://www.example.test:8000/a', [
+      ['traceparent', '00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01'],
+      ['tracestate', 'congo=t61rcWkgMzE'],
+    ]);
+    assert.deepEqual(
+      replaced.upstream_request!.fields.filter(([n]) => n.toLowerCase().startsWith('trace')),
+      [['traceparent', '00-{new trace id}-{new span id}-01']],
+    );
+    assert.deepEqual(
+      replaced.upstream_request!.dropped.map((d) => d.name),
+      ['traceparent', 'tracestate'],
     );
   });
 
@@ -248,7 +277,7 @@ describe('answers explained without an upstream', () => {
     for (const line of [
       /^route {5}routes\[0\] \/static \(host any, any method\) strip_prefix$/m,
       /^filters {3}1\. cors \(middlewares\[0\]; onRequest/m,
-      /^upstream {2}round-robin over http:\/\/127\.0\.0\.1:9001, http:\/\/127\.0\.0\.1:9003$/m,
+      /^upstream {2}round_robin over http:\/\/127\.0\.0\.1:9001, http:\/\/127\.0\.0\.1:9003$/m,
       /^ {2}GET \/app\.js HTTP\/1\.1$/m,
       /^ {2}Host: 127\.0\.0\.1:9001$/m,
       /^ {2}Connection: keep-alive {2}\(hop-by-hop/m,

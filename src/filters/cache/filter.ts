@@ -701,7 +701,8 @@ export class CacheFilter implements Filter {
       const value = validators[name];
       if (typeof value === 'string') edits.add(name, value);
     }
-    const target = ctx.exchange.route!.group.pick();
+    // The request's own fields are not at hand here: a `hash` on a header or cookie balances in turn.
+    const target = ctx.exchange.route!.group.pick(ctx.exchange, null);
     const urlKey = state.urlKey;
     const storedVary = state.vary;
     subrequest(target, {
