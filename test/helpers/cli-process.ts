@@ -67,8 +67,7 @@ export function startCli(
   writeFileSync(file, JSON.stringify(config, null, 2));
   // Without the bin's own V8 flags (src/cli/v8-flags.ts, which the bin now applies however it is
   // started), unless given in nodeFlags: the tests that use this helper were written on Node's defaults,
-  // as they ran before. (With --max-semi-space-size=2, rolling-restart.test.ts lost requests in 4 of 4
-  // runs against 1 of 4 without, interleaved, on the loaded 2-core machine: to look into.)
+  // as they ran before. rolling-restart.test.ts passes the flags (as zproxy runs in production).
   const cli = startCommand(
     process.execPath,
     [...nodeFlags, CLI_MAIN, 'run', file, ...extraArgs],

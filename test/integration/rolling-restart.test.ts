@@ -17,6 +17,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
 import { after, before, test } from 'node:test';
+import { V8_FLAGS } from '../../src/cli/v8-flags.ts';
 import { startCli } from '../helpers/cli-process.ts';
 import { freePort, type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
 
@@ -69,8 +70,9 @@ test('a new instance takes over from an old one without a lost request', { skip 
     protocols: ['http1', 'http2'],
     routes: [{ path: '/', upstream: [upstream.url] }],
   };
-  const old = startCli(config);
-  const next = startCli(config);
+  // With the bin's own V8 flags, as zproxy runs in production.
+  const old = startCli(config, [], [...V8_FLAGS]);
+  const next = startCli(config, [], [...V8_FLAGS]);
   const failures: string[] = [];
   let sent = 0;
   let running = true;
