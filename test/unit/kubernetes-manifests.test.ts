@@ -2,8 +2,8 @@
  * deploy/kubernetes: every manifest the kustomization lists is validated against the Kubernetes API's
  * JSON schemas (kubernetes-models, which ships them compiled: no network, no cluster), and the
  * manifests agree with the zproxy configuration the ConfigMap carries: the container port is its
- * listener's, the probes connect to it, the termination grace covers the preStop sleep and
- * shutdown_grace_ms, the config file is where the args say, the Redis URLs name the Redis Service, the
+ * listener's, the probes are its admin listener's /healthz and /readyz, the termination grace covers
+ * shutdown_delay_ms and shutdown_grace_ms, the config file is where the args say, the Redis URLs name the Redis Service, the
  * selectors pick the pods, and the security context matches the image's user (Dockerfile).
  */
 import assert from 'node:assert/strict';
@@ -114,7 +114,7 @@ describe('deploy/kubernetes agrees with the zproxy config in its ConfigMap', () 
   test('the container port is the listener port, on every address of the pod', () => {
     assert.deepEqual(
       container.ports.map((p: Manifest) => p.name),
-      ['http'],
+      ['http', 'admin'],
     );
     assert.equal(portOf('http'), config.listeners[0]!.port);
     assert.equal(config.listeners[0]!.host, '0.0.0.0', 'the kubelet and the Service reach the pod IP');
@@ -125,24 +125,38 @@ describe('deploy/kubernetes agrees with the zproxy config in its ConfigMap', () 
     );
   });
 
-  test('the probes connect to the proxy port (until the admin listener is there)', () => {
-    for (const probe of [container.livenessProbe, container.readinessProbe, container.startupProbe])
-      assert.deepEqual(probe.tcpSocket, { port: 'http' });
+  test("the probes are the admin listener's /healthz and /readyz, on its port, reachable on the pod IP", () => {
+    assert.ok(config.admin !== null, 'the config has an admin listener');
+    assert.equal(portOf('admin'), config.admin!.port);
+    assert.equal(config.admin!.host, '0.0.0.0', 'the kubelet reaches the pod IP');
+    assert.equal(config.admin!.token, null, 'probes without an Authorization header');
+    assert.deepEqual(container.livenessProbe.httpGet, { path: '/healthz', port: 'admin' });
+    assert.deepEqual(container.readinessProbe.httpGet, { path: '/readyz', port: 'admin' });
+    assert.deepEqual(container.startupProbe.httpGet, { path: '/readyz', port: 'admin' });
+    const service = find('Service', 'zproxy');
+    assert.ok(
+      !service.spec.ports.some((p: Manifest) => p.targetPort === 'admin'),
+      'the admin port is not served',
+    );
   });
 
-  test('termination covers the preStop sleep and the drain; liveness does not cut the drain short', () => {
+  test('termination covers the readiness drain and the graceful stop; the endpoints notice first', () => {
     const graceMs = config.shutdown_grace_ms;
-    const sleep = container.lifecycle.preStop.exec.command;
-    assert.equal(sleep[0], 'sleep');
-    const preStopMs = Number(sleep[1]) * 1000;
-    assert.ok(preStopMs >= container.readinessProbe.periodSeconds * 1000, 'the endpoints notice first');
+    const delayMs = config.shutdown_delay_ms;
+    // /readyz answers 503 from SIGTERM on: the readiness probe must see it while zproxy still serves.
+    const ready = container.readinessProbe;
+    assert.ok(
+      delayMs >= ready.periodSeconds * ready.failureThreshold * 1000 + 1000,
+      'the endpoints notice first',
+    );
+    assert.equal(container.lifecycle, undefined, 'no preStop sleep: shutdown_delay_ms does its work');
     const budgetMs = pod.terminationGracePeriodSeconds * 1000;
     assert.ok(
-      budgetMs >= preStopMs + graceMs + 2000,
-      `terminationGracePeriodSeconds ${pod.terminationGracePeriodSeconds} s < preStop ${preStopMs} ms + ` +
+      budgetMs >= delayMs + graceMs + 2000,
+      `terminationGracePeriodSeconds ${pod.terminationGracePeriodSeconds} s < shutdown_delay_ms ${delayMs} + ` +
         `shutdown_grace_ms ${graceMs} + 2 s`,
     );
-    // Once SIGTERM closed the listener, TCP probes fail: liveness must not restart the pod meanwhile.
+    // The admin listener answers /healthz throughout the stop: liveness does not restart a draining pod.
     const live = container.livenessProbe;
     assert.ok(live.periodSeconds * live.failureThreshold * 1000 > graceMs);
   });
