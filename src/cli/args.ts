@@ -18,7 +18,13 @@ export const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info'
 export type Command =
   | { readonly kind: 'help' }
   | { readonly kind: 'version' }
-  | { readonly kind: 'run'; readonly config: string | null; readonly logLevel: LogLevel }
+  | {
+      readonly kind: 'run';
+      readonly config: string | null;
+      readonly logLevel: LogLevel;
+      /** Reload when the config file changes. */
+      readonly watch: boolean;
+    }
   | { readonly kind: 'check'; readonly config: string; readonly json: boolean }
   | { readonly kind: 'reload'; readonly config: string | null; readonly json: boolean }
   | { readonly kind: 'bench'; readonly options: BenchOptions }
@@ -82,6 +88,7 @@ function parseRun(args: string[]): Command {
     strict: true,
     options: {
       'log-level': { type: 'string', default: 'info' },
+      watch: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -90,7 +97,7 @@ function parseRun(args: string[]): Command {
   const level = values['log-level'];
   if (!isLogLevel(level))
     return usageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${level}`);
-  return { kind: 'run', config: positionals[0] ?? null, logLevel: level };
+  return { kind: 'run', config: positionals[0] ?? null, logLevel: level, watch: values.watch };
 }
 
 function parseCheck(args: string[]): Command {

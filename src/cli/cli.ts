@@ -33,7 +33,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     case 'check':
       return checkCommand(command.config, command.json, output);
     case 'run':
-      return runCommand(command.config, command.logLevel, output);
+      return runCommand(command.config, command.logLevel, output, command.watch);
     case 'reload':
       return reloadCommand(command.config, command.json, output);
     case 'bench':

@@ -110,7 +110,12 @@ export async function reloadCommand(given: string | null, json: boolean, output:
 }
 
 /** `zproxy run [CONFIG]`: resolves once the server is up; returns an exit code on failure. */
-export async function runCommand(given: string | null, logLevel: LogLevel, output: Output): Promise<number> {
+export async function runCommand(
+  given: string | null,
+  logLevel: LogLevel,
+  output: Output,
+  watch = false,
+): Promise<number> {
   let { path, demo } = resolveRunConfig(given, process.cwd());
   if (demo) {
     // The demo runs a copy of examples/demo.json pointing at a throw-away certificate made now.
@@ -139,7 +144,7 @@ export async function runCommand(given: string | null, logLevel: LogLevel, outpu
   // Loaded on demand so that `check` and `--help` never load the server.
   const { run } = await import('../server/run.ts');
   try {
-    await run(config, { logLevel, configPath: path, demo, warnings });
+    await run(config, { logLevel, configPath: path, demo, warnings, watch });
   } catch (error) {
     output.err(`zproxy: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;

@@ -6,6 +6,7 @@ Commands:
                          otherwise the built-in demo (proxy on 127.0.0.1:8000 and, with TLS,
                          :8443; demo origin on :8001).
     --log-level LEVEL    fatal, error, warn, info, debug, trace or silent (default: info)
+    --watch              Reload when CONFIG changes (checked every second), as SIGHUP does
   check CONFIG           Validate a configuration file; list every problem and warning.
     --json               Print the result as JSON on stdout.
   reload [CONFIG]        Make the zproxy running CONFIG (default ./zproxy.json) read it again, through

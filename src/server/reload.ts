@@ -14,7 +14,7 @@
  * (the file may have changed again meanwhile).
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, type Stats, unwatchFile, watchFile } from 'node:fs';
 import type { ConfigError } from '../config/errors.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../observe/logger.ts';
@@ -65,6 +65,9 @@ export function configHash(path: string | null): string {
   }
 }
 
+/** How often `--watch` looks at the config file. */
+const CONFIG_POLL_INTERVAL_MS = 1000;
+
 /** How long a worker may take to prepare a reload (a JWKS URL, a user module) before the reload fails. */
 const PREPARE_TIMEOUT_MS = 30_000;
 
@@ -106,6 +109,31 @@ export class InstanceReload {
     this.target = target;
     this.hash = configHash(path);
   }
+
+  /**
+   * `zproxy run --watch`: reloads when the config file changes (its size, modification time or inode:
+   * an edit in place, a file renamed over it, a Kubernetes ConfigMap's symlink swap), checked every
+   * `intervalMs`. A change that leaves the content as it is (the same hash) reloads nothing.
+   */
+  watch(intervalMs = CONFIG_POLL_INTERVAL_MS): void {
+    const path = this.path;
+    if (path === null) return;
+    watchFile(path, { interval: intervalMs, persistent: false }, (current: Stats, previous: Stats) => {
+      if (
+        current.mtimeMs === previous.mtimeMs &&
+        current.size === previous.size &&
+        current.ino === previous.ino
+      )
+        return;
+      if (current.nlink === 0 && current.size === 0) return; // removed: wait for the new file
+      if (configHash(path) === this.hash) return;
+      void this.reload('config file changed');
+    });
+    this.unwatch = () => unwatchFile(path);
+  }
+
+  /** Stops watching the config file (a stop). */
+  unwatch: () => void = () => {};
 
   /** Reloads the config file (one reload at a time; see the module comment). */
   reload(reason: string): Promise<ReloadOutcome> {

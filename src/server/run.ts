@@ -32,6 +32,8 @@ export interface RunOptions {
   readonly configPath: string | null;
   /** Start the demo origin next to the proxy (the demo configuration routes to it). */
   readonly demo: boolean;
+  /** Reload when the config file changes (`--watch`), besides SIGHUP and POST /reload. */
+  readonly watch?: boolean;
   /** Warnings about the config (src/config/warnings.ts), logged once at start (not by each worker). */
   readonly warnings?: readonly ConfigWarning[];
 }
@@ -239,6 +241,7 @@ export async function serve(
       if (!stopping) void reload.reload('SIGHUP');
     });
     view?.attachReload(reload);
+    if (options.watch === true) reload.watch();
     running = () => reload.config;
   } else {
     // Worker threads count connections in shared memory; a worker process holds its share.

@@ -143,6 +143,7 @@ export async function runSupervisor(
     },
   });
   view?.attachReload(reload);
+  if (options.watch === true) reload.watch();
 
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return;

@@ -206,6 +206,7 @@ export async function runThreadSupervisor(
     },
   });
   view?.attachReload(reload);
+  if (options.watch === true) reload.watch();
 
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return;

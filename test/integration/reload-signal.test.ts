@@ -5,7 +5,7 @@
  * stops zproxy; with workers, thread_count changes start or stop workers.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { type CliRun, startCli } from '../helpers/cli-process.ts';
 import { sendRequest } from '../helpers/simple-request.ts';
@@ -105,6 +105,35 @@ for (const mode of MODES) {
     });
   });
 }
+
+describe('zproxy run --watch', () => {
+  test('a change of the config file is reloaded without a signal (worker threads); the same bytes reload nothing', async () => {
+    const port = await freePort();
+    const base = { host: '127.0.0.1', port, protocols: ['http1'], thread_count: 2, worker_mode: 'threads' };
+    const cli = startCli({ ...base, routes: [{ path: '/a', upstream: [a.url] }] }, ['--watch']);
+    try {
+      await cli.waitForLog((l) => l.msg === 'ready', 20_000, 'ready');
+      // Written elsewhere and renamed over it, as editors and Kubernetes ConfigMaps do.
+      const next = `${cli.configFile}.new`;
+      writeFileSync(next, JSON.stringify({ ...base, routes: [{ path: '/b', upstream: [b.url] }] }));
+      renameSync(next, cli.configFile);
+      await cli.waitForLog(
+        (l) => l.msg === 'reload requested' && l.reason === 'config file changed',
+        5000,
+        'the change noticed',
+      );
+      await cli.waitForLog((l) => l.msg === 'reloaded', 5000, 'reloaded');
+      assert.deepEqual(await answers(port, '/b/y'), ['200 b /b/y']);
+      // Touched but unchanged: no reload.
+      const same = readFileSync(cli.configFile);
+      writeFileSync(cli.configFile, same);
+      await new Promise((r) => setTimeout(r, 2500));
+      assert.equal(cli.logs.filter((l) => l.msg === 'reload requested').length, 1);
+    } finally {
+      await cli.cleanup();
+    }
+  });
+});
 
 describe('SIGHUP reload: thread_count', () => {
   test('worker threads: raising thread_count starts workers, lowering it stops them', async () => {

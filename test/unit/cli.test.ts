@@ -325,11 +325,34 @@ describe('help, version and usage errors', () => {
 
 describe('parseCommandLine', () => {
   test('run defaults', () => {
-    assert.deepStrictEqual(parseCommandLine(['run']), { kind: 'run', config: null, logLevel: 'info' });
+    assert.deepStrictEqual(parseCommandLine(['run']), {
+      kind: 'run',
+      config: null,
+      logLevel: 'info',
+      watch: false,
+    });
+  });
+
+  test('run --watch', () => {
+    assert.deepStrictEqual(parseCommandLine(['run', 'a.json', '--watch']), {
+      kind: 'run',
+      config: 'a.json',
+      logLevel: 'info',
+      watch: true,
+    });
+  });
+
+  test('reload, with a config or the default one', () => {
+    assert.deepStrictEqual(parseCommandLine(['reload']), { kind: 'reload', config: null, json: false });
+    assert.deepStrictEqual(parseCommandLine(['reload', 'a.json', '--json']), {
+      kind: 'reload',
+      config: 'a.json',
+      json: true,
+    });
   });
 
   test('run with a config and a level, in any order', () => {
-    const expected = { kind: 'run', config: 'a.json', logLevel: 'debug' };
+    const expected = { kind: 'run', config: 'a.json', logLevel: 'debug', watch: false };
     assert.deepStrictEqual(parseCommandLine(['run', 'a.json', '--log-level', 'debug']), expected);
     assert.deepStrictEqual(parseCommandLine(['run', '--log-level=debug', 'a.json']), expected);
   });

@@ -162,7 +162,7 @@ describe('deploy/kubernetes agrees with the zproxy config in its ConfigMap', () 
   });
 
   test('the config is mounted where the command line reads it', () => {
-    assert.deepEqual(container.args, ['run', '/etc/zproxy/zproxy.json']);
+    assert.deepEqual(container.args, ['run', '/etc/zproxy/zproxy.json', '--watch']);
     const mount = container.volumeMounts.find((m: Manifest) => m.mountPath === '/etc/zproxy');
     assert.equal(mount.readOnly, true);
     const volume = pod.volumes.find((v: Manifest) => v.name === mount.name);
