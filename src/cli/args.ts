@@ -27,6 +27,7 @@ export type Command =
     }
   | { readonly kind: 'check'; readonly config: string; readonly json: boolean }
   | { readonly kind: 'reload'; readonly config: string | null; readonly json: boolean }
+  | { readonly kind: 'health'; readonly config: string | null }
   | { readonly kind: 'bench'; readonly options: BenchOptions }
   | {
       readonly kind: 'explain';
@@ -65,6 +66,8 @@ export function parseCommandLine(argv: readonly string[]): Command {
         return parseCheck(rest);
       case 'reload':
         return parseReload(rest);
+      case 'health':
+        return parseHealth(rest);
       case 'bench':
         return parseBench(rest);
       case 'explain':
@@ -129,6 +132,18 @@ function parseReload(args: string[]): Command {
   if (values.help) return { kind: 'help' };
   if (positionals.length > 1) return usageError(`reload takes one CONFIG, got ${positionals.length}`);
   return { kind: 'reload', config: positionals[0] ?? null, json: values.json };
+}
+
+function parseHealth(args: string[]): Command {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: { help: { type: 'boolean', short: 'h', default: false } },
+  });
+  if (values.help) return { kind: 'help' };
+  if (positionals.length > 1) return usageError(`health takes one CONFIG, got ${positionals.length}`);
+  return { kind: 'health', config: positionals[0] ?? null };
 }
 
 /** A whole number ≥ min from an option's text, or null. */

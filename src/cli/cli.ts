@@ -6,6 +6,7 @@ import {
   benchCommand,
   checkCommand,
   explainCommand,
+  healthCommand,
   type Output,
   reloadCommand,
   runCommand,
@@ -36,6 +37,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       return runCommand(command.config, command.logLevel, output, command.watch);
     case 'reload':
       return reloadCommand(command.config, command.json, output);
+    case 'health':
+      return healthCommand(command.config, output);
     case 'bench':
       return benchCommand(command.options, output);
     case 'explain':

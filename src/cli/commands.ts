@@ -109,6 +109,13 @@ export async function reloadCommand(given: string | null, json: boolean, output:
   return reload(path, json, output);
 }
 
+/** `zproxy health [CONFIG]` (src/cli/health.ts), for the config `run` would use. */
+export async function healthCommand(given: string | null, output: Output): Promise<number> {
+  const { path } = resolveRunConfig(given, process.cwd());
+  const { healthCommand: health } = await import('./health.ts');
+  return health(path, output);
+}
+
 /** `zproxy run [CONFIG]`: resolves once the server is up; returns an exit code on failure. */
 export async function runCommand(
   given: string | null,

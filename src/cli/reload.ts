@@ -5,47 +5,12 @@
  * and the running config keeps serving, or when no instance answers. The file is only read here for its
  * admin block: checking it is the instance's job (it checks it completely before changing anything).
  */
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import { parseJsonText } from '../config/json-text.ts';
+import { type AdminAddress, adminAddress, connectHost } from './admin-client.ts';
 import type { Output } from './commands.ts';
 
 /** How long the instance may take to answer (it waits for every worker to prepare the new config). */
 const RELOAD_TIMEOUT_MS = 60_000;
-
-interface AdminAddress {
-  readonly host: string;
-  readonly port: number;
-  readonly token: string | null;
-}
-
-/** The admin listener a config file names, or why there is none. */
-function adminAddress(path: string): AdminAddress | string {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    return `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`;
-  }
-  const parsed = parseJsonText(text);
-  if (!parsed.ok)
-    return `${path} is not valid JSON (line ${parsed.line}, column ${parsed.column}: ${parsed.problem})`;
-  const admin = (parsed.value as { admin?: unknown } | null)?.admin as
-    | { host?: unknown; port?: unknown; token?: unknown }
-    | undefined;
-  if (admin === undefined || admin === null || typeof admin !== 'object' || typeof admin.port !== 'number') {
-    return `${path} has no admin listener (an "admin" block with a port): zproxy reload reaches the running instance through it; without one, send SIGHUP to zproxy's process instead (kill -HUP <pid>, systemctl reload zproxy)`;
-  }
-  const host = typeof admin.host === 'string' ? admin.host : '127.0.0.1';
-  return { host, port: admin.port, token: typeof admin.token === 'string' ? admin.token : null };
-}
-
-/** The listener's host as a client connects to it: a wildcard address means this machine. */
-function connectHost(host: string): string {
-  if (host === '0.0.0.0') return '127.0.0.1';
-  if (host === '::' || host === '[::]') return '::1';
-  return host.startsWith('[') ? host.slice(1, -1) : host;
-}
 
 function postReload(admin: AdminAddress): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -74,6 +39,12 @@ function postReload(admin: AdminAddress): Promise<{ status: number; body: string
 
 export async function reloadCommand(path: string, json: boolean, output: Output): Promise<number> {
   const admin = adminAddress(path);
+  if (admin === null) {
+    output.err(
+      `zproxy: ${path} has no admin listener (an "admin" block with a port): zproxy reload reaches the running instance through it; without one, send SIGHUP to zproxy's process instead (kill -HUP <pid>, systemctl reload zproxy)\n`,
+    );
+    return 1;
+  }
   if (typeof admin === 'string') {
     output.err(`zproxy: ${admin}\n`);
     return 1;

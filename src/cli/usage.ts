@@ -13,6 +13,8 @@ Commands:
                          its admin listener (the config's admin block); exit 1 with the errors when
                          the file is refused (the running config keeps serving). SIGHUP does the same.
     --json               Print the instance's answer as JSON on stdout.
+  health [CONFIG]        Exit 0 when the zproxy running CONFIG is alive: GET /healthz at its admin
+                         listener, else a connection to its first listener (a container HEALTHCHECK).
   explain CONFIG METHOD URL
                          Show, without sending anything, what zproxy does with the request:
                          listener, route (or why 404/405), filters, upstream targets and the

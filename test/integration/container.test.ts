@@ -98,11 +98,13 @@ describe('the container image (Dockerfile) built and run with podman', { skip },
   const names = { proxy: `zproxy-test-proxy-${process.pid}`, origin: `zproxy-test-origin-${process.pid}` };
   let proxyPort: number;
   let originPort: number;
+  let adminPort: number;
   /** zproxy's config: the routes given (to the origin), then `/` to the origin. */
   const configFor = (routes: Record<string, unknown>[]) => ({
     host: '127.0.0.1',
     port: proxyPort,
     shutdown_grace_ms: 3000,
+    admin: { host: '127.0.0.1', port: adminPort },
     routes: [...routes, { path: '/' }].map((r) => ({ ...r, upstream: `http://127.0.0.1:${originPort}` })),
   });
 
@@ -144,6 +146,7 @@ describe('the container image (Dockerfile) built and run with podman', { skip },
 
       originPort = await freePort();
       proxyPort = await freePort();
+      adminPort = await freePort();
       writeFileSync(join(dir, 'zproxy.json'), JSON.stringify(configFor([])));
       // mkdtemp makes the folder 0700: the container's user (10001) must be able to read the config.
       chmodSync(dir, 0o755);
@@ -221,6 +224,19 @@ describe('the container image (Dockerfile) built and run with podman', { skip },
     const write = await podman(['exec', names.proxy, 'sh', '-c', 'echo x > /app/x']);
     assert.notEqual(write.code, 0);
     assert.match(write.stderr, /Read-only file system/);
+  });
+
+  test('zproxy health (the image HEALTHCHECK) answers from inside the container: /healthz at the admin listener', async () => {
+    const health = await podman([
+      'exec',
+      names.proxy,
+      'node',
+      '/app/dist/cli/main.js',
+      'health',
+      '/etc/zproxy/zproxy.json',
+    ]);
+    assert.equal(health.code, 0, health.stderr);
+    assert.equal(health.stdout, `ok: 127.0.0.1:${adminPort}/healthz answered 200\n`);
   });
 
   test('the image checks its own default configuration', async () => {

@@ -14,12 +14,22 @@ import { startHttpUpstream } from '../helpers/upstream.ts';
 const BURST = 150;
 
 async function twoBursts(upstreamDefaults: Record<string, unknown>): Promise<[number, number]> {
-  // Each answer waits 100 ms, so that a burst's requests are all in flight at once.
-  const upstream = await startHttpUpstream((_req, res) => {
-    setTimeout(() => {
+  // The upstream answers a burst only once all its requests have arrived, so that they are all in flight
+  // at once however slowly a loaded machine sends them (after 5 s it answers what it has).
+  const waiting: import('node:http').ServerResponse[] = [];
+  let timer: NodeJS.Timeout | null = null;
+  const answerAll = () => {
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+    for (const res of waiting.splice(0)) {
       res.writeHead(200, { 'content-length': '2' });
       res.end('ok');
-    }, 100);
+    }
+  };
+  const upstream = await startHttpUpstream((_req, res) => {
+    waiting.push(res);
+    if (waiting.length === BURST) answerAll();
+    else timer ??= setTimeout(answerAll, 5000);
   });
   const proxy = await startProxy({
     protocols: ['http1'],

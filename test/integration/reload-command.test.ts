@@ -36,8 +36,13 @@ after(async () => {
 
 /** Runs `zproxy reload ...args`; resolves with its exit code and output. */
 function zproxyReload(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return zproxy(['reload', ...args]);
+}
+
+/** Runs `zproxy ...args`; resolves with its exit code and output. */
+function zproxy(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, 'reload', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => {
@@ -65,6 +70,9 @@ test('zproxy reload: the new config serves, a bad one is refused with its JSON p
   try {
     await cli.waitForLog((l) => l.msg === 'ready', 20_000, 'ready');
     assert.match((await sendRequest(port, '/x')).text, /^a /);
+    const health = await zproxy(['health', cli.configFile]);
+    assert.equal(health.code, 0, health.stderr);
+    assert.equal(health.stdout, `ok: 127.0.0.1:${admin}/healthz answered 200\n`);
 
     writeFileSync(cli.configFile, JSON.stringify({ ...base, routes: [{ path: '/', upstream: b.url }] }));
     const ok = await zproxyReload([cli.configFile]);
@@ -103,12 +111,25 @@ test('zproxy reload: the new config serves, a bad one is refused with its JSON p
   const gone = await zproxyReload([stale]);
   assert.equal(gone.code, 1);
   assert.match(gone.stderr, /no zproxy admin listener answers at 127\.0\.0\.1:\d+/);
+  const unhealthy = await zproxy(['health', stale]);
+  assert.equal(unhealthy.code, 1);
+  assert.match(unhealthy.stderr, /not healthy: connect ECONNREFUSED/);
 });
 
-test('zproxy reload: a config without an admin listener is told to use SIGHUP', async () => {
+test('zproxy reload: a config without an admin listener is told to use SIGHUP; health then connects to the listener', async () => {
   const file = join(dir, 'no-admin.json');
   writeFileSync(file, JSON.stringify({ routes: [{ path: '/', upstream: a.url }] }));
   const result = await zproxyReload([file]);
   assert.equal(result.code, 1);
   assert.match(result.stderr, /has no admin listener .* send SIGHUP/);
+  const port = await freePort();
+  const cli = startCli({ host: '127.0.0.1', port, routes: [{ path: '/', upstream: a.url }] });
+  try {
+    await cli.waitForLog((l) => l.msg === 'listening', 20_000, 'listening');
+    const health = await zproxy(['health', cli.configFile]);
+    assert.equal(health.code, 0, health.stderr);
+    assert.equal(health.stdout, `ok: 127.0.0.1:${port} accepts connections (no admin listener to ask)\n`);
+  } finally {
+    await cli.cleanup();
+  }
 });
