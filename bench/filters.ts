@@ -17,7 +17,7 @@ import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runPinnedTool } from './lib/load-tool.ts';
-import { NginxInstance, originConfig, SMALL_BODY, writeOriginFiles } from './lib/nginx.ts';
+import { type NginxInstance, SMALL_BODY, startOrigin } from './lib/nginx.ts';
 import {
   clockTicksPerSecond,
   cpuTicks,
@@ -142,16 +142,8 @@ export async function runFiltersBench(argv: readonly string[]): Promise<number> 
   let loadAfter = loadBefore;
   let origin: NginxInstance | null = null;
   try {
-    const originDir = join(tmp, 'origin');
-    const originPort = await freePort();
-    writeOriginFiles(originDir);
-    origin = await NginxInstance.start(
-      'nginx (origin)',
-      originDir,
-      originConfig(originDir, originPort),
-      originPort,
-      loadCpu,
-    );
+    origin = await startOrigin(tmp, loadCpu);
+    const originPort = origin.port;
     started.push(origin);
     const proxies = new Map<Variant, { port: number; process: PinnedProcess }>();
     for (const variant of VARIANTS) {

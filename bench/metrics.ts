@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { MetricRegistry } from '../src/observe/metrics.ts';
 import { runH2load } from './lib/h2load.ts';
 import { runPinnedTool } from './lib/load-tool.ts';
-import { NginxInstance, originConfig, writeOriginFiles } from './lib/nginx.ts';
+import { startOrigin } from './lib/nginx.ts';
 import {
   clockTicksPerSecond,
   cpuTicks,
@@ -153,16 +153,8 @@ export async function runMetricsBench(argv: readonly string[]): Promise<number> 
   let counted = 0;
   let sentOn = 0;
   try {
-    const originDir = join(tmp, 'origin');
-    const originPort = await freePort();
-    writeOriginFiles(originDir);
-    const origin = await NginxInstance.start(
-      'nginx (origin)',
-      originDir,
-      originConfig(originDir, originPort),
-      originPort,
-      loadCpu,
-    );
+    const origin = await startOrigin(tmp, loadCpu);
+    const originPort = origin.port;
     started.push(origin);
     const proxies = new Map<Variant, { port: number; process: PinnedProcess }>();
     const adminPort = await freePort();

@@ -11,15 +11,7 @@ import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runH2load } from './lib/h2load.ts';
 import type { LoadResult } from './lib/load-tool.ts';
-import {
-  LARGE_SIZE,
-  NGINX_BIN,
-  NginxInstance,
-  originConfig,
-  proxyConfig,
-  SMALL_BODY,
-  writeOriginFiles,
-} from './lib/nginx.ts';
+import { LARGE_SIZE, NGINX_BIN, NginxInstance, proxyConfig, SMALL_BODY, startOrigin } from './lib/nginx.ts';
 import {
   clockTicksPerSecond,
   cpuTicks,
@@ -535,16 +527,8 @@ async function main(): Promise<number> {
     const machine = machineInfo(groups);
     const startedAt = new Date();
 
-    const originDir = join(tmp, 'origin');
-    const originPort = await freePort();
-    writeOriginFiles(originDir);
-    const origin = await NginxInstance.start(
-      'nginx (origin)',
-      originDir,
-      originConfig(originDir, originPort),
-      originPort,
-      options.loadCpu,
-    );
+    const origin = await startOrigin(tmp, options.loadCpu);
+    const originPort = origin.port;
     started.push(origin);
     const originWorkers = (): number[] => origin.workerPids();
     // The WebSocket upstream: the echo server, on the load CPU like the origin.

@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { FieldList } from '../src/http/fields.ts';
 import { ForwardedRequest, ForwardingPolicy, http1RequestAdded } from '../src/http/forwarding.ts';
 import { runPinnedTool } from './lib/load-tool.ts';
-import { NginxInstance, originConfig, writeOriginFiles } from './lib/nginx.ts';
+import { startOrigin } from './lib/nginx.ts';
 import {
   clockTicksPerSecond,
   cpuTicks,
@@ -182,16 +182,8 @@ export async function runTraceContextBench(argv: readonly string[]): Promise<num
   const recorderPort = (recorder.address() as AddressInfo).port;
   const checks: string[] = [];
   try {
-    const originDir = join(tmp, 'origin');
-    const originPort = await freePort();
-    writeOriginFiles(originDir);
-    const origin = await NginxInstance.start(
-      'nginx (origin)',
-      originDir,
-      originConfig(originDir, originPort),
-      originPort,
-      loadCpu,
-    );
+    const origin = await startOrigin(tmp, loadCpu);
+    const originPort = origin.port;
     started.push(origin);
     const proxies = new Map<Variant, { port: number; process: PinnedProcess }>();
     for (const variant of VARIANTS) {

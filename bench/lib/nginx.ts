@@ -2,7 +2,7 @@
 // a generated config and all of its files (pid, logs, temp paths) inside its own directory.
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PinnedProcess, processTree } from './proc.ts';
+import { freePort, PinnedProcess, processTree } from './proc.ts';
 
 export const NGINX_BIN = '/usr/sbin/nginx';
 
@@ -143,6 +143,17 @@ ${http2Lines}
 ${wsLocation}  }
 }
 `;
+}
+
+/**
+ * The benches' origin: nginx serving the origin files (writeOriginFiles) from `<tmp>/origin` on a free
+ * port, pinned to `cpu`.
+ */
+export async function startOrigin(tmp: string, cpu: number): Promise<NginxInstance> {
+  const dir = join(tmp, 'origin');
+  const port = await freePort();
+  writeOriginFiles(dir);
+  return NginxInstance.start('nginx (origin)', dir, originConfig(dir, port), port, cpu);
 }
 
 /** A running nginx (master + one worker). */
