@@ -103,7 +103,15 @@ function parseRun(args: string[]): Command {
   return { kind: 'run', config: positionals[0] ?? null, logLevel: level, watch: values.watch };
 }
 
-function parseCheck(args: string[]): Command {
+/**
+ * The command line of a command that takes at most one CONFIG (`required`: exactly one) and `--json`;
+ * a usage error or help as a Command instead.
+ */
+function configCommandLine(
+  name: string,
+  args: string[],
+  required: boolean,
+): { config: string | null; json: boolean } | Command {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -114,36 +122,26 @@ function parseCheck(args: string[]): Command {
     },
   });
   if (values.help) return { kind: 'help' };
-  if (positionals.length === 0) return usageError('check needs a CONFIG file');
-  if (positionals.length > 1) return usageError(`check takes one CONFIG, got ${positionals.length}`);
-  return { kind: 'check', config: positionals[0]!, json: values.json };
+  if (required && positionals.length === 0) return usageError(`${name} needs a CONFIG file`);
+  if (positionals.length > 1) return usageError(`${name} takes one CONFIG, got ${positionals.length}`);
+  return { config: positionals[0] ?? null, json: values.json };
+}
+
+function parseCheck(args: string[]): Command {
+  const line = configCommandLine('check', args, true);
+  return 'kind' in line ? line : { kind: 'check', config: line.config!, json: line.json };
 }
 
 function parseReload(args: string[]): Command {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
-  if (values.help) return { kind: 'help' };
-  if (positionals.length > 1) return usageError(`reload takes one CONFIG, got ${positionals.length}`);
-  return { kind: 'reload', config: positionals[0] ?? null, json: values.json };
+  const line = configCommandLine('reload', args, false);
+  return 'kind' in line ? line : { kind: 'reload', config: line.config, json: line.json };
 }
 
 function parseHealth(args: string[]): Command {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    strict: true,
-    options: { help: { type: 'boolean', short: 'h', default: false } },
-  });
-  if (values.help) return { kind: 'help' };
-  if (positionals.length > 1) return usageError(`health takes one CONFIG, got ${positionals.length}`);
-  return { kind: 'health', config: positionals[0] ?? null };
+  const line = configCommandLine('health', args, false);
+  if ('kind' in line) return line;
+  if (line.json) return usageError('health has no --json');
+  return { kind: 'health', config: line.config };
 }
 
 /** A whole number ≥ min from an option's text, or null. */

@@ -46,6 +46,7 @@ import {
 import { parseRequestHead, RequestHead } from '../http1/parse-head.ts';
 import { buildHead } from '../http1/serialize.ts';
 import { chainEntries, type FilterChain } from '../pipeline/chain.ts';
+import { FILTER_PHASES } from '../pipeline/contract.ts';
 import { normalizePath } from '../router/normalize-path.ts';
 import { Router } from '../router/router.ts';
 import type { CompiledRoute, Runtime } from '../runtime/compile.ts';
@@ -144,16 +145,6 @@ export interface Explanation {
   readonly notes: readonly string[];
 }
 
-const PHASES = [
-  'onRequest',
-  'onUpstreamRequest',
-  'onResponse',
-  'onUpstreamError',
-  'onResponseBody',
-  'onResponseEnd',
-  'onLog',
-] as const;
-
 /** The listener the URL's port reaches (the one bound to its host name when several share the port). */
 function findListener(config: Config, hostname: string, port: number): number {
   let found = -1;
@@ -233,7 +224,7 @@ function pairsOfLines(head: string): [string, string][] {
 
 function phasesOf(chain: FilterChain, i: number): string[] {
   const filter = chain.filters[i]!;
-  return PHASES.filter((phase) => chain[phase]?.includes(filter) === true);
+  return FILTER_PHASES.filter((phase) => chain[phase]?.includes(filter) === true);
 }
 
 /** The explanation with its keys in the documented order (docs/cli.md), whatever order it was built in. */

@@ -5,11 +5,9 @@
  * it answers, 1 otherwise (said on stderr).
  */
 
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { parseJsonText } from '../config/json-text.ts';
-import { adminAddress, connectHost } from './admin-client.ts';
+import { connectHost, instanceAddresses } from './admin-client.ts';
 import type { Output } from './commands.ts';
 
 const TIMEOUT_MS = 3000;
@@ -44,30 +42,16 @@ function connects(host: string, port: number): Promise<void> {
   });
 }
 
-/** The first listener of a config file as written (`listeners[0]`, else `host` and `port`). */
-function firstListener(path: string): { host: string; port: number } {
-  const parsed = parseJsonText(readFileSync(path, 'utf8'));
-  const config = (parsed.ok ? parsed.value : {}) as {
-    host?: string;
-    port?: number;
-    listeners?: { host?: string; port?: number }[];
-  };
-  const first = config.listeners?.[0];
-  return {
-    host: first?.host ?? config.host ?? '0.0.0.0',
-    port: first?.port ?? config.port ?? 8000,
-  };
-}
-
 export async function healthCommand(path: string, output: Output): Promise<number> {
-  const admin = adminAddress(path);
-  if (typeof admin === 'string') {
-    output.err(`zproxy: ${admin}\n`);
+  const addresses = instanceAddresses(path);
+  if (typeof addresses === 'string') {
+    output.err(`zproxy: ${addresses}\n`);
     return 1;
   }
+  const admin = addresses.admin;
   try {
     if (admin === null) {
-      const listener = firstListener(path);
+      const listener = addresses.listener;
       await connects(connectHost(listener.host), listener.port);
       output.out(`ok: ${listener.host}:${listener.port} accepts connections (no admin listener to ask)\n`);
       return 0;

@@ -6,7 +6,7 @@
  * admin block: checking it is the instance's job (it checks it completely before changing anything).
  */
 import http from 'node:http';
-import { type AdminAddress, adminAddress, connectHost } from './admin-client.ts';
+import { type AdminAddress, connectHost, instanceAddresses } from './admin-client.ts';
 import type { Output } from './commands.ts';
 
 /** How long the instance may take to answer (it waits for every worker to prepare the new config). */
@@ -38,15 +38,16 @@ function postReload(admin: AdminAddress): Promise<{ status: number; body: string
 }
 
 export async function reloadCommand(path: string, json: boolean, output: Output): Promise<number> {
-  const admin = adminAddress(path);
+  const addresses = instanceAddresses(path);
+  if (typeof addresses === 'string') {
+    output.err(`zproxy: ${addresses}\n`);
+    return 1;
+  }
+  const admin = addresses.admin;
   if (admin === null) {
     output.err(
       `zproxy: ${path} has no admin listener (an "admin" block with a port): zproxy reload reaches the running instance through it; without one, send SIGHUP to zproxy's process instead (kill -HUP <pid>, systemctl reload zproxy)\n`,
     );
-    return 1;
-  }
-  if (typeof admin === 'string') {
-    output.err(`zproxy: ${admin}\n`);
     return 1;
   }
   const where = `${admin.host}:${admin.port}`;

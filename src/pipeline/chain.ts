@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import type { Config, MiddlewareConfig } from '../config/schema.ts';
 import { ZpError } from '../errors.ts';
 import { compileTrustedProxies, ForwardingPolicy } from '../http/forwarding.ts';
-import type { Filter } from './contract.ts';
+import type { Filter, FilterPhase } from './contract.ts';
 import type { FilterRegistry } from './registry.ts';
 import { moduleDigest } from './user-module.ts';
 
@@ -48,16 +48,7 @@ export function chainEntries(config: Config, index: number): ChainEntry[] {
   return entries;
 }
 
-type Phase =
-  | 'onRequest'
-  | 'onUpstreamRequest'
-  | 'onResponse'
-  | 'onUpstreamError'
-  | 'onResponseBody'
-  | 'onResponseEnd'
-  | 'onLog';
-
-function withPhase(filters: readonly Filter[], phase: Phase): Filter[] | null {
+function withPhase(filters: readonly Filter[], phase: FilterPhase): Filter[] | null {
   const list = filters.filter((f) => typeof f[phase] === 'function');
   return list.length === 0 ? null : list;
 }

@@ -108,6 +108,19 @@ export interface FilterContext {
 /** What a phase that may answer returns. */
 export type PhaseResult = undefined | LocalResponse | Promise<undefined | LocalResponse>;
 
+/** The phase methods a filter may have, in the order an exchange reaches them. */
+export const FILTER_PHASES = [
+  'onRequest',
+  'onUpstreamRequest',
+  'onResponse',
+  'onUpstreamError',
+  'onResponseBody',
+  'onResponseEnd',
+  'onLog',
+] as const;
+
+export type FilterPhase = (typeof FILTER_PHASES)[number];
+
 export interface Filter {
   /**
    * Methods this filter answers itself although the route's `methods` may not list them (a CORS

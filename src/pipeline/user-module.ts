@@ -9,17 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Filter, FilterEnvironment } from './contract.ts';
-
-const PHASES = [
-  'onRequest',
-  'onUpstreamRequest',
-  'onResponse',
-  'onUpstreamError',
-  'onResponseBody',
-  'onResponseEnd',
-  'onLog',
-] as const;
+import { FILTER_PHASES, type Filter, type FilterEnvironment } from './contract.ts';
 
 type CreateFunction = (config: unknown, env: FilterEnvironment) => unknown;
 
@@ -95,14 +85,16 @@ export async function createUserFilter(
       `user filter module ${file}: the factory returned ${String(filter)}, not a filter object`,
     );
   }
-  const phases = PHASES.filter((phase) => (filter as Record<string, unknown>)[phase] !== undefined);
+  const phases = FILTER_PHASES.filter((phase) => (filter as Record<string, unknown>)[phase] !== undefined);
   for (const phase of phases) {
     if (typeof (filter as Record<string, unknown>)[phase] !== 'function') {
       throw new Error(`user filter module ${file}: the filter's ${phase} is not a function`);
     }
   }
   if (phases.length === 0) {
-    throw new Error(`user filter module ${file}: the filter has no phase method (${PHASES.join(', ')})`);
+    throw new Error(
+      `user filter module ${file}: the filter has no phase method (${FILTER_PHASES.join(', ')})`,
+    );
   }
   return filter as Filter;
 }

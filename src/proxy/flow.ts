@@ -403,7 +403,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.exchange.attempts++;
     this.sent = false;
     // The attempt in flight counts toward its target's load (least_request) until the next one or the end.
-    if (this.activeTarget !== null) this.activeTarget.active--;
+    this.releaseTarget();
     target.active++;
     this.activeTarget = target;
     const attempt = target.acquire(this, fresh);
