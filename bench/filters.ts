@@ -15,7 +15,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseGroupOptions } from './lib/group-options.ts';
 import { runPinnedTool } from './lib/load-tool.ts';
 import { type NginxInstance, SMALL_BODY, startOrigin } from './lib/nginx.ts';
 import {
@@ -108,31 +108,9 @@ function fetchHeaders(port: number, headers: Record<string, string>): Promise<Re
 }
 
 export async function runFiltersBench(argv: readonly string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: [...argv],
-    strict: true,
-    options: {
-      only: { type: 'string' },
-      rounds: { type: 'string', default: '5' },
-      duration: { type: 'string', default: '10' },
-      warmup: { type: 'string', default: '2' },
-      connections: { type: 'string', default: '64' },
-      'proxy-cpu': { type: 'string', default: '0' },
-      'load-cpu': { type: 'string', default: '1' },
-      'out-dir': { type: 'string', default: join(ROOT, 'docs', 'reports') },
-      install: { type: 'boolean', default: false },
-      'keep-tmp': { type: 'boolean', default: false },
-      quick: { type: 'boolean', default: false },
-    },
-  });
-  const quick = values.quick === true;
-  const rounds = quick ? 1 : Number(values.rounds);
-  const durationS = quick ? 3 : Number(values.duration);
-  const warmupS = quick ? 1 : Number(values.warmup);
-  const connections = Number(values.connections);
-  const proxyCpu = Number(values['proxy-cpu']);
-  const loadCpu = Number(values['load-cpu']);
-  if (!ensureTools(values.install === true || process.env.CI !== undefined, ['h1'])) return 1;
+  const options = parseGroupOptions(argv, ROOT, { rounds: 5, duration: 10 });
+  const { rounds, durationS, warmupS, connections, proxyCpu, loadCpu } = options;
+  if (!ensureTools(options.install, ['h1'])) return 1;
   ensureBuilt(ROOT);
   const tmp = mkdtempSync(join(tmpdir(), 'zproxy-bench-filters-'));
   const started: { stop(): Promise<void> }[] = [];
@@ -263,7 +241,7 @@ export async function runFiltersBench(argv: readonly string[]): Promise<number> 
     loadAfter = loadavg();
   } finally {
     for (const s of started.reverse()) await s.stop();
-    if (values['keep-tmp'] !== true) rmSync(tmp, { recursive: true, force: true });
+    if (!options.keepTmp) rmSync(tmp, { recursive: true, force: true });
   }
 
   // ------------------------------------------------------------------ the report
@@ -359,7 +337,7 @@ ${roundRows.join('\n')}
 - Origin CPU in the cache-hit runs (hits never reach it; a run over ${pct(ORIGIN_IDLE_LIMIT)} counts as missing): ${missedRuns.length === 0 ? 'every run was under the limit' : `**${missedRuns.length} run(s) over the limit (the bench failed)**`}.
 - Disturbed runs (†: other processes used more than ${pct(DISTURBANCE_LIMIT)} of a bench CPU): ${disturbed.length === 0 ? 'none' : disturbed.map((r) => `round ${r.round} ${r.variant}`).join(', ')}.
 `;
-  const outDir = resolve(String(values['out-dir']));
+  const outDir = resolve(options.outDir);
   const base = join(outDir, `${date}-filters`);
   writeFileSync(`${base}.md`, md);
   writeFileSync(

@@ -13,8 +13,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { MetricRegistry } from '../src/observe/metrics.ts';
+import { parseGroupOptions } from './lib/group-options.ts';
 import { runH2load } from './lib/h2load.ts';
 import { runPinnedTool } from './lib/load-tool.ts';
 import { startOrigin } from './lib/nginx.ts';
@@ -108,40 +108,24 @@ function countedRequests(exposition: string): number {
 }
 
 export async function runMetricsBench(argv: readonly string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: [...argv],
-    strict: true,
-    options: {
-      only: { type: 'string' },
-      rounds: { type: 'string', default: '8' },
-      duration: { type: 'string', default: '8' },
-      warmup: { type: 'string', default: '2' },
-      connections: { type: 'string', default: '64' },
+  const options = parseGroupOptions(
+    argv,
+    ROOT,
+    { rounds: 8, duration: 8 },
+    {
       'h2-clients': { type: 'string', default: '16' },
       'h2-streams': { type: 'string', default: '10' },
-      'proxy-cpu': { type: 'string', default: '0' },
-      'load-cpu': { type: 'string', default: '1' },
-      'out-dir': { type: 'string', default: join(ROOT, 'docs', 'reports') },
-      install: { type: 'boolean', default: false },
-      'keep-tmp': { type: 'boolean', default: false },
-      quick: { type: 'boolean', default: false },
       scenarios: { type: 'string', default: ALL_SCENARIOS.join(',') },
     },
-  });
+  );
+  const { rounds, durationS, warmupS, connections, proxyCpu, loadCpu, values } = options;
   const SCENARIOS = String(values.scenarios).split(',') as Scenario[];
   for (const s of SCENARIOS) if (!ALL_SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}`);
   // A run of some workloads only gets a report of its own.
   const suffix = SCENARIOS.length === ALL_SCENARIOS.length ? '' : `-${SCENARIOS.join('-')}`;
-  const quick = values.quick === true;
-  const rounds = quick ? 1 : Number(values.rounds);
-  const durationS = quick ? 3 : Number(values.duration);
-  const warmupS = quick ? 1 : Number(values.warmup);
-  const connections = Number(values.connections);
   const h2Clients = Number(values['h2-clients']);
   const h2Streams = Number(values['h2-streams']);
-  const proxyCpu = Number(values['proxy-cpu']);
-  const loadCpu = Number(values['load-cpu']);
-  if (!ensureTools(values.install === true || process.env.CI !== undefined, ['h1', 'h2'])) return 1;
+  if (!ensureTools(options.install, ['h1', 'h2'])) return 1;
   ensureBuilt(ROOT);
   const tmp = mkdtempSync(join(tmpdir(), 'zproxy-bench-metrics-'));
   const started: { stop(): Promise<void> }[] = [];
@@ -299,7 +283,7 @@ export async function runMetricsBench(argv: readonly string[]): Promise<number> 
     loadAfter = loadavg();
   } finally {
     for (const s of started.reverse()) await s.stop();
-    if (values['keep-tmp'] !== true) rmSync(tmp, { recursive: true, force: true });
+    if (!options.keepTmp) rmSync(tmp, { recursive: true, force: true });
   }
 
   // ------------------------------------------------------------------ the report
@@ -415,7 +399,7 @@ ${roundRows.join('\n')}
 - The \`on\` instance counted ${fmt(counted)} requests in \`zproxy_requests_total\`; the load tools reported ${fmt(sentOn)} completed (warm-ups and the check request included); the difference, ${fmt(100 * countGap, 2)} %, is the requests cut off at the end of each run, which the tools do not count.
 - Disturbed runs (†: other processes used more than ${fmt(100 * DISTURBANCE_LIMIT)} % of a bench CPU): ${disturbed.length === 0 ? 'none' : disturbed.map((r) => `round ${r.round} ${r.scenario} ${r.variant}`).join(', ')}.
 `;
-  const outDir = resolve(String(values['out-dir']));
+  const outDir = resolve(options.outDir);
   const base = join(outDir, `${date}-metrics-overhead${suffix}`);
   writeFileSync(`${base}.md`, md);
   writeFileSync(

@@ -15,9 +15,9 @@ import { createServer, get } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { FieldList } from '../src/http/fields.ts';
 import { ForwardedRequest, ForwardingPolicy, http1RequestAdded } from '../src/http/forwarding.ts';
+import { parseGroupOptions } from './lib/group-options.ts';
 import { runPinnedTool } from './lib/load-tool.ts';
 import { startOrigin } from './lib/nginx.ts';
 import {
@@ -137,31 +137,9 @@ async function upstreamTraceparent(
 }
 
 export async function runTraceContextBench(argv: readonly string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: [...argv],
-    strict: true,
-    options: {
-      only: { type: 'string' },
-      rounds: { type: 'string', default: '5' },
-      duration: { type: 'string', default: '10' },
-      warmup: { type: 'string', default: '2' },
-      connections: { type: 'string', default: '64' },
-      'proxy-cpu': { type: 'string', default: '0' },
-      'load-cpu': { type: 'string', default: '1' },
-      'out-dir': { type: 'string', default: join(ROOT, 'docs', 'reports') },
-      install: { type: 'boolean', default: false },
-      'keep-tmp': { type: 'boolean', default: false },
-      quick: { type: 'boolean', default: false },
-    },
-  });
-  const quick = values.quick === true;
-  const rounds = quick ? 1 : Number(values.rounds);
-  const durationS = quick ? 3 : Number(values.duration);
-  const warmupS = quick ? 1 : Number(values.warmup);
-  const connections = Number(values.connections);
-  const proxyCpu = Number(values['proxy-cpu']);
-  const loadCpu = Number(values['load-cpu']);
-  if (!ensureTools(values.install === true || process.env.CI !== undefined, ['h1'])) return 1;
+  const options = parseGroupOptions(argv, ROOT, { rounds: 5, duration: 10 });
+  const { rounds, durationS, warmupS, connections, proxyCpu, loadCpu } = options;
+  if (!ensureTools(options.install, ['h1'])) return 1;
   ensureBuilt(ROOT);
   const micro = microCost();
   console.error(
@@ -297,7 +275,7 @@ export async function runTraceContextBench(argv: readonly string[]): Promise<num
   } finally {
     for (const s of started.reverse()) await s.stop();
     await new Promise<void>((r) => recorder.close(() => r()));
-    if (values['keep-tmp'] !== true) rmSync(tmp, { recursive: true, force: true });
+    if (!options.keepTmp) rmSync(tmp, { recursive: true, force: true });
   }
 
   // ------------------------------------------------------------------ the report
@@ -398,7 +376,7 @@ ${checks.map((c) => `- ${c}.`).join('\n')}
 - Non-2xx responses and socket errors over all runs: ${errors}.
 - Disturbed runs (†: other processes used more than ${pct(DISTURBANCE_LIMIT)} of a bench CPU): ${disturbed.length === 0 ? 'none' : disturbed.map((r) => `round ${r.round} ${r.variant}`).join(', ')}.
 `;
-  const outDir = resolve(String(values['out-dir']));
+  const outDir = resolve(options.outDir);
   const base = join(outDir, `${date}-trace-context`);
   writeFileSync(`${base}.md`, md);
   writeFileSync(
