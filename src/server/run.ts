@@ -228,14 +228,6 @@ export async function serve(
     ...(shared === null ? {} : { health: new HealthTable(shared.health) }),
   });
   if (view !== null) view.health = server.healthChecker;
-  if (worker?.kind === 'process') {
-    process.on('message', (message: unknown) => {
-      if (!isHealthStateMessage(message)) return;
-      const table = server.pools.health;
-      const record = table.record(message.key);
-      if (record !== -1) table.setActive(record, message.state, Date.now());
-    });
-  }
   // SIGUSR1 (logrotate's postrotate): the access log file is reopened. A listener also keeps Node from
   // taking SIGUSR1 as its signal to start the inspector.
   const reopen = (): void => server.reopenLogs();
@@ -243,6 +235,16 @@ export async function serve(
   else worker.onReopenRequest(reopen);
   await server.start();
   logger.flush();
+  if (worker?.kind === 'process') {
+    // Once listening (an IPC listener keeps a worker that failed to start from exiting): the verdicts of
+    // the supervisor's health checks, for this worker's own table.
+    process.on('message', (message: unknown) => {
+      if (!isHealthStateMessage(message)) return;
+      const table = server.pools.health;
+      const record = table.record(message.key);
+      if (record !== -1) table.setActive(record, message.state, Date.now());
+    });
+  }
   /** The config serving now (a reload replaces it). */
   let running = (): Config => config;
   if (worker === null) {

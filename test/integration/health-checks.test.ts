@@ -5,8 +5,9 @@
  *   while no primary is up;
  * - outlier detection: consecutive 5xx answers or refused connections eject a target, for a time that
  *   grows with each ejection; no client request fails when retries can go elsewhere;
- * - with worker threads, one checker for the instance (the target is asked once per interval, not once
- *   per worker) and every worker skips the target it marked down; /status shows the state.
+ * - with worker threads and with worker processes, one checker for the instance (the target is asked
+ *   once per interval, not once per worker) and every worker skips the target it marked down; /status
+ *   shows the state.
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -284,57 +285,58 @@ describe('outlier detection', () => {
   });
 });
 
-describe('with worker threads', () => {
-  test('one checker for the instance; every worker skips the target it marked down; /status shows it', async () => {
-    const targets = [await startTarget('a'), await startTarget('b')];
-    const [, b] = targets as [Target, Target];
-    cleanups.push(async () => {
-      for (const t of targets) await t.upstream.close();
-    });
-    const port = await freePort();
-    const admin = await freePort();
-    const cli = startCli({
-      host: '127.0.0.1',
-      port,
-      thread_count: 2,
-      worker_mode: 'threads',
-      access_log: { enabled: false },
-      admin: { port: admin },
-      routes: [
-        {
-          path: '/',
-          upstream: targets.map((t) => t.upstream.url),
-          health_check: {
-            path: '/healthz',
-            interval_ms: INTERVAL,
-            timeout_ms: TIMEOUT,
-            unhealthy_threshold: 1,
+describe('with workers', () => {
+  for (const mode of ['threads', 'processes'] as const)
+    test(`${mode}: one checker for the instance; every worker skips the target it marked down; /status shows it`, async () => {
+      const targets = [await startTarget('a'), await startTarget('b')];
+      const [, b] = targets as [Target, Target];
+      cleanups.push(async () => {
+        for (const t of targets) await t.upstream.close();
+      });
+      const port = await freePort();
+      const admin = await freePort();
+      const cli = startCli({
+        host: '127.0.0.1',
+        port,
+        thread_count: 2,
+        worker_mode: mode,
+        access_log: { enabled: false },
+        admin: { port: admin },
+        routes: [
+          {
+            path: '/',
+            upstream: targets.map((t) => t.upstream.url),
+            health_check: {
+              path: '/healthz',
+              interval_ms: INTERVAL,
+              timeout_ms: TIMEOUT,
+              unhealthy_threshold: 1,
+            },
           },
-        },
-      ],
-    });
-    cleanups.push(() => cli.cleanup());
-    await cli.waitForLog((l) => l.msg === 'ready', 15_000, 'ready');
-    const c0 = b.checks;
-    await sleep(1000);
-    const perSecond = b.checks - c0;
-    // One checker: about 1000 / 200 = 5 checks a second (two checkers would make about 10).
-    assert.ok(perSecond >= 3 && perSecond <= 6, `${perSecond} checks of b in one second`);
+        ],
+      });
+      cleanups.push(() => cli.cleanup());
+      await cli.waitForLog((l) => l.msg === 'ready', 15_000, 'ready');
+      const c0 = b.checks;
+      await sleep(1000);
+      const perSecond = b.checks - c0;
+      // One checker: about 1000 / 200 = 5 checks a second (two checkers would make about 10).
+      assert.ok(perSecond >= 3 && perSecond <= 6, `${perSecond} checks of b in one second`);
 
-    b.sick = true;
-    await until('b down in /status', async () => {
-      const s = JSON.parse(await get(admin, '/status')) as {
-        routes: { upstream: { url: string; health: { state: string } | null }[] }[];
-      };
-      return s.routes[0]!.upstream.find((u) => u.url === b.upstream.url)?.health?.state === 'down';
+      b.sick = true;
+      await until('b down in /status', async () => {
+        const s = JSON.parse(await get(admin, '/status')) as {
+          routes: { upstream: { url: string; health: { state: string } | null }[] }[];
+        };
+        return s.routes[0]!.upstream.find((u) => u.url === b.upstream.url)?.health?.state === 'down';
+      });
+      const servedBefore = b.served;
+      // New connections: the kernel spreads them over both workers.
+      const { by, statuses } = await spread(port, 40);
+      assert.deepEqual([...new Set(statuses)], [200]);
+      assert.equal(b.served, servedBefore, 'no worker sent a request to b');
+      assert.equal(by.a, 40);
     });
-    const servedBefore = b.served;
-    // New connections: the kernel spreads them over both workers.
-    const { by, statuses } = await spread(port, 40);
-    assert.deepEqual([...new Set(statuses)], [200]);
-    assert.equal(b.served, servedBefore, 'no worker sent a request to b');
-    assert.equal(by.a, 40);
-  });
 });
 
 function get(port: number, path: string): Promise<string> {
