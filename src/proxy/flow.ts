@@ -807,12 +807,20 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     // A body that started going out goes again only from what was kept, and only in the same framing.
     if (this.bodyStarted && this.bodyKept === null) return false;
     const group = route.group;
-    if (!this.retrying && !group.budget.admits(policy)) return false;
     const failed = this.target!;
     const tried = this.tried ?? [failed];
     const target = group.pickOther(tried);
+    // The budget bounds the load retries add. Failover to another target is outside it: a request no
+    // upstream processed (no connection, or its stream refused) adds no load where it goes next, and the
+    // requests of a target now out of rotation (down or ejected) go elsewhere like the new ones — so a
+    // target that dies does not turn its share of requests into errors. Again to the same target, or
+    // after an upstream that is still in rotation may have processed it, a retry counts.
+    const free =
+      target !== failed &&
+      (!processed || (failed.health !== null && !failed.health.up(Date.now())));
+    if (!free && !this.retrying && !group.budget.admits(policy)) return false;
     if (this.bodyStarted && this.bodyAs === REQUEST_BODY_CHUNKED && !target.client.http1) return false;
-    if (!this.retrying) {
+    if (!free && !this.retrying) {
       this.retrying = true;
       group.budget.retries++;
     }

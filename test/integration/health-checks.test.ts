@@ -285,6 +285,48 @@ describe('outlier detection', () => {
   });
 });
 
+test('defaults: one of 4 targets killed under 64 concurrent keep-alive clients: no client request fails', async () => {
+  const targets = [
+    await startTarget('a'),
+    await startTarget('b'),
+    await startTarget('c'),
+    await startTarget('d'),
+  ];
+  const proxy = await started(targets, {});
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  let stop = false;
+  const statuses = new Map<number, number>();
+  const client = async () => {
+    while (!stop) {
+      const s = await new Promise<number>((resolve) => {
+        http
+          .get({ host: '127.0.0.1', port: proxy.port, path: '/x', agent }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          })
+          .on('error', () => resolve(-1));
+      });
+      statuses.set(s, (statuses.get(s) ?? 0) + 1);
+    }
+  };
+  const clients = Array.from({ length: 64 }, client);
+  await sleep(300);
+  const b = targets[1]!;
+  b.upstream.server.closeAllConnections();
+  b.upstream.server.close();
+  const servedAtKill = b.served;
+  await sleep(700);
+  stop = true;
+  await Promise.all(clients);
+  agent.destroy();
+  assert.deepEqual([...statuses.keys()], [200], `statuses: ${[...statuses].join(' ')}`);
+  assert.ok(statuses.get(200)! > 500, `load ran (${statuses.get(200)} requests)`);
+  assert.ok(servedAtKill > 50, 'b served its share before');
+  assert.equal(status(proxy, b)?.state, 'ejected', 'outlier detection took b out');
+  const failedOver = proxy.accessLogs().filter((l) => Number(l.attempts) > 1).length;
+  assert.ok(failedOver >= 1, 'requests that met b were sent to another target');
+});
+
 describe('with workers', () => {
   for (const mode of ['threads', 'processes'] as const)
     test(`${mode}: one checker for the instance; every worker skips the target it marked down; /status shows it`, async () => {
