@@ -1,8 +1,8 @@
 /**
  * Upstream health through the proxy, with real upstreams (docs/upstreams.md, "Health"):
- * - active checks: a target whose check fails (or that is stopped) is out of rotation within one
- *   interval and gets traffic again once it passes healthy_threshold checks; a backup takes the requests
- *   while no primary is up;
+ * - active checks: a target whose check fails (or that is stopped, or hangs) is out of rotation within
+ *   one interval and gets traffic again once it passes healthy_threshold checks; a backup takes the
+ *   requests while no primary is up; below the panic threshold requests spread over every target;
  * - outlier detection: consecutive 5xx answers or refused connections eject a target, for a time that
  *   grows with each ejection; no client request fails when retries can go elsewhere;
  * - with worker threads and with worker processes, one checker for the instance (the target is asked
@@ -16,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startCli } from '../helpers/cli-process.ts';
 import { type StartedProxy, startProxy } from '../helpers/proxy.ts';
 import { sendRequest } from '../helpers/simple-request.ts';
-import { freePort, type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
+import { freePort, type HttpUpstream, startHttpUpstream, startRawUpstream } from '../helpers/upstream.ts';
 
 const INTERVAL = 200;
 const TIMEOUT = 150;
@@ -221,6 +221,86 @@ describe('active health checks', () => {
     a.sick = false;
     await until('a up', () => status(proxy, a)?.state === 'up');
     assert.deepEqual((await spread(proxy.port, 20)).by, { a: 20 });
+  });
+});
+
+describe('targets that hang, and the panic threshold', () => {
+  test('a target that accepts and never answers: its checks time out, it is out, and timeouts eject it too', async () => {
+    const a = await startTarget('a');
+    const silent = await startRawUpstream(() => {});
+    cleanups.push(async () => {
+      await a.upstream.close();
+      await silent.close();
+    });
+    const proxy = await startProxy({
+      upstream_defaults: { response_header_timeout_ms: 300 },
+      routes: [
+        {
+          path: '/checked',
+          upstream: [a.upstream.url, silent.url],
+          health_check: {
+            path: '/healthz',
+            interval_ms: INTERVAL,
+            timeout_ms: TIMEOUT,
+            unhealthy_threshold: 1,
+          },
+          outlier_detection: { enabled: false },
+        },
+        {
+          path: '/passive',
+          upstream: [a.upstream.url, silent.url],
+          outlier_detection: { consecutive_failures: 1 },
+          retry: { on: ['connect-failure', 'timeout'] },
+        },
+      ],
+    });
+    cleanups.push(() => proxy.close());
+    const checked = proxy.config.routes[0]!;
+    const st = () =>
+      proxy.server.healthChecker!.targetStatus(checked, silent.url) as {
+        state: string;
+        last_check_error: string;
+      };
+    await until('the silent target marked down', () => st().state === 'down', 2000);
+    assert.match(st().last_check_error, new RegExp(`no answer within ${TIMEOUT} ms`));
+    const { statuses } = await spread(proxy.port, 10, '/checked');
+    assert.deepEqual([...new Set(statuses)], [200], 'no request waited on the silent target');
+    // Passive: the first request that times out there ejects it (and is retried on a); then none waits.
+    const t0 = Date.now();
+    const first = await spread(proxy.port, 10, '/passive');
+    assert.deepEqual([...new Set(first.statuses)], [200]);
+    assert.ok(Date.now() - t0 < 300 * 2 + 500, 'at most one request waited for the header timeout');
+    const passive = proxy.server.healthChecker!.targetStatus(proxy.config.routes[1]!, silent.url) as {
+      state: string;
+    };
+    assert.equal(passive.state, 'ejected');
+  });
+
+  test('panic: with 3 of 4 targets failing their checks, requests spread over all 4 again', async () => {
+    const targets = [
+      await startTarget('a'),
+      await startTarget('b'),
+      await startTarget('c'),
+      await startTarget('d'),
+    ];
+    const proxy = await started(targets, {
+      health_check: { path: '/healthz', interval_ms: INTERVAL, timeout_ms: TIMEOUT, unhealthy_threshold: 1 },
+      outlier_detection: { enabled: false },
+      load_balancing: { panic_threshold_percent: 50 },
+    });
+    await until('every target checked', () => targets.every((t) => t.checks >= 1));
+    targets[0]!.sick = true;
+    targets[1]!.sick = true;
+    await until(
+      'a and b down',
+      () => status(proxy, targets[0]!)?.state === 'down' && status(proxy, targets[1]!)?.state === 'down',
+    );
+    // 2 of 4 up is not below 50 %: c and d take everything.
+    assert.deepEqual((await spread(proxy.port, 20)).by, { c: 10, d: 10 });
+    targets[2]!.sick = true;
+    await until('c down', () => status(proxy, targets[2]!)?.state === 'down');
+    // 1 of 4 up: panic, every target gets its turn (their checks fail; they still serve).
+    assert.deepEqual((await spread(proxy.port, 20)).by, { a: 5, b: 5, c: 5, d: 5 });
   });
 });
 
