@@ -1,7 +1,8 @@
 // `npm run bench -- --only builds --before REF` (or `node bench/builds.ts --before REF`): two builds of
 // zproxy side by side, for a refactor that must keep the speed ("before and after, alternating runs").
 // `before` is the commit REF, checked out with `git archive` into a temporary folder and built there with
-// `npm run build` (this checkout's node_modules); `after` is this checkout's dist/. Both serve the same
+// `npm run build` (this checkout's node_modules); `after` is this checkout's dist/ (or `--after REF`, built
+// the same way). Both serve the same
 // config (bench/lib/zproxy.ts zproxyConfig: one worker, no access log, a TLS listener for h2) in front of
 // one nginx origin; zproxy pinned to the proxy CPU, nginx and the load tool (wrk, h2load) to the load CPU.
 // Every round starts both builds anew (a process's own luck then falls on both alike over the rounds),
@@ -79,6 +80,7 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
     { rounds: 6, duration: 8 },
     {
       before: { type: 'string' },
+      after: { type: 'string' },
       scenarios: { type: 'string', default: HTTP_SCENARIOS.join(',') },
       'h2-clients': { type: 'string', default: '16' },
       'h2-streams': { type: 'string', default: '10' },
@@ -95,7 +97,11 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
   if (!ensureTools(options.install, http2 ? ['h1', 'h2'] : ['h1'])) return 1;
   ensureBuilt(ROOT);
   const beforeCommit = git(`rev-parse --short ${values.before}`);
-  const afterCommit = `${git('rev-parse --short HEAD')}${git('status --porcelain --untracked-files=no src') === '' ? '' : '+'}`;
+  const afterRef = typeof values.after === 'string' ? values.after : null;
+  const afterCommit =
+    afterRef !== null
+      ? git(`rev-parse --short ${afterRef}`)
+      : `${git('rev-parse --short HEAD')}${git('status --porcelain --untracked-files=no src') === '' ? '' : '+'}`;
   const tmp = mkdtempSync(join(tmpdir(), 'zproxy-bench-builds-'));
   // nginx's worker runs as nobody when the bench runs as root: it must reach the origin's files.
   chmodSync(tmp, 0o755);
@@ -108,7 +114,7 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
   try {
     const mains: Record<Variant, string> = {
       before: buildRef(beforeCommit, join(tmp, 'before')),
-      after: join(ROOT, 'dist', 'cli', 'main.js'),
+      after: afterRef === null ? join(ROOT, 'dist', 'cli', 'main.js') : buildRef(afterCommit, join(tmp, 'after')),
     };
     const origin = await startOrigin(tmp, loadCpu);
     started.push(origin);
@@ -270,7 +276,7 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
   const md = `# Two builds side by side: ${beforeCommit} (before) and ${afterCommit} (after) (${date})
 
 Node ${process.versions.node}, ${cpus()[0]?.model ?? 'unknown CPU'}, Linux ${release()}.
-\`npm run bench -- --only builds --before ${beforeCommit}\` (bench/builds.ts): ${rounds} rounds of ${durationS} s runs (after ${warmupS} s of
+\`npm run bench -- --only builds --before ${beforeCommit}${afterRef === null ? '' : ` --after ${afterCommit}`}\` (bench/builds.ts): ${rounds} rounds of ${durationS} s runs (after ${warmupS} s of
 warm-up each); both builds started anew each round, one process each, pinned to CPU ${proxyCpu}; nginx (the origin) and
 the load tool on CPU ${loadCpu}. Runs alternate within a round (before, after; the next round after, before).
 HTTP/1.1: wrk \`-t1 -c${connections}\`; HTTP/2: h2load \`-c${h2Clients} -m${h2Streams}\` (h2c, and TLS with ALPN h2).
