@@ -14,7 +14,7 @@ import { caddyDriver } from './caddy.ts';
 import { writeCertificate } from './certificate.ts';
 import { envoyDriver } from './envoy.ts';
 import { haproxyDriver } from './haproxy.ts';
-import { type LoadSettings, runLoad } from './load.ts';
+import { checkLoad, type LoadSettings, runLoad } from './load.ts';
 import { nginxBinary, nginxDriver, startOrigin } from './nginx.ts';
 import type { CompareOptions } from './options.ts';
 import { generatedPlan, type PlanTarget, type ProxyPlan, userPlan } from './plan.ts';
@@ -50,6 +50,9 @@ const DRIVERS: Record<ProxyName, ProxyDriver> = {
   caddy: caddyDriver,
   envoy: envoyDriver,
 };
+
+/** How long each scenario is tried on each proxy, with one connection, before the runs. */
+const PREFLIGHT_MS = 250;
 
 /** Where the running zproxy's files are: the CLI entry and the origin server's module, .ts or .js. */
 const EXT = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
@@ -258,19 +261,13 @@ export async function runCompare(options: CompareOptions, env: CompareEnvironmen
       node: env.node,
       zproxyMain: env.zproxyMain,
     };
-    const load = (
-      spec: ScenarioSpec,
-      proxy: RunningProxy,
-      durationMs: number,
-      connections: number | null,
-    ) => {
+    const load = (spec: ScenarioSpec, proxy: RunningProxy, durationMs: number) => {
       const route = routeFor(spec, plan);
       return runLoad(spec, settings, {
         port: proxy.ports[spec.protocol]!,
         prefix: route.pathPrefix,
         host: route.host,
         durationMs,
-        connections,
         signal,
       });
     };
@@ -287,7 +284,15 @@ export async function runCompare(options: CompareOptions, env: CompareEnvironmen
           env.log(`compare: ${spec.name} on ${target.name}: skipped: ${why}`);
           continue;
         }
-        const problem = preflightProblem(await load(spec, target.proxy, 300, 1), spec);
+        const route = routeFor(spec, plan);
+        const check = await checkLoad(spec, {
+          port: target.proxy.ports[spec.protocol]!,
+          prefix: route.pathPrefix,
+          host: route.host,
+          durationMs: PREFLIGHT_MS,
+          signal,
+        });
+        const problem = preflightProblem(check, spec);
         if (problem !== null) {
           skipped.push({ scenario: spec.name, proxy: target.name, reason: `check failed: ${problem}` });
           env.log(`compare: ${spec.name} on ${target.name}: CHECK FAILED, skipped: ${problem}`);
@@ -315,7 +320,7 @@ export async function runCompare(options: CompareOptions, env: CompareEnvironmen
         const ordered = [...here.slice(shift), ...here.slice(0, shift)];
         for (const { target } of ordered) {
           if (signal.aborted) throw new Error('stopped');
-          if (options.warmupMs > 0) await load(spec, target.proxy, options.warmupMs, null);
+          if (options.warmupMs > 0) await load(spec, target.proxy, options.warmupMs);
           const pids = target.proxy.pids();
           const originPids = origins.pids(spec);
           const before = {
@@ -325,7 +330,7 @@ export async function runCompare(options: CompareOptions, env: CompareEnvironmen
             cpu: readCpuTimes(),
           };
           const wallStart = performance.now();
-          const report = await load(spec, target.proxy, options.durationMs, null);
+          const report = await load(spec, target.proxy, options.durationMs);
           const wallSeconds = (performance.now() - wallStart) / 1000;
           const cpuAfter = readCpuTimes();
           const proxyTicks = cpuTicks(pids) - before.proxy;
@@ -374,8 +379,8 @@ export async function runCompare(options: CompareOptions, env: CompareEnvironmen
               `${run.errors + run.non_2xx > 0 ? `, ${run.errors} errors, ${run.non_2xx} non-2xx` : ''}` +
               `${run.disturbed ? ', DISTURBED' : ''}${run.generator_limited ? ', generator-limited' : ''}`,
           );
-          // Let closed connections drain before the next run.
-          await sleep(300);
+          // Let closed connections drain before the next run (briefly after short runs).
+          await sleep(Math.min(300, options.durationMs / 4));
         }
       }
     }

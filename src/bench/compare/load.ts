@@ -3,6 +3,8 @@
  * process pinned to the load CPU, so that its CPU is its own and the proxies' CPU stays theirs.
  */
 import { spawn } from 'node:child_process';
+import { runBench } from '../bench.ts';
+import type { BenchOptions, BenchProtocol } from '../options.ts';
 import type { BenchReport } from '../report.ts';
 import type { LoadProtocol, ScenarioSpec } from './scenarios.ts';
 import { scenarioHeaders } from './scenarios.ts';
@@ -25,8 +27,6 @@ export interface LoadRun {
   readonly prefix: string;
   readonly host: string | null;
   readonly durationMs: number;
-  /** Connections for this run (a preflight uses 1); null: the settings'. */
-  readonly connections: number | null;
   readonly signal: AbortSignal;
 }
 
@@ -36,7 +36,7 @@ function urlOf(spec: ScenarioSpec, port: number, prefix: string): string {
   return `${scheme}://127.0.0.1:${port}${base}${spec.path}`;
 }
 
-const GENERATOR_PROTOCOL: Record<LoadProtocol, string> = {
+const GENERATOR_PROTOCOL: Record<LoadProtocol, BenchProtocol> = {
   http1: 'http1',
   h2c: 'http2',
   h2: 'http2',
@@ -46,7 +46,7 @@ const GENERATOR_PROTOCOL: Record<LoadProtocol, string> = {
 /** The `zproxy bench` arguments for a scenario. */
 export function benchArgs(spec: ScenarioSpec, settings: LoadSettings, run: LoadRun): string[] {
   const http2 = spec.protocol === 'h2c' || spec.protocol === 'h2';
-  const connections = run.connections ?? (http2 ? settings.h2Connections : settings.connections);
+  const connections = http2 ? settings.h2Connections : settings.connections;
   const args = [
     'bench',
     urlOf(spec, run.port, run.prefix),
@@ -65,10 +65,41 @@ export function benchArgs(spec: ScenarioSpec, settings: LoadSettings, run: LoadR
   if (!spec.keepAlive) args.push('--no-keepalive');
   if (spec.protocol === 'h2') args.push('--insecure');
   if (spec.protocol === 'ws') args.push('--message-bytes', String(spec.messageBytes));
+  for (const [name, value] of requestHeaders(spec, run)) args.push('-H', `${name}: ${value}`);
+  return args;
+}
+
+/** The scenario's request fields, and Host for a route of a host. */
+function requestHeaders(spec: ScenarioSpec, run: LoadRun): [string, string][] {
   const headers = scenarioHeaders(spec);
   if (run.host !== null) headers.push(['host', run.host]);
-  for (const [name, value] of headers) args.push('-H', `${name}: ${value}`);
-  return args;
+  return headers;
+}
+
+/**
+ * A check before the runs: the generator in this process, one connection, one request at a time. (No CPU
+ * is measured, so it need not be pinned; it saves starting a process per scenario and proxy.)
+ */
+export function checkLoad(spec: ScenarioSpec, run: LoadRun): Promise<BenchReport> {
+  const options: BenchOptions = {
+    url: urlOf(spec, run.port, run.prefix),
+    protocol: GENERATOR_PROTOCOL[spec.protocol],
+    connections: 1,
+    concurrency: 1,
+    durationMs: run.durationMs,
+    keepAlive: spec.keepAlive,
+    method: 'GET',
+    headers: requestHeaders(spec, run),
+    body: null,
+    bodyFile: null,
+    threads: 1,
+    rate: null,
+    messageBytes: spec.messageBytes,
+    timeoutMs: 5000,
+    insecure: spec.protocol === 'h2',
+    json: true,
+  };
+  return runBench(options, null);
 }
 
 /** Runs the generator; resolves with its report (throws when it fails or prints no report). */

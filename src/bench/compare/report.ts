@@ -24,6 +24,11 @@ function num(value: number | null, path: string): string {
   return `<span class="num" data-path="${path}">${String(value)}</span>`;
 }
 
+/** A text of report.json on the page, and where it is. */
+function txt(value: string, path: string): string {
+  return `<span data-path="${path}">${escapeHtml(value)}</span>`;
+}
+
 function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
   return `<table><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>${rows
     .map((row) => `<tr>${row.map((cell) => `<td>${cell}</td>`).join('')}</tr>`)
@@ -57,17 +62,17 @@ export function renderHtml(result: CompareResult, charts: readonly RenderedChart
     `${num(m.rounds, 'method.rounds')} interleaved round(s); measured runs of ${num(m.duration_s, 'method.duration_s')} s after warm-ups of ${num(m.warmup_s, 'method.warmup_s')} s`,
     `HTTP/1.1 and WebSocket: ${num(m.connections, 'method.connections')} connections; HTTP/2: ${num(m.h2_connections, 'method.h2_connections')} connections × ${num(m.h2_streams, 'method.h2_streams')} streams`,
     `proxies pinned to CPU ${num(m.proxy_cpu, 'method.proxy_cpu')}, generator and origin to CPU ${num(m.load_cpu, 'method.load_cpu')}; up to ${num(m.idle_upstream, 'method.idle_upstream')} idle upstream connections each`,
-    `origin: ${escapeHtml(m.origin)}`,
-    `routes: ${escapeHtml(m.plan)}`,
-    `load: ${escapeHtml(m.generator)}`,
+    `origin: ${txt(m.origin, 'method.origin')}`,
+    `routes: ${txt(m.plan, 'method.plan')}`,
+    `load: ${txt(m.generator, 'method.generator')}`,
   ];
   const proxies = table(
     ['proxy', 'status', 'version', 'note'],
-    result.proxies.map((p) => [
-      escapeHtml(p.name),
-      `<span class="status-${p.status}">${p.status}</span>`,
-      escapeHtml(p.version ?? ''),
-      escapeHtml(p.reason ?? ''),
+    result.proxies.map((p, i) => [
+      txt(p.name, `proxies.${i}.name`),
+      `<span class="status-${p.status}" data-path="proxies.${i}.status">${p.status}</span>`,
+      p.version === null ? '' : txt(p.version, `proxies.${i}.version`),
+      p.reason === null ? '' : txt(p.reason, `proxies.${i}.reason`),
     ]),
   );
   const skipped =
@@ -75,24 +80,24 @@ export function renderHtml(result: CompareResult, charts: readonly RenderedChart
       ? ''
       : `<h2>Skipped</h2><ul>${result.skipped
           .map(
-            (s) =>
-              `<li>${escapeHtml(s.scenario)}${s.proxy === null ? '' : ` on ${escapeHtml(s.proxy)}`}: ${escapeHtml(s.reason)}</li>`,
+            (s, i) =>
+              `<li>${txt(s.scenario, `skipped.${i}.scenario`)}${s.proxy === null ? '' : ` on ${txt(s.proxy, `skipped.${i}.proxy`)}`}: ${txt(s.reason, `skipped.${i}.reason`)}</li>`,
           )
           .join('')}</ul>`;
   const figures = charts
     .map(
-      (chart) =>
-        `<figure data-chart="${chart.record.id}"><figcaption>${escapeHtml(chart.record.title)}</figcaption>${chart.svg}</figure>`,
+      (chart, index) =>
+        `<figure data-chart="${chart.record.id}"><figcaption>${txt(chart.record.title, `charts.${index}.title`)}</figcaption>${chart.svg}</figure>`,
     )
     .join('\n');
   const sections = result.scenarios
-    .map((scenario) => {
+    .map((scenario, si) => {
       const rows: string[][] = [];
       result.results.forEach((r, i) => {
         if (r.scenario !== scenario.name) return;
         const at = `results.${i}`;
         rows.push([
-          escapeHtml(r.proxy),
+          txt(r.proxy, `${at}.proxy`),
           num(r.requests_per_second, `${at}.requests_per_second`),
           num(r.requests_per_core, `${at}.requests_per_core`),
           num(r.per_core_vs_zproxy, `${at}.per_core_vs_zproxy`),
@@ -105,17 +110,20 @@ export function renderHtml(result: CompareResult, charts: readonly RenderedChart
         ]);
       });
       const body = rows.length === 0 ? '<p>Not measured (see Skipped).</p>' : table(RESULT_HEAD, rows);
-      return `<section data-scenario="${scenario.name}"><h3>${escapeHtml(scenario.name)}: ${escapeHtml(scenario.title)}</h3>${body}</section>`;
+      return `<section data-scenario="${scenario.name}"><h3>${txt(scenario.name, `scenarios.${si}.name`)}: ${txt(scenario.title, `scenarios.${si}.title`)}</h3>${body}</section>`;
     })
     .join('\n');
   const memory = table(
     ['proxy', 'peak RSS (MiB)'],
-    result.memory.map((mem, i) => [escapeHtml(mem.proxy), num(mem.peak_rss_mib, `memory.${i}.peak_rss_mib`)]),
+    result.memory.map((mem, i) => [
+      txt(mem.proxy, `memory.${i}.proxy`),
+      num(mem.peak_rss_mib, `memory.${i}.peak_rss_mib`),
+    ]),
   );
   const notes =
     result.notes.length === 0
       ? ''
-      : `<h2>Notes</h2><ul>${result.notes.map((n) => `<li>${escapeHtml(n)}</li>`).join('')}</ul>`;
+      : `<h2>Notes</h2><ul>${result.notes.map((n, i) => `<li>${txt(n, `notes.${i}`)}</li>`).join('')}</ul>`;
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -133,11 +141,11 @@ code { background: #f4f4f4; padding: 0 0.2rem; }
 </style>
 </head>
 <body>
-<h1>${escapeHtml(result.title)}</h1>
-${result.note === null ? '' : `<p class="note">${escapeHtml(result.note)}</p>`}
-<p>Command: <code>${escapeHtml(result.command)}</code><br>
+<h1>${txt(result.title, 'title')}</h1>
+${result.note === null ? '' : `<p class="note">${txt(result.note, 'note')}</p>`}
+<p>Command: <code>${txt(result.command, 'command')}</code><br>
 Started <span data-path="started_at">${escapeHtml(result.started_at)}</span>, finished <span data-path="finished_at">${escapeHtml(result.finished_at)}</span>.<br>
-Machine: ${escapeHtml(result.machine.cpu_model)}, ${num(result.machine.cpus, 'machine.cpus')} CPUs, Linux ${escapeHtml(result.machine.kernel)}, Node ${escapeHtml(result.machine.node)}.</p>
+Machine: ${txt(result.machine.cpu_model, 'machine.cpu_model')}, ${num(result.machine.cpus, 'machine.cpus')} CPUs, Linux ${txt(result.machine.kernel, 'machine.kernel')}, Node ${txt(result.machine.node, 'machine.node')}.</p>
 <h2>Method</h2>
 <ul>${method.map((line) => `<li>${line}</li>`).join('')}</ul>
 <h2>Proxies</h2>
