@@ -102,7 +102,7 @@ function specFor(
   if (chart.id === 'per-core') {
     return {
       ...base,
-      width: { step: 22 * Math.max(1, proxies.length) },
+      width: Math.min(900, 110 * Math.max(1, scenarios.length)),
       height: 260,
       mark: 'bar',
       encoding: {
@@ -123,7 +123,7 @@ function specFor(
   if (chart.id === 'rss') {
     return {
       ...base,
-      width: { step: 40 },
+      width: 60 * Math.max(1, proxies.length),
       height: 200,
       mark: 'bar',
       encoding: {
@@ -136,7 +136,7 @@ function specFor(
   }
   return {
     ...base,
-    width: { step: 16 * Math.max(1, proxies.length) },
+    width: 520,
     height: 200,
     mark: 'bar',
     encoding: {

@@ -29,8 +29,8 @@ function txt(value: string, path: string): string {
   return `<span data-path="${path}">${escapeHtml(value)}</span>`;
 }
 
-function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
-  return `<table><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>${rows
+function table(head: readonly string[], rows: readonly (readonly string[])[], className = ''): string {
+  return `<table${className === '' ? '' : ` class="${className}"`}><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>${rows
     .map((row) => `<tr>${row.map((cell) => `<td>${cell}</td>`).join('')}</tr>`)
     .join('')}</tbody></table>`;
 }
@@ -74,6 +74,7 @@ export function renderHtml(result: CompareResult, charts: readonly RenderedChart
       p.version === null ? '' : txt(p.version, `proxies.${i}.version`),
       p.reason === null ? '' : txt(p.reason, `proxies.${i}.reason`),
     ]),
+    'text-table',
   );
   const skipped =
     result.skipped.length === 0
@@ -135,6 +136,8 @@ table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; }
 th, td { border: 1px solid #ccc; padding: 0.2rem 0.5rem; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 figure { margin: 1rem 0 2rem; }
+figure svg { max-width: 100%; height: auto; }
+.text-table td, .text-table th { text-align: left; }
 figcaption { font-weight: 600; margin-bottom: 0.5rem; }
 .status-missing, .status-failed { color: #b00; font-weight: 600; }
 code { background: #f4f4f4; padding: 0 0.2rem; }
