@@ -199,6 +199,7 @@ export async function compareCommand(
 ): Promise<number> {
   const { DEFAULT_ZPROXY_MAIN, runCompare } = await import('../bench/compare/compare.ts');
   const { formatSummary, writeReport } = await import('../bench/compare/report.ts');
+  const { loadCompareConfig, makeDemoCertificate } = await import('./compare-config.ts');
   const abort = new AbortController();
   const stop = (): void => abort.abort();
   process.once('SIGINT', stop);
@@ -210,6 +211,8 @@ export async function compareCommand(
       command: ['zproxy', ...argv].join(' '),
       log: (line) => output.err(`${line}\n`),
       signal: abort.signal,
+      loadUserConfig: loadCompareConfig,
+      makeCertificate: () => makeDemoCertificate(),
     });
     if (options.reportDir !== null) {
       result = await writeReport(result, resolve(options.reportDir));

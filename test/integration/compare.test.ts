@@ -148,13 +148,13 @@ describe('zproxy compare with nginx, HAProxy and Caddy', { skip }, () => {
       assert.ok(shown.length > 50, `${shown.length} values on the page`);
       for (const { path, text } of shown) assert.equal(text, String(at(report, path)), path);
       const paths = new Set(shown.map((s) => s.path));
-      report.results.forEach((r, i) => {
+      for (let i = 0; i < report.results.length; i++) {
         for (const field of ['requests_per_second', 'requests_per_core', 'proxy_cpu', 'errors', 'non_2xx'])
           assert.ok(paths.has(`results.${i}.${field}`), `results.${i}.${field} is on the page`);
         for (const p of ['p50', 'p90', 'p99', 'p99_9'])
           assert.ok(paths.has(`results.${i}.latency_ms.${p}`), `results.${i}.latency_ms.${p} is on the page`);
-      });
-      report.memory.forEach((_, i) => assert.ok(paths.has(`memory.${i}.peak_rss_mib`)));
+      }
+      for (let i = 0; i < report.memory.length; i++) assert.ok(paths.has(`memory.${i}.peak_rss_mib`));
       // Outside those values and the charts (whose axis ticks are scale marks, not figures), the page has no
       // number: only the fixed labels (HTTP/1.1, HTTP/2, p50 ... p99.9, 2xx).
       const rest = (await page.evaluate(`(() => {

@@ -1,12 +1,11 @@
-/** The comparison's throw-away certificate (the demo's, src/demo/certificate.ts) written as files. */
+/** The comparison's throw-away certificate (made by the cli with the demo's maker) written as files. */
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeDemoCertificate } from '../../demo/certificate.ts';
 import type { CertificateFiles } from './proxies.ts';
 
-export function writeCertificate(dir: string): CertificateFiles {
+export function writeCertificate(dir: string, made: { cert: string; key: string }): CertificateFiles {
   mkdirSync(dir, { recursive: true });
-  const { cert, key } = makeDemoCertificate();
+  const { cert, key } = made;
   const certFile = join(dir, 'cert.pem');
   const keyFile = join(dir, 'key.pem');
   const pemFile = join(dir, 'cert-and-key.pem');

@@ -5,10 +5,9 @@
  * The result is summarised (results.ts) and, with --report, written as report.json, report.md and
  * report.html with charts (report.ts).
  */
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkConfigFile } from '../../config/load.ts';
 import type { BenchReport } from '../report.ts';
 import { caddyDriver } from './caddy.ts';
 import { writeCertificate } from './certificate.ts';
@@ -17,7 +16,7 @@ import { haproxyDriver } from './haproxy.ts';
 import { checkLoad, type LoadSettings, runLoad } from './load.ts';
 import { nginxBinary, nginxDriver, startOrigin } from './nginx.ts';
 import type { CompareOptions } from './options.ts';
-import { generatedPlan, type PlanTarget, type ProxyPlan, userPlan } from './plan.ts';
+import { generatedPlan, type PlanTarget, type ProxyPlan, type UserConfig, userPlan } from './plan.ts';
 import {
   clockTicksPerSecond,
   cpuTicks,
@@ -69,6 +68,10 @@ export interface CompareEnvironment {
   /** Progress lines. */
   log(line: string): void;
   readonly signal?: AbortSignal;
+  /** Reads and validates --config (the cli does: src/cli/compare-config.ts); throws with the problems. */
+  loadUserConfig(file: string): UserConfig;
+  /** A throw-away self-signed certificate for 127.0.0.1 and localhost (the demo's). */
+  makeCertificate(): { readonly cert: string; readonly key: string };
 }
 
 interface Measured {
@@ -186,7 +189,7 @@ export async function runCompare(options: CompareOptions, env: CompareEnvironmen
   const notes: string[] = [];
   const runs: RunRecord[] = [];
   const memory: MemoryFigure[] = [];
-  let keep = false;
+  let keep = options.keepTmp;
   try {
     const origins = await startOrigins(options, env, tmp, started);
     const idleUpstream = Math.max(64, options.connections, options.h2Connections * options.h2Streams);
@@ -195,13 +198,10 @@ export async function runCompare(options: CompareOptions, env: CompareEnvironmen
     if (options.configFile === null) {
       plan = generatedPlan(origins.http, origins.echo ?? origins.http, idleUpstream);
     } else {
-      const checked = checkConfigFile(options.configFile);
-      if (checked.config === null)
-        throw new Error(`${options.configFile}: ${checked.issues.map((i) => i.message).join('; ')}`);
-      const raw = JSON.parse(readFileSync(options.configFile, 'utf8')) as Record<string, unknown>;
-      const made = userPlan(raw, checked.config, options.configFile, origins.http, idleUpstream);
+      const user = env.loadUserConfig(options.configFile);
+      const made = userPlan(user, origins.http, idleUpstream);
       plan = made.plan;
-      userProtocols = checked.config.protocols;
+      userProtocols = user.protocols;
       for (const line of made.leftOut) notes.push(`Not given to the other proxies: ${line}.`);
     }
 
@@ -217,7 +217,9 @@ export async function runCompare(options: CompareOptions, env: CompareEnvironmen
     }
     const needs = {
       h2c: scenarios.some((spec) => spec.protocol === 'h2c'),
-      tls: scenarios.some((spec) => spec.protocol === 'h2') ? writeCertificate(join(tmp, 'tls')) : null,
+      tls: scenarios.some((spec) => spec.protocol === 'h2')
+        ? writeCertificate(join(tmp, 'tls'), env.makeCertificate())
+        : null,
     };
 
     const measured: Measured[] = [];

@@ -27,6 +27,8 @@ export interface CompareOptions {
   readonly origin: OriginChoice;
   /** --note: a sentence for the report's header (how and where it was run). */
   readonly note: string | null;
+  /** Keep the generated configurations and logs (the directory is printed). */
+  readonly keepTmp: boolean;
   readonly json: boolean;
 }
 
@@ -61,6 +63,7 @@ Options:
   --origin O             auto (nginx when installed, else zproxy's Node origin), nginx or node
   --note TEXT            A sentence for the report's header
   --quick                1 round of 2 s runs after 500 ms warm-ups (explicit options win)
+  --keep-tmp             Keep the generated configurations and logs (the directory is printed)
   --json                 Print report.json on stdout
   -h, --help             This text
 `;
@@ -116,6 +119,7 @@ export function parseCompareArgs(args: readonly string[]): CompareCommandLine {
         origin: { type: 'string', default: 'auto' },
         note: { type: 'string' },
         quick: { type: 'boolean', default: false },
+        'keep-tmp': { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -179,6 +183,7 @@ export function parseCompareArgs(args: readonly string[]): CompareCommandLine {
       reportDir: text('report') ?? null,
       origin,
       note: text('note') ?? null,
+      keepTmp: values['keep-tmp'] === true,
       json: values.json === true,
     },
   };

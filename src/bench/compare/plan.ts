@@ -8,7 +8,6 @@
  * the user's file, their targets pointed at compare's origin; zproxy runs the user's file itself
  * (userConfigForRun).
  */
-import type { Config } from '../../config/schema.ts';
 
 export interface PlanTarget {
   readonly host: string;
@@ -88,17 +87,31 @@ export function generatedPlan(origin: PlanTarget, echo: PlanTarget, idleUpstream
   };
 }
 
+/** A route of the user's config as compare needs it (the cli reads and validates the file: src/cli). */
+export interface UserRoute {
+  readonly path: string;
+  /** Lowercase exact host or `*.suffix` wildcard; null = any host. */
+  readonly host: string | null;
+  /** null = any method. */
+  readonly methods: readonly string[] | null;
+  /** How many upstream targets it has. */
+  readonly targets: number;
+  /** Its filters, its own and inherited. */
+  readonly filters: number;
+}
+
+/** The user's config file: as written (zproxy runs it) and its routes, validated and normalised. */
+export interface UserConfig {
+  readonly file: string;
+  readonly raw: Record<string, unknown>;
+  readonly routes: readonly UserRoute[];
+  readonly protocols: readonly string[];
+}
+
 /** A prefix as the plan spells it: `/` or without its trailing slash. */
 function prefixOf(path: string): string {
   const trimmed = path.replace(/\/+$/, '');
   return trimmed === '' ? '/' : trimmed;
-}
-
-/** Whether a route of the user's config is plain: no filters of its own and none inherited. */
-function isPlain(config: Config, index: number): boolean {
-  const route = config.routes[index]!;
-  const inherited = route.inherit_middlewares ? config.middlewares.length : 0;
-  return route.middlewares.length === 0 && inherited === 0;
 }
 
 export interface UserPlan {
@@ -108,22 +121,16 @@ export interface UserPlan {
 }
 
 /**
- * The plan for --config: the user's plain routes (exact hosts or none; `*.` wildcards and routes with
- * filters are left out), each target pointed at compare's origin (and `websocket` routes at the echo
- * server when the config speaks WebSocket). Throws when no route is plain.
+ * The plan for --config: the user's plain routes (exact hosts or none, plain prefixes, GET allowed; routes
+ * with filters and `*.` wildcards are left out), each target pointed at compare's origin. Throws when no
+ * route is plain.
  */
-export function userPlan(
-  raw: Record<string, unknown>,
-  config: Config,
-  file: string,
-  origin: PlanTarget,
-  idleUpstream: number,
-): UserPlan {
+export function userPlan(user: UserConfig, origin: PlanTarget, idleUpstream: number): UserPlan {
   const routes: PlanRoute[] = [];
   const leftOut: string[] = [];
-  config.routes.forEach((route, index) => {
+  user.routes.forEach((route, index) => {
     const where = `routes[${index}] (${route.host ?? '*'} ${route.path})`;
-    if (!isPlain(config, index)) {
+    if (route.filters > 0) {
       leftOut.push(`${where}: has filters, which the other proxies are not given`);
       return;
     }
@@ -143,20 +150,20 @@ export function userPlan(
       id: `route_${index}`,
       host: route.host,
       pathPrefix: prefixOf(route.path),
-      targets: route.upstream.map(() => origin),
+      targets: Array.from({ length: route.targets }, () => origin),
       websocket: false,
       filterChain: false,
     });
   });
   const first = routes.find((route) => route.host === null) ?? routes[0];
-  if (first === undefined) throw new Error(`${file}: no plain route (without filters) to compare`);
+  if (first === undefined) throw new Error(`${user.file}: no plain route (without filters) to compare`);
   return {
     plan: {
       routes: bySpecificity(routes),
       idleUpstream,
       measured: { plain: first, websocket: null, filterChain: null },
-      source: `--config ${file}: its ${routes.length} plain route(s), every upstream target pointed at the origin`,
-      zproxyConfig: (port) => userConfigForRun(raw, config, port, origin),
+      source: `--config ${user.file}: its ${routes.length} plain route(s), every upstream target pointed at the origin`,
+      zproxyConfig: (port) => userConfigForRun(user, port, origin),
     },
     leftOut,
   };
@@ -167,20 +174,18 @@ export function userPlan(
  * `port` on 127.0.0.1 only (no TLS, no admin listener), runs one thread (one pinned CPU), and every route's
  * targets are compare's origin (as many targets as the route has).
  */
-export function userConfigForRun(
-  raw: Record<string, unknown>,
-  config: Config,
-  port: number,
-  origin: PlanTarget,
-): object {
-  const out: Record<string, unknown> = { ...raw };
+export function userConfigForRun(user: UserConfig, port: number, origin: PlanTarget): object {
+  const out: Record<string, unknown> = { ...user.raw };
   for (const key of ['host', 'port', 'listeners', 'tls', 'admin']) delete out[key];
   out.listeners = [{ host: '127.0.0.1', port }];
   out.thread_count = 1;
-  const rawRoutes = Array.isArray(raw.routes) ? (raw.routes as Record<string, unknown>[]) : [];
+  const rawRoutes = Array.isArray(user.raw.routes) ? (user.raw.routes as Record<string, unknown>[]) : [];
   out.routes = rawRoutes.map((route, index) => ({
     ...route,
-    upstream: (config.routes[index]?.upstream ?? [null]).map(() => `http://${origin.host}:${origin.port}`),
+    upstream: Array.from(
+      { length: user.routes[index]?.targets ?? 1 },
+      () => `http://${origin.host}:${origin.port}`,
+    ),
   }));
   return out;
 }

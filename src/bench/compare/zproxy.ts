@@ -2,12 +2,18 @@
  * zproxy in a comparison: the generated configuration from the plan (or the user's file, rewritten), run
  * as the `zproxy` bin runs (with the Node flags its shebang names), pinned to the proxy CPU.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { packageVersion } from '../../cli/package-files.ts';
 import type { PlanRoute, ProxyPlan } from './plan.ts';
 import { freePort, PinnedProcess, processTree } from './proc.ts';
-import type { CertificateFiles, ProxyDriver, RunningProxy, StartContext } from './proxies.ts';
+import {
+  type CertificateFiles,
+  firstLine,
+  type ProxyDriver,
+  type RunningProxy,
+  type StartContext,
+} from './proxies.ts';
 import { FILTER_API_KEY, FILTER_ORIGIN, type LoadProtocol } from './scenarios.ts';
 
 /** The Node flags after `node` in a `#!/usr/bin/env -S node ...` shebang. */
@@ -70,7 +76,10 @@ export const zproxyDriver: ProxyDriver = {
   name: 'zproxy',
   command: 'zproxy',
   unsupported: () => null,
-  version: () => `zproxy ${packageVersion()}`,
+  version(binary) {
+    const result = spawnSync(process.execPath, [binary, '--version'], { encoding: 'utf8' });
+    return `zproxy ${firstLine(result.stdout ?? '')}`;
+  },
   async start(context: StartContext): Promise<RunningProxy> {
     const { dir, plan, needs } = context;
     mkdirSync(dir, { recursive: true });
