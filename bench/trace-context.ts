@@ -241,7 +241,7 @@ export async function runTraceContextBench(argv: readonly string[]): Promise<num
         if (!proc.alive) throw new Error(`${proc.name} exited during the run:\n${proc.logTail()}`);
         const result = parseWrkOutput(out.stdout);
         const cpuSeconds = ticks / clockTicks;
-        // As in bench/run.ts: busy + steal time on a bench CPU minus what the bench's own processes used.
+        // As in zproxy compare: busy + steal time on a bench CPU minus what the bench's own processes used.
         const other = (cpu: number, known: number | null): number | null => {
           const a = cpuBefore.get(cpu);
           const b = cpuAfter.get(cpu);

@@ -39,7 +39,7 @@ import {
   type Skip,
   summarise,
 } from './results.ts';
-import { SCENARIOS, type ScenarioName, type ScenarioSpec } from './scenarios.ts';
+import { SCENARIOS, type ScenarioSpec } from './scenarios.ts';
 import { zproxyDriver } from './zproxy.ts';
 
 const DRIVERS: Record<ProxyName, ProxyDriver> = {
@@ -443,11 +443,4 @@ export async function runCompare(options: CompareOptions, env: CompareEnvironmen
     if (keep) env.log(`compare: configurations and logs kept in ${tmp}`);
     else rmSync(tmp, { recursive: true, force: true });
   }
-}
-
-/** The scenarios that have figures, in the order asked. */
-export function measuredScenarios(result: CompareResult): ScenarioName[] {
-  return result.scenarios
-    .map((s) => s.name)
-    .filter((name) => result.results.some((r) => r.scenario === name));
 }
