@@ -129,7 +129,7 @@ async function startOrigins(
     http: nodeTarget,
     echo: nodeTarget,
     pids: () => [nodePid],
-    description: 'zproxy’s Node origin server (nginx not found) for HTTP and as the WebSocket echo',
+    description: `zproxy’s Node origin server (${options.origin === 'node' ? '--origin node' : 'nginx not found'}) for HTTP and as the WebSocket echo`,
   };
 }
 
