@@ -5,6 +5,7 @@
 //   --only filters   zproxy with a typical chain and with cache hits against without (bench/filters.ts)
 //   --only metrics   metrics on against off (bench/metrics.ts)
 //   --only trace     the W3C trace context against without (bench/trace-context.ts)
+//   --only failover  4 targets, one killed under load, with outlier detection and without (bench/failover.ts)
 // Each group has its own options (see its file); they use wrk and h2load.
 import { join, resolve } from 'node:path';
 import { COMPARE_USAGE, parseCompareArgs } from '../src/bench/compare/options.ts';
@@ -17,6 +18,7 @@ const GROUPS: Record<string, () => Promise<number>> = {
   filters: async () => (await import('./filters.ts')).runFiltersBench(process.argv.slice(2)),
   metrics: async () => (await import('./metrics.ts')).runMetricsBench(process.argv.slice(2)),
   trace: async () => (await import('./trace-context.ts')).runTraceContextBench(process.argv.slice(2)),
+  failover: async () => (await import('./failover.ts')).runFailoverBench(process.argv.slice(2)),
 };
 
 function today(): string {
@@ -39,7 +41,7 @@ async function main(): Promise<number> {
   const line = parseCompareArgs(argv);
   if (line.kind === 'help') {
     console.log(`npm run bench -- [options]: zproxy compare from a checkout (report in docs/reports/<date>-compare
-unless --report), or --only filters|metrics|trace.\n\n${COMPARE_USAGE}`);
+unless --report), or --only filters|metrics|trace|failover.\n\n${COMPARE_USAGE}`);
     return 0;
   }
   if (line.kind === 'usage-error') {

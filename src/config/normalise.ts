@@ -7,9 +7,13 @@ import {
   type Config,
   type ConfigInput,
   CONFIG_DEFAULTS as D,
+  type HealthCheckConfig,
+  type HealthCheckInput,
   type LoadBalancingConfig,
   type MiddlewareConfig,
   type MiddlewareInput,
+  type OutlierDetectionConfig,
+  type OutlierDetectionInput,
   type RetryConfig,
   type RouteConfig,
   type RouteInput,
@@ -33,6 +37,10 @@ export function normaliseConfig(input: ConfigInput): Config {
   const upstreamTls = normaliseUpstreamTls(upstream.tls ?? {}, D.upstream_defaults.tls);
   const retry = normaliseRetry(upstream.retry ?? {}, D.upstream_defaults.retry);
   const balancing = normaliseBalancing(upstream.load_balancing ?? {}, D.upstream_defaults.load_balancing);
+  const health = {
+    check: upstream.health_check ?? null,
+    outlier: upstream.outlier_detection ?? {},
+  };
   const config: Config = {
     listeners:
       input.listeners === undefined
@@ -68,7 +76,7 @@ export function normaliseConfig(input: ConfigInput): Config {
     },
     websocket,
     routes: input.routes.map((route) =>
-      normaliseRoute(route, upstreamTls, retry, balancing, websocket.idle_timeout_ms),
+      normaliseRoute(route, upstreamTls, retry, balancing, health, websocket.idle_timeout_ms),
     ),
     middlewares: (input.middlewares ?? []).map(normaliseMiddleware),
     limits: {
@@ -93,6 +101,8 @@ export function normaliseConfig(input: ConfigInput): Config {
       tls: upstreamTls,
       retry,
       load_balancing: balancing,
+      health_check: health.check,
+      outlier_detection: health.outlier,
     },
     preserve_host: input.preserve_host ?? D.preserve_host,
     trusted_proxies: [...(input.trusted_proxies ?? D.trusted_proxies)],
@@ -177,7 +187,30 @@ function normaliseBalancing(
   given: Partial<LoadBalancingConfig>,
   base: LoadBalancingConfig,
 ): LoadBalancingConfig {
-  return { policy: given.policy ?? base.policy, hash_key: given.hash_key ?? base.hash_key };
+  return {
+    policy: given.policy ?? base.policy,
+    hash_key: given.hash_key ?? base.hash_key,
+    panic_threshold_percent: given.panic_threshold_percent ?? base.panic_threshold_percent,
+  };
+}
+
+/** A route's active checks: upstream_defaults' fields, the route's over them; null when none apply. */
+function normaliseHealthCheck(
+  given: HealthCheckInput | undefined,
+  base: HealthCheckInput | null,
+): HealthCheckConfig | null {
+  if (given === undefined && base === null) return null;
+  const { enabled, ...check } = { ...D.upstream_defaults.health_check, ...base, ...given };
+  return enabled ? { ...check, expected_statuses: [...check.expected_statuses] } : null;
+}
+
+/** A route's outlier detection: the defaults, upstream_defaults' fields, the route's; null when off. */
+function normaliseOutlierDetection(
+  given: OutlierDetectionInput | undefined,
+  base: OutlierDetectionInput,
+): OutlierDetectionConfig | null {
+  const { enabled, ...outlier } = { ...D.upstream_defaults.outlier_detection, ...base, ...given };
+  return enabled ? { ...outlier, statuses: [...outlier.statuses] } : null;
 }
 
 function normaliseRoute(
@@ -185,6 +218,7 @@ function normaliseRoute(
   upstreamTls: UpstreamTlsConfig,
   retry: RetryConfig,
   balancing: LoadBalancingConfig,
+  health: { readonly check: HealthCheckInput | null; readonly outlier: OutlierDetectionInput },
   websocketIdleTimeoutMs: number,
 ): RouteConfig {
   return {
@@ -196,6 +230,8 @@ function normaliseRoute(
       return { url: normalised, weight: weight ?? 1, backup: backup ?? false };
     }),
     load_balancing: normaliseBalancing(route.load_balancing ?? {}, balancing),
+    health_check: normaliseHealthCheck(route.health_check, health.check),
+    outlier_detection: normaliseOutlierDetection(route.outlier_detection, health.outlier),
     methods: route.methods === undefined ? null : [...route.methods],
     host: route.host === undefined ? null : route.host.toLowerCase(),
     strip_prefix: route.strip_prefix ?? D.route.strip_prefix,

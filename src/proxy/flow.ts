@@ -95,6 +95,21 @@ function authorityOf(target: UpstreamTarget): string {
   return target.authority;
 }
 
+/** Upstream failures that count against the target for its outlier detection (not the client's doing). */
+function countsAgainstTarget(code: ErrorCode): boolean {
+  switch (code) {
+    case 'ZP_ERR_UPSTREAM_CONNECT':
+    case 'ZP_ERR_UPSTREAM_TLS':
+    case 'ZP_ERR_UPSTREAM_TIMEOUT':
+    case 'ZP_ERR_UPSTREAM_RESET':
+    case 'ZP_ERR_UPSTREAM_PROTOCOL':
+    case 'ZP_ERR_UPSTREAM_BAD_RESPONSE':
+      return true;
+    default:
+      return false;
+  }
+}
+
 /**
  * What the filters decided, for the metrics: the filter that answered (auth 401/403, rate_limit 429, cors
  * 403) and what the cache said in its Cache-Status (a hit, a stale answer, or a forward to the upstream).
@@ -594,8 +609,10 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   ): void {
     if (attempt !== this.attempt || this.finished) return;
     this.stopTryTimer();
-    const tm = this.target!.metrics;
+    const target = this.target!;
+    const tm = target.metrics;
     if (tm !== null) tm.responded(performance.now() - this.sentAt);
+    if (target.health !== null) this.exchange.route!.group.responded(target, head.status);
     const retry = this.exchange.route?.retry;
     if (retry?.retriesStatus(head.status) && this.exchange.attempts < retry.attempts) {
       // A status the route retries: this answer is dropped if another attempt may be made.
@@ -724,7 +741,12 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     if (this.finished || (attempt !== null && this.attempt !== null && attempt !== this.attempt)) return;
     this.attempt = null;
     this.stopTryTimer();
-    this.target?.metrics?.error(error.code);
+    const target = this.target;
+    if (target !== null) {
+      target.metrics?.error(error.code);
+      if (target.health !== null && countsAgainstTarget(error.code))
+        this.exchange.route!.group.failed(target);
+    }
     if (this.waiting) {
       this.waiting = false;
       this.unwatch();
@@ -785,12 +807,20 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     // A body that started going out goes again only from what was kept, and only in the same framing.
     if (this.bodyStarted && this.bodyKept === null) return false;
     const group = route.group;
-    if (!this.retrying && !group.budget.admits(policy)) return false;
     const failed = this.target!;
     const tried = this.tried ?? [failed];
     const target = group.pickOther(tried);
+    // The budget bounds the load retries add. Failover to another target is outside it: a request no
+    // upstream processed (no connection, or its stream refused) adds no load where it goes next, and the
+    // requests of a target now out of rotation (down or ejected) go elsewhere like the new ones — so a
+    // target that dies does not turn its share of requests into errors. Again to the same target, or
+    // after an upstream that is still in rotation may have processed it, a retry counts.
+    const free =
+      target !== failed &&
+      (!processed || (failed.health !== null && !failed.health.up(Date.now())));
+    if (!free && !this.retrying && !group.budget.admits(policy)) return false;
     if (this.bodyStarted && this.bodyAs === REQUEST_BODY_CHUNKED && !target.client.http1) return false;
-    if (!this.retrying) {
+    if (!free && !this.retrying) {
       this.retrying = true;
       group.budget.retries++;
     }
@@ -848,6 +878,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       this.attempt = null;
       attempt?.cancel();
       this.target?.metrics?.error('ZP_ERR_UPSTREAM_TIMEOUT');
+      if (this.target !== null && this.target.health !== null) this.exchange.route!.group.failed(this.target);
       if (this.retryAfter('timeout')) return;
       this.fail('ZP_ERR_UPSTREAM_TIMEOUT', 'The upstream did not answer within retry.per_try_timeout_ms');
       return;
