@@ -186,6 +186,11 @@ export async function benchCommand(options: BenchOptions, output: Output): Promi
   return 0;
 }
 
+/** A command-line word as a shell takes it back: as it is when it is plain, else in single quotes. */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
+}
+
 /**
  * `zproxy compare`: runs the comparison (src/bench/compare), prints the summary (or report.json with
  * `--json`) and with `--report DIR` writes the report there. Exit status 0 when it ran (missing proxies and
@@ -208,7 +213,7 @@ export async function compareCommand(
     let result = await runCompare(options, {
       node: process.execPath,
       zproxyMain: zproxyMain ?? DEFAULT_ZPROXY_MAIN,
-      command: ['zproxy', ...argv].join(' '),
+      command: ['zproxy', ...argv].map(shellWord).join(' '),
       log: (line) => output.err(`${line}\n`),
       signal: abort.signal,
       loadUserConfig: loadCompareConfig,

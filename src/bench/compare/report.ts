@@ -167,13 +167,20 @@ ${notes}
 `;
 }
 
+/** Inline code in Markdown, fenced with more backticks than the text has in a row. */
+function markdownCode(text: string): string {
+  const longest = Math.max(0, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
+  const fence = '`'.repeat(longest + 1);
+  return longest === 0 ? `${fence}${text}${fence}` : `${fence} ${text} ${fence}`;
+}
+
 export function renderMarkdown(result: CompareResult, charts: readonly RenderedChart[]): string {
   const m = result.method;
   const lines = [
     `# ${result.title}: ${result.started_at.slice(0, 10)}`,
     '',
     ...(result.note === null ? [] : [result.note, '']),
-    `Command: \`${result.command}\`; started ${result.started_at}, finished ${result.finished_at}.`,
+    `Command: ${markdownCode(result.command)}; started ${result.started_at}, finished ${result.finished_at}.`,
     `Machine: ${result.machine.cpu_model}, ${result.machine.cpus} CPUs, Linux ${result.machine.kernel}, Node ${result.machine.node}.`,
     'The same figures with the charts inlined: [report.html](report.html); every run: [report.json](report.json).',
     '',
