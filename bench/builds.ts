@@ -14,9 +14,8 @@ import { execSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import { parseGroupOptions } from './lib/group-options.ts';
-import { runH2load } from './lib/h2load.ts';
-import { startOrigin } from './lib/nginx.ts';
+import { writeCertificate } from '../src/bench/compare/certificate.ts';
+import { startOrigin } from '../src/bench/compare/nginx.ts';
 import {
   clockTicksPerSecond,
   cpuTicks,
@@ -27,17 +26,60 @@ import {
   readCpuTimes,
   resetPeakRss,
   sleep,
-} from './lib/proc.ts';
-import { DISTURBANCE_LIMIT, SCENARIO_SPECS, SCENARIOS, type ScenarioName } from './lib/report.ts';
-import { makeSelfSignedCertificate } from './lib/tls.ts';
+} from '../src/bench/compare/proc.ts';
+import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
+import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
+import { makeDemoCertificate } from '../src/demo/certificate.ts';
+import { parseGroupOptions } from './lib/group-options.ts';
+import { runH2load } from './lib/h2load.ts';
 import { ensureTools } from './lib/tools.ts';
 import { runWrk } from './lib/wrk.ts';
-import { ensureBuilt, nodeBinary, shebangNodeFlags, zproxyConfig } from './lib/zproxy.ts';
+import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
 type Variant = 'before' | 'after';
-const HTTP_SCENARIOS = SCENARIOS.filter((s) => SCENARIO_SPECS[s].group !== 'ws');
+
+/** The scenarios: HTTP/1.1 with wrk (keep-alive, or a connection per request), HTTP/2 with h2load. */
+const SCENARIO_SPECS = {
+  small: { tool: 'wrk', path: '/small', close: false, tls: false },
+  '64k': { tool: 'wrk', path: '/64k', close: false, tls: false },
+  close: { tool: 'wrk', path: '/small', close: true, tls: false },
+  'h2c-small': { tool: 'h2load', path: '/small', close: false, tls: false },
+  'h2c-64k': { tool: 'h2load', path: '/64k', close: false, tls: false },
+  'h2-small': { tool: 'h2load', path: '/small', close: false, tls: true },
+  'h2-64k': { tool: 'h2load', path: '/64k', close: false, tls: true },
+} as const;
+type ScenarioName = keyof typeof SCENARIO_SPECS;
+const HTTP_SCENARIOS = Object.keys(SCENARIO_SPECS) as ScenarioName[];
+
+/**
+ * What both builds serve: one worker, no access log, everything to the origin, a plain listener (HTTP/1.1
+ * and h2c) and a TLS one (ALPN h2); only fields every build since the request flow knows.
+ */
+function buildsConfig(
+  port: number,
+  tlsPort: number,
+  originPort: number,
+  idle: number,
+  cert: { certFile: string; keyFile: string },
+): object {
+  return {
+    listeners: [
+      { host: '127.0.0.1', port },
+      {
+        host: '127.0.0.1',
+        port: tlsPort,
+        tls: { enabled: true, cert_file: cert.certFile, key_file: cert.keyFile },
+      },
+    ],
+    protocols: ['http1', 'http2'],
+    thread_count: 1,
+    access_log: { enabled: false },
+    upstream_defaults: { max_idle_per_target: idle },
+    routes: [{ path: '/', upstream: `http://127.0.0.1:${originPort}` }],
+  };
+}
 
 interface Run {
   readonly round: number;
@@ -93,7 +135,7 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
   for (const s of scenarios) if (!HTTP_SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}`);
   const h2Clients = Number(values['h2-clients']);
   const h2Streams = Number(values['h2-streams']);
-  const http2 = scenarios.some((s) => SCENARIO_SPECS[s].group === 'h2');
+  const http2 = scenarios.some((s) => SCENARIO_SPECS[s].tool === 'h2load');
   if (!ensureTools(options.install, http2 ? ['h1', 'h2'] : ['h1'])) return 1;
   ensureBuilt(ROOT);
   const beforeCommit = git(`rev-parse --short ${values.before}`);
@@ -114,11 +156,13 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
   try {
     const mains: Record<Variant, string> = {
       before: buildRef(beforeCommit, join(tmp, 'before')),
-      after: afterRef === null ? join(ROOT, 'dist', 'cli', 'main.js') : buildRef(afterCommit, join(tmp, 'after')),
+      after:
+        afterRef === null ? join(ROOT, 'dist', 'cli', 'main.js') : buildRef(afterCommit, join(tmp, 'after')),
     };
     const origin = await startOrigin(tmp, loadCpu);
     started.push(origin);
-    const certificate = http2 ? makeSelfSignedCertificate(join(tmp, 'tls')) : null;
+    mkdirSync(join(tmp, 'tls'), { recursive: true });
+    const certificate = writeCertificate(join(tmp, 'tls'), makeDemoCertificate());
     const idle = Math.max(64, connections, http2 ? h2Clients * h2Streams : 0);
     for (let round = 1; round <= rounds; round++) {
       const order: Variant[] = round % 2 === 1 ? ['before', 'after'] : ['after', 'before'];
@@ -127,15 +171,7 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
         const port = await freePort();
         const tlsPort = await freePort();
         const file = join(tmp, `zproxy-${variant}.json`);
-        const config = zproxyConfig(
-          port,
-          origin.port,
-          idle,
-          certificate === null ? null : { port: tlsPort, ...certificate },
-        );
-        // Only what both builds know: the TLS listener need not serve plain HTTP (plain_http came later).
-        const listeners = (config as { listeners?: { tls?: Record<string, unknown> }[] }).listeners;
-        if (listeners?.[1]?.tls !== undefined) delete listeners[1].tls.plain_http;
+        const config = buildsConfig(port, tlsPort, origin.port, idle, certificate);
         writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
         const main = mains[variant];
         const proc = new PinnedProcess(
@@ -160,7 +196,7 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
                 connections,
                 durationS: seconds,
                 cpu: loadCpu,
-                closeConnections: spec.closeConnections,
+                closeConnections: spec.close,
               });
               return {
                 requests: r.requests,
@@ -170,10 +206,9 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
               };
             }
             const r = await runH2load({
-              url:
-                spec.protocol === 'h2'
-                  ? `https://localhost:${tlsPort}${spec.path}`
-                  : `http://127.0.0.1:${port}${spec.path}`,
+              url: spec.tls
+                ? `https://localhost:${tlsPort}${spec.path}`
+                : `http://127.0.0.1:${port}${spec.path}`,
               clients: h2Clients,
               streams: h2Streams,
               durationS: seconds,

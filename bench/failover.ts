@@ -14,8 +14,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import { parseGroupOptions } from './lib/group-options.ts';
-import { type NginxInstance, startOrigin } from './lib/nginx.ts';
+import { type NginxInstance, startOrigin } from '../src/bench/compare/nginx.ts';
 import {
   clockTicksPerSecond,
   cpuTicks,
@@ -24,11 +23,13 @@ import {
   processTree,
   readCpuTimes,
   sleep,
-} from './lib/proc.ts';
-import { DISTURBANCE_LIMIT } from './lib/report.ts';
+} from '../src/bench/compare/proc.ts';
+import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
+import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
+import { parseGroupOptions } from './lib/group-options.ts';
 import { ensureTools } from './lib/tools.ts';
 import { runWrk } from './lib/wrk.ts';
-import { ensureBuilt, nodeBinary, shebangNodeFlags } from './lib/zproxy.ts';
+import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const TARGETS = 4;

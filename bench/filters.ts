@@ -6,7 +6,7 @@
 // Rounds are interleaved (plain, chain, cache-hit, plain, ...) so that drift hits every variant alike;
 // ratios are taken per round against that round's plain run, then the median. Targets (issue 5): the
 // chain costs at most 15 % of throughput (ratio >= 0.85); a cache hit is faster than proxying (ratio > 1).
-// Each run records the other load on both bench CPUs (as bench/run.ts does; over 10 % of a core marks it
+// Each run records the other load on both bench CPUs (as zproxy compare does; over 10 % of a core marks it
 // disturbed) and the origin's CPU (near zero in cache-hit runs: the hits never reach it). Any non-2xx answer,
 // socket error or cache-hit run that reached the origin makes the bench exit non-zero (the report is written).
 // Writes docs/reports/<YYYY-MM-DD>-filters.{md,json}.
@@ -15,9 +15,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import { parseGroupOptions } from './lib/group-options.ts';
-import { runPinnedTool } from './lib/load-tool.ts';
-import { type NginxInstance, SMALL_BODY, startOrigin } from './lib/nginx.ts';
+import { type NginxInstance, SMALL_BODY, startOrigin } from '../src/bench/compare/nginx.ts';
 import {
   clockTicksPerSecond,
   cpuTicks,
@@ -26,11 +24,14 @@ import {
   processTree,
   readCpuTimes,
   sleep,
-} from './lib/proc.ts';
-import { DISTURBANCE_LIMIT } from './lib/report.ts';
+} from '../src/bench/compare/proc.ts';
+import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
+import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
+import { parseGroupOptions } from './lib/group-options.ts';
+import { runPinnedTool } from './lib/load-tool.ts';
 import { ensureTools } from './lib/tools.ts';
 import { parseWrkOutput, type WrkErrors, type WrkResult } from './lib/wrk.ts';
-import { ensureBuilt, nodeBinary, shebangNodeFlags } from './lib/zproxy.ts';
+import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const ORIGIN = 'https://app.example.com';
@@ -200,7 +201,7 @@ export async function runFiltersBench(argv: readonly string[]): Promise<number> 
         }
         const result: WrkResult = parseWrkOutput(out.stdout);
         const cpuSeconds = ticks / clockTicks;
-        // As in bench/run.ts: busy + steal time on a bench CPU minus what the bench's own processes used.
+        // As in zproxy compare: busy + steal time on a bench CPU minus what the bench's own processes used.
         const other = (cpu: number, known: number | null): number | null => {
           const a = cpuBefore.get(cpu);
           const b = cpuAfter.get(cpu);

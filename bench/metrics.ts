@@ -13,11 +13,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import { MetricRegistry } from '../src/observe/metrics.ts';
-import { parseGroupOptions } from './lib/group-options.ts';
-import { runH2load } from './lib/h2load.ts';
-import { runPinnedTool } from './lib/load-tool.ts';
-import { startOrigin } from './lib/nginx.ts';
+import { startOrigin } from '../src/bench/compare/nginx.ts';
 import {
   clockTicksPerSecond,
   cpuTicks,
@@ -26,11 +22,16 @@ import {
   processTree,
   readCpuTimes,
   sleep,
-} from './lib/proc.ts';
-import { DISTURBANCE_LIMIT } from './lib/report.ts';
+} from '../src/bench/compare/proc.ts';
+import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
+import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
+import { MetricRegistry } from '../src/observe/metrics.ts';
+import { parseGroupOptions } from './lib/group-options.ts';
+import { runH2load } from './lib/h2load.ts';
+import { runPinnedTool } from './lib/load-tool.ts';
 import { ensureTools } from './lib/tools.ts';
 import { parseWrkOutput } from './lib/wrk.ts';
-import { ensureBuilt, nodeBinary, shebangNodeFlags } from './lib/zproxy.ts';
+import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 

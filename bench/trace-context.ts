@@ -15,11 +15,7 @@ import { createServer, get } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import { FieldList } from '../src/http/fields.ts';
-import { ForwardedRequest, ForwardingPolicy, http1RequestAdded } from '../src/http/forwarding.ts';
-import { parseGroupOptions } from './lib/group-options.ts';
-import { runPinnedTool } from './lib/load-tool.ts';
-import { startOrigin } from './lib/nginx.ts';
+import { startOrigin } from '../src/bench/compare/nginx.ts';
 import {
   clockTicksPerSecond,
   cpuTicks,
@@ -28,11 +24,16 @@ import {
   processTree,
   readCpuTimes,
   sleep,
-} from './lib/proc.ts';
-import { DISTURBANCE_LIMIT } from './lib/report.ts';
+} from '../src/bench/compare/proc.ts';
+import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
+import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
+import { FieldList } from '../src/http/fields.ts';
+import { ForwardedRequest, ForwardingPolicy, http1RequestAdded } from '../src/http/forwarding.ts';
+import { parseGroupOptions } from './lib/group-options.ts';
+import { runPinnedTool } from './lib/load-tool.ts';
 import { ensureTools } from './lib/tools.ts';
 import { parseWrkOutput } from './lib/wrk.ts';
-import { ensureBuilt, nodeBinary, shebangNodeFlags } from './lib/zproxy.ts';
+import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CLIENT_TRACEPARENT = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
@@ -240,7 +241,7 @@ export async function runTraceContextBench(argv: readonly string[]): Promise<num
         if (!proc.alive) throw new Error(`${proc.name} exited during the run:\n${proc.logTail()}`);
         const result = parseWrkOutput(out.stdout);
         const cpuSeconds = ticks / clockTicks;
-        // As in bench/run.ts: busy + steal time on a bench CPU minus what the bench's own processes used.
+        // As in zproxy compare: busy + steal time on a bench CPU minus what the bench's own processes used.
         const other = (cpu: number, known: number | null): number | null => {
           const a = cpuBefore.get(cpu);
           const b = cpuAfter.get(cpu);

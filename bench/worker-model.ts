@@ -24,7 +24,7 @@ import {
   peakRssKiB,
   processTree,
   sleep,
-} from './lib/proc.ts';
+} from '../src/bench/compare/proc.ts';
 import { runWrk, type WrkResult } from './lib/wrk.ts';
 import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
 

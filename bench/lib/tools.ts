@@ -1,9 +1,11 @@
-// Checks for the external tools the bench needs, and installs them on Debian/Ubuntu when asked to.
+// Checks for the external tools the bench groups (metrics, filters, trace, worker-model) need, and installs them on Debian/Ubuntu when asked to.
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
-import { join } from 'node:path';
-import { NGINX_BIN } from './nginx.ts';
-import type { GroupName } from './report.ts';
+import { nginxBinary } from '../../src/bench/compare/nginx.ts';
+import { findOnPath } from '../../src/bench/compare/proxies.ts';
+
+/** The scenario groups of the bench groups' load tools: HTTP/1.1 (wrk) and HTTP/2 (h2load). */
+export type GroupName = 'h1' | 'h2';
 
 /** Always needed: nginx (the HTTP origin and the reference proxy) and taskset. */
 const APT_PACKAGES = ['nginx-light', 'util-linux'];
@@ -11,22 +13,9 @@ const APT_PACKAGES = ['nginx-light', 'util-linux'];
 const APT_PACKAGES_HTTP1 = ['wrk'];
 /** Also needed by the HTTP/2 scenarios: h2load and openssl (for a self-signed certificate). */
 const APT_PACKAGES_HTTP2 = ['nghttp2-client', 'openssl'];
-// The WebSocket scenarios need nothing more: their echo server and load generator run on Node.
 
 /** The absolute path of an executable found on PATH, or null. */
-export function findExecutable(name: string): string | null {
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    if (dir === '') continue;
-    const file = join(dir, name);
-    try {
-      accessSync(file, constants.X_OK);
-      return file;
-    } catch {
-      // not here
-    }
-  }
-  return null;
-}
+export const findExecutable = (name: string): string | null => findOnPath(name);
 
 function isExecutable(file: string): boolean {
   try {
@@ -44,7 +33,7 @@ function isExecutable(file: string): boolean {
 export function missingTools(groups: readonly GroupName[]): string[] {
   const http2 = groups.includes('h2');
   const missing: string[] = [];
-  if (!isExecutable(NGINX_BIN)) missing.push(`nginx (${NGINX_BIN})`);
+  if (!isExecutable(nginxBinary())) missing.push(`nginx (${nginxBinary()})`);
   if (groups.includes('h1') && findExecutable('wrk') === null) missing.push('wrk');
   if (findExecutable('taskset') === null) missing.push('taskset');
   if (http2 && findExecutable('h2load') === null) missing.push('h2load (nghttp2-client)');
@@ -90,7 +79,7 @@ export function ensureTools(install: boolean, groups: readonly GroupName[]): boo
     if (isRoot) console.error('or run the bench with --install (also automatic when CI is set).');
   } else {
     console.error(
-      `Install nginx (the binary must be ${NGINX_BIN}), taskset (util-linux)` +
+      `Install nginx (the binary must be ${nginxBinary()}), taskset (util-linux)` +
         `${groups.includes('h1') ? ', wrk' : ''}` +
         `${http2 ? ', h2load (nghttp2) and openssl' : ''} with your package manager.`,
     );

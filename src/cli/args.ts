@@ -1,6 +1,7 @@
 /** Command line -> a command description. Parsing only: nothing here reads files or starts anything. */
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
+import { type CompareOptions, parseCompareArgs } from '../bench/compare/options.ts';
 import {
   BENCH_PROTOCOLS,
   type BenchOptions,
@@ -29,6 +30,9 @@ export type Command =
   | { readonly kind: 'reload'; readonly config: string | null; readonly json: boolean }
   | { readonly kind: 'health'; readonly config: string | null }
   | { readonly kind: 'bench'; readonly options: BenchOptions }
+  | { readonly kind: 'compare'; readonly options: CompareOptions }
+  /** `compare --help`: compare's own, longer help. */
+  | { readonly kind: 'compare-help' }
   | {
       readonly kind: 'explain';
       readonly config: string;
@@ -70,6 +74,11 @@ export function parseCommandLine(argv: readonly string[]): Command {
         return parseHealth(rest);
       case 'bench':
         return parseBench(rest);
+      case 'compare': {
+        const line = parseCompareArgs(rest);
+        if (line.kind === 'help') return { kind: 'compare-help' };
+        return line.kind === 'usage-error' ? usageError(`compare: ${line.message}`) : line;
+      }
       case 'explain':
         return parseExplain(rest);
       default:

@@ -5,6 +5,7 @@ import { parseCommandLine } from './args.ts';
 import {
   benchCommand,
   checkCommand,
+  compareCommand,
   explainCommand,
   healthCommand,
   type Output,
@@ -41,6 +42,13 @@ export async function main(argv: readonly string[]): Promise<number> {
       return healthCommand(command.config, output);
     case 'bench':
       return benchCommand(command.options, output);
+    case 'compare':
+      return compareCommand(command.options, argv, output);
+    case 'compare-help': {
+      const { COMPARE_USAGE } = await import('../bench/compare/options.ts');
+      output.out(COMPARE_USAGE);
+      return 0;
+    }
     case 'explain':
       return explainCommand(command.config, command.request, command.json, output);
   }

@@ -1,6 +1,7 @@
 /** What each command does once the command line is parsed. Server logic stays in src/server. */
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import type { CompareOptions } from '../bench/compare/options.ts';
 import type { BenchOptions } from '../bench/options.ts';
 import { ConfigError } from '../config/errors.ts';
 import { loadConfigIsolated } from '../config/load-isolated.ts';
@@ -183,6 +184,57 @@ export async function benchCommand(options: BenchOptions, output: Output): Promi
     return 1;
   }
   return 0;
+}
+
+/** A command-line word as a shell takes it back: as it is when it is plain, else in single quotes. */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
+}
+
+/**
+ * `zproxy compare`: runs the comparison (src/bench/compare), prints the summary (or report.json with
+ * `--json`) and with `--report DIR` writes the report there. Exit status 0 when it ran (missing proxies and
+ * skipped scenarios are reported, not failures), 1 when it could not run or a run had errors.
+ */
+export async function compareCommand(
+  options: CompareOptions,
+  argv: readonly string[],
+  output: Output,
+  zproxyMain?: string,
+): Promise<number> {
+  const { DEFAULT_ZPROXY_MAIN, runCompare } = await import('../bench/compare/compare.ts');
+  const { formatSummary, writeReport } = await import('../bench/compare/report.ts');
+  const { loadCompareConfig, makeDemoCertificate } = await import('./compare-config.ts');
+  const abort = new AbortController();
+  const stop = (): void => abort.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    let result = await runCompare(options, {
+      node: process.execPath,
+      zproxyMain: zproxyMain ?? DEFAULT_ZPROXY_MAIN,
+      command: ['zproxy', ...argv].map(shellWord).join(' '),
+      log: (line) => output.err(`${line}\n`),
+      signal: abort.signal,
+      loadUserConfig: loadCompareConfig,
+      makeCertificate: () => makeDemoCertificate(),
+    });
+    if (options.reportDir !== null) {
+      result = await writeReport(result, resolve(options.reportDir));
+      output.err(
+        `compare: report written to ${options.reportDir}/report.html (and report.md, report.json)\n`,
+      );
+    }
+    output.out(options.json ? `${JSON.stringify(result, null, 2)}\n` : formatSummary(result));
+    const failed = result.results.some((r) => r.errors > 0 || r.non_2xx > 0);
+    return failed ? 1 : 0;
+  } catch (error) {
+    output.err(`zproxy compare: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
 }
 
 /**

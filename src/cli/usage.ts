@@ -42,11 +42,18 @@ Commands:
     --timeout D          A request unanswered this long is an error (default 10s)
     -k, --insecure       Do not verify the target's TLS certificate
     --json               Print every figure as JSON on stdout.
+  compare                Measure zproxy against nginx, HAProxy, Caddy and Envoy (those on the
+                         PATH; a missing one is reported and skipped) with zproxy's own generator:
+                         req/s per core, latency percentiles, peak RSS; see zproxy compare --help.
+    --all                Every scenario (HTTP/1.1 small, 64k, 1m, close; h2c, h2; ws; filters)
+    --config FILE        zproxy runs FILE, the others the same plain routes
+    --report DIR         Write DIR/report.html with charts, report.md and report.json
 
 Options:
   -h, --help             Show this help (also: zproxy help, zproxy <command> --help).
   -v, --version          Show the version.
 
-Exit status: 0 success, 1 invalid configuration or failure (bench: no request completed),
+Exit status: 0 success, 1 invalid configuration or failure (bench: no request completed;
+compare: it could not run, or a run had errors),
 2 bad command line. explain exits 0 whatever the answer would be.
 `;

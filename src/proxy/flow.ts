@@ -816,8 +816,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     // target that dies does not turn its share of requests into errors. Again to the same target, or
     // after an upstream that is still in rotation may have processed it, a retry counts.
     const free =
-      target !== failed &&
-      (!processed || (failed.health !== null && !failed.health.up(Date.now())));
+      target !== failed && (!processed || (failed.health !== null && !failed.health.up(Date.now())));
     if (!free && !this.retrying && !group.budget.admits(policy)) return false;
     if (this.bodyStarted && this.bodyAs === REQUEST_BODY_CHUNKED && !target.client.http1) return false;
     if (!free && !this.retrying) {

@@ -6,7 +6,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { accessSync, closeSync, constants, openSync, readFileSync } from 'node:fs';
 import net from 'node:net';
-import { processTree, readStat } from '../../bench/lib/proc.ts';
+import { processTree, readStat } from '../../src/bench/compare/proc.ts';
 
 export const NGINX_BIN = '/usr/sbin/nginx';
 export const HAPROXY_BIN = '/usr/sbin/haproxy';

@@ -151,6 +151,49 @@ describe('the packed npm package installs into an empty prefix and runs', () => 
     assert.equal(version.stdout, `${PKG.version}\n`);
   });
 
+  test('zproxy bench --help and zproxy compare --help', async () => {
+    const bench = await run('zproxy', ['bench', '--help'], { cwd: empty, env });
+    assert.equal(bench.code, 0, bench.stderr);
+    assert.match(bench.stdout, /^ {2}bench URL {2,}Load a URL/m);
+    const compare = await run('zproxy', ['compare', '--help'], { cwd: empty, env });
+    assert.equal(compare.code, 0, compare.stderr);
+    assert.match(compare.stdout, /^Usage: zproxy compare \[options\]/);
+    assert.match(compare.stdout, /--report DIR/);
+  });
+
+  test('zproxy compare runs from the package alone (its generator, its origin) and writes its report', async () => {
+    // No nginx on this PATH (/usr/sbin is not on it): the origin is the package's own; only zproxy is asked.
+    const report = join(work, 'compare-report');
+    const compare = await run(
+      'zproxy',
+      [
+        'compare',
+        '--proxies',
+        'zproxy',
+        '--rounds',
+        '1',
+        '-d',
+        '300ms',
+        '--warmup',
+        '0',
+        '-c',
+        '4',
+        '--report',
+        report,
+      ],
+      { cwd: empty, env },
+    );
+    assert.equal(compare.code, 0, `${compare.stdout}\n${compare.stderr}`);
+    const json = JSON.parse(readFileSync(join(report, 'report.json'), 'utf8')) as {
+      method: { origin: string };
+      results: { proxy: string; requests_per_second: number }[];
+    };
+    assert.match(json.method.origin, /Node origin server/);
+    assert.equal(json.results.length, 1);
+    assert.ok(json.results[0]!.requests_per_second > 0);
+    assert.match(readFileSync(join(report, 'report.html'), 'utf8'), /<svg[^>]*class="marks"/);
+  });
+
   test('zproxy check accepts every example config of the package, copied out of node_modules', async () => {
     // Copied, as a user starts from them: Node does not strip the types of a .ts file under node_modules,
     // so examples/user_filter.json's TypeScript filter loads from a copy only (docs/filters.md).

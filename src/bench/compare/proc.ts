@@ -1,5 +1,5 @@
-// Process helpers for the bench: CPU time and peak memory from /proc, free ports, port waits,
-// and pinned child processes that are stopped by PID (never by name).
+// Process helpers for `zproxy compare` and the bench groups: CPU time and peak memory from /proc, free
+// ports, port waits, and pinned child processes that are stopped by PID (never by name).
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { closeSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
@@ -68,6 +68,16 @@ export function cpuTicks(pids: readonly number[]): number {
   return total;
 }
 
+/**
+ * CPU time (utime + stime, in clock ticks) of this process's children that have exited and been waited
+ * for (cutime + cstime in /proc/self/stat): a child's whole CPU time, read after it ends.
+ */
+export function reapedChildrenCpuTicks(): number {
+  const text = readFileSync('/proc/self/stat', 'utf8');
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return Number(rest[13]) + Number(rest[14]);
+}
+
 /** Peak resident set size (VmHWM) of one process in KiB; null when unavailable. */
 export function peakRssKiB(pid: number): number | null {
   try {
@@ -130,12 +140,22 @@ export class PinnedProcess {
   readonly logFile: string;
   exitDescription: string | null = null;
 
-  constructor(name: string, cpu: number, command: string, args: readonly string[], logFile: string) {
+  constructor(
+    name: string,
+    cpu: number,
+    command: string,
+    args: readonly string[],
+    logFile: string,
+    env?: NodeJS.ProcessEnv,
+  ) {
     this.name = name;
     this.logFile = logFile;
     const fd = openSync(logFile, 'a');
     // taskset execs the command, so the child's PID is the command's PID.
-    this.child = spawn('taskset', ['-c', String(cpu), command, ...args], { stdio: ['ignore', fd, fd] });
+    this.child = spawn('taskset', ['-c', String(cpu), command, ...args], {
+      stdio: ['ignore', fd, fd],
+      env: env ?? process.env,
+    });
     closeSync(fd);
     if (this.child.pid === undefined) throw new Error(`${name}: could not spawn ${command}`);
     this.pid = this.child.pid;
