@@ -70,10 +70,8 @@ export class Http2Downstream {
 
   private serve(socket: Socket, scheme: string, hsts: string | null, buffered: Buffer | undefined): void {
     const clientAddress = plainAddress(socket.remoteAddress);
-    // The flows of finished streams, reused by the connection's next streams (ProxyFlow.reuse).
-    const spareFlows: ProxyFlow[] = [];
     const connection = new H2ServerConnection(socket, this.currentOptions(), (stream) =>
-      this.onStream(stream, clientAddress, scheme, hsts, spareFlows),
+      this.onStream(stream, clientAddress, scheme, hsts),
     );
     this.sessions.add(connection);
     connection.onClose = (error) => {
@@ -99,18 +97,12 @@ export class Http2Downstream {
     connection.start(buffered);
   }
 
-  private onStream(
-    stream: H2ServerStream,
-    clientAddress: string,
-    scheme: string,
-    hsts: string | null,
-    spareFlows: ProxyFlow[],
-  ): void {
+  private onStream(stream: H2ServerStream, clientAddress: string, scheme: string, hsts: string | null): void {
     if (stream.tooLarge) {
       respondHeadersTooLarge(stream, hsts);
       return;
     }
-    new StreamDownstream(this.ctx, stream, clientAddress, scheme, hsts, spareFlows).start();
+    new StreamDownstream(this.ctx, stream, clientAddress, scheme, hsts).start();
   }
 
   /** Graceful stop: GOAWAY on every connection; streams in progress may finish. */

@@ -142,7 +142,7 @@ function countFilterOutcome(metrics: RouteMetrics, fx: FilterExchange, status: n
 export class ProxyFlow implements UpstreamHandler, Timed {
   private readonly ctx: FlowContext;
   private runtime: Runtime;
-  downstream: Downstream;
+  readonly downstream: Downstream;
   exchange: Exchange;
   /** The request as it goes upstream (filled by the flow; a downstream may hand one in to reuse it). */
   readonly request: ProxyRequest;
@@ -235,16 +235,14 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   }
 
   /**
-   * Takes the next exchange in this flow, which ended its own without anything left that could still call
-   * it: of the same downstream (an HTTP/1.1 connection, one exchange at a time), or of another stream of
-   * the same HTTP/2 connection (`downstream`); false when it cannot (a fresh flow is needed). Every
-   * per-exchange field goes back to its initial value here.
+   * Takes the next exchange of the same downstream (an HTTP/1.1 connection, one exchange at a time) in
+   * this flow, which ended its own without anything left that could still call it; false when it cannot
+   * (a fresh flow is needed). Every per-exchange field goes back to its initial value here.
    */
-  reuse(exchange: Exchange, downstream: Downstream = this.downstream): boolean {
+  reuse(exchange: Exchange): boolean {
     if (!this.finished || this.pinned || this.ctx.runtime !== this.runtime) return false;
     this.runtime.use.begin();
     this.exchange = exchange;
-    this.downstream = downstream;
     this.request.reset();
     this.hostField = null;
     this.requestBody = REQUEST_BODY_NONE;

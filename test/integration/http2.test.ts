@@ -91,10 +91,9 @@ describe('HTTP/2 with prior knowledge (h2c) on the HTTP/1.1 port', () => {
     assert.equal(sha256(down.body), sha256(Buffer.alloc(10 * 1024 * 1024, 'zproxy-')));
   });
 
-  test('later streams reuse the flows of finished ones: each gets its own answer and log line', async () => {
+  test('later streams on one connection: each gets its own answer and log line', async () => {
     // One connection: a local 405, a response the client cancels mid-body, then requests in a row and
-    // in parallel. A finished stream's flow serves a later stream (ProxyFlow.reuse); nothing of the
-    // earlier exchanges may show in the later ones.
+    // in parallel; nothing of the earlier exchanges may show in the later ones.
     const session = http2.connect(proxy.url);
     try {
       assert.equal((await h2Request(session, { ':path': '/x', ':method': 'DELETE' })).status, 405);
