@@ -4,6 +4,7 @@
  */
 import { availableParallelism } from 'node:os';
 import {
+  type CircuitBreakingConfig,
   type Config,
   type ConfigInput,
   CONFIG_DEFAULTS as D,
@@ -33,6 +34,7 @@ export function normaliseConfig(input: ConfigInput): Config {
   const upstreamTls = normaliseUpstreamTls(upstream.tls ?? {}, D.upstream_defaults.tls);
   const retry = normaliseRetry(upstream.retry ?? {}, D.upstream_defaults.retry);
   const balancing = normaliseBalancing(upstream.load_balancing ?? {}, D.upstream_defaults.load_balancing);
+  const breaking = normaliseBreaking(upstream.circuit_breaking ?? {}, D.upstream_defaults.circuit_breaking);
   const config: Config = {
     listeners:
       input.listeners === undefined
@@ -68,7 +70,7 @@ export function normaliseConfig(input: ConfigInput): Config {
     },
     websocket,
     routes: input.routes.map((route) =>
-      normaliseRoute(route, upstreamTls, retry, balancing, websocket.idle_timeout_ms),
+      normaliseRoute(route, upstreamTls, retry, balancing, breaking, websocket.idle_timeout_ms),
     ),
     middlewares: (input.middlewares ?? []).map(normaliseMiddleware),
     limits: {
@@ -93,6 +95,7 @@ export function normaliseConfig(input: ConfigInput): Config {
       tls: upstreamTls,
       retry,
       load_balancing: balancing,
+      circuit_breaking: breaking,
     },
     preserve_host: input.preserve_host ?? D.preserve_host,
     trusted_proxies: [...(input.trusted_proxies ?? D.trusted_proxies)],
@@ -180,11 +183,29 @@ function normaliseBalancing(
   return { policy: given.policy ?? base.policy, hash_key: given.hash_key ?? base.hash_key };
 }
 
+type BreakingInput = NonNullable<RouteInput['circuit_breaking']>;
+
+/** `given` laid over `base`; a null given replaces a number (no limit). */
+function normaliseBreaking(given: BreakingInput, base: CircuitBreakingConfig): CircuitBreakingConfig {
+  return {
+    max_requests: given.max_requests === undefined ? base.max_requests : given.max_requests,
+    max_pending: given.max_pending === undefined ? base.max_pending : given.max_pending,
+    max_retries: given.max_retries === undefined ? base.max_retries : given.max_retries,
+    max_requests_per_target:
+      given.max_requests_per_target === undefined
+        ? base.max_requests_per_target
+        : given.max_requests_per_target,
+    max_pending_per_target:
+      given.max_pending_per_target === undefined ? base.max_pending_per_target : given.max_pending_per_target,
+  };
+}
+
 function normaliseRoute(
   route: RouteInput,
   upstreamTls: UpstreamTlsConfig,
   retry: RetryConfig,
   balancing: LoadBalancingConfig,
+  breaking: CircuitBreakingConfig,
   websocketIdleTimeoutMs: number,
 ): RouteConfig {
   return {
@@ -203,6 +224,7 @@ function normaliseRoute(
     inherit_middlewares: route.inherit_middlewares ?? D.route.inherit_middlewares,
     upstream_tls: normaliseUpstreamTls(route.upstream_tls ?? {}, upstreamTls),
     retry: normaliseRetry(route.retry ?? {}, retry),
+    circuit_breaking: normaliseBreaking(route.circuit_breaking ?? {}, breaking),
     websocket_idle_timeout_ms: route.websocket_idle_timeout_ms ?? websocketIdleTimeoutMs,
   };
 }

@@ -96,6 +96,13 @@ export const CONFIG_DEFAULTS = {
       buffer_bytes: 65536,
     },
     load_balancing: { policy: 'round_robin' as BalancingPolicy, hash_key: 'client_ip' },
+    circuit_breaking: {
+      max_requests: null as number | null,
+      max_pending: 1024 as number | null,
+      max_retries: null as number | null,
+      max_requests_per_target: null as number | null,
+      max_pending_per_target: null as number | null,
+    },
   },
   preserve_host: true,
   trusted_proxies: [],
@@ -454,6 +461,80 @@ const RetrySchema = (defaults: boolean) => {
   );
 };
 
+/** A circuit-breaking limit: an integer from `minimum`, or null for none. */
+const limitField = (minimum: number, description: string, given: Record<string, unknown>) =>
+  Type.Union([Type.Integer({ minimum }), Type.Null()], {
+    ...annotate({
+      description,
+      ...given,
+      expected: `an integer >= ${minimum}, or null for no limit`,
+    }),
+  });
+
+/**
+ * `circuit_breaking`, per route or in `upstream_defaults` (defaults given only there): the most requests
+ * a route sends, queues and retries at once, and the most it sends or queues to one of its targets, per
+ * worker. Beyond a limit the request is answered 503 ZP_ERR_UPSTREAM_OVERLOADED at once.
+ */
+const CircuitBreakingSchema = (defaults: boolean) => {
+  const C = D.upstream_defaults.circuit_breaking;
+  const d = <T>(value: T) => (defaults ? { default: value } : {});
+  return Type.Object(
+    {
+      max_requests: Type.Optional(
+        limitField(
+          1,
+          "Requests of the route in flight to its upstreams at once (from the first attempt to the response's end), per worker; null: no limit.",
+          d(C.max_requests),
+        ),
+      ),
+      max_pending: Type.Optional(
+        limitField(
+          0,
+          "Requests of the route waiting for a connection or stream that other requests hold (the target's pool at max_connections_per_target), per worker; null: no limit.",
+          d(C.max_pending),
+        ),
+      ),
+      max_retries: Type.Optional(
+        limitField(
+          0,
+          'Retries of the route in flight at once, per worker, whatever retry.budget_percent allows; null: only the retry budget.',
+          d(C.max_retries),
+        ),
+      ),
+      max_requests_per_target: Type.Optional(
+        limitField(
+          1,
+          "Requests of the route in flight to one of its targets at once, per worker; null: no limit.",
+          d(C.max_requests_per_target),
+        ),
+      ),
+      max_pending_per_target: Type.Optional(
+        limitField(
+          0,
+          "Requests of the route waiting for a connection or stream of one of its targets that other requests hold, per worker; null: no limit.",
+          d(C.max_pending_per_target),
+        ),
+      ),
+    },
+    {
+      additionalProperties: false,
+      ...annotate(
+        defaults
+          ? {
+              description:
+                'Circuit breaking for every route: beyond a limit a request is answered 503 (ZP_ERR_UPSTREAM_OVERLOADED) at once instead of waiting.',
+              default: C,
+            }
+          : {
+              description:
+                "This route's circuit breaking; fields not given come from upstream_defaults.circuit_breaking.",
+            },
+      ),
+    },
+  );
+};
+
 const UpstreamTlsSchema = (defaults: boolean) =>
   Type.Object(
     {
@@ -722,6 +803,7 @@ const RouteSchema = Type.Object(
     upstream_tls: Type.Optional(UpstreamTlsSchema(false)),
     retry: Type.Optional(RetrySchema(false)),
     load_balancing: Type.Optional(LoadBalancingSchema(false)),
+    circuit_breaking: Type.Optional(CircuitBreakingSchema(false)),
     websocket_idle_timeout_ms: Type.Optional(
       integerField({
         minimum: 1,
@@ -775,6 +857,7 @@ const UpstreamDefaultsSchema = Type.Object(
     tls: Type.Optional(UpstreamTlsSchema(true)),
     retry: Type.Optional(RetrySchema(true)),
     load_balancing: Type.Optional(LoadBalancingSchema(true)),
+    circuit_breaking: Type.Optional(CircuitBreakingSchema(true)),
   },
   {
     additionalProperties: false,
@@ -1021,6 +1104,8 @@ export interface RouteConfig {
   readonly upstream_tls: UpstreamTlsConfig;
   /** `upstream_defaults.retry` with the route's `retry` fields laid over it. */
   readonly retry: RetryConfig;
+  /** `upstream_defaults.circuit_breaking` with the route's `circuit_breaking` fields laid over it. */
+  readonly circuit_breaking: CircuitBreakingConfig;
   /** The route's own value, else `websocket.idle_timeout_ms`. */
   readonly websocket_idle_timeout_ms: number;
 }
@@ -1042,6 +1127,16 @@ export interface UpstreamDefaultsConfig {
   readonly tls: UpstreamTlsConfig;
   readonly retry: RetryConfig;
   readonly load_balancing: LoadBalancingConfig;
+  readonly circuit_breaking: CircuitBreakingConfig;
+}
+
+/** Circuit-breaking limits (per worker); null = no limit. */
+export interface CircuitBreakingConfig {
+  readonly max_requests: number | null;
+  readonly max_pending: number | null;
+  readonly max_retries: number | null;
+  readonly max_requests_per_target: number | null;
+  readonly max_pending_per_target: number | null;
 }
 
 export interface RetryConfig {

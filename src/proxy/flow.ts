@@ -45,6 +45,7 @@ import {
   type UpstreamHandler,
   type UpstreamResponseHead,
 } from '../upstream/contract.ts';
+import { CircuitBreaker, LIMIT_PENDING, LIMIT_REQUESTS, LIMIT_TARGET_PENDING, LIMIT_TARGET_REQUESTS } from '../upstream/circuit-breaker.ts';
 import type { UpstreamTarget } from '../upstream/group.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import type { Downstream } from './downstream.ts';
@@ -194,6 +195,8 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   private pinned = false;
   /** The target whose `active` count includes this exchange's attempt in flight. */
   private activeTarget: UpstreamTarget | null = null;
+  /** The target whose `pending` count (and its route's) includes this exchange, queued in its pool. */
+  private queuedAt: UpstreamTarget | null = null;
 
   /**
    * `request` and `forwardedResponse`, when given, are reset and reused: an HTTP/1.1 connection, which
@@ -247,6 +250,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.tunnelReserved = false;
     this.tried = null;
     this.activeTarget = null;
+    this.queuedAt = null;
     this.counted = false;
     this.retrying = false;
     this.sent = false;
@@ -376,10 +380,23 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       return;
     }
     const route = ex.route!;
-    route.group.budget.inFlight++;
+    const budget = route.group.budget;
+    const breaker = route.breaker;
+    if (budget.inFlight >= breaker.maxRequests) {
+      this.overloaded(breaker, LIMIT_REQUESTS, target);
+      return;
+    }
+    budget.inFlight++;
     this.counted = true;
     if (this.requestBody !== REQUEST_BODY_NONE && route.retry.bufferBytes > 0) this.bodyKept = [];
-    this.startAttempt(target, false);
+    const refused = this.startAttempt(target, false);
+    if (refused !== -1) this.overloaded(breaker, refused, target);
+  }
+
+  /** A circuit-breaking limit refused the exchange: 503 at once (the filters' onUpstreamError may answer). */
+  private overloaded(breaker: CircuitBreaker, which: number, target: UpstreamTarget): void {
+    breaker.refuse(which, target);
+    this.fail('ZP_ERR_UPSTREAM_OVERLOADED', CircuitBreaker.message(which));
   }
 
   /** The forwarding decisions for `target` (its authority is the Host without `preserve_host`). */
@@ -398,8 +415,22 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     );
   }
 
-  /** Asks `target` for a connection or a stream (`fresh`: not an idle one, after a stale one failed). */
-  private startAttempt(target: UpstreamTarget, fresh: boolean): void {
+  /**
+   * Asks `target` for a connection or a stream (`fresh`: not an idle one, after a stale one failed).
+   * Returns -1, or the circuit-breaking limit (LIMIT_*) that refused the attempt: then nothing was asked
+   * and nothing changed.
+   */
+  private startAttempt(target: UpstreamTarget, fresh: boolean): number {
+    const breaker = this.exchange.route!.breaker;
+    // A retry to the same target: its count includes this exchange's own attempt, which ends here.
+    const own = target === this.activeTarget ? 1 : 0;
+    if (target.active - own >= breaker.maxRequestsPerTarget) return LIMIT_TARGET_REQUESTS;
+    // Queued behind busy connections (the pool at max_connections_per_target): bounded per target and route.
+    const queued = target.client.saturated;
+    if (queued) {
+      if (target.pending >= breaker.maxPendingPerTarget) return LIMIT_TARGET_PENDING;
+      if (breaker.pending >= breaker.maxPending) return LIMIT_PENDING;
+    }
     this.exchange.attempts++;
     this.sent = false;
     // The attempt in flight counts toward its target's load (least_request) until the next one or the end.
@@ -408,7 +439,27 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.activeTarget = target;
     const attempt = target.acquire(this, fresh);
     if (attempt !== null) this.onUpstreamReady(attempt);
-    else this.waitForConnection();
+    else {
+      if (queued) {
+        target.pending++;
+        breaker.pending++;
+        this.queuedAt = target;
+      }
+      this.waitForConnection();
+    }
+    return -1;
+  }
+
+  /** No longer waiting for a connection or stream (it came, failed, or the wait was given up). */
+  private stopWaiting(): void {
+    this.waiting = false;
+    this.unwatch();
+    const t = this.queuedAt;
+    if (t !== null) {
+      this.queuedAt = null;
+      t.pending--;
+      this.exchange.route!.breaker.pending--;
+    }
   }
 
   /**
@@ -463,10 +514,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       attempt.cancel();
       return;
     }
-    if (this.waiting) {
-      this.waiting = false;
-      this.unwatch();
-    }
+    if (this.waiting) this.stopWaiting();
     this.attempt = attempt;
     const request = this.request;
     const ds = this.downstream;
@@ -725,10 +773,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.attempt = null;
     this.stopTryTimer();
     this.target?.metrics?.error(error.code);
-    if (this.waiting) {
-      this.waiting = false;
-      this.unwatch();
-    }
+    if (this.waiting) this.stopWaiting();
     if (this.downstream.responseStarted) {
       this.abort(error.code);
       return;
@@ -785,23 +830,48 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     // A body that started going out goes again only from what was kept, and only in the same framing.
     if (this.bodyStarted && this.bodyKept === null) return false;
     const group = route.group;
-    if (!this.retrying && !group.budget.admits(policy)) return false;
+    const breaker = route.breaker;
     const failed = this.target!;
+    if (!this.retrying) {
+      // Over circuit_breaking.max_retries or the retry budget: not sent, the failure (or answer) stands.
+      const refused = group.budget.refusal(policy, breaker.maxRetries);
+      if (refused !== -1) {
+        breaker.refuse(refused, failed);
+        return false;
+      }
+    }
     const tried = this.tried ?? [failed];
     const target = group.pickOther(tried);
     if (this.bodyStarted && this.bodyAs === REQUEST_BODY_CHUNKED && !target.client.http1) return false;
-    if (!this.retrying) {
+    const first = !this.retrying;
+    if (first) {
       this.retrying = true;
       group.budget.retries++;
     }
-    route.metrics?.retried();
-    if (this.requestBody !== REQUEST_BODY_NONE && !this.requestDone) this.downstream.pauseRequest();
+    const paused = this.requestBody !== REQUEST_BODY_NONE && !this.requestDone;
+    if (paused) this.downstream.pauseRequest();
     this.target = target;
     tried.push(target);
     this.tried = tried;
     ex.upstream = target.authority;
     if (target !== failed) this.decideForwarding(target);
-    this.startAttempt(target, target === failed);
+    const refused = this.startAttempt(target, target === failed);
+    if (refused !== -1) {
+      // The target's limits refuse the retry: not sent either, and nothing of it is left.
+      breaker.refuse(refused, target);
+      this.target = failed;
+      tried.pop();
+      ex.upstream = failed.authority;
+      if (first) {
+        this.retrying = false;
+        group.budget.retries--;
+      }
+      // The body was flowing to the attempt that answered (or failed): it flows again as it did.
+      if (paused && this.bodyAs !== REQUEST_BODY_NONE)
+        this.downstream.resumeRequest(this.bodyAs === REQUEST_BODY_STREAM && this.requestBody === REQUEST_BODY_CHUNKED);
+      return false;
+    }
+    route.metrics?.retried();
     return true;
   }
 
@@ -858,7 +928,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       this.dropAttempt();
       this.answerError('ZP_ERR_FILTER_TIMEOUT', undefined, NO_FIELDS);
     } else if (this.waiting) {
-      this.waiting = false;
+      this.stopWaiting();
       this.target?.cancel(this);
       this.target?.metrics?.error('ZP_ERR_UPSTREAM_UNAVAILABLE');
       this.fail('ZP_ERR_UPSTREAM_UNAVAILABLE');
@@ -994,7 +1064,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.attempt = null;
     if (attempt !== null) attempt.cancel();
     if (this.waiting) {
-      this.waiting = false;
+      this.stopWaiting();
       this.target?.cancel(this);
     }
     this.held = null;

@@ -9,11 +9,12 @@ import { compileTrustedProxies, ForwardingPolicy } from '../http/forwarding.ts';
 import type { HeadLimits } from '../http1/parse-head.ts';
 import type { AccessLog } from '../observe/access-log.ts';
 import type { Logger } from '../observe/logger.ts';
-import type { MetricRegistry, RouteMetrics } from '../observe/metrics.ts';
+import { type MetricRegistry, type RouteMetrics, routeLabel } from '../observe/metrics.ts';
 import { buildChains, type FilterChain } from '../pipeline/chain.ts';
 import type { Filter } from '../pipeline/contract.ts';
 import type { FilterRegistry } from '../pipeline/registry.ts';
 import { Router } from '../router/router.ts';
+import { CircuitBreaker } from '../upstream/circuit-breaker.ts';
 import type { PoolSettings } from '../upstream/contract.ts';
 import { UpstreamGroup, UpstreamTarget } from '../upstream/group.ts';
 import { RetryPolicy } from '../upstream/retry.ts';
@@ -29,6 +30,8 @@ export interface CompiledRoute {
   readonly group: UpstreamGroup;
   /** Retries and failover (`retry`). */
   readonly retry: RetryPolicy;
+  /** The limits of `circuit_breaking` and the route's queued count. */
+  readonly breaker: CircuitBreaker;
   /** Idle timeout of this route's WebSocket tunnels. */
   readonly websocketIdleTimeoutMs: number;
   /** The route's filters (docs/filters.md), null when it has none. */
@@ -87,9 +90,9 @@ export interface Runtime {
   readonly use: RuntimeUse;
 }
 
-/** The route label of metrics: the pattern, after its host when it has one. */
+/** The route label of metrics: the pattern, after its host when it has one (routeLabel). */
 export function routeName(route: RouteConfig): string {
-  return route.host === null ? route.path : `${route.host}${route.path}`;
+  return routeLabel(route);
 }
 
 /**
@@ -175,17 +178,24 @@ function compileRoute(
     }
     return target;
   });
+  const breaker = new CircuitBreaker(route.circuit_breaking, targets);
+  const name = routeName(route);
+  if (metrics !== null) {
+    for (let i = 0; i < targets.length; i++)
+      breaker.metrics[i] = metrics.breaker(name, route.upstream[i]!.url);
+  }
   return {
     index,
     pattern: route.path,
     stripPrefix: route.strip_prefix,
     group: new UpstreamGroup(targets, route.load_balancing),
     retry: new RetryPolicy(route.retry),
+    breaker,
     websocketIdleTimeoutMs: route.websocket_idle_timeout_ms,
     filters,
     filterOnlyMethods: filterOnlyMethods(route, filters),
     allow: allowOf(route.methods),
-    metrics: metrics === null ? null : metrics.route(routeName(route)),
+    metrics: metrics === null ? null : metrics.route(name),
   };
 }
 

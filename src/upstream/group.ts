@@ -26,6 +26,8 @@ export class UpstreamTarget {
   readonly backup: boolean;
   /** Attempts in flight to this target from this route (least_request reads it). */
   active = 0;
+  /** Those of them queued in the pool behind busy connections (circuit-breaker.ts). */
+  pending = 0;
 
   constructor(client: UpstreamClient, hostHeader: string, weight = 1, backup = false) {
     this.client = client;
