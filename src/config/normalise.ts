@@ -11,6 +11,7 @@ import {
   type LoadBalancingConfig,
   type MiddlewareConfig,
   type MiddlewareInput,
+  type RequestBufferingConfig,
   type RetryConfig,
   type RouteConfig,
   type RouteInput,
@@ -35,6 +36,9 @@ export function normaliseConfig(input: ConfigInput): Config {
   const retry = normaliseRetry(upstream.retry ?? {}, D.upstream_defaults.retry);
   const balancing = normaliseBalancing(upstream.load_balancing ?? {}, D.upstream_defaults.load_balancing);
   const breaking = normaliseBreaking(upstream.circuit_breaking ?? {}, D.upstream_defaults.circuit_breaking);
+  const buffering = {
+    max_bytes: upstream.request_buffering?.max_bytes ?? D.upstream_defaults.request_buffering.max_bytes,
+  };
   const config: Config = {
     listeners:
       input.listeners === undefined
@@ -70,7 +74,7 @@ export function normaliseConfig(input: ConfigInput): Config {
     },
     websocket,
     routes: input.routes.map((route) =>
-      normaliseRoute(route, upstreamTls, retry, balancing, breaking, websocket.idle_timeout_ms),
+      normaliseRoute(route, upstreamTls, retry, balancing, breaking, buffering, websocket.idle_timeout_ms),
     ),
     middlewares: (input.middlewares ?? []).map(normaliseMiddleware),
     limits: {
@@ -96,6 +100,7 @@ export function normaliseConfig(input: ConfigInput): Config {
       retry,
       load_balancing: balancing,
       circuit_breaking: breaking,
+      request_buffering: buffering,
     },
     preserve_host: input.preserve_host ?? D.preserve_host,
     trusted_proxies: [...(input.trusted_proxies ?? D.trusted_proxies)],
@@ -206,6 +211,7 @@ function normaliseRoute(
   retry: RetryConfig,
   balancing: LoadBalancingConfig,
   breaking: CircuitBreakingConfig,
+  buffering: RequestBufferingConfig,
   websocketIdleTimeoutMs: number,
 ): RouteConfig {
   return {
@@ -225,6 +231,7 @@ function normaliseRoute(
     upstream_tls: normaliseUpstreamTls(route.upstream_tls ?? {}, upstreamTls),
     retry: normaliseRetry(route.retry ?? {}, retry),
     circuit_breaking: normaliseBreaking(route.circuit_breaking ?? {}, breaking),
+    request_buffering: { max_bytes: route.request_buffering?.max_bytes ?? buffering.max_bytes },
     websocket_idle_timeout_ms: route.websocket_idle_timeout_ms ?? websocketIdleTimeoutMs,
   };
 }

@@ -96,6 +96,7 @@ export const CONFIG_DEFAULTS = {
       buffer_bytes: 65536,
     },
     load_balancing: { policy: 'round_robin' as BalancingPolicy, hash_key: 'client_ip' },
+    request_buffering: { max_bytes: 0 },
     circuit_breaking: {
       max_requests: null as number | null,
       max_pending: 1024 as number | null,
@@ -535,6 +536,35 @@ const CircuitBreakingSchema = (defaults: boolean) => {
   );
 };
 
+/** `request_buffering`, per route or in `upstream_defaults` (defaults given only there). */
+const RequestBufferingSchema = (defaults: boolean) =>
+  Type.Object(
+    {
+      max_bytes: Type.Optional(
+        integerField({
+          minimum: 0,
+          description:
+            'A request body up to this size is read whole before an upstream connection is taken (a slow client holds no upstream, and a retry can send the body again); a larger one is read up to this size, then streamed. 0: bodies are streamed as they come.',
+          ...(defaults ? { default: D.upstream_defaults.request_buffering.max_bytes } : {}),
+        }),
+      ),
+    },
+    {
+      additionalProperties: false,
+      ...annotate(
+        defaults
+          ? {
+              description: 'Request buffering for every route.',
+              default: D.upstream_defaults.request_buffering,
+            }
+          : {
+              description:
+                "This route's request buffering; fields not given come from upstream_defaults.request_buffering.",
+            },
+      ),
+    },
+  );
+
 const UpstreamTlsSchema = (defaults: boolean) =>
   Type.Object(
     {
@@ -804,6 +834,7 @@ const RouteSchema = Type.Object(
     retry: Type.Optional(RetrySchema(false)),
     load_balancing: Type.Optional(LoadBalancingSchema(false)),
     circuit_breaking: Type.Optional(CircuitBreakingSchema(false)),
+    request_buffering: Type.Optional(RequestBufferingSchema(false)),
     websocket_idle_timeout_ms: Type.Optional(
       integerField({
         minimum: 1,
@@ -858,6 +889,7 @@ const UpstreamDefaultsSchema = Type.Object(
     retry: Type.Optional(RetrySchema(true)),
     load_balancing: Type.Optional(LoadBalancingSchema(true)),
     circuit_breaking: Type.Optional(CircuitBreakingSchema(true)),
+    request_buffering: Type.Optional(RequestBufferingSchema(true)),
   },
   {
     additionalProperties: false,
@@ -1106,6 +1138,8 @@ export interface RouteConfig {
   readonly retry: RetryConfig;
   /** `upstream_defaults.circuit_breaking` with the route's `circuit_breaking` fields laid over it. */
   readonly circuit_breaking: CircuitBreakingConfig;
+  /** `upstream_defaults.request_buffering` with the route's `request_buffering` fields laid over it. */
+  readonly request_buffering: RequestBufferingConfig;
   /** The route's own value, else `websocket.idle_timeout_ms`. */
   readonly websocket_idle_timeout_ms: number;
 }
@@ -1128,6 +1162,12 @@ export interface UpstreamDefaultsConfig {
   readonly retry: RetryConfig;
   readonly load_balancing: LoadBalancingConfig;
   readonly circuit_breaking: CircuitBreakingConfig;
+  readonly request_buffering: RequestBufferingConfig;
+}
+
+export interface RequestBufferingConfig {
+  /** 0 = off (bodies are streamed). */
+  readonly max_bytes: number;
 }
 
 /** Circuit-breaking limits (per worker); null = no limit. */

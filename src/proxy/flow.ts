@@ -182,6 +182,8 @@ export class ProxyFlow implements UpstreamHandler, Timed {
    */
   private bodyKept: Buffer[] | null = null;
   private bodyKeptBytes = 0;
+  /** The body is being read whole (into bodyKept) before an attempt starts (`request_buffering`). */
+  private buffering = false;
   private requestTrailerFields: FieldSource | null = null;
   /** performance.now() when the current attempt was sent (metrics on only: the upstream's response time). */
   private sentAt = 0;
@@ -259,6 +261,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.bodyStarted = false;
     this.bodyKept = null;
     this.bodyKeptBytes = 0;
+    this.buffering = false;
     this.requestTrailerFields = null;
     this.sentAt = 0;
     this.finished = false;
@@ -379,7 +382,24 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       this.forwardWebSocket(target);
       return;
     }
-    const route = ex.route!;
+    const max = ex.route!.bufferBodyBytes;
+    if (max > 0 && !this.requestDone && this.contentLength <= max) {
+      // request_buffering: the body (up to max bytes; any length when unknown) is read before an
+      // upstream connection is taken, in the framing the target will take it in.
+      this.buffering = true;
+      this.bodyKept = [];
+      const decode = this.requestBody === REQUEST_BODY_CHUNKED && !target.client.http1;
+      this.bodyAs = decode ? REQUEST_BODY_STREAM : this.requestBody;
+      this.downstream.resumeRequest(decode);
+      return;
+    }
+    this.dispatch();
+  }
+
+  /** Counts the exchange toward its route's limits and starts its first attempt (or answers 503). */
+  private dispatch(): void {
+    const target = this.target!;
+    const route = this.exchange.route!;
     const budget = route.group.budget;
     const breaker = route.breaker;
     if (budget.inFlight >= breaker.maxRequests) {
@@ -388,7 +408,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     }
     budget.inFlight++;
     this.counted = true;
-    if (this.requestBody !== REQUEST_BODY_NONE && route.retry.bufferBytes > 0) this.bodyKept = [];
+    if (this.requestBody !== REQUEST_BODY_NONE && route.retry.bufferBytes > 0) this.bodyKept ??= [];
     const refused = this.startAttempt(target, false);
     if (refused !== -1) this.overloaded(breaker, refused, target);
   }
@@ -545,7 +565,8 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     }
     const kept = this.bodyKept;
     if (!first && kept !== null) {
-      // A retry: the body so far again, then the rest as it comes.
+      // A retry, or a buffered body: the body so far, then the rest as it comes.
+      if (kept.length > 0) this.bodyStarted = true;
       for (let i = 0; i < kept.length; i++) attempt.write(kept[i]!);
       if (this.requestDone) attempt.end(this.requestTrailerFields);
     }
@@ -562,7 +583,18 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     if (kept !== null) {
       // Chunks the downstream hands over are not reused: kept by reference.
       this.bodyKeptBytes += buf.length;
-      if (this.bodyKeptBytes > this.exchange.route!.retry.bufferBytes) this.bodyKept = null;
+      const route = this.exchange.route!;
+      if (this.buffering) {
+        kept.push(buf);
+        if (this.bodyKeptBytes > route.bufferBodyBytes) {
+          // Longer than request_buffering.max_bytes: what was read goes first, the rest streams.
+          this.buffering = false;
+          this.downstream.pauseRequest();
+          this.dispatch();
+        }
+        return;
+      }
+      if (this.bodyKeptBytes > Math.max(route.retry.bufferBytes, route.bufferBodyBytes)) this.bodyKept = null;
       else kept.push(buf);
     }
     const attempt = this.attempt;
@@ -575,6 +607,12 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   onRequestEnd(trailers: FieldSource | null): void {
     this.requestDone = true;
     this.requestTrailerFields = trailers;
+    if (this.buffering) {
+      // The whole body is here: now an upstream connection is taken.
+      this.buffering = false;
+      if (!this.finished) this.dispatch();
+      return;
+    }
     const attempt = this.attempt;
     if (attempt === null || this.finished) return;
     attempt.end(trailers);

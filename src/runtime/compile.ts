@@ -32,6 +32,8 @@ export interface CompiledRoute {
   readonly retry: RetryPolicy;
   /** The limits of `circuit_breaking` and the route's queued count. */
   readonly breaker: CircuitBreaker;
+  /** `request_buffering.max_bytes`: bodies up to it are read whole before an attempt (0: streamed). */
+  readonly bufferBodyBytes: number;
   /** Idle timeout of this route's WebSocket tunnels. */
   readonly websocketIdleTimeoutMs: number;
   /** The route's filters (docs/filters.md), null when it has none. */
@@ -191,6 +193,7 @@ function compileRoute(
     group: new UpstreamGroup(targets, route.load_balancing),
     retry: new RetryPolicy(route.retry),
     breaker,
+    bufferBodyBytes: route.request_buffering.max_bytes,
     websocketIdleTimeoutMs: route.websocket_idle_timeout_ms,
     filters,
     filterOnlyMethods: filterOnlyMethods(route, filters),

@@ -67,6 +67,7 @@ const DEFAULT_UPSTREAM = {
   retry: DEFAULT_RETRY,
   load_balancing: DEFAULT_BALANCING,
   circuit_breaking: DEFAULT_BREAKING,
+  request_buffering: { max_bytes: 0 },
 };
 const SEED_API_ROUTE = {
   path: '/api',
@@ -80,6 +81,7 @@ const SEED_API_ROUTE = {
   retry: DEFAULT_RETRY,
   load_balancing: DEFAULT_BALANCING,
   circuit_breaking: DEFAULT_BREAKING,
+  request_buffering: { max_bytes: 0 },
   websocket_idle_timeout_ms: 300000,
 };
 /** The fields the seed files do not set, with their defaults. */
@@ -224,6 +226,8 @@ test('a minimal config gets every default', () => {
         retry: DEFAULT_RETRY,
         load_balancing: DEFAULT_BALANCING,
         circuit_breaking: DEFAULT_BREAKING,
+        request_buffering: { max_bytes: 0 },
+  request_buffering: { max_bytes: 0 },
         websocket_idle_timeout_ms: 300000,
       },
     ],
