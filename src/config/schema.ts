@@ -506,14 +506,14 @@ const CircuitBreakingSchema = (defaults: boolean) => {
       max_requests_per_target: Type.Optional(
         limitField(
           1,
-          "Requests of the route in flight to one of its targets at once, per worker; null: no limit.",
+          'Requests of the route in flight to one of its targets at once, per worker; null: no limit.',
           d(C.max_requests_per_target),
         ),
       ),
       max_pending_per_target: Type.Optional(
         limitField(
           0,
-          "Requests of the route waiting for a connection or stream of one of its targets that other requests hold, per worker; null: no limit.",
+          'Requests of the route waiting for a connection or stream of one of its targets that other requests hold, per worker; null: no limit.',
           d(C.max_pending_per_target),
         ),
       ),

@@ -6,7 +6,14 @@
  */
 import type { Config } from '../config/schema.ts';
 import type { ErrorCode } from '../errors.ts';
-import { labels, OVERLOAD_LIMITS, ROUTE_LOAD_STATES, routeLabel, TARGET_LOAD_STATES, VALUE } from './metrics.ts';
+import {
+  labels,
+  OVERLOAD_LIMITS,
+  ROUTE_LOAD_STATES,
+  routeLabel,
+  TARGET_LOAD_STATES,
+  VALUE,
+} from './metrics.ts';
 import { MetricSum, type MetricSum as MetricSumType, type WorkerMetrics } from './metrics-view.ts';
 
 /** What a reload answers: `ok` with whatever the reload reports, or the reasons it changed nothing. */

@@ -35,6 +35,13 @@ import { FilterExchange, isPending } from '../pipeline/filter-exchange.ts';
 import { renderLocal } from '../pipeline/local-response.ts';
 import type { Runtime } from '../runtime/compile.ts';
 import {
+  CircuitBreaker,
+  LIMIT_PENDING,
+  LIMIT_REQUESTS,
+  LIMIT_TARGET_PENDING,
+  LIMIT_TARGET_REQUESTS,
+} from '../upstream/circuit-breaker.ts';
+import {
   BODY_CHUNKED,
   BODY_UNTIL_END,
   ProxyRequest,
@@ -45,7 +52,6 @@ import {
   type UpstreamHandler,
   type UpstreamResponseHead,
 } from '../upstream/contract.ts';
-import { CircuitBreaker, LIMIT_PENDING, LIMIT_REQUESTS, LIMIT_TARGET_PENDING, LIMIT_TARGET_REQUESTS } from '../upstream/circuit-breaker.ts';
 import type { UpstreamTarget } from '../upstream/group.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import type { Downstream } from './downstream.ts';
@@ -906,7 +912,9 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       }
       // The body was flowing to the attempt that answered (or failed): it flows again as it did.
       if (paused && this.bodyAs !== REQUEST_BODY_NONE)
-        this.downstream.resumeRequest(this.bodyAs === REQUEST_BODY_STREAM && this.requestBody === REQUEST_BODY_CHUNKED);
+        this.downstream.resumeRequest(
+          this.bodyAs === REQUEST_BODY_STREAM && this.requestBody === REQUEST_BODY_CHUNKED,
+        );
       return false;
     }
     route.metrics?.retried();

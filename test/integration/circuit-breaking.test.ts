@@ -34,6 +34,8 @@ interface Gate {
   maxConnections: number;
   /** Paths of the requests seen, in order. */
   readonly seen: string[];
+  /** Requests held now (release() answers them all at once: 0 right after). */
+  readonly holding: number;
   /** Answers every request held so far with 200. */
   release(): void;
   close(): Promise<void>;
@@ -76,6 +78,9 @@ async function startGate(): Promise<Gate> {
     connections: 0,
     maxConnections: 0,
     seen: [],
+    get holding() {
+      return held.length;
+    },
     release() {
       for (const res of held.splice(0)) res.end('released');
     },
@@ -128,7 +133,7 @@ describe('circuit breaking', () => {
   test('max_requests: the request past the limit is answered 503 at once; freed when the exchanges end', async () => {
     const { gate, proxy } = await setup({ circuit_breaking: { max_requests: 3, max_pending: null } });
     const held = [1, 2, 3].map((i) => sendRequest(proxy.port, `/held/${i}`, { timeoutMs: 10_000 }));
-    await waitUntil(() => gate.inFlight === 3, 3000, 'three requests at the upstream');
+    await waitUntil(() => gate.holding === 3, 3000, 'three requests at the upstream');
     assertOverloaded(await timed(proxy.port, '/over'), 'max_requests');
     assertOverloaded(await timed(proxy.port, '/over-again'), 'max_requests');
     assert.equal(gate.maxInFlight, 3);
@@ -137,7 +142,7 @@ describe('circuit breaking', () => {
     for (const res of await Promise.all(held)) assert.equal(res.status, 200);
     // The limit is free again: three more go through at once.
     const again = [1, 2, 3].map((i) => sendRequest(proxy.port, `/again/${i}`, { timeoutMs: 10_000 }));
-    await waitUntil(() => gate.inFlight === 3, 3000, 'three more at the upstream');
+    await waitUntil(() => gate.holding === 3, 3000, 'three more at the upstream');
     gate.release();
     for (const res of await Promise.all(again)) assert.equal(res.status, 200);
     const breaker = proxy.server.runtime.routes[0]!.breaker;
@@ -151,7 +156,7 @@ describe('circuit breaking', () => {
       { max_connections_per_target: 2 },
     );
     const held = [1, 2].map((i) => sendRequest(proxy.port, `/busy/${i}`, { timeoutMs: 10_000 }));
-    await waitUntil(() => gate.inFlight === 2, 3000, 'two connections busy');
+    await waitUntil(() => gate.holding === 2, 3000, 'two connections busy');
     const queued = [1, 2].map((i) => sendRequest(proxy.port, `/queued/${i}`, { timeoutMs: 10_000 }));
     const breaker = proxy.server.runtime.routes[0]!.breaker;
     await waitUntil(() => breaker.pending === 2, 3000, 'two requests queued');
@@ -160,7 +165,9 @@ describe('circuit breaking', () => {
     gate.release();
     for (const res of await Promise.all(held)) assert.equal(res.status, 200);
     // The queued ones get the connections the first two free, in turn.
-    await waitUntil(() => gate.inFlight === 2, 3000, 'the queued requests at the upstream');
+    const arrived = (prefix: string, n: number) => () =>
+      gate.seen.filter((p) => p.startsWith(prefix)).length === n && gate.holding === 2;
+    await waitUntil(arrived('/queued/', 2), 3000, 'the queued requests at the upstream');
     gate.release();
     for (const res of await Promise.all(queued)) assert.equal(res.status, 200);
     assert.equal(breaker.pending, 0);
@@ -168,9 +175,9 @@ describe('circuit breaking', () => {
     assert.ok(gate.maxInFlight <= 2);
     // Freed: the queue takes two again.
     const next = [1, 2, 3, 4].map((i) => sendRequest(proxy.port, `/next/${i}`, { timeoutMs: 10_000 }));
-    await waitUntil(() => gate.inFlight === 2 && breaker.pending === 2, 3000, 'two busy, two queued');
+    await waitUntil(() => gate.holding === 2 && breaker.pending === 2, 3000, 'two busy, two queued');
     gate.release();
-    await waitUntil(() => gate.inFlight === 2, 3000, 'the queued two');
+    await waitUntil(arrived('/next/', 4), 3000, 'the queued two');
     gate.release();
     for (const res of await Promise.all(next)) assert.equal(res.status, 200);
   });
@@ -181,13 +188,13 @@ describe('circuit breaking', () => {
       { max_connections_per_target: 1 },
     );
     const held = sendRequest(proxy.port, '/busy', { timeoutMs: 10_000 });
-    await waitUntil(() => gate.inFlight === 1, 3000, 'the connection busy');
+    await waitUntil(() => gate.holding === 1, 3000, 'the connection busy');
     assertOverloaded(await timed(proxy.port, '/over'), 'max_pending');
     gate.release();
     assert.equal((await held).status, 200);
     // The connection is idle again: the next request takes it.
     const next = sendRequest(proxy.port, '/next', { timeoutMs: 10_000 });
-    await waitUntil(() => gate.inFlight === 1, 3000, 'the next request');
+    await waitUntil(() => gate.holding === 1, 3000, 'the next request');
     gate.release();
     assert.equal((await next).status, 200);
   });
@@ -211,7 +218,7 @@ describe('circuit breaking', () => {
     });
     cleanups.push(() => p.close(200));
     const held = [1, 2].map((i) => sendRequest(p.port, `/held/${i}`, { timeoutMs: 10_000 }));
-    await waitUntil(() => first.inFlight === 1 && other.inFlight === 1, 3000, 'one request at each target');
+    await waitUntil(() => first.holding === 1 && other.holding === 1, 3000, 'one request at each target');
     // Round robin sends the next to one of the two busy targets: refused by that target's limit.
     assertOverloaded(await timed(p.port, '/over'), 'max_requests_per_target');
     assert.equal(first.maxInFlight, 1);
@@ -230,7 +237,7 @@ describe('circuit breaking', () => {
     });
     // Reset, then retried on a fresh connection, where it is held: one retry in flight.
     const retried = sendRequest(proxy.port, '/reset-first/1', { timeoutMs: 10_000 });
-    await waitUntil(() => gate.inFlight === 1, 3000, 'the retry at the upstream');
+    await waitUntil(() => gate.holding === 1, 3000, 'the retry at the upstream');
     const budget = proxy.server.runtime.routes[0]!.group.budget;
     assert.equal(budget.retries, 1);
     const start = performance.now();
@@ -246,7 +253,7 @@ describe('circuit breaking', () => {
     assert.equal(budget.retries, 0);
     // Freed: the next reset is retried again.
     const next = sendRequest(proxy.port, '/reset-first/3', { timeoutMs: 10_000 });
-    await waitUntil(() => gate.inFlight === 1, 3000, 'the next retry at the upstream');
+    await waitUntil(() => gate.holding === 1, 3000, 'the next retry at the upstream');
     gate.release();
     assert.equal((await next).status, 200);
     assert.equal(gate.seen.filter((p) => p === '/reset-first/3').length, 2);
@@ -291,14 +298,14 @@ describe('circuit breaking', () => {
       }
     };
     const first = sendRequest(proxy.port, '/one', { timeoutMs: 10_000 });
-    await waitUntil(() => inFlight === 1, 3000, 'the stream open');
+    await waitUntil(() => held.length === 1, 3000, 'the stream open');
     const second = sendRequest(proxy.port, '/two', { timeoutMs: 10_000 });
     const breaker = proxy.server.runtime.routes[0]!.breaker;
     await waitUntil(() => breaker.pending === 1, 3000, 'one queued for a stream');
     assertOverloaded(await timed(proxy.port, '/three'), 'max_pending');
     release();
     assert.equal((await first).status, 200);
-    await waitUntil(() => inFlight === 1, 3000, 'the queued one on the stream');
+    await waitUntil(() => held.length === 1, 3000, 'the queued one on the stream');
     release();
     assert.equal((await second).status, 200);
     assert.equal(breaker.pending, 0);
@@ -319,13 +326,16 @@ describe('circuit breaking', () => {
       routes: [{ path: '/', upstream: gate.url, circuit_breaking: { max_requests: 1 } }],
     });
     cleanups.push(() => cli.cleanup());
-    await cli.waitForLog((l) => l.msg === 'ready' || (l.msg === 'listening' && l.worker === undefined), 20_000);
+    await cli.waitForLog(
+      (l) => l.msg === 'ready' || (l.msg === 'listening' && l.worker === undefined),
+      20_000,
+    );
     // Six at once on new connections, spread by the kernel: each worker lets one through.
     const sent = [1, 2, 3, 4, 5, 6].map((i) => sendRequest(port, `/held/${i}`, { timeoutMs: 10_000 }));
     const settled: SimpleResponse[] = [];
     for (const p of sent) void p.then((r) => settled.push(r));
-    await waitUntil(() => gate.inFlight + settled.length === 6, 5000, 'every request held or answered');
-    const through = gate.inFlight;
+    await waitUntil(() => gate.holding + settled.length === 6, 5000, 'every request held or answered');
+    const through = gate.holding;
     assert.ok(through >= 1 && through <= 2, `${through} reached the upstream (one per worker at most)`);
     for (const r of settled) {
       assert.equal(r.status, 503);

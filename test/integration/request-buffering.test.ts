@@ -172,7 +172,11 @@ describe('request buffering', () => {
     }
     assert.equal(res.text, `${attempts[1]!.target} ${body.length} ${digest}`);
     // The same request on a route that streams: past retry.buffer_bytes, it is not sent again.
-    const streamed = await sendRequest(proxy.port, '/streamed/put', { method: 'PUT', body, timeoutMs: 10_000 });
+    const streamed = await sendRequest(proxy.port, '/streamed/put', {
+      method: 'PUT',
+      body,
+      timeoutMs: 10_000,
+    });
     assert.equal(streamed.status, 502, streamed.text);
     assert.equal(errorCodeOf(streamed), 'ZP_ERR_UPSTREAM_RESET');
     assert.equal(seen.filter((s) => s.path === '/streamed/put').length, 1);

@@ -227,7 +227,6 @@ test('a minimal config gets every default', () => {
         load_balancing: DEFAULT_BALANCING,
         circuit_breaking: DEFAULT_BREAKING,
         request_buffering: { max_bytes: 0 },
-  request_buffering: { max_bytes: 0 },
         websocket_idle_timeout_ms: 300000,
       },
     ],
