@@ -1,7 +1,7 @@
 // `npm run bench -- --only metrics` (or `node bench/metrics.ts`): what counting the metrics costs. Two
 // zproxy processes pinned to the proxy CPU in front of the same nginx origin (on the load CPU with the load
 // tool): `off` (no admin listener: nothing is counted) and `on` (`admin` with metrics on; the bench scrapes
-// /metrics once a second during its runs, as a busy Prometheus would). Two workloads: HTTP/1.1 small
+// /metrics once a second during its runs, as a busy Prometheus would). Both are started anew each round. Two workloads: HTTP/1.1 small
 // keep-alive (wrk) and HTTP/2 small (h2load, h2c). Runs alternate (off, on; the next round on, off) so that
 // drift hits both alike; ratios are per round (a pair), then the median over the pairs in which neither run
 // was disturbed (another process used over 10 % of a bench CPU; all pairs when none is clean). The target
@@ -140,46 +140,52 @@ export async function runMetricsBench(argv: readonly string[]): Promise<number> 
     const origin = await startOrigin(tmp, loadCpu);
     const originPort = origin.port;
     started.push(origin);
-    const proxies = new Map<Variant, { port: number; process: PinnedProcess }>();
-    const adminPort = await freePort();
-    for (const variant of ['off', 'on'] as const) {
-      const port = await freePort();
-      const file = join(tmp, `zproxy-${variant}.json`);
-      const config = {
-        host: '127.0.0.1',
-        port,
-        thread_count: 1,
-        protocols: ['http1', 'http2'],
-        access_log: { enabled: false },
-        upstream_defaults: { max_idle_per_target: Math.max(connections, h2Clients * h2Streams) },
-        routes: [{ path: '/', upstream: `http://127.0.0.1:${originPort}` }],
-        ...(variant === 'on' ? { admin: { port: adminPort } } : {}),
-      };
-      writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
-      const main = join(ROOT, 'dist', 'cli', 'main.js');
-      const proc = new PinnedProcess(
-        `zproxy metrics ${variant}`,
-        proxyCpu,
-        nodeBinary(ROOT),
-        [...shebangNodeFlags(main), main, 'run', file],
-        join(tmp, `${variant}.log`),
-      );
-      started.push(proc);
-      await proc.waitForPort(port, 15_000);
-      proxies.set(variant, { port, process: proc });
-    }
-    // Both answer; `on` counts what it serves, `off` has no admin listener.
-    for (const variant of ['off', 'on'] as const) {
-      const answer = await fetchText(proxies.get(variant)!.port, '/small');
-      if (answer.status !== 200) throw new Error(`zproxy ${variant} answered ${answer.status}`);
-    }
-    if (countedRequests((await fetchText(adminPort, '/metrics')).text) !== 1) {
-      throw new Error('zproxy on did not count the check request');
-    }
-    sentOn = 1;
+    // Each round starts both zproxy processes anew: a process's own luck (its heap layout, what the JIT made
+    // of it) then falls on both variants alike over the rounds instead of on one variant in every round.
+    const startProxies = async (round: number) => {
+      const proxies = new Map<Variant, { port: number; process: PinnedProcess }>();
+      const adminPort = await freePort();
+      for (const variant of ['off', 'on'] as const) {
+        const port = await freePort();
+        const file = join(tmp, `zproxy-${variant}.json`);
+        const config = {
+          host: '127.0.0.1',
+          port,
+          thread_count: 1,
+          protocols: ['http1', 'http2'],
+          access_log: { enabled: false },
+          upstream_defaults: { max_idle_per_target: Math.max(connections, h2Clients * h2Streams) },
+          routes: [{ path: '/', upstream: `http://127.0.0.1:${originPort}` }],
+          ...(variant === 'on' ? { admin: { port: adminPort } } : {}),
+        };
+        writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
+        const main = join(ROOT, 'dist', 'cli', 'main.js');
+        const proc = new PinnedProcess(
+          `zproxy metrics ${variant} (round ${round})`,
+          proxyCpu,
+          nodeBinary(ROOT),
+          [...shebangNodeFlags(main), main, 'run', file],
+          join(tmp, `${variant}-${round}.log`),
+        );
+        proxies.set(variant, { port, process: proc });
+        started.push(proc);
+        await proc.waitForPort(port, 15_000);
+      }
+      // Both answer; `on` counts what it serves, `off` has no admin listener.
+      for (const variant of ['off', 'on'] as const) {
+        const answer = await fetchText(proxies.get(variant)!.port, '/small');
+        if (answer.status !== 200) throw new Error(`zproxy ${variant} answered ${answer.status}`);
+      }
+      if (countedRequests((await fetchText(adminPort, '/metrics')).text) !== 1) {
+        throw new Error('zproxy on did not count the check request');
+      }
+      sentOn += 1;
+      return { proxies, adminPort };
+    };
     const clockTicks = clockTicksPerSecond();
     for (let round = 1; round <= rounds; round++) {
       const order: Variant[] = round % 2 === 1 ? ['off', 'on'] : ['on', 'off'];
+      const { proxies, adminPort } = await startProxies(round);
       for (const scenario of SCENARIOS) {
         for (const variant of order) {
           const { port, process: proc } = proxies.get(variant)!;
@@ -226,9 +232,7 @@ export async function runMetricsBench(argv: readonly string[]): Promise<number> 
             while (scraping) {
               await sleep(1000);
               if (!scraping) break;
-              const text = (await fetchText(adminPort, '/metrics')).text;
-              counted = countedRequests(text);
-              scrapes++;
+              if ((await fetchText(adminPort, '/metrics')).status === 200) scrapes++;
             }
           })();
           const pids = processTree(proc.pid);
@@ -278,8 +282,9 @@ export async function runMetricsBench(argv: readonly string[]): Promise<number> 
           await sleep(500);
         }
       }
+      counted += countedRequests((await fetchText(adminPort, '/metrics')).text);
+      for (const { process: proc } of proxies.values()) await proc.stop();
     }
-    counted = countedRequests((await fetchText(adminPort, '/metrics')).text);
     loadAfter = loadavg();
   } finally {
     for (const s of started.reverse()) await s.stop();
@@ -357,7 +362,7 @@ export async function runMetricsBench(argv: readonly string[]): Promise<number> 
 
 zproxy ${commit}, Node ${process.versions.node}, ${cpus()[0]?.model ?? 'unknown CPU'}, Linux ${release()}.
 \`npm run bench -- --only metrics\` (bench/metrics.ts): ${rounds} rounds of ${durationS} s (after ${warmupS} s of warm-up each);
-each zproxy (one process, no access log) pinned to CPU ${proxyCpu}; the load tool and the nginx origin on CPU ${loadCpu}.
+each zproxy (one process, no access log, started anew each round) pinned to CPU ${proxyCpu}; the load tool and the nginx origin on CPU ${loadCpu}.
 \`off\`: no \`admin\` (nothing counted); \`on\`: \`admin: { port }\` with metrics on, /metrics scraped once a second
 during its runs (${scrapes} scrapes). Runs alternate: off then on in odd rounds, on then off in even ones.
 Workloads: \`small\` = wrk \`-t1 -c${connections}\` HTTP/1.1 keep-alive; \`h2c-small\` = h2load \`-c${h2Clients} -m${h2Streams}\` (h2c).
@@ -396,7 +401,7 @@ ${roundRows.join('\n')}
 ## Checks
 
 - Errors (non-2xx, socket or stream errors) over all runs: ${errors}${errors > 0 ? ' (**the bench failed**)' : ''}.
-- The \`on\` instance counted ${fmt(counted)} requests in \`zproxy_requests_total\`; the load tools reported ${fmt(sentOn)} completed (warm-ups and the check request included); the difference, ${fmt(100 * countGap, 2)} %, is the requests cut off at the end of each run, which the tools do not count.
+- The \`on\` instances counted ${fmt(counted)} requests in \`zproxy_requests_total\`; the load tools reported ${fmt(sentOn)} completed (warm-ups and each round's check request included); the difference, ${fmt(100 * countGap, 2)} %, is the requests cut off at the end of each run, which the tools do not count.
 - Disturbed runs (†: other processes used more than ${fmt(100 * DISTURBANCE_LIMIT)} % of a bench CPU): ${disturbed.length === 0 ? 'none' : disturbed.map((r) => `round ${r.round} ${r.scenario} ${r.variant}`).join(', ')}.
 `;
   const outDir = resolve(options.outDir);

@@ -76,7 +76,9 @@ Options:
                       zproxy with metrics on against off, HTTP/1.1 and h2c small (bench/metrics.ts, the
                       same options and --h2-clients --h2-streams --scenarios); or trace:
                       zproxy with the W3C trace context (tracing.traceparent, a trace started and one
-                      continued) against without (bench/trace-context.ts, the same options)
+                      continued) against without (bench/trace-context.ts, the same options); or
+                      failover: 4 targets behind one route, one killed under load, with outlier detection
+                      and without (bench/failover.ts, the same options)
   --scenarios LIST    scenarios, comma-separated: small,64k,close,h2c-small,h2c-64k,h2-small,h2-64k,
                       ws-small,ws-16k (default: all, or all of --only's group)
   --targets LIST      targets to measure, comma-separated: direct,nginx,zproxy (default: all; direct is
@@ -479,6 +481,11 @@ async function main(): Promise<number> {
   if (only !== -1 && process.argv[only + 1] === 'metrics') {
     const { runMetricsBench } = await import('./metrics.ts');
     return runMetricsBench(process.argv.slice(2));
+  }
+  // And the failover group (a target killed under load; see bench/failover.ts).
+  if (only !== -1 && process.argv[only + 1] === 'failover') {
+    const { runFailoverBench } = await import('./failover.ts');
+    return runFailoverBench(process.argv.slice(2));
   }
   // The trace group too (zproxy with tracing.traceparent against without; see bench/trace-context.ts).
   if (only !== -1 && process.argv[only + 1] === 'trace') {

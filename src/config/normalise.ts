@@ -8,9 +8,13 @@ import {
   type Config,
   type ConfigInput,
   CONFIG_DEFAULTS as D,
+  type HealthCheckConfig,
+  type HealthCheckInput,
   type LoadBalancingConfig,
   type MiddlewareConfig,
   type MiddlewareInput,
+  type OutlierDetectionConfig,
+  type OutlierDetectionInput,
   type RequestBufferingConfig,
   type RetryConfig,
   type RouteConfig,
@@ -38,6 +42,10 @@ export function normaliseConfig(input: ConfigInput): Config {
   const breaking = normaliseBreaking(upstream.circuit_breaking ?? {}, D.upstream_defaults.circuit_breaking);
   const buffering = {
     max_bytes: upstream.request_buffering?.max_bytes ?? D.upstream_defaults.request_buffering.max_bytes,
+  };
+  const health = {
+    check: upstream.health_check ?? null,
+    outlier: upstream.outlier_detection ?? {},
   };
   const config: Config = {
     listeners:
@@ -74,7 +82,16 @@ export function normaliseConfig(input: ConfigInput): Config {
     },
     websocket,
     routes: input.routes.map((route) =>
-      normaliseRoute(route, upstreamTls, retry, balancing, breaking, buffering, websocket.idle_timeout_ms),
+      normaliseRoute(
+        route,
+        upstreamTls,
+        retry,
+        balancing,
+        breaking,
+        buffering,
+        health,
+        websocket.idle_timeout_ms,
+      ),
     ),
     middlewares: (input.middlewares ?? []).map(normaliseMiddleware),
     limits: {
@@ -101,6 +118,8 @@ export function normaliseConfig(input: ConfigInput): Config {
       load_balancing: balancing,
       circuit_breaking: breaking,
       request_buffering: buffering,
+      health_check: health.check,
+      outlier_detection: health.outlier,
     },
     preserve_host: input.preserve_host ?? D.preserve_host,
     trusted_proxies: [...(input.trusted_proxies ?? D.trusted_proxies)],
@@ -185,7 +204,30 @@ function normaliseBalancing(
   given: Partial<LoadBalancingConfig>,
   base: LoadBalancingConfig,
 ): LoadBalancingConfig {
-  return { policy: given.policy ?? base.policy, hash_key: given.hash_key ?? base.hash_key };
+  return {
+    policy: given.policy ?? base.policy,
+    hash_key: given.hash_key ?? base.hash_key,
+    panic_threshold_percent: given.panic_threshold_percent ?? base.panic_threshold_percent,
+  };
+}
+
+/** A route's active checks: upstream_defaults' fields, the route's over them; null when none apply. */
+function normaliseHealthCheck(
+  given: HealthCheckInput | undefined,
+  base: HealthCheckInput | null,
+): HealthCheckConfig | null {
+  if (given === undefined && base === null) return null;
+  const { enabled, ...check } = { ...D.upstream_defaults.health_check, ...base, ...given };
+  return enabled ? { ...check, expected_statuses: [...check.expected_statuses] } : null;
+}
+
+/** A route's outlier detection: the defaults, upstream_defaults' fields, the route's; null when off. */
+function normaliseOutlierDetection(
+  given: OutlierDetectionInput | undefined,
+  base: OutlierDetectionInput,
+): OutlierDetectionConfig | null {
+  const { enabled, ...outlier } = { ...D.upstream_defaults.outlier_detection, ...base, ...given };
+  return enabled ? { ...outlier, statuses: [...outlier.statuses] } : null;
 }
 
 type BreakingInput = NonNullable<RouteInput['circuit_breaking']>;
@@ -212,6 +254,7 @@ function normaliseRoute(
   balancing: LoadBalancingConfig,
   breaking: CircuitBreakingConfig,
   buffering: RequestBufferingConfig,
+  health: { readonly check: HealthCheckInput | null; readonly outlier: OutlierDetectionInput },
   websocketIdleTimeoutMs: number,
 ): RouteConfig {
   return {
@@ -223,6 +266,8 @@ function normaliseRoute(
       return { url: normalised, weight: weight ?? 1, backup: backup ?? false };
     }),
     load_balancing: normaliseBalancing(route.load_balancing ?? {}, balancing),
+    health_check: normaliseHealthCheck(route.health_check, health.check),
+    outlier_detection: normaliseOutlierDetection(route.outlier_detection, health.outlier),
     methods: route.methods === undefined ? null : [...route.methods],
     host: route.host === undefined ? null : route.host.toLowerCase(),
     strip_prefix: route.strip_prefix ?? D.route.strip_prefix,

@@ -30,6 +30,10 @@ export type RetryCondition = (typeof RETRY_CONDITIONS)[number];
 export const BALANCING_POLICIES = ['round_robin', 'least_request', 'random', 'hash'] as const;
 export type BalancingPolicy = (typeof BALANCING_POLICIES)[number];
 
+/** The methods of an active health check (`health_check.method`). */
+export const HEALTH_CHECK_METHODS = ['GET', 'HEAD', 'OPTIONS'] as const;
+export type HealthCheckMethod = (typeof HEALTH_CHECK_METHODS)[number];
+
 /** What `hash` hashes (`load_balancing.hash_key`): the client address, the path, a header or a cookie. */
 export const HASH_KEY_PATTERN =
   "^(?:client_ip|path|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$";
@@ -95,7 +99,32 @@ export const CONFIG_DEFAULTS = {
       min_concurrent: 3,
       buffer_bytes: 65536,
     },
-    load_balancing: { policy: 'round_robin' as BalancingPolicy, hash_key: 'client_ip' },
+    load_balancing: {
+      policy: 'round_robin' as BalancingPolicy,
+      hash_key: 'client_ip',
+      panic_threshold_percent: 50,
+    },
+    health_check: {
+      enabled: true,
+      path: '/',
+      method: 'GET' as HealthCheckMethod,
+      host: null as string | null,
+      interval_ms: 5000,
+      timeout_ms: 2000,
+      jitter_ms: 0,
+      healthy_threshold: 2,
+      unhealthy_threshold: 3,
+      expected_statuses: ['2xx', '3xx'] as (number | string)[],
+      slow_start_ms: 0,
+    },
+    outlier_detection: {
+      enabled: true,
+      consecutive_failures: 5,
+      statuses: [502, 503, 504] as number[],
+      base_ejection_ms: 30000,
+      max_ejection_ms: 300000,
+      max_ejection_percent: 50,
+    },
     request_buffering: { max_bytes: 0 },
     circuit_breaking: {
       max_requests: null as number | null,
@@ -229,10 +258,190 @@ const LoadBalancingSchema = (defaults: boolean) => {
           }),
         }),
       ),
+      panic_threshold_percent: Type.Optional(
+        integerField({
+          minimum: 0,
+          maximum: 100,
+          description:
+            "When fewer than this percentage of the route's primary targets are healthy (health checks, outlier detection), requests are spread over all of them, healthy or not, rather than piled on the few (Envoy's panic threshold). 0: never.",
+          ...d(B.panic_threshold_percent),
+        }),
+      ),
     },
     {
       additionalProperties: false,
       ...annotate({ description: 'How a target is chosen for each request.', ...d(B) }),
+    },
+  );
+};
+
+/** `health_check`, per route or in `upstream_defaults` (defaults given only there). */
+const HealthCheckSchema = (defaults: boolean) => {
+  const H = D.upstream_defaults.health_check;
+  const d = <T>(value: T) => (defaults ? { default: value } : {});
+  return Type.Object(
+    {
+      enabled: Type.Optional(
+        booleanField({
+          description:
+            'Check the targets. In upstream_defaults, the presence of health_check turns checks on for every route; a route turns them off with false here.',
+          ...d(H.enabled),
+        }),
+      ),
+      path: Type.Optional(
+        Type.String({
+          pattern: '^/[\\x21-\\x7e]*$',
+          ...annotate({
+            description: 'The path (and query) asked for.',
+            expected: 'a path starting with / (no spaces)',
+            ...d(H.path),
+          }),
+        }),
+      ),
+      method: Type.Optional(
+        stringEnum(HEALTH_CHECK_METHODS, { description: 'The method of the check.', ...d(H.method) }),
+      ),
+      host: Type.Optional(
+        Type.Union([Type.String({ minLength: 1, pattern: '^[A-Za-z0-9.:\\[\\]-]+$' }), Type.Null()], {
+          ...annotate({
+            description:
+              "The Host sent with the check. null: the target's host (and port when not the default).",
+            expected: 'a host name, or null',
+            ...d(H.host),
+          }),
+        }),
+      ),
+      interval_ms: Type.Optional(
+        integerField({
+          minimum: 100,
+          description: 'Time between two checks of a target.',
+          ...d(H.interval_ms),
+        }),
+      ),
+      timeout_ms: Type.Optional(
+        integerField({
+          minimum: 1,
+          description: 'Time allowed for a check (connection and response head); longer is a failure.',
+          ...d(H.timeout_ms),
+        }),
+      ),
+      jitter_ms: Type.Optional(
+        integerField({
+          minimum: 0,
+          description:
+            'A random time up to this is added to each interval, so checks of many targets spread out.',
+          ...d(H.jitter_ms),
+        }),
+      ),
+      healthy_threshold: Type.Optional(
+        integerField({
+          minimum: 1,
+          description: "Good checks in a row that bring a target that was down back (HAProxy's rise).",
+          ...d(H.healthy_threshold),
+        }),
+      ),
+      unhealthy_threshold: Type.Optional(
+        integerField({
+          minimum: 1,
+          description: "Failed checks in a row that take a target out of rotation (HAProxy's fall).",
+          ...d(H.unhealthy_threshold),
+        }),
+      ),
+      expected_statuses: Type.Optional(
+        Type.Array(
+          Type.Union(
+            [
+              Type.Integer({ minimum: 100, maximum: 599 }),
+              Type.String({ pattern: '^[1-5]xx$', 'x-expected': 'a status class from "1xx" to "5xx"' }),
+            ],
+            {
+              'x-expected': 'a status from 100 to 599, or a class from "1xx" to "5xx"',
+            },
+          ),
+          {
+            minItems: 1,
+            uniqueItems: true,
+            ...annotate({
+              description: 'Statuses of a good check: statuses (204) or classes ("2xx").',
+              expected: 'a non-empty list of statuses from 100 to 599 or classes such as "2xx"',
+              ...d(H.expected_statuses),
+            }),
+          },
+        ),
+      ),
+      slow_start_ms: Type.Optional(
+        integerField({
+          minimum: 0,
+          description:
+            'A target that comes back gets its share of requests gradually over this time (from a tenth of it); 0: at once. Not for load_balancing hash.',
+          ...d(H.slow_start_ms),
+        }),
+      ),
+    },
+    {
+      additionalProperties: false,
+      ...annotate({
+        description:
+          'Active health checks: the instance asks each target for a path every interval; a target that fails unhealthy_threshold checks in a row gets no new requests until healthy_threshold checks in a row pass.',
+        ...(defaults ? {} : {}),
+      }),
+    },
+  );
+};
+
+/** `outlier_detection`, per route or in `upstream_defaults` (defaults given only there). */
+const OutlierDetectionSchema = (defaults: boolean) => {
+  const O = D.upstream_defaults.outlier_detection;
+  const d = <T>(value: T) => (defaults ? { default: value } : {});
+  return Type.Object(
+    {
+      enabled: Type.Optional(booleanField({ description: 'Eject failing targets.', ...d(O.enabled) })),
+      consecutive_failures: Type.Optional(
+        integerField({
+          minimum: 1,
+          description:
+            'Failed exchanges in a row that eject a target: connection failures, timeouts, resets, and answers with one of statuses.',
+          ...d(O.consecutive_failures),
+        }),
+      ),
+      statuses: Type.Optional(
+        Type.Array(Type.Integer({ minimum: 500, maximum: 599 }), {
+          uniqueItems: true,
+          ...annotate({
+            description: 'Upstream answers that count as failures.',
+            expected: 'a list of unique statuses from 500 to 599, such as [502, 503, 504]',
+            ...d(O.statuses),
+          }),
+        }),
+      ),
+      base_ejection_ms: Type.Optional(
+        integerField({
+          minimum: 1,
+          description:
+            "How long an ejection lasts, times the target's ejections in a row (it grows each time).",
+          ...d(O.base_ejection_ms),
+        }),
+      ),
+      max_ejection_ms: Type.Optional(
+        integerField({ minimum: 1, description: 'The longest an ejection lasts.', ...d(O.max_ejection_ms) }),
+      ),
+      max_ejection_percent: Type.Optional(
+        integerField({
+          minimum: 0,
+          maximum: 100,
+          description:
+            "Most of a route's targets ejected at once, in percent (one target may always be ejected).",
+          ...d(O.max_ejection_percent),
+        }),
+      ),
+    },
+    {
+      additionalProperties: false,
+      ...annotate({
+        description:
+          'Passive health: a target whose real exchanges fail consecutive_failures times in a row is ejected (gets no new requests) for a while.',
+        ...d(O),
+      }),
     },
   );
 };
@@ -835,6 +1044,8 @@ const RouteSchema = Type.Object(
     load_balancing: Type.Optional(LoadBalancingSchema(false)),
     circuit_breaking: Type.Optional(CircuitBreakingSchema(false)),
     request_buffering: Type.Optional(RequestBufferingSchema(false)),
+    health_check: Type.Optional(HealthCheckSchema(false)),
+    outlier_detection: Type.Optional(OutlierDetectionSchema(false)),
     websocket_idle_timeout_ms: Type.Optional(
       integerField({
         minimum: 1,
@@ -890,6 +1101,8 @@ const UpstreamDefaultsSchema = Type.Object(
     load_balancing: Type.Optional(LoadBalancingSchema(true)),
     circuit_breaking: Type.Optional(CircuitBreakingSchema(true)),
     request_buffering: Type.Optional(RequestBufferingSchema(true)),
+    health_check: Type.Optional(HealthCheckSchema(true)),
+    outlier_detection: Type.Optional(OutlierDetectionSchema(true)),
   },
   {
     additionalProperties: false,
@@ -1117,6 +1330,28 @@ export interface LoadBalancingConfig {
   readonly policy: BalancingPolicy;
   /** `client_ip`, `path`, `header:<name>` or `cookie:<name>` (names as written). */
   readonly hash_key: string;
+  readonly panic_threshold_percent: number;
+}
+
+export interface HealthCheckConfig {
+  readonly path: string;
+  readonly method: HealthCheckMethod;
+  readonly host: string | null;
+  readonly interval_ms: number;
+  readonly timeout_ms: number;
+  readonly jitter_ms: number;
+  readonly healthy_threshold: number;
+  readonly unhealthy_threshold: number;
+  readonly expected_statuses: readonly (number | string)[];
+  readonly slow_start_ms: number;
+}
+
+export interface OutlierDetectionConfig {
+  readonly consecutive_failures: number;
+  readonly statuses: readonly number[];
+  readonly base_ejection_ms: number;
+  readonly max_ejection_ms: number;
+  readonly max_ejection_percent: number;
 }
 
 export interface RouteConfig {
@@ -1125,6 +1360,10 @@ export interface RouteConfig {
   readonly upstream: readonly UpstreamTargetConfig[];
   /** `upstream_defaults.load_balancing` with the route's fields laid over it. */
   readonly load_balancing: LoadBalancingConfig;
+  /** `upstream_defaults.health_check` with the route's fields laid over it; null: no active checks. */
+  readonly health_check: HealthCheckConfig | null;
+  /** `upstream_defaults.outlier_detection` with the route's fields laid over it; null: off. */
+  readonly outlier_detection: OutlierDetectionConfig | null;
   /** null = any method. */
   readonly methods: readonly string[] | null;
   /** Lowercase exact host or `*.suffix` wildcard; null = any host. */
@@ -1161,6 +1400,9 @@ export interface UpstreamDefaultsConfig {
   readonly tls: UpstreamTlsConfig;
   readonly retry: RetryConfig;
   readonly load_balancing: LoadBalancingConfig;
+  /** The fields given in `upstream_defaults.health_check` (null: none given, no route checks by default). */
+  readonly health_check: HealthCheckInput | null;
+  readonly outlier_detection: OutlierDetectionInput;
   readonly circuit_breaking: CircuitBreakingConfig;
   readonly request_buffering: RequestBufferingConfig;
 }
@@ -1178,6 +1420,11 @@ export interface CircuitBreakingConfig {
   readonly max_requests_per_target: number | null;
   readonly max_pending_per_target: number | null;
 }
+
+/** `health_check` as written (fields absent where not given). */
+export type HealthCheckInput = Partial<HealthCheckConfig & { readonly enabled: boolean }>;
+/** `outlier_detection` as written. */
+export type OutlierDetectionInput = Partial<OutlierDetectionConfig & { readonly enabled: boolean }>;
 
 export interface RetryConfig {
   readonly attempts: number;

@@ -1,5 +1,5 @@
 /**
- * Upstream URL schemes and their default ports. Kept apart from schema.ts so that the serving process
+ * Upstream URL schemes, their default ports, and how a normalised upstream URL splits. Kept apart from schema.ts so that the serving process
  * (runtime.ts) can read them without loading TypeBox and the whole schema.
  */
 
@@ -17,3 +17,20 @@ export const UPSTREAM_DEFAULT_PORTS: Readonly<Record<UpstreamScheme, number>> = 
   h2c: 80,
   h2: 443,
 };
+
+/** Splits a normalised upstream URL (`scheme://host:port`, see normaliseUpstreamUrl). */
+export function parseUpstreamUrl(url: string): {
+  scheme: UpstreamScheme;
+  host: string;
+  port: number;
+  hostHeader: string;
+} {
+  const schemeEnd = url.indexOf('://');
+  const scheme = url.slice(0, schemeEnd) as UpstreamScheme;
+  const portStart = url.lastIndexOf(':');
+  const hostname = url.slice(schemeEnd + 3, portStart);
+  const port = Number(url.slice(portStart + 1));
+  const host = hostname.startsWith('[') ? hostname.slice(1, -1) : hostname;
+  const defaultPort = port === UPSTREAM_DEFAULT_PORTS[scheme];
+  return { scheme, host, port, hostHeader: defaultPort ? hostname : `${hostname}:${port}` };
+}

@@ -4,7 +4,7 @@
  * (the single process, the main thread of worker threads, the process supervisor) by src/server/run.ts;
  * the supervisors feed it the workers' metrics and their count.
  */
-import type { Config } from '../config/schema.ts';
+import type { Config, RouteConfig } from '../config/schema.ts';
 import type { ErrorCode } from '../errors.ts';
 import {
   labels,
@@ -74,6 +74,8 @@ export class InstanceView {
   workers = 1;
   /** The workers' metrics; null when metrics are off. */
   metrics: WorkerMetrics | null = null;
+  /** The targets' health (the instance's health checker, src/upstream/health-checker.ts). */
+  health: HealthSource | null = null;
   constructor(config: Config, configPath: string | null, version: string, mode: InstanceMode) {
     this.startConfig = config;
     this.configPath = configPath;
@@ -184,6 +186,7 @@ export class InstanceView {
               );
         const upstream = route.upstream.map(({ url }) => ({
           url,
+          health: this.health?.targetStatus(route, url) ?? null,
           pool:
             sum === null
               ? null
@@ -257,6 +260,11 @@ export class InstanceView {
       }),
     };
   }
+}
+
+/** What /status reads of the targets' health. */
+export interface HealthSource {
+  targetStatus(route: RouteConfig, url: string): object | null;
 }
 
 /**

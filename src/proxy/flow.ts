@@ -102,6 +102,21 @@ function authorityOf(target: UpstreamTarget): string {
   return target.authority;
 }
 
+/** Upstream failures that count against the target for its outlier detection (not the client's doing). */
+function countsAgainstTarget(code: ErrorCode): boolean {
+  switch (code) {
+    case 'ZP_ERR_UPSTREAM_CONNECT':
+    case 'ZP_ERR_UPSTREAM_TLS':
+    case 'ZP_ERR_UPSTREAM_TIMEOUT':
+    case 'ZP_ERR_UPSTREAM_RESET':
+    case 'ZP_ERR_UPSTREAM_PROTOCOL':
+    case 'ZP_ERR_UPSTREAM_BAD_RESPONSE':
+      return true;
+    default:
+      return false;
+  }
+}
+
 /**
  * What the filters decided, for the metrics: the filter that answered (auth 401/403, rate_limit 429, cors
  * 403) and what the cache said in its Cache-Status (a hit, a stale answer, or a forward to the upstream).
@@ -686,8 +701,10 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   ): void {
     if (attempt !== this.attempt || this.finished) return;
     this.stopTryTimer();
-    const tm = this.target!.metrics;
+    const target = this.target!;
+    const tm = target.metrics;
     if (tm !== null) tm.responded(performance.now() - this.sentAt);
+    if (target.health !== null) this.exchange.route!.group.responded(target, head.status);
     const retry = this.exchange.route?.retry;
     if (retry?.retriesStatus(head.status) && this.exchange.attempts < retry.attempts) {
       // A status the route retries: this answer is dropped if another attempt may be made.
@@ -816,7 +833,12 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     if (this.finished || (attempt !== null && this.attempt !== null && attempt !== this.attempt)) return;
     this.attempt = null;
     this.stopTryTimer();
-    this.target?.metrics?.error(error.code);
+    const target = this.target;
+    if (target !== null) {
+      target.metrics?.error(error.code);
+      if (target.health !== null && countsAgainstTarget(error.code))
+        this.exchange.route!.group.failed(target);
+    }
     if (this.waiting) this.stopWaiting();
     if (this.downstream.responseStarted) {
       this.abort(error.code);
@@ -876,19 +898,27 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     const group = route.group;
     const breaker = route.breaker;
     const failed = this.target!;
-    if (!this.retrying) {
-      // Over circuit_breaking.max_retries or the retry budget: not sent, the failure (or answer) stands.
+    const tried = this.tried ?? [failed];
+    const target = group.pickOther(tried);
+    // The budget bounds the load retries add. Failover to another target is outside it: a request no
+    // upstream processed (no connection, or its stream refused) adds no load where it goes next, and the
+    // requests of a target now out of rotation (down or ejected) go elsewhere like the new ones — so a
+    // target that dies does not turn its share of requests into errors. Again to the same target, or
+    // after an upstream that is still in rotation may have processed it, a retry counts.
+    const free =
+      target !== failed && (!processed || (failed.health !== null && !failed.health.up(Date.now())));
+    // A retry that counts: over circuit_breaking.max_retries or the retry budget, it is not sent and the
+    // failure (or the upstream's answer) stands.
+    const counts = !free && !this.retrying;
+    if (counts) {
       const refused = group.budget.refusal(policy, breaker.maxRetries);
       if (refused !== -1) {
         breaker.refuse(refused, failed);
         return false;
       }
     }
-    const tried = this.tried ?? [failed];
-    const target = group.pickOther(tried);
     if (this.bodyStarted && this.bodyAs === REQUEST_BODY_CHUNKED && !target.client.http1) return false;
-    const first = !this.retrying;
-    if (first) {
+    if (counts) {
       this.retrying = true;
       group.budget.retries++;
     }
@@ -906,7 +936,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       this.target = failed;
       tried.pop();
       ex.upstream = failed.authority;
-      if (first) {
+      if (counts) {
         this.retrying = false;
         group.budget.retries--;
       }
@@ -964,6 +994,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       this.attempt = null;
       attempt?.cancel();
       this.target?.metrics?.error('ZP_ERR_UPSTREAM_TIMEOUT');
+      if (this.target !== null && this.target.health !== null) this.exchange.route!.group.failed(this.target);
       if (this.retryAfter('timeout')) return;
       this.fail('ZP_ERR_UPSTREAM_TIMEOUT', 'The upstream did not answer within retry.per_try_timeout_ms');
       return;

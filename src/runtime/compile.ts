@@ -4,7 +4,7 @@
  * pools) comes from registries keyed by identity, so it survives a new runtime.
  */
 import type { Config, RouteConfig } from '../config/schema.ts';
-import { UPSTREAM_DEFAULT_PORTS, type UpstreamScheme } from '../config/upstream-schemes.ts';
+import { parseUpstreamUrl } from '../config/upstream-schemes.ts';
 import { compileTrustedProxies, ForwardingPolicy } from '../http/forwarding.ts';
 import type { HeadLimits } from '../http1/parse-head.ts';
 import type { AccessLog } from '../observe/access-log.ts';
@@ -17,6 +17,7 @@ import { Router } from '../router/router.ts';
 import { CircuitBreaker } from '../upstream/circuit-breaker.ts';
 import type { PoolSettings } from '../upstream/contract.ts';
 import { UpstreamGroup, UpstreamTarget } from '../upstream/group.ts';
+import { healthKey, OutlierPolicy, TargetHealth } from '../upstream/health.ts';
 import { RetryPolicy } from '../upstream/retry.ts';
 import { compileUpstreamTls, type UpstreamTls } from '../upstream/tls-options.ts';
 import type { PoolRegistry } from './pools.ts';
@@ -126,23 +127,6 @@ export class RuntimeUse {
   }
 }
 
-/** Splits a normalised upstream URL (`scheme://host:port`, see normaliseUpstreamUrl). */
-export function parseUpstreamUrl(url: string): {
-  scheme: UpstreamScheme;
-  host: string;
-  port: number;
-  hostHeader: string;
-} {
-  const schemeEnd = url.indexOf('://');
-  const scheme = url.slice(0, schemeEnd) as UpstreamScheme;
-  const portStart = url.lastIndexOf(':');
-  const hostname = url.slice(schemeEnd + 3, portStart);
-  const port = Number(url.slice(portStart + 1));
-  const host = hostname.startsWith('[') ? hostname.slice(1, -1) : hostname;
-  const defaultPort = port === UPSTREAM_DEFAULT_PORTS[scheme];
-  return { scheme, host, port, hostHeader: defaultPort ? hostname : `${hostname}:${port}` };
-}
-
 function compileRoute(
   route: RouteConfig,
   index: number,
@@ -160,6 +144,7 @@ function compileRoute(
     maxIdle: d.max_idle_per_target,
   };
   const where = `routes[${index}].upstream_tls`;
+  const outlier = route.outlier_detection === null ? null : new OutlierPolicy(route.outlier_detection);
   const targets = route.upstream.map(({ url, weight, backup }) => {
     const { scheme, host, port, hostHeader } = parseUpstreamUrl(url);
     // TLS files are read here, once per route compile; the pools are keyed by their contents too.
@@ -172,6 +157,17 @@ function compileRoute(
         ? pools.get(host, port, settings, tls)
         : pools.getHttp2(host, port, settings, tls);
     const target = new UpstreamTarget(pool, hostHeader, weight, backup);
+    // One target is the pick whatever its health: only a choice among several needs the records.
+    if (route.upstream.length > 1 && (outlier !== null || route.health_check !== null)) {
+      const record = pools.health.record(healthKey(url, route.health_check, route.outlier_detection));
+      if (record !== -1)
+        target.health = new TargetHealth(
+          pools.health,
+          record,
+          outlier,
+          route.health_check?.slow_start_ms ?? 0,
+        );
+    }
     if (metrics !== null) {
       const m = metrics.target(url);
       target.metrics = m;
@@ -186,11 +182,13 @@ function compileRoute(
     for (let i = 0; i < targets.length; i++)
       breaker.metrics[i] = metrics.breaker(name, route.upstream[i]!.url);
   }
+  const group = new UpstreamGroup(targets, route.load_balancing);
+  group.logger = pools.logger;
   return {
     index,
     pattern: route.path,
     stripPrefix: route.strip_prefix,
-    group: new UpstreamGroup(targets, route.load_balancing),
+    group,
     retry: new RetryPolicy(route.retry),
     breaker,
     bufferBodyBytes: route.request_buffering.max_bytes,

@@ -3,11 +3,13 @@
  * runtime (a config reload compiles new routes onto the same pools), and two routes with different TLS
  * settings (CA, client certificate, SNI) never share a connection. HTTP/1.1 targets (`http://`,
  * `https://`) get a pool of keep-alive connections (src/http1/upstream-pool.ts), HTTP/2 targets (`h2c://`,
- * `h2://`) a pool of multiplexed sessions (src/upstream/http2-pool.ts).
+ * `h2://`) a pool of multiplexed sessions (src/upstream/http2-pool.ts). The targets' health records
+ * (src/upstream/health.ts) outlive runtimes the same way: the registry holds their table.
  */
 import { Pool } from '../http1/upstream-pool.ts';
 import type { Logger } from '../observe/logger.ts';
 import type { PoolLog, PoolSettings } from '../upstream/contract.ts';
+import { HealthTable } from '../upstream/health.ts';
 import { Http2Pool } from '../upstream/http2-pool.ts';
 import type { UpstreamTls } from '../upstream/tls-options.ts';
 
@@ -22,6 +24,12 @@ export class PoolRegistry implements PoolLog {
   private readonly http2Pools = new Map<string, Http2Pool>();
   /** Set by the server: TLS and HTTP/2 session failures are logged here (with their reason). */
   logger: Logger | null = null;
+  /** The targets' health: the instance's shared table with worker threads, else this process's own. */
+  readonly health: HealthTable;
+
+  constructor(health: HealthTable = new HealthTable()) {
+    this.health = health;
+  }
 
   /** An HTTP/1.1 pool: plain TCP when `tls` is null (http://), else TLS (https://). */
   get(host: string, port: number, settings: PoolSettings, tls: UpstreamTls | null = null): Pool {

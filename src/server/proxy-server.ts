@@ -32,6 +32,8 @@ import {
   type Runtime,
 } from '../runtime/compile.ts';
 import { PoolRegistry } from '../runtime/pools.ts';
+import type { HealthTable } from '../upstream/health.ts';
+import { HealthChecker } from '../upstream/health-checker.ts';
 import type { Http2Pool } from '../upstream/http2-pool.ts';
 import type { InstanceConnections } from '../util/instance.ts';
 import { SlotSet } from '../util/slot-set.ts';
@@ -219,6 +221,16 @@ export interface ProxyServerOptions {
    * null: metrics off.
    */
   readonly metrics?: MetricRegistry | null;
+  /**
+   * The targets' health records: a worker thread's is the instance's shared table. Absent: a table of
+   * this process's own.
+   */
+  readonly health?: HealthTable;
+  /**
+   * Run the config's active health checks here (default: true). False in a worker: the instance checks
+   * once (the main thread, or the supervisor of worker processes).
+   */
+  readonly checkHealth?: boolean;
 }
 
 /** How often the metric gauges (connections, pools, event-loop delay) are sampled. */
@@ -229,7 +241,9 @@ function sampleMetrics(server: ProxyServer): void {
 }
 
 export class ProxyServer {
-  readonly pools = new PoolRegistry();
+  readonly pools: PoolRegistry;
+  /** The active health checks, when this process runs them (checkHealth). */
+  readonly healthChecker: HealthChecker | null;
   /** The filter types this server builds chains from (the built-in filters and user modules). */
   readonly filters = new FilterRegistry(BUILT_IN_FILTERS);
   /**
@@ -277,7 +291,10 @@ export class ProxyServer {
 
   constructor(config: Config, options: ProxyServerOptions) {
     this.logger = options.logger;
+    this.pools = new PoolRegistry(options.health);
     this.pools.logger = options.logger;
+    this.healthChecker =
+      options.checkHealth === false ? null : new HealthChecker(this.pools.health, options.logger);
     this.reusePort = options.reusePort ?? false;
     this.baseDir = options.baseDir;
     this.maxConnections = options.maxConnections ?? config.max_connections;
@@ -403,6 +420,7 @@ export class ProxyServer {
       metrics: this.metrics,
       ...(this.baseDir === undefined ? {} : { baseDir: this.baseDir }),
     });
+    this.healthChecker?.update(config);
     if (this.metrics !== null) {
       this.metrics.sampleLoop();
       this.sampler = setInterval(sampleMetrics, METRICS_SAMPLE_MS, this);
@@ -513,6 +531,7 @@ export class ProxyServer {
     this.ctx.runtime = prepared.runtime;
     this.maxConnections = prepared.maxConnections;
     this.applyProtocols(config);
+    this.healthChecker?.update(config);
     // Listeners: kept ones take their new state; removed ones close; added ones join in config order.
     const byKey = new Map(this.listeners.map((l) => [l.key, l]));
     const addedByKey = new Map(prepared.added.map((l) => [l.key, l]));
@@ -738,6 +757,7 @@ export class ProxyServer {
    */
   async stop(graceMs = this.ctx.runtime.config.shutdown_grace_ms): Promise<void> {
     this.ctx.shuttingDown = true;
+    this.healthChecker?.stop();
     if (this.sampler !== null) clearInterval(this.sampler);
     this.sampler = null;
     this.metrics?.stop();

@@ -12,6 +12,8 @@ import { drainThen, InstanceView } from '../observe/instance-view.ts';
 import { createLogger, flushLogs, type Logger } from '../observe/logger.ts';
 import { MetricRegistry } from '../observe/metrics.ts';
 import { LocalMetrics, type MetricSnapshotMessage } from '../observe/metrics-view.ts';
+import { HealthTable } from '../upstream/health.ts';
+import { isHealthStateMessage } from '../upstream/health-checker.ts';
 import { InstanceConnections, instanceShared } from '../util/instance.ts';
 import { isWorkerProcess, WORKER_ENV } from '../util/worker.ts';
 import {
@@ -220,7 +222,12 @@ export async function serve(
         : { counter: new InstanceConnections(shared.connections), worker: worker.id },
     // Relative paths in filter configs (user filter modules) are the config file's.
     baseDir: options.configPath === null ? process.cwd() : dirname(resolve(options.configPath)),
+    // The instance checks its targets once: here when this process is the instance, else in the main
+    // thread (which writes the table the threads share) or the supervisor (which sends each change).
+    checkHealth: worker === null,
+    ...(shared === null ? {} : { health: new HealthTable(shared.health) }),
   });
+  if (view !== null) view.health = server.healthChecker;
   // SIGUSR1 (logrotate's postrotate): the access log file is reopened. A listener also keeps Node from
   // taking SIGUSR1 as its signal to start the inspector.
   const reopen = (): void => server.reopenLogs();
@@ -228,6 +235,16 @@ export async function serve(
   else worker.onReopenRequest(reopen);
   await server.start();
   logger.flush();
+  if (worker?.kind === 'process') {
+    // Once listening (an IPC listener keeps a worker that failed to start from exiting): the verdicts of
+    // the supervisor's health checks, for this worker's own table.
+    process.on('message', (message: unknown) => {
+      if (!isHealthStateMessage(message)) return;
+      const table = server.pools.health;
+      const record = table.record(message.key);
+      if (record !== -1) table.setActive(record, message.state, Date.now());
+    });
+  }
   /** The config serving now (a reload replaces it). */
   let running = (): Config => config;
   if (worker === null) {

@@ -15,6 +15,8 @@ import { answerRateLimitMessage } from '../filters/rate-limit/store-ipc.ts';
 import { drainThen, type InstanceView } from '../observe/instance-view.ts';
 import type { Logger } from '../observe/logger.ts';
 import { ProcessMetrics } from '../observe/metrics-view.ts';
+import { HealthTable } from '../upstream/health.ts';
+import { HealthChecker, type HealthStateMessage } from '../upstream/health-checker.ts';
 import { WORKER_ENV } from '../util/worker.ts';
 import { InstanceReload, isReloadMessage, MessageParticipant, type ReloadMessage } from './reload.ts';
 import type { RunOptions } from './run.ts';
@@ -63,6 +65,12 @@ export async function runSupervisor(
   });
   /** Set when a worker failed before listening during startup: the run fails once all workers are gone. */
   let startupError: Error | null = null;
+  // One checker for the instance: each change of a target's state goes to every worker's own table.
+  const health = new HealthChecker(new HealthTable(), logger, (key, state) => {
+    const message: HealthStateMessage = { type: 'health-state', key, state };
+    for (const child of workers.values()) child.send(message, ignoreSendError);
+  });
+  if (view !== null) view.health = health;
 
   const start = (id: number): void => {
     const child = spawnWorker(id);
@@ -83,6 +91,7 @@ export async function runSupervisor(
       }
       if (message?.type !== 'listening') return;
       childListening = true;
+      health.replay((key, state) => child.send({ type: 'health-state', key, state }, ignoreSendError));
       reloadable.set(id, participant);
       serving.add(child);
       if (++listening === count && !ready) {
@@ -135,6 +144,7 @@ export async function runSupervisor(
     participants: (next) =>
       [...reloadable.values()].filter((p) => p.id <= next.thread_count).sort((a, b) => a.id - b.id),
     committed(next) {
+      health.update(next);
       const previous = count;
       count = next.thread_count;
       for (const [id, child] of workers) if (id > count) child.kill('SIGTERM');
@@ -148,6 +158,7 @@ export async function runSupervisor(
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return;
     stopping = true;
+    health.stop();
     logger.info({ signal }, 'stopping workers');
     if (workers.size === 0) {
       onStopped();
@@ -181,6 +192,7 @@ export async function runSupervisor(
     );
   }
   for (let id = 1; id <= count; id++) start(id);
+  health.update(config);
   await started;
   return reload;
 }

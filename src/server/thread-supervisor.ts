@@ -19,6 +19,8 @@ import { createRateLimitTable } from '../filters/rate-limit/store-shared.ts';
 import { drainThen, type InstanceView } from '../observe/instance-view.ts';
 import type { Logger } from '../observe/logger.ts';
 import { type MetricSeriesMessage, ThreadMetrics } from '../observe/metrics-view.ts';
+import { createHealthTable, HealthTable } from '../upstream/health.ts';
+import { HealthChecker } from '../upstream/health-checker.ts';
 import { InstanceConnections, type InstanceShared } from '../util/instance.ts';
 import { InstanceReload, isReloadMessage, MessageParticipant, type ReloadMessage } from './reload.ts';
 import type { RunOptions } from './run.ts';
@@ -85,11 +87,15 @@ export async function runThreadSupervisor(
   if (view !== null) view.metrics = metrics;
   let shared: InstanceShared = {
     rateLimit: createRateLimitTable(),
+    health: createHealthTable(),
     connections: InstanceConnections.create(Math.max(count, MAX_WORKERS)),
     caches: await memoryCaches(config),
     seed: randomInt(2 ** 31),
   };
   const connections = new InstanceConnections(shared.connections);
+  // One checker for the instance, here: it writes the table every worker reads.
+  const health = new HealthChecker(new HealthTable(shared.health), logger);
+  if (view !== null) view.health = health;
   // The warnings were logged once by this thread; the workers do not repeat them.
   const workerOptions: RunOptions = { ...options, warnings: [] };
   const workers = new Map<number, Worker>();
@@ -194,6 +200,7 @@ export async function runThreadSupervisor(
     participants: (next) =>
       [...reloadable.values()].filter((p) => p.id <= next.thread_count).sort((a, b) => a.id - b.id),
     committed(next) {
+      health.update(next);
       current = next;
       const previous = count;
       count = next.thread_count;
@@ -211,6 +218,7 @@ export async function runThreadSupervisor(
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return;
     stopping = true;
+    health.stop();
     logger.info({ signal }, 'stopping workers');
     if (workers.size === 0) {
       onStopped();
@@ -240,6 +248,7 @@ export async function runThreadSupervisor(
   });
 
   for (let id = 1; id <= count; id++) start(id);
+  health.update(config);
   await started;
   return reload;
 }

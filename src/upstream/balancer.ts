@@ -12,6 +12,11 @@
  * - hash: consistent hashing on a ring (160 points per unit of weight): the same key goes to the same
  *   target, in every worker and every instance with the same targets, and a target that leaves moves only
  *   the keys it had. A request without the key (no such header or cookie) is balanced round robin.
+ *
+ * When some targets are out (health.ts: down by active checks, or ejected), the group asks `pickUp`,
+ * which picks as the policy would among the targets that are up only: round robin skips them (nginx's
+ * way), hash walks the ring on to the next point of a target that is up (so only the keys of the target
+ * that is out move).
  */
 import type { LoadBalancingConfig } from '../config/schema.ts';
 import type { Exchange } from '../exchange.ts';
@@ -22,6 +27,27 @@ import type { UpstreamTarget } from './group.ts';
 export interface Balancer {
   /** The target for a new exchange. `fields` are the request's (for a header or cookie key). */
   pick(ex: Exchange, fields: FieldSource | null): UpstreamTarget;
+  /** The same, among the targets that are up at `now` (at least one is). */
+  pickUp(ex: Exchange, fields: FieldSource | null, now: number): UpstreamTarget;
+}
+
+/** True when `t` takes new requests at `now`. */
+export function isUp(t: UpstreamTarget, now: number): boolean {
+  return t.health === null || t.health.up(now);
+}
+
+/** A target that is up, drawn at random in proportion to weight among those that are (one is). */
+function randomUp(targets: readonly UpstreamTarget[], now: number): UpstreamTarget {
+  let total = 0;
+  for (const t of targets) if (isUp(t, now)) total += t.weight;
+  let r = Math.random() * total;
+  for (const t of targets) {
+    if (!isUp(t, now)) continue;
+    r -= t.weight;
+    if (r < 0) return t;
+  }
+  for (const t of targets) if (isUp(t, now)) return t;
+  return targets[0]!;
 }
 
 /** Ring points per unit of weight: enough that each target's share is within a few percent. */
@@ -46,6 +72,14 @@ class RoundRobin implements Balancer {
     const t = targets[this.next]!;
     this.next = this.next + 1 === targets.length ? 0 : this.next + 1;
     return t;
+  }
+
+  pickUp(_ex: Exchange, _fields: FieldSource | null, now: number): UpstreamTarget {
+    for (let n = 0; n < this.targets.length; n++) {
+      const t = this.pick();
+      if (isUp(t, now)) return t;
+    }
+    return this.targets[0]!;
   }
 }
 
@@ -72,6 +106,23 @@ class SmoothWeightedRoundRobin implements Balancer {
     current[best]! -= this.total;
     return targets[best]!;
   }
+
+  /** nginx's way: the targets that are out take no part (their scores wait). */
+  pickUp(_ex: Exchange, _fields: FieldSource | null, now: number): UpstreamTarget {
+    const targets = this.targets;
+    const current = this.current;
+    let best = -1;
+    let total = 0;
+    for (let i = 0; i < targets.length; i++) {
+      if (!isUp(targets[i]!, now)) continue;
+      current[i]! += targets[i]!.weight;
+      total += targets[i]!.weight;
+      if (best === -1 || current[i]! > current[best]!) best = i;
+    }
+    if (best === -1) return targets[0]!;
+    current[best]! -= total;
+    return targets[best]!;
+  }
 }
 
 class LeastRequest implements Balancer {
@@ -89,6 +140,12 @@ class LeastRequest implements Balancer {
     let b = targets[Math.floor(Math.random() * (n - 1))]!;
     if (b === a) b = targets[n - 1]!;
     // Fewer requests in flight for the weight wins: (active + 1) / weight, compared without dividing.
+    return (a.active + 1) * b.weight <= (b.active + 1) * a.weight ? a : b;
+  }
+
+  pickUp(_ex: Exchange, _fields: FieldSource | null, now: number): UpstreamTarget {
+    const a = randomUp(this.targets, now);
+    const b = randomUp(this.targets, now);
     return (a.active + 1) * b.weight <= (b.active + 1) * a.weight ? a : b;
   }
 }
@@ -114,6 +171,10 @@ class WeightedRandom implements Balancer {
     let i = 0;
     while (cumulative[i]! <= r) i++;
     return this.targets[i]!;
+  }
+
+  pickUp(_ex: Exchange, _fields: FieldSource | null, now: number): UpstreamTarget {
+    return randomUp(this.targets, now);
   }
 }
 
@@ -194,6 +255,19 @@ class ConsistentHash implements Balancer {
     const key = this.key(ex, fields);
     if (key === null) return this.fallback.pick();
     return this.targets[this.owners[this.locate(hash32(key, '', 0))]!]!;
+  }
+
+  /** The next point of the ring, from the key's, whose target is up. */
+  pickUp(ex: Exchange, fields: FieldSource | null, now: number): UpstreamTarget {
+    const key = this.key(ex, fields);
+    if (key === null) return this.fallback.pickUp(ex, fields, now);
+    const owners = this.owners;
+    for (let n = 0, i = this.locate(hash32(key, '', 0)); n < owners.length; n++) {
+      const t = this.targets[owners[i]!]!;
+      if (isUp(t, now)) return t;
+      i = i + 1 === owners.length ? 0 : i + 1;
+    }
+    return this.targets[0]!;
   }
 
   /** The index of the first point at or after `h` (the ring wraps). */

@@ -11,6 +11,8 @@
 export interface InstanceShared {
   /** The rate limiter's table of GCRA states (createRateLimitTable). */
   readonly rateLimit: SharedArrayBuffer;
+  /** The upstream targets' health records (src/upstream/health.ts: createHealthTable). */
+  readonly health: SharedArrayBuffer;
   /** The open connections of the instance (InstanceConnections). */
   readonly connections: SharedArrayBuffer;
   /** The memory caches, by store identity (`memory:<max_bytes>`; createCacheBuffer). */

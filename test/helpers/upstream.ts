@@ -54,7 +54,11 @@ export function startNamedUpstream(name: string, delayMs = 0): Promise<HttpUpstr
   });
 }
 
-export async function startHttpUpstream(handler: UpstreamHandler = defaultHandler): Promise<HttpUpstream> {
+/** `port` 0 (the default): any free port; another: that one (a target that comes back where it was). */
+export async function startHttpUpstream(
+  handler: UpstreamHandler = defaultHandler,
+  port = 0,
+): Promise<HttpUpstream> {
   const requests: RecordedRequest[] = [];
   const server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
     const chunks: Buffer[] = [];
@@ -89,9 +93,9 @@ export async function startHttpUpstream(handler: UpstreamHandler = defaultHandle
   server.on('connection', () => {
     upstream.connections++;
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  return Object.assign(upstream, { port, url: `http://127.0.0.1:${port}` });
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const bound = (server.address() as net.AddressInfo).port;
+  return Object.assign(upstream, { port: bound, url: `http://127.0.0.1:${bound}` });
 }
 
 export interface RawUpstream {

@@ -30,7 +30,12 @@ before(async () => {
         upstream: [a, b, c],
         load_balancing: { policy: 'hash', hash_key: 'header:x-tenant' },
       },
-      { path: '/spare', upstream: [`http://127.0.0.1:${dead}`, { url: c!, backup: true }] },
+      // The dead primary stays in rotation (outlier detection off): each request meets it, then the backup.
+      {
+        path: '/spare',
+        upstream: [`http://127.0.0.1:${dead}`, { url: c!, backup: true }],
+        outlier_detection: { enabled: false },
+      },
       { path: '/least', upstream: [a, b, c], load_balancing: { policy: 'least_request' } },
     ],
   });
@@ -140,8 +145,8 @@ describe('configuration', () => {
     assert.deepEqual(
       config.routes.map((r) => r.load_balancing),
       [
-        { policy: 'least_request', hash_key: 'client_ip' },
-        { policy: 'hash', hash_key: 'client_ip' },
+        { policy: 'least_request', hash_key: 'client_ip', panic_threshold_percent: 50 },
+        { policy: 'hash', hash_key: 'client_ip', panic_threshold_percent: 50 },
       ],
     );
   });

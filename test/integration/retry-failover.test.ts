@@ -188,7 +188,13 @@ before(async () => {
   }
   proxy = await startProxy({
     protocols: ['http1', 'http2'],
-    upstream_defaults: { connect_timeout_ms: 1000, response_header_timeout_ms: 5000 },
+    // The dead targets stay in rotation here (this file is about retries); ejecting them is
+    // health-checks.test.ts's subject.
+    upstream_defaults: {
+      connect_timeout_ms: 1000,
+      response_header_timeout_ms: 5000,
+      outlier_detection: { enabled: false },
+    },
     routes,
   });
   session = http2.connect(proxy.url);

@@ -2,7 +2,9 @@
  * The balancers of `load_balancing` (src/upstream/balancer.ts) and the group's retry choice, on real
  * pools (no connection is opened: only their authority is read): smooth weighted round robin, weighted
  * random and least_request shares, consistent hashing (stable keys; a target that leaves moves only its
- * own keys), and backups taken only by a retry once every primary was tried.
+ * own keys), and backups taken only by a retry once every primary was tried. With health records
+ * (src/upstream/health.ts): targets down or ejected are skipped by every policy, hash moves only their
+ * keys, the panic threshold, backups while no primary is up, slow start, and outlier ejection.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -11,6 +13,13 @@ import { Exchange } from '../../src/exchange.ts';
 import { FieldList } from '../../src/http/fields.ts';
 import { Pool } from '../../src/http1/upstream-pool.ts';
 import { UpstreamGroup, UpstreamTarget } from '../../src/upstream/group.ts';
+import {
+  ACTIVE_DOWN,
+  ACTIVE_UP,
+  HealthTable,
+  OutlierPolicy,
+  TargetHealth,
+} from '../../src/upstream/health.ts';
 
 const SETTINGS = {
   connectTimeoutMs: 1000,
@@ -25,7 +34,7 @@ function target(port: number, weight = 1, backup = false): UpstreamTarget {
 }
 
 function group(targets: UpstreamTarget[], policy: LoadBalancingConfig['policy'], hashKey = 'client_ip') {
-  return new UpstreamGroup(targets, { policy, hash_key: hashKey });
+  return new UpstreamGroup(targets, { policy, hash_key: hashKey, panic_threshold_percent: 50 });
 }
 
 function exchange(path = '/', client = '192.0.2.1'): Exchange {
@@ -167,5 +176,151 @@ describe('backup targets and retries', () => {
 
   test('a route of only backups is refused', () => {
     assert.throws(() => group([target(1, 1, true)], 'round_robin'), /not a backup/);
+  });
+});
+
+/** Targets with health records in a table of their own, as compile.ts binds them. */
+function healthy(targets: UpstreamTarget[], slowStartMs = 0, outlier: OutlierPolicy | null = null) {
+  const table = new HealthTable();
+  targets.forEach((t, i) => {
+    t.health = new TargetHealth(table, table.record(`t${i}`), outlier, slowStartMs);
+  });
+  return table;
+}
+
+function groupWith(targets: UpstreamTarget[], policy: LoadBalancingConfig['policy'], panic = 50) {
+  return new UpstreamGroup(targets, { policy, hash_key: 'path', panic_threshold_percent: panic });
+}
+
+describe('health: targets that are out get no new requests', () => {
+  for (const policy of ['round_robin', 'least_request', 'random', 'hash'] as const) {
+    test(`${policy}: a target down by its checks or ejected is skipped; the others share its requests`, () => {
+      const targets = [target(1), target(2), target(3), target(4)];
+      const table = healthy(targets);
+      const g = groupWith(targets, policy);
+      const ex = (() => {
+        let i = 0;
+        return () => exchange(`/k${i++}`);
+      })();
+      table.setActive(targets[1]!.health!.record, ACTIVE_DOWN, Date.now());
+      let counts = shares(g, targets, 4000, ex);
+      assert.equal(counts[1], 0, `down target picked: ${counts}`);
+      for (const i of [0, 2, 3]) assert.ok(counts[i]! > 4000 / 3 - 250, `share of ${i}: ${counts}`);
+      // Ejected (outlier detection) works the same; back up, it is picked again.
+      table.setActive(targets[1]!.health!.record, ACTIVE_UP, Date.now());
+      table.eject(targets[2]!.health!.record, Date.now(), 60_000, 300_000);
+      counts = shares(g, targets, 4000, ex);
+      assert.equal(counts[2], 0, `ejected target picked: ${counts}`);
+      assert.ok(counts[1]! > 1000, `target back up gets its share: ${counts}`);
+    });
+  }
+
+  test('hash: only the keys of the target that is out move, and they come back to it', () => {
+    const targets = [target(1), target(2), target(3), target(4)];
+    const table = healthy(targets);
+    const g = groupWith(targets, 'hash');
+    const keys = Array.from({ length: 2000 }, (_, i) => `/user/${i}`);
+    const before = keys.map((k) => g.pick(exchange(k), null));
+    table.setActive(targets[0]!.health!.record, ACTIVE_DOWN, Date.now());
+    const during = keys.map((k) => g.pick(exchange(k), null));
+    let moved = 0;
+    keys.forEach((_, i) => {
+      if (before[i] !== targets[0]) assert.equal(during[i], before[i], 'a key of a healthy target moved');
+      else {
+        assert.notEqual(during[i], targets[0]);
+        moved++;
+      }
+    });
+    assert.ok(moved > 2000 / 4 - 150 && moved < 2000 / 4 + 150, `moved ${moved}`);
+    table.setActive(targets[0]!.health!.record, ACTIVE_UP, Date.now());
+    assert.deepEqual(
+      keys.map((k) => g.pick(exchange(k), null)),
+      before,
+    );
+  });
+
+  test('panic threshold: below it, requests spread over every primary again', () => {
+    const targets = [target(1), target(2), target(3), target(4)];
+    const table = healthy(targets);
+    const g = groupWith(targets, 'round_robin', 50);
+    const down = (i: number) => table.setActive(targets[i]!.health!.record, ACTIVE_DOWN, Date.now());
+    down(0);
+    down(1);
+    // 2 of 4 up: 50 % is not below 50 %: the two that are up take everything.
+    assert.deepEqual(shares(g, targets, 400), [0, 0, 200, 200]);
+    down(2);
+    // 1 of 4 up (25 %): panic, every primary gets its turn.
+    assert.deepEqual(shares(g, targets, 400), [100, 100, 100, 100]);
+    // panic_threshold_percent 0: never; the one that is up takes all.
+    const g0 = groupWith(targets, 'round_robin', 0);
+    assert.deepEqual(shares(g0, targets, 400), [0, 0, 0, 400]);
+  });
+
+  test('backups take the requests while no primary is up, and only then', () => {
+    const targets = [target(1), target(2), target(3, 1, true), target(4, 1, true)];
+    const table = healthy(targets);
+    const g = groupWith(targets, 'round_robin');
+    assert.deepEqual(shares(g, targets, 400), [200, 200, 0, 0]);
+    table.setActive(targets[0]!.health!.record, ACTIVE_DOWN, Date.now());
+    assert.deepEqual(shares(g, targets, 400), [0, 400, 0, 0]);
+    table.setActive(targets[1]!.health!.record, ACTIVE_DOWN, Date.now());
+    assert.deepEqual(shares(g, targets, 400), [0, 0, 200, 200]);
+    // A backup that is down too is skipped; with none up at all, the primaries (panic).
+    table.setActive(targets[2]!.health!.record, ACTIVE_DOWN, Date.now());
+    assert.deepEqual(shares(g, targets, 400), [0, 0, 0, 400]);
+    table.setActive(targets[3]!.health!.record, ACTIVE_DOWN, Date.now());
+    assert.deepEqual(shares(g, targets, 400), [200, 200, 0, 0]);
+    // A retry prefers an untried target that is up: a primary comes back.
+    table.setActive(targets[1]!.health!.record, ACTIVE_UP, Date.now());
+    assert.equal(g.pickOther([targets[0]!]), targets[1]);
+  });
+
+  test('slow start: a target back up gets a growing share', () => {
+    const targets = [target(1), target(2)];
+    const table = healthy(targets, 10_000);
+    const g = groupWith(targets, 'round_robin');
+    const t0 = Date.now();
+    table.setActive(targets[0]!.health!.record, ACTIVE_DOWN, t0);
+    table.setActive(targets[0]!.health!.record, ACTIVE_UP, t0);
+    // Just back: about a tenth of its share (it would get half).
+    const early = shares(g, targets, 10_000)[0]!;
+    assert.ok(early < 1500 && early > 200, `just back: ${early} of 10000`);
+    assert.ok(targets[0]!.health!.share(t0 + 5000) > 0.5 && targets[0]!.health!.share(t0 + 5000) < 0.6);
+    assert.equal(targets[0]!.health!.share(t0 + 10_000), 1);
+  });
+
+  test('outlier detection: failures in a row eject, a success in between does not; ejections grow and are capped', () => {
+    const targets = [target(1), target(2), target(3), target(4)];
+    const policy = new OutlierPolicy({
+      consecutive_failures: 3,
+      statuses: [502, 503],
+      base_ejection_ms: 1000,
+      max_ejection_ms: 2500,
+      max_ejection_percent: 50,
+    });
+    const table = healthy(targets, 0, policy);
+    const g = groupWith(targets, 'round_robin');
+    const [a, b, c] = targets as [UpstreamTarget, UpstreamTarget, UpstreamTarget];
+    g.failed(a);
+    g.responded(a, 502);
+    g.responded(a, 200);
+    g.failed(a);
+    g.responded(a, 500); // not a listed status: a success for the detection
+    g.failed(a);
+    assert.equal(a.health!.up(Date.now()), true);
+    g.failed(a);
+    g.responded(a, 503);
+    const until = table.ejectedUntil(a.health!.record);
+    assert.ok(until > Date.now() + 900 && until <= Date.now() + 1000, 'first ejection: base time');
+    assert.equal(a.health!.state(Date.now()), 'ejected');
+    // A second ejection soon after the first lasts twice as long, a third is capped.
+    const now = until + 10;
+    assert.equal(table.eject(a.health!.record, now, 1000, 2500), 2000);
+    assert.equal(table.eject(a.health!.record, now + 2100, 1000, 2500), 2500);
+    // At most 50 % of 4 targets ejected at once: b is, c is not.
+    for (let i = 0; i < 3; i++) g.failed(b);
+    for (let i = 0; i < 3; i++) g.failed(c);
+    assert.equal(b.health!.state(Date.now()), 'ejected');
+    assert.equal(c.health!.state(Date.now()), null);
   });
 });

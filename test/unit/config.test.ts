@@ -47,7 +47,14 @@ const DEFAULT_RETRY = {
   min_concurrent: 3,
   buffer_bytes: 65536,
 };
-const DEFAULT_BALANCING = { policy: 'round_robin', hash_key: 'client_ip' };
+const DEFAULT_BALANCING = { policy: 'round_robin', hash_key: 'client_ip', panic_threshold_percent: 50 };
+const DEFAULT_OUTLIER = {
+  consecutive_failures: 5,
+  statuses: [502, 503, 504],
+  base_ejection_ms: 30000,
+  max_ejection_ms: 300000,
+  max_ejection_percent: 50,
+};
 const DEFAULT_BREAKING = {
   max_requests: null,
   max_pending: 1024,
@@ -68,6 +75,8 @@ const DEFAULT_UPSTREAM = {
   load_balancing: DEFAULT_BALANCING,
   circuit_breaking: DEFAULT_BREAKING,
   request_buffering: { max_bytes: 0 },
+  health_check: null,
+  outlier_detection: {},
 };
 const SEED_API_ROUTE = {
   path: '/api',
@@ -82,6 +91,8 @@ const SEED_API_ROUTE = {
   load_balancing: DEFAULT_BALANCING,
   circuit_breaking: DEFAULT_BREAKING,
   request_buffering: { max_bytes: 0 },
+  health_check: null,
+  outlier_detection: DEFAULT_OUTLIER,
   websocket_idle_timeout_ms: 300000,
 };
 /** The fields the seed files do not set, with their defaults. */
@@ -227,6 +238,8 @@ test('a minimal config gets every default', () => {
         load_balancing: DEFAULT_BALANCING,
         circuit_breaking: DEFAULT_BREAKING,
         request_buffering: { max_bytes: 0 },
+        health_check: null,
+        outlier_detection: DEFAULT_OUTLIER,
         websocket_idle_timeout_ms: 300000,
       },
     ],
@@ -497,5 +510,80 @@ describe('circuit_breaking', () => {
       max_retries: 2,
       max_pending_per_target: 5,
     });
+  });
+});
+
+describe('health_check and outlier_detection', () => {
+  const two = ['http://127.0.0.1:8081', 'http://127.0.0.1:8082'];
+
+  test('no health_check anywhere: no active checks; outlier detection on with its defaults', () => {
+    const route = parseConfig({ routes: [{ path: '/', upstream: two }] }).routes[0]!;
+    assert.equal(route.health_check, null);
+    assert.deepStrictEqual(
+      plain(parseConfig({ routes: [{ path: '/', upstream: two }] })).routes[0].outlier_detection,
+      DEFAULT_OUTLIER,
+    );
+  });
+
+  test("upstream_defaults.health_check turns checks on for every route; a route's fields lay over it, false turns them off", () => {
+    const config = parseConfig({
+      upstream_defaults: {
+        health_check: { path: '/healthz', interval_ms: 1000 },
+        outlier_detection: { consecutive_failures: 2 },
+      },
+      routes: [
+        { path: '/a', upstream: two },
+        { path: '/b', upstream: two, health_check: { unhealthy_threshold: 1, expected_statuses: [204] } },
+        {
+          path: '/c',
+          upstream: two,
+          health_check: { enabled: false },
+          outlier_detection: { enabled: false },
+        },
+      ],
+    });
+    const [a, b, c] = plain(config).routes;
+    assert.deepStrictEqual(a.health_check, {
+      path: '/healthz',
+      method: 'GET',
+      host: null,
+      interval_ms: 1000,
+      timeout_ms: 2000,
+      jitter_ms: 0,
+      healthy_threshold: 2,
+      unhealthy_threshold: 3,
+      expected_statuses: ['2xx', '3xx'],
+      slow_start_ms: 0,
+    });
+    assert.equal(b.health_check.path, '/healthz');
+    assert.equal(b.health_check.unhealthy_threshold, 1);
+    assert.deepStrictEqual(b.health_check.expected_statuses, [204]);
+    assert.equal(a.outlier_detection.consecutive_failures, 2);
+    assert.equal(c.health_check, null);
+    assert.equal(c.outlier_detection, null);
+  });
+
+  test('a route may check without upstream_defaults; panic_threshold_percent lays over like the other balancing fields', () => {
+    const config = parseConfig({
+      upstream_defaults: { load_balancing: { panic_threshold_percent: 20 } },
+      routes: [
+        {
+          path: '/',
+          upstream: two,
+          health_check: { path: '/up' },
+          load_balancing: { policy: 'least_request' },
+        },
+      ],
+    });
+    const route = config.routes[0]!;
+    assert.equal(route.health_check?.path, '/up');
+    assert.deepStrictEqual(
+      { ...route.load_balancing },
+      {
+        policy: 'least_request',
+        hash_key: 'client_ip',
+        panic_threshold_percent: 20,
+      },
+    );
   });
 });
