@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { startScriptedUpstream } from '../helpers/http1-wire.ts';
@@ -117,6 +118,42 @@ describe('request buffering', () => {
       upstream.heads.get('/streamed')! < streamed.lastByteAt - 100,
       'a streamed body reaches the upstream as it comes',
     );
+  });
+
+  test('from an HTTP/2 client too: a stream whose body comes slowly reaches the upstream only once complete', async () => {
+    const upstream = await startTimedUpstream();
+    const proxy = await startProxy({
+      access_log: { enabled: false },
+      routes: [{ path: '/', upstream: upstream.url, request_buffering: { max_bytes: 1024 } }],
+    });
+    cleanups.push(() => proxy.close(200));
+    const client = http2.connect(proxy.url);
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          client.close(() => resolve());
+        }),
+    );
+    // No content-length: a body of unknown length, read whole since it stays under max_bytes.
+    const req = client.request({ ':method': 'POST', ':path': '/h2-slow' });
+    const answer = new Promise<string>((resolve, reject) => {
+      let t = '';
+      req.setEncoding('utf8');
+      req.on('data', (c: string) => {
+        t += c;
+      });
+      req.on('end', () => resolve(t));
+      req.on('error', reject);
+    });
+    let lastByteAt = 0;
+    for (let i = 0; i < 40; i++) {
+      req.write('x');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    lastByteAt = performance.now();
+    req.end();
+    assert.equal(await answer, '40');
+    assert.ok(upstream.heads.get('/h2-slow')! >= lastByteAt, 'the upstream saw the head after the last byte');
   });
 
   test('a buffered body is sent again to another target after the first failed having received it', async () => {
