@@ -78,7 +78,9 @@ Options:
                       zproxy with the W3C trace context (tracing.traceparent, a trace started and one
                       continued) against without (bench/trace-context.ts, the same options); or
                       failover: 4 targets behind one route, one killed under load, with outlier detection
-                      and without (bench/failover.ts, the same options)
+                      and without (bench/failover.ts, the same options); or builds: two builds side
+                      by side, --before REF against this checkout, every HTTP scenario, both started
+                      anew each round (bench/builds.ts, the same options and --scenarios)
   --scenarios LIST    scenarios, comma-separated: small,64k,close,h2c-small,h2c-64k,h2-small,h2-64k,
                       ws-small,ws-16k (default: all, or all of --only's group)
   --targets LIST      targets to measure, comma-separated: direct,nginx,zproxy (default: all; direct is
@@ -481,6 +483,11 @@ async function main(): Promise<number> {
   if (only !== -1 && process.argv[only + 1] === 'metrics') {
     const { runMetricsBench } = await import('./metrics.ts');
     return runMetricsBench(process.argv.slice(2));
+  }
+  // Two builds side by side (a refactor before and after; see bench/builds.ts).
+  if (only !== -1 && process.argv[only + 1] === 'builds') {
+    const { runBuildsBench } = await import('./builds.ts');
+    return runBuildsBench(process.argv.slice(2));
   }
   // And the failover group (a target killed under load; see bench/failover.ts).
   if (only !== -1 && process.argv[only + 1] === 'failover') {

@@ -1,0 +1,326 @@
+// `npm run bench -- --only builds --before REF` (or `node bench/builds.ts --before REF`): two builds of
+// zproxy side by side, for a refactor that must keep the speed ("before and after, alternating runs").
+// `before` is the commit REF, checked out with `git archive` into a temporary folder and built there with
+// `npm run build` (this checkout's node_modules); `after` is this checkout's dist/ (or `--after REF`, built
+// the same way). Both serve the same
+// config (bench/lib/zproxy.ts zproxyConfig: one worker, no access log, a TLS listener for h2) in front of
+// one nginx origin; zproxy pinned to the proxy CPU, nginx and the load tool (wrk, h2load) to the load CPU.
+// Every round starts both builds anew (a process's own luck then falls on both alike over the rounds),
+// and within it the runs alternate (before, after; the next round after, before) scenario by scenario.
+// The figure is the median over the rounds of the per-round ratio after ÷ before of req/s per core, over
+// the rounds in which neither run was disturbed; peak RSS is each run's VmHWM (reset before the run).
+// Writes docs/reports/<YYYY-MM-DD>-builds-<before>-<after>.{md,json}.
+import { execSync, spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release, tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import { parseGroupOptions } from './lib/group-options.ts';
+import { runH2load } from './lib/h2load.ts';
+import { startOrigin } from './lib/nginx.ts';
+import {
+  clockTicksPerSecond,
+  cpuTicks,
+  freePort,
+  PinnedProcess,
+  peakRssKiB,
+  processTree,
+  readCpuTimes,
+  resetPeakRss,
+  sleep,
+} from './lib/proc.ts';
+import { DISTURBANCE_LIMIT, SCENARIO_SPECS, SCENARIOS, type ScenarioName } from './lib/report.ts';
+import { makeSelfSignedCertificate } from './lib/tls.ts';
+import { ensureTools } from './lib/tools.ts';
+import { runWrk } from './lib/wrk.ts';
+import { ensureBuilt, nodeBinary, shebangNodeFlags, zproxyConfig } from './lib/zproxy.ts';
+
+const ROOT = resolve(import.meta.dirname, '..');
+
+type Variant = 'before' | 'after';
+const HTTP_SCENARIOS = SCENARIOS.filter((s) => SCENARIO_SPECS[s].group !== 'ws');
+
+interface Run {
+  readonly round: number;
+  readonly scenario: ScenarioName;
+  readonly variant: Variant;
+  readonly rps: number;
+  readonly rpsPerCore: number;
+  readonly cpuUsPerRequest: number;
+  readonly p99Us: number;
+  readonly peakRssMiB: number | null;
+  readonly errors: number;
+  readonly disturbed: boolean;
+}
+
+function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function git(args: string): string {
+  return execSync(`git ${args}`, { cwd: ROOT }).toString().trim();
+}
+
+/** `ref` checked out into `dir` and built; its dist/cli/main.js. */
+function buildRef(ref: string, dir: string): string {
+  mkdirSync(dir, { recursive: true });
+  execSync(`git archive ${ref} | tar -x -C ${JSON.stringify(dir)}`, { cwd: ROOT, stdio: 'inherit' });
+  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+  const built = spawnSync('npm', ['run', 'build'], { cwd: dir, stdio: ['ignore', 'inherit', 'inherit'] });
+  if (built.status !== 0) throw new Error(`npm run build failed for ${ref}`);
+  return join(dir, 'dist', 'cli', 'main.js');
+}
+
+export async function runBuildsBench(argv: readonly string[]): Promise<number> {
+  const options = parseGroupOptions(
+    argv,
+    ROOT,
+    { rounds: 6, duration: 8 },
+    {
+      before: { type: 'string' },
+      after: { type: 'string' },
+      scenarios: { type: 'string', default: HTTP_SCENARIOS.join(',') },
+      'h2-clients': { type: 'string', default: '16' },
+      'h2-streams': { type: 'string', default: '10' },
+    },
+  );
+  const { rounds, durationS, warmupS, connections, proxyCpu, loadCpu, values } = options;
+  if (typeof values.before !== 'string')
+    throw new Error('--before REF is required (a commit to compare with)');
+  const scenarios = String(values.scenarios).split(',') as ScenarioName[];
+  for (const s of scenarios) if (!HTTP_SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}`);
+  const h2Clients = Number(values['h2-clients']);
+  const h2Streams = Number(values['h2-streams']);
+  const http2 = scenarios.some((s) => SCENARIO_SPECS[s].group === 'h2');
+  if (!ensureTools(options.install, http2 ? ['h1', 'h2'] : ['h1'])) return 1;
+  ensureBuilt(ROOT);
+  const beforeCommit = git(`rev-parse --short ${values.before}`);
+  const afterRef = typeof values.after === 'string' ? values.after : null;
+  const afterCommit =
+    afterRef !== null
+      ? git(`rev-parse --short ${afterRef}`)
+      : `${git('rev-parse --short HEAD')}${git('status --porcelain --untracked-files=no src') === '' ? '' : '+'}`;
+  const tmp = mkdtempSync(join(tmpdir(), 'zproxy-bench-builds-'));
+  // nginx's worker runs as nobody when the bench runs as root: it must reach the origin's files.
+  chmodSync(tmp, 0o755);
+  const started: { stop(): Promise<void> }[] = [];
+  const runs: Run[] = [];
+  const startedAt = new Date();
+  const loadBefore = loadavg();
+  let loadAfter = loadBefore;
+  const clockTicks = clockTicksPerSecond();
+  try {
+    const mains: Record<Variant, string> = {
+      before: buildRef(beforeCommit, join(tmp, 'before')),
+      after: afterRef === null ? join(ROOT, 'dist', 'cli', 'main.js') : buildRef(afterCommit, join(tmp, 'after')),
+    };
+    const origin = await startOrigin(tmp, loadCpu);
+    started.push(origin);
+    const certificate = http2 ? makeSelfSignedCertificate(join(tmp, 'tls')) : null;
+    const idle = Math.max(64, connections, http2 ? h2Clients * h2Streams : 0);
+    for (let round = 1; round <= rounds; round++) {
+      const order: Variant[] = round % 2 === 1 ? ['before', 'after'] : ['after', 'before'];
+      const proxies = new Map<Variant, { port: number; tlsPort: number; process: PinnedProcess }>();
+      for (const variant of ['before', 'after'] as const) {
+        const port = await freePort();
+        const tlsPort = await freePort();
+        const file = join(tmp, `zproxy-${variant}.json`);
+        const config = zproxyConfig(
+          port,
+          origin.port,
+          idle,
+          certificate === null ? null : { port: tlsPort, ...certificate },
+        );
+        // Only what both builds know: the TLS listener need not serve plain HTTP (plain_http came later).
+        const listeners = (config as { listeners?: { tls?: Record<string, unknown> }[] }).listeners;
+        if (listeners?.[1]?.tls !== undefined) delete listeners[1].tls.plain_http;
+        writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
+        const main = mains[variant];
+        const proc = new PinnedProcess(
+          `zproxy ${variant} (round ${round})`,
+          proxyCpu,
+          nodeBinary(ROOT),
+          [...shebangNodeFlags(main), main, 'run', file],
+          join(tmp, `${variant}-${round}.log`),
+        );
+        started.push(proc);
+        await proc.waitForPort(port, 15_000);
+        proxies.set(variant, { port, tlsPort, process: proc });
+      }
+      for (const scenario of scenarios) {
+        const spec = SCENARIO_SPECS[scenario];
+        for (const variant of order) {
+          const { port, tlsPort, process: proc } = proxies.get(variant)!;
+          const load = async (seconds: number) => {
+            if (spec.tool === 'wrk') {
+              const r = await runWrk({
+                url: `http://127.0.0.1:${port}${spec.path}`,
+                connections,
+                durationS: seconds,
+                cpu: loadCpu,
+                closeConnections: spec.closeConnections,
+              });
+              return {
+                requests: r.requests,
+                rps: r.requestsPerSecond,
+                p99Us: r.latencyUs.p99,
+                errors: r.errorCount,
+              };
+            }
+            const r = await runH2load({
+              url:
+                spec.protocol === 'h2'
+                  ? `https://localhost:${tlsPort}${spec.path}`
+                  : `http://127.0.0.1:${port}${spec.path}`,
+              clients: h2Clients,
+              streams: h2Streams,
+              durationS: seconds,
+              cpu: loadCpu,
+              logFile: join(tmp, 'h2load.log'),
+            });
+            return {
+              requests: r.requests,
+              rps: r.requestsPerSecond,
+              p99Us: r.latencyUs.p99,
+              errors: r.errorCount,
+            };
+          };
+          if (warmupS > 0) await load(warmupS);
+          const pids = processTree(proc.pid);
+          resetPeakRss(proc.pid);
+          const ticksBefore = cpuTicks(pids);
+          const cpuBefore = readCpuTimes();
+          const t0 = performance.now();
+          const result = await load(durationS);
+          const wall = (performance.now() - t0) / 1000;
+          const cpuAfter = readCpuTimes();
+          const ticks = cpuTicks(pids) - ticksBefore;
+          if (!proc.alive) throw new Error(`${proc.name} exited during the run:\n${proc.logTail()}`);
+          const a = cpuBefore.get(proxyCpu);
+          const b = cpuAfter.get(proxyCpu);
+          const other =
+            a === undefined || b === undefined
+              ? 0
+              : Math.max(0, b.busy - a.busy + (b.steal - a.steal) - ticks) / (clockTicks * wall);
+          const busy = ticks / clockTicks / wall;
+          const rss = peakRssKiB(proc.pid);
+          const run: Run = {
+            round,
+            scenario,
+            variant,
+            rps: result.rps,
+            rpsPerCore: busy > 0 ? result.rps / busy : 0,
+            cpuUsPerRequest: result.requests > 0 ? ((ticks / clockTicks) * 1e6) / result.requests : 0,
+            p99Us: result.p99Us,
+            peakRssMiB: rss === null ? null : rss / 1024,
+            errors: result.errors,
+            disturbed: other > DISTURBANCE_LIMIT,
+          };
+          runs.push(run);
+          console.error(
+            `round ${round} ${scenario} ${variant}: ${Math.round(run.rps)} req/s, ${Math.round(run.rpsPerCore)} per core, ${run.cpuUsPerRequest.toFixed(1)} µs CPU/req, errors ${run.errors}${run.disturbed ? ' DISTURBED' : ''}`,
+          );
+          await sleep(300);
+        }
+      }
+      for (const { process: proc } of proxies.values()) await proc.stop();
+    }
+    loadAfter = loadavg();
+  } finally {
+    for (const s of started.reverse()) await s.stop();
+    if (!options.keepTmp) rmSync(tmp, { recursive: true, force: true });
+  }
+
+  // ------------------------------------------------------------------ the report
+  const fmt = (n: number, d = 0) =>
+    Number.isNaN(n) ? '–' : n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+  const of = (scenario: ScenarioName, variant: Variant) =>
+    runs.filter((r) => r.scenario === scenario && r.variant === variant);
+  const pairs = (scenario: ScenarioName) => {
+    const all = of(scenario, 'after').map((after) => ({
+      after,
+      before: runs.find((r) => r.scenario === scenario && r.variant === 'before' && r.round === after.round)!,
+    }));
+    const clean = all.filter((p) => !p.after.disturbed && !p.before.disturbed);
+    return clean.length > 0 ? clean : all;
+  };
+  const rows = scenarios.map((scenario) => {
+    const ps = pairs(scenario);
+    const perCore = ps.map((p) => p.after.rpsPerCore / p.before.rpsPerCore);
+    const cpu = ps.map((p) => p.after.cpuUsPerRequest / p.before.cpuUsPerRequest);
+    const rssBefore = median(
+      of(scenario, 'before').flatMap((r) => (r.peakRssMiB === null ? [] : [r.peakRssMiB])),
+    );
+    const rssAfter = median(
+      of(scenario, 'after').flatMap((r) => (r.peakRssMiB === null ? [] : [r.peakRssMiB])),
+    );
+    return {
+      scenario,
+      rounds: ps.map((p) => p.after.round),
+      perCoreRatio: median(perCore),
+      perCoreMin: Math.min(...perCore),
+      perCoreMax: Math.max(...perCore),
+      cpuRatio: median(cpu),
+      before: median(of(scenario, 'before').map((r) => r.rpsPerCore)),
+      after: median(of(scenario, 'after').map((r) => r.rpsPerCore)),
+      rssBefore,
+      rssAfter,
+      holds: median(perCore) >= 0.97,
+    };
+  });
+  const errors = runs.reduce((n, r) => n + r.errors, 0);
+  const date = startedAt.toISOString().slice(0, 10);
+  const load = (l: readonly number[]) => l.map((x) => x.toFixed(2)).join(' / ');
+  const md = `# Two builds side by side: ${beforeCommit} (before) and ${afterCommit} (after) (${date})
+
+Node ${process.versions.node}, ${cpus()[0]?.model ?? 'unknown CPU'}, Linux ${release()}.
+\`npm run bench -- --only builds --before ${beforeCommit}${afterRef === null ? '' : ` --after ${afterCommit}`}\` (bench/builds.ts): ${rounds} rounds of ${durationS} s runs (after ${warmupS} s of
+warm-up each); both builds started anew each round, one process each, pinned to CPU ${proxyCpu}; nginx (the origin) and
+the load tool on CPU ${loadCpu}. Runs alternate within a round (before, after; the next round after, before).
+HTTP/1.1: wrk \`-t1 -c${connections}\`; HTTP/2: h2load \`-c${h2Clients} -m${h2Streams}\` (h2c, and TLS with ALPN h2).
+Load average (1 / 5 / 15 min) at the start: ${load(loadBefore)}; at the end: ${load(loadAfter)}.
+
+## After ÷ before
+
+The median over the rounds of the per-round ratio (rounds in which neither run was disturbed: another
+process used more than ${fmt(100 * DISTURBANCE_LIMIT)} % of the proxy CPU). Target of a refactor: req/s per core within 3 % of before
+(≥ 0.97) and peak RSS not higher.
+
+| scenario | rounds used | req/s per core, after ÷ before (min–max) | CPU µs per request, after ÷ before | req/s per core before → after (medians) | peak RSS MiB before → after (medians) | within 3 % |
+| --- | --- | --- | --- | --- | --- | --- |
+${rows
+  .map(
+    (r) =>
+      `| ${r.scenario} | ${r.rounds.join(', ')} | **${fmt(r.perCoreRatio, 3)}** (${fmt(r.perCoreMin, 3)}–${fmt(r.perCoreMax, 3)}) | ${fmt(r.cpuRatio, 3)} | ${fmt(r.before)} → ${fmt(r.after)} | ${fmt(r.rssBefore, 1)} → ${fmt(r.rssAfter, 1)} | ${r.holds ? 'yes' : '**no**'} |`,
+  )
+  .join('\n')}
+
+Errors over all runs: ${errors}${errors > 0 ? ' (**the bench failed**)' : ''}.
+
+## Runs
+
+| round | scenario | build | req/s | req/s per core | CPU µs/req | p99 µs | peak RSS MiB |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+${runs.map((r) => `| ${r.round} | ${r.scenario} | ${r.variant} | ${fmt(r.rps)} | ${fmt(r.rpsPerCore)} | ${fmt(r.cpuUsPerRequest, 2)} | ${fmt(r.p99Us)} | ${r.peakRssMiB === null ? '?' : fmt(r.peakRssMiB, 1)}${r.disturbed ? ' †' : ''} |`).join('\n')}
+
+† another process used more than ${fmt(100 * DISTURBANCE_LIMIT)} % of the proxy CPU during the run.
+`;
+  const outDir = resolve(options.outDir);
+  const base = join(outDir, `${date}-builds-${beforeCommit}-${afterCommit.replace('+', '')}`);
+  writeFileSync(`${base}.md`, md);
+  writeFileSync(
+    `${base}.json`,
+    `${JSON.stringify({ date: startedAt.toISOString(), before: beforeCommit, after: afterCommit, rounds, durationS, warmupS, connections, h2Clients, h2Streams, proxyCpu, loadCpu, rows, runs, errors }, null, 2)}\n`,
+  );
+  for (const r of rows)
+    console.error(
+      `${r.scenario}: after ÷ before per core ${fmt(r.perCoreRatio, 3)}, RSS ${fmt(r.rssBefore, 1)} → ${fmt(r.rssAfter, 1)} MiB`,
+    );
+  console.error(`wrote ${relative(process.cwd(), base)}.md and .json`);
+  return errors === 0 ? 0 : 1;
+}
+
+// Run directly (`node bench/builds.ts`), not when bench/run.ts imports it.
+if (import.meta.filename === process.argv[1]) process.exitCode = await runBuildsBench(process.argv.slice(2));
