@@ -114,7 +114,8 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
   try {
     const mains: Record<Variant, string> = {
       before: buildRef(beforeCommit, join(tmp, 'before')),
-      after: afterRef === null ? join(ROOT, 'dist', 'cli', 'main.js') : buildRef(afterCommit, join(tmp, 'after')),
+      after:
+        afterRef === null ? join(ROOT, 'dist', 'cli', 'main.js') : buildRef(afterCommit, join(tmp, 'after')),
     };
     const origin = await startOrigin(tmp, loadCpu);
     started.push(origin);
