@@ -99,6 +99,11 @@ export const ERROR_CODES = {
     side: 'upstream',
     message: 'No upstream connection is available',
   },
+  ZP_ERR_UPSTREAM_OVERLOADED: {
+    status: 503,
+    side: 'upstream',
+    message: "The route's upstreams are at a circuit-breaking limit",
+  },
   ZP_ERR_UPSTREAM_TIMEOUT: {
     status: 504,
     side: 'upstream',

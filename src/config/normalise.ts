@@ -4,6 +4,7 @@
  */
 import { availableParallelism } from 'node:os';
 import {
+  type CircuitBreakingConfig,
   type Config,
   type ConfigInput,
   CONFIG_DEFAULTS as D,
@@ -14,6 +15,7 @@ import {
   type MiddlewareInput,
   type OutlierDetectionConfig,
   type OutlierDetectionInput,
+  type RequestBufferingConfig,
   type RetryConfig,
   type RouteConfig,
   type RouteInput,
@@ -37,6 +39,10 @@ export function normaliseConfig(input: ConfigInput): Config {
   const upstreamTls = normaliseUpstreamTls(upstream.tls ?? {}, D.upstream_defaults.tls);
   const retry = normaliseRetry(upstream.retry ?? {}, D.upstream_defaults.retry);
   const balancing = normaliseBalancing(upstream.load_balancing ?? {}, D.upstream_defaults.load_balancing);
+  const breaking = normaliseBreaking(upstream.circuit_breaking ?? {}, D.upstream_defaults.circuit_breaking);
+  const buffering = {
+    max_bytes: upstream.request_buffering?.max_bytes ?? D.upstream_defaults.request_buffering.max_bytes,
+  };
   const health = {
     check: upstream.health_check ?? null,
     outlier: upstream.outlier_detection ?? {},
@@ -76,7 +82,16 @@ export function normaliseConfig(input: ConfigInput): Config {
     },
     websocket,
     routes: input.routes.map((route) =>
-      normaliseRoute(route, upstreamTls, retry, balancing, health, websocket.idle_timeout_ms),
+      normaliseRoute(
+        route,
+        upstreamTls,
+        retry,
+        balancing,
+        breaking,
+        buffering,
+        health,
+        websocket.idle_timeout_ms,
+      ),
     ),
     middlewares: (input.middlewares ?? []).map(normaliseMiddleware),
     limits: {
@@ -101,6 +116,8 @@ export function normaliseConfig(input: ConfigInput): Config {
       tls: upstreamTls,
       retry,
       load_balancing: balancing,
+      circuit_breaking: breaking,
+      request_buffering: buffering,
       health_check: health.check,
       outlier_detection: health.outlier,
     },
@@ -213,11 +230,30 @@ function normaliseOutlierDetection(
   return enabled ? { ...outlier, statuses: [...outlier.statuses] } : null;
 }
 
+type BreakingInput = NonNullable<RouteInput['circuit_breaking']>;
+
+/** `given` laid over `base`; a null given replaces a number (no limit). */
+function normaliseBreaking(given: BreakingInput, base: CircuitBreakingConfig): CircuitBreakingConfig {
+  return {
+    max_requests: given.max_requests === undefined ? base.max_requests : given.max_requests,
+    max_pending: given.max_pending === undefined ? base.max_pending : given.max_pending,
+    max_retries: given.max_retries === undefined ? base.max_retries : given.max_retries,
+    max_requests_per_target:
+      given.max_requests_per_target === undefined
+        ? base.max_requests_per_target
+        : given.max_requests_per_target,
+    max_pending_per_target:
+      given.max_pending_per_target === undefined ? base.max_pending_per_target : given.max_pending_per_target,
+  };
+}
+
 function normaliseRoute(
   route: RouteInput,
   upstreamTls: UpstreamTlsConfig,
   retry: RetryConfig,
   balancing: LoadBalancingConfig,
+  breaking: CircuitBreakingConfig,
+  buffering: RequestBufferingConfig,
   health: { readonly check: HealthCheckInput | null; readonly outlier: OutlierDetectionInput },
   websocketIdleTimeoutMs: number,
 ): RouteConfig {
@@ -239,6 +275,8 @@ function normaliseRoute(
     inherit_middlewares: route.inherit_middlewares ?? D.route.inherit_middlewares,
     upstream_tls: normaliseUpstreamTls(route.upstream_tls ?? {}, upstreamTls),
     retry: normaliseRetry(route.retry ?? {}, retry),
+    circuit_breaking: normaliseBreaking(route.circuit_breaking ?? {}, breaking),
+    request_buffering: { max_bytes: route.request_buffering?.max_bytes ?? buffering.max_bytes },
     websocket_idle_timeout_ms: route.websocket_idle_timeout_ms ?? websocketIdleTimeoutMs,
   };
 }

@@ -125,6 +125,14 @@ export const CONFIG_DEFAULTS = {
       max_ejection_ms: 300000,
       max_ejection_percent: 50,
     },
+    request_buffering: { max_bytes: 0 },
+    circuit_breaking: {
+      max_requests: null as number | null,
+      max_pending: 1024 as number | null,
+      max_retries: null as number | null,
+      max_requests_per_target: null as number | null,
+      max_pending_per_target: null as number | null,
+    },
   },
   preserve_host: true,
   trusted_proxies: [],
@@ -663,6 +671,109 @@ const RetrySchema = (defaults: boolean) => {
   );
 };
 
+/** A circuit-breaking limit: an integer from `minimum`, or null for none. */
+const limitField = (minimum: number, description: string, given: Record<string, unknown>) =>
+  Type.Union([Type.Integer({ minimum }), Type.Null()], {
+    ...annotate({
+      description,
+      ...given,
+      expected: `an integer >= ${minimum}, or null for no limit`,
+    }),
+  });
+
+/**
+ * `circuit_breaking`, per route or in `upstream_defaults` (defaults given only there): the most requests
+ * a route sends, queues and retries at once, and the most it sends or queues to one of its targets, per
+ * worker. Beyond a limit the request is answered 503 ZP_ERR_UPSTREAM_OVERLOADED at once.
+ */
+const CircuitBreakingSchema = (defaults: boolean) => {
+  const C = D.upstream_defaults.circuit_breaking;
+  const d = <T>(value: T) => (defaults ? { default: value } : {});
+  return Type.Object(
+    {
+      max_requests: Type.Optional(
+        limitField(
+          1,
+          "Requests of the route in flight to its upstreams at once (from the first attempt to the response's end), per worker; null: no limit.",
+          d(C.max_requests),
+        ),
+      ),
+      max_pending: Type.Optional(
+        limitField(
+          0,
+          "Requests of the route waiting for a connection or stream that other requests hold (the target's pool at max_connections_per_target), per worker; null: no limit.",
+          d(C.max_pending),
+        ),
+      ),
+      max_retries: Type.Optional(
+        limitField(
+          0,
+          'Retries of the route in flight at once, per worker, whatever retry.budget_percent allows; null: only the retry budget.',
+          d(C.max_retries),
+        ),
+      ),
+      max_requests_per_target: Type.Optional(
+        limitField(
+          1,
+          'Requests of the route in flight to one of its targets at once, per worker; null: no limit.',
+          d(C.max_requests_per_target),
+        ),
+      ),
+      max_pending_per_target: Type.Optional(
+        limitField(
+          0,
+          'Requests of the route waiting for a connection or stream of one of its targets that other requests hold, per worker; null: no limit.',
+          d(C.max_pending_per_target),
+        ),
+      ),
+    },
+    {
+      additionalProperties: false,
+      ...annotate(
+        defaults
+          ? {
+              description:
+                'Circuit breaking for every route: beyond a limit a request is answered 503 (ZP_ERR_UPSTREAM_OVERLOADED) at once instead of waiting.',
+              default: C,
+            }
+          : {
+              description:
+                "This route's circuit breaking; fields not given come from upstream_defaults.circuit_breaking.",
+            },
+      ),
+    },
+  );
+};
+
+/** `request_buffering`, per route or in `upstream_defaults` (defaults given only there). */
+const RequestBufferingSchema = (defaults: boolean) =>
+  Type.Object(
+    {
+      max_bytes: Type.Optional(
+        integerField({
+          minimum: 0,
+          description:
+            'A request body up to this size is read whole before an upstream connection is taken (a slow client holds no upstream, and a retry can send the body again); a larger one is read up to this size, then streamed. 0: bodies are streamed as they come.',
+          ...(defaults ? { default: D.upstream_defaults.request_buffering.max_bytes } : {}),
+        }),
+      ),
+    },
+    {
+      additionalProperties: false,
+      ...annotate(
+        defaults
+          ? {
+              description: 'Request buffering for every route.',
+              default: D.upstream_defaults.request_buffering,
+            }
+          : {
+              description:
+                "This route's request buffering; fields not given come from upstream_defaults.request_buffering.",
+            },
+      ),
+    },
+  );
+
 const UpstreamTlsSchema = (defaults: boolean) =>
   Type.Object(
     {
@@ -931,6 +1042,8 @@ const RouteSchema = Type.Object(
     upstream_tls: Type.Optional(UpstreamTlsSchema(false)),
     retry: Type.Optional(RetrySchema(false)),
     load_balancing: Type.Optional(LoadBalancingSchema(false)),
+    circuit_breaking: Type.Optional(CircuitBreakingSchema(false)),
+    request_buffering: Type.Optional(RequestBufferingSchema(false)),
     health_check: Type.Optional(HealthCheckSchema(false)),
     outlier_detection: Type.Optional(OutlierDetectionSchema(false)),
     websocket_idle_timeout_ms: Type.Optional(
@@ -986,6 +1099,8 @@ const UpstreamDefaultsSchema = Type.Object(
     tls: Type.Optional(UpstreamTlsSchema(true)),
     retry: Type.Optional(RetrySchema(true)),
     load_balancing: Type.Optional(LoadBalancingSchema(true)),
+    circuit_breaking: Type.Optional(CircuitBreakingSchema(true)),
+    request_buffering: Type.Optional(RequestBufferingSchema(true)),
     health_check: Type.Optional(HealthCheckSchema(true)),
     outlier_detection: Type.Optional(OutlierDetectionSchema(true)),
   },
@@ -1260,6 +1375,10 @@ export interface RouteConfig {
   readonly upstream_tls: UpstreamTlsConfig;
   /** `upstream_defaults.retry` with the route's `retry` fields laid over it. */
   readonly retry: RetryConfig;
+  /** `upstream_defaults.circuit_breaking` with the route's `circuit_breaking` fields laid over it. */
+  readonly circuit_breaking: CircuitBreakingConfig;
+  /** `upstream_defaults.request_buffering` with the route's `request_buffering` fields laid over it. */
+  readonly request_buffering: RequestBufferingConfig;
   /** The route's own value, else `websocket.idle_timeout_ms`. */
   readonly websocket_idle_timeout_ms: number;
 }
@@ -1284,6 +1403,22 @@ export interface UpstreamDefaultsConfig {
   /** The fields given in `upstream_defaults.health_check` (null: none given, no route checks by default). */
   readonly health_check: HealthCheckInput | null;
   readonly outlier_detection: OutlierDetectionInput;
+  readonly circuit_breaking: CircuitBreakingConfig;
+  readonly request_buffering: RequestBufferingConfig;
+}
+
+export interface RequestBufferingConfig {
+  /** 0 = off (bodies are streamed). */
+  readonly max_bytes: number;
+}
+
+/** Circuit-breaking limits (per worker); null = no limit. */
+export interface CircuitBreakingConfig {
+  readonly max_requests: number | null;
+  readonly max_pending: number | null;
+  readonly max_retries: number | null;
+  readonly max_requests_per_target: number | null;
+  readonly max_pending_per_target: number | null;
 }
 
 /** `health_check` as written (fields absent where not given). */

@@ -63,6 +63,16 @@ export class Pool implements UpstreamClient {
     return this.idleStack.length;
   }
 
+  /** No idle connection and no room for another: a requester would wait. */
+  get saturated(): boolean {
+    return this.idleStack.length === 0 && this.total >= this.settings.maxConnections;
+  }
+
+  /** Requesters waiting for a connection. */
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
   /**
    * Returns an idle connection now, or null when the requester will be called back (onUpstreamReady or
    * onUpstreamError). `fresh` skips idle connections (a retry after a stale one failed).

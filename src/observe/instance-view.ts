@@ -6,7 +6,14 @@
  */
 import type { Config, RouteConfig } from '../config/schema.ts';
 import type { ErrorCode } from '../errors.ts';
-import { labels, VALUE } from './metrics.ts';
+import {
+  labels,
+  OVERLOAD_LIMITS,
+  ROUTE_LOAD_STATES,
+  routeLabel,
+  TARGET_LOAD_STATES,
+  VALUE,
+} from './metrics.ts';
 import { MetricSum, type MetricSum as MetricSumType, type WorkerMetrics } from './metrics-view.ts';
 
 /** What a reload answers: `ok` with whatever the reload reports, or the reasons it changed nothing. */
@@ -158,11 +165,26 @@ export class InstanceView {
             },
       workers: { mode: this.mode, configured: this.config.thread_count, running: this.workers },
       connections,
-      routes: this.config.routes.map((route) => ({
-        path: route.path,
-        host: route.host,
-        methods: route.methods,
-        upstream: route.upstream.map(({ url }) => ({
+      routes: this.config.routes.map((route) => {
+        const name = routeLabel(route);
+        // Refusals are counted per target (a route-wide limit under the target the request was headed for).
+        const refusedAt = (url: string) =>
+          sum === null
+            ? null
+            : Object.fromEntries(
+                OVERLOAD_LIMITS.map((limit) => [
+                  limit,
+                  gauge(
+                    'zproxy_upstream_overload_total',
+                    labels([
+                      ['route', name],
+                      ['target', url],
+                      ['limit', limit],
+                    ]),
+                  ),
+                ]),
+              );
+        const upstream = route.upstream.map(({ url }) => ({
           url,
           health: this.health?.targetStatus(route, url) ?? null,
           pool:
@@ -184,8 +206,58 @@ export class InstanceView {
                     ]),
                   ),
                 },
-        })),
-      })),
+          load:
+            sum === null
+              ? null
+              : Object.fromEntries(
+                  TARGET_LOAD_STATES.map((state) => [
+                    state,
+                    gauge(
+                      'zproxy_upstream_target_load',
+                      labels([
+                        ['route', name],
+                        ['target', url],
+                        ['state', state],
+                      ]),
+                    ),
+                  ]),
+                ),
+          refused: refusedAt(url),
+        }));
+        let refused: Record<string, number> | null = null;
+        if (sum !== null) {
+          refused = {};
+          for (const limit of OVERLOAD_LIMITS) refused[limit] = 0;
+          for (const target of upstream)
+            for (const limit of OVERLOAD_LIMITS) refused[limit]! += target.refused?.[limit] ?? 0;
+        }
+        return {
+          path: route.path,
+          host: route.host,
+          methods: route.methods,
+          circuit_breaking: {
+            // Per worker: each worker counts and limits its own requests.
+            limits: route.circuit_breaking,
+            load:
+              sum === null
+                ? null
+                : Object.fromEntries(
+                    ROUTE_LOAD_STATES.map((state) => [
+                      state,
+                      gauge(
+                        'zproxy_upstream_route_load',
+                        labels([
+                          ['route', name],
+                          ['state', state],
+                        ]),
+                      ),
+                    ]),
+                  ),
+            refused,
+          },
+          upstream,
+        };
+      }),
     };
   }
 }

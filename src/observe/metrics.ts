@@ -41,6 +41,18 @@ export const FAMILIES = {
     type: 'histogram',
     help: 'Time from sending a request head to an upstream target to its response head.',
   },
+  zproxy_upstream_overload_total: {
+    type: 'counter',
+    help: 'Requests and retries refused by a circuit-breaking limit, by route, target and limit (requests, pending, retries, retry_budget, target_requests, target_pending).',
+  },
+  zproxy_upstream_route_load: {
+    type: 'gauge',
+    help: "A route's requests to its upstreams by state (in_flight, pending: queued behind busy connections, retries: in a retry).",
+  },
+  zproxy_upstream_target_load: {
+    type: 'gauge',
+    help: "A route's requests to one of its targets by state (in_flight, pending: queued behind busy connections).",
+  },
   zproxy_upstream_pool_connections: {
     type: 'gauge',
     help: 'Connections (HTTP/1.1) or sessions (HTTP/2) of each target pool, by state (idle, busy).',
@@ -114,6 +126,11 @@ export function labelValue(value: string): string {
 /** Labels rendered as the text format writes them: `a="x",b="y"`. */
 export function labels(pairs: readonly (readonly [string, string])[]): string {
   return pairs.map(([k, v]) => `${k}="${labelValue(v)}"`).join(',');
+}
+
+/** The `route` label of a route: its pattern, after its host when it has one (`api.example.com/api`). */
+export function routeLabel(route: { readonly host: string | null; readonly path: string }): string {
+  return route.host === null ? route.path : `${route.host}${route.path}`;
 }
 
 /** The methods counted by name; any other is OTHER (bounded labels). */
@@ -192,13 +209,14 @@ interface Block {
   readonly base: number;
 }
 
-/** The counters of one route: requests, their duration, retries. */
+/** The counters of one route: requests, their duration, retries; its load gauges (circuit breaking). */
 export class RouteMetrics {
   readonly values: Float64Array;
   private readonly requests: number;
   private readonly duration: number;
   private readonly retries: number;
   private readonly outcomes: number;
+  private readonly loadBase: number;
 
   constructor(block: Block) {
     this.values = block.values;
@@ -206,6 +224,7 @@ export class RouteMetrics {
     this.duration = block.base + REQUEST_SLOTS;
     this.retries = this.duration + HISTOGRAM_SLOTS;
     this.outcomes = this.retries + 1;
+    this.loadBase = this.outcomes + FILTER_OUTCOMES.length;
   }
 
   static specs(route: string): SeriesSpec[] {
@@ -237,7 +256,27 @@ export class RouteMetrics {
         COUNTER,
       ]);
     }
+    for (const state of ROUTE_LOAD_STATES) {
+      out.push([
+        'zproxy_upstream_route_load',
+        labels([
+          ['route', route],
+          ['state', state],
+        ]),
+        VALUE,
+        GAUGE,
+      ]);
+    }
     return out;
+  }
+
+  /** The load gauges (the sampler, once a second): requests in flight, queued, in a retry. */
+  load(inFlight: number, pending: number, retries: number): void {
+    const v = this.values;
+    const b = this.loadBase;
+    v[b] = inFlight;
+    v[b + 1] = pending;
+    v[b + 2] = retries;
   }
 
   /** One exchange ended: `status` 0 when none was sent, `httpVersion` '2' for HTTP/2, `ms` its duration. */
@@ -275,6 +314,79 @@ export const CORS_REFUSED = 2;
 export const CACHE_HIT = 3;
 export const CACHE_MISS = 4;
 export const CACHE_STALE = 5;
+
+/** The states of zproxy_upstream_route_load, in slot order. */
+export const ROUTE_LOAD_STATES = ['in_flight', 'pending', 'retries'] as const;
+/** The states of zproxy_upstream_target_load, in slot order. */
+export const TARGET_LOAD_STATES = ['in_flight', 'pending'] as const;
+/**
+ * The `limit` label of zproxy_upstream_overload_total, in slot order (LIMIT_* of
+ * src/upstream/circuit-breaker.ts: the same order).
+ */
+export const OVERLOAD_LIMITS = [
+  'requests',
+  'pending',
+  'retries',
+  'retry_budget',
+  'target_requests',
+  'target_pending',
+] as const;
+
+/**
+ * The circuit-breaking series of one target of one route: refusals by limit (a route-wide limit is
+ * counted under the target the request was headed for) and the target's load gauges.
+ */
+export class BreakerMetrics {
+  readonly values: Float64Array;
+  private readonly base: number;
+
+  constructor(block: Block) {
+    this.values = block.values;
+    this.base = block.base;
+  }
+
+  static specs(route: string, target: string): SeriesSpec[] {
+    const out: SeriesSpec[] = [];
+    for (const limit of OVERLOAD_LIMITS) {
+      out.push([
+        'zproxy_upstream_overload_total',
+        labels([
+          ['route', route],
+          ['target', target],
+          ['limit', limit],
+        ]),
+        VALUE,
+        COUNTER,
+      ]);
+    }
+    for (const state of TARGET_LOAD_STATES) {
+      out.push([
+        'zproxy_upstream_target_load',
+        labels([
+          ['route', route],
+          ['target', target],
+          ['state', state],
+        ]),
+        VALUE,
+        GAUGE,
+      ]);
+    }
+    return out;
+  }
+
+  /** A limit (LIMIT_*) refused a request or a retry. */
+  overloaded(limit: number): void {
+    this.values[this.base + limit]!++;
+  }
+
+  /** The load gauges (the sampler, once a second). */
+  load(inFlight: number, pending: number): void {
+    const v = this.values;
+    const b = this.base + OVERLOAD_LIMITS.length;
+    v[b] = inFlight;
+    v[b + 1] = pending;
+  }
+}
 
 /** Kinds of upstream failure (the error codes grouped). */
 export const UPSTREAM_ERROR_KINDS = [
@@ -496,6 +608,7 @@ export class MetricRegistry {
   private readonly blocks = new Map<string, Block>();
   private readonly routes = new Map<string, RouteMetrics>();
   private readonly targets = new Map<string, TargetMetrics>();
+  private readonly breakers = new Map<string, BreakerMetrics>();
   /** Told about new series (and the chunk they are in when it is new); set before the first allocation. */
   publish: ((series: SeriesEntry[], chunk: SharedArrayBuffer | null) => void) | null = null;
   /** This worker's own counters and gauges. */
@@ -526,6 +639,26 @@ export class MetricRegistry {
       this.targets.set(url, m);
     }
     return m;
+  }
+
+  /** The circuit-breaking series of a route's target (route name, target URL), the same across reloads. */
+  breaker(route: string, target: string): BreakerMetrics {
+    const key = `${route} ${target}`;
+    let m = this.breakers.get(key);
+    if (m === undefined) {
+      m = new BreakerMetrics(this.block(`breaker ${key}`, BreakerMetrics.specs(route, target)));
+      this.breakers.set(key, m);
+    }
+    return m;
+  }
+
+  /**
+   * Zeroes every load gauge (routes' and targets'): the sampler then writes those of the routes serving,
+   * so a route or target a reload removed shows no load.
+   */
+  clearLoad(): void {
+    for (const m of this.routes.values()) m.load(0, 0, 0);
+    for (const m of this.breakers.values()) m.load(0, 0);
   }
 
   /** The routes' and targets' handles known so far. */

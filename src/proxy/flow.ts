@@ -35,6 +35,13 @@ import { FilterExchange, isPending } from '../pipeline/filter-exchange.ts';
 import { renderLocal } from '../pipeline/local-response.ts';
 import type { Runtime } from '../runtime/compile.ts';
 import {
+  CircuitBreaker,
+  LIMIT_PENDING,
+  LIMIT_REQUESTS,
+  LIMIT_TARGET_PENDING,
+  LIMIT_TARGET_REQUESTS,
+} from '../upstream/circuit-breaker.ts';
+import {
   BODY_CHUNKED,
   BODY_UNTIL_END,
   ProxyRequest,
@@ -196,6 +203,8 @@ export class ProxyFlow implements UpstreamHandler, Timed {
    */
   private bodyKept: Buffer[] | null = null;
   private bodyKeptBytes = 0;
+  /** The body is being read whole (into bodyKept) before an attempt starts (`request_buffering`). */
+  private buffering = false;
   private requestTrailerFields: FieldSource | null = null;
   /** performance.now() when the current attempt was sent (metrics on only: the upstream's response time). */
   private sentAt = 0;
@@ -209,6 +218,8 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   private pinned = false;
   /** The target whose `active` count includes this exchange's attempt in flight. */
   private activeTarget: UpstreamTarget | null = null;
+  /** The target whose `pending` count (and its route's) includes this exchange, queued in its pool. */
+  private queuedAt: UpstreamTarget | null = null;
 
   /**
    * `request` and `forwardedResponse`, when given, are reset and reused: an HTTP/1.1 connection, which
@@ -260,6 +271,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.tunnelReserved = false;
     this.tried = null;
     this.activeTarget = null;
+    this.queuedAt = null;
     this.counted = false;
     this.retrying = false;
     this.sent = false;
@@ -268,6 +280,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.bodyStarted = false;
     this.bodyKept = null;
     this.bodyKeptBytes = 0;
+    this.buffering = false;
     this.requestTrailerFields = null;
     this.sentAt = 0;
     this.finished = false;
@@ -388,11 +401,41 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       this.forwardWebSocket(target);
       return;
     }
-    const route = ex.route!;
-    route.group.budget.inFlight++;
+    const max = ex.route!.bufferBodyBytes;
+    if (max > 0 && !this.requestDone && this.contentLength <= max) {
+      // request_buffering: the body (up to max bytes; any length when unknown) is read before an
+      // upstream connection is taken, in the framing the target will take it in.
+      this.buffering = true;
+      this.bodyKept = [];
+      const decode = this.requestBody === REQUEST_BODY_CHUNKED && !target.client.http1;
+      this.bodyAs = decode ? REQUEST_BODY_STREAM : this.requestBody;
+      this.downstream.resumeRequest(decode);
+      return;
+    }
+    this.dispatch();
+  }
+
+  /** Counts the exchange toward its route's limits and starts its first attempt (or answers 503). */
+  private dispatch(): void {
+    const target = this.target!;
+    const route = this.exchange.route!;
+    const budget = route.group.budget;
+    const breaker = route.breaker;
+    if (budget.inFlight >= breaker.maxRequests) {
+      this.overloaded(breaker, LIMIT_REQUESTS, target);
+      return;
+    }
+    budget.inFlight++;
     this.counted = true;
-    if (this.requestBody !== REQUEST_BODY_NONE && route.retry.bufferBytes > 0) this.bodyKept = [];
-    this.startAttempt(target, false);
+    if (this.requestBody !== REQUEST_BODY_NONE && route.retry.bufferBytes > 0) this.bodyKept ??= [];
+    const refused = this.startAttempt(target, false);
+    if (refused !== -1) this.overloaded(breaker, refused, target);
+  }
+
+  /** A circuit-breaking limit refused the exchange: 503 at once (the filters' onUpstreamError may answer). */
+  private overloaded(breaker: CircuitBreaker, which: number, target: UpstreamTarget): void {
+    breaker.refuse(which, target);
+    this.fail('ZP_ERR_UPSTREAM_OVERLOADED', CircuitBreaker.message(which));
   }
 
   /** The forwarding decisions for `target` (its authority is the Host without `preserve_host`). */
@@ -411,8 +454,22 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     );
   }
 
-  /** Asks `target` for a connection or a stream (`fresh`: not an idle one, after a stale one failed). */
-  private startAttempt(target: UpstreamTarget, fresh: boolean): void {
+  /**
+   * Asks `target` for a connection or a stream (`fresh`: not an idle one, after a stale one failed).
+   * Returns -1, or the circuit-breaking limit (LIMIT_*) that refused the attempt: then nothing was asked
+   * and nothing changed.
+   */
+  private startAttempt(target: UpstreamTarget, fresh: boolean): number {
+    const breaker = this.exchange.route!.breaker;
+    // A retry to the same target: its count includes this exchange's own attempt, which ends here.
+    const own = target === this.activeTarget ? 1 : 0;
+    if (target.active - own >= breaker.maxRequestsPerTarget) return LIMIT_TARGET_REQUESTS;
+    // Queued behind busy connections (the pool at max_connections_per_target): bounded per target and route.
+    const queued = target.client.saturated;
+    if (queued) {
+      if (target.pending >= breaker.maxPendingPerTarget) return LIMIT_TARGET_PENDING;
+      if (breaker.pending >= breaker.maxPending) return LIMIT_PENDING;
+    }
     this.exchange.attempts++;
     this.sent = false;
     // The attempt in flight counts toward its target's load (least_request) until the next one or the end.
@@ -421,7 +478,27 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.activeTarget = target;
     const attempt = target.acquire(this, fresh);
     if (attempt !== null) this.onUpstreamReady(attempt);
-    else this.waitForConnection();
+    else {
+      if (queued) {
+        target.pending++;
+        breaker.pending++;
+        this.queuedAt = target;
+      }
+      this.waitForConnection();
+    }
+    return -1;
+  }
+
+  /** No longer waiting for a connection or stream (it came, failed, or the wait was given up). */
+  private stopWaiting(): void {
+    this.waiting = false;
+    this.unwatch();
+    const t = this.queuedAt;
+    if (t !== null) {
+      this.queuedAt = null;
+      t.pending--;
+      this.exchange.route!.breaker.pending--;
+    }
   }
 
   /**
@@ -476,10 +553,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       attempt.cancel();
       return;
     }
-    if (this.waiting) {
-      this.waiting = false;
-      this.unwatch();
-    }
+    if (this.waiting) this.stopWaiting();
     this.attempt = attempt;
     const request = this.request;
     const ds = this.downstream;
@@ -510,7 +584,8 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     }
     const kept = this.bodyKept;
     if (!first && kept !== null) {
-      // A retry: the body so far again, then the rest as it comes.
+      // A retry, or a buffered body: the body so far, then the rest as it comes.
+      if (kept.length > 0) this.bodyStarted = true;
       for (let i = 0; i < kept.length; i++) attempt.write(kept[i]!);
       if (this.requestDone) attempt.end(this.requestTrailerFields);
     }
@@ -527,7 +602,18 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     if (kept !== null) {
       // Chunks the downstream hands over are not reused: kept by reference.
       this.bodyKeptBytes += buf.length;
-      if (this.bodyKeptBytes > this.exchange.route!.retry.bufferBytes) this.bodyKept = null;
+      const route = this.exchange.route!;
+      if (this.buffering) {
+        kept.push(buf);
+        if (this.bodyKeptBytes > route.bufferBodyBytes) {
+          // Longer than request_buffering.max_bytes: what was read goes first, the rest streams.
+          this.buffering = false;
+          this.downstream.pauseRequest();
+          this.dispatch();
+        }
+        return;
+      }
+      if (this.bodyKeptBytes > Math.max(route.retry.bufferBytes, route.bufferBodyBytes)) this.bodyKept = null;
       else kept.push(buf);
     }
     const attempt = this.attempt;
@@ -540,6 +626,12 @@ export class ProxyFlow implements UpstreamHandler, Timed {
   onRequestEnd(trailers: FieldSource | null): void {
     this.requestDone = true;
     this.requestTrailerFields = trailers;
+    if (this.buffering) {
+      // The whole body is here: now an upstream connection is taken.
+      this.buffering = false;
+      if (!this.finished) this.dispatch();
+      return;
+    }
     const attempt = this.attempt;
     if (attempt === null || this.finished) return;
     attempt.end(trailers);
@@ -745,10 +837,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       if (target.health !== null && countsAgainstTarget(error.code))
         this.exchange.route!.group.failed(target);
     }
-    if (this.waiting) {
-      this.waiting = false;
-      this.unwatch();
-    }
+    if (this.waiting) this.stopWaiting();
     if (this.downstream.responseStarted) {
       this.abort(error.code);
       return;
@@ -805,6 +894,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     // A body that started going out goes again only from what was kept, and only in the same framing.
     if (this.bodyStarted && this.bodyKept === null) return false;
     const group = route.group;
+    const breaker = route.breaker;
     const failed = this.target!;
     const tried = this.tried ?? [failed];
     const target = group.pickOther(tried);
@@ -815,20 +905,47 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     // after an upstream that is still in rotation may have processed it, a retry counts.
     const free =
       target !== failed && (!processed || (failed.health !== null && !failed.health.up(Date.now())));
-    if (!free && !this.retrying && !group.budget.admits(policy)) return false;
+    // A retry that counts: over circuit_breaking.max_retries or the retry budget, it is not sent and the
+    // failure (or the upstream's answer) stands.
+    const counts = !free && !this.retrying;
+    if (counts) {
+      const refused = group.budget.refusal(policy, breaker.maxRetries);
+      if (refused !== -1) {
+        breaker.refuse(refused, failed);
+        return false;
+      }
+    }
     if (this.bodyStarted && this.bodyAs === REQUEST_BODY_CHUNKED && !target.client.http1) return false;
-    if (!free && !this.retrying) {
+    if (counts) {
       this.retrying = true;
       group.budget.retries++;
     }
-    route.metrics?.retried();
-    if (this.requestBody !== REQUEST_BODY_NONE && !this.requestDone) this.downstream.pauseRequest();
+    const paused = this.requestBody !== REQUEST_BODY_NONE && !this.requestDone;
+    if (paused) this.downstream.pauseRequest();
     this.target = target;
     tried.push(target);
     this.tried = tried;
     ex.upstream = target.authority;
     if (target !== failed) this.decideForwarding(target);
-    this.startAttempt(target, target === failed);
+    const refused = this.startAttempt(target, target === failed);
+    if (refused !== -1) {
+      // The target's limits refuse the retry: not sent either, and nothing of it is left.
+      breaker.refuse(refused, target);
+      this.target = failed;
+      tried.pop();
+      ex.upstream = failed.authority;
+      if (counts) {
+        this.retrying = false;
+        group.budget.retries--;
+      }
+      // The body was flowing to the attempt that answered (or failed): it flows again as it did.
+      if (paused && this.bodyAs !== REQUEST_BODY_NONE)
+        this.downstream.resumeRequest(
+          this.bodyAs === REQUEST_BODY_STREAM && this.requestBody === REQUEST_BODY_CHUNKED,
+        );
+      return false;
+    }
+    route.metrics?.retried();
     return true;
   }
 
@@ -886,7 +1003,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
       this.dropAttempt();
       this.answerError('ZP_ERR_FILTER_TIMEOUT', undefined, NO_FIELDS);
     } else if (this.waiting) {
-      this.waiting = false;
+      this.stopWaiting();
       this.target?.cancel(this);
       this.target?.metrics?.error('ZP_ERR_UPSTREAM_UNAVAILABLE');
       this.fail('ZP_ERR_UPSTREAM_UNAVAILABLE');
@@ -1022,7 +1139,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     this.attempt = null;
     if (attempt !== null) attempt.cancel();
     if (this.waiting) {
-      this.waiting = false;
+      this.stopWaiting();
       this.target?.cancel(this);
     }
     this.held = null;

@@ -9,11 +9,12 @@ import { compileTrustedProxies, ForwardingPolicy } from '../http/forwarding.ts';
 import type { HeadLimits } from '../http1/parse-head.ts';
 import type { AccessLog } from '../observe/access-log.ts';
 import type { Logger } from '../observe/logger.ts';
-import type { MetricRegistry, RouteMetrics } from '../observe/metrics.ts';
+import { type MetricRegistry, type RouteMetrics, routeLabel } from '../observe/metrics.ts';
 import { buildChains, type FilterChain } from '../pipeline/chain.ts';
 import type { Filter } from '../pipeline/contract.ts';
 import type { FilterRegistry } from '../pipeline/registry.ts';
 import { Router } from '../router/router.ts';
+import { CircuitBreaker } from '../upstream/circuit-breaker.ts';
 import type { PoolSettings } from '../upstream/contract.ts';
 import { UpstreamGroup, UpstreamTarget } from '../upstream/group.ts';
 import { healthKey, OutlierPolicy, TargetHealth } from '../upstream/health.ts';
@@ -30,6 +31,10 @@ export interface CompiledRoute {
   readonly group: UpstreamGroup;
   /** Retries and failover (`retry`). */
   readonly retry: RetryPolicy;
+  /** The limits of `circuit_breaking` and the route's queued count. */
+  readonly breaker: CircuitBreaker;
+  /** `request_buffering.max_bytes`: bodies up to it are read whole before an attempt (0: streamed). */
+  readonly bufferBodyBytes: number;
   /** Idle timeout of this route's WebSocket tunnels. */
   readonly websocketIdleTimeoutMs: number;
   /** The route's filters (docs/filters.md), null when it has none. */
@@ -88,9 +93,9 @@ export interface Runtime {
   readonly use: RuntimeUse;
 }
 
-/** The route label of metrics: the pattern, after its host when it has one. */
+/** The route label of metrics: the pattern, after its host when it has one (routeLabel). */
 export function routeName(route: RouteConfig): string {
-  return route.host === null ? route.path : `${route.host}${route.path}`;
+  return routeLabel(route);
 }
 
 /**
@@ -171,6 +176,12 @@ function compileRoute(
     }
     return target;
   });
+  const breaker = new CircuitBreaker(route.circuit_breaking, targets);
+  const name = routeName(route);
+  if (metrics !== null) {
+    for (let i = 0; i < targets.length; i++)
+      breaker.metrics[i] = metrics.breaker(name, route.upstream[i]!.url);
+  }
   const group = new UpstreamGroup(targets, route.load_balancing);
   group.logger = pools.logger;
   return {
@@ -179,11 +190,13 @@ function compileRoute(
     stripPrefix: route.strip_prefix,
     group,
     retry: new RetryPolicy(route.retry),
+    breaker,
+    bufferBodyBytes: route.request_buffering.max_bytes,
     websocketIdleTimeoutMs: route.websocket_idle_timeout_ms,
     filters,
     filterOnlyMethods: filterOnlyMethods(route, filters),
     allow: allowOf(route.methods),
-    metrics: metrics === null ? null : metrics.route(routeName(route)),
+    metrics: metrics === null ? null : metrics.route(name),
   };
 }
 

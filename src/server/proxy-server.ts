@@ -741,6 +741,12 @@ export class ProxyServer {
     }
     m.server.connections(this.ctx.connections.size, sessions, this.pending.size, streams, this.tunnelCount);
     for (const target of m.allTargets()) target.sample();
+    m.clearLoad();
+    for (const route of this.ctx.runtime.routes) {
+      const budget = route.group.budget;
+      route.metrics?.load(budget.inFlight, route.breaker.pending, budget.retries);
+      route.breaker.sample();
+    }
     m.sampleLoop();
   }
 

@@ -50,6 +50,11 @@ export interface UpstreamClient {
    * (onUpstreamReady or onUpstreamError). `fresh` skips idle connections (a retry after a stale one).
    */
   acquire(handler: UpstreamHandler, fresh: boolean): UpstreamAttempt | null;
+  /**
+   * A requester now would wait in the queue: no connection or stream is free and no other may be opened
+   * (max_connections_per_target reached). Circuit breaking reads it before acquire.
+   */
+  readonly saturated: boolean;
   /** Withdraws a handler still waiting for a connection or stream. */
   cancel(handler: UpstreamHandler): void;
   /**

@@ -33,6 +33,8 @@ export class UpstreamTarget {
   readonly backup: boolean;
   /** Attempts in flight to this target from this route (least_request reads it). */
   active = 0;
+  /** Those of them queued in the pool behind busy connections (circuit-breaker.ts). */
+  pending = 0;
   /** The target's health record (health.ts), null when the route has neither checks nor outlier detection. */
   health: TargetHealth | null = null;
 

@@ -153,6 +153,12 @@ export class Http2UpstreamSession implements Timed {
     this.pool.serveWaiters();
   }
 
+  /** take() would reserve a slot now, or the session is connecting and takes more requesters. */
+  get hasRoom(): boolean {
+    if (this.state === S_CONNECTING) return this.pending.length < this.capacity;
+    return this.state === S_READY && this.active < this.capacity && !this.session!.destroyed;
+  }
+
   /** Reserves a slot when the session is ready and has room. */
   take(): boolean {
     if (this.state !== S_READY || this.active >= this.capacity || this.session!.destroyed) return false;
@@ -299,6 +305,21 @@ export class Http2Pool implements UpstreamClient {
 
   get size(): number {
     return this.sessions.length;
+  }
+
+  /** No session with a free stream, none connecting with room, no room for another: a requester would wait. */
+  get saturated(): boolean {
+    const sessions = this.sessions;
+    for (let i = 0; i < sessions.length; i++) {
+      const s = sessions[i]!;
+      if (s.hasRoom) return false;
+    }
+    return sessions.length >= this.settings.maxConnections;
+  }
+
+  /** Requesters waiting for a stream. */
+  get waiting(): number {
+    return this.waiters.length;
   }
 
   /**

@@ -6,6 +6,7 @@
  * not hit with a storm of retries. The request flow (src/proxy/flow.ts) asks; the group counts.
  */
 import type { RetryCondition, RetryConfig } from '../config/schema.ts';
+import { LIMIT_RETRIES, LIMIT_RETRY_BUDGET } from './circuit-breaker.ts';
 
 export class RetryPolicy {
   /** Attempts in all, the first included (1: no retries). */
@@ -49,16 +50,23 @@ export class RetryPolicy {
   }
 }
 
-/** Requests and retries in flight to one route's upstream group (per process). */
+/**
+ * Requests and retries in flight to one route's upstream group (per worker): the retry budget's counts,
+ * and circuit_breaking's max_requests and max_retries (circuit-breaker.ts) compare them too.
+ */
 export class RetryBudget {
   /** Exchanges of the route that went to an upstream and have not ended. */
   inFlight = 0;
   /** Those of them that are in a retry. */
   retries = 0;
 
-  /** True when one more retry fits the budget. */
-  admits(policy: RetryPolicy): boolean {
+  /**
+   * Why one more retry does not fit: LIMIT_RETRIES (circuit_breaking.max_retries, `maxRetries`) or
+   * LIMIT_RETRY_BUDGET (budget_percent of the requests in flight, at least min_concurrent); -1 when it fits.
+   */
+  refusal(policy: RetryPolicy, maxRetries: number): number {
+    if (this.retries >= maxRetries) return LIMIT_RETRIES;
     const allowed = Math.max(policy.minConcurrent, Math.floor((this.inFlight * policy.budgetPercent) / 100));
-    return this.retries < allowed;
+    return this.retries < allowed ? -1 : LIMIT_RETRY_BUDGET;
   }
 }

@@ -140,7 +140,7 @@ function parseConfigIssues(json: unknown) {
 const TOP_LEVEL_KEYS =
   '$schema, host, port, listeners, thread_count, worker_mode, backlog, max_connections, connection_timeout_ms, request_body_timeout_ms, protocols, tls, http2, websocket, routes, middlewares, limits, upstream_defaults, preserve_host, trusted_proxies, access_log, tracing, shutdown_grace_ms, shutdown_delay_ms, admin, accept_risks';
 const ROUTE_KEYS =
-  'path, upstream, methods, host, strip_prefix, middlewares, inherit_middlewares, upstream_tls, retry, load_balancing, health_check, outlier_detection, websocket_idle_timeout_ms';
+  'path, upstream, methods, host, strip_prefix, middlewares, inherit_middlewares, upstream_tls, retry, load_balancing, circuit_breaking, request_buffering, health_check, outlier_detection, websocket_idle_timeout_ms';
 const MIDDLEWARE_TYPES = 'auth, rate_limit, cors, cache, headers, module';
 
 describe('did-you-mean hints', () => {

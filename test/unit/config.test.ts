@@ -55,6 +55,13 @@ const DEFAULT_OUTLIER = {
   max_ejection_ms: 300000,
   max_ejection_percent: 50,
 };
+const DEFAULT_BREAKING = {
+  max_requests: null,
+  max_pending: 1024,
+  max_retries: null,
+  max_requests_per_target: null,
+  max_pending_per_target: null,
+};
 /** A normalised target of weight 1, not a backup. */
 const target = (url: string) => ({ url, weight: 1, backup: false });
 const DEFAULT_UPSTREAM = {
@@ -66,6 +73,8 @@ const DEFAULT_UPSTREAM = {
   tls: DEFAULT_UPSTREAM_TLS,
   retry: DEFAULT_RETRY,
   load_balancing: DEFAULT_BALANCING,
+  circuit_breaking: DEFAULT_BREAKING,
+  request_buffering: { max_bytes: 0 },
   health_check: null,
   outlier_detection: {},
 };
@@ -80,6 +89,8 @@ const SEED_API_ROUTE = {
   upstream_tls: DEFAULT_UPSTREAM_TLS,
   retry: DEFAULT_RETRY,
   load_balancing: DEFAULT_BALANCING,
+  circuit_breaking: DEFAULT_BREAKING,
+  request_buffering: { max_bytes: 0 },
   health_check: null,
   outlier_detection: DEFAULT_OUTLIER,
   websocket_idle_timeout_ms: 300000,
@@ -225,6 +236,8 @@ test('a minimal config gets every default', () => {
         upstream_tls: DEFAULT_UPSTREAM_TLS,
         retry: DEFAULT_RETRY,
         load_balancing: DEFAULT_BALANCING,
+        circuit_breaking: DEFAULT_BREAKING,
+        request_buffering: { max_bytes: 0 },
         health_check: null,
         outlier_detection: DEFAULT_OUTLIER,
         websocket_idle_timeout_ms: 300000,
@@ -469,6 +482,34 @@ describe('retry', () => {
         return true;
       },
     );
+  });
+});
+
+describe('circuit_breaking', () => {
+  test("upstream_defaults.circuit_breaking lies under each route's, field by field; null lifts a limit", () => {
+    const config = parseConfig({
+      upstream_defaults: { circuit_breaking: { max_requests: 100, max_retries: 2 } },
+      routes: [
+        { path: '/a', upstream: 'http://127.0.0.1:8080' },
+        {
+          path: '/b',
+          upstream: 'http://127.0.0.1:8080',
+          circuit_breaking: { max_requests: null, max_pending: 0, max_pending_per_target: 5 },
+        },
+      ],
+    });
+    assert.deepStrictEqual(plain(config).routes[0].circuit_breaking, {
+      ...DEFAULT_BREAKING,
+      max_requests: 100,
+      max_retries: 2,
+    });
+    assert.deepStrictEqual(plain(config).routes[1].circuit_breaking, {
+      ...DEFAULT_BREAKING,
+      max_requests: null,
+      max_pending: 0,
+      max_retries: 2,
+      max_pending_per_target: 5,
+    });
   });
 });
 

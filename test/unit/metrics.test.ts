@@ -162,3 +162,15 @@ test('docs/operations.md lists every metric family with its type', () => {
     assert.match(doc, new RegExp(`^\\| \`${name}\` +\\| ${type} +\\|`, 'm'), `${name} (${type})`);
   }
 });
+
+test("circuit breaking's limits and the overload counter's `limit` label are in the same order", async () => {
+  const breaker = await import('../../src/upstream/circuit-breaker.ts');
+  const { OVERLOAD_LIMITS } = await import('../../src/observe/metrics.ts');
+  assert.equal(OVERLOAD_LIMITS[breaker.LIMIT_REQUESTS], 'requests');
+  assert.equal(OVERLOAD_LIMITS[breaker.LIMIT_PENDING], 'pending');
+  assert.equal(OVERLOAD_LIMITS[breaker.LIMIT_RETRIES], 'retries');
+  assert.equal(OVERLOAD_LIMITS[breaker.LIMIT_RETRY_BUDGET], 'retry_budget');
+  assert.equal(OVERLOAD_LIMITS[breaker.LIMIT_TARGET_REQUESTS], 'target_requests');
+  assert.equal(OVERLOAD_LIMITS[breaker.LIMIT_TARGET_PENDING], 'target_pending');
+  assert.equal(OVERLOAD_LIMITS.length, 6);
+});
