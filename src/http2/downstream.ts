@@ -14,7 +14,6 @@ import type { TLSSocket } from 'node:tls';
 import type { Config } from '../config/schema.ts';
 import { errorBody } from '../errors.ts';
 import type { Logger } from '../observe/logger.ts';
-import type { ProxyFlow } from '../proxy/flow.ts';
 import { plainAddress } from '../util/address.ts';
 import { SlotSet } from '../util/slot-set.ts';
 import { ENHANCE_YOUR_CALM, INTERNAL_ERROR } from './frames.ts';

@@ -8,7 +8,9 @@
  * The tarball is packed with --ignore-scripts from the dist/ that `npm test` has just built (a real
  * `npm pack` cleans and rebuilds dist/, which the other test files running meanwhile use); the test
  * checks that dist/ holds exactly what src/ compiles to, so a stale build cannot pass. Dependencies are
- * installed --offline from npm's cache, which `npm ci` filled: the test needs no network.
+ * installed --prefer-offline: from npm's cache, which `npm ci` filled with the packages, and from the
+ * registry for what the cache lacks (`npm ci` keeps no registry documents, which an install of a tarball
+ * may need to resolve its dependencies' ranges).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -101,7 +103,7 @@ describe('the packed npm package installs into an empty prefix and runs', () => 
     await run('mkdir', ['-p', prefix, empty], { cwd: work, env });
     const install = await run(
       npm,
-      ['install', '--global', '--prefix', prefix, '--offline', '--no-audit', '--no-fund', tarball],
+      ['install', '--global', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', tarball],
       { cwd: empty, env },
     );
     assert.equal(install.code, 0, `npm install of the tarball failed:\n${install.stdout}\n${install.stderr}`);
