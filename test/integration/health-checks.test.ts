@@ -10,9 +10,14 @@
  *   shows the state.
  */
 import assert from 'node:assert/strict';
+import { readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import http2 from 'node:http2';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { CertDir } from '../helpers/certs.ts';
 import { startCli } from '../helpers/cli-process.ts';
 import { type StartedProxy, startProxy } from '../helpers/proxy.ts';
 import { sendRequest } from '../helpers/simple-request.ts';
@@ -20,6 +25,17 @@ import { freePort, type HttpUpstream, startHttpUpstream, startRawUpstream } from
 
 const INTERVAL = 200;
 const TIMEOUT = 150;
+
+/** The tests' active checks: quick, and one failed check takes a target out. */
+function check(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    path: '/healthz',
+    interval_ms: INTERVAL,
+    timeout_ms: TIMEOUT,
+    unhealthy_threshold: 1,
+    ...overrides,
+  };
+}
 
 interface Target {
   readonly name: string;
@@ -117,13 +133,7 @@ describe('active health checks', () => {
     const targets = [await startTarget('a'), await startTarget('b'), await startTarget('c')];
     const [, b] = targets as [Target, Target, Target];
     const proxy = await started(targets, {
-      health_check: {
-        path: '/healthz',
-        interval_ms: INTERVAL,
-        timeout_ms: TIMEOUT,
-        unhealthy_threshold: 1,
-        healthy_threshold: 2,
-      },
+      health_check: check({ healthy_threshold: 2 }),
       outlier_detection: { enabled: false },
     });
     await until('every target checked', () => targets.every((t) => t.checks >= 1));
@@ -153,13 +163,7 @@ describe('active health checks', () => {
     const targets = [await startTarget('a'), await startTarget('b')];
     const [, b] = targets as [Target, Target];
     const proxy = await started(targets, {
-      health_check: {
-        path: '/healthz',
-        interval_ms: INTERVAL,
-        timeout_ms: TIMEOUT,
-        unhealthy_threshold: 1,
-        healthy_threshold: 1,
-      },
+      health_check: check({ healthy_threshold: 1 }),
       outlier_detection: { enabled: false },
     });
     await until('every target checked', () => targets.every((t) => t.checks >= 1));
@@ -190,13 +194,7 @@ describe('active health checks', () => {
   test('backup targets take the requests while no primary is up, and only then', async () => {
     const targets = [await startTarget('a'), await startTarget('b'), await startTarget('spare')];
     const [a, b] = targets as [Target, Target, Target];
-    const check = {
-      path: '/healthz',
-      interval_ms: INTERVAL,
-      timeout_ms: TIMEOUT,
-      unhealthy_threshold: 1,
-      healthy_threshold: 1,
-    };
+    const checks = check({ healthy_threshold: 1 });
     cleanups.push(async () => {
       for (const t of targets) await t.upstream.close();
     });
@@ -205,7 +203,7 @@ describe('active health checks', () => {
         {
           path: '/',
           upstream: [a.upstream.url, b.upstream.url, { url: targets[2]!.upstream.url, backup: true }],
-          health_check: check,
+          health_check: checks,
         },
       ],
     });
@@ -238,12 +236,7 @@ describe('targets that hang, and the panic threshold', () => {
         {
           path: '/checked',
           upstream: [a.upstream.url, silent.url],
-          health_check: {
-            path: '/healthz',
-            interval_ms: INTERVAL,
-            timeout_ms: TIMEOUT,
-            unhealthy_threshold: 1,
-          },
+          health_check: check(),
           outlier_detection: { enabled: false },
         },
         {
@@ -284,7 +277,7 @@ describe('targets that hang, and the panic threshold', () => {
       await startTarget('d'),
     ];
     const proxy = await started(targets, {
-      health_check: { path: '/healthz', interval_ms: INTERVAL, timeout_ms: TIMEOUT, unhealthy_threshold: 1 },
+      health_check: check(),
       outlier_detection: { enabled: false },
       load_balancing: { panic_threshold_percent: 50 },
     });
@@ -301,6 +294,83 @@ describe('targets that hang, and the panic threshold', () => {
     await until('c down', () => status(proxy, targets[2]!)?.state === 'down');
     // 1 of 4 up: panic, every target gets its turn (their checks fail; they still serve).
     assert.deepEqual((await spread(proxy.port, 20)).by, { a: 5, b: 5, c: 5, d: 5 });
+  });
+});
+
+describe('checks over every upstream protocol', () => {
+  test('https (with the route CA), h2 and h2c targets are checked over their own protocol', async () => {
+    const certs = new CertDir();
+    const ca = certs.makeCa('ca', 'zproxy health CA');
+    const leaf = certs.makeSigned('upstream', ['127.0.0.1', 'upstream.test'], ca);
+    const key = readFileSync(leaf.key);
+    const cert = readFileSync(leaf.cert);
+    // One flag per server: its check answers 503 while set; every check is recorded with its protocol.
+    const sick = { https: false, h2: false, h2c: false };
+    const seen: string[] = [];
+    // biome-ignore lint/suspicious/noExplicitAny: node:http and node:http2 compatibility requests alike
+    const handler = (name: keyof typeof sick) => (req: any, res: any) => {
+      if (req.url === '/healthz') seen.push(`${name} ${req.httpVersion} ${req.headers['user-agent']}`);
+      res.writeHead(req.url === '/healthz' && sick[name] ? 503 : 200, { 'content-length': '2' });
+      res.end(name.slice(0, 2));
+    };
+    const servers = {
+      https: https.createServer({ key, cert }, handler('https')),
+      h2: http2.createSecureServer({ key, cert }, handler('h2')),
+      h2c: http2.createServer(handler('h2c')),
+    };
+    const ports: Record<string, number> = {};
+    for (const [name, server] of Object.entries(servers)) {
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      ports[name] = (server.address() as AddressInfo).port;
+    }
+    cleanups.push(async () => {
+      for (const server of Object.values(servers)) {
+        (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      }
+      rmSync(certs.dir, { recursive: true, force: true });
+    });
+    const urls = {
+      https: `https://127.0.0.1:${ports.https}`,
+      h2: `h2://127.0.0.1:${ports.h2}`,
+      h2c: `h2c://127.0.0.1:${ports.h2c}`,
+    };
+    const proxy = await startProxy({
+      upstream_defaults: { tls: { ca_file: ca.cert } },
+      routes: [
+        {
+          path: '/',
+          upstream: Object.values(urls),
+          health_check: check({ healthy_threshold: 1 }),
+        },
+      ],
+    });
+    cleanups.push(() => proxy.close());
+    const route = proxy.config.routes[0]!;
+    const state = (name: keyof typeof urls) =>
+      (proxy.server.healthChecker!.targetStatus(route, urls[name]) as { state: string }).state;
+    await until(
+      'every target up',
+      () => state('https') === 'up' && state('h2') === 'up' && state('h2c') === 'up',
+    );
+    assert.ok(
+      seen.some((l) => l === 'https 1.1 zproxy-health-check'),
+      seen.join('; '),
+    );
+    assert.ok(
+      seen.some((l) => l === 'h2 2.0 zproxy-health-check'),
+      seen.join('; '),
+    );
+    assert.ok(
+      seen.some((l) => l === 'h2c 2.0 zproxy-health-check'),
+      seen.join('; '),
+    );
+    for (const name of ['https', 'h2', 'h2c'] as const) {
+      sick[name] = true;
+      await until(`${name} down`, () => state(name) === 'down');
+      sick[name] = false;
+      await until(`${name} up again`, () => state(name) === 'up');
+    }
   });
 });
 
@@ -428,12 +498,7 @@ describe('with workers', () => {
           {
             path: '/',
             upstream: targets.map((t) => t.upstream.url),
-            health_check: {
-              path: '/healthz',
-              interval_ms: INTERVAL,
-              timeout_ms: TIMEOUT,
-              unhealthy_threshold: 1,
-            },
+            health_check: check(),
           },
         ],
       });
