@@ -20,7 +20,7 @@
  * fields.
  */
 import { dirname, resolve } from 'node:path';
-import type { BalancingPolicy, Config, ListenerConfig } from '../config/schema.ts';
+import type { BalancingPolicy, CircuitBreakingConfig, Config, ListenerConfig } from '../config/schema.ts';
 import { ERROR_CODES, type ErrorCode } from '../errors.ts';
 import {
   FIELD_DUPLICATE_CONTENT_LENGTH,
@@ -129,6 +129,18 @@ export interface Explanation {
     /** The target a freshly started worker sends this route's first request to. */
     readonly first: string;
     readonly retry: { readonly attempts: number; readonly on: readonly string[] };
+    /** Active health checks of the targets, null when none. */
+    readonly health_check: {
+      readonly method: string;
+      readonly path: string;
+      readonly interval_ms: number;
+    } | null;
+    /** Failed exchanges in a row that eject a target, null when outlier detection is off. */
+    readonly outlier_detection: { readonly consecutive_failures: number } | null;
+    /** The route's circuit-breaking limits (per worker; null: no limit). */
+    readonly circuit_breaking: CircuitBreakingConfig;
+    /** Request bodies up to this size are read whole before an upstream is taken (0: streamed). */
+    readonly request_buffering_max_bytes: number;
   } | null;
   readonly upstream_request: {
     /** The target it is rendered for (`upstream.first`). */
@@ -420,6 +432,20 @@ export function explainRequest(runtime: Runtime, req: ExplainRequest): Explanati
     })),
     first: routeConfig.upstream[firstIndex]!.url,
     retry: { attempts: routeConfig.retry.attempts, on: routeConfig.retry.on },
+    health_check:
+      routeConfig.health_check === null
+        ? null
+        : {
+            method: routeConfig.health_check.method,
+            path: routeConfig.health_check.path,
+            interval_ms: routeConfig.health_check.interval_ms,
+          },
+    outlier_detection:
+      routeConfig.outlier_detection === null
+        ? null
+        : { consecutive_failures: routeConfig.outlier_detection.consecutive_failures },
+    circuit_breaking: routeConfig.circuit_breaking,
+    request_buffering_max_bytes: routeConfig.request_buffering.max_bytes,
   };
 
   // The forwarding decisions and the head, for the first target.
@@ -493,7 +519,9 @@ export function explainRequest(runtime: Runtime, req: ExplainRequest): Explanati
       `${upstream.selection}: a worker spreads this route's requests over its ${primary.length} targets (round_robin: in turn by weight, starting with ${upstream.first}; least_request, random, hash: chosen per request); the head is shown for ${upstream.first}; a retry goes to a target not tried yet`,
     );
   if (primary.length < targets.length)
-    notes.push('a backup target gets a request only as a retry, once every other target was tried');
+    notes.push(
+      'a backup target gets a request as a retry once every other target was tried, and every request while no primary target is up (health checks, outlier detection)',
+    );
   if (filters.length > 0)
     notes.push(
       'filters run in the order listed and are not run by explain: one may answer the request itself (auth 401, rate_limit 429, a CORS preflight, a cache hit) or edit the fields shown',
@@ -628,6 +656,21 @@ export function formatExplanation(e: Explanation): string {
         : `${u.selection} over ${u.targets.map((t) => `${t.url}${t.weight === 1 ? '' : ` (weight ${t.weight})`}${t.backup ? ' (backup)' : ''}`).join(', ')}`,
     );
     if (u.retry.attempts > 1) more(`retry: ${u.retry.attempts} attempts on ${u.retry.on.join(', ')}`);
+    if (u.targets.length > 1) {
+      if (u.health_check !== null)
+        more(
+          `health checks: ${u.health_check.method} ${u.health_check.path} every ${u.health_check.interval_ms} ms`,
+        );
+      if (u.outlier_detection !== null)
+        more(
+          `outlier detection: ${u.outlier_detection.consecutive_failures} failures in a row eject a target`,
+        );
+    }
+    const limits = Object.entries(u.circuit_breaking).filter(([, v]) => v !== null);
+    if (limits.length > 0)
+      more(`circuit breaking (per worker): ${limits.map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    if (u.request_buffering_max_bytes > 0)
+      more(`request buffering: bodies up to ${u.request_buffering_max_bytes} bytes are read whole first`);
   }
   const ur = e.upstream_request;
   if (ur !== null) {

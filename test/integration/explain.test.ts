@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type Explanation, explainConfig } from '../../src/cli/explain.ts';
+import { type Explanation, explainConfig, formatExplanation } from '../../src/cli/explain.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { type StartedProxy, startProxy } from '../helpers/proxy.ts';
 import { freePort, type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
@@ -353,3 +353,39 @@ for (const preserveHost of [true, false])
       ]);
     });
   });
+
+test('explain names the route health checks, outlier detection, circuit-breaking limits and request buffering', async () => {
+  const config = parseConfig({
+    upstream_defaults: { circuit_breaking: { max_requests: 100 } },
+    routes: [
+      {
+        path: '/',
+        upstream: [
+          'http://127.0.0.1:8081',
+          'http://127.0.0.1:8082',
+          { url: 'http://127.0.0.1:8083', backup: true },
+        ],
+        health_check: { path: '/healthz', interval_ms: 2000 },
+        outlier_detection: { consecutive_failures: 3 },
+        request_buffering: { max_bytes: 65536 },
+      },
+    ],
+  });
+  const e = await explainConfig(config, join(tmpdir(), 'zproxy.json'), {
+    method: 'GET',
+    url: 'http://example.test/x',
+    fields: [],
+    clientAddress: '127.0.0.1',
+  });
+  const u = e.upstream!;
+  assert.deepEqual(u.health_check, { method: 'GET', path: '/healthz', interval_ms: 2000 });
+  assert.deepEqual(u.outlier_detection, { consecutive_failures: 3 });
+  assert.equal(u.circuit_breaking.max_requests, 100);
+  assert.equal(u.request_buffering_max_bytes, 65536);
+  const text = formatExplanation(e);
+  assert.match(text, /health checks: GET \/healthz every 2000 ms/);
+  assert.match(text, /outlier detection: 3 failures in a row eject a target/);
+  assert.match(text, /circuit breaking \(per worker\): max_requests 100, max_pending 1024/);
+  assert.match(text, /request buffering: bodies up to 65536 bytes/);
+  assert.ok(e.notes.some((n) => n.includes('while no primary target is up')));
+});
