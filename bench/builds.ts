@@ -16,22 +16,13 @@ import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { writeCertificate } from '../src/bench/compare/certificate.ts';
 import { startOrigin } from '../src/bench/compare/nginx.ts';
-import {
-  clockTicksPerSecond,
-  cpuTicks,
-  freePort,
-  PinnedProcess,
-  peakRssKiB,
-  processTree,
-  readCpuTimes,
-  resetPeakRss,
-  sleep,
-} from '../src/bench/compare/proc.ts';
+import { freePort, PinnedProcess, peakRssKiB, resetPeakRss, sleep } from '../src/bench/compare/proc.ts';
 import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
 import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
 import { makeDemoCertificate } from '../src/demo/certificate.ts';
 import { parseGroupOptions } from './lib/group-options.ts';
 import { runH2load } from './lib/h2load.ts';
+import { measurePinned } from './lib/pinned-run.ts';
 import { ensureTools } from './lib/tools.ts';
 import { runWrk } from './lib/wrk.ts';
 import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
@@ -152,7 +143,6 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
   const startedAt = new Date();
   const loadBefore = loadavg();
   let loadAfter = loadBefore;
-  const clockTicks = clockTicksPerSecond();
   try {
     const mains: Record<Variant, string> = {
       before: buildRef(beforeCommit, join(tmp, 'before')),
@@ -223,35 +213,21 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
             };
           };
           if (warmupS > 0) await load(warmupS);
-          const pids = processTree(proc.pid);
           resetPeakRss(proc.pid);
-          const ticksBefore = cpuTicks(pids);
-          const cpuBefore = readCpuTimes();
-          const t0 = performance.now();
-          const result = await load(durationS);
-          const wall = (performance.now() - t0) / 1000;
-          const cpuAfter = readCpuTimes();
-          const ticks = cpuTicks(pids) - ticksBefore;
-          if (!proc.alive) throw new Error(`${proc.name} exited during the run:\n${proc.logTail()}`);
-          const a = cpuBefore.get(proxyCpu);
-          const b = cpuAfter.get(proxyCpu);
-          const other =
-            a === undefined || b === undefined
-              ? 0
-              : Math.max(0, b.busy - a.busy + (b.steal - a.steal) - ticks) / (clockTicks * wall);
-          const busy = ticks / clockTicks / wall;
+          const m = await measurePinned(proc, proxyCpu, () => load(durationS));
+          const result = m.result;
           const rss = peakRssKiB(proc.pid);
           const run: Run = {
             round,
             scenario,
             variant,
             rps: result.rps,
-            rpsPerCore: busy > 0 ? result.rps / busy : 0,
-            cpuUsPerRequest: result.requests > 0 ? ((ticks / clockTicks) * 1e6) / result.requests : 0,
+            rpsPerCore: m.busy > 0 ? result.rps / m.busy : 0,
+            cpuUsPerRequest: result.requests > 0 ? (m.cpuSeconds * 1e6) / result.requests : 0,
             p99Us: result.p99Us,
             peakRssMiB: rss === null ? null : rss / 1024,
             errors: result.errors,
-            disturbed: other > DISTURBANCE_LIMIT,
+            disturbed: m.disturbed,
           };
           runs.push(run);
           console.error(

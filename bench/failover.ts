@@ -15,18 +15,11 @@ import { get } from 'node:http';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { type NginxInstance, startOrigin } from '../src/bench/compare/nginx.ts';
-import {
-  clockTicksPerSecond,
-  cpuTicks,
-  freePort,
-  PinnedProcess,
-  processTree,
-  readCpuTimes,
-  sleep,
-} from '../src/bench/compare/proc.ts';
+import { freePort, PinnedProcess, processTree, sleep } from '../src/bench/compare/proc.ts';
 import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
 import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
 import { parseGroupOptions } from './lib/group-options.ts';
+import { measurePinned } from './lib/pinned-run.ts';
 import { ensureTools } from './lib/tools.ts';
 import { runWrk } from './lib/wrk.ts';
 import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
@@ -100,7 +93,6 @@ export async function runFailoverBench(argv: readonly string[]): Promise<number>
   const startedAt = new Date();
   const loadBefore = loadavg();
   let loadAfter = loadBefore;
-  const clockTicks = clockTicksPerSecond();
   try {
     for (let round = 1; round <= rounds; round++) {
       const order: Variant[] = round % 2 === 1 ? ['outlier', 'retries'] : ['retries', 'outlier'];
@@ -148,35 +140,23 @@ export async function runFailoverBench(argv: readonly string[]): Promise<number>
         if (warmupS > 0)
           await runWrk({ url, connections, durationS: warmupS, cpu: loadCpu, closeConnections: false });
         for (const phase of PHASES) {
-          const pids = processTree(proc.pid);
-          const ticksBefore = cpuTicks(pids);
-          const cpuBefore = readCpuTimes();
-          const t0 = performance.now();
-          const load = runWrk({ url, connections, durationS, cpu: loadCpu, closeConnections: false });
-          if (phase === 'kill') {
-            await sleep((durationS * 1000) / 4);
-            // Abruptly: the master and its worker, by PID.
-            const victim = origins[1]!;
-            for (const pid of processTree(victim.process.pid).reverse()) {
-              try {
-                process.kill(pid, 'SIGKILL');
-              } catch {
-                // already gone
+          const m = await measurePinned(proc, proxyCpu, async () => {
+            const load = runWrk({ url, connections, durationS, cpu: loadCpu, closeConnections: false });
+            if (phase === 'kill') {
+              await sleep((durationS * 1000) / 4);
+              // Abruptly: the master and its worker, by PID.
+              for (const pid of processTree(origins[1]!.process.pid).reverse()) {
+                try {
+                  process.kill(pid, 'SIGKILL');
+                } catch {
+                  // already gone
+                }
               }
             }
-          }
-          const result = await load;
-          const wall = (performance.now() - t0) / 1000;
-          const cpuAfter = readCpuTimes();
-          if (!proc.alive) throw new Error(`${proc.name} exited during the run:\n${proc.logTail()}`);
-          const busy = (cpuTicks(pids) - ticksBefore) / clockTicks / wall;
-          const a = cpuBefore.get(proxyCpu);
-          const b = cpuAfter.get(proxyCpu);
-          const other =
-            a === undefined || b === undefined
-              ? 0
-              : Math.max(0, b.busy - a.busy + (b.steal - a.steal) - (cpuTicks(pids) - ticksBefore)) /
-                (clockTicks * wall);
+            return load;
+          });
+          const result = m.result;
+          const busy = m.busy;
           const run: Run = {
             round,
             variant,
@@ -186,7 +166,7 @@ export async function runFailoverBench(argv: readonly string[]): Promise<number>
             rpsPerCore: busy > 0 ? result.requestsPerSecond / busy : 0,
             p99Us: result.latencyUs.p99,
             failed: result.errorCount,
-            disturbed: other > DISTURBANCE_LIMIT,
+            disturbed: m.disturbed,
           };
           runs.push(run);
           console.error(

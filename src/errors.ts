@@ -154,6 +154,30 @@ export class ZpError extends Error {
   }
 }
 
+/**
+ * Failures of an upstream itself — not a limit of zproxy's, not the client's doing — in one order: the
+ * `kind` label of zproxy_upstream_errors_total (connect, tls, timeout, reset, protocol, bad_response) and
+ * what outlier detection counts against a target. -1 for any other code.
+ */
+export function upstreamFailure(code: ErrorCode): number {
+  switch (code) {
+    case 'ZP_ERR_UPSTREAM_CONNECT':
+      return 0;
+    case 'ZP_ERR_UPSTREAM_TLS':
+      return 1;
+    case 'ZP_ERR_UPSTREAM_TIMEOUT':
+      return 2;
+    case 'ZP_ERR_UPSTREAM_RESET':
+      return 3;
+    case 'ZP_ERR_UPSTREAM_PROTOCOL':
+      return 4;
+    case 'ZP_ERR_UPSTREAM_BAD_RESPONSE':
+      return 5;
+    default:
+      return -1;
+  }
+}
+
 /** The JSON body zproxy answers with when it produces an error response itself. */
 export function errorBody(code: ErrorCode, message?: string): string {
   const info = ERROR_CODES[code];

@@ -11,6 +11,7 @@
  * The instance's view (metrics-view.ts) sums the workers and writes the Prometheus text.
  */
 import { type ELDHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
+import { type ErrorCode, upstreamFailure } from '../errors.ts';
 
 /** How a series adds up over workers and over a worker's end. */
 export const COUNTER = 0;
@@ -399,23 +400,10 @@ export const UPSTREAM_ERROR_KINDS = [
   'unavailable',
 ] as const;
 
-function errorKind(code: string): number {
-  switch (code) {
-    case 'ZP_ERR_UPSTREAM_CONNECT':
-      return 0;
-    case 'ZP_ERR_UPSTREAM_TLS':
-      return 1;
-    case 'ZP_ERR_UPSTREAM_TIMEOUT':
-      return 2;
-    case 'ZP_ERR_UPSTREAM_RESET':
-      return 3;
-    case 'ZP_ERR_UPSTREAM_PROTOCOL':
-      return 4;
-    case 'ZP_ERR_UPSTREAM_BAD_RESPONSE':
-      return 5;
-    default:
-      return 6;
-  }
+/** The kind slot of an error: upstreamFailure's order, then `unavailable` for any other code. */
+function errorKind(code: ErrorCode): number {
+  const kind = upstreamFailure(code);
+  return kind === -1 ? UPSTREAM_ERROR_KINDS.length - 1 : kind;
 }
 
 /** What the sampler reads of a target's pool (HTTP/1.1 Pool, Http2Pool). */
@@ -488,7 +476,7 @@ export class TargetMetrics {
     this.values[this.requests]!++;
   }
 
-  error(code: string): void {
+  error(code: ErrorCode): void {
     this.values[this.errors + errorKind(code)]!++;
   }
 

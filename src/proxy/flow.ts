@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { RetryCondition } from '../config/schema.ts';
-import { ERROR_CODES, type ErrorCode, errorBody, type ZpError } from '../errors.ts';
+import { ERROR_CODES, type ErrorCode, errorBody, upstreamFailure, type ZpError } from '../errors.ts';
 import type { Exchange } from '../exchange.ts';
 import type { FieldSource } from '../http/fields.ts';
 import { ForwardedResponse, forwardPath } from '../http/forwarding.ts';
@@ -100,21 +100,6 @@ const NO_FIELDS: readonly string[] = [];
 
 function authorityOf(target: UpstreamTarget): string {
   return target.authority;
-}
-
-/** Upstream failures that count against the target for its outlier detection (not the client's doing). */
-function countsAgainstTarget(code: ErrorCode): boolean {
-  switch (code) {
-    case 'ZP_ERR_UPSTREAM_CONNECT':
-    case 'ZP_ERR_UPSTREAM_TLS':
-    case 'ZP_ERR_UPSTREAM_TIMEOUT':
-    case 'ZP_ERR_UPSTREAM_RESET':
-    case 'ZP_ERR_UPSTREAM_PROTOCOL':
-    case 'ZP_ERR_UPSTREAM_BAD_RESPONSE':
-      return true;
-    default:
-      return false;
-  }
 }
 
 /**
@@ -834,7 +819,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     const target = this.target;
     if (target !== null) {
       target.metrics?.error(error.code);
-      if (target.health !== null && countsAgainstTarget(error.code))
+      if (target.health !== null && upstreamFailure(error.code) !== -1)
         this.exchange.route!.group.failed(target);
     }
     if (this.waiting) this.stopWaiting();

@@ -36,8 +36,7 @@ const I_WORDS = 4;
 // Float64 words per record.
 const F_EJECTED_UNTIL = 0;
 const F_UP_SINCE = 1;
-const F_LAST_EJECTED = 2;
-const F_WORDS = 3;
+const F_WORDS = 2;
 
 /** The word of the table's lock (after the records' words). */
 const LOCK = HEALTH_RECORDS * I_WORDS;
@@ -60,7 +59,7 @@ export class HealthTable {
   readonly buffer: SharedArrayBuffer;
   private readonly times: Float64Array;
   private readonly keys: Uint32Array;
-  readonly ints: Int32Array;
+  private readonly ints: Int32Array;
 
   constructor(buffer: SharedArrayBuffer = createHealthTable()) {
     this.buffer = buffer;
@@ -124,10 +123,6 @@ export class HealthTable {
     return Atomics.load(this.ints, record * I_WORDS + I_EJECTIONS);
   }
 
-  failures(record: number): number {
-    return Atomics.load(this.ints, record * I_WORDS + I_FAILURES);
-  }
-
   /** A good exchange: the run of failures ends (written only when there was one). */
   succeeded(record: number): void {
     const i = record * I_WORDS + I_FAILURES;
@@ -155,16 +150,11 @@ export class HealthTable {
       ints[e + I_EJECTIONS] = count;
       ints[e + I_FAILURES] = 0;
       const ms = Math.min(base * count, max);
-      this.times[t + F_LAST_EJECTED] = now;
       this.times[t + F_EJECTED_UNTIL] = now + ms;
       return ms;
     } finally {
       unlockShared(ints, LOCK);
     }
-  }
-
-  lastEjected(record: number): number {
-    return this.times[record * F_WORDS + F_LAST_EJECTED]!;
   }
 }
 
