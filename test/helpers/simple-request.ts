@@ -74,13 +74,13 @@ export function errorCodeOf(res: SimpleResponse): string {
 
 /** Resolves when `check()` is true, polling every `intervalMs`; rejects after `timeoutMs`. */
 export async function waitUntil(
-  check: () => boolean,
+  check: () => boolean | Promise<boolean>,
   timeoutMs: number,
   what = 'condition',
   intervalMs = 10,
 ): Promise<void> {
   const end = Date.now() + timeoutMs;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
