@@ -94,6 +94,7 @@ class ProcessMode implements WorkerMode<ProcessWorker> {
     // A worker that is gone cannot answer: the scrape uses its last snapshot (no 'error' event for it).
     metrics?.add(id, (m) => child.send(m, ignoreSendError));
     child.on('message', (message: WorkerMessage | ReloadMessage) => {
+      set.messages++;
       // The workers' rate-limit decisions: the supervisor holds the memory store of the instance.
       if (answerRateLimitMessage(child, message)) return;
       if (metrics?.onMessage(id, message) === true) return;

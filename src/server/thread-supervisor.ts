@@ -146,6 +146,7 @@ class ThreadMode implements WorkerMode<ThreadWorker> {
     const worker = new ThreadWorker(id, data, () => this.shared.caches);
     const { metrics, logger } = this;
     worker.thread.on('message', (message: WorkerThreadMessage) => {
+      set.messages++;
       if (message?.type === 'metric-series') {
         metrics?.onSeries(id, message);
         return;

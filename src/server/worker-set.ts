@@ -67,6 +67,8 @@ export interface WorkerMode<W extends WorkerHandle> {
 export class WorkerSet<W extends WorkerHandle> {
   /** The workers running now, by id (1 to `count`). */
   readonly workers = new Map<number, W>();
+  /** Messages received from the workers since the start (a counter /status shows; none per request). */
+  messages = 0;
   private count: number;
   private readonly config: Config;
   private readonly options: RunOptions;
@@ -108,7 +110,10 @@ export class WorkerSet<W extends WorkerHandle> {
       this.resolveReady = resolve;
       this.rejectReady = reject;
     });
-    if (view !== null) view.health = health;
+    if (view !== null) {
+      view.health = health;
+      view.workerMessages = this;
+    }
   }
 
   /** Starts the workers, the reload and the signal handlers; resolves once every worker listens. */
