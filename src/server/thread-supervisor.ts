@@ -33,6 +33,8 @@ export interface WorkerThreadData {
   readonly id: number;
   readonly count: number;
   readonly shared: InstanceShared;
+  /** The count of metric announcements (ThreadMetrics.add): bumped before each is posted. */
+  readonly metricSeries: SharedArrayBuffer | null;
 }
 
 /** Messages between the main thread and a worker (and those of a reload: ReloadMessage). */
@@ -142,6 +144,7 @@ class ThreadMode implements WorkerMode<ThreadWorker> {
       id,
       count,
       shared: this.shared,
+      metricSeries: this.metrics?.add(id) ?? null,
     };
     const worker = new ThreadWorker(id, data, () => this.shared.caches);
     const { metrics, logger } = this;
