@@ -115,7 +115,7 @@ class ThreadMode implements WorkerMode<ThreadWorker> {
   readonly name = 'threads';
   /** The config workers start with (a reload replaces it). */
   private current: Config;
-  shared: InstanceShared;
+  private shared: InstanceShared;
   private readonly connections: InstanceConnections;
   private readonly options: RunOptions;
   private readonly logger: Logger;
