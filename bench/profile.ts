@@ -17,35 +17,17 @@ import { startOrigin } from '../src/bench/compare/nginx.ts';
 import { freePort, PinnedProcess } from '../src/bench/compare/proc.ts';
 import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
 import { runH2load } from './lib/h2load.ts';
+import type {
+  CallFrame,
+  CpuProfile,
+  CpuProfileNode,
+  SamplingHeapNode,
+  SamplingHeapSample,
+} from './lib/v8-profile.ts';
 import { runWrk } from './lib/wrk.ts';
 import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
-
-interface CallFrame {
-  readonly functionName: string;
-  readonly url: string;
-  readonly lineNumber: number;
-}
-interface SamplingNode {
-  readonly callFrame: CallFrame;
-  readonly selfSize: number;
-  readonly id: number;
-  readonly children: readonly SamplingNode[];
-}
-interface CpuNode {
-  readonly id: number;
-  readonly callFrame: CallFrame;
-}
-interface CpuProfile {
-  readonly nodes: readonly CpuNode[];
-  readonly samples: readonly number[];
-  readonly timeDeltas: readonly number[];
-}
-interface SamplingSample {
-  readonly size: number;
-  readonly nodeId: number;
-}
 
 /** A minimal Chrome DevTools Protocol client over the inspector's WebSocket. */
 class Inspector {
@@ -101,6 +83,8 @@ async function main(): Promise<void> {
       scenario: { type: 'string', default: 'close' },
       seconds: { type: 'string', default: '8' },
       top: { type: 'string', default: '25' },
+      /** heap: for allocations whose function is this one, the callers (3 frames up) instead. */
+      callers: { type: 'string', default: '' },
       kind: { type: 'string', default: 'heap' },
       interval: { type: 'string', default: '' },
       'proxy-cpu': { type: 'string', default: '0' },
@@ -221,7 +205,7 @@ async function main(): Promise<void> {
       await inspector.call('Profiler.start');
       requests = await load(seconds);
       const { profile } = (await inspector.call('Profiler.stop')) as { profile: CpuProfile };
-      const byId = new Map<number, CpuNode>();
+      const byId = new Map<number, CpuProfileNode>();
       for (const node of profile.nodes) byId.set(node.id, node);
       for (let i = 0; i < profile.samples.length; i++) {
         const node = byId.get(profile.samples[i]!);
@@ -241,18 +225,29 @@ async function main(): Promise<void> {
       });
       requests = await load(seconds);
       const { profile } = (await inspector.call('HeapProfiler.stopSampling')) as {
-        profile: { head: SamplingNode; samples: SamplingSample[] };
+        profile: { head: SamplingHeapNode; samples: SamplingHeapSample[] };
       };
-      const byNode = new Map<number, SamplingNode>();
-      const walk = (node: SamplingNode): void => {
+      const byNode = new Map<number, SamplingHeapNode>();
+      const parent = new Map<number, SamplingHeapNode>();
+      const walk = (node: SamplingHeapNode): void => {
         byNode.set(node.id, node);
-        for (const child of node.children) walk(child);
+        for (const child of node.children) {
+          parent.set(child.id, node);
+          walk(child);
+        }
       };
       walk(profile.head);
       for (const sample of profile.samples) {
         const node = byNode.get(sample.nodeId);
         if (node === undefined) continue;
-        const key = where(node.callFrame);
+        let key = where(node.callFrame);
+        if (values.callers !== '') {
+          if (node.callFrame.functionName !== values.callers) continue;
+          const chain: string[] = [];
+          for (let up = parent.get(node.id); up !== undefined && chain.length < 3; up = parent.get(up.id))
+            chain.push(where(up.callFrame));
+          key = chain.join(' < ');
+        }
         bySite.set(key, (bySite.get(key) ?? 0) + sample.size);
         total += sample.size;
       }
