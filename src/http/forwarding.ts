@@ -317,6 +317,13 @@ export class HeadLines {
     return o;
   }
 
+  /** The pieces in a buffer of their own (released like writeTo). */
+  toBuffer(): Buffer {
+    const out = Buffer.allocUnsafe(this.length);
+    this.writeTo(out, 0);
+    return out;
+  }
+
   /** The pieces as one string (released like writeTo). */
   toString(): string {
     let out = '';
@@ -365,11 +372,16 @@ function viaLine(via: string): string {
 
 /**
  * The kept fields of a source that is not an HTTP/1.1 head (an HTTP/2 request or response) as HTTP/1.1
- * lines. Repeated `cookie` fields become one line joined with "; " (RFC 9113 §8.2.3: HTTP/1.1 allows one).
+ * lines, added to `lines`. Repeated `cookie` fields become one line joined with "; " (RFC 9113 §8.2.3:
+ * HTTP/1.1 allows one).
  */
-export function http1Lines(source: FieldSource, dropMask: number, edits: MessageEdits | null): string {
+export function addKeptLines(
+  lines: HeadLines,
+  source: FieldSource,
+  dropMask: number,
+  edits: MessageEdits | null,
+): void {
   const dropped = droppedNames(edits);
-  let out = '';
   let cookies: string | null = null;
   const n = source.fieldCount;
   for (let i = 0; i < n; i++) {
@@ -377,10 +389,15 @@ export function http1Lines(source: FieldSource, dropMask: number, edits: Message
     if (name === null) continue;
     const value = source.fieldValue(i);
     if (name === 'cookie') cookies = cookies === null ? value : `${cookies}; ${value}`;
-    else out += `${name}: ${value}\r\n`;
+    else lines.add(name).add(': ').add(value).add(CRLF);
   }
-  if (cookies !== null) out += `cookie: ${cookies}\r\n`;
-  return out;
+  if (cookies !== null) lines.add('cookie: ').add(cookies).add(CRLF);
+}
+
+/** addKeptLines as one string (trailer sections, tests). */
+export function http1Lines(source: FieldSource, dropMask: number, edits: MessageEdits | null): string {
+  addKeptLines(headLines.clear(), source, dropMask, edits);
+  return headLines.toString();
 }
 
 /** zproxy's response fields as HTTP/1.1 lines, then the filters' added fields, added to `lines`. */

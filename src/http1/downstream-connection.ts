@@ -19,11 +19,11 @@ import { Exchange } from '../exchange.ts';
 import { FIELD_TE, type FieldSource, joinedValues, type MessageEdits } from '../http/fields.ts';
 import {
   acceptsTrailers,
+  addKeptLines,
   addResponseLines,
   ForwardedResponse,
   type HeadLines,
   headLines,
-  http1Lines,
   http1TrailerLines,
   statusForbidsLength,
   UPGRADE_BIT,
@@ -55,7 +55,7 @@ import { CHUNKED_ERROR, CHUNKED_MORE, ChunkedDecoder, type ChunkSink } from './c
 import { parseTrailerSection } from './fields.ts';
 import { findHeadEnd, HEAD_INCOMPLETE, parseRequestHead, RequestHead, ResponseHead } from './parse-head.ts';
 import { buildEditedHead, buildHeadFromRaw } from './serialize.ts';
-import { STATUS_TEXT } from './status-text.ts';
+import { STATUS_TEXT, statusLine } from './status-text.ts';
 
 /** What a listener shares with its connections. `runtime` is swapped on reload. */
 export interface ConnectionContext {
@@ -657,7 +657,9 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
               end,
             );
     } else {
-      const lines = headLines.clear();
+      // Arrived over HTTP/2: the status line and the kept fields are written as lines.
+      const lines = headLines.clear().add(statusLine(status));
+      addKeptLines(lines, head, forwarded.dropMask, edits);
       addResponseLines(lines, forwarded, edits);
       if (
         framing === BODY_NONE &&
@@ -670,12 +672,11 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
         lines.add('Content-Length: 0\r\n');
       }
       this.responseFraming(framing, lines);
-      const kept = http1Lines(head, forwarded.dropMask, edits);
-      const text = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ''}\r\n${kept}${lines.toString()}`;
-      headBuf =
-        end > start
-          ? Buffer.concat([Buffer.from(text, 'latin1'), buf.subarray(start, end)])
-          : Buffer.from(text, 'latin1');
+      if (end > start) {
+        // The first body bytes go out in the same write.
+        headBuf = Buffer.allocUnsafe(lines.length + (end - start));
+        buf.copy(headBuf, lines.writeTo(headBuf, 0), start, end);
+      } else headBuf = lines.toBuffer();
     }
     this.responseHeadSent = true;
     ex.bytesOut += headBuf.length;

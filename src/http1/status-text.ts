@@ -50,3 +50,15 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = {
   504: 'Gateway Timeout',
   505: 'HTTP Version Not Supported',
 };
+
+/** `HTTP/1.1 <status> <reason>` and CRLF, made once per status (any three digits; an unknown one has no reason). */
+const STATUS_LINES: string[] = [];
+
+export function statusLine(status: number): string {
+  let line = STATUS_LINES[status];
+  if (line === undefined) {
+    line = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ''}\r\n`;
+    if (status >= 100 && status <= 999) STATUS_LINES[status] = line;
+  }
+  return line;
+}

@@ -17,10 +17,10 @@ import tls from 'node:tls';
 import { ZpError } from '../errors.ts';
 import type { FieldSource } from '../http/fields.ts';
 import {
+  addKeptLines,
   addRequestLines,
   CONTENT_LENGTH_BIT,
   headLines,
-  http1Lines,
   http1TrailerLines,
   UPGRADE_BIT,
 } from '../http/forwarding.ts';
@@ -229,23 +229,27 @@ export class UpstreamConnection implements Timed, ChunkSink, UpstreamAttempt {
     const edits = req.edits;
     const body = req.body;
     let dropMask = fwd.dropMask;
-    const lines = headLines.clear();
-    addRequestLines(lines, fwd, edits);
     const websocket = req.websocket;
     this.websocketKey = websocket === 'forward' ? '' : websocket;
-    if (websocket === 'forward') {
-      dropMask &= ~UPGRADE_BIT;
-      lines.add('Connection: Upgrade\r\n');
-    } else if (websocket !== '') {
+    if (websocket === 'forward') dropMask &= ~UPGRADE_BIT;
+    const chunked = body === REQUEST_BODY_CHUNKED || body === REQUEST_BODY_STREAM;
+    if (chunked) dropMask |= CONTENT_LENGTH_BIT;
+    const rawHead = fields instanceof RequestHead;
+    const lines = headLines.clear();
+    // A request that did not arrive over HTTP/1.1: its start line and kept fields are written as lines too.
+    if (!rawHead) {
+      lines.add(req.method).add(' ').add(req.path).add(' HTTP/1.1\r\n');
+      addKeptLines(lines, fields, dropMask, edits);
+    }
+    addRequestLines(lines, fwd, edits);
+    if (websocket === 'forward') lines.add('Connection: Upgrade\r\n');
+    else if (websocket !== '') {
       lines
         .add('Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ')
         .add(websocket)
         .add('\r\n');
     }
-    if (body === REQUEST_BODY_CHUNKED || body === REQUEST_BODY_STREAM) {
-      dropMask |= CONTENT_LENGTH_BIT;
-      lines.add('Transfer-Encoding: chunked\r\n\r\n');
-    } else lines.add('\r\n');
+    lines.add(chunked ? 'Transfer-Encoding: chunked\r\n\r\n' : '\r\n');
     this.chunkedRequest = body === REQUEST_BODY_STREAM;
     this.requestOpen = body !== REQUEST_BODY_NONE;
     const socket = this.socket;
@@ -253,7 +257,7 @@ export class UpstreamConnection implements Timed, ChunkSink, UpstreamAttempt {
       socket.cork();
       this.corked = true;
     }
-    if (fields instanceof RequestHead) {
+    if (rawHead) {
       const raw = req.rawLine;
       const line = raw ? '' : `${req.method} ${req.path} HTTP/1.1\r\n`;
       const from = raw ? fields.start : 0;
@@ -265,10 +269,7 @@ export class UpstreamConnection implements Timed, ChunkSink, UpstreamAttempt {
             : buildHead(line, fields, dropMask, lines)
           : buildEditedHead(line, fields, from, to, dropMask, edits.dropped, lines),
       );
-    } else {
-      const kept = http1Lines(fields, dropMask, edits);
-      socket.write(`${req.method} ${req.path} HTTP/1.1\r\n${kept}${lines.toString()}`, 'latin1');
-    }
+    } else socket.write(lines.toBuffer());
     if (!this.requestOpen) this.requestSent();
   }
 
