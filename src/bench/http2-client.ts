@@ -15,7 +15,7 @@
  * or RFC 7541 is `protocol` (for its stream, or for every stream of the connection when the connection
  * cannot go on).
  */
-import net from 'node:net';
+import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
 import {
@@ -42,22 +42,31 @@ import {
   RST_STREAM,
   SETTINGS,
   SETTINGS_ENABLE_PUSH,
+  SETTINGS_HEADER_TABLE_SIZE,
   SETTINGS_INITIAL_WINDOW_SIZE,
   SETTINGS_MAX_CONCURRENT_STREAMS,
   SETTINGS_MAX_FRAME_SIZE,
   WINDOW_UPDATE,
   writeFrameHeader,
 } from '../http2/frames.ts';
-import { HpackDecoder, HpackEncoder } from '../http2/hpack.ts';
+import { HpackDecoder } from '../http2/hpack.ts';
 import { StreamIdTable } from '../util/stream-id-table.ts';
 import {
   connectHost,
   connectPort,
   type LoadConnection,
+  openSocket,
   RECONNECT_DELAY_MS,
   type RunContext,
   serverName,
 } from './client.ts';
+import {
+  DEFAULT_TABLE_SIZE,
+  frameBytes,
+  Http2Request,
+  type RequestFrames,
+  requestFields,
+} from './http2-request.ts';
 import { connectionSchedule, Pacer } from './schedule.ts';
 import { classifyError, type ErrorKind } from './stats.ts';
 
@@ -76,86 +85,6 @@ const MAX_KEPT_FIELDS = 64 * 1024;
 /** Bytes of the buffer that frames to send are written into. */
 const SLAB_BYTES = 64 * 1024;
 
-/** Fields that are connection-specific in HTTP/1.1 and malformed in HTTP/2 (RFC 9113 §8.2.2). */
-const CONNECTION_FIELDS = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-]);
-
-/** A frame with its payload, as a byte array. */
-function frameBytes(type: number, flags: number, streamId: number, payload: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
-  writeFrameHeader(out, 0, payload.length, type, flags, streamId);
-  out.set(payload, FRAME_HEADER_BYTES);
-  return out;
-}
-
-/** The frames of a request, encoded once; each stream writes its own id at `idAt`. */
-export class RequestFrames {
-  readonly bytes: Buffer;
-  /** Offsets of the stream id in `bytes`: one per frame. */
-  readonly idAt: readonly number[];
-
-  /**
-   * HEADERS, CONTINUATION frames when the block is over 16 KiB (the frame size every server accepts), and
-   * a DATA frame when `data` is given.
-   */
-  constructor(block: Buffer, endStream: boolean, data: Uint8Array | null) {
-    const parts: Buffer[] = [];
-    const idAt: number[] = [];
-    let at = 0;
-    let offset = 0;
-    do {
-      const n = Math.min(block.length - offset, MIN_MAX_FRAME_SIZE);
-      const last = offset + n === block.length;
-      const first = offset === 0;
-      let flags = last ? FLAG_END_HEADERS : 0;
-      if (first && endStream && data === null) flags |= FLAG_END_STREAM;
-      parts.push(frameBytes(first ? HEADERS : CONTINUATION, flags, 0, block.subarray(offset, offset + n)));
-      idAt.push(at + 5);
-      at += FRAME_HEADER_BYTES + n;
-      offset += n;
-    } while (offset < block.length);
-    if (data !== null) {
-      parts.push(frameBytes(DATA, FLAG_END_STREAM, 0, data));
-      idAt.push(at + 5);
-    }
-    this.bytes = Buffer.concat(parts);
-    this.idAt = idAt;
-  }
-}
-
-/** The header block of the request: pseudo-fields, then the -H fields (lower-case), content-length. */
-export function requestBlock(
-  url: URL,
-  method: string,
-  headers: readonly (readonly [string, string])[],
-  body: Uint8Array | null,
-): Buffer {
-  let authority = url.host;
-  let hasLength = false;
-  for (const [name, value] of headers) {
-    const lower = name.toLowerCase();
-    if (lower === 'host') authority = value;
-    if (lower === 'content-length') hasLength = true;
-  }
-  const encoder = new HpackEncoder();
-  encoder.begin();
-  encoder.field(':method', method);
-  encoder.field(':scheme', url.protocol === 'https:' ? 'https' : 'http');
-  encoder.field(':authority', authority);
-  encoder.field(':path', `${url.pathname === '' ? '/' : url.pathname}${url.search}`);
-  for (const [name, value] of headers) {
-    const lower = name.toLowerCase();
-    if (lower !== 'host' && !CONNECTION_FIELDS.has(lower)) encoder.field(lower, value);
-  }
-  if (body !== null && !hasLength) encoder.field('content-length', String(body.length));
-  return Buffer.from(encoder.end());
-}
-
 /** What the connections of one thread share: where to connect, the opening bytes, the request's frames. */
 export class Http2Target {
   readonly host: string;
@@ -169,10 +98,8 @@ export class Http2Target {
   readonly body: Uint8Array | null;
   /** The preface, SETTINGS (no push, 16 MiB stream windows) and the connection's WINDOW_UPDATE. */
   readonly opening: Buffer;
-  /** HEADERS (and CONTINUATION) of a request; END_STREAM when there is no body. */
-  readonly headers: RequestFrames;
-  /** HEADERS and one DATA frame with the whole body, when it fits one frame of the smallest size. */
-  readonly whole: RequestFrames | null;
+  /** The request's frames. */
+  readonly request: Http2Request;
 
   constructor(ctx: RunContext) {
     const plan = ctx.plan;
@@ -185,10 +112,7 @@ export class Http2Target {
     this.depth = plan.concurrency;
     const body = plan.body !== null && plan.body.length > 0 ? plan.body : null;
     this.body = body;
-    const block = requestBlock(url, plan.method, plan.headers, plan.body);
-    this.headers = new RequestFrames(block, body === null, null);
-    this.whole =
-      body !== null && body.length <= MIN_MAX_FRAME_SIZE ? new RequestFrames(block, true, body) : null;
+    this.request = new Http2Request(requestFields(url, plan.method, plan.headers, plan.body), body);
     const settings = Buffer.alloc(12);
     settings.writeUInt16BE(SETTINGS_ENABLE_PUSH, 0);
     settings.writeUInt32BE(0, 2);
@@ -241,6 +165,14 @@ export class Http2Connection implements LoadConnection {
   private sendWindow = DEFAULT_WINDOW;
   /** DATA bytes received on the connection since its window was last replenished. */
   private unacked = 0;
+  // The request encoder's dynamic table (http2-request.ts).
+  /** Requests refer to their fields in the server's dynamic table; the first one inserts them. */
+  private indexing = false;
+  private inserted = false;
+  /** The table size the encoder uses (at most the server's SETTINGS_HEADER_TABLE_SIZE). */
+  private tableSize = DEFAULT_TABLE_SIZE;
+  /** A table size update owed at the start of the next header block, or -1. */
+  private sizeUpdate = -1;
 
   // The streams in flight.
   private readonly table = new StreamIdTable<number>();
@@ -330,21 +262,7 @@ export class Http2Connection implements LoadConnection {
   private open(): void {
     if (!this.ctx.running) return;
     const t = this.target;
-    const socket = t.secure
-      ? tls.connect({
-          host: t.host,
-          port: t.port,
-          servername: t.servername,
-          rejectUnauthorized: !t.insecure,
-          ALPNProtocols: ['h2'],
-        })
-      : net.connect({ host: t.host, port: t.port });
-    socket.setNoDelay(true);
-    socket.on(t.secure ? 'secureConnect' : 'connect', this.onConnect);
-    socket.on('data', this.onData);
-    socket.on('end', this.onClose);
-    socket.on('close', this.onClose);
-    socket.on('error', this.onError);
+    const socket = openSocket(t, 'h2', this.onConnect, this.onData, this.onClose, this.onError, this.onClose);
     this.socket = socket;
     this.connected = false;
     this.connectStart = performance.now();
@@ -356,6 +274,10 @@ export class Http2Connection implements LoadConnection {
     this.peerMaxFrame = MIN_MAX_FRAME_SIZE;
     this.sendWindow = DEFAULT_WINDOW;
     this.unacked = 0;
+    this.indexing = false;
+    this.inserted = false;
+    this.tableSize = DEFAULT_TABLE_SIZE;
+    this.sizeUpdate = -1;
     this.partial = null;
     this.skip = 0;
     this.skipEnds = 0;
@@ -403,20 +325,29 @@ export class Http2Connection implements LoadConnection {
     this.table.set(id, slot);
     this.inFlight++;
     const t = this.target;
+    const request = t.request;
+    let shape = request.plain;
+    if (this.sizeUpdate >= 0) {
+      shape = request.resizedTo(this.sizeUpdate);
+      this.sizeUpdate = -1;
+    } else if (this.indexing) {
+      shape = this.inserted ? request.repeat : request.first;
+      this.inserted = true;
+    }
     const body = t.body;
     if (body === null) {
-      this.put(t.headers, id);
+      this.put(shape.headers, id);
       return;
     }
     const length = body.length;
-    if (t.whole !== null && this.sendWindow >= length && this.peerInitialWindow >= length) {
-      this.put(t.whole, id);
+    if (shape.whole !== null && this.sendWindow >= length && this.peerInitialWindow >= length) {
+      this.put(shape.whole, id);
       this.sendWindow -= length;
       this.streamWindow[slot] = this.peerInitialWindow - length;
       this.bodySent[slot] = length;
       return;
     }
-    this.put(t.headers, id);
+    this.put(shape.headers, id);
     this.streamWindow[slot] = this.peerInitialWindow;
     this.bodySent[slot] = 0;
     if (!this.sendBody(slot)) this.blocked.push(slot);
@@ -697,6 +628,14 @@ export class Http2Connection implements LoadConnection {
       const key = buf.readUInt16BE(at);
       const value = buf.readUInt32BE(at + 2);
       switch (key) {
+        case SETTINGS_HEADER_TABLE_SIZE:
+          // A smaller table than the encoder uses: say so in the next block, and index no more.
+          if (value < this.tableSize) {
+            this.tableSize = value;
+            this.sizeUpdate = value;
+            this.indexing = false;
+          }
+          break;
         case SETTINGS_MAX_CONCURRENT_STREAMS:
           this.maxStreams = value;
           break;
@@ -726,6 +665,8 @@ export class Http2Connection implements LoadConnection {
       // The first frame of the server: the connection is established.
       this.connected = true;
       this.ctx.stats.connectionsOpened++;
+      const tableBytes = this.target.request.tableBytes;
+      this.indexing = this.sizeUpdate < 0 && tableBytes > 0 && tableBytes <= this.tableSize;
     } else if (this.blocked.length > 0) this.unblock();
   }
 

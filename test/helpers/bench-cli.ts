@@ -1,5 +1,5 @@
 /**
- * For the tests of `zproxy bench`: the real CLI in a child process (the servers live in the test's
+ * For the tests of `zproxy bench` (and `zproxy compare`): the real CLI in a child process (the servers live in the test's
  * process), servers on 127.0.0.1 port 0 whose sockets are destroyed when they close, and the check that a
  * bench's counts agree with what its server counted.
  */
@@ -22,10 +22,19 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs the CLI asynchronously (the servers live in this process). */
-export function zproxy(args: string[], cli = CLI): Promise<CliResult> {
+/** Runs the CLI asynchronously (the servers live in this process); killed after `timeoutMs`. */
+export function zproxy(
+  args: readonly string[],
+  cli = CLI,
+  env: NodeJS.ProcessEnv = process.env,
+  timeoutMs = 30_000,
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cli, ...args], {
+      cwd: ROOT,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (t: string) => {
@@ -34,7 +43,7 @@ export function zproxy(args: string[], cli = CLI): Promise<CliResult> {
     child.stderr.setEncoding('utf8').on('data', (t: string) => {
       stderr += t;
     });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.on('error', reject);
     child.on('close', (status) => {
       clearTimeout(timer);

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { BenchReport } from '../../src/bench/report.ts';
+import { HpackDecoder } from '../../src/http2/hpack.ts';
 import { assertConsistent, bench, close, listen, settle, zproxy } from '../helpers/bench-cli.ts';
 import { CertDir } from '../helpers/certs.ts';
 import {
@@ -35,6 +36,48 @@ import { type StartedProxy, startProxy } from '../helpers/proxy.ts';
 import { type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
 
 const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
+
+/** `zproxy bench --json --protocol http2 ARGS`. */
+const h2 = (...args: string[]): Promise<BenchReport> => bench(['--protocol', 'http2', ...args]);
+
+/** Two connections of four streams each for 800 ms. */
+const TWO_BY_FOUR = ['-c', '2', '--concurrency', '4', '-d', '800ms'];
+
+/** `n` bytes that are not all alike (a body cut or reordered would not hash the same). */
+function patterned(n: number): Buffer {
+  const bytes = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) bytes[i] = (i * 7) & 0xff;
+  return bytes;
+}
+
+/** Runs `use` with a temporary file holding `bytes`. */
+async function withBodyFile(bytes: Buffer, use: (file: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'zproxy-bench-h2-'));
+  const file = join(dir, 'body.bin');
+  writeFileSync(file, bytes);
+  try {
+    await use(file);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A Node http2 server that hands `answer` each stream with its number in its session (from 1), its
+ * request read and dropped; a stream the server or the bench's stop cuts is no error of the test's.
+ */
+function sessionServer(answer: (stream: http2.ServerHttp2Stream, n: number) => void): http2.Http2Server {
+  const counts = new WeakMap<http2.Http2Session, number>();
+  const server = http2.createServer();
+  server.on('stream', (stream) => {
+    stream.on('error', () => {}).resume();
+    const session = stream.session!;
+    const n = (counts.get(session) ?? 0) + 1;
+    counts.set(session, n);
+    answer(stream, n);
+  });
+  return server;
+}
 const MiB = 1024 * 1024;
 
 describe('zproxy bench --protocol http2 against a Node http2 server', () => {
@@ -97,17 +140,7 @@ describe('zproxy bench --protocol http2 against a Node http2 server', () => {
 
   test('responses larger than the 16 MiB windows: the stream and connection windows are replenished', async () => {
     reset();
-    const r = await bench([
-      '--protocol',
-      'http2',
-      '-c',
-      '1',
-      '--concurrency',
-      '2',
-      '-d',
-      '1s',
-      `http://127.0.0.1:${port}/big`,
-    ]);
+    const r = await h2('-c', '1', '--concurrency', '2', '-d', '1s', `http://127.0.0.1:${port}/big`);
     await settle();
     assertConsistent(r, served);
     assert.equal(r.errors.total, 0, JSON.stringify(r.errors));
@@ -119,75 +152,31 @@ describe('zproxy bench --protocol http2 against a Node http2 server', () => {
 
   test('POST bodies larger than the server window and frame size, and small ones, arrive whole', async () => {
     reset();
-    const dir = mkdtempSync(join(tmpdir(), 'zproxy-bench-h2-'));
-    const file = join(dir, 'body.bin');
-    const large = Buffer.alloc(300_000);
-    for (let i = 0; i < large.length; i++) large[i] = (i * 7) & 0xff;
-    writeFileSync(file, large);
-    try {
-      const r = await bench([
-        '--protocol',
-        'http2',
-        '-c',
-        '2',
-        '--concurrency',
-        '4',
-        '-d',
-        '800ms',
-        '--body-file',
-        file,
-        `http://127.0.0.1:${port}/`,
-      ]);
+    const large = patterned(300_000);
+    await withBodyFile(large, async (file) => {
+      const r = await h2(...TWO_BY_FOUR, '--body-file', file, `http://127.0.0.1:${port}/`);
       await settle();
       assertConsistent(r, served);
       assert.equal(r.errors.total, 0, JSON.stringify(r.errors));
       assertWholeBodies(r, large);
       assert.ok(r.bytes_sent >= r.requests * large.length, `${r.bytes_sent} bytes sent`);
-      reset();
-      const small = await bench([
-        '--protocol',
-        'http2',
-        '-c',
-        '2',
-        '-d',
-        '500ms',
-        '--body',
-        'ping=pong',
-        `http://127.0.0.1:${port}/`,
-      ]);
-      await settle();
-      assertConsistent(small, served);
-      assert.equal(small.method, 'POST');
-      assertWholeBodies(small, Buffer.from('ping=pong'));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
+    reset();
+    const small = await h2('-c', '2', '-d', '500ms', '--body', 'ping=pong', `http://127.0.0.1:${port}/`);
+    await settle();
+    assertConsistent(small, served);
+    assert.equal(small.method, 'POST');
+    assertWholeBodies(small, Buffer.from('ping=pong'));
   });
 
   test('a status without its own static-table entry, and interim 103 responses, which are not counted', async () => {
     reset();
-    const r = await bench([
-      '--protocol',
-      'http2',
-      '-c',
-      '2',
-      '-d',
-      '500ms',
-      `http://127.0.0.1:${port}/unavailable`,
-    ]);
+    const r = await h2('-c', '2', '-d', '500ms', `http://127.0.0.1:${port}/unavailable`);
     await settle();
     assertConsistent(r, served);
     assert.deepEqual(r.non_2xx, { '503': r.requests });
     reset();
-    const early = await bench([
-      '--protocol',
-      'http2',
-      '-c',
-      '2',
-      '-d',
-      '500ms',
-      `http://127.0.0.1:${port}/early`,
-    ]);
+    const early = await h2('-c', '2', '-d', '500ms', `http://127.0.0.1:${port}/early`);
     await settle();
     assertConsistent(early, served);
     assert.ok(interim >= early.requests, 'each response had its hints');
@@ -197,17 +186,7 @@ describe('zproxy bench --protocol http2 against a Node http2 server', () => {
 
   test('--threads 2: both threads ran their sessions', async () => {
     reset();
-    const r = await bench([
-      '--protocol',
-      'http2',
-      '-c',
-      '4',
-      '-t',
-      '2',
-      '-d',
-      '700ms',
-      `http://127.0.0.1:${port}/`,
-    ]);
+    const r = await h2('-c', '4', '-t', '2', '-d', '700ms', `http://127.0.0.1:${port}/`);
     await settle();
     assertConsistent(r, served);
     assert.equal(r.generator.threads.length, 2);
@@ -239,17 +218,7 @@ describe('zproxy bench --protocol http2 against servers that limit and refuse', 
     });
     const port = await listen(server);
     try {
-      const r = await bench([
-        '--protocol',
-        'http2',
-        '-c',
-        '2',
-        '--concurrency',
-        '10',
-        '-d',
-        '800ms',
-        `http://127.0.0.1:${port}/`,
-      ]);
+      const r = await h2('-c', '2', '--concurrency', '10', '-d', '800ms', `http://127.0.0.1:${port}/`);
       await settle();
       assertConsistent(r, served);
       // A stream over the limit would be refused with RST_STREAM: a `reset` error.
@@ -261,14 +230,44 @@ describe('zproxy bench --protocol http2 against servers that limit and refuse', 
     }
   });
 
+  test('SETTINGS_HEADER_TABLE_SIZE 0: the requests start with a table size update and index nothing', async () => {
+    let served = 0;
+    const server = http2.createServer({ settings: { headerTableSize: 0 } });
+    server.on('stream', (stream, headers) => {
+      stream.on('error', () => {}).resume();
+      served++;
+      stream.respond({ ':status': headers[':authority'] === 'table.test' ? 200 : 400 });
+      stream.end('ok');
+    });
+    const port = await listen(server);
+    try {
+      const r = await h2(
+        '-c',
+        '2',
+        '--concurrency',
+        '4',
+        '-d',
+        '500ms',
+        '-H',
+        'host: table.test',
+        `http://127.0.0.1:${port}/`,
+      );
+      await settle();
+      assertConsistent(r, served);
+      // Without the update, nghttp2 ends the connection with COMPRESSION_ERROR at the first request.
+      assert.equal(r.errors.total, 0, JSON.stringify(r.errors));
+      assert.deepEqual(r.statuses, { '200': r.requests });
+      assert.equal(r.connections_opened, 2);
+    } finally {
+      await close(server);
+    }
+  });
+
   test('RST_STREAM for every fourth stream: counted as `reset`, the sessions go on', async () => {
     let served = 0;
     let resets = 0;
-    let streams = 0;
-    const server = http2.createServer();
-    server.on('stream', (stream) => {
-      stream.on('error', () => {}).resume();
-      if (++streams % 4 === 0) {
+    const server = sessionServer((stream, n) => {
+      if (n % 4 === 0) {
         resets++;
         stream.close(NGHTTP2_INTERNAL_ERROR);
         return;
@@ -279,17 +278,7 @@ describe('zproxy bench --protocol http2 against servers that limit and refuse', 
     });
     const port = await listen(server);
     try {
-      const r = await bench([
-        '--protocol',
-        'http2',
-        '-c',
-        '2',
-        '--concurrency',
-        '4',
-        '-d',
-        '700ms',
-        `http://127.0.0.1:${port}/`,
-      ]);
+      const r = await h2('-c', '2', '--concurrency', '4', '-d', '700ms', `http://127.0.0.1:${port}/`);
       await settle();
       assertConsistent(r, served);
       assert.equal(r.connections_opened, 2, 'a reset stream does not cost its connection');
@@ -307,13 +296,7 @@ describe('zproxy bench --protocol http2 against servers that limit and refuse', 
   test('GOAWAY with ENHANCE_YOUR_CALM after 20 streams: the unanswered ones are `closed`, new sessions go on', async () => {
     let served = 0;
     let goaways = 0;
-    const counts = new WeakMap<http2.Http2Session, number>();
-    const server = http2.createServer();
-    server.on('stream', (stream) => {
-      stream.on('error', () => {}).resume();
-      const session = stream.session!;
-      const n = (counts.get(session) ?? 0) + 1;
-      counts.set(session, n);
+    const server = sessionServer((stream, n) => {
       if (n < 20) {
         served++;
         stream.respond({ ':status': 200 });
@@ -321,23 +304,14 @@ describe('zproxy bench --protocol http2 against servers that limit and refuse', 
       } else if (n === 20) {
         goaways++;
         // The streams up to the one before were answered; this one and later ones never will be.
+        const session = stream.session!;
         session.goaway(NGHTTP2_ENHANCE_YOUR_CALM, stream.id! - 2);
         setTimeout(() => session.destroy(), 200);
       }
     });
     const port = await listen(server);
     try {
-      const r = await bench([
-        '--protocol',
-        'http2',
-        '-c',
-        '2',
-        '--concurrency',
-        '4',
-        '-d',
-        '800ms',
-        `http://127.0.0.1:${port}/`,
-      ]);
+      const r = await h2(...TWO_BY_FOUR, `http://127.0.0.1:${port}/`);
       await settle();
       assertConsistent(r, served);
       assert.ok(goaways >= 2, `${goaways} GOAWAY frames sent`);
@@ -354,34 +328,18 @@ describe('zproxy bench --protocol http2 against servers that limit and refuse', 
   test('a graceful GOAWAY (session.close() after 20 streams): no error, the run goes on in new sessions', async () => {
     let served = 0;
     let closes = 0;
-    const counts = new WeakMap<http2.Http2Session, number>();
-    const server = http2.createServer();
-    server.on('stream', (stream) => {
-      stream.on('error', () => {}).resume();
-      const session = stream.session!;
-      const n = (counts.get(session) ?? 0) + 1;
-      counts.set(session, n);
+    const server = sessionServer((stream, n) => {
       served++;
       stream.respond({ ':status': 200 });
       stream.end('ok');
       if (n === 20) {
         closes++;
-        session.close();
+        stream.session!.close();
       }
     });
     const port = await listen(server);
     try {
-      const r = await bench([
-        '--protocol',
-        'http2',
-        '-c',
-        '2',
-        '--concurrency',
-        '4',
-        '-d',
-        '800ms',
-        `http://127.0.0.1:${port}/`,
-      ]);
+      const r = await h2(...TWO_BY_FOUR, `http://127.0.0.1:${port}/`);
       await settle();
       assertConsistent(r, served);
       assert.ok(closes >= 2, `${closes} sessions closed by the server`);
@@ -467,6 +425,8 @@ class StrictH2Server {
   /** Length of every answered request's body, and of every header block received. */
   readonly bodies: number[] = [];
   readonly blocks: number[] = [];
+  /** Each request as the server decoded it: `METHOD scheme://authority/path`. */
+  readonly requests: string[] = [];
   largestFrame = 0;
 
   private connection(socket: net.Socket): void {
@@ -477,8 +437,9 @@ class StrictH2Server {
     let connectionWindow = 65535;
     const windows = new Map<number, number>();
     const bodies = new Map<number, number>();
-    const blocks = new Map<number, number>();
+    const blocks = new Map<number, Buffer[]>();
     const table = new EncoderTable();
+    const decoder = new HpackDecoder();
     let credit = new Map<number, number>();
     let creditTimer: NodeJS.Timeout | null = null;
     let turn = 0;
@@ -559,6 +520,7 @@ class StrictH2Server {
         const type = buf[3]!;
         const flags = buf[4]!;
         const id = buf.readUInt32BE(5) & 0x7fffffff;
+        const payload = buf.subarray(9, 9 + length);
         buf = buf.subarray(9 + length);
         this.largestFrame = Math.max(this.largestFrame, length);
         const ends = (flags & FLAG.END_STREAM) !== 0;
@@ -566,8 +528,17 @@ class StrictH2Server {
         else if (type === FRAME.PING && (flags & FLAG.ACK) !== 0) this.pingAcks++;
         else if (type === FRAME.HEADERS || type === FRAME.CONTINUATION) {
           if (type === FRAME.HEADERS) windows.set(id, 16384);
-          blocks.set(id, (blocks.get(id) ?? 0) + length);
-          if ((flags & FLAG.END_HEADERS) !== 0) this.blocks.push(blocks.get(id)!);
+          blocks.set(id, [...(blocks.get(id) ?? []), payload]);
+          if ((flags & FLAG.END_HEADERS) !== 0) {
+            const block = Buffer.concat(blocks.get(id)!);
+            this.blocks.push(block.length);
+            const fields: string[] = [];
+            decoder.decode(block, 0, block.length, fields, 1 << 20);
+            const field = (name: string): string => fields[fields.indexOf(name) + 1] ?? '';
+            this.requests.push(
+              `${field(':method')} ${field(':scheme')}://${field(':authority')}${field(':path')}`,
+            );
+          }
           if (type === FRAME.HEADERS && ends) answer(id);
         } else if (type === FRAME.DATA) {
           connectionWindow -= length;
@@ -593,23 +564,8 @@ describe('zproxy bench --protocol http2 against a strict raw server', () => {
   after(() => close(strict.server));
 
   test('bodies wait for the windows; padding, priority, CONTINUATION, PING; every block decoded', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'zproxy-bench-h2-'));
-    const file = join(dir, 'body.bin');
-    writeFileSync(file, Buffer.alloc(150_000, 'b'));
-    try {
-      const r = await bench([
-        '--protocol',
-        'http2',
-        '-c',
-        '2',
-        '--concurrency',
-        '4',
-        '-d',
-        '800ms',
-        '--body-file',
-        file,
-        `http://127.0.0.1:${port}/`,
-      ]);
+    await withBodyFile(Buffer.alloc(150_000, 'b'), async (file) => {
+      const r = await h2(...TWO_BY_FOUR, '--body-file', file, `http://127.0.0.1:${port}/strict?q=1`);
       await settle();
       assertConsistent(r, strict.served);
       assert.deepEqual(strict.violations.slice(0, 5), [], `${strict.violations.length} overruns`);
@@ -631,17 +587,19 @@ describe('zproxy bench --protocol http2 against a strict raw server', () => {
         `${strict.pingAcks} of ${strict.pings} PINGs acknowledged`,
       );
       assert.ok(strict.largestFrame <= 16_384, `a frame of ${strict.largestFrame} bytes`);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+      // Like h2load's, the requests after each connection's first refer to the dynamic table: a byte a field.
+      assert.deepEqual(new Set(strict.requests), new Set([`POST http://127.0.0.1:${port}/strict?q=1`]));
+      assert.ok(
+        strict.blocks.filter((n) => n > 5).length <= 2,
+        `blocks of ${[...new Set(strict.blocks)]} bytes`,
+      );
+    });
   });
 
   test('a header block over 16 KiB goes in HEADERS and CONTINUATION frames', async () => {
     strict.blocks.length = 0;
     strict.largestFrame = 0;
-    const r = await bench([
-      '--protocol',
-      'http2',
+    const r = await h2(
       '-c',
       '1',
       '-d',
@@ -649,7 +607,7 @@ describe('zproxy bench --protocol http2 against a strict raw server', () => {
       '-H',
       `x-large: ${'v'.repeat(40_000)}`,
       `http://127.0.0.1:${port}/`,
-    ]);
+    );
     assert.ok(r.requests > 0);
     assert.equal(r.errors.total, r.errors.protocol, JSON.stringify(r.errors));
     assert.ok(strict.blocks.length > 0 && strict.blocks.every((n) => n > 40_000), 'whole blocks');
@@ -661,7 +619,7 @@ describe('zproxy bench --protocol http2 against zproxy', () => {
   const certs = new CertDir();
   let upstream: HttpUpstream;
   let h2c: StartedProxy;
-  let h2: StartedProxy;
+  let tlsProxy: StartedProxy;
   before(async () => {
     const cert = certs.make('localhost', ['localhost']);
     upstream = await startHttpUpstream((_req, res) => {
@@ -675,31 +633,21 @@ describe('zproxy bench --protocol http2 against zproxy', () => {
       http2: { stream_window_bytes: 65535, connection_window_bytes: 65535 },
       routes: [{ path: '/', upstream: upstream.url }],
     });
-    h2 = await startProxy({
+    tlsProxy = await startProxy({
       tls: { enabled: true, cert_file: cert.cert, key_file: cert.key },
       routes: [{ path: '/', upstream: upstream.url }],
     });
   });
   after(async () => {
     await h2c.close();
-    await h2.close();
+    await tlsProxy.close();
     await upstream.close();
     certs.remove();
   });
 
   test('h2c with prior knowledge: every counted response went through zproxy to the upstream', async () => {
     const before = upstream.requests.length;
-    const r = await bench([
-      '--protocol',
-      'http2',
-      '-c',
-      '2',
-      '--concurrency',
-      '8',
-      '-d',
-      '800ms',
-      `http://127.0.0.1:${h2c.port}/h2c`,
-    ]);
+    const r = await h2('-c', '2', '--concurrency', '8', '-d', '800ms', `http://127.0.0.1:${h2c.port}/h2c`);
     await settle(300);
     assertConsistent(r, upstream.requests.length - before);
     assert.equal(r.errors.total, 0, JSON.stringify(r.errors));
@@ -709,26 +657,10 @@ describe('zproxy bench --protocol http2 against zproxy', () => {
   });
 
   test("POST bodies over h2c within zproxy's 64 KiB windows: every counted one reached the upstream whole", async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'zproxy-bench-h2-'));
-    const file = join(dir, 'body.bin');
-    const body = Buffer.alloc(200_000);
-    for (let i = 0; i < body.length; i++) body[i] = (i * 13) & 0xff;
-    writeFileSync(file, body);
+    const body = patterned(200_000);
     const before = upstream.requests.length;
-    try {
-      const r = await bench([
-        '--protocol',
-        'http2',
-        '-c',
-        '2',
-        '--concurrency',
-        '4',
-        '-d',
-        '800ms',
-        '--body-file',
-        file,
-        `http://127.0.0.1:${h2c.port}/post`,
-      ]);
+    await withBodyFile(body, async (file) => {
+      const r = await h2(...TWO_BY_FOUR, '--body-file', file, `http://127.0.0.1:${h2c.port}/post`);
       await settle(300);
       assert.equal(r.errors.total, 0, JSON.stringify(r.errors));
       const received = upstream.requests.slice(before);
@@ -736,16 +668,12 @@ describe('zproxy bench --protocol http2 against zproxy', () => {
       const whole = received.filter((q) => q.bodySha256 === sha).length;
       assert.ok(whole >= r.requests && r.requests > 0, `${whole} whole bodies for ${r.requests} responses`);
       assert.ok(received.length - whole <= r.in_flight_at_stop, `${received.length - whole} bodies cut`);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   test('h2 over TLS (ALPN h2) with -k', async () => {
     const before = upstream.requests.length;
-    const r = await bench([
-      '--protocol',
-      'http2',
+    const r = await h2(
       '-k',
       '-c',
       '2',
@@ -753,8 +681,8 @@ describe('zproxy bench --protocol http2 against zproxy', () => {
       '8',
       '-d',
       '800ms',
-      `https://localhost:${h2.port}/tls`,
-    ]);
+      `https://localhost:${tlsProxy.port}/tls`,
+    );
     await settle(300);
     assertConsistent(r, upstream.requests.length - before);
     assert.equal(r.errors.total, 0, JSON.stringify(r.errors));
@@ -797,9 +725,7 @@ describe('constant rate over HTTP/2: coordinated omission', () => {
     });
     const port = await listen(server);
     try {
-      const r = await bench([
-        '--protocol',
-        'http2',
+      const r = await h2(
         '-c',
         '2',
         '--concurrency',
@@ -809,7 +735,7 @@ describe('constant rate over HTTP/2: coordinated omission', () => {
         '-d',
         '3s',
         `http://127.0.0.1:${port}/`,
-      ]);
+      );
       await settle();
       assertConsistent(r, served);
       assert.equal(r.mode, 'constant-rate');
