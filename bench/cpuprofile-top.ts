@@ -3,24 +3,7 @@
 // share of each source file. See docs/performance.md, "Profiling zproxy".
 import { readFileSync } from 'node:fs';
 import { relative } from 'node:path';
-
-interface CallFrame {
-  readonly functionName: string;
-  readonly url: string;
-  readonly lineNumber: number;
-  readonly columnNumber: number;
-}
-
-interface ProfileNode {
-  readonly id: number;
-  readonly callFrame: CallFrame;
-}
-
-interface CpuProfile {
-  readonly nodes: readonly ProfileNode[];
-  readonly samples: readonly number[];
-  readonly timeDeltas: readonly number[];
-}
+import type { CallFrame, CpuProfile } from './lib/v8-profile.ts';
 
 /** Where a function lives, short: `src/http2/stream-exchange.ts:120`, `node:internal/…`, or `(native)`. */
 function location(frame: CallFrame): string {

@@ -28,7 +28,7 @@ import {
 import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
 import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
 import { FieldList } from '../src/http/fields.ts';
-import { ForwardedRequest, ForwardingPolicy, http1RequestAdded } from '../src/http/forwarding.ts';
+import { addRequestLines, ForwardedRequest, ForwardingPolicy, headLines } from '../src/http/forwarding.ts';
 import { parseGroupOptions } from './lib/group-options.ts';
 import { runPinnedTool } from './lib/load-tool.ts';
 import { ensureTools } from './lib/tools.ts';
@@ -99,7 +99,8 @@ function microCost(): MicroCost {
       for (let i = 0; i < n; i++) {
         policy.trace(out, source);
         policy.request(out, source, '127.0.0.1', 'http', 'example.test', 'example.test', '1.1', 'o:80');
-        sink += http1RequestAdded(out, null).length;
+        addRequestLines(headLines.clear(), out, null);
+        sink += headLines.toString().length;
       }
       const t = process.cpuUsage(t0);
       // The first run warms up the JIT.

@@ -12,7 +12,7 @@
  * - the path is normalised by normalizePath and routed by the runtime's Router;
  * - the upstream path comes from forwardPath (strip_prefix), the forwarding decisions from the runtime's
  *   ForwardingPolicy, and the head the upstream receives is rendered by the same serializers the
- *   upstream connections use (buildHead + http1RequestAdded for HTTP/1.1 targets, http2RequestList for
+ *   upstream connections use (buildHead + addRequestLines for HTTP/1.1 targets, http2RequestList for
  *   HTTP/2 targets).
  *
  * What explain does not do: run filters (they may answer the request themselves or edit its fields),
@@ -36,10 +36,11 @@ import {
   kindBit,
 } from '../http/fields.ts';
 import {
+  addRequestLines,
   CONTENT_LENGTH_BIT,
   ForwardedRequest,
   forwardPath,
-  http1RequestAdded,
+  headLines,
   http2RequestList,
   UNTRUSTED_DROP_MASK,
 } from '../http/forwarding.ts';
@@ -497,12 +498,13 @@ export function explainRequest(runtime: Runtime, req: ExplainRequest): Explanati
     // As the HTTP/1.1 upstream connection writes it (src/http1/upstream-connection.ts, send): the request
     // line, the client's kept field lines, zproxy's fields, the framing of a body of unknown length.
     let dropMask = fwd.dropMask;
-    let suffix = http1RequestAdded(fwd, null);
+    const lines = headLines.clear();
+    addRequestLines(lines, fwd, null);
     if (head.chunked) {
       dropMask |= CONTENT_LENGTH_BIT;
-      suffix += 'Transfer-Encoding: chunked\r\n';
+      lines.add('Transfer-Encoding: chunked\r\n');
     }
-    const bytes = buildHead(`${method} ${upstreamPath} HTTP/1.1\r\n`, head, dropMask, `${suffix}\r\n`);
+    const bytes = buildHead(`${method} ${upstreamPath} HTTP/1.1\r\n`, head, dropMask, lines.add('\r\n'));
     const text = bytes.toString('latin1');
     upstreamRequest = {
       target: firstUrl,

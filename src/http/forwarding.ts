@@ -50,7 +50,7 @@ import {
   kindBit,
   type MessageEdits,
 } from './fields.ts';
-import { randomHex, traceFlagsOf, traceIdOf, validTraceparent } from './trace-context.ts';
+import { newTraceparent, randomHex, traceFlagsOf, traceIdOf, validTraceparent } from './trace-context.ts';
 
 /** Request fields never copied from the client: hop-by-hop, Expect, and the X-Forwarded-* zproxy rewrites. */
 export const REQUEST_DROP_MASK =
@@ -183,20 +183,22 @@ export class ForwardingPolicy {
       // Two traceparent fields cannot be read as one: a new trace (W3C Trace Context §3.2).
       found = found === -1 ? i : -2;
     }
-    const span = randomHex(16);
     const client = found >= 0 ? source.fieldValue(found) : '';
     if (found >= 0 && validTraceparent(client)) {
       const traceId = traceIdOf(client);
+      const span = randomHex(16);
       out.traceparent = `00-${traceId}-${span}-${traceFlagsOf(client)}`;
       out.traceId = traceId;
+      out.spanId = span;
       out.traceDropMask = TRACEPARENT_BIT;
     } else {
-      const traceId = randomHex(32);
-      out.traceparent = `00-${traceId}-${span}-01`;
-      out.traceId = traceId;
+      // A new trace: one slice of a pool of whole traceparents (its ids are slices of that slice).
+      const traceparent = newTraceparent();
+      out.traceparent = traceparent;
+      out.traceId = traceparent.slice(3, 35);
+      out.spanId = traceparent.slice(36, 52);
       out.traceDropMask = NEW_TRACE_DROP_MASK;
     }
-    out.spanId = span;
   }
 
   /**
@@ -269,29 +271,96 @@ function edited(edits: MessageEdits | null, lowerName: string): boolean {
 // ---------------------------------------------------------------- HTTP/1.1 field lines
 
 /**
- * zproxy's own request fields as HTTP/1.1 lines (each ending in CRLF), then the filters' added fields:
- * what follows the client's kept fields. Host is included unless the client's own line is kept. Framing,
- * Connection and the blank line are the engine's.
+ * HTTP/1.1 field lines as pieces (names, separators, values) in the order they go out: building them
+ * concatenates no strings. (A concatenated string is a chain of parts that V8 copies into one flat string
+ * when it is written into a buffer: an allocation and a copy per head.) The HTTP/1.1 engine writes the
+ * pieces into the head's buffer (src/http1/serialize.ts), which releases them; toString() joins them where
+ * a string is wanted. Heads are built synchronously, one at a time: each engine fills the process's one
+ * collector, `headLines`, and writes it before it builds another head.
  */
-export function http1RequestAdded(fwd: ForwardedRequest, edits: MessageEdits | null): string {
-  let out: string;
-  if (edits === null) {
-    out = `X-Forwarded-For: ${fwd.xForwardedFor}\r\nX-Forwarded-Proto: ${fwd.xForwardedProto}\r\n`;
-    if (fwd.xForwardedHost !== '') out += `X-Forwarded-Host: ${fwd.xForwardedHost}\r\n`;
-    out += `Via: ${fwd.via}\r\n`;
-    if (fwd.traceparent !== '') out += `traceparent: ${fwd.traceparent}\r\n`;
-  } else {
-    out = '';
-    if (!edited(edits, 'x-forwarded-for')) out += `X-Forwarded-For: ${fwd.xForwardedFor}\r\n`;
-    if (!edited(edits, 'x-forwarded-proto')) out += `X-Forwarded-Proto: ${fwd.xForwardedProto}\r\n`;
-    if (fwd.xForwardedHost !== '' && !edited(edits, 'x-forwarded-host'))
-      out += `X-Forwarded-Host: ${fwd.xForwardedHost}\r\n`;
-    if (!edited(edits, 'via')) out += `Via: ${fwd.via}\r\n`;
-    if (fwd.traceparent !== '' && !edited(edits, 'traceparent')) out += `traceparent: ${fwd.traceparent}\r\n`;
-    out += edits.lines();
+export class HeadLines {
+  private readonly parts: string[] = [];
+  private count = 0;
+  /** Bytes of the pieces (latin1: one byte per character). */
+  length = 0;
+
+  /** Starts a new set of lines (what an earlier one left is forgotten). */
+  clear(): this {
+    for (let i = 0; i < this.count; i++) this.parts[i] = '';
+    this.count = 0;
+    this.length = 0;
+    return this;
   }
-  if (!fwd.keepHostField) out += `Host: ${fwd.authority}\r\n`;
-  return out;
+
+  add(piece: string): this {
+    this.parts[this.count++] = piece;
+    this.length += piece.length;
+    return this;
+  }
+
+  /**
+   * Writes the pieces into `out` at `offset` and releases them (a piece kept by this long-lived array would
+   * outlive its exchange); returns the offset after them. Short pieces are copied by a loop: no native call.
+   */
+  writeTo(out: Buffer, offset: number): number {
+    const parts = this.parts;
+    let o = offset;
+    for (let i = 0; i < this.count; i++) {
+      const piece = parts[i]!;
+      const n = piece.length;
+      if (n > 32) o += out.latin1Write(piece, o);
+      else for (let j = 0; j < n; j++) out[o++] = piece.charCodeAt(j);
+      parts[i] = '';
+    }
+    this.count = 0;
+    this.length = 0;
+    return o;
+  }
+
+  /** The pieces as one string (released like writeTo). */
+  toString(): string {
+    let out = '';
+    for (let i = 0; i < this.count; i++) out += this.parts[i]!;
+    this.clear();
+    return out;
+  }
+}
+
+/** The process's one HeadLines (see there: filled and written at once, one head at a time). */
+export const headLines = new HeadLines();
+
+/**
+ * zproxy's own request fields as HTTP/1.1 lines (each ending in CRLF), then the filters' added fields:
+ * what follows the client's kept fields, added to `lines`. Host is included unless the client's own line is
+ * kept. Framing, Connection and the blank line are the engine's.
+ */
+export function addRequestLines(lines: HeadLines, fwd: ForwardedRequest, edits: MessageEdits | null): void {
+  if (!edited(edits, 'x-forwarded-for')) lines.add('X-Forwarded-For: ').add(fwd.xForwardedFor).add(CRLF);
+  if (!edited(edits, 'x-forwarded-proto'))
+    lines.add('X-Forwarded-Proto: ').add(fwd.xForwardedProto).add(CRLF);
+  if (fwd.xForwardedHost !== '' && !edited(edits, 'x-forwarded-host'))
+    lines.add('X-Forwarded-Host: ').add(fwd.xForwardedHost).add(CRLF);
+  if (!edited(edits, 'via')) lines.add(viaLine(fwd.via));
+  if (fwd.traceparent !== '' && !edited(edits, 'traceparent'))
+    lines.add('traceparent: ').add(fwd.traceparent).add(CRLF);
+  if (edits !== null) lines.add(edits.lines());
+  if (!fwd.keepHostField) lines.add('Host: ').add(fwd.authority).add(CRLF);
+}
+
+const CRLF = '\r\n';
+
+/** `Via: <entry>` and CRLF, the same string every time for zproxy's own entries. */
+function viaLine(via: string): string {
+  switch (via) {
+    case '1.1 zproxy':
+      return 'Via: 1.1 zproxy\r\n';
+    case '2 zproxy':
+      return 'Via: 2 zproxy\r\n';
+    case '1.0 zproxy':
+      return 'Via: 1.0 zproxy\r\n';
+    default:
+      return `Via: ${via}\r\n`;
+  }
 }
 
 /**
@@ -314,17 +383,12 @@ export function http1Lines(source: FieldSource, dropMask: number, edits: Message
   return out;
 }
 
-/** zproxy's response fields as HTTP/1.1 lines, then the filters' added fields. */
-export function http1ResponseAdded(fwd: ForwardedResponse, edits: MessageEdits | null): string {
-  if (edits === null) {
-    return fwd.hsts === null
-      ? `Via: ${fwd.via}\r\n`
-      : `Via: ${fwd.via}\r\nStrict-Transport-Security: ${fwd.hsts}\r\n`;
-  }
-  let out = edited(edits, 'via') ? '' : `Via: ${fwd.via}\r\n`;
+/** zproxy's response fields as HTTP/1.1 lines, then the filters' added fields, added to `lines`. */
+export function addResponseLines(lines: HeadLines, fwd: ForwardedResponse, edits: MessageEdits | null): void {
+  if (!edited(edits, 'via')) lines.add(viaLine(fwd.via));
   if (fwd.hsts !== null && !edited(edits, 'strict-transport-security'))
-    out += `Strict-Transport-Security: ${fwd.hsts}\r\n`;
-  return out + edits.lines();
+    lines.add('Strict-Transport-Security: ').add(fwd.hsts).add(CRLF);
+  if (edits !== null) lines.add(edits.lines());
 }
 
 // ---------------------------------------------------------------- field lists (HTTP/2)

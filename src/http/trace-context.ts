@@ -84,3 +84,56 @@ export function randomHex(chars: number): string {
     }
   }
 }
+
+/** New traces drawn at once (one randomFillSync), each a whole version-00 traceparent with the sampled flag. */
+const TRACES_PER_POOL = 128;
+const traceRandom = Buffer.allocUnsafe(TRACES_PER_POOL * 24);
+const traceText = Buffer.allocUnsafe(TRACES_PER_POOL * TRACEPARENT_LENGTH);
+let traces = '';
+let tracesAt = 0;
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
+
+/** Writes `n` random bytes from traceRandom[from) as 2n hex digits at traceText[at); false when all are zero. */
+function hexInto(from: number, n: number, at: number): boolean {
+  let any = 0;
+  for (let i = 0; i < n; i++) {
+    const b = traceRandom[from + i]!;
+    any |= b;
+    traceText[at + 2 * i] = HEX_DIGITS[b >> 4]!;
+    traceText[at + 2 * i + 1] = HEX_DIGITS[b & 15]!;
+  }
+  return any !== 0;
+}
+
+/**
+ * A new trace's traceparent (`00-<trace id>-<parent id>-01`, neither id all zeros): a slice of a string of
+ * TRACES_PER_POOL of them made at once, so a new trace costs one short slice, no concatenation. The trace id
+ * is at [3, 35) and the parent id at [36, 52).
+ */
+export function newTraceparent(): string {
+  if (tracesAt >= traces.length) {
+    for (;;) {
+      randomFillSync(traceRandom);
+      let ok = true;
+      for (let r = 0; r < TRACES_PER_POOL && ok; r++) {
+        const at = r * TRACEPARENT_LENGTH;
+        traceText[at] = 0x30;
+        traceText[at + 1] = 0x30;
+        traceText[at + 2] = 0x2d;
+        ok = hexInto(r * 24, 16, at + 3);
+        traceText[at + 35] = 0x2d;
+        ok = hexInto(r * 24 + 16, 8, at + 36) && ok;
+        traceText[at + 52] = 0x2d;
+        traceText[at + 53] = 0x30;
+        traceText[at + 54] = 0x31;
+      }
+      // An all-zero id (2^-64 per id) is invalid: such a draw is thrown away whole.
+      if (ok) break;
+    }
+    traces = traceText.latin1Slice(0, traceText.length);
+    tracesAt = 0;
+  }
+  const at = tracesAt;
+  tracesAt += TRACEPARENT_LENGTH;
+  return traces.slice(at, at + TRACEPARENT_LENGTH);
+}

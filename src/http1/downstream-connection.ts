@@ -8,7 +8,8 @@
  * bytes with backpressure both ways, local answers, aborts, and the 101 that hands the socket to a
  * WebSocket tunnel. It also hands a connection that opened with the HTTP/2 preface to the HTTP/2 engine.
  *
- * Handlers are bound once per connection; bodies are forwarded as the buffers that arrived.
+ * The socket's listeners are shared by all connections (no function per connection); bodies are forwarded as
+ * the buffers that arrived.
  */
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -18,9 +19,11 @@ import { Exchange } from '../exchange.ts';
 import { FIELD_TE, type FieldSource, joinedValues, type MessageEdits } from '../http/fields.ts';
 import {
   acceptsTrailers,
+  addResponseLines,
   ForwardedResponse,
+  type HeadLines,
+  headLines,
   http1Lines,
-  http1ResponseAdded,
   http1TrailerLines,
   statusForbidsLength,
   UPGRADE_BIT,
@@ -209,16 +212,13 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
     this.hsts = hsts;
     this.responseExtra = hsts === null ? '' : `Strict-Transport-Security: ${hsts}\r\n`;
     this.redirectPort = encrypted ? null : policy.redirectPort;
-    this.onData = this.onData.bind(this);
-    this.onEnd = this.onEnd.bind(this);
-    this.onClose = this.onClose.bind(this);
-    this.onDrain = this.onDrain.bind(this);
+    (socket as OwnedSocket)[OWNER] = this;
     socket.setNoDelay(true);
-    socket.on('data', this.onData);
-    socket.on('end', this.onEnd);
+    socket.on('data', socketData);
+    socket.on('end', socketEnd);
     socket.on('error', noop);
-    socket.on('close', this.onClose);
-    socket.on('drain', this.onDrain);
+    socket.on('close', socketClose);
+    socket.on('drain', socketDrain);
     ctx.connections.add(this);
     this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
     watchDeadline(this);
@@ -249,7 +249,7 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
 
   // ---------------------------------------------------------------- input
 
-  private onData(chunk: Buffer): void {
+  onData(chunk: Buffer): void {
     const state = this.state;
     if (state === ST_FORWARD && !this.reqDone && this.bodyFlowing && this.input === null) {
       this.forwardBody(chunk);
@@ -335,10 +335,11 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
       return true;
     }
     const socket = this.socket;
-    socket.off('data', this.onData);
-    socket.off('end', this.onEnd);
-    socket.off('close', this.onClose);
-    socket.off('drain', this.onDrain);
+    socket.off('data', socketData);
+    socket.off('end', socketEnd);
+    socket.off('close', socketClose);
+    socket.off('drain', socketDrain);
+    (socket as OwnedSocket)[OWNER] = null;
     socket.pause();
     this.state = ST_CLOSED;
     this.input = null;
@@ -627,7 +628,9 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
     let headBuf: Buffer;
     if (head instanceof ResponseHead) {
       // Arrived over HTTP/1.1: the status line and the kept field lines are copied as they came.
-      const suffix = this.responseFraming(framing, http1ResponseAdded(forwarded, edits));
+      const suffix = headLines.clear();
+      addResponseLines(suffix, forwarded, edits);
+      this.responseFraming(framing, suffix);
       headBuf =
         edits === null
           ? buildHeadFromRaw(
@@ -654,7 +657,8 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
               end,
             );
     } else {
-      let fields = http1Lines(head, forwarded.dropMask, edits) + http1ResponseAdded(forwarded, edits);
+      const lines = headLines.clear();
+      addResponseLines(lines, forwarded, edits);
       if (
         framing === BODY_NONE &&
         !statusForbidsLength(status) &&
@@ -663,9 +667,11 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
         head.indexOfField('content-length') === -1
       ) {
         // A response that is its head alone (HTTP/2 END_STREAM): an empty body with a length.
-        fields += 'Content-Length: 0\r\n';
+        lines.add('Content-Length: 0\r\n');
       }
-      const text = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ''}\r\n${this.responseFraming(framing, fields)}`;
+      this.responseFraming(framing, lines);
+      const kept = http1Lines(head, forwarded.dropMask, edits);
+      const text = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ''}\r\n${kept}${lines.toString()}`;
       headBuf =
         end > start
           ? Buffer.concat([Buffer.from(text, 'latin1'), buf.subarray(start, end)])
@@ -680,7 +686,7 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
    * Decides how the response body is framed toward the client (`out`, and keep-alive) from what the flow
    * hands over (BODY_*); returns `suffix` followed by the framing and Connection fields and the blank line.
    */
-  private responseFraming(framing: number, suffix: string): string {
+  private responseFraming(framing: number, lines: HeadLines): void {
     // An answer before the request body was fully received: the rest of the body is not read.
     if (!this.reqDone) this.keepAlive = false;
     const client11 = this.head.versionMinor === 1;
@@ -689,17 +695,17 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
     else if (framing === BODY_LENGTH || framing === BODY_CHUNKED) out = OUT_PASS;
     else if (client11) {
       out = OUT_RECHUNK;
-      suffix += 'Transfer-Encoding: chunked\r\n';
+      lines.add('Transfer-Encoding: chunked\r\n');
     } else {
       // An HTTP/1.0 client: no chunked coding; the body ends when the connection closes.
       out = OUT_UNTIL_CLOSE;
       this.keepAlive = false;
     }
-    if (framing === BODY_CHUNKED) suffix += 'Transfer-Encoding: chunked\r\n';
+    if (framing === BODY_CHUNKED) lines.add('Transfer-Encoding: chunked\r\n');
     this.out = out;
-    if (!this.keepAlive) return `${suffix}Connection: close\r\n\r\n`;
-    if (!client11) return `${suffix}Connection: keep-alive\r\n\r\n`;
-    return `${suffix}\r\n`;
+    if (!this.keepAlive) lines.add('Connection: close\r\n\r\n');
+    else if (!client11) lines.add('Connection: keep-alive\r\n\r\n');
+    else lines.add('\r\n');
   }
 
   write(buf: Buffer, start: number, end: number): boolean {
@@ -787,15 +793,15 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
       rh.statusStart,
       rh.fieldsStart,
       forwarded.dropMask & ~UPGRADE_BIT,
-      `Connection: Upgrade\r\n${http1ResponseAdded(forwarded, null)}\r\n`,
+      upgradeLines(forwarded),
     );
     this.responseHeadSent = true;
     ex.bytesOut += headBuf.length;
     const socket = this.socket;
     socket.write(headBuf);
-    socket.off('data', this.onData);
-    socket.off('end', this.onEnd);
-    socket.off('drain', this.onDrain);
+    socket.off('data', socketData);
+    socket.off('end', socketEnd);
+    socket.off('drain', socketDrain);
     const toUpstream = this.input;
     this.input = null;
     this.exchange = null;
@@ -854,7 +860,7 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
     }
   }
 
-  private onDrain(): void {
+  onDrain(): void {
     if (this.state === ST_FORWARD) {
       if (this.responseHeadSent) {
         this.deadline = 0;
@@ -893,12 +899,12 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
     }
   }
 
-  private onEnd(): void {
+  onEnd(): void {
     // The client half-closed. An exchange in progress cannot deliver its response: abort it.
     if (this.state === ST_FORWARD) this.socket.destroy();
   }
 
-  private onClose(): void {
+  onClose(): void {
     const flow = this.flow;
     this.flow = null;
     this.exchange = null;
@@ -912,3 +918,33 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
 }
 
 function noop(): void {}
+
+/** What follows the upstream's kept fields in a 101 that starts a tunnel. */
+function upgradeLines(forwarded: ForwardedResponse): HeadLines {
+  const lines = headLines.clear().add('Connection: Upgrade\r\n');
+  addResponseLines(lines, forwarded, null);
+  return lines.add('\r\n');
+}
+
+/**
+ * The socket's listeners are these four functions, shared by every connection: each finds its connection
+ * on the socket (OWNER) instead of a function bound per connection.
+ */
+const OWNER = Symbol('zproxy.connection');
+type OwnedSocket = Socket & { [OWNER]: DownstreamConnection | null };
+
+function socketData(this: Socket, chunk: Buffer): void {
+  (this as OwnedSocket)[OWNER]!.onData(chunk);
+}
+
+function socketEnd(this: Socket): void {
+  (this as OwnedSocket)[OWNER]!.onEnd();
+}
+
+function socketClose(this: Socket): void {
+  (this as OwnedSocket)[OWNER]!.onClose();
+}
+
+function socketDrain(this: Socket): void {
+  (this as OwnedSocket)[OWNER]!.onDrain();
+}

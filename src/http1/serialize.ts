@@ -5,6 +5,7 @@
  * added is decided by the forwarding policy (src/http/forwarding.ts): this is its byte serializer for
  * heads that arrived over HTTP/1.1.
  */
+import type { HeadLines } from '../http/forwarding.ts';
 import {
   F_KIND,
   F_LINE_END,
@@ -47,15 +48,16 @@ export function copyFields(head: MessageHead, dropMask: number, out: Buffer, off
 }
 
 /**
- * A head made of a string prefix (start line), the kept field lines of `head`, and a string suffix (added
- * fields and the blank line). All strings are latin1 (field bytes are carried unchanged).
+ * A head made of a string prefix (start line), the kept field lines of `head`, and the lines that follow
+ * them (added fields and the blank line; written and released). All strings are latin1 (field bytes are
+ * carried unchanged).
  */
-export function buildHead(prefix: string, head: MessageHead, dropMask: number, suffix: string): Buffer {
+export function buildHead(prefix: string, head: MessageHead, dropMask: number, suffix: HeadLines): Buffer {
   const fieldsLength = keptFieldsLength(head, dropMask);
   const out = Buffer.allocUnsafe(prefix.length + fieldsLength + suffix.length);
   let o = out.latin1Write(prefix, 0);
   o = copyFields(head, dropMask, out, o);
-  out.latin1Write(suffix, o);
+  suffix.writeTo(out, o);
   return out;
 }
 
@@ -70,7 +72,7 @@ export function buildHeadFromRaw(
   from: number,
   to: number,
   dropMask: number,
-  suffix: string,
+  suffix: HeadLines,
   body: Buffer | null = null,
   bodyStart = 0,
   bodyEnd = 0,
@@ -82,7 +84,7 @@ export function buildHeadFromRaw(
   let o = lead.length === 0 ? 0 : out.latin1Write(lead, 0);
   o += head.buf.copy(out, o, from, to);
   o = copyFields(head, dropMask, out, o);
-  o += out.latin1Write(suffix, o);
+  o = suffix.writeTo(out, o);
   if (body !== null && bodyEnd > bodyStart) body.copy(out, o, bodyStart, bodyEnd);
   return out;
 }
@@ -102,7 +104,7 @@ export function buildEditedHead(
   to: number,
   dropMask: number,
   dropped: readonly string[],
-  suffix: string,
+  suffix: HeadLines,
   body: Buffer | null = null,
   bodyStart = 0,
   bodyEnd = 0,
@@ -145,7 +147,7 @@ export function buildEditedHead(
     runEnd = e;
   }
   if (runStart !== -1) o += src.copy(out, o, runStart, runEnd);
-  o += out.latin1Write(suffix, o);
+  o = suffix.writeTo(out, o);
   if (body !== null && bodyEnd > bodyStart) body.copy(out, o, bodyStart, bodyEnd);
   return out;
 }

@@ -17,9 +17,10 @@ import tls from 'node:tls';
 import { ZpError } from '../errors.ts';
 import type { FieldSource } from '../http/fields.ts';
 import {
+  addRequestLines,
   CONTENT_LENGTH_BIT,
+  headLines,
   http1Lines,
-  http1RequestAdded,
   http1TrailerLines,
   UPGRADE_BIT,
 } from '../http/forwarding.ts';
@@ -228,19 +229,23 @@ export class UpstreamConnection implements Timed, ChunkSink, UpstreamAttempt {
     const edits = req.edits;
     const body = req.body;
     let dropMask = fwd.dropMask;
-    let suffix = http1RequestAdded(fwd, edits);
+    const lines = headLines.clear();
+    addRequestLines(lines, fwd, edits);
     const websocket = req.websocket;
     this.websocketKey = websocket === 'forward' ? '' : websocket;
     if (websocket === 'forward') {
       dropMask &= ~UPGRADE_BIT;
-      suffix += 'Connection: Upgrade\r\n';
+      lines.add('Connection: Upgrade\r\n');
     } else if (websocket !== '') {
-      suffix += `Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${websocket}\r\n`;
+      lines
+        .add('Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ')
+        .add(websocket)
+        .add('\r\n');
     }
     if (body === REQUEST_BODY_CHUNKED || body === REQUEST_BODY_STREAM) {
       dropMask |= CONTENT_LENGTH_BIT;
-      suffix += 'Transfer-Encoding: chunked\r\n\r\n';
-    } else suffix += '\r\n';
+      lines.add('Transfer-Encoding: chunked\r\n\r\n');
+    } else lines.add('\r\n');
     this.chunkedRequest = body === REQUEST_BODY_STREAM;
     this.requestOpen = body !== REQUEST_BODY_NONE;
     const socket = this.socket;
@@ -256,15 +261,13 @@ export class UpstreamConnection implements Timed, ChunkSink, UpstreamAttempt {
       socket.write(
         edits === null
           ? raw
-            ? buildHeadFromRaw('', fields, from, to, dropMask, suffix)
-            : buildHead(line, fields, dropMask, suffix)
-          : buildEditedHead(line, fields, from, to, dropMask, edits.dropped, suffix),
+            ? buildHeadFromRaw('', fields, from, to, dropMask, lines)
+            : buildHead(line, fields, dropMask, lines)
+          : buildEditedHead(line, fields, from, to, dropMask, edits.dropped, lines),
       );
     } else {
-      socket.write(
-        `${req.method} ${req.path} HTTP/1.1\r\n${http1Lines(fields, dropMask, edits)}${suffix}`,
-        'latin1',
-      );
+      const kept = http1Lines(fields, dropMask, edits);
+      socket.write(`${req.method} ${req.path} HTTP/1.1\r\n${kept}${lines.toString()}`, 'latin1');
     }
     if (!this.requestOpen) this.requestSent();
   }

@@ -74,6 +74,8 @@ export class InstanceView {
   workers = 1;
   /** The workers' metrics; null when metrics are off. */
   metrics: WorkerMetrics | null = null;
+  /** The messages the main thread or the supervisor received from its workers (none for one process). */
+  workerMessages: { readonly messages: number } | null = null;
   /** The targets' health (the instance's health checker, src/upstream/health-checker.ts). */
   health: HealthSource | null = null;
   constructor(config: Config, configPath: string | null, version: string, mode: InstanceMode) {
@@ -163,7 +165,12 @@ export class InstanceView {
               failed: this.reloads.failed,
               last_success: this.reloads.lastSuccess?.toISOString() ?? null,
             },
-      workers: { mode: this.mode, configured: this.config.thread_count, running: this.workers },
+      workers: {
+        mode: this.mode,
+        configured: this.config.thread_count,
+        running: this.workers,
+        messages_received: this.workerMessages?.messages ?? 0,
+      },
       connections,
       routes: this.config.routes.map((route) => {
         const name = routeLabel(route);

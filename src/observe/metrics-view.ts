@@ -8,7 +8,8 @@
  * Where the workers' numbers come from:
  * - a single process: its own registry (LocalMetrics);
  * - worker threads: each worker's SharedArrayBuffer chunks, read at the scrape, and the meaning of each
- *   slot, sent once when the worker allocated it (ThreadMetrics); no message per request or per scrape;
+ *   slot, sent once when the worker allocated it (ThreadMetrics); no message per request or per scrape
+ *   (a scrape waits only for announcements still on their way, counted in shared memory);
  * - worker processes: a snapshot each worker sends when the supervisor asks at a scrape (ProcessMetrics).
  */
 import {
@@ -134,36 +135,98 @@ export interface MetricSeriesMessage {
   readonly chunk: SharedArrayBuffer | null;
 }
 
-/** Worker threads: each worker's shared chunks, read at the scrape. */
+/** How long a scrape waits for a worker's announcements (or a worker process's snapshot) before going on. */
+const ANSWER_TIMEOUT_MS = 1000;
+
+/** A worker thread's slots as the main thread knows them. */
+class ThreadSlots {
+  readonly series: SeriesEntry[] = [];
+  readonly chunks: Float64Array[] = [];
+  /** Announcements the worker posted (it adds one before posting each); null when not counted. */
+  readonly announced: Int32Array | null;
+  /** Announcements read here. */
+  received = 0;
+  /** The scrapes waiting for the announcements not read yet. */
+  readonly waiting = new Set<() => void>();
+
+  constructor(announced: Int32Array | null) {
+    this.announced = announced;
+  }
+
+  /** Whether announcements the worker posted are still on their way. */
+  pending(): boolean {
+    return this.announced !== null && Atomics.load(this.announced, 0) > this.received;
+  }
+}
+
+/**
+ * Worker threads: each worker's shared chunks, read at the scrape. A worker announces what its slots mean
+ * when it allocates them (at its start and at a reload, never per request), by message; it counts each
+ * announcement in shared memory before posting it, so a scrape knows when some are still on their way (a
+ * worker that has just started and served its first requests) and waits for them: whatever a worker
+ * counted before the scrape began is in its sum.
+ */
 export class ThreadMetrics implements WorkerMetrics {
-  private readonly workers = new Map<number, { series: SeriesEntry[]; chunks: Float64Array[] }>();
+  private readonly workers = new Map<number, ThreadSlots>();
   private readonly retired = new Retired();
+
+  /** Worker `worker` starts: the shared count of its announcements, for its workerData. */
+  add(worker: number): SharedArrayBuffer {
+    const announced = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT);
+    this.workers.set(worker, new ThreadSlots(new Int32Array(announced)));
+    return announced;
+  }
 
   /** A worker allocated series (its MetricRegistry's publish). */
   onSeries(worker: number, message: MetricSeriesMessage): void {
     let w = this.workers.get(worker);
     if (w === undefined) {
-      w = { series: [], chunks: [] };
+      w = new ThreadSlots(null);
       this.workers.set(worker, w);
     }
     if (message.chunk !== null) w.chunks.push(new Float64Array(message.chunk));
     for (const s of message.series) w.series.push(s);
+    w.received++;
+    if (w.waiting.size > 0 && !w.pending()) for (const done of w.waiting) done();
   }
 
-  /** A worker ended: its counters stay in the sum, its gauges go. */
+  /** A worker ended (after its last messages were read): its counters stay in the sum, its gauges go. */
   onExit(worker: number): void {
     const w = this.workers.get(worker);
     if (w === undefined) return;
     this.workers.delete(worker);
+    for (const done of w.waiting) done();
     for (const [family, labels, part, kind, chunk, slot] of w.series) {
       if (kind === COUNTER) this.retired.keep(family, labels, part, w.chunks[chunk]![slot]!);
     }
   }
 
-  collect(sum: MetricSum): void {
+  collect(sum: MetricSum): Promise<void> | void {
+    const pending = [...this.workers.values()].filter((w) => w.pending());
+    if (pending.length === 0) {
+      this.read(sum);
+      return;
+    }
+    return Promise.all(pending.map(announcements)).then(() => this.read(sum));
+  }
+
+  private read(sum: MetricSum): void {
     this.retired.collect(sum);
     for (const w of this.workers.values()) addSlots(sum, w.series, w.chunks);
   }
+}
+
+/** Resolves once the announcements `w` has on their way are read (or the worker ended, or a second passed). */
+function announcements(w: ThreadSlots): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(done, ANSWER_TIMEOUT_MS);
+    function done(): void {
+      clearTimeout(timer);
+      w.waiting.delete(done);
+      resolve();
+    }
+    w.waiting.add(done);
+  });
 }
 
 /** The supervisor's question to a worker process, and the answer. */
@@ -176,9 +239,6 @@ export interface MetricSnapshotMessage {
   readonly seq: number;
   readonly snapshot: MetricSnapshot;
 }
-
-/** How long a scrape waits for a worker process's snapshot before using its previous one. */
-const SNAPSHOT_TIMEOUT_MS = 1000;
 
 /** Worker processes: a snapshot from each at every scrape; the last one is kept for a worker that ends. */
 export class ProcessMetrics implements WorkerMetrics {
@@ -225,7 +285,7 @@ export class ProcessMetrics implements WorkerMetrics {
       live.map(
         (w) =>
           new Promise<void>((resolve) => {
-            const timer = setTimeout(done, SNAPSHOT_TIMEOUT_MS);
+            const timer = setTimeout(done, ANSWER_TIMEOUT_MS);
             function done(): void {
               clearTimeout(timer);
               w.waiting = null;

@@ -11,6 +11,8 @@ import type { WorkerThreadData, WorkerThreadMessage } from './thread-supervisor.
 const data = workerData as WorkerThreadData;
 const port = parentPort!;
 installInstanceShared(data.shared);
+/** Announcements of metric slots posted so far: a scrape waits for those the main thread has not read yet. */
+const announced = data.metricSeries === null ? null : new Int32Array(data.metricSeries);
 const role: WorkerRole = {
   id: data.id,
   count: data.count,
@@ -25,6 +27,8 @@ const role: WorkerRole = {
     });
   },
   publishMetrics(series, chunk) {
+    // Counted before the message leaves: a scrape that follows anything counted in these slots sees it.
+    if (announced !== null) Atomics.add(announced, 0, 1);
     const message: WorkerThreadMessage = { type: 'metric-series', series, chunk };
     port.postMessage(message);
   },

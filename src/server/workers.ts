@@ -1,7 +1,8 @@
 /**
  * What both worker modes share (src/server/thread-supervisor.ts, src/server/supervisor.ts) and what a
  * worker needs to know of them: whether the platform has SO_REUSEPORT, which mode `worker_mode` resolves
- * to, a worker process's share of `max_connections`, and the restart brake of both supervisors.
+ * to, a worker process's share of `max_connections`, and the restart brake of the worker set
+ * (src/server/worker-set.ts).
  */
 import type { Config } from '../config/schema.ts';
 
@@ -36,7 +37,7 @@ const RESTART_WINDOW_MS = 10_000;
 const MAX_RESTARTS_IN_WINDOW = 10;
 
 /**
- * The crash-loop brake of a supervisor (processes or threads): a worker that ends is started again at
+ * The crash-loop brake of the worker set (processes or threads): a worker that ends is started again at
  * once, unless more than MAX_RESTARTS_IN_WINDOW restarts happened in the last RESTART_WINDOW_MS; then
  * each restart waits a second.
  */

@@ -3,9 +3,18 @@
  * (examples/middleware_proxy.json: rate_limit, cors, cache in memory) run by the real CLI with 2 and 4
  * worker threads. A response cached by one worker is a hit on every worker, a purge reaches every worker,
  * and a rate limit is exact across the workers, also with many connections at once.
+ *
+ * The per-instance place handles no message per request: with 2 workers, the count of messages the main
+ * thread (worker threads) or the supervisor (worker processes) received from its workers, read from
+ * /status before and after 1,000 and then 2,000 requests over keep-alive connections spread over both
+ * workers. Worker threads: the count does not move (the rate limiter and the cache are in shared memory,
+ * the metrics in shared slots). Worker processes, the fallback where the platform has no SO_REUSEPORT:
+ * the memory rate limiter lives in the supervisor, one message per decision (docs/architecture.md,
+ * "Workers"), so the count grows with the requests; the test states it so that it is not forgotten.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type CliProcess, startCli } from '../helpers/cli-process.ts';
@@ -128,5 +137,110 @@ for (const threads of [2, 4]) {
     } finally {
       await cli.cleanup();
     }
+  });
+}
+
+/** Keep-alive connections the requests are spread over (the kernel hands them to both workers). */
+const CONNECTIONS = 8;
+/** Paths the requests cycle through: after the first round, every request is a cache hit. */
+const PATHS = 20;
+
+/** Sends `count` GETs over CONNECTIONS keep-alive connections: their statuses and how many were cache hits. */
+async function load(port: number, count: number): Promise<{ statuses: number[]; hits: number }> {
+  const statuses: number[] = [];
+  let hits = 0;
+  let next = 0;
+  const agents = Array.from(
+    { length: CONNECTIONS },
+    () => new http.Agent({ keepAlive: true, maxSockets: 1 }),
+  );
+  try {
+    await Promise.all(
+      agents.map(async (agent) => {
+        while (next < count) {
+          const i = next++;
+          const res = await sendRequest(port, `/api/item-${i % PATHS}`, {
+            agent,
+            headers: { origin: 'https://app.example' },
+          });
+          statuses.push(res.status);
+          if (/; hit/.test(String(res.headers['cache-status']))) hits++;
+        }
+      }),
+    );
+  } finally {
+    for (const agent of agents) agent.destroy();
+  }
+  return { statuses, hits };
+}
+
+interface Status {
+  workers: { mode: string; running: number; messages_received: number };
+}
+
+async function messagesReceived(admin: number): Promise<number> {
+  const res = await sendRequest(admin, '/status');
+  assert.equal(res.status, 200);
+  const status = JSON.parse(res.text) as Status;
+  assert.equal(status.workers.running, 2);
+  return status.workers.messages_received;
+}
+
+for (const mode of ['threads', 'processes'] as const) {
+  describe(`the middleware example with 2 worker ${mode}: messages to the per-instance place`, () => {
+    let cli: CliProcess;
+    let port: number;
+    let admin: number;
+
+    before(async () => {
+      port = await freePort();
+      admin = await freePort();
+      cli = startCli({
+        ...exampleConfig(port, 2, (m) => {
+          // A limit this load never reaches: every request takes a decision and passes.
+          m.find((x) => x.type === 'rate_limit')!.config.requests_per_minute = 1_000_000;
+        }),
+        worker_mode: mode,
+        admin: { port: admin },
+      });
+      await cli.waitForLog((l) => l.msg === 'ready', 20_000, 'ready');
+    });
+    after(async () => {
+      await cli.cleanup();
+    });
+
+    test('1,000 then 2,000 requests', async (t) => {
+      const m0 = await messagesReceived(admin);
+      const first = await load(port, 1000);
+      const m1 = await messagesReceived(admin);
+      const second = await load(port, 2000);
+      const m2 = await messagesReceived(admin);
+
+      assert.deepEqual(new Set([...first.statuses, ...second.statuses]), new Set([200]));
+      // The cache served: the first round stored every path (in each worker's own cache with processes).
+      assert.equal(second.hits, 2000, 'cache hits in the second round');
+      // The workers write their access lines within a second (buffered).
+      await waitUntil(
+        () => cli.logs.filter((l) => l.kind === 'access').length >= 3000,
+        3000,
+        'the access lines',
+      );
+      const workers = new Set(cli.logs.filter((l) => l.kind === 'access').map((l) => l.worker));
+      assert.deepEqual([...workers].sort(), [1, 2], 'both workers served');
+
+      const d1 = m1 - m0;
+      const d2 = m2 - m1;
+      t.diagnostic(`messages received: ${m0} at the start, +${d1} for 1,000 requests, +${d2} for 2,000`);
+      if (mode === 'threads') {
+        assert.equal(d1, 0, `messages during 1,000 requests: ${d1}`);
+        assert.equal(d2, 0, `messages during 2,000 requests: ${d2}`);
+        assert.ok(m0 > 0, 'the count counts (the workers said they listen)');
+      } else {
+        // One rate-limit decision per request goes through the supervisor; a /status read asks each
+        // worker for a metrics snapshot (2 answers).
+        assert.equal(d1, 1000 + 2, `messages during 1,000 requests: ${d1}`);
+        assert.equal(d2, 2000 + 2, `messages during 2,000 requests: ${d2}`);
+      }
+    });
   });
 }

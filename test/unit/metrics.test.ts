@@ -116,6 +116,34 @@ describe('metric slots', () => {
     for (const m of replacement) view.onSeries(1, m);
     assert.equal(read().value('zproxy_requests_total', labels), 3);
   });
+
+  test('worker threads: a scrape waits for the announcements still on their way, then counts exactly', async () => {
+    const view = new ThreadMetrics();
+    const announced = new Int32Array(view.add(1));
+    const inFlight: MetricSeriesMessage[] = [];
+    // As worker-thread.ts does: counted in shared memory before the message is posted.
+    const worker = new MetricRegistry(true, 1, (series: SeriesEntry[], chunk) => {
+      Atomics.add(announced, 0, 1);
+      inFlight.push({ type: 'metric-series', series, chunk });
+    });
+    worker.route('/').record('GET', 200, '1.1', 1);
+    assert.ok(inFlight.length > 0);
+    const sum = new MetricSum();
+    const collected = view.collect(sum);
+    assert.ok(collected instanceof Promise, 'the scrape waits');
+    let done = false;
+    void collected.then(() => {
+      done = true;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(done, false, 'not before the announcements are read');
+    for (const m of inFlight) view.onSeries(1, m);
+    await collected;
+    const labels = 'route="/",method="GET",status="2xx",protocol="http1"';
+    assert.equal(sum.value('zproxy_requests_total', labels), 1);
+    // Nothing on its way: the next scrape reads at once.
+    assert.equal(view.collect(new MetricSum()), undefined);
+  });
 });
 
 describe('admin config', () => {

@@ -4,7 +4,13 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { randomHex, traceFlagsOf, traceIdOf, validTraceparent } from '../../src/http/trace-context.ts';
+import {
+  newTraceparent,
+  randomHex,
+  traceFlagsOf,
+  traceIdOf,
+  validTraceparent,
+} from '../../src/http/trace-context.ts';
 
 const ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 const PARENT = '00f067aa0ba902b7';
@@ -54,4 +60,17 @@ test('random ids are lowercase hex of the length asked, never all zeros, and do 
     seen.add(trace);
   }
   assert.equal(seen.size, 6000);
+});
+
+test('new traceparents are valid version-00 values with the sampled flag, and do not repeat across refills', () => {
+  const seen = new Set<string>();
+  // Well past one pool (128 traceparents): the pool is drawn again many times.
+  for (let i = 0; i < 2000; i++) {
+    const value = newTraceparent();
+    assert.match(value, /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    assert.equal(validTraceparent(value), true);
+    seen.add(traceIdOf(value));
+    seen.add(value.slice(36, 52));
+  }
+  assert.equal(seen.size, 4000);
 });
