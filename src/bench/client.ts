@@ -1,4 +1,6 @@
 /** What the generator's protocol clients share: the thread's context and the contract the runner drives. */
+import net from 'node:net';
+import tls from 'node:tls';
 import type { ThreadPlan } from './options.ts';
 import type { ThreadStats } from './stats.ts';
 
@@ -40,4 +42,45 @@ export function connectHost(url: URL): string {
 export function connectPort(url: URL): number {
   if (url.port !== '') return Number(url.port);
   return url.protocol === 'https:' || url.protocol === 'wss:' ? 443 : 80;
+}
+
+/** Where the connections of a thread connect, and how. */
+export interface SocketTarget {
+  readonly host: string;
+  readonly port: number;
+  readonly secure: boolean;
+  readonly servername: string | undefined;
+  readonly insecure: boolean;
+}
+
+/**
+ * A TCP socket to the target, or a TLS one offering `alpn`, without Nagle's delay, with a connection's
+ * listeners (bound once per connection): `onConnect` once it is connected (over TLS, once the handshake
+ * is done).
+ */
+export function openSocket(
+  t: SocketTarget,
+  alpn: string,
+  onConnect: () => void,
+  onData: (chunk: Buffer) => void,
+  onEnd: () => void,
+  onError: (error: Error) => void,
+  onClose: () => void,
+): net.Socket {
+  const socket = t.secure
+    ? tls.connect({
+        host: t.host,
+        port: t.port,
+        servername: t.servername,
+        rejectUnauthorized: !t.insecure,
+        ALPNProtocols: [alpn],
+      })
+    : net.connect({ host: t.host, port: t.port });
+  socket.setNoDelay(true);
+  socket.on(t.secure ? 'secureConnect' : 'connect', onConnect);
+  socket.on('data', onData);
+  socket.on('end', onEnd);
+  socket.on('error', onError);
+  socket.on('close', onClose);
+  return socket;
 }

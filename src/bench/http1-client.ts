@@ -5,13 +5,13 @@
  * write. With keep-alive off each request has a connection of its own (`Connection: close`), and its
  * latency includes the connection's set-up.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import tls from 'node:tls';
 import {
   connectHost,
   connectPort,
   type LoadConnection,
+  openSocket,
   RECONNECT_DELAY_MS,
   type RunContext,
   serverName,
@@ -165,23 +165,15 @@ export class Http1Connection implements LoadConnection, ResponseSink {
       this.pendingIntended = intended;
       this.pendingSent = now;
     }
-    const t = this.target;
-    const socket = t.secure
-      ? tls.connect({
-          host: t.host,
-          port: t.port,
-          servername: t.servername,
-          rejectUnauthorized: !t.insecure,
-          ALPNProtocols: ['http/1.1'],
-        })
-      : net.connect({ host: t.host, port: t.port });
-    socket.setNoDelay(true);
-    socket.on(t.secure ? 'secureConnect' : 'connect', this.onConnect);
-    socket.on('data', this.onData);
-    socket.on('end', this.onEnd);
-    socket.on('error', this.onError);
-    socket.on('close', this.onClose);
-    this.socket = socket;
+    this.socket = openSocket(
+      this.target,
+      'http/1.1',
+      this.onConnect,
+      this.onData,
+      this.onEnd,
+      this.onError,
+      this.onClose,
+    );
     this.connected = false;
     this.connectStart = now;
     this.parser.reset();

@@ -399,7 +399,8 @@ const STATUS_INDEX: Record<number, number> = { 200: 8, 204: 9, 206: 10, 304: 11,
 
 /**
  * Encodes header lists without a dynamic table (so the peer's SETTINGS_HEADER_TABLE_SIZE never matters).
- * Values are written raw (not Huffman-coded): it costs the peer a few bytes and zproxy no CPU.
+ * Values are written raw (not Huffman-coded): it costs the peer a few bytes and zproxy no CPU. (The load
+ * generator's encoder, in src/bench/http2-request.ts, extends it with the dynamic table.)
  */
 export class HpackEncoder {
   private buf = Buffer.allocUnsafe(4096);
@@ -450,12 +451,12 @@ export class HpackEncoder {
     this.writeString(value);
   }
 
-  private writeString(s: string): void {
+  protected writeString(s: string): void {
     this.writeInteger(s.length, 7, 0x00);
     this.pos += this.buf.latin1Write(s, this.pos);
   }
 
-  private writeInteger(value: number, prefixBits: number, flags: number): void {
+  protected writeInteger(value: number, prefixBits: number, flags: number): void {
     const max = (1 << prefixBits) - 1;
     if (value < max) {
       this.buf[this.pos++] = flags | value;
@@ -470,7 +471,7 @@ export class HpackEncoder {
     this.buf[this.pos++] = value;
   }
 
-  private reserve(n: number): void {
+  protected reserve(n: number): void {
     if (this.pos + n <= this.buf.length) return;
     const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
     this.buf.copy(bigger, 0, 0, this.pos);

@@ -1,8 +1,8 @@
 /** `zproxy compare` from the sources, for test/integration/compare*.test.ts: the CLI and tiny runs. */
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type CliResult, zproxy } from './bench-cli.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = join(ROOT, 'src/cli/main.ts');
@@ -15,35 +15,11 @@ export function missingProxies(): string[] {
   return PROXIES.filter((name) => !path.some((dir) => dir !== '' && existsSync(join(dir, name))));
 }
 
-export interface CliResult {
-  readonly status: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
+export type { CliResult };
 
 /** Runs `zproxy compare ...` (the CLI from the sources) with the given environment. */
 export function compare(args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'compare', ...args], {
-      cwd: ROOT,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (t: string) => {
-      stdout += t;
-    });
-    child.stderr.setEncoding('utf8').on('data', (t: string) => {
-      stderr += t;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
-    child.on('error', reject);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
+  return zproxy(['compare', ...args], CLI, env, 90_000);
 }
 
 /** Tiny runs: one round of 300 ms, no warm-up, few connections. */

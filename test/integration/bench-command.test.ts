@@ -5,7 +5,6 @@
  * served, and the server served at most the bench's count plus the requests in flight when it stopped.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -14,79 +13,10 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { WebSocketServer } from 'ws';
 import type { BenchReport } from '../../src/bench/report.ts';
+import { assertConsistent, BUILT_CLI, bench, close, listen, settle, zproxy } from '../helpers/bench-cli.ts';
 import { CertDir } from '../helpers/certs.ts';
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = join(ROOT, 'src/cli/main.ts');
-const BUILT_CLI = join(ROOT, 'dist/cli/main.js');
-
-interface CliResult {
-  readonly status: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Runs the CLI asynchronously (the servers live in this process). */
-function zproxy(args: string[], cli = CLI): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (t: string) => {
-      stdout += t;
-    });
-    child.stderr.setEncoding('utf8').on('data', (t: string) => {
-      stderr += t;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('error', reject);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
-}
-
-async function bench(args: string[], cli = CLI): Promise<BenchReport> {
-  const result = await zproxy(['bench', '--json', ...args], cli);
-  assert.equal(result.status, 0, `exit ${result.status}\n${result.stderr}\n${result.stdout}`);
-  return JSON.parse(result.stdout) as BenchReport;
-}
-
-const settle = (ms = 150): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** The TCP sockets each server accepted, destroyed when it closes (whatever protocol ran on them). */
-const accepted = new WeakMap<net.Server, Set<net.Socket>>();
-
-function listen(server: net.Server | http.Server | http2.Http2Server): Promise<number> {
-  const sockets = new Set<net.Socket>();
-  accepted.set(server, sockets);
-  server.on('connection', (socket: net.Socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  return new Promise((resolve) => {
-    server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port));
-  });
-}
-
-function close(server: net.Server | http.Server | http2.Http2Server): Promise<void> {
-  const done = new Promise<void>((resolve) => server.close(() => resolve()));
-  for (const socket of accepted.get(server) ?? []) socket.destroy();
-  return done;
-}
-
-/** The bench counted only what the server served, and missed at most what was in flight at the stop. */
-function assertConsistent(report: BenchReport, served: number): void {
-  assert.ok(report.requests > 0, 'some requests completed');
-  assert.ok(
-    served >= report.requests && served <= report.requests + report.in_flight_at_stop,
-    `server served ${served}; bench counted ${report.requests} with ${report.in_flight_at_stop} in flight at the stop`,
-  );
-}
 
 describe('zproxy bench over HTTP/1.1', () => {
   let served = 0;
