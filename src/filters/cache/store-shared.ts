@@ -20,6 +20,7 @@
 import { LRUCache } from 'lru-cache';
 import { hash32 } from '../../util/hash.ts';
 import { lockShared, unlockShared } from '../../util/shared-lock.ts';
+import { CLAIMS_BYTES, SharedClaims } from './claims-shared.ts';
 import { type CacheEntry, type CacheStore, decodeEntry, encodeEntry, entrySize } from './store.ts';
 
 /** Slots per index bucket. */
@@ -30,7 +31,10 @@ const BYTES_PER_SLOT = 1024;
 const MAX_RECORD_SHARE = 4;
 /** What a worker keeps of the entries it decoded. */
 const DECODED_BYTES = 16 * 1024 * 1024;
-/** The control words: the lock (int32 0), then the write position (float64 at byte 8). */
+/**
+ * The control words: the index's lock (int32 0), the lock of the running misses' claims (int32 1), then
+ * the write position (float64 at byte 8). The claims' table (claims-shared.ts) follows them.
+ */
 const CONTROL_BYTES = 16;
 /** Bytes of one index slot: hash (2 × u32), position (f64), expiry (f64), length (u32), padding. */
 const SLOT_BYTES = 32;
@@ -43,7 +47,7 @@ function indexSlots(arenaBytes: number): number {
 
 /** A new, empty store of `maxBytes` of arena (plus its index), to hand to every worker. */
 export function createCacheBuffer(maxBytes: number): SharedArrayBuffer {
-  return new SharedArrayBuffer(CONTROL_BYTES + indexSlots(maxBytes) * SLOT_BYTES + maxBytes);
+  return new SharedArrayBuffer(CONTROL_BYTES + CLAIMS_BYTES + indexSlots(maxBytes) * SLOT_BYTES + maxBytes);
 }
 
 /** A value as decoded in this worker, with the key it was stored under. */
@@ -74,13 +78,16 @@ export class SharedCacheStore implements CacheStore {
       d.key.length + (typeof d.value === 'string' ? d.value.length + 16 : entrySize(d.value)),
   });
   private readonly now: () => number;
+  /** The misses running against this store in every worker (coalescing across workers). */
+  readonly claims: SharedClaims;
 
   /** `maxBytes` as given to createCacheBuffer; `seed` the instance's. */
   constructor(buffer: SharedArrayBuffer, maxBytes: number, seed: number, now: () => number = Date.now) {
     const slots = indexSlots(maxBytes);
     this.control = new Int32Array(buffer, 0, 2);
     this.position = new Float64Array(buffer, 0, 2);
-    const index = CONTROL_BYTES;
+    this.claims = new SharedClaims(buffer, CONTROL_BYTES, this.control, 1, seed, now);
+    const index = CONTROL_BYTES + CLAIMS_BYTES;
     this.hashes = new Uint32Array(buffer, index, slots * 2);
     this.positions = new Float64Array(buffer, index + slots * 8, slots);
     this.expiries = new Float64Array(buffer, index + slots * 16, slots);
