@@ -38,7 +38,12 @@ before(async () => {
     const seen = arrivals.get(req.url) ?? [];
     seen.push(Date.now());
     arrivals.set(req.url, seen);
-    const body = JSON.stringify({ url: req.url, n: seen.length });
+    // /ev/*: bodies of 4000 bytes, for a store of 64 KiB.
+    const body = JSON.stringify({
+      url: req.url,
+      n: seen.length,
+      pad: req.url.startsWith('/ev/') ? 'x'.repeat(4000) : '',
+    });
     // /co/slow-*: cacheable after 500 ms; /co/nostore-*: not storable, after 300 ms; /stall/*: the first
     // request of a URL answered after 2500 ms, the others at once; anything else: cacheable at once.
     let delay = 0;
@@ -82,6 +87,11 @@ function config(port: number, threads: number): Record<string, unknown> {
       // A long timeout: a follower that waited for it would fail the test (sendRequest gives up at 5 s).
       { path: '/co', upstream: upstream.url, middlewares: [cache(20_000)] },
       { path: '/stall', upstream: upstream.url, middlewares: [cache(400)] },
+      {
+        path: '/ev',
+        upstream: upstream.url,
+        middlewares: [{ type: 'cache', config: { ttl_seconds: 60, max_bytes: 65536 } }],
+      },
       {
         path: '/crash',
         upstream: upstream.url,
@@ -167,6 +177,22 @@ for (const threads of [2, 4]) {
       }
       assert.ok(upstreamCount(path) >= 2, 'the followers went upstream');
       assert.equal((await leader).status, 200);
+    });
+
+    test('eviction: an entry read on any worker stays while entries read once pass through the store', async () => {
+      await sendRequest(port, '/ev/hot');
+      for (let i = 0; i < 60; i++) {
+        assert.equal((await sendRequest(port, `/ev/k${i}`)).status, 200);
+        if (i % 4 === 0)
+          assert.match(
+            String((await sendRequest(port, '/ev/hot')).headers['cache-status']),
+            /; hit/,
+            `after ${i}`,
+          );
+      }
+      assert.equal(upstreamCount('/ev/hot'), 1, 'the hot entry was never fetched again');
+      // The store holds about 15 of them: the first ones read once went.
+      assert.match(String((await sendRequest(port, '/ev/k0')).headers['cache-status']), /fwd=uri-miss/);
     });
 
     test('a worker that dies holding a claim blocks the key only until the claim’s deadline', async () => {
