@@ -5,8 +5,8 @@
  * - onRequest: PURGE (when configured); lookup. A fresh entry answers now (Cache-Status hit, Age). A stale
  *   one with validators turns the request into a conditional one; stale-while-revalidate serves the stale
  *   entry while another request of the same key revalidates. A miss joins a running miss of the same key
- *   (coalescing) and is answered from its entry when it is stored, or goes upstream after
- *   `coalesce_timeout_ms`.
+ *   (coalescing: in this worker, and with worker threads in any worker of the instance, claims-shared.ts)
+ *   and is answered from its entry when it is stored, or goes upstream after `coalesce_timeout_ms`.
  * - onUpstreamError: an upstream that cannot be reached (zproxy's own 502/504) is answered with the stale
  *   entry being revalidated when its stale-if-error allows.
  * - onResponse: a 304 to our revalidation refreshes the entry and answers with it (or with a 304 when the

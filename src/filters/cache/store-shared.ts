@@ -262,7 +262,8 @@ export class SharedCacheStore implements CacheStore {
       if (this.expiries[slot]! > this.now() && this.intact(this.positions[slot]!, tail)) {
         at = this.positions[slot]!;
         length = this.lengths[slot]!;
-        this.refs[slot] = 1;
+        // Written only when not set yet: a hot entry's hits leave the cache line clean for the other cores.
+        if (this.refs[slot] === 0) this.refs[slot] = 1;
       }
       break;
     }
