@@ -4,7 +4,9 @@
  * many identical cacheable GETs at once, on as many connections (so the kernel spreads them over the
  * workers), make exactly one upstream request; when the leader's response cannot be stored, the others go
  * upstream as soon as it is known; a leader that stalls past coalesce_timeout_ms holds the others no
- * longer than that; and a worker that dies holding a claim blocks the key only until the claim's deadline.
+ * longer than that; a worker that dies holding a claim blocks the key only until the claim's deadline; one
+ * background revalidation (stale-while-revalidate) runs for the instance; and the store's CLOCK eviction
+ * keeps an entry read on any worker.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -54,6 +56,11 @@ before(async () => {
       cacheControl = 'no-store';
     }
     if (req.url.startsWith('/stall/') && seen.length === 1) delay = 2500;
+    // /swr/*: stale after 1 s, served stale for 30 s more while revalidated (the revalidations take 500 ms).
+    if (req.url.startsWith('/swr/')) {
+      cacheControl = 'public, max-age=1, stale-while-revalidate=30';
+      if (seen.length > 1) delay = 500;
+    }
     setTimeout(() => {
       res.writeHead(200, {
         'content-type': 'application/json',
@@ -87,6 +94,7 @@ function config(port: number, threads: number): Record<string, unknown> {
       // A long timeout: a follower that waited for it would fail the test (sendRequest gives up at 5 s).
       { path: '/co', upstream: upstream.url, middlewares: [cache(20_000)] },
       { path: '/stall', upstream: upstream.url, middlewares: [cache(400)] },
+      { path: '/swr', upstream: upstream.url, middlewares: [cache(5000)] },
       {
         path: '/ev',
         upstream: upstream.url,
@@ -177,6 +185,20 @@ for (const threads of [2, 4]) {
       }
       assert.ok(upstreamCount(path) >= 2, 'the followers went upstream');
       assert.equal((await leader).status, 200);
+    });
+
+    test('stale-while-revalidate: one background revalidation for the instance, whichever workers serve the stale entry', async () => {
+      const path = `/swr/a-${threads}`;
+      assert.match(String((await sendRequest(port, path)).headers['cache-status']), /stored/);
+      await new Promise((r) => setTimeout(r, 1300));
+      const results = await burst(port, path, 20);
+      for (const r of results) {
+        assert.equal(r.status, 200);
+        assert.match(String(r.headers['cache-status']), /detail=stale-while-revalidate/);
+      }
+      await waitUntil(() => upstreamCount(path) === 2, 3000, 'the revalidation');
+      await new Promise((r) => setTimeout(r, 700));
+      assert.equal(upstreamCount(path), 2, 'one revalidation went upstream');
     });
 
     test('eviction: an entry read on any worker stays while entries read once pass through the store', async () => {
