@@ -723,8 +723,9 @@ export class CacheFilter implements Filter {
    * (src/upstream/subrequest.ts) to the route's upstream: the client's end-to-end fields with the edits the
    * filters before this one made (auth's stripped credentials stay stripped), the entry's validators,
    * X-Forwarded-*. A 304 refreshes the entry, a storable answer replaces it; anything else (an error, a
-   * timeout, an answer not storable) leaves it as it is. The key counts as a running miss meanwhile, so
-   * the requests of the window are answered stale and only one revalidation runs.
+   * timeout, an answer not storable) leaves it as it is. The key counts as a running miss meanwhile (the
+   * caller led it: lead(), which claims it for the instance with worker threads), so the requests of the
+   * window are answered stale and only one revalidation runs.
    */
   revalidateInBackground(
     ctx: FilterContext,
