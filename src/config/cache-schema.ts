@@ -25,7 +25,7 @@ export const CacheConfigSchema = Type.Object(
       stringEnum(['memory', 'redis'] as const, {
         default: 'memory',
         description:
-          'Where entries live: "memory" (an LRU bounded in bytes, per process) or "redis" (shared by every instance using the same redis_url and key_prefix).',
+          'Where entries live: "memory" (bounded in bytes, per instance: shared memory for worker threads, an LRU per process for worker processes) or "redis" (shared by every instance using the same redis_url and key_prefix).',
         expected: '"memory" or "redis"',
       }),
     ),
@@ -34,7 +34,7 @@ export const CacheConfigSchema = Type.Object(
         minimum: 1,
         default: 67108864,
         description:
-          'Memory store: the most bytes (bodies and heads) held; the least recently used entries go first.',
+          'Memory store: the most bytes (bodies and heads) held; the least recently used entries go first (with worker threads, those not read since they were stored: CLOCK).',
       }),
     ),
     redis_url: Type.Optional(
@@ -73,7 +73,7 @@ export const CacheConfigSchema = Type.Object(
         minimum: 0,
         default: 5000,
         description:
-          'How long a request waits for a concurrent miss on the same key before going upstream itself (0 turns coalescing off).',
+          'How long a request waits for a concurrent miss on the same key (on any worker thread; with worker processes, of its worker) before going upstream itself (0 turns coalescing off).',
       }),
     ),
     purge: Type.Optional(

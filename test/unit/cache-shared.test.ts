@@ -1,8 +1,9 @@
 /**
  * The memory cache for worker threads (src/filters/cache/store-shared.ts): one store in a
- * SharedArrayBuffer. It answers as the per-process store does while it has room, forgets first what it
- * stored first when it has none, never returns a record that was written over or stored under another
- * key, and holds under threads storing and reading at the same moment.
+ * SharedArrayBuffer. It answers as the per-process store does while it has room; when it has none, it
+ * evicts by CLOCK (an entry read since it was stored gets a second chance, one never read goes first in,
+ * first out); it never returns a record that was written over or stored under another key, and holds
+ * under threads storing and reading at the same moment.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -95,7 +96,7 @@ test('entries expire at their ttl', () => {
   assert.equal(store.getVary('/a'), undefined);
 });
 
-test('bounded by its size: it forgets first what it stored first, and never answers with bytes written over', () => {
+test('bounded by its size: entries never read go first in, first out, and never answers with bytes written over', () => {
   const size = 64 * 1024;
   const store = new SharedCacheStore(createCacheBuffer(size), size, 5);
   // 100 entries of about 4 KiB: the arena holds the last 15 or so.
@@ -108,6 +109,71 @@ test('bounded by its size: it forgets first what it stored first, and never answ
   // A record larger than a quarter of the store is not stored.
   store.set('/big', '', '/big\nE', entry('b', size / 2), 60_000);
   assert.equal(store.get('/big\nE'), undefined);
+});
+
+test('CLOCK: an entry read since it was stored (or last kept) stays; entries read once pass through', () => {
+  const size = 64 * 1024;
+  const store = new SharedCacheStore(createCacheBuffer(size), size, 8);
+  store.set('/hot', '', '/hot\nE', entry('h', 4000), 60_000);
+  store.set('/cold', '', '/cold\nE', entry('c', 4000), 60_000);
+  // 200 entries of about 4 KiB through a store that holds about 15; /hot is read between two of them.
+  for (let i = 0; i < 200; i++) {
+    store.set(`/k${i}`, '', `/k${i}\nE`, entry(String(i % 10), 4000), 60_000);
+    if (i % 5 === 0) assert.equal(store.get('/hot\nE')?.headers[1]?.[1], 'h', `/hot after ${i}`);
+  }
+  assert.equal(store.get('/cold\nE'), undefined, 'the entry never read went');
+  assert.equal(store.get('/hot\nE')?.body.byteLength, 4000);
+  assert.equal(store.getVary('/hot'), undefined, 'its Vary record, never read, went');
+  const present = Array.from({ length: 200 }, (_, i) => store.get(`/k${i}\nE`) !== undefined);
+  assert.ok(present.indexOf(true) > 180, 'the entries read once went in the order they came');
+  // Not read any more: its second chance used, it goes too.
+  for (let i = 200; i < 240; i++) store.set(`/k${i}`, '', `/k${i}\nE`, entry('x', 4000), 60_000);
+  assert.equal(store.get('/hot\nE'), undefined);
+});
+
+test('under pressure: a read answers the last value stored under its key or nothing, and the last stored is there', () => {
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.oneof(
+          fc.record({
+            op: fc.constant('set' as const),
+            k: fc.nat({ max: 12 }),
+            size: fc.integer({ min: 1, max: 3000 }),
+          }),
+          fc.record({ op: fc.constant('get' as const), k: fc.nat({ max: 12 }) }),
+          fc.record({ op: fc.constant('purge' as const), k: fc.nat({ max: 12 }) }),
+        ),
+        { maxLength: 120 },
+      ),
+      fc.integer(),
+      (ops, seed) => {
+        const size = 16 * 1024;
+        const store = new SharedCacheStore(createCacheBuffer(size), size, seed);
+        const last = new Map<number, string>();
+        let version = 0;
+        for (const o of ops) {
+          const key = `/u${o.k}\nE`;
+          if (o.op === 'set') {
+            const tag = `v${version++}`;
+            store.set(`/u${o.k}`, '', key, { ...entry('s', o.size), headers: [['x-tag', tag]] }, 60_000);
+            last.set(o.k, tag);
+            assert.equal(store.get(key)?.headers[0]?.[1], tag, 'the entry just stored');
+          } else if (o.op === 'get') {
+            const got = store.get(key);
+            if (got !== undefined) assert.equal(got.headers[0]?.[1], last.get(o.k));
+          } else {
+            store.purge(`/u${o.k}\n`);
+            last.delete(o.k);
+            assert.equal(store.get(key), undefined);
+          }
+        }
+        let held = 0;
+        for (let k = 0; k <= 12; k++) held += store.get(`/u${k}\nE`)?.body.byteLength ?? 0;
+        assert.ok(held <= size, `${held} bytes of bodies held`);
+      },
+    ),
+  );
 });
 
 test('an entry stored by one thread is a hit in another, and a purge reaches every thread', async () => {

@@ -5,8 +5,8 @@
  * - onRequest: PURGE (when configured); lookup. A fresh entry answers now (Cache-Status hit, Age). A stale
  *   one with validators turns the request into a conditional one; stale-while-revalidate serves the stale
  *   entry while another request of the same key revalidates. A miss joins a running miss of the same key
- *   (coalescing) and is answered from its entry when it is stored, or goes upstream after
- *   `coalesce_timeout_ms`.
+ *   (coalescing: in this worker, and with worker threads in any worker of the instance, claims-shared.ts)
+ *   and is answered from its entry when it is stored, or goes upstream after `coalesce_timeout_ms`.
  * - onUpstreamError: an upstream that cannot be reached (zproxy's own 502/504) is answered with the stale
  *   entry being revalidated when its stale-if-error allows.
  * - onResponse: a 304 to our revalidation refreshes the entry and answers with it (or with a 304 when the
@@ -37,6 +37,7 @@ import { ObjectFieldReader } from '../../pipeline/field-readers.ts';
 import type { FilterModule } from '../../pipeline/registry.ts';
 import { subrequest } from '../../upstream/subrequest.ts';
 import { instanceShared } from '../../util/instance.ts';
+import { CLAIMED, HELD, type SharedClaims } from './claims-shared.ts';
 import { closeRedisClients, RedisCacheStore, retainRedisClients } from './redis-store.ts';
 import { type CacheEntry, type CacheStore, MemoryCacheStore } from './store.ts';
 import { SharedCacheStore } from './store-shared.ts';
@@ -65,15 +66,29 @@ export const CACHE_DEFAULTS = {
 /** The name in Cache-Status (RFC 9211). */
 const CACHE_NAME = 'zproxy';
 
-/** A running miss that others wait for. */
-interface Inflight {
-  waiters: (() => void)[];
+/**
+ * A running miss (or background revalidation) of one key that the requests of this worker wait for: one
+ * this worker leads (holding the key's claim in the instance's table when it has one), or one that another
+ * worker thread leads (its claim watched once for all the waiters here).
+ */
+class Inflight {
+  readonly waiters: (() => void)[] = [];
+  /** The claim this worker's leader holds in the instance's table (slot -1: none). */
+  readonly slot: number;
+  readonly generation: number;
+
+  constructor(slot: number, generation: number) {
+    this.slot = slot;
+    this.generation = generation;
+  }
 }
 
 /** A store and the misses running against it, kept across config reloads (keyed by identity). */
 export interface StoreHandle {
   readonly store: CacheStore;
   readonly inflight: Map<string, Inflight>;
+  /** The instance's running misses, with worker threads (the shared memory store); else null. */
+  readonly claims: SharedClaims | null;
 }
 
 const stores = new Map<string, StoreHandle>();
@@ -141,7 +156,7 @@ export function cacheStoreFor(config: CacheConfig): StoreHandle {
           ? new MemoryCacheStore(maxBytes)
           : new SharedCacheStore(buffer, maxBytes, shared!.seed);
     }
-    handle = { store, inflight: new Map() };
+    handle = { store, inflight: new Map(), claims: store instanceof SharedCacheStore ? store.claims : null };
     stores.set(identity, handle);
   }
   return handle;
@@ -569,17 +584,22 @@ export class CacheFilter implements Filter {
           clientConditionalMatches(request.headers, entry),
         );
       }
+      let revalidating = result.response !== undefined && this.handle.inflight.has(state.variantKey);
       if (
         result.response !== undefined &&
-        !this.handle.inflight.has(state.variantKey) &&
+        !revalidating &&
         request.method === 'GET' &&
         ctx.exchange.route !== null
       ) {
-        // stale-while-revalidate (RFC 5861 §3): revalidate in the background, answer with the stale entry now.
-        this.revalidateInBackground(ctx, state, entry, policy, req);
+        // stale-while-revalidate (RFC 5861 §3): revalidate in the background, answer with the stale entry
+        // now; when another worker thread is already at it, this one waits for it instead.
+        if (this.lead(state.variantKey)) this.revalidateInBackground(ctx, state, entry, policy, req);
+        else this.followRemote(state.variantKey);
+        revalidating = true;
       }
-      if (result.response !== undefined && this.handle.inflight.has(state.variantKey)) {
-        // stale-while-revalidate: a request of this key (ours in the background, or a client's) revalidates it.
+      if (revalidating) {
+        // stale-while-revalidate: a request of this key (ours in the background, a client's, or another
+        // worker's) revalidates it.
         return answerFromEntry(
           ctx,
           entry,
@@ -620,18 +640,51 @@ export class CacheFilter implements Filter {
       ctx.responseHeaders.set('cache-status', `${CACHE_NAME}; fwd=${state.fwd}`);
       return undefined;
     }
-    // Coalescing: one upstream request per key at a time.
-    const inflight = this.handle.inflight;
-    const running = inflight.get(state.variantKey);
-    if (running !== undefined && mayWait && this.coalesceTimeoutMs > 0) {
-      return this.waitFor(ctx, state, running);
-    }
-    if (running === undefined) {
-      inflight.set(state.variantKey, { waiters: [] });
+    // Coalescing: one upstream request per key at a time, in this worker and (worker threads) the instance.
+    const running = this.handle.inflight.get(state.variantKey);
+    if (running !== undefined) {
+      if (mayWait && this.coalesceTimeoutMs > 0) return this.waitFor(ctx, state, running);
+    } else if (this.lead(state.variantKey)) {
       state.leaderKey = state.variantKey;
+    } else if (mayWait) {
+      return this.waitFor(ctx, state, this.followRemote(state.variantKey));
     }
     ctx.responseHeaders.set('cache-status', `${CACHE_NAME}; fwd=${state.fwd}`);
     return undefined;
+  }
+
+  /**
+   * Makes this worker the leader of `key` (no request of this worker runs it): true, unless another
+   * worker thread's claim holds the key (then the claims' slot, generation and deadline say which).
+   */
+  lead(key: string): boolean {
+    const claims = this.handle.claims;
+    if (claims === null || this.coalesceTimeoutMs === 0) {
+      this.handle.inflight.set(key, new Inflight(-1, 0));
+      return true;
+    }
+    const outcome = claims.claim(key, this.coalesceTimeoutMs);
+    if (outcome === HELD) return false;
+    // FULL: no room in the instance's table; this worker's requests still wait for this one.
+    this.handle.inflight.set(
+      key,
+      outcome === CLAIMED ? new Inflight(claims.slot, claims.generation) : new Inflight(-1, 0),
+    );
+    return true;
+  }
+
+  /**
+   * What this worker's requests of `key` wait for while another worker thread leads it (lead() just
+   * answered false): one wait on that claim, which ends when the leader releases it or at its deadline.
+   */
+  followRemote(key: string): Inflight {
+    const claims = this.handle.claims as SharedClaims;
+    const watch = new Inflight(-1, 0);
+    this.handle.inflight.set(key, watch);
+    const ended = claims.wait(claims.slot, claims.generation, claims.deadline);
+    if (ended === null) queueMicrotask(() => this.end(key, watch));
+    else ended.then(() => this.end(key, watch));
+    return watch;
   }
 
   waitFor(ctx: FilterContext, state: CacheExchange, running: Inflight): Promise<undefined | LocalResponse> {
@@ -670,8 +723,9 @@ export class CacheFilter implements Filter {
    * (src/upstream/subrequest.ts) to the route's upstream: the client's end-to-end fields with the edits the
    * filters before this one made (auth's stripped credentials stay stripped), the entry's validators,
    * X-Forwarded-*. A 304 refreshes the entry, a storable answer replaces it; anything else (an error, a
-   * timeout, an answer not storable) leaves it as it is. The key counts as a running miss meanwhile, so
-   * the requests of the window are answered stale and only one revalidation runs.
+   * timeout, an answer not storable) leaves it as it is. The key counts as a running miss meanwhile (the
+   * caller led it: lead(), which claims it for the instance with worker threads), so the requests of the
+   * window are answered stale and only one revalidation runs.
    */
   revalidateInBackground(
     ctx: FilterContext,
@@ -681,7 +735,6 @@ export class CacheFilter implements Filter {
     req: CachePolicy.Request,
   ): void {
     const key = state.variantKey;
-    this.handle.inflight.set(key, { waiters: [] });
     // The exchange's request may be gone by the time the upstream answers: keep what is needed now.
     const snapshot = snapshotRequest(ctx.request);
     // The request goes upstream as the client's would (the forwarding policy), its conditionals replaced
@@ -984,8 +1037,13 @@ export class CacheFilter implements Filter {
 
   release(key: string): void {
     const running = this.handle.inflight.get(key);
-    if (running === undefined) return;
-    this.handle.inflight.delete(key);
+    if (running !== undefined) this.end(key, running);
+  }
+
+  /** Ends a running miss: its claim in the instance's table is released, and its waiters look again. */
+  end(key: string, running: Inflight): void {
+    if (this.handle.inflight.get(key) === running) this.handle.inflight.delete(key);
+    if (running.slot !== -1) this.handle.claims?.release(running.slot, running.generation);
     for (const wake of running.waiters) wake();
   }
 
