@@ -342,6 +342,17 @@ export const headLines = new HeadLines();
  * kept. Framing, Connection and the blank line are the engine's.
  */
 export function addRequestLines(lines: HeadLines, fwd: ForwardedRequest, edits: MessageEdits | null): void {
+  if (edits === null) {
+    // The common case as one piece from one template: V8 builds it in one go, and one copy writes it
+    // (a piece per name and value is written byte by byte, which measured slower).
+    const forwardedHost = fwd.xForwardedHost === '' ? '' : `X-Forwarded-Host: ${fwd.xForwardedHost}\r\n`;
+    const trace = fwd.traceparent === '' ? '' : `traceparent: ${fwd.traceparent}\r\n`;
+    const host = fwd.keepHostField ? '' : `Host: ${fwd.authority}\r\n`;
+    lines.add(
+      `X-Forwarded-For: ${fwd.xForwardedFor}\r\nX-Forwarded-Proto: ${fwd.xForwardedProto}\r\n${forwardedHost}${viaLine(fwd.via)}${trace}${host}`,
+    );
+    return;
+  }
   if (!edited(edits, 'x-forwarded-for')) lines.add('X-Forwarded-For: ').add(fwd.xForwardedFor).add(CRLF);
   if (!edited(edits, 'x-forwarded-proto'))
     lines.add('X-Forwarded-Proto: ').add(fwd.xForwardedProto).add(CRLF);
