@@ -123,6 +123,8 @@ export interface FieldSource {
   readonly fieldCount: number;
   /** One of FIELD_*. */
   fieldKind(i: number): number;
+  /** One bit per FIELD_* kind among the fields (1 << kind): a kind that is absent needs no search. */
+  readonly kindsPresent: number;
   /** The name in lowercase. */
   lowerFieldName(i: number): string;
   fieldValue(i: number): string;
@@ -149,6 +151,7 @@ export interface MessageEdits {
 export class FieldList implements FieldSource {
   readonly list: readonly string[];
   private kinds: Uint8Array | null = null;
+  private present = 0;
 
   constructor(list: readonly string[]) {
     this.list = list;
@@ -175,14 +178,26 @@ export class FieldList implements FieldSource {
   }
 
   fieldKind(i: number): number {
-    let kinds = this.kinds;
-    if (kinds === null) {
-      const list = this.list;
-      kinds = new Uint8Array(list.length >> 1);
-      for (let j = 0; j < kinds.length; j++) kinds[j] = kindOfName(list[j * 2]!);
-      this.kinds = kinds;
+    return (this.kinds ?? this.classify())[i]!;
+  }
+
+  get kindsPresent(): number {
+    if (this.kinds === null) this.classify();
+    return this.present;
+  }
+
+  private classify(): Uint8Array {
+    const list = this.list;
+    const kinds = new Uint8Array(list.length >> 1);
+    let present = 0;
+    for (let j = 0; j < kinds.length; j++) {
+      const kind = kindOfName(list[j * 2]!);
+      kinds[j] = kind;
+      present |= 1 << kind;
     }
-    return kinds[i]!;
+    this.kinds = kinds;
+    this.present = present;
+    return kinds;
   }
 
   lowerFieldName(i: number): string {

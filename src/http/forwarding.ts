@@ -177,7 +177,7 @@ export class ForwardingPolicy {
       return;
     }
     let found = -1;
-    const n = source.fieldCount;
+    const n = (source.kindsPresent & (1 << FIELD_TRACEPARENT)) === 0 ? 0 : source.fieldCount;
     for (let i = 0; i < n; i++) {
       if (source.fieldKind(i) !== FIELD_TRACEPARENT) continue;
       // Two traceparent fields cannot be read as one: a new trace (W3C Trace Context §3.2).

@@ -75,6 +75,8 @@ export class MessageHead {
   /** FIELD_STRIDE numbers per field line, see F_*; reused from message to message. */
   fields: number[] = [];
   fieldCount = 0;
+  /** One bit per FIELD_* kind among the field lines (1 << kind), set when the head is parsed. */
+  kindsPresent = 0;
   /** -1 when absent. */
   contentLength = -1;
   chunked = false;
@@ -94,6 +96,7 @@ export class MessageHead {
     this.fieldsStart = 0;
     this.versionMinor = 1;
     this.fieldCount = 0;
+    this.kindsPresent = 0;
     this.contentLength = -1;
     this.chunked = false;
     this.hasTransferEncoding = false;
@@ -404,6 +407,7 @@ function parseFields(
   const f = head.fields;
   const headLimit = head.start + limits.maxHeaderBytes;
   let count = 0;
+  let present = 0;
   for (;;) {
     if (p >= end) return HEAD_INCOMPLETE;
     let c = buf[p]!;
@@ -414,6 +418,7 @@ function parseFields(
         return -400;
       }
       head.fieldCount = count;
+      head.kindsPresent = present;
       head.end = p + 2;
       return p + 2;
     }
@@ -462,6 +467,7 @@ function parseFields(
       return -431;
     }
     const kind = classifyField(buf, nameStart, nameEnd);
+    present |= 1 << kind;
     const o = count * FIELD_STRIDE;
     f[o] = nameStart;
     f[o + 1] = nameEnd;

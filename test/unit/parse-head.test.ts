@@ -8,8 +8,10 @@ import {
   FIELD_NAMED_BY_CONNECTION,
   FIELD_OTHER,
   FIELD_TE,
+  FIELD_TRACEPARENT,
   FIELD_UPGRADE,
   FIELD_X_FORWARDED_FOR,
+  FieldList,
 } from '../../src/http/fields.ts';
 import { TCHAR } from '../../src/http/syntax.ts';
 import {
@@ -564,4 +566,30 @@ test('a response head over its limits is refused (502) with a reason that names 
     assert.equal(parseResponseHead(buf, 0, buf.length, limits, head), -502);
     assert.equal(head.error, reason);
   }
+});
+
+test('kindsPresent has one bit per kind among the field lines, for the parser and for a field list', () => {
+  const head = new RequestHead();
+  const text =
+    'GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\nX-Custom: 1\r\ntraceparent: x\r\n\r\n';
+  const buf = latin1(text);
+  assert.equal(parseRequestHead(buf, 0, buf.length, BIG_LIMITS, head), buf.length);
+  const expected =
+    (1 << FIELD_HOST) | (1 << FIELD_X_FORWARDED_FOR) | (1 << FIELD_OTHER) | (1 << FIELD_TRACEPARENT);
+  assert.equal(head.kindsPresent, expected);
+  const list = new FieldList([
+    'host',
+    'a',
+    'x-forwarded-for',
+    '1.2.3.4',
+    'x-custom',
+    '1',
+    'traceparent',
+    'x',
+  ]);
+  assert.equal(list.kindsPresent, expected);
+  // The next head on the same object starts from none.
+  const bare = latin1('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+  assert.equal(parseRequestHead(bare, 0, bare.length, BIG_LIMITS, head), bare.length);
+  assert.equal(head.kindsPresent, 1 << FIELD_HOST);
 });
