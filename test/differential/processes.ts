@@ -6,7 +6,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { accessSync, closeSync, constants, openSync, readFileSync } from 'node:fs';
 import net from 'node:net';
-import { processTree, readStat } from '../../src/bench/compare/proc.ts';
+import { stopProcessTree } from '../../src/bench/compare/proc.ts';
 
 export const NGINX_BIN = '/usr/sbin/nginx';
 export const HAPROXY_BIN = '/usr/sbin/haproxy';
@@ -95,22 +95,6 @@ export class ServerProcess {
 
   /** SIGTERM; after the grace period SIGKILL for the process and its descendants, by PID. */
   async stop(graceMs = 3000): Promise<void> {
-    if (this.exit !== null) return;
-    const tree = processTree(this.pid);
-    const exited = new Promise<void>((resolve) => {
-      if (this.exit !== null) resolve();
-      else this.child.once('exit', () => resolve());
-    });
-    this.child.kill('SIGTERM');
-    await Promise.race([exited, sleep(graceMs)]);
-    for (const pid of tree) {
-      if (readStat(pid) === null) continue;
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-    if (this.exit === null) await Promise.race([exited, sleep(1000)]);
+    if (this.exit === null) await stopProcessTree(this.child, () => this.exit === null, graceMs);
   }
 }

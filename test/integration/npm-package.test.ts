@@ -21,6 +21,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { V8_FLAGS } from '../../src/cli/v8-flags.ts';
 import { type CliProcess, startCommand } from '../helpers/cli-process.ts';
+import { TINY } from '../helpers/compare-cli.ts';
 import { checkGettingStartedLines, lockDemoPorts, waitForDemo } from '../helpers/demo.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -166,25 +167,10 @@ describe('the packed npm package installs into an empty prefix and runs', () => 
   test('zproxy compare runs from the package alone (its generator, its origin) and writes its report', async () => {
     // No nginx on this PATH (/usr/sbin is not on it): the origin is the package's own; only zproxy is asked.
     const report = join(work, 'compare-report');
-    const compare = await run(
-      'zproxy',
-      [
-        'compare',
-        '--proxies',
-        'zproxy',
-        '--rounds',
-        '1',
-        '-d',
-        '300ms',
-        '--warmup',
-        '0',
-        '-c',
-        '4',
-        '--report',
-        report,
-      ],
-      { cwd: empty, env },
-    );
+    const compare = await run('zproxy', ['compare', '--proxies', 'zproxy', ...TINY, '--report', report], {
+      cwd: empty,
+      env,
+    });
     assert.equal(compare.code, 0, `${compare.stdout}\n${compare.stderr}`);
     const json = JSON.parse(readFileSync(join(report, 'report.json'), 'utf8')) as {
       method: { origin: string };

@@ -8,9 +8,15 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PlanRoute, ProxyPlan } from './plan.ts';
-import { freePort, PinnedProcess, processTree } from './proc.ts';
-import { firstLine, type ProxyDriver, type RunningProxy, type StartContext } from './proxies.ts';
-import { FILTER_API_KEY, FILTER_ORIGIN, type LoadProtocol } from './scenarios.ts';
+import { PinnedProcess, processTree } from './proc.ts';
+import {
+  firstLine,
+  listenerPorts,
+  type ProxyDriver,
+  type RunningProxy,
+  type StartContext,
+} from './proxies.ts';
+import { FILTER_API_KEY, FILTER_ORIGIN } from './scenarios.ts';
 
 export interface CaddyListeners {
   readonly http: number;
@@ -81,10 +87,7 @@ export const caddyDriver: ProxyDriver = {
     const { dir, plan, needs } = context;
     mkdirSync(join(dir, 'data'), { recursive: true });
     mkdirSync(join(dir, 'config'), { recursive: true });
-    const ports: Partial<Record<LoadProtocol, number>> = { http1: await freePort() };
-    ports.ws = ports.http1;
-    ports.h2c = ports.http1;
-    if (needs.tls !== null) ports.h2 = await freePort();
+    const ports = await listenerPorts(needs, false);
     const configFile = join(dir, 'Caddyfile');
     writeFileSync(
       configFile,

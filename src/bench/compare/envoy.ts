@@ -8,9 +8,14 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PlanRoute, ProxyPlan } from './plan.ts';
-import { freePort, PinnedProcess, processTree } from './proc.ts';
-import { firstLine, type ProxyDriver, type RunningProxy, type StartContext } from './proxies.ts';
-import type { LoadProtocol } from './scenarios.ts';
+import { PinnedProcess, processTree } from './proc.ts';
+import {
+  firstLine,
+  listenerPorts,
+  type ProxyDriver,
+  type RunningProxy,
+  type StartContext,
+} from './proxies.ts';
 
 const HCM =
   'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
@@ -113,10 +118,7 @@ export const envoyDriver: ProxyDriver = {
   async start(context: StartContext): Promise<RunningProxy> {
     const { dir, plan, needs } = context;
     mkdirSync(dir, { recursive: true });
-    const ports: Partial<Record<LoadProtocol, number>> = { http1: await freePort() };
-    ports.ws = ports.http1;
-    ports.h2c = ports.http1;
-    if (needs.tls !== null) ports.h2 = await freePort();
+    const ports = await listenerPorts(needs, false);
     const configFile = join(dir, 'envoy.json');
     const tls =
       needs.tls === null

@@ -6,9 +6,15 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PlanRoute, ProxyPlan } from './plan.ts';
-import { freePort, PinnedProcess, processTree } from './proc.ts';
-import { firstLine, type ProxyDriver, type RunningProxy, type StartContext } from './proxies.ts';
-import { FILTER_API_KEY, FILTER_ORIGIN, type LoadProtocol } from './scenarios.ts';
+import { PinnedProcess, processTree } from './proc.ts';
+import {
+  firstLine,
+  listenerPorts,
+  type ProxyDriver,
+  type RunningProxy,
+  type StartContext,
+} from './proxies.ts';
+import { FILTER_API_KEY, FILTER_ORIGIN } from './scenarios.ts';
 
 export interface HaproxyListeners {
   readonly http: number;
@@ -86,10 +92,7 @@ export const haproxyDriver: ProxyDriver = {
   async start(context: StartContext): Promise<RunningProxy> {
     const { dir, plan, needs } = context;
     mkdirSync(dir, { recursive: true });
-    const ports: Partial<Record<LoadProtocol, number>> = { http1: await freePort() };
-    ports.ws = ports.http1;
-    if (needs.h2c) ports.h2c = await freePort();
-    if (needs.tls !== null) ports.h2 = await freePort();
+    const ports = await listenerPorts(needs, true);
     const configFile = join(dir, 'haproxy.cfg');
     writeFileSync(
       configFile,

@@ -8,16 +8,15 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PlanRoute, ProxyPlan } from './plan.ts';
 import { freePort, PinnedProcess, processTree } from './proc.ts';
-import { findOnPath, firstLine, type ProxyDriver, type RunningProxy, type StartContext } from './proxies.ts';
 import {
-  FILTER_API_KEY,
-  FILTER_ORIGIN,
-  type LoadProtocol,
-  originBody,
-  SIZE_1M,
-  SIZE_64K,
-  SMALL_BODY,
-} from './scenarios.ts';
+  findOnPath,
+  firstLine,
+  listenerPorts,
+  type ProxyDriver,
+  type RunningProxy,
+  type StartContext,
+} from './proxies.ts';
+import { FILTER_API_KEY, FILTER_ORIGIN, originBody, SIZE_1M, SIZE_64K, SMALL_BODY } from './scenarios.ts';
 
 export { SMALL_BODY };
 
@@ -271,11 +270,8 @@ export const nginxDriver: ProxyDriver = {
   async start(context: StartContext): Promise<RunningProxy> {
     const { dir, plan, needs } = context;
     mkdirSync(dir, { recursive: true });
-    const ports: Partial<Record<LoadProtocol, number>> = { http1: await freePort() };
-    ports.ws = ports.http1;
     // nginx 1.22 cannot serve HTTP/2 with prior knowledge on its HTTP/1.1 port: a listener of its own.
-    if (needs.h2c) ports.h2c = await freePort();
-    if (needs.tls !== null) ports.h2 = await freePort();
+    const ports = await listenerPorts(needs, true);
     const listeners: NginxListeners = {
       http: ports.http1!,
       h2c: ports.h2c ?? null,

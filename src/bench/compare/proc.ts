@@ -192,24 +192,35 @@ export class PinnedProcess {
 
   /** SIGTERM, then SIGKILL for the whole tree (by PID) if it has not gone within the grace period. */
   async stop(graceMs = 5000): Promise<void> {
-    if (!this.alive) return;
-    const tree = processTree(this.pid);
-    const exited = new Promise<void>((resolve) => {
-      if (!this.alive) resolve();
-      else this.child.once('exit', () => resolve());
-    });
-    this.child.kill('SIGTERM');
-    await Promise.race([exited, sleep(graceMs)]);
-    for (const pid of tree) {
-      if (readStat(pid) === null) continue;
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-    if (this.alive) await Promise.race([exited, sleep(1000)]);
+    if (this.alive) await stopProcessTree(this.child, () => this.alive, graceMs);
   }
+}
+
+/**
+ * Stops a child this process started: SIGTERM, and after `graceMs` SIGKILL for it and every descendant
+ * still alive, by PID (never by name). `alive` says whether the child has not exited yet.
+ */
+export async function stopProcessTree(
+  child: ChildProcess,
+  alive: () => boolean,
+  graceMs: number,
+): Promise<void> {
+  const tree = processTree(child.pid!);
+  const exited = new Promise<void>((resolve) => {
+    if (!alive()) resolve();
+    else child.once('exit', () => resolve());
+  });
+  child.kill('SIGTERM');
+  await Promise.race([exited, sleep(graceMs)]);
+  for (const pid of tree) {
+    if (readStat(pid) === null) continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  if (alive()) await Promise.race([exited, sleep(1000)]);
 }
 
 export interface CpuTimes {

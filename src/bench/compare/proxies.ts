@@ -6,7 +6,7 @@
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { ProxyPlan } from './plan.ts';
-import type { PinnedProcess } from './proc.ts';
+import { freePort, type PinnedProcess } from './proc.ts';
 import type { LoadProtocol } from './scenarios.ts';
 
 export const PROXY_NAMES = ['zproxy', 'nginx', 'haproxy', 'caddy', 'envoy'] as const;
@@ -17,6 +17,22 @@ export interface ListenerNeeds {
   readonly h2c: boolean;
   /** The certificate for HTTP/2 over TLS, or null when no TLS scenario runs. */
   readonly tls: CertificateFiles | null;
+}
+
+/**
+ * The ports of a proxy that serves HTTP/1.1 and WebSocket on one port, h2c on that port too or
+ * (`h2cOwnPort`) on one of its own when a scenario needs it, and HTTP/2 over TLS on another.
+ */
+export async function listenerPorts(
+  needs: ListenerNeeds,
+  h2cOwnPort: boolean,
+): Promise<Partial<Record<LoadProtocol, number>>> {
+  const http1 = await freePort();
+  const ports: Partial<Record<LoadProtocol, number>> = { http1, ws: http1 };
+  if (!h2cOwnPort) ports.h2c = http1;
+  else if (needs.h2c) ports.h2c = await freePort();
+  if (needs.tls !== null) ports.h2 = await freePort();
+  return ports;
 }
 
 export interface CertificateFiles {
