@@ -67,10 +67,8 @@ export class Exchange {
   logTarget: string | null = null;
   /** The request id (the `headers` filter's `request_id`), null when none was given or generated. */
   requestId: string | null = null;
-  /** The W3C trace id of this exchange (`tracing.traceparent`), null when none was given to an upstream. */
-  traceId: string | null = null;
-  /** zproxy's span id in the traceparent given to the upstream, null with `traceId`. */
-  spanId: string | null = null;
+  /** The W3C traceparent zproxy gave the upstream (`tracing.traceparent`), null when none was given. */
+  traceparent: string | null = null;
   /** The filter phases of this exchange (its route has filters), else null. */
   filters: FilterExchange | null = null;
   /** performance.now() when the exchange ended (0 while it runs). */

@@ -44,6 +44,7 @@ import {
   http2RequestList,
   UNTRUSTED_DROP_MASK,
 } from '../http/forwarding.ts';
+import { traceIdOf } from '../http/trace-context.ts';
 import { parseRequestHead, RequestHead } from '../http1/parse-head.ts';
 import { buildHead } from '../http1/serialize.ts';
 import { chainEntries, type FilterChain } from '../pipeline/chain.ts';
@@ -456,7 +457,7 @@ export function explainRequest(runtime: Runtime, req: ExplainRequest): Explanati
   // The ids zproxy draws for each request are named, not drawn: explain says what any request gets.
   if (fwd.traceparent !== '') {
     const continued = (fwd.traceDropMask & kindBit(FIELD_TRACESTATE)) === 0;
-    fwd.traceparent = `00-${continued ? fwd.traceId : '{new trace id}'}-{new span id}-${fwd.traceparent.slice(-2)}`;
+    fwd.traceparent = `00-${continued ? traceIdOf(fwd.traceparent) : '{new trace id}'}-{new span id}-${fwd.traceparent.slice(-2)}`;
   }
   runtime.forwarding.request(
     fwd,

@@ -130,12 +130,11 @@ export class ForwardedRequest {
   authority = '';
   /** The client's own Host line is kept as it came (HTTP/1.1 to HTTP/1.1 with `preserve_host`). */
   keepHostField = false;
-  /** zproxy's traceparent for the upstream; '' when tracing is off (the client's passes as it came). */
+  /**
+   * zproxy's traceparent for the upstream (its trace id and zproxy's span id: traceIdOf, spanIdOf); ''
+   * when tracing is off (the client's passes as it came).
+   */
   traceparent = '';
-  /** The trace id in `traceparent` ('' when tracing is off). */
-  traceId = '';
-  /** zproxy's span id: the parent id in `traceparent` ('' when tracing is off). */
-  spanId = '';
   /** The client's trace fields replaced by zproxy's (0, TRACEPARENT_BIT or NEW_TRACE_DROP_MASK). */
   traceDropMask = 0;
 }
@@ -171,8 +170,6 @@ export class ForwardingPolicy {
   trace(out: ForwardedRequest, source: FieldSource): void {
     if (!this.traceparent) {
       out.traceparent = '';
-      out.traceId = '';
-      out.spanId = '';
       out.traceDropMask = 0;
       return;
     }
@@ -185,18 +182,11 @@ export class ForwardingPolicy {
     }
     const client = found >= 0 ? source.fieldValue(found) : '';
     if (found >= 0 && validTraceparent(client)) {
-      const traceId = traceIdOf(client);
-      const span = randomHex(16);
-      out.traceparent = `00-${traceId}-${span}-${traceFlagsOf(client)}`;
-      out.traceId = traceId;
-      out.spanId = span;
+      out.traceparent = `00-${traceIdOf(client)}-${randomHex(16)}-${traceFlagsOf(client)}`;
       out.traceDropMask = TRACEPARENT_BIT;
     } else {
-      // A new trace: one slice of a pool of whole traceparents (its ids are slices of that slice).
-      const traceparent = newTraceparent();
-      out.traceparent = traceparent;
-      out.traceId = traceparent.slice(3, 35);
-      out.spanId = traceparent.slice(36, 52);
+      // A new trace: one slice of a pool of whole traceparents.
+      out.traceparent = newTraceparent();
       out.traceDropMask = NEW_TRACE_DROP_MASK;
     }
   }

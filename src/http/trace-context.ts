@@ -51,6 +51,11 @@ export function traceIdOf(traceparent: string): string {
   return traceparent.slice(3, 35);
 }
 
+/** The parent id of a valid traceparent (for zproxy's own traceparent: zproxy's span id). */
+export function spanIdOf(traceparent: string): string {
+  return traceparent.slice(36, 52);
+}
+
 /** The flags of a valid traceparent (two hex digits). */
 export function traceFlagsOf(traceparent: string): string {
   return traceparent.slice(53, 55);

@@ -4,6 +4,7 @@
  */
 import type { Logger } from 'pino';
 import type { Exchange, TunnelRecord } from '../exchange.ts';
+import { spanIdOf, traceIdOf } from '../http/trace-context.ts';
 
 export interface AccessLogRecord {
   readonly kind: 'access';
@@ -60,8 +61,8 @@ export class AccessLog {
       upstreams: ex.tried ?? undefined,
       error: ex.errorCode,
       request_id: ex.requestId ?? undefined,
-      trace_id: ex.traceId ?? undefined,
-      span_id: ex.spanId ?? undefined,
+      trace_id: ex.traceparent === null ? undefined : traceIdOf(ex.traceparent),
+      span_id: ex.traceparent === null ? undefined : spanIdOf(ex.traceparent),
       // Undefined (left out of the line) for every exchange but a tunnel's.
       tunnel: ex.tunnel ?? undefined,
     };

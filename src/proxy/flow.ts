@@ -377,10 +377,7 @@ export class ProxyFlow implements UpstreamHandler, Timed {
     // The trace context is decided once per exchange: a retry to another target keeps it.
     const forwarded = request.forwarded;
     this.runtime.forwarding.trace(forwarded, request.fields!);
-    if (forwarded.traceId !== '') {
-      ex.traceId = forwarded.traceId;
-      ex.spanId = forwarded.spanId;
-    }
+    if (forwarded.traceparent !== '') ex.traceparent = forwarded.traceparent;
     this.decideForwarding(target);
     if (this.websocket) {
       this.forwardWebSocket(target);
