@@ -395,12 +395,6 @@ export function addKeptLines(
   if (cookies !== null) lines.add('cookie: ').add(cookies).add(CRLF);
 }
 
-/** addKeptLines as one string (trailer sections, tests). */
-export function http1Lines(source: FieldSource, dropMask: number, edits: MessageEdits | null): string {
-  addKeptLines(headLines.clear(), source, dropMask, edits);
-  return headLines.toString();
-}
-
 /** zproxy's response fields as HTTP/1.1 lines, then the filters' added fields, added to `lines`. */
 export function addResponseLines(lines: HeadLines, fwd: ForwardedResponse, edits: MessageEdits | null): void {
   if (!edited(edits, 'via')) lines.add(viaLine(fwd.via));
@@ -489,7 +483,8 @@ export function http2ResponseList(
 
 /** A trailer section as HTTP/1.1 lines (the last chunk's), the fields that may not be trailers left out. */
 export function http1TrailerLines(source: FieldSource): string {
-  return http1Lines(source, TRAILER_DROP_MASK, null);
+  addKeptLines(headLines.clear(), source, TRAILER_DROP_MASK, null);
+  return headLines.toString();
 }
 
 /** A trailer section as a flat field list (HTTP/2 trailers), the fields that may not be trailers left out. */
