@@ -333,14 +333,12 @@ export const headLines = new HeadLines();
  */
 export function addRequestLines(lines: HeadLines, fwd: ForwardedRequest, edits: MessageEdits | null): void {
   if (edits === null) {
-    // The common case as one piece from one template: V8 builds it in one go, and one copy writes it
-    // (a piece per name and value is written byte by byte, which measured slower).
-    const forwardedHost = fwd.xForwardedHost === '' ? '' : `X-Forwarded-Host: ${fwd.xForwardedHost}\r\n`;
-    const trace = fwd.traceparent === '' ? '' : `traceparent: ${fwd.traceparent}\r\n`;
-    const host = fwd.keepHostField ? '' : `Host: ${fwd.authority}\r\n`;
-    lines.add(
-      `X-Forwarded-For: ${fwd.xForwardedFor}\r\nX-Forwarded-Proto: ${fwd.xForwardedProto}\r\n${forwardedHost}${viaLine(fwd.via)}${trace}${host}`,
-    );
+    // The common case: the forwarding lines and the Host line, each remembered from the request before
+    // (the requests of a connection, and most of an instance's, render the same ones), so most requests
+    // build no string for them; the trace line, new for every request, goes as pieces between them.
+    lines.add(forwardingLines(fwd));
+    if (fwd.traceparent !== '') lines.add('traceparent: ').add(fwd.traceparent).add(CRLF);
+    if (!fwd.keepHostField) lines.add(hostLine(fwd.authority));
     return;
   }
   if (!edited(edits, 'x-forwarded-for')) lines.add('X-Forwarded-For: ').add(fwd.xForwardedFor).add(CRLF);
@@ -356,6 +354,51 @@ export function addRequestLines(lines: HeadLines, fwd: ForwardedRequest, edits: 
 }
 
 const CRLF = '\r\n';
+
+/**
+ * The last rendering of X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and Via, and what it was
+ * rendered from. One template builds the lines in one go and one copy writes them (a piece per name and
+ * value, written byte by byte, measured slower); kept, the string is flat after its first write.
+ */
+let lastFor = '';
+let lastProto = '';
+let lastForwardedHost = '';
+let lastVia = '';
+let lastForwardingLines = '';
+
+function forwardingLines(fwd: ForwardedRequest): string {
+  const xff = fwd.xForwardedFor;
+  const proto = fwd.xForwardedProto;
+  const forwardedHost = fwd.xForwardedHost;
+  const via = fwd.via;
+  if (
+    xff === lastFor &&
+    proto === lastProto &&
+    forwardedHost === lastForwardedHost &&
+    via === lastVia &&
+    lastForwardingLines !== ''
+  )
+    return lastForwardingLines;
+  lastFor = xff;
+  lastProto = proto;
+  lastForwardedHost = forwardedHost;
+  lastVia = via;
+  const hostLine = forwardedHost === '' ? '' : `X-Forwarded-Host: ${forwardedHost}\r\n`;
+  lastForwardingLines = `X-Forwarded-For: ${xff}\r\nX-Forwarded-Proto: ${proto}\r\n${hostLine}${viaLine(via)}`;
+  return lastForwardingLines;
+}
+
+/** The last `Host:` line and its authority (a target's, the same for every request sent to it). */
+let lastAuthority = '';
+let lastHostLine = '';
+
+function hostLine(authority: string): string {
+  if (authority !== lastAuthority || lastHostLine === '') {
+    lastAuthority = authority;
+    lastHostLine = `Host: ${authority}\r\n`;
+  }
+  return lastHostLine;
+}
 
 /** `Via: <entry>` and CRLF, the same string every time for zproxy's own entries. */
 function viaLine(via: string): string {
