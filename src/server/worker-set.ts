@@ -70,7 +70,8 @@ export class WorkerSet<W extends WorkerHandle> {
   /** Messages received from the workers since the start (a counter /status shows; none per request). */
   messages = 0;
   private count: number;
-  private readonly config: Config;
+  /** The config in force: the start config, then each committed reload's. */
+  private config: Config;
   private readonly options: RunOptions;
   private readonly logger: Logger;
   private readonly view: InstanceView | null;
@@ -209,6 +210,8 @@ export class WorkerSet<W extends WorkerHandle> {
   }
 
   private committed(next: Config): void {
+    // The hard stop's delay (shutdown_grace_ms) is the reloaded config's, like the workers' own grace.
+    this.config = next;
     this.health.update(next);
     this.mode.committed?.(next);
     const previous = this.count;
