@@ -1,4 +1,4 @@
-// `node bench/profile.ts [--main dist/cli/main.js] [--scenario small|close|h2c] [--kind heap|cpu]
+// `node bench/profile.ts [--main dist/cli/main.js] [--scenario small|close|h2c] [--path /small|/64k] [--kind heap|cpu]
 // [--seconds 8] [--top 25]`: where one build of zproxy allocates (heap) or spends its CPU (cpu), per request.
 // zproxy runs with the inspector on, in front of the bench's nginx origin (one worker, no access log,
 // pinned as the bench pins it); after a warm-up, a profiler runs while wrk or h2load sends the load: the
@@ -81,6 +81,7 @@ async function main(): Promise<void> {
     options: {
       main: { type: 'string', default: join(ROOT, 'dist', 'cli', 'main.js') },
       scenario: { type: 'string', default: 'close' },
+      path: { type: 'string', default: '/small' },
       seconds: { type: 'string', default: '8' },
       top: { type: 'string', default: '25' },
       /** heap: for allocations whose function is this one, the callers (3 frames up) instead. */
@@ -132,7 +133,7 @@ async function main(): Promise<void> {
     const load = async (s: number): Promise<number> => {
       if (scenario === 'h2c') {
         const r = await runH2load({
-          url: `http://127.0.0.1:${port}/small`,
+          url: `http://127.0.0.1:${port}${values.path}`,
           clients: 16,
           streams: 10,
           durationS: s,
@@ -142,7 +143,7 @@ async function main(): Promise<void> {
         return r.requests;
       }
       const r = await runWrk({
-        url: `http://127.0.0.1:${port}/small`,
+        url: `http://127.0.0.1:${port}${values.path}`,
         connections: 64,
         durationS: s,
         cpu: loadCpu,
