@@ -183,6 +183,15 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
   private reqTrailers: FieldSource | null = null;
 
   private keepAlive = true;
+  /**
+   * The client said this request is its last (`Connection: close`, or HTTP/1.0 without keep-alive): it
+   * sends nothing after it (RFC 9112 §9.6), so the connection may be closed at once after the response.
+   */
+  private clientCloses = false;
+  /** TCP_NODELAY is set on the socket (see send). */
+  private noDelay: boolean;
+  /** Something was written on this connection already (see send). */
+  private wrote = false;
   private responseHeadSent = false;
   private out = OUT_NONE;
   private readingPaused = false;
@@ -213,7 +222,8 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
     this.responseExtra = hsts === null ? '' : `Strict-Transport-Security: ${hsts}\r\n`;
     this.redirectPort = encrypted ? null : policy.redirectPort;
     (socket as OwnedSocket)[OWNER] = this;
-    socket.setNoDelay(true);
+    // A TLS connection has had several writes (its handshake) and the listener set TCP_NODELAY on it.
+    this.noDelay = encrypted;
     socket.on('data', socketData);
     socket.on('end', socketEnd);
     socket.on('error', noop);
@@ -409,8 +419,9 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
     );
     ex.bytesIn = headEnd;
     this.input = headEnd < buf.length ? buf.subarray(headEnd) : null;
-    this.keepAlive =
-      !this.ctx.shuttingDown && (minor === 1 ? !head.connectionClose : head.connectionKeepAlive);
+    const clientCloses = minor === 1 ? head.connectionClose : !head.connectionKeepAlive;
+    this.clientCloses = clientCloses;
+    this.keepAlive = !this.ctx.shuttingDown && !clientCloses;
     let body = REQUEST_BODY_NONE;
     if (head.chunked) {
       this.reqBody = REQ_CHUNKED;
@@ -538,7 +549,7 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
         this.decodeBody = true;
         this.reqChunked!.reset(this);
       }
-      if (this.head.expectContinue && this.head.versionMinor === 1) this.socket.write(CONTINUE_100);
+      if (this.head.expectContinue && this.head.versionMinor === 1) this.send(CONTINUE_100);
     }
     const input = this.input;
     if (input !== null) {
@@ -680,7 +691,7 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
     }
     this.responseHeadSent = true;
     ex.bytesOut += headBuf.length;
-    return this.socket.write(headBuf);
+    return this.send(headBuf);
   }
 
   /**
@@ -717,6 +728,7 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
     let ok: boolean;
     if (this.out === OUT_RECHUNK) {
       const socket = this.socket;
+      if (!this.noDelay) this.setNoDelay();
       socket.cork();
       const size = Buffer.from(`${n.toString(16)}\r\n`, 'latin1');
       socket.write(size);
@@ -725,7 +737,7 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
       socket.uncork();
       ex.bytesOut += n + size.length + 2;
     } else {
-      ok = this.socket.write(data);
+      ok = this.send(data);
       ex.bytesOut += n;
     }
     if (!ok) this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
@@ -743,7 +755,7 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
       trailers === null || !acceptsTrailers(joinedValues(this.head, FIELD_TE))
         ? LAST_CHUNK
         : Buffer.from(`0\r\n${http1TrailerLines(trailers)}\r\n`, 'latin1');
-    this.socket.write(last);
+    this.send(last);
     this.exchange!.bytesOut += last.length;
   }
 
@@ -761,7 +773,7 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
       body === null || body.length === 0 || ex.method === 'HEAD' ? headBuf : Buffer.concat([headBuf, body]);
     this.responseHeadSent = true;
     ex.bytesOut += out.length;
-    this.socket.write(out);
+    this.send(out);
   }
 
   /** The response cannot be completed: close the connection so the client cannot take it as whole. */
@@ -799,6 +811,8 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
     this.responseHeadSent = true;
     ex.bytesOut += headBuf.length;
     const socket = this.socket;
+    // The tunnel writes frames as they come: none may wait for an acknowledgement (Nagle).
+    if (!this.noDelay) this.setNoDelay();
     socket.write(headBuf);
     socket.off('data', socketData);
     socket.off('end', socketEnd);
@@ -821,7 +835,15 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
     this.exchange = null;
     this.flow = null;
     if (!this.keepAlive || this.ctx.shuttingDown) {
-      this.closeGracefully();
+      if (
+        this.clientCloses &&
+        this.reqDone &&
+        this.input === null &&
+        this.scheme === 'http' &&
+        this.socket.writableLength === 0
+      )
+        this.closeNow();
+      else this.closeGracefully();
       return;
     }
     this.state = ST_HEAD;
@@ -837,6 +859,37 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
   }
 
   // ---------------------------------------------------------------- connection
+
+  /**
+   * Writes to the socket. TCP_NODELAY costs a system call per connection, and Nagle's algorithm holds back
+   * a small segment only while data sent before it is unacknowledged: the first write of a connection
+   * never waits (nor does the FIN after it), so the option is set before the second write, and a
+   * connection that writes one response and closes never pays for it.
+   */
+  private send(buf: Buffer): boolean {
+    if (!this.noDelay) {
+      if (this.wrote) this.setNoDelay();
+      else this.wrote = true;
+    }
+    return this.socket.write(buf);
+  }
+
+  private setNoDelay(): void {
+    this.noDelay = true;
+    this.socket.setNoDelay(true);
+  }
+
+  /**
+   * Closes at once after the last response, without a half-close and without waiting for the client's
+   * FIN: the client asked for the close (it sends nothing more, RFC 9112 §9.6), everything it sent has
+   * been read, and the whole response is in the kernel's send buffer, which still sends it, then a FIN.
+   * (A close with unread input would make the kernel reset the connection and could lose the response:
+   * closeGracefully is for every other case. TLS connections end with their close_notify there too.)
+   */
+  private closeNow(): void {
+    this.state = ST_CLOSED;
+    this.socket.destroy();
+  }
 
   /** Ends the connection after what was written, then discards input for a while (lingering close). */
   private closeGracefully(): void {

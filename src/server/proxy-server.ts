@@ -446,7 +446,9 @@ export class ProxyServer {
 
   /** Binds one listener; its connections are decided by its `state` at the time each arrives. */
   private async bind(l: ListenerConfig, state: ListenerState, config: Config): Promise<BoundListener> {
-    const server = net.createServer({ noDelay: true });
+    // TCP_NODELAY is set per connection where it matters: on TLS connections here (accept), on plain
+    // ones by their engine before their second write (DownstreamConnection.send, the HTTP/2 connection).
+    const server = net.createServer();
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(
@@ -653,7 +655,10 @@ export class ProxyServer {
     this.open++;
     socket.on('close', this.release);
     if (listener.tls === null) this.serveHttp1(socket, listener);
-    else this.detect(socket, listener);
+    else {
+      socket.setNoDelay(true);
+      this.detect(socket, listener);
+    }
   }
 
   /**
