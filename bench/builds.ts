@@ -10,8 +10,7 @@
 // The figure is the median over the rounds of the per-round ratio after ÷ before of req/s per core, over
 // the rounds in which neither run was disturbed; peak RSS is each run's VmHWM (reset before the run).
 // Writes docs/reports/<YYYY-MM-DD>-builds-<before>-<after>.{md,json}.
-import { execSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { writeCertificate } from '../src/bench/compare/certificate.ts';
@@ -20,16 +19,15 @@ import { freePort, PinnedProcess, peakRssKiB, resetPeakRss, sleep } from '../src
 import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
 import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
 import { makeDemoCertificate } from '../src/demo/certificate.ts';
+import { buildBoth, resolveBuilds, type Variant } from './lib/builds.ts';
 import { parseGroupOptions } from './lib/group-options.ts';
-import { runH2load } from './lib/h2load.ts';
+import { type LoadSpec, runLoad } from './lib/load.ts';
 import { measurePinned } from './lib/pinned-run.ts';
+import { median } from './lib/stats.ts';
 import { ensureTools } from './lib/tools.ts';
-import { runWrk } from './lib/wrk.ts';
 import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
-
-type Variant = 'before' | 'after';
 
 /** The scenarios: HTTP/1.1 with wrk (keep-alive, or a connection per request), HTTP/2 with h2load. */
 const SCENARIO_SPECS = {
@@ -85,27 +83,6 @@ interface Run {
   readonly disturbed: boolean;
 }
 
-function median(values: readonly number[]): number {
-  if (values.length === 0) return Number.NaN;
-  const s = [...values].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-function git(args: string): string {
-  return execSync(`git ${args}`, { cwd: ROOT }).toString().trim();
-}
-
-/** `ref` checked out into `dir` and built; its dist/cli/main.js. */
-function buildRef(ref: string, dir: string): string {
-  mkdirSync(dir, { recursive: true });
-  execSync(`git archive ${ref} | tar -x -C ${JSON.stringify(dir)}`, { cwd: ROOT, stdio: 'inherit' });
-  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
-  const built = spawnSync('npm', ['run', 'build'], { cwd: dir, stdio: ['ignore', 'inherit', 'inherit'] });
-  if (built.status !== 0) throw new Error(`npm run build failed for ${ref}`);
-  return join(dir, 'dist', 'cli', 'main.js');
-}
-
 export async function runBuildsBench(argv: readonly string[]): Promise<number> {
   const options = parseGroupOptions(
     argv,
@@ -129,12 +106,11 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
   const http2 = scenarios.some((s) => SCENARIO_SPECS[s].tool === 'h2load');
   if (!ensureTools(options.install, http2 ? ['h1', 'h2'] : ['h1'])) return 1;
   ensureBuilt(ROOT);
-  const beforeCommit = git(`rev-parse --short ${values.before}`);
-  const afterRef = typeof values.after === 'string' ? values.after : null;
-  const afterCommit =
-    afterRef !== null
-      ? git(`rev-parse --short ${afterRef}`)
-      : `${git('rev-parse --short HEAD')}${git('status --porcelain --untracked-files=no src') === '' ? '' : '+'}`;
+  const { beforeCommit, afterCommit, afterRef } = resolveBuilds(
+    ROOT,
+    values.before,
+    typeof values.after === 'string' ? values.after : null,
+  );
   const tmp = mkdtempSync(join(tmpdir(), 'zproxy-bench-builds-'));
   // nginx's worker runs as nobody when the bench runs as root: it must reach the origin's files.
   chmodSync(tmp, 0o755);
@@ -144,11 +120,7 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
   const loadBefore = loadavg();
   let loadAfter = loadBefore;
   try {
-    const mains: Record<Variant, string> = {
-      before: buildRef(beforeCommit, join(tmp, 'before')),
-      after:
-        afterRef === null ? join(ROOT, 'dist', 'cli', 'main.js') : buildRef(afterCommit, join(tmp, 'after')),
-    };
+    const mains = buildBoth(ROOT, { beforeCommit, afterCommit, afterRef }, tmp);
     const origin = await startOrigin(tmp, loadCpu);
     started.push(origin);
     mkdirSync(join(tmp, 'tls'), { recursive: true });
@@ -176,42 +148,27 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
         proxies.set(variant, { port, tlsPort, process: proc });
       }
       for (const scenario of scenarios) {
-        const spec = SCENARIO_SPECS[scenario];
+        const wanted = SCENARIO_SPECS[scenario];
         for (const variant of order) {
           const { port, tlsPort, process: proc } = proxies.get(variant)!;
-          const load = async (seconds: number) => {
-            if (spec.tool === 'wrk') {
-              const r = await runWrk({
-                url: `http://127.0.0.1:${port}${spec.path}`,
-                connections,
-                durationS: seconds,
-                cpu: loadCpu,
-                closeConnections: spec.close,
-              });
-              return {
-                requests: r.requests,
-                rps: r.requestsPerSecond,
-                p99Us: r.latencyUs.p99,
-                errors: r.errorCount,
-              };
-            }
-            const r = await runH2load({
-              url: spec.tls
-                ? `https://localhost:${tlsPort}${spec.path}`
-                : `http://127.0.0.1:${port}${spec.path}`,
-              clients: h2Clients,
-              streams: h2Streams,
-              durationS: seconds,
-              cpu: loadCpu,
-              logFile: join(tmp, 'h2load.log'),
-            });
-            return {
-              requests: r.requests,
-              rps: r.requestsPerSecond,
-              p99Us: r.latencyUs.p99,
-              errors: r.errorCount,
-            };
-          };
+          const spec: LoadSpec =
+            wanted.tool === 'wrk'
+              ? {
+                  tool: 'wrk',
+                  url: `http://127.0.0.1:${port}${wanted.path}`,
+                  connections,
+                  close: wanted.close,
+                }
+              : {
+                  tool: 'h2load',
+                  url: wanted.tls
+                    ? `https://localhost:${tlsPort}${wanted.path}`
+                    : `http://127.0.0.1:${port}${wanted.path}`,
+                  clients: h2Clients,
+                  streams: h2Streams,
+                  logFile: join(tmp, 'h2load.log'),
+                };
+          const load = (seconds: number) => runLoad(spec, seconds, loadCpu);
           if (warmupS > 0) await load(warmupS);
           resetPeakRss(proc.pid);
           const m = await measurePinned(proc, proxyCpu, () => load(durationS));
