@@ -11,7 +11,7 @@
 // the rounds in which neither run was disturbed; peak RSS is each run's VmHWM (reset before the run).
 // Writes docs/reports/<YYYY-MM-DD>-builds-<before>-<after>.{md,json}.
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, release, tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { writeCertificate } from '../src/bench/compare/certificate.ts';
 import { startOrigin } from '../src/bench/compare/nginx.ts';
@@ -23,6 +23,7 @@ import { buildBoth, resolveBuilds, type Variant } from './lib/builds.ts';
 import { parseGroupOptions } from './lib/group-options.ts';
 import { type LoadSpec, runLoad } from './lib/load.ts';
 import { measurePinned } from './lib/pinned-run.ts';
+import { fmt, loadAverages, machine, writeReport } from './lib/report.ts';
 import { median } from './lib/stats.ts';
 import { ensureTools } from './lib/tools.ts';
 import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
@@ -202,8 +203,6 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
   }
 
   // ------------------------------------------------------------------ the report
-  const fmt = (n: number, d = 0) =>
-    Number.isNaN(n) ? '–' : n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
   const of = (scenario: ScenarioName, variant: Variant) =>
     runs.filter((r) => r.scenario === scenario && r.variant === variant);
   const pairs = (scenario: ScenarioName) => {
@@ -240,15 +239,14 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
   });
   const errors = runs.reduce((n, r) => n + r.errors, 0);
   const date = startedAt.toISOString().slice(0, 10);
-  const load = (l: readonly number[]) => l.map((x) => x.toFixed(2)).join(' / ');
   const md = `# Two builds side by side: ${beforeCommit} (before) and ${afterCommit} (after) (${date})
 
-Node ${process.versions.node}, ${cpus()[0]?.model ?? 'unknown CPU'}, Linux ${release()}.
+${machine()}.
 \`npm run bench -- --only builds --before ${beforeCommit}${afterRef === null ? '' : ` --after ${afterCommit}`}\` (bench/builds.ts): ${rounds} rounds of ${durationS} s runs (after ${warmupS} s of
 warm-up each); both builds started anew each round, one process each, pinned to CPU ${proxyCpu}; nginx (the origin) and
 the load tool on CPU ${loadCpu}. Runs alternate within a round (before, after; the next round after, before).
 HTTP/1.1: wrk \`-t1 -c${connections}\`; HTTP/2: h2load \`-c${h2Clients} -m${h2Streams}\` (h2c, and TLS with ALPN h2).
-Load average (1 / 5 / 15 min) at the start: ${load(loadBefore)}; at the end: ${load(loadAfter)}.
+Load average (1 / 5 / 15 min) at the start: ${loadAverages(loadBefore)}; at the end: ${loadAverages(loadAfter)}.
 
 ## After ÷ before
 
@@ -275,12 +273,26 @@ ${runs.map((r) => `| ${r.round} | ${r.scenario} | ${r.variant} | ${fmt(r.rps)} |
 
 † another process used more than ${fmt(100 * DISTURBANCE_LIMIT)} % of the proxy CPU during the run.
 `;
-  const outDir = resolve(options.outDir);
-  const base = join(outDir, `${date}-builds-${beforeCommit}-${afterCommit.replace('+', '')}`);
-  writeFileSync(`${base}.md`, md);
-  writeFileSync(
-    `${base}.json`,
-    `${JSON.stringify({ date: startedAt.toISOString(), before: beforeCommit, after: afterCommit, rounds, durationS, warmupS, connections, h2Clients, h2Streams, proxyCpu, loadCpu, rows, runs, errors }, null, 2)}\n`,
+  const base = writeReport(
+    options.outDir,
+    `${date}-builds-${beforeCommit}-${afterCommit.replace('+', '')}`,
+    md,
+    {
+      date: startedAt.toISOString(),
+      before: beforeCommit,
+      after: afterCommit,
+      rounds,
+      durationS,
+      warmupS,
+      connections,
+      h2Clients,
+      h2Streams,
+      proxyCpu,
+      loadCpu,
+      rows,
+      runs,
+      errors,
+    },
   );
   for (const r of rows)
     console.error(

@@ -21,8 +21,8 @@
 // medians over the rounds (min–max); ratios are taken per round, over the rounds in which no run of the
 // ratio was disturbed (bench/lib/pinned-run.ts). Writes docs/reports/<YYYY-MM-DD>-instance.{md,json}.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, release, tmpdir } from 'node:os';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { nginxBinary, nginxDriver, startOrigin } from '../src/bench/compare/nginx.ts';
 import { generatedPlan } from '../src/bench/compare/plan.ts';
@@ -41,6 +41,7 @@ import { buildBoth, resolveBuilds, type Variant } from './lib/builds.ts';
 import { parseGroupOptions } from './lib/group-options.ts';
 import { type LoadSpec, runLoad } from './lib/load.ts';
 import { measurePinned } from './lib/pinned-run.ts';
+import { fmt, loadAverages, machine, spread, writeReport } from './lib/report.ts';
 import { median } from './lib/stats.ts';
 import { ensureTools } from './lib/tools.ts';
 import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
@@ -120,6 +121,8 @@ interface Run {
   /** Processes in the tree. */
   readonly processes: number;
   readonly errors: number;
+  /** The share of a core other processes took on the proxy CPU and on the load CPU (null: unknown). */
+  readonly otherLoad: { readonly proxyCpu: number | null; readonly loadCpu: number | null };
   readonly disturbed: boolean;
 }
 
@@ -185,6 +188,7 @@ export async function runInstanceBench(argv: readonly string[]): Promise<number>
       nginxKeepalive,
     );
     nginxVersion = nginxDriver.version(nginxBinary());
+    const originPids = processTree(origin.process.pid);
     for (let round = 1; round <= rounds; round++) {
       const order: Who[] = round % 2 === 1 ? ['nginx', 'before', 'after'] : ['after', 'before', 'nginx'];
       for (const setup of SETUPS) {
@@ -249,7 +253,11 @@ export async function runInstanceBench(argv: readonly string[]): Promise<number>
               if (warmupS > 0) await runLoad(spec, warmupS, loadCpu);
               const tree = processTree(proc.pid);
               for (const pid of tree) resetPeakRss(pid);
-              const m = await measurePinned(proc, proxyCpu, () => runLoad(spec, durationS, loadCpu));
+              const m = await measurePinned(proc, proxyCpu, () => runLoad(spec, durationS, loadCpu), {
+                cpu: loadCpu,
+                pids: originPids,
+                toolTicks: (r) => r.cpuTicks,
+              });
               const peaks = tree.map(peakRssKiB);
               const result = m.result;
               const run: Run = {
@@ -266,6 +274,7 @@ export async function runInstanceBench(argv: readonly string[]): Promise<number>
                   : peaks.reduce<number>((a, b) => a + (b ?? 0), 0) / 1024,
                 processes: tree.length,
                 errors: result.errors,
+                otherLoad: m.otherLoad,
                 disturbed: m.disturbed,
               };
               runs.push(run);
@@ -287,13 +296,9 @@ export async function runInstanceBench(argv: readonly string[]): Promise<number>
   }
 
   // ------------------------------------------------------------------ the report
-  const fmt = (n: number, d = 0) =>
-    Number.isNaN(n) ? '–' : n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+  const pct = (x: number | null) => (x === null ? '?' : `${fmt(100 * x)} %`);
   const of = (scenario: ScenarioName, who: Who) =>
     runs.filter((r) => r.scenario === scenario && r.who === who);
-  /** Median (min–max) of a run figure. */
-  const spread = (xs: readonly number[], d = 0) =>
-    xs.length === 0 ? '–' : `${fmt(median(xs), d)} (${fmt(Math.min(...xs), d)}–${fmt(Math.max(...xs), d)})`;
   /** Per-round ratios num ÷ den of req/s per core, over the rounds in which neither run was disturbed. */
   const ratios = (num: readonly Run[], den: readonly Run[]) => {
     const all = num.flatMap((n) => {
@@ -344,11 +349,10 @@ export async function runInstanceBench(argv: readonly string[]): Promise<number>
   const errors = runs.reduce((n, r) => n + r.errors, 0);
   const disturbed = runs.filter((r) => r.disturbed).length;
   const date = startedAt.toISOString().slice(0, 10);
-  const load = (l: readonly number[]) => l.map((x) => x.toFixed(2)).join(' / ');
   const command = `npm run bench -- --only instance --before ${beforeCommit}${afterRef === null ? '' : ` --after ${afterCommit}`}${options.quick ? ' --quick' : ''}`;
   const md = `# One instance, many cores: ${beforeCommit} (before) and ${afterCommit} (after) (${date})
 
-The bench report of issue 15's acceptance. Node ${process.versions.node}, ${cpus()[0]?.model ?? 'unknown CPU'}, Linux ${release()}, ${nginxVersion}.
+The bench report of issue 15's acceptance. ${machine()}, ${nginxVersion}.
 \`${command}\` (bench/instance.ts): ${rounds} round(s) of ${durationS} s runs (after ${warmupS} s of warm-up each). Every process
 is started anew each round; zproxy (every worker) and nginx pinned to CPU ${proxyCpu}, the nginx origin and the load tool on CPU ${loadCpu}.
 Within a round the runs alternate scenario by scenario: odd rounds nginx, before, after; even rounds after, before, nginx.
@@ -360,8 +364,8 @@ nginx: one worker, \`keepalive ${nginxKeepalive}\` to the origin, as \`zproxy co
 "Per core" divides req/s by the CPU the whole instance used (every process of its tree, every thread); with 2 or 4
 workers on one CPU it shows what the extra workers cost, not what they gain. Peak RSS is the sum over the tree of each
 process's VmHWM, reset after the warm-up. Figures: median over the rounds (min–max); ratios are per round, over the rounds
-in which neither run was disturbed (another process used more than ${fmt(100 * DISTURBANCE_LIMIT)} % of the proxy CPU).
-Load average (1 / 5 / 15 min) at the start: ${load(loadBefore)}; at the end: ${load(loadAfter)}.${options.quick ? '\n\n**A --quick run: one short round, a check of the bench, not figures to quote.**' : ''}
+in which neither run was disturbed (another process used more than ${fmt(100 * DISTURBANCE_LIMIT)} % of the proxy CPU or of the load CPU).
+Load average (1 / 5 / 15 min) at the start: ${loadAverages(loadBefore)}; at the end: ${loadAverages(loadAfter)}.${options.quick ? '\n\n**A --quick run: one short round, a check of the bench, not figures to quote.**' : ''}
 
 ## req/s per core, thread_count 1 and 2 (HTTP/1.1 keep-alive)
 
@@ -408,45 +412,34 @@ Errors over all runs: ${errors}${errors > 0 ? ' (**the bench failed**)' : ''}. D
 
 ## Runs
 
-| round | scenario | who | req/s | req/s per core | cores | CPU µs/req | p99 µs | peak RSS MiB | processes |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
-${runs.map((r) => `| ${r.round} | ${r.scenario} | ${r.who} | ${fmt(r.rps)} | ${fmt(r.rpsPerCore)} | ${fmt(r.cores, 2)} | ${fmt(r.cpuUsPerRequest, 2)} | ${fmt(r.p99Us)} | ${r.peakRssMiB === null ? '?' : fmt(r.peakRssMiB, 1)} | ${r.processes}${r.disturbed ? ' †' : ''} |`).join('\n')}
+| round | scenario | who | req/s | req/s per core | cores | CPU µs/req | p99 µs | peak RSS MiB | processes | other load, proxy / load CPU |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+${runs.map((r) => `| ${r.round} | ${r.scenario} | ${r.who} | ${fmt(r.rps)} | ${fmt(r.rpsPerCore)} | ${fmt(r.cores, 2)} | ${fmt(r.cpuUsPerRequest, 2)} | ${fmt(r.p99Us)} | ${r.peakRssMiB === null ? '?' : fmt(r.peakRssMiB, 1)} | ${r.processes} | ${pct(r.otherLoad.proxyCpu)} / ${pct(r.otherLoad.loadCpu)}${r.disturbed ? ' †' : ''} |`).join('\n')}
 
-† another process used more than ${fmt(100 * DISTURBANCE_LIMIT)} % of the proxy CPU during the run.
+† another process used more than ${fmt(100 * DISTURBANCE_LIMIT)} % of the proxy CPU or of the load CPU during the run.
 `;
-  const outDir = resolve(options.outDir);
-  mkdirSync(outDir, { recursive: true });
-  const base = join(outDir, `${date}-instance`);
-  writeFileSync(`${base}.md`, md);
-  writeFileSync(
-    `${base}.json`,
-    `${JSON.stringify(
-      {
-        date: startedAt.toISOString(),
-        command,
-        before: beforeCommit,
-        after: afterCommit,
-        quick: options.quick,
-        rounds,
-        durationS,
-        warmupS,
-        connections,
-        h2Clients,
-        h2Streams,
-        nginxKeepalive,
-        proxyCpu,
-        loadCpu,
-        throughput,
-        rateLimit,
-        memory,
-        againstNginx,
-        runs,
-        errors,
-      },
-      null,
-      2,
-    )}\n`,
-  );
+  const base = writeReport(options.outDir, `${date}-instance`, md, {
+    date: startedAt.toISOString(),
+    command,
+    before: beforeCommit,
+    after: afterCommit,
+    quick: options.quick,
+    rounds,
+    durationS,
+    warmupS,
+    connections,
+    h2Clients,
+    h2Streams,
+    nginxKeepalive,
+    proxyCpu,
+    loadCpu,
+    throughput,
+    rateLimit,
+    memory,
+    againstNginx,
+    runs,
+    errors,
+  });
   for (const t of throughput)
     console.error(`${t.scenario}: per core after ÷ before ${fmt(median(t.afterOverBefore.values), 3)}`);
   for (const r of rateLimit)

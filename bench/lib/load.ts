@@ -16,16 +16,19 @@ export type LoadSpec =
       readonly url: string;
       readonly clients: number;
       readonly streams: number;
-      /** h2load's per-request log (for the percentiles); removed after it is read. */
-      readonly logFile: string;
+      /** h2load's per-request log (for the percentiles); removed after it is read. null: no percentiles. */
+      readonly logFile: string | null;
     };
 
 /** What the reports keep of a run. */
 export interface LoadFigures {
   readonly requests: number;
   readonly rps: number;
+  /** 0 when the run measured no latencies (h2load without a log file). */
   readonly p99Us: number;
   readonly errors: number;
+  /** The tool's own CPU time in clock ticks, null when it could not be read. */
+  readonly cpuTicks: number | null;
 }
 
 /** Sends `spec`'s load for `seconds` from the tool pinned to `cpu`. */
@@ -47,5 +50,11 @@ export async function runLoad(spec: LoadSpec, seconds: number, cpu: number): Pro
           cpu,
           logFile: spec.logFile,
         });
-  return { requests: r.requests, rps: r.requestsPerSecond, p99Us: r.latencyUs.p99, errors: r.errorCount };
+  return {
+    requests: r.requests,
+    rps: r.requestsPerSecond,
+    p99Us: r.latencyUs.p99,
+    errors: r.errorCount,
+    cpuTicks: r.cpuTicks,
+  };
 }
