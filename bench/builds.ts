@@ -10,23 +10,22 @@
 // The figure is the median over the rounds of the per-round ratio after ÷ before of req/s per core, over
 // the rounds in which neither run was disturbed; peak RSS is each run's VmHWM (reset before the run).
 // Writes docs/reports/<YYYY-MM-DD>-builds-<before>-<after>.{md,json}.
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { writeCertificate } from '../src/bench/compare/certificate.ts';
 import { startOrigin } from '../src/bench/compare/nginx.ts';
-import { freePort, PinnedProcess, peakRssKiB, resetPeakRss, sleep } from '../src/bench/compare/proc.ts';
+import { freePort, type PinnedProcess, peakRssKiB, resetPeakRss, sleep } from '../src/bench/compare/proc.ts';
 import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
-import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
 import { makeDemoCertificate } from '../src/demo/certificate.ts';
-import { buildBoth, resolveBuilds, type Variant } from './lib/builds.ts';
-import { parseGroupOptions } from './lib/group-options.ts';
+import { buildBoth, resolveBuilds, TWO_BUILDS_OPTIONS, type Variant } from './lib/builds.ts';
+import { groupTmp, parseGroupOptions } from './lib/group-options.ts';
 import { type LoadSpec, runLoad } from './lib/load.ts';
 import { measurePinned } from './lib/pinned-run.ts';
-import { fmt, loadAverages, machine, writeReport } from './lib/report.ts';
+import { fmt, loadAverages, machine, runParameters, writeReport } from './lib/report.ts';
 import { median } from './lib/stats.ts';
 import { ensureTools } from './lib/tools.ts';
-import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
+import { ensureBuilt, startZproxy } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
@@ -90,20 +89,16 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
     ROOT,
     { rounds: 6, duration: 8 },
     {
-      before: { type: 'string' },
-      after: { type: 'string' },
+      ...TWO_BUILDS_OPTIONS,
       scenarios: { type: 'string', default: HTTP_SCENARIOS.join(',') },
-      'h2-clients': { type: 'string', default: '16' },
-      'h2-streams': { type: 'string', default: '10' },
     },
   );
-  const { rounds, durationS, warmupS, connections, proxyCpu, loadCpu, values } = options;
+  const { rounds, durationS, warmupS, connections, h2Clients, h2Streams, proxyCpu, loadCpu, values } =
+    options;
   if (typeof values.before !== 'string')
     throw new Error('--before REF is required (a commit to compare with)');
   const scenarios = String(values.scenarios).split(',') as ScenarioName[];
   for (const s of scenarios) if (!HTTP_SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}`);
-  const h2Clients = Number(values['h2-clients']);
-  const h2Streams = Number(values['h2-streams']);
   const http2 = scenarios.some((s) => SCENARIO_SPECS[s].tool === 'h2load');
   if (!ensureTools(options.install, http2 ? ['h1', 'h2'] : ['h1'])) return 1;
   ensureBuilt(ROOT);
@@ -112,9 +107,7 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
     values.before,
     typeof values.after === 'string' ? values.after : null,
   );
-  const tmp = mkdtempSync(join(tmpdir(), 'zproxy-bench-builds-'));
-  // nginx's worker runs as nobody when the bench runs as root: it must reach the origin's files.
-  chmodSync(tmp, 0o755);
+  const tmp = groupTmp('builds');
   const started: { stop(): Promise<void> }[] = [];
   const runs: Run[] = [];
   const startedAt = new Date();
@@ -137,11 +130,12 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
         const config = buildsConfig(port, tlsPort, origin.port, idle, certificate);
         writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
         const main = mains[variant];
-        const proc = new PinnedProcess(
+        const proc = startZproxy(
+          ROOT,
           `zproxy ${variant} (round ${round})`,
           proxyCpu,
-          nodeBinary(ROOT),
-          [...shebangNodeFlags(main), main, 'run', file],
+          main,
+          file,
           join(tmp, `${variant}-${round}.log`),
         );
         started.push(proc);
@@ -278,17 +272,11 @@ ${runs.map((r) => `| ${r.round} | ${r.scenario} | ${r.variant} | ${fmt(r.rps)} |
     `${date}-builds-${beforeCommit}-${afterCommit.replace('+', '')}`,
     md,
     {
-      date: startedAt.toISOString(),
+      ...runParameters(startedAt, options),
       before: beforeCommit,
       after: afterCommit,
-      rounds,
-      durationS,
-      warmupS,
-      connections,
       h2Clients,
       h2Streams,
-      proxyCpu,
-      loadCpu,
       rows,
       runs,
       errors,

@@ -10,20 +10,19 @@
 // another target), the req/s per core before and after, the retries zproxy made and the ejections it logged.
 // Writes docs/reports/<YYYY-MM-DD>-failover.{md,json}.
 import { execSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
-import { loadavg, tmpdir } from 'node:os';
+import { loadavg } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { type NginxInstance, startOrigin } from '../src/bench/compare/nginx.ts';
-import { freePort, PinnedProcess, processTree, sleep } from '../src/bench/compare/proc.ts';
+import { freePort, processTree, sleep } from '../src/bench/compare/proc.ts';
 import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
-import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
-import { parseGroupOptions } from './lib/group-options.ts';
+import { groupTmp, parseGroupOptions } from './lib/group-options.ts';
 import { measurePinned } from './lib/pinned-run.ts';
-import { fmt, loadAverages, machine, spread, writeReport } from './lib/report.ts';
+import { fmt, loadAverages, machine, runParameters, spread, writeReport } from './lib/report.ts';
 import { ensureTools } from './lib/tools.ts';
 import { runWrk } from './lib/wrk.ts';
-import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
+import { ensureBuilt, startZproxy } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const TARGETS = 4;
@@ -87,7 +86,7 @@ export async function runFailoverBench(argv: readonly string[]): Promise<number>
   const { rounds, durationS, warmupS, connections, proxyCpu, loadCpu } = options;
   if (!ensureTools(options.install, ['h1'])) return 1;
   ensureBuilt(ROOT);
-  const tmp = mkdtempSync(join(tmpdir(), 'zproxy-bench-failover-'));
+  const tmp = groupTmp('failover');
   const started: { stop(): Promise<void> }[] = [];
   const runs: Run[] = [];
   const counts: RoundCounts[] = [];
@@ -128,11 +127,12 @@ export async function runFailoverBench(argv: readonly string[]): Promise<number>
         );
         const main = join(ROOT, 'dist', 'cli', 'main.js');
         const logFile = join(tmp, `zproxy-${round}-${variant}.log`);
-        const proc = new PinnedProcess(
+        const proc = startZproxy(
+          ROOT,
           `zproxy failover ${variant} (round ${round})`,
           proxyCpu,
-          nodeBinary(ROOT),
-          [...shebangNodeFlags(main), main, 'run', file],
+          main,
+          file,
           logFile,
         );
         started.push(proc);
@@ -271,14 +271,8 @@ ${runs.map((r) => `| ${r.round} | ${r.variant} | ${r.phase} | ${fmt(r.rps)} | ${
 † another process used more than ${fmt(100 * DISTURBANCE_LIMIT)} % of the proxy CPU during the run.
 `;
   const base = writeReport(options.outDir, `${date}-failover`, md, {
-    date: startedAt.toISOString(),
+    ...runParameters(startedAt, options),
     commit,
-    rounds,
-    durationS,
-    warmupS,
-    connections,
-    proxyCpu,
-    loadCpu,
     summary,
     counts,
     runs,

@@ -11,21 +11,20 @@
 // socket error or cache-hit run that reached the origin makes the bench exit non-zero (the report is written).
 // Writes docs/reports/<YYYY-MM-DD>-filters.{md,json}.
 import { execSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
-import { loadavg, tmpdir } from 'node:os';
+import { loadavg } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { type NginxInstance, SMALL_BODY, startOrigin } from '../src/bench/compare/nginx.ts';
-import { freePort, PinnedProcess, processTree, sleep } from '../src/bench/compare/proc.ts';
+import { freePort, type PinnedProcess, processTree, sleep } from '../src/bench/compare/proc.ts';
 import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
-import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
-import { parseGroupOptions } from './lib/group-options.ts';
+import { groupTmp, parseGroupOptions } from './lib/group-options.ts';
 import { measurePinned } from './lib/pinned-run.ts';
-import { fmt, loadAverages, machine, spread, writeReport } from './lib/report.ts';
+import { fmt, loadAverages, machine, runParameters, spread, writeReport } from './lib/report.ts';
 import { median } from './lib/stats.ts';
 import { ensureTools } from './lib/tools.ts';
 import { runWrk, type WrkErrors } from './lib/wrk.ts';
-import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
+import { ensureBuilt, startZproxy } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const ORIGIN = 'https://app.example.com';
@@ -101,7 +100,7 @@ export async function runFiltersBench(argv: readonly string[]): Promise<number> 
   const { rounds, durationS, warmupS, connections, proxyCpu, loadCpu } = options;
   if (!ensureTools(options.install, ['h1'])) return 1;
   ensureBuilt(ROOT);
-  const tmp = mkdtempSync(join(tmpdir(), 'zproxy-bench-filters-'));
+  const tmp = groupTmp('filters');
   const started: { stop(): Promise<void> }[] = [];
   const runs: Run[] = [];
   const startedAt = new Date();
@@ -127,14 +126,7 @@ export async function runFiltersBench(argv: readonly string[]): Promise<number> 
       };
       writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
       const main = join(ROOT, 'dist', 'cli', 'main.js');
-      const args = [...shebangNodeFlags(main), main, 'run', file];
-      const proc = new PinnedProcess(
-        `zproxy ${variant}`,
-        proxyCpu,
-        nodeBinary(ROOT),
-        args,
-        join(tmp, `${variant}.log`),
-      );
+      const proc = startZproxy(ROOT, `zproxy ${variant}`, proxyCpu, main, file, join(tmp, `${variant}.log`));
       started.push(proc);
       await proc.waitForPort(port, 15_000);
       proxies.set(variant, { port, process: proc });
@@ -172,7 +164,6 @@ export async function runFiltersBench(argv: readonly string[]): Promise<number> 
         const m = await measurePinned(proc, proxyCpu, () => load(durationS), {
           cpu: loadCpu,
           pids: processTree(origin.process.pid),
-          toolTicks: (r) => r.cpuTicks,
         });
         if (!origin.process.alive) {
           throw new Error(
@@ -302,14 +293,8 @@ ${roundRows.join('\n')}
 - Disturbed runs (†: other processes used more than ${pct(DISTURBANCE_LIMIT)} of a bench CPU): ${disturbed.length === 0 ? 'none' : disturbed.map((r) => `round ${r.round} ${r.variant}`).join(', ')}.
 `;
   const base = writeReport(options.outDir, `${date}-filters`, md, {
-    date: startedAt.toISOString(),
+    ...runParameters(startedAt, options),
     commit,
-    rounds,
-    durationS,
-    warmupS,
-    connections,
-    proxyCpu,
-    loadCpu,
     loadAverage: { start: loadBefore, end: loadAfter },
     runs,
     chainRatio,

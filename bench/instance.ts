@@ -21,14 +21,14 @@
 // medians over the rounds (min–max); ratios are taken per round, over the rounds in which no run of the
 // ratio was disturbed (bench/lib/pinned-run.ts). Writes docs/reports/<YYYY-MM-DD>-instance.{md,json}.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { nginxBinary, nginxDriver, startOrigin } from '../src/bench/compare/nginx.ts';
 import { generatedPlan } from '../src/bench/compare/plan.ts';
 import {
   freePort,
-  PinnedProcess,
+  type PinnedProcess,
   peakRssKiB,
   processTree,
   resetPeakRss,
@@ -37,14 +37,14 @@ import {
 import type { RunningProxy } from '../src/bench/compare/proxies.ts';
 import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
 import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
-import { buildBoth, resolveBuilds, type Variant } from './lib/builds.ts';
-import { parseGroupOptions } from './lib/group-options.ts';
+import { buildBoth, resolveBuilds, TWO_BUILDS_OPTIONS, type Variant } from './lib/builds.ts';
+import { groupTmp, parseGroupOptions } from './lib/group-options.ts';
 import { type LoadSpec, runLoad } from './lib/load.ts';
 import { measurePinned } from './lib/pinned-run.ts';
-import { fmt, loadAverages, machine, spread, writeReport } from './lib/report.ts';
+import { fmt, loadAverages, machine, runParameters, spread, writeReport } from './lib/report.ts';
 import { median } from './lib/stats.ts';
 import { ensureTools } from './lib/tools.ts';
-import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
+import { ensureBuilt, nodeBinary, startZproxy } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
@@ -151,26 +151,20 @@ export async function runInstanceBench(argv: readonly string[]): Promise<number>
     ROOT,
     { rounds: 5, duration: 8 },
     {
-      before: { type: 'string' },
-      after: { type: 'string' },
-      'h2-clients': { type: 'string', default: '16' },
-      'h2-streams': { type: 'string', default: '10' },
+      ...TWO_BUILDS_OPTIONS,
     },
   );
-  const { rounds, durationS, warmupS, connections, proxyCpu, loadCpu, values } = options;
+  const { rounds, durationS, warmupS, connections, h2Clients, h2Streams, proxyCpu, loadCpu, values } =
+    options;
   if (typeof values.before !== 'string')
     throw new Error('--before REF is required (issue 15: 766f669, the last commit before the worker model)');
-  const h2Clients = Number(values['h2-clients']);
-  const h2Streams = Number(values['h2-streams']);
   if (!ensureTools(options.install, ['h1', 'h2'])) return 1;
   ensureBuilt(ROOT);
   const builds = resolveBuilds(ROOT, values.before, typeof values.after === 'string' ? values.after : null);
   const { beforeCommit, afterCommit, afterRef } = builds;
   // As `zproxy compare` sizes nginx's `keepalive` (src/bench/compare/compare.ts).
   const nginxKeepalive = Math.max(64, connections, h2Clients * h2Streams);
-  const tmp = mkdtempSync(join(tmpdir(), 'zproxy-bench-instance-'));
-  // nginx's worker runs as nobody when the bench runs as root: it must reach the origin's files.
-  chmodSync(tmp, 0o755);
+  const tmp = groupTmp('instance');
   const started: { stop(): Promise<void> }[] = [];
   const runs: Run[] = [];
   const startedAt = new Date();
@@ -202,11 +196,12 @@ export async function runInstanceBench(argv: readonly string[]): Promise<number>
             const config = instanceConfig(port, origin.port, setup.workers, setup.rateLimit);
             writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
             const main = mains[variant];
-            const proc = new PinnedProcess(
+            const proc = startZproxy(
+              ROOT,
               `zproxy ${variant} ×${setup.workers}${setup.rateLimit ? ' rate_limit' : ''} (round ${round})`,
               proxyCpu,
-              nodeBinary(ROOT),
-              [...shebangNodeFlags(main), main, 'run', file],
+              main,
+              file,
               join(tmp, `${variant}-${setup.workers}-${setup.rateLimit}-${round}.log`),
             );
             running.push(proc);
@@ -256,7 +251,6 @@ export async function runInstanceBench(argv: readonly string[]): Promise<number>
               const m = await measurePinned(proc, proxyCpu, () => runLoad(spec, durationS, loadCpu), {
                 cpu: loadCpu,
                 pids: originPids,
-                toolTicks: (r) => r.cpuTicks,
               });
               const peaks = tree.map(peakRssKiB);
               const result = m.result;
@@ -419,20 +413,13 @@ ${runs.map((r) => `| ${r.round} | ${r.scenario} | ${r.who} | ${fmt(r.rps)} | ${f
 † another process used more than ${fmt(100 * DISTURBANCE_LIMIT)} % of the proxy CPU or of the load CPU during the run.
 `;
   const base = writeReport(options.outDir, `${date}-instance`, md, {
-    date: startedAt.toISOString(),
+    ...runParameters(startedAt, options),
     command,
     before: beforeCommit,
     after: afterCommit,
-    quick: options.quick,
-    rounds,
-    durationS,
-    warmupS,
-    connections,
     h2Clients,
     h2Streams,
     nginxKeepalive,
-    proxyCpu,
-    loadCpu,
     throughput,
     rateLimit,
     memory,

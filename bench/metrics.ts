@@ -9,22 +9,21 @@
 // per core busy). The counting of one exchange is also timed alone, in this process, for the report.
 // Writes docs/reports/<YYYY-MM-DD>-metrics-overhead.{md,json}.
 import { execSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
-import { loadavg, tmpdir } from 'node:os';
+import { loadavg } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { startOrigin } from '../src/bench/compare/nginx.ts';
-import { freePort, PinnedProcess, processTree, sleep } from '../src/bench/compare/proc.ts';
+import { freePort, type PinnedProcess, processTree, sleep } from '../src/bench/compare/proc.ts';
 import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
-import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
 import { MetricRegistry } from '../src/observe/metrics.ts';
-import { parseGroupOptions } from './lib/group-options.ts';
+import { groupTmp, parseGroupOptions } from './lib/group-options.ts';
 import { type LoadFigures, type LoadSpec, runLoad } from './lib/load.ts';
 import { measurePinned, type PinnedRun } from './lib/pinned-run.ts';
-import { fmt, loadAverages, machine, spread, writeReport } from './lib/report.ts';
+import { fmt, loadAverages, machine, runParameters, spread, writeReport } from './lib/report.ts';
 import { median } from './lib/stats.ts';
 import { ensureTools } from './lib/tools.ts';
-import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
+import { ensureBuilt, startZproxy } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
@@ -101,21 +100,18 @@ export async function runMetricsBench(argv: readonly string[]): Promise<number> 
     ROOT,
     { rounds: 8, duration: 8 },
     {
-      'h2-clients': { type: 'string', default: '16' },
-      'h2-streams': { type: 'string', default: '10' },
       scenarios: { type: 'string', default: ALL_SCENARIOS.join(',') },
     },
   );
-  const { rounds, durationS, warmupS, connections, proxyCpu, loadCpu, values } = options;
+  const { rounds, durationS, warmupS, connections, h2Clients, h2Streams, proxyCpu, loadCpu, values } =
+    options;
   const SCENARIOS = String(values.scenarios).split(',') as Scenario[];
   for (const s of SCENARIOS) if (!ALL_SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}`);
   // A run of some workloads only gets a report of its own.
   const suffix = SCENARIOS.length === ALL_SCENARIOS.length ? '' : `-${SCENARIOS.join('-')}`;
-  const h2Clients = Number(values['h2-clients']);
-  const h2Streams = Number(values['h2-streams']);
   if (!ensureTools(options.install, ['h1', 'h2'])) return 1;
   ensureBuilt(ROOT);
-  const tmp = mkdtempSync(join(tmpdir(), 'zproxy-bench-metrics-'));
+  const tmp = groupTmp('metrics');
   const started: { stop(): Promise<void> }[] = [];
   const runs: Run[] = [];
   const startedAt = new Date();
@@ -148,11 +144,12 @@ export async function runMetricsBench(argv: readonly string[]): Promise<number> 
         };
         writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
         const main = join(ROOT, 'dist', 'cli', 'main.js');
-        const proc = new PinnedProcess(
+        const proc = startZproxy(
+          ROOT,
           `zproxy metrics ${variant} (round ${round})`,
           proxyCpu,
-          nodeBinary(ROOT),
-          [...shebangNodeFlags(main), main, 'run', file],
+          main,
+          file,
           join(tmp, `${variant}-${round}.log`),
         );
         proxies.set(variant, { port, process: proc });
@@ -204,7 +201,6 @@ export async function runMetricsBench(argv: readonly string[]): Promise<number> 
             m = await measurePinned(proc, proxyCpu, () => runLoad(spec, durationS, loadCpu), {
               cpu: loadCpu,
               pids: processTree(origin.process.pid),
-              toolTicks: (r) => r.cpuTicks,
             });
           } finally {
             scraping = false;
@@ -350,16 +346,10 @@ ${roundRows.join('\n')}
 - Disturbed runs (†: other processes used more than ${fmt(100 * DISTURBANCE_LIMIT)} % of a bench CPU): ${disturbed.length === 0 ? 'none' : disturbed.map((r) => `round ${r.round} ${r.scenario} ${r.variant}`).join(', ')}.
 `;
   const base = writeReport(options.outDir, `${date}-metrics-overhead${suffix}`, md, {
-    date: startedAt.toISOString(),
+    ...runParameters(startedAt, options),
     commit,
-    rounds,
-    durationS,
-    warmupS,
-    connections,
     h2Clients,
     h2Streams,
-    proxyCpu,
-    loadCpu,
     loadAverage: { start: loadBefore, end: loadAfter },
     runs,
     perCoreRatio: perCore,

@@ -10,24 +10,23 @@
 // (a small recording upstream: the origin, nginx, does not show request fields). Writes
 // docs/reports/<YYYY-MM-DD>-trace-context.{md,json}.
 import { execSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { createServer, get } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { loadavg, tmpdir } from 'node:os';
+import { loadavg } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { startOrigin } from '../src/bench/compare/nginx.ts';
-import { freePort, PinnedProcess, processTree, sleep } from '../src/bench/compare/proc.ts';
+import { freePort, type PinnedProcess, processTree, sleep } from '../src/bench/compare/proc.ts';
 import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
-import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
 import { FieldList } from '../src/http/fields.ts';
 import { addRequestLines, ForwardedRequest, ForwardingPolicy, headLines } from '../src/http/forwarding.ts';
-import { parseGroupOptions } from './lib/group-options.ts';
+import { groupTmp, parseGroupOptions } from './lib/group-options.ts';
 import { measurePinned } from './lib/pinned-run.ts';
-import { fmt, loadAverages, machine, spread, writeReport } from './lib/report.ts';
+import { fmt, loadAverages, machine, runParameters, spread, writeReport } from './lib/report.ts';
 import { median } from './lib/stats.ts';
 import { ensureTools } from './lib/tools.ts';
 import { runWrk } from './lib/wrk.ts';
-import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
+import { ensureBuilt, startZproxy } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CLIENT_TRACEPARENT = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
@@ -135,7 +134,7 @@ export async function runTraceContextBench(argv: readonly string[]): Promise<num
   console.error(
     `in process, ns per request (decisions + HTTP/1.1 lines): off ${micro.off.toFixed(0)}, started ${micro.started.toFixed(0)}, continued ${micro.continued.toFixed(0)}`,
   );
-  const tmp = mkdtempSync(join(tmpdir(), 'zproxy-bench-trace-'));
+  const tmp = groupTmp('trace');
   const started: { stop(): Promise<void> }[] = [];
   const runs: Run[] = [];
   const startedAt = new Date();
@@ -171,13 +170,7 @@ export async function runTraceContextBench(argv: readonly string[]): Promise<num
       };
       writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
       const main = join(ROOT, 'dist', 'cli', 'main.js');
-      const proc = new PinnedProcess(
-        `zproxy ${variant}`,
-        proxyCpu,
-        nodeBinary(ROOT),
-        [...shebangNodeFlags(main), main, 'run', file],
-        join(tmp, `${variant}.log`),
-      );
+      const proc = startZproxy(ROOT, `zproxy ${variant}`, proxyCpu, main, file, join(tmp, `${variant}.log`));
       started.push(proc);
       await proc.waitForPort(port, 15_000);
       proxies.set(variant, { port, process: proc });
@@ -219,7 +212,6 @@ export async function runTraceContextBench(argv: readonly string[]): Promise<num
         const m = await measurePinned(proc, proxyCpu, () => load(durationS), {
           cpu: loadCpu,
           pids: processTree(origin.process.pid),
-          toolTicks: (r) => r.cpuTicks,
         });
         const result = m.result;
         const otherLoad = m.otherLoad;
@@ -343,14 +335,8 @@ ${checks.map((c) => `- ${c}.`).join('\n')}
 - Disturbed runs (†: other processes used more than ${pct(DISTURBANCE_LIMIT)} of a bench CPU): ${disturbed.length === 0 ? 'none' : disturbed.map((r) => `round ${r.round} ${r.variant}`).join(', ')}.
 `;
   const base = writeReport(options.outDir, `${date}-trace-context`, md, {
-    date: startedAt.toISOString(),
+    ...runParameters(startedAt, options),
     commit,
-    rounds,
-    durationS,
-    warmupS,
-    connections,
-    proxyCpu,
-    loadCpu,
     loadAverage: { start: loadBefore, end: loadAfter },
     runs,
     microNsPerRequest: micro,

@@ -7,6 +7,12 @@ import { join } from 'node:path';
 
 export type Variant = 'before' | 'after';
 
+/** The options of a group that compares two builds (parseGroupOptions's `extra`). */
+export const TWO_BUILDS_OPTIONS = {
+  before: { type: 'string' },
+  after: { type: 'string' },
+} as const;
+
 export interface TwoBuilds {
   /** Short commit ids; `after` ends with `+` when it is this checkout and src/ has uncommitted changes. */
   readonly beforeCommit: string;

@@ -12,13 +12,11 @@ import {
 } from '../../src/bench/compare/proc.ts';
 import { DISTURBANCE_LIMIT } from '../../src/bench/compare/results.ts';
 
-/** What runs on the load CPU on the bench's behalf: the load tool and the origin. */
-export interface LoadSide<T> {
+/** What runs on the load CPU on the bench's behalf besides the load tool (whose result has its CPU time). */
+export interface LoadSide {
   readonly cpu: number;
   /** The origin's processes (their CPU time is the bench's own, not another process's). */
   readonly pids: readonly number[];
-  /** The load tool's CPU time in clock ticks, read from the run's result; null when unknown. */
-  toolTicks(result: T): number | null;
 }
 
 export interface PinnedRun<T> {
@@ -41,14 +39,14 @@ export interface PinnedRun<T> {
 }
 
 /**
- * Runs `load` while measuring `proc` (pinned to `cpu`) and, with `loadSide`, what else ran on the load CPU;
- * throws when the process exited meanwhile.
+ * Runs `load` while measuring `proc` (pinned to `cpu`) and, with `loadSide`, what else ran on the load CPU
+ * (the load tool's own CPU time is its result's `cpuTicks`); throws when the process exited meanwhile.
  */
-export async function measurePinned<T>(
+export async function measurePinned<T extends { readonly cpuTicks: number | null }>(
   proc: PinnedProcess,
   cpu: number,
   load: () => Promise<T>,
-  loadSide?: LoadSide<T>,
+  loadSide?: LoadSide,
 ): Promise<PinnedRun<T>> {
   const clockTicks = clockTicksPerSecond();
   const pids = processTree(proc.pid);
@@ -69,7 +67,7 @@ export async function measurePinned<T>(
     if (a === undefined || b === undefined || known === null) return null;
     return Math.max(0, b.busy - a.busy + (b.steal - a.steal) - known) / (clockTicks * wall);
   };
-  const toolTicks = loadSide?.toolTicks(result) ?? null;
+  const toolTicks = result.cpuTicks;
   const otherLoad = {
     proxyCpu: other(cpu, ticks),
     loadCpu: loadSide === undefined || toolTicks === null ? null : other(loadSide.cpu, sideTicks + toolTicks),

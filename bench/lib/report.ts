@@ -3,6 +3,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { GroupOptions } from './group-options.ts';
 import { median } from './stats.ts';
 
 /** `n` with `d` decimals and thousands separators; `–` for NaN (a figure with no runs). */
@@ -37,4 +38,10 @@ export function writeReport(outDir: string, name: string, md: string, json: obje
   writeFileSync(`${base}.md`, md);
   writeFileSync(`${base}.json`, `${JSON.stringify(json, null, 2)}\n`);
   return base;
+}
+
+/** What every report's .json starts with: when the run started and the shape of its runs. */
+export function runParameters(startedAt: Date, options: GroupOptions): object {
+  const { quick, rounds, durationS, warmupS, connections, proxyCpu, loadCpu } = options;
+  return { date: startedAt.toISOString(), quick, rounds, durationS, warmupS, connections, proxyCpu, loadCpu };
 }
