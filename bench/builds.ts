@@ -10,26 +10,24 @@
 // The figure is the median over the rounds of the per-round ratio after ÷ before of req/s per core, over
 // the rounds in which neither run was disturbed; peak RSS is each run's VmHWM (reset before the run).
 // Writes docs/reports/<YYYY-MM-DD>-builds-<before>-<after>.{md,json}.
-import { execSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, release, tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { writeCertificate } from '../src/bench/compare/certificate.ts';
 import { startOrigin } from '../src/bench/compare/nginx.ts';
-import { freePort, PinnedProcess, peakRssKiB, resetPeakRss, sleep } from '../src/bench/compare/proc.ts';
+import { freePort, type PinnedProcess, peakRssKiB, resetPeakRss, sleep } from '../src/bench/compare/proc.ts';
 import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
-import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
 import { makeDemoCertificate } from '../src/demo/certificate.ts';
-import { parseGroupOptions } from './lib/group-options.ts';
-import { runH2load } from './lib/h2load.ts';
+import { buildBoth, resolveBuilds, TWO_BUILDS_OPTIONS, type Variant } from './lib/builds.ts';
+import { groupTmp, parseGroupOptions } from './lib/group-options.ts';
+import { type LoadSpec, runLoad } from './lib/load.ts';
 import { measurePinned } from './lib/pinned-run.ts';
+import { fmt, loadAverages, machine, runParameters, writeReport } from './lib/report.ts';
+import { median } from './lib/stats.ts';
 import { ensureTools } from './lib/tools.ts';
-import { runWrk } from './lib/wrk.ts';
-import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
+import { ensureBuilt, startZproxy } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
-
-type Variant = 'before' | 'after';
 
 /** The scenarios: HTTP/1.1 with wrk (keep-alive, or a connection per request), HTTP/2 with h2load. */
 const SCENARIO_SPECS = {
@@ -85,70 +83,38 @@ interface Run {
   readonly disturbed: boolean;
 }
 
-function median(values: readonly number[]): number {
-  if (values.length === 0) return Number.NaN;
-  const s = [...values].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-function git(args: string): string {
-  return execSync(`git ${args}`, { cwd: ROOT }).toString().trim();
-}
-
-/** `ref` checked out into `dir` and built; its dist/cli/main.js. */
-function buildRef(ref: string, dir: string): string {
-  mkdirSync(dir, { recursive: true });
-  execSync(`git archive ${ref} | tar -x -C ${JSON.stringify(dir)}`, { cwd: ROOT, stdio: 'inherit' });
-  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
-  const built = spawnSync('npm', ['run', 'build'], { cwd: dir, stdio: ['ignore', 'inherit', 'inherit'] });
-  if (built.status !== 0) throw new Error(`npm run build failed for ${ref}`);
-  return join(dir, 'dist', 'cli', 'main.js');
-}
-
 export async function runBuildsBench(argv: readonly string[]): Promise<number> {
   const options = parseGroupOptions(
     argv,
     ROOT,
     { rounds: 6, duration: 8 },
     {
-      before: { type: 'string' },
-      after: { type: 'string' },
+      ...TWO_BUILDS_OPTIONS,
       scenarios: { type: 'string', default: HTTP_SCENARIOS.join(',') },
-      'h2-clients': { type: 'string', default: '16' },
-      'h2-streams': { type: 'string', default: '10' },
     },
   );
-  const { rounds, durationS, warmupS, connections, proxyCpu, loadCpu, values } = options;
+  const { rounds, durationS, warmupS, connections, h2Clients, h2Streams, proxyCpu, loadCpu, values } =
+    options;
   if (typeof values.before !== 'string')
     throw new Error('--before REF is required (a commit to compare with)');
   const scenarios = String(values.scenarios).split(',') as ScenarioName[];
   for (const s of scenarios) if (!HTTP_SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}`);
-  const h2Clients = Number(values['h2-clients']);
-  const h2Streams = Number(values['h2-streams']);
   const http2 = scenarios.some((s) => SCENARIO_SPECS[s].tool === 'h2load');
   if (!ensureTools(options.install, http2 ? ['h1', 'h2'] : ['h1'])) return 1;
   ensureBuilt(ROOT);
-  const beforeCommit = git(`rev-parse --short ${values.before}`);
-  const afterRef = typeof values.after === 'string' ? values.after : null;
-  const afterCommit =
-    afterRef !== null
-      ? git(`rev-parse --short ${afterRef}`)
-      : `${git('rev-parse --short HEAD')}${git('status --porcelain --untracked-files=no src') === '' ? '' : '+'}`;
-  const tmp = mkdtempSync(join(tmpdir(), 'zproxy-bench-builds-'));
-  // nginx's worker runs as nobody when the bench runs as root: it must reach the origin's files.
-  chmodSync(tmp, 0o755);
+  const { beforeCommit, afterCommit, afterRef } = resolveBuilds(
+    ROOT,
+    values.before,
+    typeof values.after === 'string' ? values.after : null,
+  );
+  const tmp = groupTmp('builds');
   const started: { stop(): Promise<void> }[] = [];
   const runs: Run[] = [];
   const startedAt = new Date();
   const loadBefore = loadavg();
   let loadAfter = loadBefore;
   try {
-    const mains: Record<Variant, string> = {
-      before: buildRef(beforeCommit, join(tmp, 'before')),
-      after:
-        afterRef === null ? join(ROOT, 'dist', 'cli', 'main.js') : buildRef(afterCommit, join(tmp, 'after')),
-    };
+    const mains = buildBoth(ROOT, { beforeCommit, afterCommit, afterRef }, tmp);
     const origin = await startOrigin(tmp, loadCpu);
     started.push(origin);
     mkdirSync(join(tmp, 'tls'), { recursive: true });
@@ -164,11 +130,12 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
         const config = buildsConfig(port, tlsPort, origin.port, idle, certificate);
         writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
         const main = mains[variant];
-        const proc = new PinnedProcess(
+        const proc = startZproxy(
+          ROOT,
           `zproxy ${variant} (round ${round})`,
           proxyCpu,
-          nodeBinary(ROOT),
-          [...shebangNodeFlags(main), main, 'run', file],
+          main,
+          file,
           join(tmp, `${variant}-${round}.log`),
         );
         started.push(proc);
@@ -176,42 +143,27 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
         proxies.set(variant, { port, tlsPort, process: proc });
       }
       for (const scenario of scenarios) {
-        const spec = SCENARIO_SPECS[scenario];
+        const wanted = SCENARIO_SPECS[scenario];
         for (const variant of order) {
           const { port, tlsPort, process: proc } = proxies.get(variant)!;
-          const load = async (seconds: number) => {
-            if (spec.tool === 'wrk') {
-              const r = await runWrk({
-                url: `http://127.0.0.1:${port}${spec.path}`,
-                connections,
-                durationS: seconds,
-                cpu: loadCpu,
-                closeConnections: spec.close,
-              });
-              return {
-                requests: r.requests,
-                rps: r.requestsPerSecond,
-                p99Us: r.latencyUs.p99,
-                errors: r.errorCount,
-              };
-            }
-            const r = await runH2load({
-              url: spec.tls
-                ? `https://localhost:${tlsPort}${spec.path}`
-                : `http://127.0.0.1:${port}${spec.path}`,
-              clients: h2Clients,
-              streams: h2Streams,
-              durationS: seconds,
-              cpu: loadCpu,
-              logFile: join(tmp, 'h2load.log'),
-            });
-            return {
-              requests: r.requests,
-              rps: r.requestsPerSecond,
-              p99Us: r.latencyUs.p99,
-              errors: r.errorCount,
-            };
-          };
+          const spec: LoadSpec =
+            wanted.tool === 'wrk'
+              ? {
+                  tool: 'wrk',
+                  url: `http://127.0.0.1:${port}${wanted.path}`,
+                  connections,
+                  close: wanted.close,
+                }
+              : {
+                  tool: 'h2load',
+                  url: wanted.tls
+                    ? `https://localhost:${tlsPort}${wanted.path}`
+                    : `http://127.0.0.1:${port}${wanted.path}`,
+                  clients: h2Clients,
+                  streams: h2Streams,
+                  logFile: join(tmp, 'h2load.log'),
+                };
+          const load = (seconds: number) => runLoad(spec, seconds, loadCpu);
           if (warmupS > 0) await load(warmupS);
           resetPeakRss(proc.pid);
           const m = await measurePinned(proc, proxyCpu, () => load(durationS));
@@ -245,8 +197,6 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
   }
 
   // ------------------------------------------------------------------ the report
-  const fmt = (n: number, d = 0) =>
-    Number.isNaN(n) ? '–' : n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
   const of = (scenario: ScenarioName, variant: Variant) =>
     runs.filter((r) => r.scenario === scenario && r.variant === variant);
   const pairs = (scenario: ScenarioName) => {
@@ -283,15 +233,14 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
   });
   const errors = runs.reduce((n, r) => n + r.errors, 0);
   const date = startedAt.toISOString().slice(0, 10);
-  const load = (l: readonly number[]) => l.map((x) => x.toFixed(2)).join(' / ');
   const md = `# Two builds side by side: ${beforeCommit} (before) and ${afterCommit} (after) (${date})
 
-Node ${process.versions.node}, ${cpus()[0]?.model ?? 'unknown CPU'}, Linux ${release()}.
+${machine()}.
 \`npm run bench -- --only builds --before ${beforeCommit}${afterRef === null ? '' : ` --after ${afterCommit}`}\` (bench/builds.ts): ${rounds} rounds of ${durationS} s runs (after ${warmupS} s of
 warm-up each); both builds started anew each round, one process each, pinned to CPU ${proxyCpu}; nginx (the origin) and
 the load tool on CPU ${loadCpu}. Runs alternate within a round (before, after; the next round after, before).
 HTTP/1.1: wrk \`-t1 -c${connections}\`; HTTP/2: h2load \`-c${h2Clients} -m${h2Streams}\` (h2c, and TLS with ALPN h2).
-Load average (1 / 5 / 15 min) at the start: ${load(loadBefore)}; at the end: ${load(loadAfter)}.
+Load average (1 / 5 / 15 min) at the start: ${loadAverages(loadBefore)}; at the end: ${loadAverages(loadAfter)}.
 
 ## After ÷ before
 
@@ -318,12 +267,20 @@ ${runs.map((r) => `| ${r.round} | ${r.scenario} | ${r.variant} | ${fmt(r.rps)} |
 
 † another process used more than ${fmt(100 * DISTURBANCE_LIMIT)} % of the proxy CPU during the run.
 `;
-  const outDir = resolve(options.outDir);
-  const base = join(outDir, `${date}-builds-${beforeCommit}-${afterCommit.replace('+', '')}`);
-  writeFileSync(`${base}.md`, md);
-  writeFileSync(
-    `${base}.json`,
-    `${JSON.stringify({ date: startedAt.toISOString(), before: beforeCommit, after: afterCommit, rounds, durationS, warmupS, connections, h2Clients, h2Streams, proxyCpu, loadCpu, rows, runs, errors }, null, 2)}\n`,
+  const base = writeReport(
+    options.outDir,
+    `${date}-builds-${beforeCommit}-${afterCommit.replace('+', '')}`,
+    md,
+    {
+      ...runParameters(startedAt, options),
+      before: beforeCommit,
+      after: afterCommit,
+      h2Clients,
+      h2Streams,
+      rows,
+      runs,
+      errors,
+    },
   );
   for (const r of rows)
     console.error(

@@ -10,19 +10,19 @@
 // another target), the req/s per core before and after, the retries zproxy made and the ejections it logged.
 // Writes docs/reports/<YYYY-MM-DD>-failover.{md,json}.
 import { execSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
-import { cpus, loadavg, release, tmpdir } from 'node:os';
+import { loadavg } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { type NginxInstance, startOrigin } from '../src/bench/compare/nginx.ts';
-import { freePort, PinnedProcess, processTree, sleep } from '../src/bench/compare/proc.ts';
+import { freePort, processTree, sleep } from '../src/bench/compare/proc.ts';
 import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
-import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
-import { parseGroupOptions } from './lib/group-options.ts';
+import { groupTmp, parseGroupOptions } from './lib/group-options.ts';
 import { measurePinned } from './lib/pinned-run.ts';
+import { fmt, loadAverages, machine, runParameters, spread, writeReport } from './lib/report.ts';
 import { ensureTools } from './lib/tools.ts';
 import { runWrk } from './lib/wrk.ts';
-import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
+import { ensureBuilt, startZproxy } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const TARGETS = 4;
@@ -86,7 +86,7 @@ export async function runFailoverBench(argv: readonly string[]): Promise<number>
   const { rounds, durationS, warmupS, connections, proxyCpu, loadCpu } = options;
   if (!ensureTools(options.install, ['h1'])) return 1;
   ensureBuilt(ROOT);
-  const tmp = mkdtempSync(join(tmpdir(), 'zproxy-bench-failover-'));
+  const tmp = groupTmp('failover');
   const started: { stop(): Promise<void> }[] = [];
   const runs: Run[] = [];
   const counts: RoundCounts[] = [];
@@ -127,11 +127,12 @@ export async function runFailoverBench(argv: readonly string[]): Promise<number>
         );
         const main = join(ROOT, 'dist', 'cli', 'main.js');
         const logFile = join(tmp, `zproxy-${round}-${variant}.log`);
-        const proc = new PinnedProcess(
+        const proc = startZproxy(
+          ROOT,
           `zproxy failover ${variant} (round ${round})`,
           proxyCpu,
-          nodeBinary(ROOT),
-          [...shebangNodeFlags(main), main, 'run', file],
+          main,
+          file,
           logFile,
         );
         started.push(proc);
@@ -190,12 +191,8 @@ export async function runFailoverBench(argv: readonly string[]): Promise<number>
   }
 
   // ------------------------------------------------------------------ the report
-  const fmt = (n: number, d = 0) =>
-    n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
   const of = (variant: Variant, phase: Phase) =>
     runs.filter((r) => r.variant === variant && r.phase === phase);
-  const spread = (xs: readonly number[]) =>
-    `${fmt(median(xs))} (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})`;
   const failedAfterKill = (variant: Variant) => of(variant, 'kill').reduce((n, r) => n + r.failed, 0);
   const otherFailed = runs.filter((r) => r.phase !== 'kill').reduce((n, r) => n + r.failed, 0);
   const summary = (['outlier', 'retries'] as const).map((variant) => {
@@ -222,11 +219,10 @@ export async function runFailoverBench(argv: readonly string[]): Promise<number>
       return 'unknown';
     }
   })();
-  const load = (l: readonly number[]) => l.map((x) => x.toFixed(2)).join(' / ');
   const goal = summary.find((s) => s.variant === 'outlier')!.failedAfterKill === 0;
   const md = `# Failover: a target killed under load (${date})
 
-zproxy ${commit}, Node ${process.versions.node}, ${cpus()[0]?.model ?? 'unknown CPU'}, Linux ${release()}.
+zproxy ${commit}, ${machine()}.
 \`npm run bench -- --only failover\` (bench/failover.ts): ${rounds} rounds; in each, each variant is started anew
 (zproxy, one process, no access log, pinned to CPU ${proxyCpu}; ${TARGETS} nginx origins and wrk \`-t1 -c${connections}\`
 HTTP/1.1 keep-alive on CPU ${loadCpu}), warmed up ${warmupS} s, then three phases of ${durationS} s: \`before\` (${TARGETS}
@@ -234,7 +230,7 @@ targets), \`kill\` (one origin killed with SIGKILL ${fmt(durationS / 4, 1)} s in
 One route over the ${TARGETS} targets, round robin. \`outlier\`: the defaults (outlier detection on: 5 failures in a
 row eject a target; retries on connect failures and resets). \`retries\`: \`outlier_detection\` off, so every
 pick of the dead target costs a refused connection and a retry. Variants alternate within a round.
-Load average (1 / 5 / 15 min) at the start: ${load(loadBefore)}; at the end: ${load(loadAfter)}.
+Load average (1 / 5 / 15 min) at the start: ${loadAverages(loadBefore)}; at the end: ${loadAverages(loadAfter)}.
 
 ## Target (issue 17)
 
@@ -274,13 +270,14 @@ ${runs.map((r) => `| ${r.round} | ${r.variant} | ${r.phase} | ${fmt(r.rps)} | ${
 
 † another process used more than ${fmt(100 * DISTURBANCE_LIMIT)} % of the proxy CPU during the run.
 `;
-  const outDir = resolve(options.outDir);
-  const base = join(outDir, `${date}-failover`);
-  writeFileSync(`${base}.md`, md);
-  writeFileSync(
-    `${base}.json`,
-    `${JSON.stringify({ date: startedAt.toISOString(), commit, rounds, durationS, warmupS, connections, proxyCpu, loadCpu, summary, counts, runs, goal }, null, 2)}\n`,
-  );
+  const base = writeReport(options.outDir, `${date}-failover`, md, {
+    ...runParameters(startedAt, options),
+    commit,
+    summary,
+    counts,
+    runs,
+    goal,
+  });
   console.error(
     summary
       .map(

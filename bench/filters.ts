@@ -11,27 +11,20 @@
 // socket error or cache-hit run that reached the origin makes the bench exit non-zero (the report is written).
 // Writes docs/reports/<YYYY-MM-DD>-filters.{md,json}.
 import { execSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
-import { cpus, loadavg, release, tmpdir } from 'node:os';
+import { loadavg } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { type NginxInstance, SMALL_BODY, startOrigin } from '../src/bench/compare/nginx.ts';
-import {
-  clockTicksPerSecond,
-  cpuTicks,
-  freePort,
-  PinnedProcess,
-  processTree,
-  readCpuTimes,
-  sleep,
-} from '../src/bench/compare/proc.ts';
+import { freePort, type PinnedProcess, processTree, sleep } from '../src/bench/compare/proc.ts';
 import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
-import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
-import { parseGroupOptions } from './lib/group-options.ts';
-import { runPinnedTool } from './lib/load-tool.ts';
+import { groupTmp, parseGroupOptions } from './lib/group-options.ts';
+import { measurePinned } from './lib/pinned-run.ts';
+import { fmt, loadAverages, machine, runParameters, spread, writeReport } from './lib/report.ts';
+import { median } from './lib/stats.ts';
 import { ensureTools } from './lib/tools.ts';
-import { parseWrkOutput, type WrkErrors, type WrkResult } from './lib/wrk.ts';
-import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
+import { runWrk, type WrkErrors } from './lib/wrk.ts';
+import { ensureBuilt, startZproxy } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const ORIGIN = 'https://app.example.com';
@@ -63,7 +56,7 @@ function middlewares(variant: Variant): object[] {
 }
 
 function headersFor(variant: Variant): string[] {
-  return variant === 'chain' ? ['-H', `Origin: ${ORIGIN}`, '-H', `x-api-key: ${KEY}`] : [];
+  return variant === 'chain' ? [`Origin: ${ORIGIN}`, `x-api-key: ${KEY}`] : [];
 }
 
 interface Run {
@@ -92,12 +85,6 @@ interface Run {
 /** A cache-hit run whose origin used more than this fraction of a core sent requests upstream. */
 const ORIGIN_IDLE_LIMIT = 0.02;
 
-function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 function fetchHeaders(port: number, headers: Record<string, string>): Promise<Record<string, unknown>> {
   return new Promise((resolveHeaders, reject) => {
     const req = get({ host: '127.0.0.1', port, path: '/small', headers, agent: false }, (res) => {
@@ -113,7 +100,7 @@ export async function runFiltersBench(argv: readonly string[]): Promise<number> 
   const { rounds, durationS, warmupS, connections, proxyCpu, loadCpu } = options;
   if (!ensureTools(options.install, ['h1'])) return 1;
   ensureBuilt(ROOT);
-  const tmp = mkdtempSync(join(tmpdir(), 'zproxy-bench-filters-'));
+  const tmp = groupTmp('filters');
   const started: { stop(): Promise<void> }[] = [];
   const runs: Run[] = [];
   const startedAt = new Date();
@@ -139,14 +126,7 @@ export async function runFiltersBench(argv: readonly string[]): Promise<number> 
       };
       writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
       const main = join(ROOT, 'dist', 'cli', 'main.js');
-      const args = [...shebangNodeFlags(main), main, 'run', file];
-      const proc = new PinnedProcess(
-        `zproxy ${variant}`,
-        proxyCpu,
-        nodeBinary(ROOT),
-        args,
-        join(tmp, `${variant}.log`),
-      );
+      const proc = startZproxy(ROOT, `zproxy ${variant}`, proxyCpu, main, file, join(tmp, `${variant}.log`));
       started.push(proc);
       await proc.waitForPort(port, 15_000);
       proxies.set(variant, { port, process: proc });
@@ -168,50 +148,30 @@ export async function runFiltersBench(argv: readonly string[]): Promise<number> 
     if (!String(hit['cache-status']).includes('hit')) {
       throw new Error(`the cache variant does not hit: ${JSON.stringify(hit)}`);
     }
-    const clockTicks = clockTicksPerSecond();
     for (let round = 1; round <= rounds; round++) {
       for (const variant of VARIANTS) {
         const { port, process: proc } = proxies.get(variant)!;
-        const url = `http://127.0.0.1:${port}/small`;
-        const args = (seconds: number) => [
-          '-t1',
-          `-c${connections}`,
-          `-d${seconds}s`,
-          '--latency',
-          ...headersFor(variant),
-          url,
-        ];
-        if (warmupS > 0) await runPinnedTool('wrk', args(warmupS), loadCpu, warmupS);
-        const pids = processTree(proc.pid);
-        const originPids = processTree(origin.process.pid);
-        const before = { proxy: cpuTicks(pids), origin: cpuTicks(originPids) };
-        const cpuBefore = readCpuTimes();
-        const t0 = performance.now();
-        const out = await runPinnedTool('wrk', args(durationS), loadCpu, durationS);
-        const wall = (performance.now() - t0) / 1000;
-        const cpuAfter = readCpuTimes();
-        const ticks = cpuTicks(pids) - before.proxy;
-        const originTicks = cpuTicks(originPids) - before.origin;
-        for (const service of [proc, origin.process]) {
-          if (!service.alive) {
-            throw new Error(
-              `${service.name} exited during the run (${service.exitDescription}):\n${service.logTail()}`,
-            );
-          }
+        const load = (seconds: number) =>
+          runWrk({
+            url: `http://127.0.0.1:${port}/small`,
+            connections,
+            durationS: seconds,
+            cpu: loadCpu,
+            closeConnections: false,
+            headers: headersFor(variant),
+          });
+        if (warmupS > 0) await load(warmupS);
+        const m = await measurePinned(proc, proxyCpu, () => load(durationS), {
+          cpu: loadCpu,
+          pids: processTree(origin.process.pid),
+        });
+        if (!origin.process.alive) {
+          throw new Error(
+            `${origin.process.name} exited during the run (${origin.process.exitDescription}):\n${origin.process.logTail()}`,
+          );
         }
-        const result: WrkResult = parseWrkOutput(out.stdout);
-        const cpuSeconds = ticks / clockTicks;
-        // As in zproxy compare: busy + steal time on a bench CPU minus what the bench's own processes used.
-        const other = (cpu: number, known: number | null): number | null => {
-          const a = cpuBefore.get(cpu);
-          const b = cpuAfter.get(cpu);
-          if (a === undefined || b === undefined || known === null) return null;
-          return Math.max(0, b.busy - a.busy + (b.steal - a.steal) - known) / (clockTicks * wall);
-        };
-        const otherLoad = {
-          proxyCpu: other(proxyCpu, ticks),
-          loadCpu: other(loadCpu, out.cpuTicks === null ? null : originTicks + out.cpuTicks),
-        };
+        const result = m.result;
+        const otherLoad = m.otherLoad;
         const run: Run = {
           round,
           variant,
@@ -220,12 +180,11 @@ export async function runFiltersBench(argv: readonly string[]): Promise<number> 
           p99Us: result.latencyUs.p99,
           errors: result.errorCount,
           errorDetail: result.errors,
-          cpuUsPerRequest: result.requests > 0 ? (cpuSeconds * 1e6) / result.requests : 0,
-          proxyCpuBusy: cpuSeconds / wall,
-          originCpuBusy: originTicks / clockTicks / wall,
+          cpuUsPerRequest: result.requests > 0 ? (m.cpuSeconds * 1e6) / result.requests : 0,
+          proxyCpuBusy: m.busy,
+          originCpuBusy: m.loadSideCpuSeconds / m.wall,
           otherLoad,
-          disturbed:
-            (otherLoad.proxyCpu ?? 0) > DISTURBANCE_LIMIT || (otherLoad.loadCpu ?? 0) > DISTURBANCE_LIMIT,
+          disturbed: m.disturbed,
         };
         runs.push(run);
         const pct = (x: number | null) => (x === null ? '?' : `${(100 * x).toFixed(0)} %`);
@@ -260,10 +219,6 @@ export async function runFiltersBench(argv: readonly string[]): Promise<number> 
   // Hits never reach the origin: a cache-hit run with a busy origin was not all hits.
   const missedRuns = by('cache-hit').filter((r) => r.originCpuBusy > ORIGIN_IDLE_LIMIT);
   const date = startedAt.toISOString().slice(0, 10);
-  const fmt = (n: number, d = 0) =>
-    n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
-  const spread = (xs: readonly number[], d = 0) =>
-    `${fmt(median(xs), d)} (${fmt(Math.min(...xs), d)}–${fmt(Math.max(...xs), d)})`;
   const pct = (x: number | null) => (x === null ? '?' : `${fmt(100 * x)} %`);
   const rows = VARIANTS.map((variant) => {
     const rs = by(variant);
@@ -294,14 +249,13 @@ export async function runFiltersBench(argv: readonly string[]): Promise<number> 
       return 'unknown';
     }
   })();
-  const load = (l: readonly number[]) => l.map((x) => x.toFixed(2)).join(' / ');
   const md = `# Filters: what a typical chain and a cache hit cost (${date})
 
-zproxy ${commit}, Node ${process.versions.node}, ${cpus()[0]?.model ?? 'unknown CPU'}, Linux ${release()}.
+zproxy ${commit}, ${machine()}.
 \`npm run bench -- --only filters\` (bench/filters.ts): ${rounds} interleaved rounds of ${durationS} s (after ${warmupS} s of
 warm-up each), wrk \`-t1 -c${connections}\` on CPU ${loadCpu} with the nginx origin; each zproxy (one process,
 no access log) pinned to CPU ${proxyCpu}. The response is the origin's \`/small\` (${JSON.stringify(SMALL_BODY)}), keep-alive.
-Load average (1 / 5 / 15 min) at the start: ${load(loadBefore)}; at the end: ${load(loadAfter)} (the bench's own load
+Load average (1 / 5 / 15 min) at the start: ${loadAverages(loadBefore)}; at the end: ${loadAverages(loadAfter)} (the bench's own load
 included: it keeps both CPUs busy; the other load per run is under Rounds).
 
 | variant | what |
@@ -338,34 +292,18 @@ ${roundRows.join('\n')}
 - Origin CPU in the cache-hit runs (hits never reach it; a run over ${pct(ORIGIN_IDLE_LIMIT)} counts as missing): ${missedRuns.length === 0 ? 'every run was under the limit' : `**${missedRuns.length} run(s) over the limit (the bench failed)**`}.
 - Disturbed runs (†: other processes used more than ${pct(DISTURBANCE_LIMIT)} of a bench CPU): ${disturbed.length === 0 ? 'none' : disturbed.map((r) => `round ${r.round} ${r.variant}`).join(', ')}.
 `;
-  const outDir = resolve(options.outDir);
-  const base = join(outDir, `${date}-filters`);
-  writeFileSync(`${base}.md`, md);
-  writeFileSync(
-    `${base}.json`,
-    `${JSON.stringify(
-      {
-        date: startedAt.toISOString(),
-        commit,
-        rounds,
-        durationS,
-        warmupS,
-        connections,
-        proxyCpu,
-        loadCpu,
-        loadAverage: { start: loadBefore, end: loadAfter },
-        runs,
-        chainRatio,
-        cacheRatio,
-        targets: { chainAtMost15PercentCost: chainHolds, cacheHitFasterThanProxying: cacheHolds },
-        errors,
-        disturbedRuns: disturbed.length,
-        cacheRunsReachingOrigin: missedRuns.length,
-      },
-      null,
-      2,
-    )}\n`,
-  );
+  const base = writeReport(options.outDir, `${date}-filters`, md, {
+    ...runParameters(startedAt, options),
+    commit,
+    loadAverage: { start: loadBefore, end: loadAfter },
+    runs,
+    chainRatio,
+    cacheRatio,
+    targets: { chainAtMost15PercentCost: chainHolds, cacheHitFasterThanProxying: cacheHolds },
+    errors,
+    disturbedRuns: disturbed.length,
+    cacheRunsReachingOrigin: missedRuns.length,
+  });
   console.error(
     `chain ÷ plain ${fmt(chainRatio, 2)} (target ≥ 0.85 ${chainHolds ? 'holds' : 'does not hold'}), cache-hit ÷ plain ${fmt(cacheRatio, 2)} (target > 1 ${cacheHolds ? 'holds' : 'does not hold'}), errors ${errors}, disturbed runs ${disturbed.length}`,
   );

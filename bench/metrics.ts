@@ -9,29 +9,21 @@
 // per core busy). The counting of one exchange is also timed alone, in this process, for the report.
 // Writes docs/reports/<YYYY-MM-DD>-metrics-overhead.{md,json}.
 import { execSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
-import { cpus, loadavg, release, tmpdir } from 'node:os';
+import { loadavg } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { startOrigin } from '../src/bench/compare/nginx.ts';
-import {
-  clockTicksPerSecond,
-  cpuTicks,
-  freePort,
-  PinnedProcess,
-  processTree,
-  readCpuTimes,
-  sleep,
-} from '../src/bench/compare/proc.ts';
+import { freePort, type PinnedProcess, processTree, sleep } from '../src/bench/compare/proc.ts';
 import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
-import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
 import { MetricRegistry } from '../src/observe/metrics.ts';
-import { parseGroupOptions } from './lib/group-options.ts';
-import { runH2load } from './lib/h2load.ts';
-import { runPinnedTool } from './lib/load-tool.ts';
+import { groupTmp, parseGroupOptions } from './lib/group-options.ts';
+import { type LoadFigures, type LoadSpec, runLoad } from './lib/load.ts';
+import { measurePinned, type PinnedRun } from './lib/pinned-run.ts';
+import { fmt, loadAverages, machine, runParameters, spread, writeReport } from './lib/report.ts';
+import { median } from './lib/stats.ts';
 import { ensureTools } from './lib/tools.ts';
-import { parseWrkOutput } from './lib/wrk.ts';
-import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
+import { ensureBuilt, startZproxy } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
@@ -52,12 +44,6 @@ interface Run {
   readonly proxyCpuBusy: number;
   readonly otherLoad: { readonly proxyCpu: number | null; readonly loadCpu: number | null };
   readonly disturbed: boolean;
-}
-
-function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 function fetchText(port: number, path: string): Promise<{ status: number; text: string }> {
@@ -114,21 +100,18 @@ export async function runMetricsBench(argv: readonly string[]): Promise<number> 
     ROOT,
     { rounds: 8, duration: 8 },
     {
-      'h2-clients': { type: 'string', default: '16' },
-      'h2-streams': { type: 'string', default: '10' },
       scenarios: { type: 'string', default: ALL_SCENARIOS.join(',') },
     },
   );
-  const { rounds, durationS, warmupS, connections, proxyCpu, loadCpu, values } = options;
+  const { rounds, durationS, warmupS, connections, h2Clients, h2Streams, proxyCpu, loadCpu, values } =
+    options;
   const SCENARIOS = String(values.scenarios).split(',') as Scenario[];
   for (const s of SCENARIOS) if (!ALL_SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}`);
   // A run of some workloads only gets a report of its own.
   const suffix = SCENARIOS.length === ALL_SCENARIOS.length ? '' : `-${SCENARIOS.join('-')}`;
-  const h2Clients = Number(values['h2-clients']);
-  const h2Streams = Number(values['h2-streams']);
   if (!ensureTools(options.install, ['h1', 'h2'])) return 1;
   ensureBuilt(ROOT);
-  const tmp = mkdtempSync(join(tmpdir(), 'zproxy-bench-metrics-'));
+  const tmp = groupTmp('metrics');
   const started: { stop(): Promise<void> }[] = [];
   const runs: Run[] = [];
   const startedAt = new Date();
@@ -161,11 +144,12 @@ export async function runMetricsBench(argv: readonly string[]): Promise<number> 
         };
         writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
         const main = join(ROOT, 'dist', 'cli', 'main.js');
-        const proc = new PinnedProcess(
+        const proc = startZproxy(
+          ROOT,
           `zproxy metrics ${variant} (round ${round})`,
           proxyCpu,
-          nodeBinary(ROOT),
-          [...shebangNodeFlags(main), main, 'run', file],
+          main,
+          file,
           join(tmp, `${variant}-${round}.log`),
         );
         proxies.set(variant, { port, process: proc });
@@ -183,48 +167,24 @@ export async function runMetricsBench(argv: readonly string[]): Promise<number> 
       sentOn += 1;
       return { proxies, adminPort };
     };
-    const clockTicks = clockTicksPerSecond();
     for (let round = 1; round <= rounds; round++) {
       const order: Variant[] = round % 2 === 1 ? ['off', 'on'] : ['on', 'off'];
       const { proxies, adminPort } = await startProxies(round);
       for (const scenario of SCENARIOS) {
         for (const variant of order) {
           const { port, process: proc } = proxies.get(variant)!;
-          const load = async (seconds: number) => {
-            if (scenario === 'small') {
-              const out = await runPinnedTool(
-                'wrk',
-                ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', `http://127.0.0.1:${port}/small`],
-                loadCpu,
-                seconds,
-              );
-              const r = parseWrkOutput(out.stdout);
-              return {
-                requests: r.requests,
-                rps: r.requestsPerSecond,
-                p99Us: r.latencyUs.p99,
-                errors: r.errorCount,
-                cpuTicks: out.cpuTicks,
-              };
-            }
-            const r = await runH2load({
-              url: `http://127.0.0.1:${port}/small`,
-              clients: h2Clients,
-              streams: h2Streams,
-              durationS: seconds,
-              cpu: loadCpu,
-              logFile: join(tmp, 'h2load.log'),
-            });
-            return {
-              requests: r.requests,
-              rps: r.requestsPerSecond,
-              p99Us: r.latencyUs.p99,
-              errors: r.errorCount,
-              cpuTicks: r.cpuTicks,
-            };
-          };
+          const spec: LoadSpec =
+            scenario === 'small'
+              ? { tool: 'wrk', url: `http://127.0.0.1:${port}/small`, connections, close: false }
+              : {
+                  tool: 'h2load',
+                  url: `http://127.0.0.1:${port}/small`,
+                  clients: h2Clients,
+                  streams: h2Streams,
+                  logFile: join(tmp, 'h2load.log'),
+                };
           if (warmupS > 0) {
-            const w = await load(warmupS);
+            const w = await runLoad(spec, warmupS, loadCpu);
             if (variant === 'on') sentOn += w.requests;
           }
           // The `on` runs are scraped once a second meanwhile.
@@ -236,45 +196,30 @@ export async function runMetricsBench(argv: readonly string[]): Promise<number> 
               if ((await fetchText(adminPort, '/metrics')).status === 200) scrapes++;
             }
           })();
-          const pids = processTree(proc.pid);
-          const ticksBefore = cpuTicks(pids);
-          const originTicksBefore = cpuTicks(processTree(origin.process.pid));
-          const cpuBefore = readCpuTimes();
-          const t0 = performance.now();
-          const result = await load(durationS);
-          const wall = (performance.now() - t0) / 1000;
-          scraping = false;
+          let m: PinnedRun<LoadFigures>;
+          try {
+            m = await measurePinned(proc, proxyCpu, () => runLoad(spec, durationS, loadCpu), {
+              cpu: loadCpu,
+              pids: processTree(origin.process.pid),
+            });
+          } finally {
+            scraping = false;
+          }
           await scraper;
-          const cpuAfter = readCpuTimes();
-          const ticks = cpuTicks(pids) - ticksBefore;
-          if (!proc.alive) throw new Error(`${proc.name} exited during the run:\n${proc.logTail()}`);
+          const result = m.result;
           if (variant === 'on') sentOn += result.requests;
-          const cpuSeconds = ticks / clockTicks;
-          const other = (cpu: number, known: number | null): number | null => {
-            const a = cpuBefore.get(cpu);
-            const b = cpuAfter.get(cpu);
-            if (a === undefined || b === undefined || known === null) return null;
-            return Math.max(0, b.busy - a.busy + (b.steal - a.steal) - known) / (clockTicks * wall);
-          };
-          const loadTicks = cpuTicks(processTree(origin.process.pid)) - originTicksBefore;
-          const otherLoad = {
-            proxyCpu: other(proxyCpu, ticks),
-            loadCpu: other(loadCpu, result.cpuTicks === null ? null : loadTicks + result.cpuTicks),
-          };
-          const busy = cpuSeconds / wall;
           const run: Run = {
             round,
             scenario,
             variant,
             rps: result.rps,
-            rpsPerCore: busy > 0 ? result.rps / busy : 0,
+            rpsPerCore: m.busy > 0 ? result.rps / m.busy : 0,
             p99Us: result.p99Us,
             errors: result.errors,
-            cpuUsPerRequest: result.requests > 0 ? (cpuSeconds * 1e6) / result.requests : 0,
-            proxyCpuBusy: busy,
-            otherLoad,
-            disturbed:
-              (otherLoad.proxyCpu ?? 0) > DISTURBANCE_LIMIT || (otherLoad.loadCpu ?? 0) > DISTURBANCE_LIMIT,
+            cpuUsPerRequest: result.requests > 0 ? (m.cpuSeconds * 1e6) / result.requests : 0,
+            proxyCpuBusy: m.busy,
+            otherLoad: m.otherLoad,
+            disturbed: m.disturbed,
           };
           runs.push(run);
           console.error(
@@ -294,10 +239,6 @@ export async function runMetricsBench(argv: readonly string[]): Promise<number> 
 
   // ------------------------------------------------------------------ the report
   const counting = countingCostNs();
-  const fmt = (n: number, d = 0) =>
-    n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
-  const spread = (xs: readonly number[], d = 0) =>
-    `${fmt(median(xs), d)} (${fmt(Math.min(...xs), d)}–${fmt(Math.max(...xs), d)})`;
 
   const of = (scenario: Scenario, variant: Variant) =>
     runs.filter((r) => r.scenario === scenario && r.variant === variant);
@@ -358,16 +299,15 @@ export async function runMetricsBench(argv: readonly string[]): Promise<number> 
     (r) =>
       `| ${r.round} | ${r.scenario} | ${r.variant} | ${fmt(r.rps)} | ${fmt(r.rpsPerCore)} | ${fmt(r.cpuUsPerRequest, 2)} | ${pctOf(r.otherLoad.proxyCpu)} / ${pctOf(r.otherLoad.loadCpu)}${r.disturbed ? ' †' : ''} |`,
   );
-  const load = (l: readonly number[]) => l.map((x) => x.toFixed(2)).join(' / ');
   const md = `# Metrics: what counting costs (${date})
 
-zproxy ${commit}, Node ${process.versions.node}, ${cpus()[0]?.model ?? 'unknown CPU'}, Linux ${release()}.
+zproxy ${commit}, ${machine()}.
 \`npm run bench -- --only metrics\` (bench/metrics.ts): ${rounds} rounds of ${durationS} s (after ${warmupS} s of warm-up each);
 each zproxy (one process, no access log, started anew each round) pinned to CPU ${proxyCpu}; the load tool and the nginx origin on CPU ${loadCpu}.
 \`off\`: no \`admin\` (nothing counted); \`on\`: \`admin: { port }\` with metrics on, /metrics scraped once a second
 during its runs (${scrapes} scrapes). Runs alternate: off then on in odd rounds, on then off in even ones.
 Workloads: \`small\` = wrk \`-t1 -c${connections}\` HTTP/1.1 keep-alive; \`h2c-small\` = h2load \`-c${h2Clients} -m${h2Streams}\` (h2c).
-Load average (1 / 5 / 15 min) at the start: ${load(loadBefore)}; at the end: ${load(loadAfter)}.
+Load average (1 / 5 / 15 min) at the start: ${loadAverages(loadBefore)}; at the end: ${loadAverages(loadAfter)}.
 
 ## Target (issue 16)
 
@@ -405,37 +345,21 @@ ${roundRows.join('\n')}
 - The \`on\` instances counted ${fmt(counted)} requests in \`zproxy_requests_total\`; the load tools reported ${fmt(sentOn)} completed (warm-ups and each round's check request included); the difference, ${fmt(100 * countGap, 2)} %, is the requests cut off at the end of each run, which the tools do not count.
 - Disturbed runs (†: other processes used more than ${fmt(100 * DISTURBANCE_LIMIT)} % of a bench CPU): ${disturbed.length === 0 ? 'none' : disturbed.map((r) => `round ${r.round} ${r.scenario} ${r.variant}`).join(', ')}.
 `;
-  const outDir = resolve(options.outDir);
-  const base = join(outDir, `${date}-metrics-overhead${suffix}`);
-  writeFileSync(`${base}.md`, md);
-  writeFileSync(
-    `${base}.json`,
-    `${JSON.stringify(
-      {
-        date: startedAt.toISOString(),
-        commit,
-        rounds,
-        durationS,
-        warmupS,
-        connections,
-        h2Clients,
-        h2Streams,
-        proxyCpu,
-        loadCpu,
-        loadAverage: { start: loadBefore, end: loadAfter },
-        runs,
-        perCoreRatio: perCore,
-        target: { atMost3PercentPerCore: holds },
-        countingNsPerExchange: counting,
-        errors,
-        scrapes,
-        counted,
-        sentOn,
-      },
-      null,
-      2,
-    )}\n`,
-  );
+  const base = writeReport(options.outDir, `${date}-metrics-overhead${suffix}`, md, {
+    ...runParameters(startedAt, options),
+    commit,
+    h2Clients,
+    h2Streams,
+    loadAverage: { start: loadBefore, end: loadAfter },
+    runs,
+    perCoreRatio: perCore,
+    target: { atMost3PercentPerCore: holds },
+    countingNsPerExchange: counting,
+    errors,
+    scrapes,
+    counted,
+    sentOn,
+  });
   console.error(
     `on ÷ off per core: ${SCENARIOS.map((s) => `${s} ${fmt(perCore[s], 3)}`).join(', ')} (target ≥ 0.97 ${holds ? 'holds' : 'does not hold'}), errors ${errors}`,
   );

@@ -16,7 +16,7 @@ import WebSocket from 'ws';
 import { startOrigin } from '../src/bench/compare/nginx.ts';
 import { freePort, PinnedProcess } from '../src/bench/compare/proc.ts';
 import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
-import { runH2load } from './lib/h2load.ts';
+import { type LoadSpec, runLoad } from './lib/load.ts';
 import type {
   CallFrame,
   CpuProfile,
@@ -24,7 +24,6 @@ import type {
   SamplingHeapNode,
   SamplingHeapSample,
 } from './lib/v8-profile.ts';
-import { runWrk } from './lib/wrk.ts';
 import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -130,27 +129,22 @@ async function main(): Promise<void> {
   );
   try {
     await proxy.waitForPort(port, 15_000);
-    const load = async (s: number): Promise<number> => {
-      if (scenario === 'h2c') {
-        const r = await runH2load({
-          url: `http://127.0.0.1:${port}${values.path}`,
-          clients: 16,
-          streams: 10,
-          durationS: s,
-          cpu: loadCpu,
-          logFile: null,
-        });
-        return r.requests;
-      }
-      const r = await runWrk({
-        url: `http://127.0.0.1:${port}${values.path}`,
-        connections: 64,
-        durationS: s,
-        cpu: loadCpu,
-        closeConnections: scenario === 'close',
-      });
-      return r.requests;
-    };
+    const spec: LoadSpec =
+      scenario === 'h2c'
+        ? {
+            tool: 'h2load',
+            url: `http://127.0.0.1:${port}${values.path}`,
+            clients: 16,
+            streams: 10,
+            logFile: null,
+          }
+        : {
+            tool: 'wrk',
+            url: `http://127.0.0.1:${port}${values.path}`,
+            connections: 64,
+            close: scenario === 'close',
+          };
+    const load = async (s: number): Promise<number> => (await runLoad(spec, s, loadCpu)).requests;
     await load(3); // warm-up: JIT, pools
     if (values.kind === 'gc') {
       // V8's --trace-gc-nvp line of every collection says what was allocated since the one before, what

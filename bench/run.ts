@@ -7,6 +7,9 @@
 //   --only trace     the W3C trace context against without (bench/trace-context.ts)
 //   --only failover  4 targets, one killed under load, with outlier detection and without (bench/failover.ts)
 //   --only builds    two builds side by side: --before REF against this checkout or --after REF (bench/builds.ts)
+//   --only instance  issue 15's figures for two builds (--before REF, --after REF or this checkout): req/s per
+//                    core with 1 and 2 workers, rate_limit ÷ plain, peak RSS with 1, 2, 4 workers, a
+//                    connection per request and h2c with the default pool against nginx (bench/instance.ts)
 // Each group has its own options (see its file); they use wrk and h2load.
 import { join, resolve } from 'node:path';
 import { COMPARE_USAGE, parseCompareArgs } from '../src/bench/compare/options.ts';
@@ -21,6 +24,7 @@ const GROUPS: Record<string, () => Promise<number>> = {
   trace: async () => (await import('./trace-context.ts')).runTraceContextBench(process.argv.slice(2)),
   failover: async () => (await import('./failover.ts')).runFailoverBench(process.argv.slice(2)),
   builds: async () => (await import('./builds.ts')).runBuildsBench(process.argv.slice(2)),
+  instance: async () => (await import('./instance.ts')).runInstanceBench(process.argv.slice(2)),
 };
 
 function today(): string {
@@ -43,7 +47,7 @@ async function main(): Promise<number> {
   const line = parseCompareArgs(argv);
   if (line.kind === 'help') {
     console.log(`npm run bench -- [options]: zproxy compare from a checkout (report in docs/reports/<date>-compare
-unless --report), or --only filters|metrics|trace|failover|builds.\n\n${COMPARE_USAGE}`);
+unless --report), or --only filters|metrics|trace|failover|builds|instance.\n\n${COMPARE_USAGE}`);
     return 0;
   }
   if (line.kind === 'usage-error') {

@@ -10,30 +10,23 @@
 // (a small recording upstream: the origin, nginx, does not show request fields). Writes
 // docs/reports/<YYYY-MM-DD>-trace-context.{md,json}.
 import { execSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { createServer, get } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { cpus, loadavg, release, tmpdir } from 'node:os';
+import { loadavg } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { startOrigin } from '../src/bench/compare/nginx.ts';
-import {
-  clockTicksPerSecond,
-  cpuTicks,
-  freePort,
-  PinnedProcess,
-  processTree,
-  readCpuTimes,
-  sleep,
-} from '../src/bench/compare/proc.ts';
+import { freePort, type PinnedProcess, processTree, sleep } from '../src/bench/compare/proc.ts';
 import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
-import { shebangNodeFlags } from '../src/bench/compare/zproxy.ts';
 import { FieldList } from '../src/http/fields.ts';
 import { addRequestLines, ForwardedRequest, ForwardingPolicy, headLines } from '../src/http/forwarding.ts';
-import { parseGroupOptions } from './lib/group-options.ts';
-import { runPinnedTool } from './lib/load-tool.ts';
+import { groupTmp, parseGroupOptions } from './lib/group-options.ts';
+import { measurePinned } from './lib/pinned-run.ts';
+import { fmt, loadAverages, machine, runParameters, spread, writeReport } from './lib/report.ts';
+import { median } from './lib/stats.ts';
 import { ensureTools } from './lib/tools.ts';
-import { parseWrkOutput } from './lib/wrk.ts';
-import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
+import { runWrk } from './lib/wrk.ts';
+import { ensureBuilt, startZproxy } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CLIENT_TRACEPARENT = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
@@ -114,12 +107,6 @@ function microCost(): MicroCost {
   return { off: measure(off, plain), started: measure(on, plain), continued: measure(on, traced) };
 }
 
-function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 /** What a zproxy variant sends upstream: its traceparent, seen by a recording upstream on a second route. */
 async function upstreamTraceparent(
   port: number,
@@ -147,7 +134,7 @@ export async function runTraceContextBench(argv: readonly string[]): Promise<num
   console.error(
     `in process, ns per request (decisions + HTTP/1.1 lines): off ${micro.off.toFixed(0)}, started ${micro.started.toFixed(0)}, continued ${micro.continued.toFixed(0)}`,
   );
-  const tmp = mkdtempSync(join(tmpdir(), 'zproxy-bench-trace-'));
+  const tmp = groupTmp('trace');
   const started: { stop(): Promise<void> }[] = [];
   const runs: Run[] = [];
   const startedAt = new Date();
@@ -183,13 +170,7 @@ export async function runTraceContextBench(argv: readonly string[]): Promise<num
       };
       writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
       const main = join(ROOT, 'dist', 'cli', 'main.js');
-      const proc = new PinnedProcess(
-        `zproxy ${variant}`,
-        proxyCpu,
-        nodeBinary(ROOT),
-        [...shebangNodeFlags(main), main, 'run', file],
-        join(tmp, `${variant}.log`),
-      );
+      const proc = startZproxy(ROOT, `zproxy ${variant}`, proxyCpu, main, file, join(tmp, `${variant}.log`));
       started.push(proc);
       await proc.waitForPort(port, 15_000);
       proxies.set(variant, { port, process: proc });
@@ -215,55 +196,35 @@ export async function runTraceContextBench(argv: readonly string[]): Promise<num
       `continued sends the client's trace with a new span (\`${CLIENT_TRACEPARENT}\` became \`${cont}\`)`,
     );
 
-    const clockTicks = clockTicksPerSecond();
     for (let round = 1; round <= rounds; round++) {
       for (const variant of VARIANTS) {
         const { port, process: proc } = proxies.get(variant)!;
-        const header = variant === 'continued' ? ['-H', `traceparent: ${CLIENT_TRACEPARENT}`] : [];
-        const args = (seconds: number) => [
-          '-t1',
-          `-c${connections}`,
-          `-d${seconds}s`,
-          '--latency',
-          ...header,
-          `http://127.0.0.1:${port}/small`,
-        ];
-        if (warmupS > 0) await runPinnedTool('wrk', args(warmupS), loadCpu, warmupS);
-        const pids = processTree(proc.pid);
-        const originPids = processTree(origin.process.pid);
-        const before = { proxy: cpuTicks(pids), origin: cpuTicks(originPids) };
-        const cpuBefore = readCpuTimes();
-        const t0 = performance.now();
-        const out = await runPinnedTool('wrk', args(durationS), loadCpu, durationS);
-        const wall = (performance.now() - t0) / 1000;
-        const cpuAfter = readCpuTimes();
-        const ticks = cpuTicks(pids) - before.proxy;
-        const originTicks = cpuTicks(originPids) - before.origin;
-        if (!proc.alive) throw new Error(`${proc.name} exited during the run:\n${proc.logTail()}`);
-        const result = parseWrkOutput(out.stdout);
-        const cpuSeconds = ticks / clockTicks;
-        // As in zproxy compare: busy + steal time on a bench CPU minus what the bench's own processes used.
-        const other = (cpu: number, known: number | null): number | null => {
-          const a = cpuBefore.get(cpu);
-          const b = cpuAfter.get(cpu);
-          if (a === undefined || b === undefined || known === null) return null;
-          return Math.max(0, b.busy - a.busy + (b.steal - a.steal) - known) / (clockTicks * wall);
-        };
-        const otherLoad = {
-          proxyCpu: other(proxyCpu, ticks),
-          loadCpu: other(loadCpu, out.cpuTicks === null ? null : originTicks + out.cpuTicks),
-        };
+        const load = (seconds: number) =>
+          runWrk({
+            url: `http://127.0.0.1:${port}/small`,
+            connections,
+            durationS: seconds,
+            cpu: loadCpu,
+            closeConnections: false,
+            headers: variant === 'continued' ? [`traceparent: ${CLIENT_TRACEPARENT}`] : [],
+          });
+        if (warmupS > 0) await load(warmupS);
+        const m = await measurePinned(proc, proxyCpu, () => load(durationS), {
+          cpu: loadCpu,
+          pids: processTree(origin.process.pid),
+        });
+        const result = m.result;
+        const otherLoad = m.otherLoad;
         const run: Run = {
           round,
           variant,
           rps: result.requestsPerSecond,
           p99Us: result.latencyUs.p99,
           errors: result.errorCount,
-          cpuUsPerRequest: result.requests > 0 ? (cpuSeconds * 1e6) / result.requests : 0,
-          proxyCpuBusy: cpuSeconds / wall,
+          cpuUsPerRequest: result.requests > 0 ? (m.cpuSeconds * 1e6) / result.requests : 0,
+          proxyCpuBusy: m.busy,
           otherLoad,
-          disturbed:
-            (otherLoad.proxyCpu ?? 0) > DISTURBANCE_LIMIT || (otherLoad.loadCpu ?? 0) > DISTURBANCE_LIMIT,
+          disturbed: m.disturbed,
         };
         runs.push(run);
         const pct = (x: number | null) => (x === null ? '?' : `${(100 * x).toFixed(0)} %`);
@@ -299,10 +260,6 @@ export async function runTraceContextBench(argv: readonly string[]): Promise<num
     return xs.length === 0 ? null : median(xs);
   };
   const date = startedAt.toISOString().slice(0, 10);
-  const fmt = (n: number, d = 0) =>
-    n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
-  const spread = (xs: readonly number[], d = 0) =>
-    `${fmt(median(xs), d)} (${fmt(Math.min(...xs), d)}–${fmt(Math.max(...xs), d)})`;
   const pct = (x: number | null) => (x === null ? '?' : `${fmt(100 * x)} %`);
   const q = (x: number | null) => (x === null ? '–' : fmt(x, 3));
   const rows = VARIANTS.map((variant) => {
@@ -332,14 +289,13 @@ export async function runTraceContextBench(argv: readonly string[]): Promise<num
       return 'unknown';
     }
   })();
-  const load = (l: readonly number[]) => l.map((x) => x.toFixed(2)).join(' / ');
   const md = `# Trace context: what \`tracing.traceparent\` costs (${date})
 
-zproxy ${commit}, Node ${process.versions.node}, ${cpus()[0]?.model ?? 'unknown CPU'}, Linux ${release()}.
+zproxy ${commit}, ${machine()}.
 \`npm run bench -- --only trace\` (bench/trace-context.ts): ${rounds} interleaved rounds of ${durationS} s (after ${warmupS} s of
 warm-up each), wrk \`-t1 -c${connections}\` on CPU ${loadCpu} with the nginx origin; each zproxy (one process, no access
 log) pinned to CPU ${proxyCpu}; the origin's small keep-alive response. Load average (1 / 5 / 15 min) at the start:
-${load(loadBefore)}; at the end: ${load(loadAfter)} (the bench's own load included).
+${loadAverages(loadBefore)}; at the end: ${loadAverages(loadAfter)} (the bench's own load included).
 
 | variant | what |
 | --- | --- |
@@ -378,38 +334,22 @@ ${checks.map((c) => `- ${c}.`).join('\n')}
 - Non-2xx responses and socket errors over all runs: ${errors}.
 - Disturbed runs (†: other processes used more than ${pct(DISTURBANCE_LIMIT)} of a bench CPU): ${disturbed.length === 0 ? 'none' : disturbed.map((r) => `round ${r.round} ${r.variant}`).join(', ')}.
 `;
-  const outDir = resolve(options.outDir);
-  const base = join(outDir, `${date}-trace-context`);
-  writeFileSync(`${base}.md`, md);
-  writeFileSync(
-    `${base}.json`,
-    `${JSON.stringify(
-      {
-        date: startedAt.toISOString(),
-        commit,
-        rounds,
-        durationS,
-        warmupS,
-        connections,
-        proxyCpu,
-        loadCpu,
-        loadAverage: { start: loadBefore, end: loadAfter },
-        runs,
-        microNsPerRequest: micro,
-        quietRounds: quiet,
-        quietRatios: {
-          started: { rps: quietRatio('started', false), cpuPerRequest: quietRatio('started', true) },
-          continued: { rps: quietRatio('continued', false), cpuPerRequest: quietRatio('continued', true) },
-        },
-        ratios: { started: median(ratio('started')), continued: median(ratio('continued')) },
-        cpuRatios: { started: median(cpuRatio('started')), continued: median(cpuRatio('continued')) },
-        errors,
-        disturbedRuns: disturbed.length,
-      },
-      null,
-      2,
-    )}\n`,
-  );
+  const base = writeReport(options.outDir, `${date}-trace-context`, md, {
+    ...runParameters(startedAt, options),
+    commit,
+    loadAverage: { start: loadBefore, end: loadAfter },
+    runs,
+    microNsPerRequest: micro,
+    quietRounds: quiet,
+    quietRatios: {
+      started: { rps: quietRatio('started', false), cpuPerRequest: quietRatio('started', true) },
+      continued: { rps: quietRatio('continued', false), cpuPerRequest: quietRatio('continued', true) },
+    },
+    ratios: { started: median(ratio('started')), continued: median(ratio('continued')) },
+    cpuRatios: { started: median(cpuRatio('started')), continued: median(cpuRatio('continued')) },
+    errors,
+    disturbedRuns: disturbed.length,
+  });
   console.error(
     `started ÷ off ${fmt(median(ratio('started')), 3)} (CPU/req ${fmt(median(cpuRatio('started')), 3)}), continued ÷ off ${fmt(median(ratio('continued')), 3)} (CPU/req ${fmt(median(cpuRatio('continued')), 3)}), errors ${errors}, disturbed runs ${disturbed.length}`,
   );

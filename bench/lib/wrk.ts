@@ -9,6 +9,8 @@ export interface WrkOptions {
   readonly cpu: number;
   /** Send `Connection: close` so that every request uses a new connection. */
   readonly closeConnections: boolean;
+  /** More request fields, each `Name: value` (wrk's `-H`). */
+  readonly headers?: readonly string[];
   readonly signal?: AbortSignal;
 }
 
@@ -73,10 +75,11 @@ export function parseWrkOutput(raw: string): WrkResult {
   };
 }
 
-/** One wrk run: `taskset -c <cpu> wrk -t1 -c<C> -d<S>s --latency [-H "Connection: close"] <url>`. */
+/** One wrk run: `taskset -c <cpu> wrk -t1 -c<C> -d<S>s --latency [-H "Connection: close"] [-H …] <url>`. */
 export async function runWrk(options: WrkOptions): Promise<WrkResult> {
   const args = ['-t1', `-c${options.connections}`, `-d${options.durationS}s`, '--latency'];
   if (options.closeConnections) args.push('-H', 'Connection: close');
+  for (const header of options.headers ?? []) args.push('-H', header);
   args.push(options.url);
   const run = await runPinnedTool('wrk', args, options.cpu, options.durationS, options.signal);
   return { ...parseWrkOutput(run.stdout), cpuTicks: run.cpuTicks };

@@ -1,8 +1,10 @@
-// zproxy for the bench groups: build dist/ when it is stale and find the Node 24 binary. (Running zproxy
-// pinned to a CPU is src/bench/compare/zproxy.ts's.)
+// zproxy for the bench groups: build dist/ when it is stale, find the Node 24 binary, and run a build's
+// `zproxy run CONFIG` pinned to a CPU.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { PinnedProcess } from '../../src/bench/compare/proc.ts';
+import { shebangNodeFlags } from '../../src/bench/compare/zproxy.ts';
 
 /** The Node 24 binary: this process's when it is Node >= 24 (npm run bench), else the pinned one. */
 export function nodeBinary(root: string): string {
@@ -32,4 +34,26 @@ export function ensureBuilt(root: string): void {
   if (result.status !== 0 || !existsSync(main)) {
     throw new Error('`npm run build` failed, so zproxy cannot be measured (see the compiler output above)');
   }
+}
+
+/**
+ * `zproxy run <configFile>` of the build whose CLI entry is `main` (dist/cli/main.js), run as the `zproxy`
+ * bin runs (with the Node flags its shebang names) on the Node 24 binary, pinned to `cpu`, its output in
+ * `logFile`.
+ */
+export function startZproxy(
+  root: string,
+  name: string,
+  cpu: number,
+  main: string,
+  configFile: string,
+  logFile: string,
+): PinnedProcess {
+  return new PinnedProcess(
+    name,
+    cpu,
+    nodeBinary(root),
+    [...shebangNodeFlags(main), main, 'run', configFile],
+    logFile,
+  );
 }
