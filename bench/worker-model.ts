@@ -25,6 +25,7 @@ import {
   processTree,
   sleep,
 } from '../src/bench/compare/proc.ts';
+import { V8_FLAGS } from '../src/cli/v8-flags.ts';
 import { runWrk, type WrkResult } from './lib/wrk.ts';
 import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
 
@@ -114,9 +115,9 @@ function writeConfig(
   return file;
 }
 
-/** Starts `zproxy run` pinned to the proxy CPU, with the bin's V8 flags and the heap capped at 512 MiB. */
+/** Starts `zproxy run` pinned to the proxy CPU, with the bin's V8 flags (V8_FLAGS) and the heap capped at 512 MiB. */
 function startInstance(model: Model, config: string, log: string): PinnedProcess {
-  const flags = ['--max-semi-space-size=2', '--heap-growing-percent=20', '--max-old-space-size=512'];
+  const flags = [...V8_FLAGS, '--max-old-space-size=512'];
   // Worker processes are forked with the supervisor's flags (process.execArgv); threads share them.
   return new PinnedProcess(
     model,
