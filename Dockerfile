@@ -40,7 +40,7 @@ EXPOSE 8000
 # SIGTERM drains (shutdown_grace_ms). Node runs as PID 1 and handles it itself.
 STOPSIGNAL SIGTERM
 # The V8 flags on Node's command line (src/cli/v8-flags.ts): no re-exec at start.
-ENTRYPOINT ["node", "--max-semi-space-size=2", "--heap-growing-percent=20", "/app/dist/cli/main.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=2", "--heap-growing-percent=20", "--no-maglev", "/app/dist/cli/main.js"]
 # `zproxy health`: GET /healthz at the admin listener of the config (the default one has it on
 # 127.0.0.1:9901), else a connection to its first listener. (Kept by `docker build` and by
 # `podman build --format docker`; OCI images have no HEALTHCHECK.)

@@ -1,4 +1,5 @@
-// `node bench/worker-model.ts [--rounds N] [--duration S] [--out-dir DIR]`: measures the two worker
+// `node bench/worker-model.ts [--rounds N] [--duration S] [--out-dir DIR] [--models threads]
+// [--no-crash]`: measures the two worker
 // models of one instance (`worker_mode`) on this machine, for docs/architecture.md ("Workers"):
 //   processes  a supervisor and `thread_count` worker processes (SO_REUSEPORT), the rate limiter's memory
 //              store in the supervisor, reached over IPC;
@@ -9,6 +10,8 @@
 // rate_limit filter that never refuses (its cost, and for processes the supervisor's CPU); then a crash
 // test: a worker ends by an uncaught exception, then by running out of memory, while wrk runs — what the
 // other workers do, what the clients see, how fast the worker is back. Writes <date>-worker-model.md/.json.
+// `--models` keeps one model (a comma-separated list) and `--no-crash` leaves out the crash test: a
+// shorter run while iterating (for instance on a worker's memory).
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -25,6 +28,7 @@ import {
   processTree,
   sleep,
 } from '../src/bench/compare/proc.ts';
+import { V8_FLAGS } from '../src/cli/v8-flags.ts';
 import { runWrk, type WrkResult } from './lib/wrk.ts';
 import { ensureBuilt, nodeBinary } from './lib/zproxy.ts';
 
@@ -32,15 +36,20 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PROXY_CPU = 0;
 const LOAD_CPU = 1;
 type Model = 'processes' | 'threads';
-const MODELS: readonly Model[] = ['processes', 'threads'];
+const ALL_MODELS: readonly Model[] = ['processes', 'threads'];
 
 const { values } = parseArgs({
   options: {
     rounds: { type: 'string', default: '3' },
     duration: { type: 'string', default: '8' },
     'out-dir': { type: 'string', default: join(ROOT, 'docs', 'reports') },
+    models: { type: 'string', default: ALL_MODELS.join(',') },
+    crash: { type: 'boolean', default: true },
   },
+  allowNegative: true,
 });
+const MODELS = ALL_MODELS.filter((m) => values.models.split(',').includes(m));
+if (MODELS.length === 0) throw new Error(`--models: one or more of ${ALL_MODELS.join(', ')}`);
 const ROUNDS = Number(values.rounds);
 const DURATION_S = Number(values.duration);
 const NODE = nodeBinary(ROOT);
@@ -114,9 +123,9 @@ function writeConfig(
   return file;
 }
 
-/** Starts `zproxy run` pinned to the proxy CPU, with the bin's V8 flags and the heap capped at 512 MiB. */
+/** Starts `zproxy run` pinned to the proxy CPU, with the bin's V8 flags (V8_FLAGS) and the heap capped at 512 MiB. */
 function startInstance(model: Model, config: string, log: string): PinnedProcess {
-  const flags = ['--max-semi-space-size=2', '--heap-growing-percent=20', '--max-old-space-size=512'];
+  const flags = [...V8_FLAGS, '--max-old-space-size=512'];
   // Worker processes are forked with the supervisor's flags (process.execArgv); threads share them.
   return new PinnedProcess(
     model,
@@ -290,7 +299,7 @@ async function main(): Promise<void> {
         }
       }
     }
-    for (const model of MODELS) {
+    for (const model of values.crash ? MODELS : []) {
       for (const kind of ['uncaught exception', 'out of memory'] as const) {
         const c = await crash(model, kind, dir, originPort);
         crashes.push(c);
@@ -326,7 +335,7 @@ function report(
   const out: string[] = [
     `# Worker model measurement, ${date}`,
     '',
-    `zproxy commit ${commit}; \`node bench/worker-model.ts --rounds ${ROUNDS} --duration ${DURATION_S}\`. The instance is pinned to CPU ${PROXY_CPU}, wrk (-t1 -c64) and a Node origin to CPU ${LOAD_CPU}; rounds interleaved; medians over ${ROUNDS} rounds (min–max). Every worker's V8 heap is capped at 512 MiB. "per core" is req/s divided by the CPU the whole instance used (supervisor and workers, or every thread). With 4 workers on one CPU, the figures show the cost of the extra workers, not their gain. See docs/architecture.md, "Workers".`,
+    `zproxy commit ${commit}; \`node bench/worker-model.ts ${process.argv.slice(2).join(' ')}\`. The instance is pinned to CPU ${PROXY_CPU}, wrk (-t1 -c64) and a Node origin to CPU ${LOAD_CPU}; rounds interleaved; medians over ${ROUNDS} rounds (min–max). Every worker's V8 heap is capped at 512 MiB. "per core" is req/s divided by the CPU the whole instance used (supervisor and workers, or every thread). With 4 workers on one CPU, the figures show the cost of the extra workers, not their gain. See docs/architecture.md, "Workers".`,
     '',
     '| model | workers | filters | req/s | CPU used | req/s per core | idle RSS | peak RSS under load | supervisor CPU per request |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
@@ -360,6 +369,7 @@ function report(
       );
     }
   }
+  if (crashes.length === 0) return `${out.join('\n')}\n`;
   out.push('', '## A worker that ends', '');
   out.push(
     'Two workers serve wrk (-c16, 8 s); 2 s in, one request ends one worker: `/crash` throws outside any request (an uncaught exception), `/oom` allocates until the heap limit. Afterwards, 20 requests on new connections.',

@@ -5,20 +5,33 @@
  * generation (20 % steps instead of V8's default factor). Under connection churn Node's socket wrappers
  * survive scavenges and are promoted, and with V8's defaults the heap then grows to over 200 MiB around
  * 13 MiB of live objects; with these flags peak RSS stays near 90 MiB at no measured cost in req/s
- * (docs/performance.md). V8 takes them only when the process starts (`v8.setFlagsFromString` is too late
+ * (docs/performance.md). `--no-maglev` leaves out V8's middle compiler tier (hot code goes from the
+ * baseline tiers to TurboFan): a worker neither runs Maglev's compiler code nor keeps Maglev's code,
+ * about 4 MiB less peak RSS under the HTTP/1.1 bench, at the same req/s per core (docs/architecture.md,
+ * "Workers"). V8 takes them only when the process starts (`v8.setFlagsFromString` is too late
  * for the semi-spaces, and NODE_OPTIONS refuses `--heap-growing-percent`), and `#!/usr/bin/env -S node
  * …` needs an `env` with `-S` (BusyBox's, on Alpine, has none). So the bin's shebang is a plain
  * `#!/usr/bin/env node`, and when the flags are missing the process replaces itself (execve: the same
  * PID, so service managers and signals see no difference) with `node <flags> <same arguments>`.
  */
 
-export const V8_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--heap-growing-percent=20'];
+export const V8_FLAGS: readonly string[] = [
+  '--max-semi-space-size=2',
+  '--heap-growing-percent=20',
+  '--no-maglev',
+];
+
+/** What a flag sets: `--max-semi-space-size` for `--max_semi_space_size=16`, `--maglev` for `--no-maglev`. */
+function flagName(flag: string): string {
+  const equals = flag.indexOf('=');
+  return (equals === -1 ? flag : flag.slice(0, equals)).replaceAll('_', '-').replace(/^--no-/, '--');
+}
 
 /** The flags of V8_FLAGS that `execArgv` does not set already (a flag given by hand wins). */
 export function missingV8Flags(execArgv: readonly string[]): string[] {
   return V8_FLAGS.filter((flag) => {
-    const name = flag.slice(0, flag.indexOf('='));
-    return !execArgv.some((arg) => arg === name || arg.startsWith(`${name}=`));
+    const name = flagName(flag);
+    return !execArgv.some((arg) => arg.startsWith('--') && flagName(arg) === name);
   });
 }
 

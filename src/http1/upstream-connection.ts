@@ -13,7 +13,6 @@
  * (src/websocket/). Any other answer is read like a normal response.
  */
 import net from 'node:net';
-import tls from 'node:tls';
 import { ZpError } from '../errors.ts';
 import type { FieldSource } from '../http/fields.ts';
 import {
@@ -38,6 +37,7 @@ import {
 } from '../upstream/contract.ts';
 import { isTlsError, upstreamTlsError } from '../upstream/tls-options.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
+import * as tls from '../util/node-tls.ts';
 import { acceptValue, switchesToWebSocket } from '../websocket/handshake.ts';
 import { CHUNKED_ERROR, CHUNKED_MORE, ChunkedDecoder, type ChunkSink } from './chunked.ts';
 import { parseTrailerSection } from './fields.ts';

@@ -4,7 +4,6 @@
  */
 import net, { type AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
-import tls from 'node:tls';
 import type { Config, HstsConfig, ListenerConfig, TlsConfig } from '../config/schema.ts';
 import { ERROR_CODES, type ErrorCode, errorBody, ZpError } from '../errors.ts';
 import { BUILT_IN_FILTERS } from '../filters/index.ts';
@@ -36,6 +35,7 @@ import type { HealthTable } from '../upstream/health.ts';
 import { HealthChecker } from '../upstream/health-checker.ts';
 import type { Http2Pool } from '../upstream/http2-pool.ts';
 import type { InstanceConnections } from '../util/instance.ts';
+import * as tls from '../util/node-tls.ts';
 import { SlotSet } from '../util/slot-set.ts';
 import { TunnelRegistry } from '../websocket/registry.ts';
 import { TlsContexts } from './tls-contexts.ts';
@@ -708,7 +708,7 @@ export class ProxyServer {
    */
   private handshake(socket: net.Socket, listener: ListenerState): void {
     const contexts = listener.tls!;
-    const secure = new tls.TLSSocket(socket, {
+    const secure = tls.wrapSocket(socket, {
       isServer: true,
       secureContext: contexts.defaultContext,
       SNICallback: contexts.sniCallback,

@@ -7,10 +7,10 @@
  */
 import { constants } from 'node:crypto';
 import { readFileSync, type Stats, unwatchFile, watchFile } from 'node:fs';
-import tls from 'node:tls';
 import type { TlsConfig } from '../config/schema.ts';
 import { ZpError } from '../errors.ts';
 import type { Logger } from '../observe/logger.ts';
+import * as tls from '../util/node-tls.ts';
 
 /** How often certificate files are checked for changes. */
 export const CERT_POLL_INTERVAL_MS = 1000;

@@ -11,9 +11,7 @@
  * A reload calls `update`: targets whose check did not change keep their probe and state, new ones are
  * checked at once, removed ones are forgotten.
  */
-import http from 'node:http';
-import http2 from 'node:http2';
-import https from 'node:https';
+import type { RequestOptions } from 'node:https';
 import type { Config, HealthCheckConfig, RouteConfig } from '../config/schema.ts';
 import { parseUpstreamUrl } from '../config/upstream-schemes.ts';
 import type { Logger } from '../observe/logger.ts';
@@ -137,7 +135,7 @@ class Probe {
     let abort: () => void;
     const headers = { 'user-agent': 'zproxy-health-check' };
     if (this.scheme === 'http' || this.scheme === 'https') {
-      const options: https.RequestOptions = {
+      const options: RequestOptions = {
         ...(this.tls ?? {}),
         host: this.host,
         port: this.port,
@@ -146,7 +144,11 @@ class Probe {
         headers: { ...headers, host: this.hostHeader, connection: 'close' },
         agent: false,
       };
-      const req = (this.scheme === 'https' ? https : http).request(options, (res) => {
+      // The client modules are loaded by the first check (process.getBuiltinModule reads none of their
+      // lazy properties, which an ESM import of node:http does: that would load undici, node:http2 and
+      // node:zlib in every worker; docs/architecture.md, "Workers").
+      const client = process.getBuiltinModule(this.scheme === 'https' ? 'node:https' : 'node:http');
+      const req = client.request(options, (res) => {
         finish(res.statusCode ?? 0, null);
         res.resume();
         req.destroy();
@@ -156,7 +158,7 @@ class Probe {
       abort = () => req.destroy();
     } else {
       const authority = `${this.scheme === 'h2' ? 'https' : 'http'}://${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.port}`;
-      const session = http2.connect(authority, this.tls ?? {});
+      const session = process.getBuiltinModule('node:http2').connect(authority, this.tls ?? {});
       session.on('error', (err) => finish(0, err.message));
       const req = session.request({
         ':method': this.check.method,

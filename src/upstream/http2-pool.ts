@@ -9,11 +9,11 @@
  * A session is handed out only once the peer's first SETTINGS frame arrived: a peer that does not speak
  * HTTP/2 fails the session with a clear error instead of failing every stream on it.
  */
-import http2 from 'node:http2';
+import type { ClientHttp2Session } from 'node:http2';
 import net from 'node:net';
-import tls from 'node:tls';
 import { ZpError } from '../errors.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
+import * as tls from '../util/node-tls.ts';
 import type { ConnectTimer, PoolLog, PoolSettings, UpstreamClient, UpstreamHandler } from './contract.ts';
 import { Http2UpstreamStream } from './http2-stream.ts';
 import { installStreamTables } from './session-tables.ts';
@@ -39,7 +39,7 @@ const S_CLOSED = 3;
 
 export class Http2UpstreamSession implements Timed {
   readonly pool: Http2Pool;
-  session: http2.ClientHttp2Session | null = null;
+  session: ClientHttp2Session | null = null;
   private readonly socket: net.Socket;
   private state = S_CONNECTING;
   /** Streams in use (reserved slots). */
@@ -101,7 +101,8 @@ export class Http2UpstreamSession implements Timed {
   private startSession(): void {
     if (this.state !== S_CONNECTING) return;
     const socket = this.socket;
-    const session = http2.connect(this.pool.origin, {
+    // node:http2 is loaded by the first HTTP/2 upstream session (a worker that has none never loads it).
+    const session = process.getBuiltinModule('node:http2').connect(this.pool.origin, {
       createConnection: () => socket,
       settings: { enablePush: false, initialWindowSize: STREAM_WINDOW },
       maxSessionMemory: 32,

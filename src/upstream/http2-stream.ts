@@ -10,7 +10,7 @@
  * `response_header_timeout_ms` runs from the end of the request to the response head; once the response
  * has started there is no idle timeout (long-lived gRPC streams may stay quiet).
  */
-import http2, { type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import type { ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import { addAbortSignal, PassThrough } from 'node:stream';
 import { ZpError } from '../errors.ts';
 import { FieldList, type FieldSource, fieldObject } from '../http/fields.ts';
@@ -28,7 +28,11 @@ import {
 } from './contract.ts';
 import type { Http2UpstreamSession } from './http2-pool.ts';
 
-const { NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+// RFC 9113 error codes and the END_STREAM flag (node:http2's constants of the same names), written here so
+// that loading this module does not load node:http2 (http2-pool.ts does, for its first session).
+const NGHTTP2_NO_ERROR = 0x0;
+const NGHTTP2_REFUSED_STREAM = 0x7;
+const NGHTTP2_FLAG_END_STREAM = 0x1;
 
 const EMPTY = Buffer.alloc(0);
 

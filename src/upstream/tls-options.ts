@@ -6,9 +6,9 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import tls from 'node:tls';
 import type { UpstreamTlsConfig } from '../config/schema.ts';
 import { ZpError } from '../errors.ts';
+import * as tls from '../util/node-tls.ts';
 
 export interface UpstreamTls {
   /** Options given to tls.connect (host and port are added by the connection). */

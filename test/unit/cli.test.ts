@@ -388,8 +388,17 @@ test('npm start runs the bin with its V8 flags; the bin needs no `env -S`', () =
 test('missingV8Flags: the flags not given already, by name', () => {
   assert.deepEqual(missingV8Flags([]), [...V8_FLAGS]);
   assert.deepEqual(missingV8Flags(['--max-old-space-size=512']), [...V8_FLAGS]);
-  assert.deepEqual(missingV8Flags(['--max-semi-space-size=16']), ['--heap-growing-percent=20']);
-  assert.deepEqual(missingV8Flags(['--heap-growing-percent=50', '--max-semi-space-size=2']), []);
+  assert.deepEqual(missingV8Flags(['--max-semi-space-size=16']), [
+    '--heap-growing-percent=20',
+    '--no-maglev',
+  ]);
+  assert.deepEqual(
+    missingV8Flags(['--heap-growing-percent=50', '--max-semi-space-size=2', '--no-maglev']),
+    [],
+  );
+  // V8's spellings: underscores, and a boolean flag turned back on.
+  assert.deepEqual(missingV8Flags(['--max_semi_space_size=4', '--heap-growing-percent=50', '--maglev']), []);
+  assert.deepEqual(missingV8Flags(['--maglev-inlining']), [...V8_FLAGS]);
 });
 
 test('a process started without the V8 flags replaces itself with one that has them (same PID)', () => {

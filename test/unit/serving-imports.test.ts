@@ -66,3 +66,61 @@ test('the serving modules load a built-in filter (and its libraries) only when a
   );
   assert.ok(!cors.some((u) => /\/(jose|ioredis)\//.test(u)), 'and nothing of auth or the Redis stores');
 });
+
+/**
+ * What a worker of a plain HTTP/1.1 configuration (no TLS, no HTTP/2 upstream, no health check, no admin)
+ * loads of Node's own modules once it served a request: not node:tls, node:http2, node:http(s), zlib or
+ * undici. They cost RSS in every worker (docs/architecture.md, "Workers": about 10 MiB together), and one
+ * static `import ... from 'node:http'` in the serving path loads them all again (an ESM import of a
+ * built-in reads its lazily loaded properties: node:http's load undici, node:http2 and zlib). The worker
+ * runs in a child process, as `zproxy run` does, and serves one request from a raw origin.
+ */
+test('a worker serving plain HTTP/1.1 loads neither TLS, HTTP/2, the HTTP client modules nor zlib', () => {
+  const script = `
+    import net from 'node:net';
+    import { mkdtempSync, writeFileSync } from 'node:fs';
+    import { tmpdir } from 'node:os';
+    import { join } from 'node:path';
+    const listen = (server) => new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
+    const origin = net.createServer((socket) => {
+      socket.on('data', () => socket.write('HTTP/1.1 200 OK\\r\\ncontent-length: 2\\r\\n\\r\\nok'));
+    });
+    const originPort = await listen(origin);
+    const probe = net.createServer();
+    const port = await listen(probe);
+    await new Promise((resolve) => probe.close(resolve));
+    const file = join(mkdtempSync(join(tmpdir(), 'zproxy-imports-')), 'plain.json');
+    writeFileSync(file, JSON.stringify({
+      host: '127.0.0.1', port, thread_count: 1, access_log: { enabled: false },
+      routes: [{ path: '/', upstream: 'http://127.0.0.1:' + originPort }],
+    }));
+    const { main } = await import('./src/cli/cli.ts');
+    const code = await main(['run', file, '--log-level', 'silent']);
+    const answer = await new Promise((resolve, reject) => {
+      const socket = net.connect(port, '127.0.0.1', () => socket.write('GET / HTTP/1.1\\r\\nhost: a\\r\\nconnection: close\\r\\n\\r\\n'));
+      let text = '';
+      socket.setEncoding('latin1');
+      socket.on('data', (d) => { text += d; });
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+    });
+    const builtins = process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13));
+    console.log(JSON.stringify({ code, answer, builtins }));
+    process.exit(0);
+  `;
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  const { code, answer, builtins } = JSON.parse(out) as { code: number; answer: string; builtins: string[] };
+  assert.equal(code, 0);
+  assert.match(answer, /^HTTP\/1\.1 200 [\s\S]*\r\n\r\nok$/, 'the request was proxied');
+  assert.ok(builtins.includes('net'), 'the list is the process one');
+  const heavy = builtins.filter((m) =>
+    /^(tls|_tls_wrap|internal\/tls\/.*|http2|internal\/http2\/.*|http|https|_http_.*|zlib|internal\/deps\/undici\/.*)$/.test(
+      m,
+    ),
+  );
+  assert.deepEqual(heavy, []);
+});
