@@ -91,6 +91,9 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
     {
       ...TWO_BUILDS_OPTIONS,
       scenarios: { type: 'string', default: HTTP_SCENARIOS.join(',') },
+      // Fields merged into the after build's config only (JSON), e.g. '{"tracing":{"traceparent":false}}'
+      // to compare like for like with a before build that lacks a feature the after build has on by default.
+      'after-config': { type: 'string', default: '' },
     },
   );
   const { rounds, durationS, warmupS, connections, h2Clients, h2Streams, proxyCpu, loadCpu, values } =
@@ -100,6 +103,8 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
   const scenarios = String(values.scenarios).split(',') as ScenarioName[];
   for (const s of scenarios) if (!HTTP_SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}`);
   const http2 = scenarios.some((s) => SCENARIO_SPECS[s].tool === 'h2load');
+  const afterConfigText = String(values['after-config']);
+  const afterConfig = afterConfigText === '' ? {} : (JSON.parse(afterConfigText) as object);
   if (!ensureTools(options.install, http2 ? ['h1', 'h2'] : ['h1'])) return 1;
   ensureBuilt(ROOT);
   const { beforeCommit, afterCommit, afterRef } = resolveBuilds(
@@ -128,6 +133,7 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
         const tlsPort = await freePort();
         const file = join(tmp, `zproxy-${variant}.json`);
         const config = buildsConfig(port, tlsPort, origin.port, idle, certificate);
+        if (variant === 'after') Object.assign(config, afterConfig);
         writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
         const main = mains[variant];
         const proc = startZproxy(
@@ -236,7 +242,7 @@ export async function runBuildsBench(argv: readonly string[]): Promise<number> {
   const md = `# Two builds side by side: ${beforeCommit} (before) and ${afterCommit} (after) (${date})
 
 ${machine()}.
-\`npm run bench -- --only builds --before ${beforeCommit}${afterRef === null ? '' : ` --after ${afterCommit}`}\` (bench/builds.ts): ${rounds} rounds of ${durationS} s runs (after ${warmupS} s of
+\`npm run bench -- --only builds --before ${beforeCommit}${afterRef === null ? '' : ` --after ${afterCommit}`}${afterConfigText === '' ? '' : ` --after-config '${afterConfigText}'`}\` (bench/builds.ts): ${rounds} rounds of ${durationS} s runs (after ${warmupS} s of
 warm-up each); both builds started anew each round, one process each, pinned to CPU ${proxyCpu}; nginx (the origin) and
 the load tool on CPU ${loadCpu}. Runs alternate within a round (before, after; the next round after, before).
 HTTP/1.1: wrk \`-t1 -c${connections}\`; HTTP/2: h2load \`-c${h2Clients} -m${h2Streams}\` (h2c, and TLS with ALPN h2).
@@ -269,12 +275,13 @@ ${runs.map((r) => `| ${r.round} | ${r.scenario} | ${r.variant} | ${fmt(r.rps)} |
 `;
   const base = writeReport(
     options.outDir,
-    `${date}-builds-${beforeCommit}-${afterCommit.replace('+', '')}`,
+    `${date}-builds-${beforeCommit}-${afterCommit.replace('+', '')}${afterConfigText === '' ? '' : '-after-config'}`,
     md,
     {
       ...runParameters(startedAt, options),
       before: beforeCommit,
       after: afterCommit,
+      afterConfig,
       h2Clients,
       h2Streams,
       rows,
