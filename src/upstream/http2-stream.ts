@@ -15,6 +15,9 @@ import { addAbortSignal, PassThrough } from 'node:stream';
 import { ZpError } from '../errors.ts';
 import { FieldList, type FieldSource, fieldObject } from '../http/fields.ts';
 import { http2RequestList, http2TrailerList } from '../http/forwarding.ts';
+// RFC 9113's codes from the frame layer's one list (frames.ts imports nothing): no node:http2 constants,
+// so loading this module does not load node:http2 (http2-pool.ts does, for its first session).
+import { FLAG_END_STREAM, NO_ERROR, REFUSED_STREAM } from '../http2/frames.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import {
   BODY_LENGTH,
@@ -27,12 +30,6 @@ import {
   type UpstreamResponseHead,
 } from './contract.ts';
 import type { Http2UpstreamSession } from './http2-pool.ts';
-
-// RFC 9113 error codes and the END_STREAM flag (node:http2's constants of the same names), written here so
-// that loading this module does not load node:http2 (http2-pool.ts does, for its first session).
-const NGHTTP2_NO_ERROR = 0x0;
-const NGHTTP2_REFUSED_STREAM = 0x7;
-const NGHTTP2_FLAG_END_STREAM = 0x1;
 
 const EMPTY = Buffer.alloc(0);
 
@@ -264,7 +261,7 @@ export class Http2UpstreamStream implements UpstreamAttempt, Timed {
     const status = Number(headers[':status']);
     const head = new Http2ResponseHead(status, FieldList.fromObject(headers).list);
     let framing: number;
-    if ((flags & NGHTTP2_FLAG_END_STREAM) !== 0 || this.headRequest || status === 204 || status === 304)
+    if ((flags & FLAG_END_STREAM) !== 0 || this.headRequest || status === 204 || status === 304)
       framing = BODY_NONE;
     else if (headers['content-length'] !== undefined) framing = BODY_LENGTH;
     else framing = BODY_UNTIL_END;
@@ -284,7 +281,7 @@ export class Http2UpstreamStream implements UpstreamAttempt, Timed {
   ended(): void {
     const stream = this.stream!;
     // A reset stream ends too: the close reports it.
-    if (this.done || !this.responded || (stream.rstCode ?? NGHTTP2_NO_ERROR) !== NGHTTP2_NO_ERROR) return;
+    if (this.done || !this.responded || (stream.rstCode ?? NO_ERROR) !== NO_ERROR) return;
     const handler = this.handler;
     const trailers = this.responseTrailers;
     const fields: FieldSource | null = trailers === null ? null : FieldList.fromObject(trailers);
@@ -301,14 +298,14 @@ export class Http2UpstreamStream implements UpstreamAttempt, Timed {
     const handler = this.handler;
     this.handler = null;
     if (handler === null) return;
-    const code = stream.rstCode ?? NGHTTP2_NO_ERROR;
+    const code = stream.rstCode ?? NO_ERROR;
     if (!this.responded) {
       // REFUSED_STREAM: the upstream did not process it (RFC 9113 §8.7); safe to send again.
       handler.onUpstreamError(
         new ZpError(
           'ZP_ERR_UPSTREAM_RESET',
           `The upstream reset the stream before answering (HTTP/2 error code ${code})`,
-          { retryable: code === NGHTTP2_REFUSED_STREAM },
+          { retryable: code === REFUSED_STREAM },
         ),
         this,
       );
