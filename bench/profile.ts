@@ -83,7 +83,7 @@ async function main(): Promise<void> {
       path: { type: 'string', default: '/small' },
       seconds: { type: 'string', default: '8' },
       top: { type: 'string', default: '25' },
-      /** heap: for allocations whose function is this one, the callers (3 frames up) instead. */
+      /** For samples (cpu) or allocations (heap) whose function is this one, the callers (3 frames up) instead. */
       callers: { type: 'string', default: '' },
       kind: { type: 'string', default: 'heap' },
       interval: { type: 'string', default: '' },
@@ -201,11 +201,17 @@ async function main(): Promise<void> {
       requests = await load(seconds);
       const { profile } = (await inspector.call('Profiler.stop')) as { profile: CpuProfile };
       const byId = new Map<number, CpuProfileNode>();
+      const parentOf = new Map<number, CpuProfileNode>();
       for (const node of profile.nodes) byId.set(node.id, node);
+      for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node);
       for (let i = 0; i < profile.samples.length; i++) {
         const node = byId.get(profile.samples[i]!);
         if (node === undefined || node.callFrame.functionName === '(idle)') continue;
-        const key = where(node.callFrame);
+        let key = where(node.callFrame);
+        if (values.callers !== '') {
+          if ((node.callFrame.functionName || '(anonymous)') !== values.callers) continue;
+          key = callersOf(node, parentOf);
+        }
         const us = profile.timeDeltas[i] ?? 0;
         bySite.set(key, (bySite.get(key) ?? 0) + us);
         total += us;
@@ -237,11 +243,8 @@ async function main(): Promise<void> {
         if (node === undefined) continue;
         let key = where(node.callFrame);
         if (values.callers !== '') {
-          if (node.callFrame.functionName !== values.callers) continue;
-          const chain: string[] = [];
-          for (let up = parent.get(node.id); up !== undefined && chain.length < 3; up = parent.get(up.id))
-            chain.push(where(up.callFrame));
-          key = chain.join(' < ');
+          if ((node.callFrame.functionName || '(anonymous)') !== values.callers) continue;
+          key = callersOf(node, parent);
         }
         bySite.set(key, (bySite.get(key) ?? 0) + sample.size);
         total += sample.size;
@@ -263,6 +266,14 @@ async function main(): Promise<void> {
     await proxy.stop();
     await origin.stop();
   }
+}
+
+/** The three frames above `node`, nearest first (`parents` maps a node's id to its caller's node). */
+function callersOf(node: { id: number }, parents: Map<number, { id: number; callFrame: CallFrame }>): string {
+  const chain: string[] = [];
+  for (let up = parents.get(node.id); up !== undefined && chain.length < 3; up = parents.get(up.id))
+    chain.push(where(up.callFrame));
+  return chain.join(' < ');
 }
 
 await main();

@@ -11,6 +11,8 @@ export interface CallFrame {
 export interface CpuProfileNode {
   readonly id: number;
   readonly callFrame: CallFrame;
+  /** The ids of the nodes this one calls. */
+  readonly children?: readonly number[];
 }
 
 export interface CpuProfile {
