@@ -7,6 +7,7 @@
  * A message's fields are read through FieldSource: a parsed HTTP/1.1 head (offsets into the bytes that
  * arrived) and a FieldList (a flat list of lowercase names and values: HTTP/2, local answers) both are one.
  */
+import { writeLatin1 } from '../util/bytes.ts';
 
 export const FIELD_OTHER = 0;
 export const FIELD_HOST = 1;
@@ -128,6 +129,13 @@ export interface FieldSource {
   /** The name in lowercase. */
   lowerFieldName(i: number): string;
   fieldValue(i: number): string;
+  /** The length of field `i`'s value in bytes (latin1: one byte per character). */
+  fieldValueLength(i: number): number;
+  /**
+   * Writes field `i`'s value into `out` at `offset` (no string made when the source holds the bytes, as a
+   * parsed HTTP/1.1 head does); returns the offset after it. `out` has room (see fieldValueLength).
+   */
+  writeFieldValue(i: number, out: Buffer, offset: number): number;
   /** The index of the first field named `lowerName` (lowercase) at or after `from`, or -1. */
   indexOfField(lowerName: string, from?: number): number;
 }
@@ -150,11 +158,17 @@ export interface MessageEdits {
  */
 export class FieldList implements FieldSource {
   readonly list: readonly string[];
-  private kinds: Uint8Array | null = null;
-  private present = 0;
+  private kinds: number[] | null;
+  private present: number;
 
-  constructor(list: readonly string[]) {
+  /**
+   * `kinds`, when given, are the fields' kinds already looked up (the HTTP/2 frame layer does so while it
+   * checks them) and `present` their bits; else they are looked up when first asked for.
+   */
+  constructor(list: readonly string[], kinds: number[] | null = null, present = 0) {
     this.list = list;
+    this.kinds = kinds;
+    this.present = present;
   }
 
   /**
@@ -186,13 +200,14 @@ export class FieldList implements FieldSource {
     return this.present;
   }
 
-  private classify(): Uint8Array {
+  private classify(): number[] {
     const list = this.list;
-    const kinds = new Uint8Array(list.length >> 1);
+    const n = list.length >> 1;
+    const kinds: number[] = [];
     let present = 0;
-    for (let j = 0; j < kinds.length; j++) {
+    for (let j = 0; j < n; j++) {
       const kind = kindOfName(list[j * 2]!);
-      kinds[j] = kind;
+      kinds.push(kind);
       present |= 1 << kind;
     }
     this.kinds = kinds;
@@ -206,6 +221,14 @@ export class FieldList implements FieldSource {
 
   fieldValue(i: number): string {
     return this.list[i * 2 + 1]!;
+  }
+
+  fieldValueLength(i: number): number {
+    return this.list[i * 2 + 1]!.length;
+  }
+
+  writeFieldValue(i: number, out: Buffer, offset: number): number {
+    return writeLatin1(out, this.list[i * 2 + 1]!, offset);
   }
 
   indexOfField(lowerName: string, from = 0): number {

@@ -28,6 +28,7 @@
  *   included, so a `headers` rule that sets `x-forwarded-proto` replaces zproxy's.
  */
 import { BlockList, isIP } from 'node:net';
+import { writeLatin1 } from '../util/bytes.ts';
 import {
   FIELD_CONTENT_LENGTH,
   FIELD_DUPLICATE_CONTENT_LENGTH,
@@ -296,10 +297,7 @@ export class HeadLines {
     const parts = this.parts;
     let o = offset;
     for (let i = 0; i < this.count; i++) {
-      const piece = parts[i]!;
-      const n = piece.length;
-      if (n > 32) o += out.latin1Write(piece, o);
-      else for (let j = 0; j < n; j++) out[o++] = piece.charCodeAt(j);
+      o = writeLatin1(out, parts[i]!, o);
       parts[i] = '';
     }
     this.count = 0;
@@ -507,19 +505,34 @@ export function http2RequestList(
   return out;
 }
 
-/** A response for an HTTP/2 client as a flat field list: the upstream's kept fields, zproxy's, the filters'. */
-export function http2ResponseList(
+/**
+ * Where an HTTP/2 field section is written field by field: the HPACK encoder of a stream's HEADERS
+ * (src/http2/hpack.ts), so a response's fields go from the upstream's bytes to the block without a list.
+ */
+export interface Http2FieldSink {
+  /** A field by its name (lowercased by the sink) and value. */
+  field(name: string, value: string): void;
+  /** Field `i` of `source` as it is there (its value copied from where the source holds it). */
+  fieldOf(source: FieldSource, i: number): void;
+}
+
+/** A response for an HTTP/2 client, written to `sink`: the upstream's kept fields, zproxy's, the filters'. */
+export function writeHttp2Response(
+  sink: Http2FieldSink,
   fwd: ForwardedResponse,
   source: FieldSource,
   edits: MessageEdits | null,
-): string[] {
-  const out: string[] = [];
-  appendKept(out, source, fwd.dropMask, edits);
-  if (!edited(edits, 'via')) out.push('via', fwd.via);
+): void {
+  const dropped = droppedNames(edits);
+  const n = source.fieldCount;
+  const dropMask = fwd.dropMask;
+  for (let i = 0; i < n; i++) if (keptName(source, i, dropMask, dropped) !== null) sink.fieldOf(source, i);
+  if (!edited(edits, 'via')) sink.field('via', fwd.via);
   if (fwd.hsts !== null && !edited(edits, 'strict-transport-security'))
-    out.push('strict-transport-security', fwd.hsts);
-  appendAdded(out, edits);
-  return out;
+    sink.field('strict-transport-security', fwd.hsts);
+  if (edits === null) return;
+  const added = edits.added;
+  for (let i = 0; i < added.length; i += 2) sink.field(added[i]!, added[i + 1]!);
 }
 
 // ---------------------------------------------------------------- trailers

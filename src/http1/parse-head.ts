@@ -28,9 +28,11 @@ import {
   FIELD_TRANSFER_ENCODING,
 } from '../http/fields.ts';
 import { ALPHA, TARGET_CHAR, TCHAR, validAuthority } from '../http/syntax.ts';
+import { copyBytes } from '../util/bytes.ts';
 import {
   COLON,
   CR,
+  equalsLower,
   FIELD_VALUE_CHAR,
   HTAB,
   LF,
@@ -125,6 +127,17 @@ export class MessageHead {
     const f = this.fields;
     const o = i * FIELD_STRIDE;
     return this.buf.latin1Slice(f[o + F_VALUE_START]!, f[o + F_VALUE_END]!);
+  }
+
+  fieldValueLength(i: number): number {
+    const o = i * FIELD_STRIDE;
+    return this.fields[o + F_VALUE_END]! - this.fields[o + F_VALUE_START]!;
+  }
+
+  writeFieldValue(i: number, out: Buffer, offset: number): number {
+    const f = this.fields;
+    const o = i * FIELD_STRIDE;
+    return copyBytes(this.buf, f[o + F_VALUE_START]!, f[o + F_VALUE_END]!, out, offset);
   }
 
   fieldKind(i: number): number {
@@ -296,8 +309,8 @@ function trimOws(s: string): string {
  * than once), or a list element is empty.
  */
 function transferEncodingKind(buf: Buffer, start: number, end: number): number {
+  if (end - start === 7 && equalsLower(buf, start, 'chunked')) return 1;
   const value = buf.latin1Slice(start, end);
-  if (stringEqualsLower(value, 'chunked')) return 1;
   const parts = value.split(',');
   const last = parts.length - 1;
   if (!stringEqualsLower(trimOws(parts[last]!), 'chunked')) return -1;
@@ -310,15 +323,17 @@ function transferEncodingKind(buf: Buffer, start: number, end: number): number {
 
 /** Reads the tokens of a Connection field into the head. */
 function parseConnection(head: MessageHead, buf: Buffer, start: number, end: number): void {
-  const value = buf.latin1Slice(start, end);
-  if (stringEqualsLower(value, 'close')) {
+  // The two common values are read from the bytes: most messages make no string for their Connection.
+  const n = end - start;
+  if (n === 5 && equalsLower(buf, start, 'close')) {
     head.connectionClose = true;
     return;
   }
-  if (stringEqualsLower(value, 'keep-alive')) {
+  if (n === 10 && equalsLower(buf, start, 'keep-alive')) {
     head.connectionKeepAlive = true;
     return;
   }
+  const value = buf.latin1Slice(start, end);
   const tokens = value.split(',');
   for (let i = 0; i < tokens.length; i++) {
     const t = trimOws(tokens[i]!).toLowerCase();

@@ -13,6 +13,17 @@
  * Header names and values are latin1 strings (one character per octet), as everywhere in zproxy.
  */
 
+/**
+ * Fields read by index, as the encoder's fieldOf() takes them: the shape of zproxy's FieldSource
+ * (src/http/fields.ts), written out here because this file imports nothing of zproxy's (the load
+ * generator uses it too).
+ */
+export interface IndexedFields {
+  lowerFieldName(i: number): string;
+  fieldValueLength(i: number): number;
+  writeFieldValue(i: number, out: Buffer, offset: number): number;
+}
+
 /** A violation of RFC 7541 in a header block: the connection must end with COMPRESSION_ERROR. */
 export class HpackError extends Error {}
 
@@ -443,6 +454,27 @@ export class HpackEncoder {
   /** The finished block (valid until the next `begin`). */
   end(): Buffer {
     return this.buf.subarray(0, this.pos);
+  }
+
+  /**
+   * Adds field `i` of `source` (its name lowercase already), the value copied from where the source holds
+   * it: a parsed HTTP/1.1 head's value goes from its bytes to the block without a string. The static
+   * table's name-value pairs (none a response carries but accept-encoding) are not looked up here.
+   */
+  fieldOf(source: IndexedFields, i: number): void {
+    const name = source.lowerFieldName(i);
+    const n = source.fieldValueLength(i);
+    const index = STATIC_NAME_INDEX.get(name);
+    if (index !== undefined) {
+      this.reserve(1 + 5 + 5 + n);
+      this.writeInteger(index, 4, 0x00);
+    } else {
+      this.reserve(2 + 2 * 5 + name.length + n);
+      this.buf[this.pos++] = 0;
+      this.writeString(name);
+    }
+    this.writeInteger(n, 7, 0x00);
+    this.pos = source.writeFieldValue(i, this.buf, this.pos);
   }
 
   private literal(nameIndex: number, value: string): void {

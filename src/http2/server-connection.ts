@@ -19,7 +19,13 @@
  */
 
 import type { Socket } from 'node:net';
-import { CONNECTION_SPECIFIC_MASK, kindOfName } from '../http/fields.ts';
+import {
+  CONNECTION_SPECIFIC_MASK,
+  FIELD_CONTENT_LENGTH,
+  FIELD_HOST,
+  FIELD_TE,
+  kindOfName,
+} from '../http/fields.ts';
 import { TCHAR, validAuthority, validOriginForm } from '../http/syntax.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import { StreamIdTable } from '../util/stream-id-table.ts';
@@ -130,6 +136,8 @@ const CLOSED = 1;
 /** zproxy sent RST_STREAM (or ignored the stream): frames already in flight are ignored. */
 const CLOSED_BY_RST = 2;
 
+const NO_KINDS: number[] = [];
+
 const REQUEST_OK = 0;
 const REQUEST_MALFORMED = 1;
 const REQUEST_TOO_LARGE = 2;
@@ -198,6 +206,9 @@ export class H2ServerStream {
   protocol = '';
   /** The request's regular fields: names (lowercase) and values alternately. */
   fields: string[] = [];
+  /** The kind of each of `fields` (src/http/fields.ts: FIELD_*), and a bit for each kind present. */
+  fieldKinds: number[] = NO_KINDS;
+  kindsPresent = 0;
   /** The request's content-length, or -1. */
   contentLength = -1;
   /**
@@ -254,10 +265,28 @@ export class H2ServerStream {
    * connection-specific fields. With `endStream` the response has no body.
    */
   respond(status: number, fields: readonly string[], endStream: boolean): void {
-    if (this.closed || this.headersSent) return;
+    const enc = this.startResponseHead(status);
+    if (enc === null) return;
+    for (let i = 0; i < fields.length; i += 2) enc.field(fields[i]!, fields[i + 1]!);
+    this.sendResponseHead(endStream);
+  }
+
+  /**
+   * Starts the response head with `:status` and returns the encoder its fields are added to (lowercase
+   * names, no connection-specific fields), or null when the stream takes no head (closed, or one was
+   * sent); sendResponseHead() then sends it. Nothing else encodes in between: the caller adds the fields
+   * and sends at once.
+   */
+  startResponseHead(status: number): HpackEncoder | null {
+    if (this.closed || this.headersSent) return null;
+    return this.connection.startHeaderBlock(status);
+  }
+
+  /** Sends the head started by startResponseHead(); with `endStream` the response has no body. */
+  sendResponseHead(endStream: boolean): void {
     this.headersSent = true;
     if (endStream) this.localEnded = true;
-    this.connection.sendHeaders(this, status, fields, endStream);
+    this.connection.sendHeaderBlock(this, endStream);
     if (endStream) this.connection.maybeClose(this);
   }
 
@@ -848,21 +877,25 @@ export class H2ServerConnection implements Timed {
         return REQUEST_MALFORMED;
     }
     const fields: string[] = [];
+    // Each field's kind is looked up once, here, and handed on with the fields (FieldList).
+    const kinds: number[] = [];
+    let present = 0;
     let count = 0;
     let tooMany = false;
     for (; i < out.length; i += 2) {
       const name = out[i]!;
       const value = out[i + 1]!;
       if (!validName(name) || !validValue(value)) return REQUEST_MALFORMED;
-      if (connectionSpecific(name)) return REQUEST_MALFORMED;
-      if (name === 'te' && value !== 'trailers') return REQUEST_MALFORMED;
-      if (name === 'content-length') {
+      const kind = kindOfName(name);
+      if ((CONNECTION_SPECIFIC_MASK & (1 << kind)) !== 0) return REQUEST_MALFORMED;
+      if (kind === FIELD_TE && value !== 'trailers') return REQUEST_MALFORMED;
+      if (kind === FIELD_CONTENT_LENGTH) {
         if (!/^[0-9]{1,15}$/.test(value)) return REQUEST_MALFORMED;
         const n = Number(value);
         if (stream.contentLength >= 0 && stream.contentLength !== n) return REQUEST_MALFORMED;
         stream.contentLength = n;
       }
-      if (name === 'host') {
+      if (kind === FIELD_HOST) {
         // Routing and the upstream must see one host (RFC 9113 §8.3.1); without :authority, the host
         // field is the authority and obeys the same grammar.
         if ((seen & 4) !== 0) {
@@ -870,9 +903,15 @@ export class H2ServerConnection implements Timed {
         } else if (!validAuthority(value, 0, value.length, false, false)) return REQUEST_MALFORMED;
       }
       if (++count > this.options.maxHeaderFields) tooMany = true;
-      else fields.push(name, value);
+      else {
+        fields.push(name, value);
+        kinds.push(kind);
+        present |= 1 << kind;
+      }
     }
     stream.fields = fields;
+    stream.fieldKinds = kinds;
+    stream.kindsPresent = present;
     return tooMany ? REQUEST_TOO_LARGE : REQUEST_OK;
   }
 
@@ -1098,12 +1137,17 @@ export class H2ServerConnection implements Timed {
     } while (pos < block.length);
   }
 
-  sendHeaders(stream: H2ServerStream, status: number, fields: readonly string[], endStream: boolean): void {
+  /** A header block beginning with `:status` in the connection's encoder (see H2ServerStream.startResponseHead). */
+  startHeaderBlock(status: number): HpackEncoder {
     const enc = this.encoder;
     enc.begin();
     enc.status(status);
-    for (let i = 0; i < fields.length; i += 2) enc.field(fields[i]!, fields[i + 1]!);
-    this.writeHeaderBlock(stream.id, enc.end(), endStream);
+    return enc;
+  }
+
+  /** Sends the block the encoder holds as `stream`'s HEADERS (and CONTINUATION frames). */
+  sendHeaderBlock(stream: H2ServerStream, endStream: boolean): void {
+    this.writeHeaderBlock(stream.id, this.encoder.end(), endStream);
   }
 
   sendTrailerBlock(stream: H2ServerStream, fields: readonly string[]): void {

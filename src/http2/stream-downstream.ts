@@ -2,7 +2,7 @@
  * One HTTP/2 stream from a client as the downstream of the request flow (src/proxy/flow.ts): transport
  * only. It checks what the frame layer leaves to it (the request-target, an RFC 8441 extended CONNECT),
  * hands the flow the request and its body (the stream stays paused until the flow asks for the body), and
- * frames what the flow answers: HEADERS from the forwarding decisions (http2ResponseList), DATA with
+ * frames what the flow answers: HEADERS from the forwarding decisions (writeHttp2Response), DATA with
  * HTTP/2 flow control (a closed window pauses the upstream), trailers, a reset when a started response
  * cannot complete, and for a WebSocket the 200 that opens the tunnel (the stream becomes its client end).
  */
@@ -16,7 +16,7 @@ import {
   kindOfName,
   type MessageEdits,
 } from '../http/fields.ts';
-import { type ForwardedResponse, http2ResponseList, http2TrailerList } from '../http/forwarding.ts';
+import { type ForwardedResponse, http2TrailerList, writeHttp2Response } from '../http/forwarding.ts';
 import type { AccessLog } from '../observe/access-log.ts';
 import type { FilterRequest } from '../pipeline/contract.ts';
 import { FieldEditList } from '../pipeline/field-edits.ts';
@@ -86,7 +86,7 @@ export class StreamDownstream implements Downstream, StreamOwner, Timed {
     this.clientAddress = clientAddress;
     this.scheme = scheme;
     this.hsts = hsts;
-    this.fields = new FieldList(stream.fields);
+    this.fields = new FieldList(stream.fields, stream.fieldKinds, stream.kindsPresent);
     const host = this.fields.indexOfField('host');
     const authority =
       stream.authority !== '' ? stream.authority : host === -1 ? '' : this.fields.fieldValue(host);
@@ -270,7 +270,11 @@ export class StreamDownstream implements Downstream, StreamOwner, Timed {
   ): boolean {
     const stream = this.stream;
     if (stream.closed) return true;
-    stream.respond(head.status, http2ResponseList(forwarded, head, edits), framing === BODY_NONE);
+    const enc = stream.startResponseHead(head.status);
+    if (enc !== null) {
+      writeHttp2Response(enc, forwarded, head, edits);
+      stream.sendResponseHead(framing === BODY_NONE);
+    }
     if (framing === BODY_LENGTH && end > start) {
       // The whole (small) body came with the head: HEADERS, then DATA with END_STREAM, in the same write.
       this.exchange.bytesOut += end - start;
@@ -340,7 +344,11 @@ export class StreamDownstream implements Downstream, StreamOwner, Timed {
   ): void {
     const stream = this.stream;
     const ex = this.exchange;
-    stream.respond(200, http2ResponseList(forwarded, head, WITHOUT_ACCEPT), false);
+    const enc = stream.startResponseHead(200);
+    if (enc !== null) {
+      writeHttp2Response(enc, forwarded, head, WITHOUT_ACCEPT);
+      stream.sendResponseHead(false);
+    }
     ex.status = 200;
     const accessLog: AccessLog | null = this.ctx.runtime.accessLog;
     new Tunnel(this.ctx.tunnels!, ex, accessLog, new H2StreamDuplex(stream), upstream, idleTimeoutMs).start(

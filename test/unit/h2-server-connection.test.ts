@@ -9,6 +9,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { after, test } from 'node:test';
 import fc from 'fast-check';
+import { FieldList } from '../../src/http/fields.ts';
 import { parseRequestHead, RequestHead } from '../../src/http1/parse-head.ts';
 import {
   type H2ConnectionError,
@@ -154,6 +155,49 @@ test('100 concurrent streams on one connection, bodies checked byte for byte', a
       assert.deepEqual(JSON.parse(r.headers['x-fields'] as string), ['x-n', String(i)]);
       assert.ok(r.body.equals(bodies[i]!), `body ${i}`);
     });
+  } finally {
+    client.close();
+  }
+});
+
+test('each delivered field carries its kind, looked up once by the frame layer, the same as a field list finds', async () => {
+  // Names zproxy acts on (each kind a request may carry over HTTP/2), mixed with others, in any order.
+  const known = ['host', 'content-length', 'te', 'x-forwarded-for', 'forwarded', 'traceparent', 'expect'];
+  const server = await startServer({}, (stream) => {
+    const looked = new FieldList(stream.fields);
+    const expected = stream.fields.filter((_, i) => i % 2 === 0).map((_, j) => looked.fieldKind(j));
+    own(stream, {
+      onRequestEnd: () => {
+        const ok =
+          JSON.stringify(stream.fieldKinds) === JSON.stringify(expected) &&
+          stream.kindsPresent === looked.kindsPresent;
+        stream.respond(ok ? 200 : 500, ['x-kinds', JSON.stringify(stream.fieldKinds)], true);
+      },
+    });
+  });
+  const client = http2.connect(`http://127.0.0.1:${server.port}`);
+  try {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uniqueArray(fc.oneof(fc.constantFrom(...known), fc.constantFrom('x-a', 'accept', 'cookie')), {
+          maxLength: 8,
+        }),
+        async (names) => {
+          const headers: http2.OutgoingHttpHeaders = { ':method': 'GET', ':path': '/' };
+          for (const name of names) {
+            if (name === 'host') headers[name] = `127.0.0.1:${server.port}`;
+            else if (name === 'content-length') headers[name] = '0';
+            else if (name === 'te') headers[name] = 'trailers';
+            else headers[name] = 'v';
+          }
+          const r = await h2Request(client, headers);
+          assert.equal(r.status, 200, `kinds ${r.headers['x-kinds']} for ${names.join(',')}`);
+          // The kinds are those of the fields as delivered (not an empty list that agrees with nothing).
+          assert.equal(JSON.parse(r.headers['x-kinds'] as string).length, names.length);
+        },
+      ),
+      { numRuns: 40 },
+    );
   } finally {
     client.close();
   }

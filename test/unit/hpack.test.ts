@@ -3,6 +3,8 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { FieldList } from '../../src/http/fields.ts';
+import { parseResponseHead, ResponseHead } from '../../src/http1/parse-head.ts';
 import {
   DECODED_OK,
   DECODED_TOO_LARGE,
@@ -180,6 +182,39 @@ test('the encoder produces blocks the decoder reads back exactly', () => {
         const block = Buffer.from(encoder.end());
         assert.deepEqual(decodeAll(decoder, block), [[':status', String(status)], ...fields]);
         assert.equal(decoder.tableSize, 0);
+      },
+    ),
+  );
+});
+
+test('fieldOf: fields taken from a parsed HTTP/1.1 head (bytes) or a field list read back exactly', () => {
+  const name = fc.stringMatching(/^[A-Za-z0-9-]{1,20}$/);
+  // Field values as HTTP/1.1 carries them: no whitespace at either end (the parser trims it), short ones
+  // (copied by a loop) and long ones (a native copy).
+  const value = fc
+    .uint8Array({ maxLength: 120 })
+    .map((b) => Buffer.from(b.map((c) => (c < 0x21 || c === 0x7f ? 0x61 : c))).toString('latin1'));
+  const encoder = new HpackEncoder();
+  const decoder = new HpackDecoder();
+  const limits = { maxHeaderBytes: 1 << 20, maxHeaderCount: 1000, maxUriBytes: 8192 };
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.oneof(name, fc.constantFrom('Content-Type', 'server', 'Date', 'vary')), value), {
+        maxLength: 12,
+      }),
+      (fields) => {
+        const text = `HTTP/1.1 200 OK\r\n${fields.map(([n, v]) => `${n}: ${v}\r\n`).join('')}\r\n`;
+        const buf = Buffer.from(text, 'latin1');
+        const head = new ResponseHead();
+        assert.equal(parseResponseHead(buf, 0, buf.length, limits, head), buf.length);
+        const expected = [[':status', '200'], ...fields.map(([n, v]) => [n.toLowerCase(), v])];
+        const list = new FieldList(fields.flatMap(([n, v]) => [n.toLowerCase(), v]));
+        for (const source of [head, list]) {
+          encoder.begin();
+          encoder.status(200);
+          for (let i = 0; i < source.fieldCount; i++) encoder.fieldOf(source, i);
+          assert.deepEqual(decodeAll(decoder, Buffer.from(encoder.end())), expected);
+        }
       },
     ),
   );
