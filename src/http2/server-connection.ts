@@ -27,6 +27,7 @@ import {
   kindOfName,
 } from '../http/fields.ts';
 import { TCHAR, validAuthority, validOriginForm } from '../http/syntax.ts';
+import { copyBytes } from '../util/bytes.ts';
 import { type Timed, unwatchDeadline, watchDeadline } from '../util/deadlines.ts';
 import { StreamIdTable } from '../util/stream-id-table.ts';
 import {
@@ -1081,7 +1082,7 @@ export class H2ServerConnection implements Timed {
     const length = end - start;
     const at = this.reserve(FRAME_HEADER_BYTES + length);
     writeFrameHeader(this.slab, at, length, type, flags, id);
-    if (length > 0) payload.copy(this.slab, at + FRAME_HEADER_BYTES, start, end);
+    if (length > 0) copyBytes(payload, start, end, this.slab, at + FRAME_HEADER_BYTES);
   }
 
   sendWindowUpdate(id: number, increment: number): void {
