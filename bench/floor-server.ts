@@ -1,0 +1,137 @@
+// The floor of a connection per request on Node's `net` (run by bench/floor.ts, pinned to the proxy CPU):
+// the least a Node server can do per `Connection: close` connection, to read zproxy's cost against.
+//   node bench/floor-server.ts bare PORT              read one request head, write a canned 200 with
+//                                                     `Connection: close`, then close (at once when the
+//                                                     whole response is in the kernel, as zproxy does)
+//   node bench/floor-server.ts bare-end PORT          the same, closing with end(): a half-close, then the
+//                                                     close once the client's FIN is read
+//   node bench/floor-server.ts proxy PORT ORIGIN_PORT read one request head, send a fixed GET (with the
+//                                                     client's address in X-Forwarded-For, as a proxy must
+//                                                     read it) over a kept-alive upstream connection, answer
+//                                                     its status and body with `Connection: close`, close
+// Not a proxy: no parsing beyond finding the head's end and the upstream's Content-Length, no routing, no
+// errors handled but by dropping the connection. Written the way the cheapest Node code would be (no
+// closure per connection: the listeners are shared functions reading their socket from `this`).
+import { connect, createServer, type Socket } from 'node:net';
+
+const [mode, portArg, originArg] = process.argv.slice(2);
+if (mode !== 'bare' && mode !== 'bare-end' && mode !== 'proxy') {
+  console.error('usage: node bench/floor-server.ts bare|bare-end|proxy PORT [ORIGIN_PORT]');
+  process.exit(2);
+}
+const port = Number(portArg);
+const originPort = Number(originArg);
+
+const BODY = 'hello world!\n';
+const CANNED = Buffer.from(
+  `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${BODY.length}\r\nConnection: close\r\n\r\n${BODY}`,
+  'latin1',
+);
+const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
+
+/** A client connection's state (proxy mode), kept on the socket: the head read so far. */
+interface ClientSocket extends Socket {
+  head: Buffer | null;
+}
+
+/** Ends a connection whose whole answer was written: closed at once when the kernel holds all of it. */
+function finish(socket: Socket): void {
+  if (mode === 'bare-end' || socket.writableLength > 0) socket.end();
+  else socket.destroy();
+}
+
+function ignoreError(): void {
+  // a client gone early: its socket closes
+}
+
+/** The head so far (a request head usually comes in one read); null until the blank line. */
+function headOf(socket: ClientSocket, chunk: Buffer): Buffer | null {
+  const buf = socket.head === null ? chunk : Buffer.concat([socket.head, chunk]);
+  if (buf.indexOf(HEAD_END) === -1) {
+    socket.head = buf;
+    return null;
+  }
+  socket.head = null;
+  return buf;
+}
+
+function onBareData(this: ClientSocket, chunk: Buffer): void {
+  if (headOf(this, chunk) === null) return;
+  this.write(CANNED);
+  finish(this);
+}
+
+/** One kept-alive connection to the origin and the client it answers now. */
+class Upstream {
+  readonly socket: Socket;
+  client: Socket | null = null;
+  buf: Buffer | null = null;
+  constructor() {
+    this.socket = connect({ host: '127.0.0.1', port: originPort, noDelay: true });
+    (this.socket as Socket & { up: Upstream }).up = this;
+    this.socket.on('data', onUpstreamData);
+    this.socket.on('error', ignoreError);
+    this.socket.on('close', onUpstreamClose);
+  }
+}
+
+const idle: Upstream[] = [];
+
+function onUpstreamClose(this: Socket & { up: Upstream }): void {
+  const i = idle.indexOf(this.up);
+  if (i !== -1) idle.splice(i, 1);
+  this.up.client?.destroy();
+}
+
+const CONTENT_LENGTH = 'content-length:';
+
+function onUpstreamData(this: Socket & { up: Upstream }, chunk: Buffer): void {
+  const up = this.up;
+  const buf = up.buf === null ? chunk : Buffer.concat([up.buf, chunk]);
+  const headEnd = buf.indexOf(HEAD_END);
+  if (headEnd === -1) {
+    up.buf = buf;
+    return;
+  }
+  const head = buf.latin1Slice(0, headEnd);
+  const at = head.toLowerCase().indexOf(CONTENT_LENGTH);
+  const length = at === -1 ? 0 : Number.parseInt(head.slice(at + CONTENT_LENGTH.length), 10);
+  const bodyStart = headEnd + 4;
+  if (buf.length < bodyStart + length) {
+    up.buf = buf;
+    return;
+  }
+  up.buf = null;
+  const client = up.client;
+  up.client = null;
+  idle.push(up);
+  if (client === null || client.destroyed) return;
+  const status = head.slice(0, head.indexOf('\r\n'));
+  client.write(
+    `${status}\r\nContent-Type: text/plain\r\nContent-Length: ${length}\r\nConnection: close\r\n\r\n${buf.latin1Slice(bodyStart, bodyStart + length)}`,
+    'latin1',
+  );
+  finish(client);
+}
+
+function onProxyData(this: ClientSocket, chunk: Buffer): void {
+  if (headOf(this, chunk) === null) return;
+  const up = idle.pop() ?? new Upstream();
+  up.client = this;
+  up.socket.write(
+    `GET /small HTTP/1.1\r\nHost: 127.0.0.1:${originPort}\r\nX-Forwarded-For: ${this.remoteAddress}\r\n\r\n`,
+    'latin1',
+  );
+}
+
+const onData = mode === 'proxy' ? onProxyData : onBareData;
+
+function onConnection(socket: Socket): void {
+  (socket as ClientSocket).head = null;
+  socket.on('data', onData);
+  socket.on('error', ignoreError);
+}
+
+const server = createServer(onConnection);
+server.listen(port, '127.0.0.1', 4096);
+process.on('SIGTERM', () => process.exit(0));
