@@ -8,7 +8,8 @@
 //   node-proxy    a bare `net` server forwarding to the origin over kept-alive connections
 //                 (bench/floor-server.ts proxy): the least a Node proxy pays
 //   nginx-proxy   nginx as a proxy to the origin, as `zproxy compare` configures it
-//   zproxy        this checkout's zproxy (one worker, the instance bench's config)
+//   zproxy        this checkout's zproxy, or `--after REF` built (one worker, the instance bench's config)
+//   zproxy-before with `--before REF`: that commit built (bench/lib/builds.ts), in the same rounds
 // The origin (nginx) and wrk run on the load CPU. Every round starts every process anew; the variants run
 // one after the other, in reverse order in even rounds. Per-round ratios of req/s per core (over the
 // rounds in which neither run was disturbed) and CPU µs per connection; medians over the rounds.
@@ -21,6 +22,7 @@ import { generatedPlan } from '../src/bench/compare/plan.ts';
 import { freePort, PinnedProcess, processTree, sleep } from '../src/bench/compare/proc.ts';
 import { DISTURBANCE_LIMIT } from '../src/bench/compare/results.ts';
 import { instanceConfig } from './instance.ts';
+import { buildBoth, buildRef, resolveBuilds, TWO_BUILDS_OPTIONS } from './lib/builds.ts';
 import { groupTmp, parseGroupOptions } from './lib/group-options.ts';
 import { runLoad } from './lib/load.ts';
 import { measurePinned } from './lib/pinned-run.ts';
@@ -31,15 +33,16 @@ import { ensureBuilt, nodeBinary, startZproxy } from './lib/zproxy.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
-const VARIANTS = [
+const ALL_VARIANTS = [
   'nginx-return',
   'node-bare',
   'node-bare-end',
   'node-proxy',
   'nginx-proxy',
+  'zproxy-before',
   'zproxy',
 ] as const;
-type Who = (typeof VARIANTS)[number];
+type Who = (typeof ALL_VARIANTS)[number];
 
 /** The ratios the report gives: numerator ÷ denominator of req/s per core, and what each says. */
 const RATIOS: readonly { num: Who; den: Who; says: string }[] = [
@@ -48,6 +51,8 @@ const RATIOS: readonly { num: Who; den: Who; says: string }[] = [
   { num: 'node-proxy', den: 'nginx-proxy', says: "a bare Node proxy's floor against nginx proxying" },
   { num: 'zproxy', den: 'nginx-proxy', says: "zproxy against nginx (issue 15's goal: ≥ 0.8)" },
   { num: 'zproxy', den: 'node-proxy', says: "zproxy against the bare Node proxy (zproxy's own code)" },
+  { num: 'zproxy-before', den: 'nginx-proxy', says: 'the --before build against nginx' },
+  { num: 'zproxy', den: 'zproxy-before', says: 'zproxy against the --before build' },
 ];
 
 interface Run {
@@ -64,10 +69,13 @@ interface Run {
 }
 
 export async function runFloorBench(argv: readonly string[]): Promise<number> {
-  const options = parseGroupOptions(argv, ROOT, { rounds: 4, duration: 6 });
-  const { rounds, durationS, warmupS, connections, proxyCpu, loadCpu } = options;
+  const options = parseGroupOptions(argv, ROOT, { rounds: 4, duration: 6 }, TWO_BUILDS_OPTIONS);
+  const { rounds, durationS, warmupS, connections, proxyCpu, loadCpu, values } = options;
   if (!ensureTools(options.install, ['h1'])) return 1;
-  ensureBuilt(ROOT);
+  const before = typeof values.before === 'string' ? values.before : null;
+  const after = typeof values.after === 'string' ? values.after : null;
+  if (after === null) ensureBuilt(ROOT);
+  const VARIANTS = ALL_VARIANTS.filter((v) => v !== 'zproxy-before' || before !== null);
   const tmp = groupTmp('floor');
   const started: { stop(): Promise<void> }[] = [];
   const runs: Run[] = [];
@@ -75,9 +83,22 @@ export async function runFloorBench(argv: readonly string[]): Promise<number> {
   const loadBefore = loadavg();
   let loadAfter = loadBefore;
   let nginxVersion = '';
-  const main = join(ROOT, 'dist', 'cli', 'main.js');
+  let mains: Record<'zproxy' | 'zproxy-before', string | null> = { zproxy: null, 'zproxy-before': null };
+  let builds = '';
   const floorServer = join(ROOT, 'bench', 'floor-server.ts');
   try {
+    if (before !== null) {
+      const two = resolveBuilds(ROOT, before, after);
+      const built = buildBoth(ROOT, two, tmp);
+      mains = { zproxy: built.after, 'zproxy-before': built.before };
+      builds = `zproxy-before: ${two.beforeCommit}, zproxy: ${two.afterCommit}`;
+    } else if (after !== null) {
+      mains.zproxy = buildRef(ROOT, after, join(tmp, 'after'));
+      builds = `zproxy: ${resolveBuilds(ROOT, after, after).afterCommit}`;
+    } else {
+      mains.zproxy = join(ROOT, 'dist', 'cli', 'main.js');
+      builds = `zproxy: ${resolveBuilds(ROOT, 'HEAD', null).afterCommit}`;
+    }
     const origin = await startOrigin(tmp, loadCpu);
     started.push(origin);
     const originPids = processTree(origin.process.pid);
@@ -122,20 +143,24 @@ export async function runFloorBench(argv: readonly string[]): Promise<number> {
         });
         running.push(nginx);
         procs.set('nginx-proxy', { proc: nginx.process, port: nginx.ports.http1! });
-        const zport = await freePort();
-        const file = join(tmp, `zproxy-${round}.json`);
-        writeFileSync(file, `${JSON.stringify(instanceConfig(zport, origin.port, 1, false), null, 2)}\n`);
-        const zproxy = startZproxy(
-          ROOT,
-          `zproxy (round ${round})`,
-          proxyCpu,
-          main,
-          file,
-          join(tmp, `zproxy-${round}.log`),
-        );
-        running.push(zproxy);
-        await zproxy.waitForPort(zport, 15_000);
-        procs.set('zproxy', { proc: zproxy, port: zport });
+        for (const who of ['zproxy', 'zproxy-before'] as const) {
+          const main = mains[who];
+          if (main === null) continue;
+          const zport = await freePort();
+          const file = join(tmp, `${who}-${round}.json`);
+          writeFileSync(file, `${JSON.stringify(instanceConfig(zport, origin.port, 1, false), null, 2)}\n`);
+          const zproxy = startZproxy(
+            ROOT,
+            `${who} (round ${round})`,
+            proxyCpu,
+            main,
+            file,
+            join(tmp, `${who}-${round}.log`),
+          );
+          running.push(zproxy);
+          await zproxy.waitForPort(zport, 15_000);
+          procs.set(who, { proc: zproxy, port: zport });
+        }
         const order = round % 2 === 1 ? VARIANTS : [...VARIANTS].reverse();
         for (const who of order) {
           const { proc, port } = procs.get(who)!;
@@ -188,7 +213,10 @@ export async function runFloorBench(argv: readonly string[]): Promise<number> {
     const clean = pairs.filter((p) => !p.n.disturbed && !p.d.disturbed);
     return (clean.length > 0 ? clean : pairs).map((p) => p.n.rpsPerCore / p.d.rpsPerCore);
   };
-  const ratios = RATIOS.map((r) => ({ ...r, values: ratioValues(r.num, r.den) }));
+  const ratios = RATIOS.filter((r) => VARIANTS.includes(r.num) && VARIANTS.includes(r.den)).map((r) => ({
+    ...r,
+    values: ratioValues(r.num, r.den),
+  }));
   const variants = VARIANTS.map((who) => ({
     who,
     rps: of(who).map((r) => r.rps),
@@ -199,10 +227,10 @@ export async function runFloorBench(argv: readonly string[]): Promise<number> {
   const errors = runs.reduce((n, r) => n + r.errors, 0);
   const pct = (x: number | null) => (x === null ? '?' : `${fmt(100 * x)} %`);
   const date = startedAt.toISOString().slice(0, 10);
-  const command = `npm run bench -- --only floor --rounds ${rounds} --duration ${durationS}${options.quick ? ' --quick' : ''}`;
+  const command = `npm run bench -- --only floor --rounds ${rounds} --duration ${durationS}${before === null ? '' : ` --before ${before}`}${after === null ? '' : ` --after ${after}`}${options.quick ? ' --quick' : ''}`;
   const md = `# The floor of a connection per request (${date})
 
-${machine()}, ${nginxVersion}. \`${command}\` (bench/floor.ts): ${rounds} round(s) of ${durationS} s runs after ${warmupS} s of
+${machine()}, ${nginxVersion}; ${builds}. \`${command}\` (bench/floor.ts): ${rounds} round(s) of ${durationS} s runs after ${warmupS} s of
 warm-up each; wrk \`-t1 -c${connections} -H 'Connection: close'\` on CPU ${loadCpu} (with the nginx origin), every variant pinned
 to CPU ${proxyCpu}; every process started anew each round, the variants in turn (reversed in even rounds).
 Per core: req/s ÷ the CPU the variant's processes used. Ratios per round, over the rounds in which neither run was
@@ -234,6 +262,7 @@ ${runs.map((r) => `| ${r.round} | ${r.who} | ${fmt(r.rps)} | ${fmt(r.rpsPerCore)
   const base = writeReport(options.outDir, `${date}-connection-floor`, md, {
     ...runParameters(startedAt, options),
     command,
+    builds,
     ratios,
     variants,
     runs,
