@@ -5,6 +5,10 @@
 //                                                     whole response is in the kernel, as zproxy does)
 //   node bench/floor-server.ts bare-end PORT          the same, closing with end(): a half-close, then the
 //                                                     close once the client's FIN is read
+//   node bench/floor-server.ts raw PORT               bare's work below net.Socket: libuv's TCP handle as
+//                                                     Node's internals drive it (process.binding, deprecated:
+//                                                     a measurement of what the stream layer costs, not a
+//                                                     way to build on), no Socket, no streams, no ticks
 //   node bench/floor-server.ts proxy PORT ORIGIN_PORT read one request head, send a fixed GET (with the
 //                                                     client's address in X-Forwarded-For, as a proxy must
 //                                                     read it) over a kept-alive upstream connection, answer
@@ -15,8 +19,8 @@
 import { connect, createServer, type Socket } from 'node:net';
 
 const [mode, portArg, originArg] = process.argv.slice(2);
-if (mode !== 'bare' && mode !== 'bare-end' && mode !== 'proxy') {
-  console.error('usage: node bench/floor-server.ts bare|bare-end|proxy PORT [ORIGIN_PORT]');
+if (mode !== 'bare' && mode !== 'bare-end' && mode !== 'raw' && mode !== 'proxy') {
+  console.error('usage: node bench/floor-server.ts bare|bare-end|raw|proxy PORT [ORIGIN_PORT]');
   process.exit(2);
 }
 const port = Number(portArg);
@@ -132,6 +136,72 @@ function onConnection(socket: Socket): void {
   socket.on('error', ignoreError);
 }
 
-const server = createServer(onConnection);
-server.listen(port, '127.0.0.1', 4096);
+// ------------------------------------------------------------------ raw: libuv's handle, no net.Socket
+
+/** The parts of Node's internal TCP handle and write request the raw mode uses. */
+interface RawHandle {
+  onread: (this: RawHandle, buffer: ArrayBuffer | undefined) => void;
+  onconnection: (error: number, handle: RawHandle) => void;
+  readStart(): number;
+  writeBuffer(req: RawWrite, data: Buffer): number;
+  close(): void;
+  bind(host: string, port: number): number;
+  listen(backlog: number): number;
+  head: Buffer | null;
+}
+interface RawWrite {
+  handle: RawHandle;
+  oncomplete: (this: RawWrite) => void;
+  async: boolean;
+}
+
+function startRaw(): void {
+  const binding = (process as unknown as { binding(name: string): Record<string, unknown> }).binding;
+  const tcp = binding('tcp_wrap') as { TCP: new (kind: number) => RawHandle; constants: { SERVER: number } };
+  const stream = binding('stream_wrap') as {
+    WriteWrap: new () => RawWrite;
+    streamBaseState: Int32Array;
+    kReadBytesOrError: number;
+    kArrayBufferOffset: number;
+    kLastWriteWasAsync: number;
+  };
+  const state = stream.streamBaseState;
+  function closeAfterWrite(this: RawWrite): void {
+    this.handle.close();
+  }
+  function onRawRead(this: RawHandle, buffer: ArrayBuffer | undefined): void {
+    const n = state[stream.kReadBytesOrError]!;
+    if (n <= 0 || buffer === undefined) {
+      // the client's FIN or an error: nothing to answer
+      this.close();
+      return;
+    }
+    const chunk = Buffer.from(buffer, state[stream.kArrayBufferOffset]!, n);
+    const buf = this.head === null ? chunk : Buffer.concat([this.head, chunk]);
+    if (buf.indexOf(HEAD_END) === -1) {
+      this.head = Buffer.from(buf);
+      return;
+    }
+    const req = new stream.WriteWrap();
+    req.handle = this;
+    req.oncomplete = closeAfterWrite;
+    req.async = false;
+    if (this.writeBuffer(req, CANNED) !== 0) this.close();
+    else if (state[stream.kLastWriteWasAsync] === 0) this.close();
+  }
+  const server = new tcp.TCP(tcp.constants.SERVER);
+  server.onconnection = (error, handle) => {
+    if (error !== 0) return;
+    handle.head = null;
+    handle.onread = onRawRead;
+    handle.readStart();
+  };
+  if (server.bind('127.0.0.1', port) !== 0 || server.listen(4096) !== 0) {
+    console.error(`raw: cannot listen on ${port}`);
+    process.exit(1);
+  }
+}
+
+if (mode === 'raw') startRaw();
+else createServer(onConnection).listen(port, '127.0.0.1', 4096);
 process.on('SIGTERM', () => process.exit(0));

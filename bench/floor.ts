@@ -5,6 +5,8 @@
 //   node-bare     a bare `net` server: reads one request head, writes a canned 200 with
 //                 `Connection: close`, closes at once (bench/floor-server.ts bare)
 //   node-bare-end the same, closing with end() (half-close, then close on the client's FIN)
+//   node-raw      node-bare's work on libuv's TCP handle without net.Socket (bench/floor-server.ts raw):
+//                 what Node's socket and stream layer costs per connection
 //   node-proxy    a bare `net` server forwarding to the origin over kept-alive connections
 //                 (bench/floor-server.ts proxy): the least a Node proxy pays
 //   nginx-proxy   nginx as a proxy to the origin, as `zproxy compare` configures it
@@ -37,6 +39,7 @@ const ALL_VARIANTS = [
   'nginx-return',
   'node-bare',
   'node-bare-end',
+  'node-raw',
   'node-proxy',
   'nginx-proxy',
   'zproxy-before',
@@ -48,6 +51,7 @@ type Who = (typeof ALL_VARIANTS)[number];
 const RATIOS: readonly { num: Who; den: Who; says: string }[] = [
   { num: 'node-bare', den: 'nginx-return', says: "Node's floor against nginx, no upstream" },
   { num: 'node-bare-end', den: 'nginx-return', says: 'the same, closing with a half-close' },
+  { num: 'node-raw', den: 'nginx-return', says: 'the same work without net.Socket (the TCP handle)' },
   { num: 'node-proxy', den: 'nginx-proxy', says: "a bare Node proxy's floor against nginx proxying" },
   { num: 'zproxy', den: 'nginx-proxy', says: "zproxy against nginx (issue 15's goal: ≥ 0.8)" },
   { num: 'zproxy', den: 'node-proxy', says: "zproxy against the bare Node proxy (zproxy's own code)" },
@@ -118,6 +122,7 @@ export async function runFloorBench(argv: readonly string[]): Promise<number> {
         for (const [who, mode] of [
           ['node-bare', 'bare'],
           ['node-bare-end', 'bare-end'],
+          ['node-raw', 'raw'],
           ['node-proxy', 'proxy'],
         ] as const) {
           const port = await freePort();
