@@ -13,6 +13,9 @@
 //                                                     client's address in X-Forwarded-For, as a proxy must
 //                                                     read it) over a kept-alive upstream connection, answer
 //                                                     its status and body with `Connection: close`, close
+// bare and proxy keep the connection open for the next request when the request has no
+// `Connection: close` (the floor's keep-alive runs, which separate what a connection costs from what a
+// request costs); raw and bare-end always close.
 // Not a proxy: no parsing beyond finding the head's end and the upstream's Content-Length, no routing, no
 // errors handled but by dropping the connection. Written the way the cheapest Node code would be (no
 // closure per connection: the listeners are shared functions reading their socket from `this`).
@@ -31,11 +34,18 @@ const CANNED = Buffer.from(
   `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${BODY.length}\r\nConnection: close\r\n\r\n${BODY}`,
   'latin1',
 );
+const CANNED_KEEP_ALIVE = Buffer.from(
+  `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${BODY.length}\r\n\r\n${BODY}`,
+  'latin1',
+);
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
+/** What wrk sends with `-H 'Connection: close'`. */
+const CLOSE = Buffer.from('\r\nConnection: close\r\n', 'latin1');
 
-/** A client connection's state (proxy mode), kept on the socket: the head read so far. */
+/** A client connection's state, kept on the socket: the head read so far; its request asked for the close. */
 interface ClientSocket extends Socket {
   head: Buffer | null;
+  closing: boolean;
 }
 
 /** Ends a connection whose whole answer was written: closed at once when the kernel holds all of it. */
@@ -60,7 +70,12 @@ function headOf(socket: ClientSocket, chunk: Buffer): Buffer | null {
 }
 
 function onBareData(this: ClientSocket, chunk: Buffer): void {
-  if (headOf(this, chunk) === null) return;
+  const head = headOf(this, chunk);
+  if (head === null) return;
+  if (mode === 'bare' && head.indexOf(CLOSE) === -1) {
+    this.write(CANNED_KEEP_ALIVE);
+    return;
+  }
   this.write(CANNED);
   finish(this);
 }
@@ -111,15 +126,18 @@ function onUpstreamData(this: Socket & { up: Upstream }, chunk: Buffer): void {
   idle.push(up);
   if (client === null || client.destroyed) return;
   const status = head.slice(0, head.indexOf('\r\n'));
+  const closing = (client as ClientSocket).closing;
   client.write(
-    `${status}\r\nContent-Type: text/plain\r\nContent-Length: ${length}\r\nConnection: close\r\n\r\n${buf.latin1Slice(bodyStart, bodyStart + length)}`,
+    `${status}\r\nContent-Type: text/plain\r\nContent-Length: ${length}\r\n${closing ? 'Connection: close\r\n' : ''}\r\n${buf.latin1Slice(bodyStart, bodyStart + length)}`,
     'latin1',
   );
-  finish(client);
+  if (closing) finish(client);
 }
 
 function onProxyData(this: ClientSocket, chunk: Buffer): void {
-  if (headOf(this, chunk) === null) return;
+  const head = headOf(this, chunk);
+  if (head === null) return;
+  this.closing = head.indexOf(CLOSE) !== -1;
   const up = idle.pop() ?? new Upstream();
   up.client = this;
   up.socket.write(
@@ -132,6 +150,7 @@ const onData = mode === 'proxy' ? onProxyData : onBareData;
 
 function onConnection(socket: Socket): void {
   (socket as ClientSocket).head = null;
+  (socket as ClientSocket).closing = true;
   socket.on('data', onData);
   socket.on('error', ignoreError);
 }

@@ -12,6 +12,8 @@
 //   nginx-proxy   nginx as a proxy to the origin, as `zproxy compare` configures it
 //   zproxy        this checkout's zproxy, or `--after REF` built (one worker, the instance bench's config)
 //   zproxy-before with `--before REF`: that commit built (bench/lib/builds.ts), in the same rounds
+// With `--keep-alive`, wrk keeps its connections (no `Connection: close`) and node-bare-end and node-raw are
+// left out: what a request costs without a connection, to read the close figures against.
 // The origin (nginx) and wrk run on the load CPU. Every round starts every process anew; the variants run
 // one after the other, in reverse order in even rounds. Per-round ratios of req/s per core (over the
 // rounds in which neither run was disturbed) and CPU µs per connection; medians over the rounds.
@@ -73,13 +75,23 @@ interface Run {
 }
 
 export async function runFloorBench(argv: readonly string[]): Promise<number> {
-  const options = parseGroupOptions(argv, ROOT, { rounds: 4, duration: 6 }, TWO_BUILDS_OPTIONS);
+  const options = parseGroupOptions(
+    argv,
+    ROOT,
+    { rounds: 4, duration: 6 },
+    { ...TWO_BUILDS_OPTIONS, 'keep-alive': { type: 'boolean', default: false } },
+  );
   const { rounds, durationS, warmupS, connections, proxyCpu, loadCpu, values } = options;
   if (!ensureTools(options.install, ['h1'])) return 1;
   const before = typeof values.before === 'string' ? values.before : null;
   const after = typeof values.after === 'string' ? values.after : null;
   if (after === null) ensureBuilt(ROOT);
-  const VARIANTS = ALL_VARIANTS.filter((v) => v !== 'zproxy-before' || before !== null);
+  const keepAlive = values['keep-alive'] === true;
+  const VARIANTS = ALL_VARIANTS.filter(
+    (v) =>
+      (v !== 'zproxy-before' || before !== null) &&
+      (!keepAlive || (v !== 'node-bare-end' && v !== 'node-raw')),
+  );
   const tmp = groupTmp('floor');
   const started: { stop(): Promise<void> }[] = [];
   const runs: Run[] = [];
@@ -125,6 +137,7 @@ export async function runFloorBench(argv: readonly string[]): Promise<number> {
           ['node-raw', 'raw'],
           ['node-proxy', 'proxy'],
         ] as const) {
+          if (!VARIANTS.includes(who)) continue;
           const port = await freePort();
           const proc = new PinnedProcess(
             `${who} (round ${round})`,
@@ -173,7 +186,7 @@ export async function runFloorBench(argv: readonly string[]): Promise<number> {
             tool: 'wrk',
             url: `http://127.0.0.1:${port}/small`,
             connections,
-            close: true,
+            close: !keepAlive,
           } as const;
           if (warmupS > 0) await runLoad(spec, warmupS, loadCpu);
           const m = await measurePinned(proc, proxyCpu, () => runLoad(spec, durationS, loadCpu), {
@@ -232,11 +245,11 @@ export async function runFloorBench(argv: readonly string[]): Promise<number> {
   const errors = runs.reduce((n, r) => n + r.errors, 0);
   const pct = (x: number | null) => (x === null ? '?' : `${fmt(100 * x)} %`);
   const date = startedAt.toISOString().slice(0, 10);
-  const command = `npm run bench -- --only floor --rounds ${rounds} --duration ${durationS}${before === null ? '' : ` --before ${before}`}${after === null ? '' : ` --after ${after}`}${options.quick ? ' --quick' : ''}`;
-  const md = `# The floor of a connection per request (${date})
+  const command = `npm run bench -- --only floor --rounds ${rounds} --duration ${durationS}${before === null ? '' : ` --before ${before}`}${after === null ? '' : ` --after ${after}`}${keepAlive ? ' --keep-alive' : ''}${options.quick ? ' --quick' : ''}`;
+  const md = `# The floor of ${keepAlive ? 'a request on a kept-alive connection' : 'a connection per request'} (${date})
 
 ${machine()}, ${nginxVersion}; ${builds}. \`${command}\` (bench/floor.ts): ${rounds} round(s) of ${durationS} s runs after ${warmupS} s of
-warm-up each; wrk \`-t1 -c${connections} -H 'Connection: close'\` on CPU ${loadCpu} (with the nginx origin), every variant pinned
+warm-up each; wrk \`-t1 -c${connections}${keepAlive ? '' : " -H 'Connection: close'"}\` on CPU ${loadCpu} (with the nginx origin), every variant pinned
 to CPU ${proxyCpu}; every process started anew each round, the variants in turn (reversed in even rounds).
 Per core: req/s ÷ the CPU the variant's processes used. Ratios per round, over the rounds in which neither run was
 disturbed (another process above ${fmt(100 * DISTURBANCE_LIMIT)} % of either CPU).
@@ -264,7 +277,7 @@ ${runs.map((r) => `| ${r.round} | ${r.who} | ${fmt(r.rps)} | ${fmt(r.rpsPerCore)
 
 † disturbed: another process used more than ${fmt(100 * DISTURBANCE_LIMIT)} % of the proxy CPU or of the load CPU.
 `;
-  const base = writeReport(options.outDir, `${date}-connection-floor`, md, {
+  const base = writeReport(options.outDir, `${date}-connection-floor${keepAlive ? '-keep-alive' : ''}`, md, {
     ...runParameters(startedAt, options),
     command,
     builds,
