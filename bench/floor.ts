@@ -16,7 +16,8 @@
 // left out: what a request costs without a connection, to read the close figures against.
 // The origin (nginx) and wrk run on the load CPU. Every round starts every process anew; the variants run
 // one after the other, in reverse order in even rounds. Per-round ratios of req/s per core (over the
-// rounds in which neither run was disturbed) and CPU µs per connection; medians over the rounds.
+// rounds in which neither run was disturbed) and CPU µs per request (per connection, without --keep-alive);
+// medians over the rounds.
 // Writes docs/reports/<YYYY-MM-DD>-connection-floor.{md,json}.
 import { rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -55,7 +56,7 @@ const RATIOS: readonly { num: Who; den: Who; says: string }[] = [
   { num: 'node-bare-end', den: 'nginx-return', says: 'the same, closing with a half-close' },
   { num: 'node-raw', den: 'nginx-return', says: 'the same work without net.Socket (the TCP handle)' },
   { num: 'node-proxy', den: 'nginx-proxy', says: "a bare Node proxy's floor against nginx proxying" },
-  { num: 'zproxy', den: 'nginx-proxy', says: "zproxy against nginx (issue 15's goal: ≥ 0.8)" },
+  { num: 'zproxy', den: 'nginx-proxy', says: "zproxy against nginx (issue 15's goal with close: ≥ 0.8)" },
   { num: 'zproxy', den: 'node-proxy', says: "zproxy against the bare Node proxy (zproxy's own code)" },
   { num: 'zproxy-before', den: 'nginx-proxy', says: 'the --before build against nginx' },
   { num: 'zproxy', den: 'zproxy-before', says: 'zproxy against the --before build' },
@@ -208,7 +209,7 @@ export async function runFloorBench(argv: readonly string[]): Promise<number> {
           };
           runs.push(run);
           console.error(
-            `round ${round} ${who}: ${Math.round(run.rps)} req/s, ${Math.round(run.rpsPerCore)} per core (${run.cores.toFixed(2)} cores), ${run.cpuUsPerConnection.toFixed(1)} µs/conn, errors ${run.errors}${run.disturbed ? ' DISTURBED' : ''}`,
+            `round ${round} ${who}: ${Math.round(run.rps)} req/s, ${Math.round(run.rpsPerCore)} per core (${run.cores.toFixed(2)} cores), ${run.cpuUsPerConnection.toFixed(1)} µs/req, errors ${run.errors}${run.disturbed ? ' DISTURBED' : ''}`,
           );
           await sleep(300);
         }
@@ -263,7 +264,7 @@ ${ratios.map((r) => `| ${r.num} ÷ ${r.den} | **${fmt(median(r.values), 3)}** ($
 
 ## Variants (medians over the rounds, min–max)
 
-| variant | req/s | req/s per core | cores | CPU µs per connection |
+| variant | req/s | req/s per core | cores | CPU µs per request${keepAlive ? '' : ' (a connection each)'} |
 | --- | --- | --- | --- | --- |
 ${variants.map((v) => `| ${v.who} | ${spread(v.rps)} | ${spread(v.perCore)} | ${spread(v.cores, 2)} | ${spread(v.cpuUs, 1)} |`).join('\n')}
 
@@ -271,7 +272,7 @@ Errors over all runs: ${errors}${errors > 0 ? ' (**the bench failed**)' : ''}.
 
 ## Runs
 
-| round | variant | req/s | req/s per core | cores | CPU µs/conn | p99 µs | other load, proxy / load CPU |
+| round | variant | req/s | req/s per core | cores | CPU µs/req | p99 µs | other load, proxy / load CPU |
 | --- | --- | --- | --- | --- | --- | --- | --- |
 ${runs.map((r) => `| ${r.round} | ${r.who} | ${fmt(r.rps)} | ${fmt(r.rpsPerCore)} | ${fmt(r.cores, 2)} | ${fmt(r.cpuUsPerConnection, 1)} | ${fmt(r.p99Us)} | ${pct(r.otherLoad.proxyCpu)} / ${pct(r.otherLoad.loadCpu)}${r.disturbed ? ' †' : ''} |`).join('\n')}
 
