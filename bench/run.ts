@@ -10,6 +10,8 @@
 //   --only instance  issue 15's figures for two builds (--before REF, --after REF or this checkout): req/s per
 //                    core with 1 and 2 workers, rate_limit ÷ plain, peak RSS with 1, 2, 4 workers, a
 //                    connection per request and h2c with the default pool against nginx (bench/instance.ts)
+//   --only floor     a connection per request: bare Node `net` servers (answering, proxying) and zproxy against
+//                    nginx on the same core: what Node itself costs per connection (bench/floor.ts)
 // Each group has its own options (see its file); they use wrk and h2load.
 import { join, resolve } from 'node:path';
 import { COMPARE_USAGE, parseCompareArgs } from '../src/bench/compare/options.ts';
@@ -25,6 +27,7 @@ const GROUPS: Record<string, () => Promise<number>> = {
   failover: async () => (await import('./failover.ts')).runFailoverBench(process.argv.slice(2)),
   builds: async () => (await import('./builds.ts')).runBuildsBench(process.argv.slice(2)),
   instance: async () => (await import('./instance.ts')).runInstanceBench(process.argv.slice(2)),
+  floor: async () => (await import('./floor.ts')).runFloorBench(process.argv.slice(2)),
 };
 
 function today(): string {
@@ -47,7 +50,7 @@ async function main(): Promise<number> {
   const line = parseCompareArgs(argv);
   if (line.kind === 'help') {
     console.log(`npm run bench -- [options]: zproxy compare from a checkout (report in docs/reports/<date>-compare
-unless --report), or --only filters|metrics|trace|failover|builds|instance.\n\n${COMPARE_USAGE}`);
+unless --report), or --only filters|metrics|trace|failover|builds|instance|floor.\n\n${COMPARE_USAGE}`);
     return 0;
   }
   if (line.kind === 'usage-error') {

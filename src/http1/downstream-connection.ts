@@ -65,6 +65,12 @@ export interface ConnectionContext {
   /** Called when a connection has closed (used to finish a graceful shutdown). */
   onConnectionClosed(): void;
   /**
+   * Gives back an accepted connection's place in the count of open connections (`max_connections`). A
+   * connection constructed as `counted` calls it when its socket closes, instead of the listener adding a
+   * `close` listener of its own; it is called without a receiver and may be a socket's listener itself.
+   */
+  readonly releaseConnection: () => void;
+  /**
    * Takes over a connection that opened with the HTTP/2 preface (`buffered` holds what was read), or null
    * when HTTP/2 is not enabled.
    */
@@ -208,9 +214,24 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
   private readonly forwardedResponse = new ForwardedResponse();
   /** Filters' view of the request head's fields (one per connection: the head object is reused). */
   private requestReader: HeadFieldReader | null = null;
+  /** This connection's close releases its place in the count of open connections (ctx.releaseConnection). */
+  private readonly counted: boolean;
+  /** The `drain` listener is on the socket: added by the first write the socket did not take whole. */
+  private drainListening = false;
 
-  constructor(socket: Socket, ctx: ConnectionContext, policy: ListenerPolicy = DEFAULT_LISTENER_POLICY) {
+  /**
+   * `counted`: the socket is an accepted one whose place in the count of open connections nothing else
+   * gives back; the connection releases it when the socket closes (or hands that to the socket when it
+   * hands the socket over).
+   */
+  constructor(
+    socket: Socket,
+    ctx: ConnectionContext,
+    policy: ListenerPolicy = DEFAULT_LISTENER_POLICY,
+    counted = false,
+  ) {
     this.socket = socket;
+    this.counted = counted;
     this.ctx = ctx;
     this.listener = policy;
     this.runtime = ctx.runtime;
@@ -228,7 +249,6 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
     socket.on('end', socketEnd);
     socket.on('error', noop);
     socket.on('close', socketClose);
-    socket.on('drain', socketDrain);
     ctx.connections.add(this);
     this.deadline = Date.now() + this.runtime.connectionTimeoutMs;
     watchDeadline(this);
@@ -348,7 +368,9 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
     socket.off('data', socketData);
     socket.off('end', socketEnd);
     socket.off('close', socketClose);
-    socket.off('drain', socketDrain);
+    if (this.drainListening) socket.off('drain', socketDrain);
+    // The HTTP/2 engine keeps the socket: its close gives the connection's place back from now on.
+    if (this.counted) socket.on('close', this.ctx.releaseConnection);
     (socket as OwnedSocket)[OWNER] = null;
     socket.pause();
     this.state = ST_CLOSED;
@@ -735,6 +757,7 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
       socket.write(data);
       ok = socket.write(CRLF);
       socket.uncork();
+      if (!ok && !this.drainListening) this.listenDrain();
       ex.bytesOut += n + size.length + 2;
     } else {
       ok = this.send(data);
@@ -816,7 +839,7 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
     socket.write(headBuf);
     socket.off('data', socketData);
     socket.off('end', socketEnd);
-    socket.off('drain', socketDrain);
+    if (this.drainListening) socket.off('drain', socketDrain);
     const toUpstream = this.input;
     this.input = null;
     this.exchange = null;
@@ -871,7 +894,18 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
       if (this.wrote) this.setNoDelay();
       else this.wrote = true;
     }
-    return this.socket.write(buf);
+    const ok = this.socket.write(buf);
+    if (!ok && !this.drainListening) this.listenDrain();
+    return ok;
+  }
+
+  /**
+   * Listens for `drain` from the first write the socket did not take whole on (the socket emits it only
+   * after such a write): a connection whose writes all go straight to the kernel never adds the listener.
+   */
+  private listenDrain(): void {
+    this.drainListening = true;
+    this.socket.on('drain', socketDrain);
   }
 
   private setNoDelay(): void {
@@ -967,6 +1001,7 @@ export class DownstreamConnection implements Timed, Downstream, ChunkSink {
     if (flow !== null) flow.onClientGone();
     unwatchDeadline(this);
     this.ctx.connections.delete(this);
+    if (this.counted) this.ctx.releaseConnection();
     this.ctx.onConnectionClosed();
   }
 }
@@ -981,7 +1016,8 @@ function upgradeLines(forwarded: ForwardedResponse): HeadLines {
 }
 
 /**
- * The socket's listeners are these four functions, shared by every connection: each finds its connection
+ * The socket's listeners are these four functions, shared by every connection (`drain` only once a write
+ * was not taken whole): each finds its connection
  * on the socket (OWNER) instead of a function bound per connection.
  */
 const OWNER = Symbol('zproxy.connection');

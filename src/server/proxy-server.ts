@@ -316,6 +316,7 @@ export class ProxyServer {
       onConnectionClosed: () => {
         if (this.drainWaiter !== null && this.liveConnections === 0) this.drainWaiter();
       },
+      releaseConnection: this.release,
       http2: null,
       http1: false,
       tunnels: null,
@@ -653,9 +654,10 @@ export class ProxyServer {
       return;
     }
     this.open++;
-    socket.on('close', this.release);
-    if (listener.tls === null) this.serveHttp1(socket, listener);
+    // A plain connection's own close listener releases it (one `close` listener instead of two).
+    if (listener.tls === null) this.serveHttp1(socket, listener, true);
     else {
+      socket.on('close', this.release);
       socket.setNoDelay(true);
       this.detect(socket, listener);
     }
@@ -664,9 +666,10 @@ export class ProxyServer {
   /**
    * An HTTP/1.x connection (or h2c, which it hands over). One accepted while zproxy stops (it was already
    * in the listener's queue) is served one request, with Connection: close, rather than dropped.
+   * `counted`: the connection releases its place in the count when its socket closes (see accept).
    */
-  private serveHttp1(socket: net.Socket, listener: ListenerState): void {
-    const connection = new DownstreamConnection(socket, this.ctx, listener.policy);
+  private serveHttp1(socket: net.Socket, listener: ListenerState, counted = false): void {
+    const connection = new DownstreamConnection(socket, this.ctx, listener.policy, counted);
     if (this.ctx.shuttingDown) connection.shutdown();
   }
 

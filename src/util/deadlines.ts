@@ -19,6 +19,12 @@ const registered = new SlotSet<Timed>();
 let timer: NodeJS.Timeout | null = null;
 
 function sweep(): void {
+  if (registered.size === 0) {
+    // Nothing to watch for a whole interval: the timer stops until something registers again.
+    clearInterval(timer!);
+    timer = null;
+    return;
+  }
   const now = Date.now();
   registered.forEachMember((t) => {
     if (t.deadline !== 0 && t.deadline <= now) {
@@ -36,10 +42,10 @@ export function watchDeadline(t: Timed): void {
   }
 }
 
+/**
+ * Leaves the timer running when the last object goes: the sweep stops it once it finds nothing to watch,
+ * so a process serving one connection at a time does not start and stop a timer per connection.
+ */
 export function unwatchDeadline(t: Timed): void {
   registered.delete(t);
-  if (registered.size === 0 && timer !== null) {
-    clearInterval(timer);
-    timer = null;
-  }
 }

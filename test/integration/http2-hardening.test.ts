@@ -366,6 +366,7 @@ describe('HTTP/2 hardening: the warn line of a session closed for Rapid Reset', 
       connections: new SlotSet(),
       shuttingDown: false,
       onConnectionClosed: () => {},
+      releaseConnection: () => {},
       http2: null,
       http1: true,
     };
