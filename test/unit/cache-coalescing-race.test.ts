@@ -20,7 +20,7 @@ import { installInstanceShared } from '../../src/util/instance.ts';
 import { type HttpUpstream, startHttpUpstream } from '../helpers/upstream.ts';
 
 const MAX_BYTES = 1 << 20;
-const CONFIG = { ttl_seconds: 60, coalesce_timeout_ms: 5000 };
+const CONFIG = { ttl_seconds: 60, coalesce_timeout_ms: 5000, max_bytes: MAX_BYTES };
 
 let upstream: HttpUpstream;
 
