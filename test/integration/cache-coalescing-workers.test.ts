@@ -44,7 +44,7 @@ before(async () => {
     const body = JSON.stringify({
       url: req.url,
       n: seen.length,
-      pad: req.url.startsWith('/ev/') ? 'x'.repeat(4000) : '',
+      pad: req.url.startsWith('/ev/') || req.url.startsWith('/bound/') ? 'x'.repeat(4000) : '',
     });
     // /co/slow-*: cacheable after 500 ms; /co/nostore-*: not storable, after 300 ms; /stall/*: the first
     // request of a URL answered after 2500 ms, the others at once; anything else: cacheable at once.
@@ -99,6 +99,12 @@ function config(port: number, threads: number): Record<string, unknown> {
         path: '/ev',
         upstream: upstream.url,
         middlewares: [{ type: 'cache', config: { ttl_seconds: 60, max_bytes: 65536 } }],
+      },
+      // A store of its own (another max_bytes, another identity), for the instance's bound.
+      {
+        path: '/bound',
+        upstream: upstream.url,
+        middlewares: [{ type: 'cache', config: { ttl_seconds: 60, max_bytes: 65544 } }],
       },
       {
         path: '/crash',
@@ -216,6 +222,43 @@ for (const threads of [2, 4]) {
       assert.equal(upstreamCount('/ev/hot'), 1, 'the hot entry was never fetched again');
       // The store holds about 15 of them: the first ones read once went.
       assert.match(String((await sendRequest(port, '/ev/k0')).headers['cache-status']), /fwd=uri-miss/);
+    });
+
+    test('max_bytes bounds the instance: what all the workers store together stays within it', async () => {
+      // 24 entries of about 4.3 KiB (about 103 KiB) stored by the workers the kernel picks: more than
+      // max_bytes (64 KiB), less than max_bytes per worker.
+      for (let i = 0; i < 24; i++) {
+        const res = await sendRequest(port, `/bound/k${i}`);
+        assert.match(String(res.headers['cache-status']), /stored/, `k${i}`);
+      }
+      await waitUntil(
+        () =>
+          cli.logs.filter((l) => l.kind === 'access' && /^\/bound\//.test(String(l.target))).length === 24,
+        3000,
+        'the access lines',
+      );
+      const storers = new Set(
+        cli.logs
+          .filter((l) => l.kind === 'access' && /^\/bound\//.test(String(l.target)))
+          .map((l) => l.worker),
+      );
+      assert.ok(storers.size >= 2, `stored by ${storers.size} workers`);
+      // The newest are hits on any worker; the oldest went, whichever worker stored them.
+      for (let i = 23; i >= 18; i--) {
+        assert.match(
+          String((await sendRequest(port, `/bound/k${i}`)).headers['cache-status']),
+          /; hit/,
+          `k${i}`,
+        );
+      }
+      for (let i = 0; i < 6; i++) {
+        assert.match(
+          String((await sendRequest(port, `/bound/k${i}`)).headers['cache-status']),
+          /fwd=uri-miss/,
+          `k${i}`,
+        );
+        assert.equal(upstreamCount(`/bound/k${i}`), 2);
+      }
     });
 
     test('a worker that dies holding a claim blocks the key only until the claim’s deadline', async () => {

@@ -235,6 +235,8 @@ class CacheExchange {
   /** What Cache-Status says about the forward (`uri-miss`, `vary-miss`, `stale`, `request`, `method`). */
   fwd = 'uri-miss';
   status = 0;
+  /** The store was looked in again after a claim in the instance's table (once per exchange at most). */
+  lookedAgain = false;
 }
 
 /** The client's conditionals: a background revalidation sends the entry's validators instead. */
@@ -645,6 +647,10 @@ export class CacheFilter implements Filter {
     if (running !== undefined) {
       if (mayWait && this.coalesceTimeoutMs > 0) return this.waitFor(ctx, state, running);
     } else if (this.lead(state.variantKey)) {
+      if (entry === undefined && this.handle.claims !== null && !state.lookedAgain) {
+        const found = this.storedSinceLookup(ctx, state);
+        if (found !== null) return this.withEntry(ctx, state, found, mayWait);
+      }
       state.leaderKey = state.variantKey;
     } else if (mayWait) {
       return this.waitFor(ctx, state, this.followRemote(state.variantKey));
@@ -671,6 +677,33 @@ export class CacheFilter implements Filter {
       outcome === CLAIMED ? new Inflight(claims.slot, claims.generation) : new Inflight(-1, 0),
     );
     return true;
+  }
+
+  /**
+   * A pure miss just led (lead()) with worker threads: another worker may have stored the entry and
+   * released its claim between this request's lookup and its claim (the claim then found the key free).
+   * When the claim is in the instance's table, the shared store (synchronous) is looked in again: if it now
+   * holds an entry for this request, or a new Vary recipe for its URL, the claim is released and the answer
+   * is the entry found (or undefined: a miss of the right variant, to decide again); null: nothing was
+   * stored meanwhile, this request leads. Once per exchange; a hit never comes here.
+   */
+  storedSinceLookup(ctx: FilterContext, state: CacheExchange): CacheEntry | undefined | null {
+    state.lookedAgain = true;
+    const key = state.variantKey;
+    const running = this.handle.inflight.get(key) as Inflight;
+    // FULL (no room in the table): not coalesced across workers anyway.
+    if (running.slot === -1) return null;
+    const store = this.store as SharedCacheStore;
+    const vary = store.getVary(state.urlKey);
+    if (vary === undefined || vary === '*') return null;
+    const variantKey =
+      vary === '' ? `${state.urlKey}\nE` : variantKeyOf(state.urlKey, vary, ctx.request.headers);
+    const found = store.get(variantKey);
+    if (found === undefined && variantKey === key) return null;
+    this.end(key, running);
+    state.vary = vary;
+    state.variantKey = variantKey;
+    return found;
   }
 
   /**
