@@ -217,8 +217,12 @@ for (const mode of ['threads', 'processes'] as const) {
       const m2 = await messagesReceived(admin);
 
       assert.deepEqual(new Set([...first.statuses, ...second.statuses]), new Set([200]));
-      // The cache served: the first round stored every path (in each worker's own cache with processes).
-      assert.equal(second.hits, 2000, 'cache hits in the second round');
+      // The cache served: the first round stored every path. With threads the cache is the instance's: every
+      // request of the second round is a hit. With processes each worker has its own: the kernel may have
+      // given all 8 connections of the first round to one worker (about 1 run in 128), and then the other
+      // misses each path once.
+      if (mode === 'threads') assert.equal(second.hits, 2000, 'cache hits in the second round');
+      else assert.ok(second.hits >= 2000 - PATHS, `cache hits in the second round: ${second.hits}`);
       // The workers write their access lines within a second (buffered).
       await waitUntil(
         () => cli.logs.filter((l) => l.kind === 'access').length >= 3000,
