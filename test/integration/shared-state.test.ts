@@ -109,8 +109,27 @@ for (const threads of [2, 4]) {
         headers: { 'x-cache-purge-token': 'purge-secret-0123456789' },
       });
       assert.equal(purged.status, 200);
-      for (let i = 0; i < 10; i++) await sendRequest(port, path);
+      // After the purge no worker serves the old entry (its body names the upstream's first request): every
+      // answer is the one new fetch, whichever worker serves it.
+      const bodies = new Set<string>();
+      for (let i = 0; i < 40; i++) {
+        const res = await sendRequest(port, path);
+        assert.equal(res.status, 200);
+        assert.notEqual(res.text, first.text, `request ${i} after the purge got the purged entry`);
+        bodies.add(res.text);
+      }
+      assert.equal(bodies.size, 1, 'one new entry for the whole instance');
       assert.equal(upstreamCount(path), 2, 'after the purge, one miss for the whole instance');
+      await waitUntil(
+        () => cli.logs.filter((l) => l.kind === 'access' && l.target === path).length === 82,
+        3000,
+        'the access lines after the purge',
+      );
+      const after = cli.logs.filter((l) => l.kind === 'access' && l.target === path).slice(42);
+      assert.ok(
+        new Set(after.map((l) => l.worker)).size >= 2,
+        'answers after the purge came from several workers',
+      );
     });
   });
 
