@@ -512,8 +512,8 @@ export function http2RequestList(
 export interface Http2FieldSink {
   /** A field by its name (lowercased by the sink) and value. */
   field(name: string, value: string): void;
-  /** Field `i` of `source` as it is there (its value copied from where the source holds it). */
-  fieldOf(source: FieldSource, i: number): void;
+  /** Field `i` of `source`, named `lowerName`, its value copied from where the source holds it. */
+  fieldOf(lowerName: string, source: FieldSource, i: number): void;
 }
 
 /** A response for an HTTP/2 client, written to `sink`: the upstream's kept fields, zproxy's, the filters'. */
@@ -526,7 +526,10 @@ export function writeHttp2Response(
   const dropped = droppedNames(edits);
   const n = source.fieldCount;
   const dropMask = fwd.dropMask;
-  for (let i = 0; i < n; i++) if (keptName(source, i, dropMask, dropped) !== null) sink.fieldOf(source, i);
+  for (let i = 0; i < n; i++) {
+    const name = keptName(source, i, dropMask, dropped);
+    if (name !== null) sink.fieldOf(name, source, i);
+  }
   if (!edited(edits, 'via')) sink.field('via', fwd.via);
   if (fwd.hsts !== null && !edited(edits, 'strict-transport-security'))
     sink.field('strict-transport-security', fwd.hsts);

@@ -19,7 +19,6 @@
  * generator uses it too).
  */
 export interface IndexedFields {
-  lowerFieldName(i: number): string;
   fieldValueLength(i: number): number;
   writeFieldValue(i: number, out: Buffer, offset: number): number;
 }
@@ -457,12 +456,11 @@ export class HpackEncoder {
   }
 
   /**
-   * Adds field `i` of `source` (its name lowercase already), the value copied from where the source holds
-   * it: a parsed HTTP/1.1 head's value goes from its bytes to the block without a string. The static
+   * Adds field `i` of `source`, named `name` (lowercase already), the value copied from where the source
+   * holds it: a parsed HTTP/1.1 head's value goes from its bytes to the block without a string. The static
    * table's name-value pairs (none a response carries but accept-encoding) are not looked up here.
    */
-  fieldOf(source: IndexedFields, i: number): void {
-    const name = source.lowerFieldName(i);
+  fieldOf(name: string, source: IndexedFields, i: number): void {
     const n = source.fieldValueLength(i);
     const index = STATIC_NAME_INDEX.get(name);
     if (index !== undefined) {
