@@ -159,16 +159,16 @@ export interface MessageEdits {
 export class FieldList implements FieldSource {
   readonly list: readonly string[];
   private kinds: number[] | null;
-  private present: number;
+  /** kindsPresent, -1 until first asked for. */
+  private present = -1;
 
   /**
    * `kinds`, when given, are the fields' kinds already looked up (the HTTP/2 frame layer does so while it
-   * checks them) and `present` their bits; else they are looked up when first asked for.
+   * checks them); else they are looked up when first asked for.
    */
-  constructor(list: readonly string[], kinds: number[] | null = null, present = 0) {
+  constructor(list: readonly string[], kinds: number[] | null = null) {
     this.list = list;
     this.kinds = kinds;
-    this.present = present;
   }
 
   /**
@@ -196,7 +196,12 @@ export class FieldList implements FieldSource {
   }
 
   get kindsPresent(): number {
-    if (this.kinds === null) this.classify();
+    if (this.present === -1) {
+      const kinds = this.kinds ?? this.classify();
+      let present = 0;
+      for (let j = 0; j < kinds.length; j++) present |= 1 << kinds[j]!;
+      this.present = present;
+    }
     return this.present;
   }
 
@@ -204,14 +209,8 @@ export class FieldList implements FieldSource {
     const list = this.list;
     const n = list.length >> 1;
     const kinds: number[] = [];
-    let present = 0;
-    for (let j = 0; j < n; j++) {
-      const kind = kindOfName(list[j * 2]!);
-      kinds.push(kind);
-      present |= 1 << kind;
-    }
+    for (let j = 0; j < n; j++) kinds.push(kindOfName(list[j * 2]!));
     this.kinds = kinds;
-    this.present = present;
     return kinds;
   }
 

@@ -207,9 +207,8 @@ export class H2ServerStream {
   protocol = '';
   /** The request's regular fields: names (lowercase) and values alternately. */
   fields: string[] = [];
-  /** The kind of each of `fields` (src/http/fields.ts: FIELD_*), and a bit for each kind present. */
+  /** The kind of each of `fields` (src/http/fields.ts: FIELD_*). */
   fieldKinds: number[] = NO_KINDS;
-  kindsPresent = 0;
   /** The request's content-length, or -1. */
   contentLength = -1;
   /**
@@ -880,7 +879,6 @@ export class H2ServerConnection implements Timed {
     const fields: string[] = [];
     // Each field's kind is looked up once, here, and handed on with the fields (FieldList).
     const kinds: number[] = [];
-    let present = 0;
     let count = 0;
     let tooMany = false;
     for (; i < out.length; i += 2) {
@@ -907,12 +905,10 @@ export class H2ServerConnection implements Timed {
       else {
         fields.push(name, value);
         kinds.push(kind);
-        present |= 1 << kind;
       }
     }
     stream.fields = fields;
     stream.fieldKinds = kinds;
-    stream.kindsPresent = present;
     return tooMany ? REQUEST_TOO_LARGE : REQUEST_OK;
   }
 

@@ -86,7 +86,7 @@ export class StreamDownstream implements Downstream, StreamOwner, Timed {
     this.clientAddress = clientAddress;
     this.scheme = scheme;
     this.hsts = hsts;
-    this.fields = new FieldList(stream.fields, stream.fieldKinds, stream.kindsPresent);
+    this.fields = new FieldList(stream.fields, stream.fieldKinds);
     const host = this.fields.indexOfField('host');
     const authority =
       stream.authority !== '' ? stream.authority : host === -1 ? '' : this.fields.fieldValue(host);

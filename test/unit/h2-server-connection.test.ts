@@ -170,7 +170,7 @@ test('each delivered field carries its kind, looked up once by the frame layer, 
       onRequestEnd: () => {
         const ok =
           JSON.stringify(stream.fieldKinds) === JSON.stringify(expected) &&
-          stream.kindsPresent === looked.kindsPresent;
+          new FieldList(stream.fields, stream.fieldKinds).kindsPresent === looked.kindsPresent;
         stream.respond(ok ? 200 : 500, ['x-kinds', JSON.stringify(stream.fieldKinds)], true);
       },
     });
